@@ -1,0 +1,127 @@
+"""Typed records passed between modules (DESIGN: never loose dicts across layers)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Device:
+    """One devices.yaml entry, validated. `line` points back into the file for error messages."""
+
+    id: str
+    chip: str
+    transport: str  # local | ssh | adb
+    enabled: bool = True
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = None
+    key_passphrase_env: str | None = None  # name of an env var holding the key passphrase
+    known_hosts: str | None = None
+    host_key_policy: str = "strict"  # strict | accept-new | insecure
+    workdir: str | None = None
+    python: str = "python3"
+    tags: tuple[str, ...] = ()
+    # ADB
+    serial: str | None = None  # "host:port" for adb over TCP, or a USB serial
+    adb_server: str | None = None  # "host:port" of an adb server to go through instead of adb-shell
+    # Paddle Lite
+    abi: str | None = None  # arm64-v8a | armeabi-v7a | armv8 | armv7hf
+    benchmark_bin: str | None = None  # host path of the user's benchmark_bin for this device's ABI
+    nnadapter_libs: dict[str, str] = field(default_factory=dict)  # npu device name -> host dir of .so
+    power_mode: str | None = None  # big | little | all | no-bind
+    # telemetry
+    power_meter_csv: str | None = None
+    source: str = ""  # devices.yaml path
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Backend:
+    id: str
+    processor: str  # cpu | gpu | aipu
+    runtime: str  # paddle-inference | paddle-lite
+    nnadapter_device: str | None = None  # huawei_kirin_npu | rockchip_npu | verisilicon_timvx
+    lite_backend: str | None = None  # benchmark_bin --backend value
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Measurement protocol; defaults per DESIGN.md, overridable per campaign."""
+
+    warmup: int = 10
+    warmup_seconds: float = 1.0
+    min_iters: int = 50
+    min_seconds: float = 2.0
+    max_seconds: float = 20.0
+    target_rel_ci: float = 0.02  # half-width of the 95% CI of the median / median
+    trials: int = 3
+    cooldown_s: float = 0.0
+    timeout_s: float = 600.0
+    idle_baseline_s: float = 0.0  # issue 5: >= 10 s where power is measured
+    sample_hz: float = 20.0
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    name: str
+    shape: tuple[int, ...]  # -1 for dynamic dims in the exported model
+    dtype: str  # float32 | int64 | ...
+    run_shape: tuple[int, ...] = ()  # concrete shape used for benchmarking
+
+
+@dataclass(frozen=True)
+class Job:
+    job_id: str
+    campaign: str
+    device: str
+    chip: str
+    model: str
+    model_sha256: str
+    backend: str
+    processor: str
+    precision: str
+    threads: int
+    batch: int = 1
+    options: tuple[tuple[str, Any], ...] = ()  # sorted (key, value) pairs, e.g. ("onednn", True)
+    protocol: Protocol = Protocol()
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return dict(self.options).get(key, default)
+
+
+@dataclass
+class Measurement:
+    """What one finished job yields. None means unknown (never 0); `notes` say why."""
+
+    job_id: str
+    p50_ms: float | None = None
+    ci_low_ms: float | None = None
+    ci_high_ms: float | None = None
+    p90_ms: float | None = None
+    p99_ms: float | None = None
+    mean_ms: float | None = None
+    std_ms: float | None = None
+    min_ms: float | None = None
+    max_ms: float | None = None
+    load_ms: float | None = None
+    first_ms: float | None = None
+    peak_rss_mb: float | None = None
+    n_samples: int = 0
+    converged: bool | None = None
+    # power / thermal (issue 5)
+    power_w: float | None = None
+    idle_w: float | None = None
+    energy_mj_per_inf: float | None = None
+    energy_net_mj_per_inf: float | None = None
+    power_source: str | None = None
+    power_note: str | None = None
+    temp_start_c: float | None = None
+    temp_max_c: float | None = None
+    throttled: bool | None = None
+    gpu_mem_mb: float | None = None
+    source: str = "lab"  # lab | import:<file> | benchmark_bin ...
+    samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
+    provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env
+    notes: list[str] = field(default_factory=list)

@@ -1,0 +1,22 @@
+"""Transports: one protocol (run / push / pull / close) over local, SSH and ADB."""
+from __future__ import annotations
+
+from .base import PushResult, RunResult, Transport, shell_command
+
+__all__ = ["PushResult", "RunResult", "Transport", "shell_command", "open_transport"]
+
+
+def open_transport(device):
+    """Open the transport a device entry names. Imported lazily: paramiko/adb-shell only when used."""
+    kind = device.transport
+    if kind == "local":
+        from .local import LocalTransport
+        return LocalTransport(device)
+    if kind == "ssh":
+        from .ssh import SSHTransport
+        return SSHTransport(device)
+    if kind == "adb":
+        from .adb import ADBTransport
+        return ADBTransport(device)
+    from ..errors import ConfigError
+    raise ConfigError(f"device {device.id!r}: unknown transport {kind!r}", fix="use local, ssh or adb")
