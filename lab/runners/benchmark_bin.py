@@ -1,0 +1,347 @@
+"""Host side of Paddle Lite's `benchmark_bin`: build its command lines, parse what it prints.
+
+Why a parser and not the exit code: the tool exits 0 after printing its usage on bad flags
+(`CheckFlagsValid()` -> `gflags::ProgramUsage()`; exit(0)), so only the text says whether it ran.
+Formats (see shared/reference/paddle.md §1.6-1.11):
+- v2.10 .. v2.12 / develop: blocks `======= X Info =======`, `Time(unit: ms):` then
+  `init/first/min/max/avg = <v>`; with `--enable_memory_profile` (v2.12+) a `Memory Usage(unit: MB):`
+  block where `init` appears again, and a monitor thread printing `cpu usage ratio: X%` lines into
+  stdout at any point (even mid-line); memory `init` can be the `-0.001` sentinel (no sample yet).
+- <= v2.9 (`lite/api/benchmark.cc`): `<name>min = <v> max = <v> average = <v>` result line and a glog
+  `latency(ms): <avg>` line. No init/first.
+
+Standard library only (the rule for lab/runners/), Python 3.7+ syntax.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+POWER_MODES = {"big": 0, "little": 1, "all": 2, "no-bind": 3}
+# benchmark_bin's own NNAdapter allow-list (benchmark.h SetBackendConfig); others are dropped silently.
+BENCH_NNADAPTER_DEVICES = ("imagination_nna", "rockchip_npu", "mediatek_apu", "huawei_kirin_npu",
+                           "huawei_ascend_npu", "amlogic_npu", "verisilicon_timvx")
+SENTINEL_MB = -0.001  # ru_maxrss not sampled yet: -1 kB / 1024 printed with 3 decimals
+
+
+@dataclass(frozen=True)
+class OutputStat:
+    """Per-output fingerprint printed in `Model Info` (cheap output-parity check)."""
+
+    index: int
+    shape: tuple
+    elem_num: Optional[int]
+    mean: Optional[float]
+    std: Optional[float]
+
+
+@dataclass
+class BenchmarkBinResult:
+    ok: bool
+    error: Optional[str] = None
+    format: str = "unknown"  # v2.10+ | v2.9 | unknown
+    init_ms: Optional[float] = None
+    first_ms: Optional[float] = None
+    min_ms: Optional[float] = None
+    max_ms: Optional[float] = None
+    avg_ms: Optional[float] = None
+    mem_init_mb: Optional[float] = None
+    mem_peak_mb: Optional[float] = None
+    memory_note: Optional[str] = None
+    version: Optional[str] = None
+    threads: Optional[int] = None
+    power_mode: Optional[int] = None
+    warmup: Optional[int] = None
+    repeats: Optional[int] = None
+    backend: Optional[str] = None
+    cpu_precision: Optional[str] = None
+    model_file: Optional[str] = None
+    input_shape: Optional[str] = None
+    converted_in_process: bool = False  # Opt Info block: the tool ran opt itself before timing
+    outputs: List[OutputStat] = field(default_factory=list)
+    device_info: Dict[str, str] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
+
+    @property
+    def fingerprint(self) -> List[tuple]:
+        """(mean, std) per output tensor, in order."""
+        return [(o.mean, o.std) for o in self.outputs]
+
+
+_NUM = r"([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|-?inf)"
+_CPU_RATIO = re.compile(r"cpu usage ratio:\s*[-+0-9.eE]+%?")
+_MONITOR = re.compile(r"(start|stop) monitoring memory!")
+_KV = re.compile(r"^(init|first|min|max|avg|peak)\s*=\s*" + _NUM + r"\s*$")
+_OLD = re.compile(r"min\s*=\s*" + _NUM + r"\s+max\s*=\s*" + _NUM + r"\s+average\s*=\s*" + _NUM)
+_OLD_LAT = re.compile(r"latency\(ms\):\s*" + _NUM)
+_GFLAGS_ERR = re.compile(r"ERROR: (unknown command line flag '[^']*'|.*flag.*)")
+_USAGE_REASONS = ("No model path is set!", "Must set --backend option!",
+                  "Must set --input_shape option!", "Only need to set one model format!",
+                  "The num of input tensors is ambiguous.",
+                  "Both --validation_set and --config_path options should be set!",
+                  "Input error, the model path should not be empty.")
+
+
+def _f(text: str) -> Optional[float]:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if value == value else None  # NaN -> unknown
+
+
+def parse_output(text: str) -> BenchmarkBinResult:
+    """Parse benchmark_bin stdout(+stderr) of any supported version into a typed record.
+
+    Never raises on odd text: anything that is not a complete result is `ok=False` with a reason.
+    """
+    text = (text or "").replace("\r", "")
+    # The memory monitor thread writes into the same stdout at any point, even inside a line.
+    clean = _MONITOR.sub("", _CPU_RATIO.sub("", text))
+    res = BenchmarkBinResult(ok=False)
+
+    if "Note:" in clean and "For detailed usage info" in clean or "Usage:" in clean and \
+            "--optimized_model_path" in clean and "latency(ms)" not in clean:
+        reasons = [r for r in _USAGE_REASONS if r in clean]
+        res.error = ("benchmark_bin printed its usage (bad or missing flags; it exits 0 on this): "
+                     + ("; ".join(reasons) if reasons else "no reason printed"))
+        return res
+    m = _GFLAGS_ERR.search(clean)
+    if m and "Perf Info" not in clean:
+        res.error = f"benchmark_bin rejected its flags: {m.group(1)}"
+        return res
+
+    section, current_out, outs = "", None, []  # type: str, Optional[dict], List[dict]
+    for raw in clean.split("\n"):
+        line = raw.strip()
+        if not line:
+            continue
+        hm = re.match(r"^=+\s*(.+?)\s*Info\s*=+$", line)
+        if hm:
+            section = hm.group(1).lower()
+            if section == "opt":
+                res.converted_in_process = True
+            continue
+        if line.startswith("Time(unit:"):
+            section = "time"
+            continue
+        if line.startswith("Memory Usage(unit:"):
+            section = "memory"
+            continue
+        if section == "memory" and "Not supported yet" in line:
+            res.memory_note = "benchmark_bin memory profile not supported by this version (v2.12+)"
+            continue
+        kv = _KV.match(line)
+        if kv and section in ("time", "memory"):
+            key, val = kv.group(1), _f(kv.group(2))
+            if section == "time":
+                if key != "peak":
+                    setattr(res, key + "_ms", val)
+            else:
+                if val is not None and val < 0:  # -0.001 sentinel: no sample taken yet
+                    val = None
+                if key == "init":
+                    res.mem_init_mb = val
+                elif key == "peak":
+                    res.mem_peak_mb = val
+            continue
+        if section == "device" and ":" in line:
+            k, v = line.split(":", 1)
+            res.device_info[k.strip()] = v.strip()
+            continue
+        if section == "model":
+            mo = re.match(r"^--- output tensor (\d+) ---$", line)
+            if mo:
+                current_out = {"index": int(mo.group(1)), "shape": (), "elem": None,
+                               "mean": None, "std": None}
+                outs.append(current_out)
+                continue
+            if line.startswith("optimized_model_file:"):
+                res.model_file = line.split(":", 1)[1].strip()
+            elif line.startswith("input_shape:"):
+                res.input_shape = line.split(":", 1)[1].strip()
+            elif current_out is not None:
+                if line.startswith("output shape(NCHW):"):
+                    current_out["shape"] = tuple(int(x) for x in line.split(":", 1)[1].split()
+                                                 if x.lstrip("-").isdigit())
+                elif " elem num:" in line:
+                    current_out["elem"] = int(float(line.rsplit(":", 1)[1]))
+                elif " mean value:" in line:
+                    current_out["mean"] = _f(line.rsplit(":", 1)[1].strip())
+                elif " standard deviation:" in line:
+                    current_out["std"] = _f(line.rsplit(":", 1)[1].strip())
+            continue
+        if section == "runtime" and ":" in line:
+            k, v = (s.strip() for s in line.split(":", 1))
+            if k == "benchmark_bin version":
+                res.version = v or None
+            elif k in ("threads", "power_mode", "warmup", "repeats"):
+                try:
+                    setattr(res, k, int(v))
+                except ValueError:
+                    pass
+            continue
+        if section == "backend" and ":" in line:
+            k, v = (s.strip() for s in line.split(":", 1))
+            if k == "backend":
+                res.backend = v
+            elif k == "cpu precision":
+                res.cpu_precision = v
+            continue
+        if line.startswith("Find and ignore unsupport nnadapter device"):
+            res.warnings.append(line)
+        elif line.startswith(("No avaliable device found for nnadapter",
+                              "The device list for nnadapter is null")):
+            res.warnings.append(line + " (the model ran without the NPU)")
+    res.outputs = [OutputStat(o["index"], o["shape"], o["elem"], o["mean"], o["std"]) for o in outs]
+
+    if res.avg_ms is not None:
+        res.format = "v2.10+"
+        missing = [k for k in ("init_ms", "first_ms", "min_ms", "max_ms") if getattr(res, k) is None]
+        if missing:
+            res.error = f"benchmark_bin Perf Info incomplete: no {', '.join(missing)}"
+            return res
+        res.ok = True
+        if res.converted_in_process and res.mem_peak_mb is not None:
+            res.memory_note = ("peak memory includes the in-process opt conversion (ru_maxrss is a "
+                               "process-lifetime maximum); push a .nb for a clean figure")
+        return res
+
+    old = _OLD.search(clean)
+    if old:
+        res.format = "v2.9"
+        res.min_ms, res.max_ms, res.avg_ms = (_f(old.group(i)) for i in (1, 2, 3))
+        for key in ("threads", "power_mode", "warmup", "repeats"):
+            km = re.search(r"\] " + key + r":\s*(\d+)", clean)
+            if km:
+                setattr(res, key, int(km.group(1)))
+        res.ok = res.avg_ms is not None
+        return res
+    lat = _OLD_LAT.search(clean)
+    if lat:
+        res.format = "v2.9"
+        res.avg_ms = _f(lat.group(1))
+        res.ok = res.avg_ms is not None
+        res.warnings.append("only latency(ms) found: result-file line (min/max) missing")
+        return res
+
+    tail = [ln.strip() for ln in clean.split("\n") if ln.strip()][-3:]
+    res.error = ("benchmark_bin output has no Perf Info / result line (crashed or killed?): "
+                 + (" | ".join(tail) if tail else "no output"))
+    return res
+
+
+# ---------------------------------------------------------------- command lines
+
+@dataclass(frozen=True)
+class BenchSpec:
+    """Everything one benchmark_bin invocation needs, with device paths already decided."""
+
+    binary: str  # device path of benchmark_bin
+    input_shapes: Sequence[Sequence[int]]
+    backend: str  # arm | opencl,arm | nnadapter,arm
+    optimized_model_file: Optional[str] = None  # .nb on the device
+    model_file: Optional[str] = None  # raw combined model on the device (tool converts in-process)
+    param_file: Optional[str] = None
+    nnadapter_device: Optional[str] = None
+    threads: int = 1
+    power_mode: Optional[str] = None  # big | little | all | no-bind
+    warmup: int = 10
+    repeats: int = 20
+    cpu_precision: str = "fp32"
+    gpu_precision: Optional[str] = None
+    opencl_cache_dir: Optional[str] = None
+    enable_memory_profile: bool = False
+    lib_dir: Optional[str] = None  # prepended to LD_LIBRARY_PATH (NNAdapter HAL + vendor DDK)
+    cwd: Optional[str] = None
+    cpu_mask: Optional[str] = None  # hex mask for `taskset` (big-core pinning)
+    old_tool: bool = False  # <= v2.9 flags
+    result_path: Optional[str] = None  # old tool writes its only min/max/avg line there
+
+
+def build_args(spec: BenchSpec) -> List[str]:
+    """argv of benchmark_bin for one run (flag names from the v2.12/HEAD flags.cc or the old tool)."""
+    if spec.repeats < 1:
+        raise ValueError("benchmark_bin --repeats must be >= 1 (avg divides by repeats)")
+    shapes = ":".join(",".join(str(int(d)) for d in s) for s in spec.input_shapes)
+    if not shapes or any(int(d) < 1 for s in spec.input_shapes for d in s):
+        raise ValueError(f"benchmark_bin needs concrete positive input shapes, got {shapes!r}")
+    argv = [spec.binary]
+    pm = None
+    if spec.power_mode is not None:
+        if spec.power_mode not in POWER_MODES:
+            raise ValueError(f"power_mode {spec.power_mode!r}: use one of {sorted(POWER_MODES)}")
+        pm = POWER_MODES[spec.power_mode]
+    if spec.old_tool:
+        if spec.backend != "arm":
+            raise ValueError("the <= v2.9 benchmark_bin only runs the ARM CPU backend")
+        if not spec.optimized_model_file:
+            raise ValueError("the <= v2.9 benchmark_bin path needs a converted .nb model")
+        argv += [f"--optimized_model_path={spec.optimized_model_file}", f"--input_shape={shapes}",
+                 f"--warmup={spec.warmup}", f"--repeats={spec.repeats}", f"--threads={spec.threads}",
+                 f"--power_mode={3 if pm is None else pm}"]
+        if spec.result_path:
+            argv.append(f"--result_path={spec.result_path}")
+        if spec.cpu_precision == "fp16":
+            argv.append("--use_fp16=true")
+        return argv
+    if spec.optimized_model_file:
+        argv.append(f"--optimized_model_file={spec.optimized_model_file}")
+    elif spec.model_file and spec.param_file:
+        argv += [f"--model_file={spec.model_file}", f"--param_file={spec.param_file}"]
+    else:
+        raise ValueError("benchmark_bin needs a .nb (--optimized_model_file) or model + params")
+    argv += [f"--input_shape={shapes}", f"--backend={spec.backend}",
+             f"--threads={spec.threads}", f"--warmup={spec.warmup}", f"--repeats={spec.repeats}",
+             f"--cpu_precision={spec.cpu_precision}"]
+    if pm is not None:
+        argv.append(f"--power_mode={pm}")
+    if "nnadapter" in spec.backend.split(","):
+        if not spec.nnadapter_device:
+            raise ValueError("backend nnadapter needs an NNAdapter device name")
+        if spec.nnadapter_device not in BENCH_NNADAPTER_DEVICES:
+            raise ValueError(f"benchmark_bin ignores NNAdapter device {spec.nnadapter_device!r} "
+                             f"(accepted: {', '.join(BENCH_NNADAPTER_DEVICES)})")
+        argv.append(f"--nnadapter_device_names={spec.nnadapter_device}")
+    if "opencl" in spec.backend.split(","):
+        if spec.gpu_precision:
+            argv.append(f"--gpu_precision={spec.gpu_precision}")
+        if spec.opencl_cache_dir:
+            argv.append(f"--opencl_cache_dir={spec.opencl_cache_dir}")
+    if spec.enable_memory_profile:
+        argv.append("--enable_memory_profile=true")
+    return argv
+
+
+def build_shell(spec: BenchSpec) -> str:
+    """One sh command line: cd, LD_LIBRARY_PATH (keeping the device's own), taskset, benchmark_bin.
+
+    Built here rather than with `env` because `$LD_LIBRARY_PATH` must expand on the device;
+    every path and flag is shell-quoted.
+    """
+    parts = []
+    if spec.cwd:
+        parts.append(f"cd {shlex.quote(spec.cwd)} &&")
+    if spec.lib_dir:
+        parts.append(f"LD_LIBRARY_PATH={shlex.quote(spec.lib_dir)}"
+                     "${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}")
+    argv = build_args(spec)
+    if spec.cpu_mask:
+        if not re.match(r"^(0x)?[0-9a-fA-F]+$", spec.cpu_mask):
+            raise ValueError(f"cpu mask {spec.cpu_mask!r} is not hex")
+        argv = ["taskset", spec.cpu_mask] + argv
+    parts.append(" ".join(shlex.quote(a) for a in argv))
+    return " ".join(parts) + " 2>&1"
+
+
+def supports_memory_profile(help_text: str) -> bool:
+    """v2.12+ samples memory (flag `--memory_check_interval_ms`); v2.10/2.11 only say "Not supported"."""
+    return "memory_check_interval_ms" in (help_text or "")
+
+
+def is_old_tool(help_text: str) -> bool:
+    """<= v2.9 has `--optimized_model_path` and no `--optimized_model_file`."""
+    text = help_text or ""
+    return "optimized_model_path" in text and "optimized_model_file" not in text
