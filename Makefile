@@ -1,0 +1,26 @@
+# The two commands of the README. Everything else is done by the lab's CLI.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.hwlab-installed
+
+.PHONY: demo test
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[test]'
+	touch $(STAMP)
+
+# Real Paddle Inference on this machine: build the demo models, run the demo campaign, write the report.
+demo: $(STAMP)
+	$(VENV)/bin/lab models build mobilenet_v1 mobilenet_v2
+	$(VENV)/bin/lab run campaigns/demo.yaml --fresh --no-progress
+	$(VENV)/bin/lab report --campaign demo -o reports/demo/index.html
+	@echo "report: reports/demo/index.html"
+
+# The whole test suite, with the Debian packages it starts (sshd, chromium, busybox, shellcheck).
+test: $(STAMP)
+	bash scripts/install-test-deps.sh
+	bash scripts/run-tests.sh

@@ -1,0 +1,34 @@
+"""Backend ids and what they run on.
+
+Why a table: "CPU or AIPU?" compares processor classes on one device, so every backend declares
+its class (cpu | gpu | aipu) once, here, and everything else looks it up.
+"""
+from __future__ import annotations
+
+from .errors import ConfigError
+from .records import Backend
+
+BACKENDS: dict[str, Backend] = {b.id: b for b in [
+    Backend("paddle-inference-cpu", "cpu", "paddle-inference"),
+    Backend("paddle-inference-gpu", "gpu", "paddle-inference"),
+    Backend("paddle-inference-trt", "gpu", "paddle-inference"),
+    Backend("paddle-lite-arm", "cpu", "paddle-lite", lite_backend="arm"),
+    Backend("paddle-lite-opencl", "gpu", "paddle-lite", lite_backend="opencl,arm"),
+    Backend("paddle-lite-kirin-npu", "aipu", "paddle-lite", nnadapter_device="huawei_kirin_npu",
+            lite_backend="nnadapter,arm"),
+    Backend("paddle-lite-rockchip-npu", "aipu", "paddle-lite", nnadapter_device="rockchip_npu",
+            lite_backend="nnadapter,arm"),
+    Backend("paddle-lite-timvx", "aipu", "paddle-lite", nnadapter_device="verisilicon_timvx",
+            lite_backend="nnadapter,arm"),
+]}
+
+PROCESSOR_CLASSES = ("cpu", "gpu", "aipu")
+PRECISIONS = ("fp32", "fp16", "int8", "int16", "bf16")
+
+
+def get_backend(backend_id: str, *, where: str = "") -> Backend:
+    try:
+        return BACKENDS[backend_id]
+    except KeyError:
+        raise ConfigError(f"{where}unknown backend {backend_id!r}",
+                          fix="use one of " + ", ".join(BACKENDS)) from None

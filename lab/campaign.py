@@ -1,0 +1,212 @@
+"""Campaign spec (campaigns/*.yaml) → jobs with stable ids.
+
+Why stable ids: a job's id is a hash of everything that defines what is measured (campaign,
+device, chip, model + artifact hash, backend, precision, threads, batch, options, protocol), so
+`lab run --resume` can skip exactly the jobs already done and a changed model re-runs by itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable
+
+from .backends import BACKENDS, PRECISIONS, get_backend
+from .errors import ConfigError
+from .inventory import find_device
+from .records import Device, Job, Protocol
+from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
+
+CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
+                 "batch", "options", "protocol"}
+OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str}
+PROTOCOL_TYPES = {f.name: f.type for f in fields(Protocol)}
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    name: str
+    devices: tuple[str, ...]
+    models: tuple[str, ...]
+    backends: tuple[str, ...]
+    threads: tuple[int, ...]
+    precisions: tuple[str, ...]
+    batch: tuple[int, ...]
+    options: tuple[tuple[str, tuple[Any, ...]], ...]
+    protocol: Protocol
+    path: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["options"] = {k: list(v) for k, v in self.options}
+        return d
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    device: str
+    model: str
+    backend: str
+    reason: str
+
+
+def load_campaign(path: str | Path) -> CampaignSpec:
+    path = str(path)
+    doc = load_yaml(path, what="campaign file")
+    if not isinstance(doc, LineDict):
+        raise ConfigError("a campaign must be a mapping with name, devices, models, backends",
+                          path=path, line=getattr(doc, "line", 1), fix="see campaigns/demo.yaml")
+    expect_keys(doc, path=path, what="campaign", required={"name", "devices", "models", "backends"},
+                allowed=CAMPAIGN_KEYS)
+
+    def str_list(key: str, default=None) -> tuple:
+        if key not in doc:
+            return tuple(default or ())
+        value = doc[key]
+        if isinstance(value, str):
+            value = [value]
+        expect_type(value, list, path=path, line=doc.line_of(key), what=f"'{key}'", hint="a list")
+        if not value:
+            raise ConfigError(f"'{key}' is empty", path=path, line=doc.line_of(key), fix="name at least one")
+        for item in value:
+            expect_type(item, str, path=path, line=doc.line_of(key), what=f"an entry of '{key}'",
+                        hint="a string")
+        return tuple(value)
+
+    def int_list(key: str, default: list[int]) -> tuple[int, ...]:
+        value = doc.get(key, default)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        expect_type(value, list, path=path, line=doc.line_of(key), what=f"'{key}'", hint="a list of integers")
+        for item in value:
+            expect_type(item, int, path=path, line=doc.line_of(key), what=f"an entry of '{key}'",
+                        hint="a positive integer")
+            if item < 1:
+                raise ConfigError(f"'{key}' entries must be >= 1, got {item}", path=path,
+                                  line=doc.line_of(key), fix="use positive integers")
+        return tuple(value)
+
+    name = expect_type(doc["name"], str, path=path, line=doc.line_of("name"), what="'name'", hint="a string")
+    backends = str_list("backends")
+    for b in backends:
+        if b not in BACKENDS:
+            get_backend(b, where=f"{path}:{doc.line_of('backends')}: ")
+    precisions = str_list("precisions", ["fp32"])
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise ConfigError(f"unknown precision {p!r}", path=path, line=doc.line_of("precisions"),
+                              fix="use " + ", ".join(PRECISIONS))
+    options: list[tuple[str, tuple]] = []
+    if "options" in doc:
+        opts = expect_type(doc["options"], dict, path=path, line=doc.line_of("options"),
+                           what="'options'", hint="a mapping of option name to a list of values")
+        for key, values in opts.items():
+            if key not in OPTION_KEYS:
+                raise ConfigError(f"unknown option {key!r}", path=path, line=opts.line_of(key),
+                                  fix="options: " + ", ".join(OPTION_KEYS))
+            if not isinstance(values, list):
+                values = [values]
+            for v in values:
+                expect_type(v, OPTION_KEYS[key], path=path, line=opts.line_of(key), what=f"option {key!r}",
+                            hint=OPTION_KEYS[key].__name__)
+            options.append((key, tuple(values)))
+    return CampaignSpec(
+        name=name, devices=str_list("devices"), models=str_list("models"), backends=backends,
+        threads=int_list("threads", [1]), precisions=precisions, batch=int_list("batch", [1]),
+        options=tuple(sorted(options)), protocol=_protocol(doc.get("protocol"), path, doc),
+        path=path, description=str(doc.get("description", "")))
+
+
+def _protocol(value: Any, path: str, doc: LineDict) -> Protocol:
+    if value is None:
+        return Protocol()
+    expect_type(value, dict, path=path, line=doc.line_of("protocol"), what="'protocol'", hint="a mapping")
+    expect_keys(value, path=path, what="protocol", required=set(), allowed=set(PROTOCOL_TYPES))
+    kwargs = {}
+    for key, v in value.items():
+        want = int if PROTOCOL_TYPES[key] in ("int", int) else float
+        hint = "an integer" if want is int else "a number"
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
+            raise ConfigError(f"protocol '{key}' must be {hint}, got {v!r}", path=path,
+                              line=value.line_of(key), fix=f"write {key}: <{hint}>")
+        if v < 0 or (key in ("trials", "min_iters") and v < 1):
+            raise ConfigError(f"protocol '{key}' out of range: {v}", path=path, line=value.line_of(key),
+                              fix="use a positive value")
+        kwargs[key] = want(v)
+    proto = Protocol(**kwargs)
+    if proto.max_seconds < proto.min_seconds:
+        raise ConfigError("protocol max_seconds is below min_seconds", path=path,
+                          line=value.line_of("max_seconds"), fix="raise max_seconds")
+    return proto
+
+
+def job_id_for(identity: dict[str, Any]) -> str:
+    blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def plan_jobs(spec: CampaignSpec, devices: list[Device],
+              model_hash: Callable[[str], str]) -> tuple[list[Job], list[Exclusion]]:
+    """Expand the campaign's cartesian product into jobs; list combinations that cannot run."""
+    where = f"{spec.path}: " if spec.path else ""
+    chosen = [find_device(devices, d, where=where) for d in spec.devices]
+    hashes = {m: model_hash(m) for m in spec.models}
+    option_keys = [k for k, _ in spec.options]
+    option_values = [v for _, v in spec.options] or [()]
+    jobs: list[Job] = []
+    excluded: list[Exclusion] = []
+    for dev, model, backend_id, precision, threads, batch in itertools.product(
+            chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
+        backend = BACKENDS[backend_id]
+        reason = applicable(dev, backend_id, precision)
+        if reason:
+            excluded.append(Exclusion(dev.id, model, backend_id, reason))
+            continue
+        for combo in (itertools.product(*option_values) if spec.options else [()]):
+            options = tuple(sorted(zip(option_keys, combo)))
+            if backend.runtime != "paddle-inference":
+                options = tuple(o for o in options if o[0] != "onednn")
+            identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
+                        "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
+                        "threads": threads, "batch": batch, "options": dict(options),
+                        "protocol": asdict(spec.protocol)}
+            job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
+                      model=model, model_sha256=hashes[model], backend=backend_id,
+                      processor=backend.processor, precision=precision, threads=threads, batch=batch,
+                      options=options, protocol=spec.protocol)
+            if all(j.job_id != job.job_id for j in jobs):
+                jobs.append(job)
+    return jobs, excluded
+
+
+def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
+    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device."""
+    backend = BACKENDS[backend_id]
+    if backend.runtime == "paddle-lite":
+        if dev.transport == "local":
+            return "Paddle Lite backends need an ARM device with a user-supplied benchmark_bin"
+        if not dev.benchmark_bin:
+            return (f"device {dev.id!r} has no benchmark_bin in devices.yaml "
+                    "(build Paddle Lite's benchmark_bin for its ABI, see docs/paddle-lite.md)")
+        if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
+            return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
+                    "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend_id == "paddle-inference-cpu" and precision != "fp32":
+        return "paddle-inference-cpu runs fp32 only here (int8 needs a quantised model)"
+    if backend.processor == "gpu" and backend.runtime == "paddle-inference":
+        chip = _chip_vendor(dev.chip)
+        if chip is not None and chip.lower() != "nvidia":
+            return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"
+    return None
+
+
+def _chip_vendor(chip_id: str) -> str | None:
+    try:
+        from .catalog import load_catalog
+        chip = load_catalog().get(chip_id)
+        return getattr(chip, "vendor", None)
+    except Exception:  # catalog unavailable or chip unknown: let the device decide at run time
+        return None

@@ -1,0 +1,53 @@
+"""`lab devices`: list the inventory; `--check` probes each device for its facts and runtimes."""
+from __future__ import annotations
+
+import json
+import sys
+
+from ..inventory import load_devices
+
+
+def register(sub) -> None:
+    p = sub.add_parser("devices", help="list devices.yaml; --check probes the devices")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.add_argument("--check", action="store_true", help="connect to each enabled device and report its facts")
+    p.add_argument("--all", action="store_true", help="with --check: disabled devices too")
+    p.add_argument("ids", nargs="*", help="only these device ids")
+    p.set_defaults(func=cmd_devices)
+
+
+def cmd_devices(args) -> int:
+    devices = load_devices(args.devices)
+    if args.ids:
+        from ..inventory import find_device
+        devices = [find_device(devices, i, where=f"{args.devices}: ") for i in args.ids]
+    if args.check:
+        from ..probe import check_devices
+        chosen = [d for d in devices if d.enabled or args.all or args.ids]
+        reports = check_devices(chosen)
+        if args.format == "json":
+            json.dump([r.to_dict() for r in reports], sys.stdout, indent=1, default=str)
+            print()
+        else:
+            for r in reports:
+                print(r.to_text())
+        return 0 if all(r.reachable for r in reports) else 1
+    rows = [{"id": d.id, "chip": d.chip, "transport": d.transport, "enabled": d.enabled,
+             "address": _address(d), "tags": list(d.tags), "source": f"{d.source}:{d.line}"} for d in devices]
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+    else:
+        print(f"{'id':<20} {'chip':<18} {'transport':<9} {'enabled':<7} address")
+        for r in rows:
+            print(f"{r['id']:<20} {r['chip']:<18} {r['transport']:<9} {str(r['enabled']).lower():<7} "
+                  f"{r['address']}")
+    return 0
+
+
+def _address(d) -> str:
+    if d.transport == "ssh":
+        return f"{d.user}@{d.host}:{d.port or 22}"
+    if d.transport == "adb":
+        return (f"{d.serial} via adb server {d.adb_server}" if d.adb_server else str(d.serial))
+    return "this machine"

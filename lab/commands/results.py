@@ -1,0 +1,108 @@
+"""`lab results`: show stored measurements; `lab results import FILE.csv`: add outside measurements."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+
+from ..errors import ConfigError
+from ..store import Store
+
+
+def register(sub) -> None:
+    p = sub.add_parser("results", help="list stored results, or import a CSV of outside measurements")
+    p.add_argument("--campaign", action="append", metavar="NAME", help="only this campaign (repeatable)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--status", choices=["ok", "failed", "skipped", "planned", "running"],
+                   help="only jobs with this status")
+    p.set_defaults(func=cmd_results)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    imp = actions.add_parser("import", help="import measurements made elsewhere (docs/results-schema.md)")
+    imp.add_argument("file", help="CSV file with the documented header")
+    imp.add_argument("--campaign", dest="import_campaign", default=None,
+                     help="campaign name to store them under (default: imported-<file stem>)")
+    imp.set_defaults(func=cmd_import)
+
+
+TABLE_COLUMNS = ["campaign", "device", "model", "backend", "precision", "threads", "status", "p50_ms",
+                 "ci_low_ms", "ci_high_ms", "p90_ms", "load_ms", "first_ms", "peak_rss_mb", "n_samples",
+                 "converged", "power_w", "energy_mj_per_inf"]
+
+
+def cmd_results(args) -> int:
+    store = Store(args.store)
+    try:
+        rows = store.results_rows(args.campaign)
+    finally:
+        store.close()
+    if args.campaign:
+        known = {r["campaign"] for r in rows}
+        missing = [c for c in args.campaign if c not in known]
+        if missing:
+            raise ConfigError(f"no campaign named {missing[0]!r} in {args.store}",
+                              fix="see `lab results` for the stored campaigns")
+    if args.status:
+        rows = [r for r in rows if r["status"] == args.status]
+    if args.format == "json":
+        json.dump(rows, sys.stdout, indent=1, default=str)
+        sys.stdout.write("\n")
+    elif args.format == "csv":
+        fields = [k for k in rows[0] if k != "options"] if rows else []
+        w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    else:
+        _print_table(rows)
+    return 0
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "n/a"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        print("no results stored yet (run `lab run campaigns/demo.yaml`)")
+        return
+    try:
+        from rich.console import Console
+        from rich.table import Table
+        table = Table(show_lines=False)
+        for col in TABLE_COLUMNS:
+            table.add_column(col.replace("_ms", " ms"), overflow="fold")
+        for r in rows:
+            table.add_row(*[_fmt(r.get(c)) for c in TABLE_COLUMNS])
+        Console(width=max(160, 0)).print(table)
+    except ImportError:
+        print("\t".join(TABLE_COLUMNS))
+        for r in rows:
+            print("\t".join(_fmt(r.get(c)) for c in TABLE_COLUMNS))
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed[:20]:
+        print(f"failed {r['job_id']} {r['device']} {r['model']} {r['backend']}: {r['error']}")
+
+
+def cmd_import(args) -> int:
+    from ..results_import import parse_results_csv
+    from pathlib import Path
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError("file not found", path=args.file, fix="give the path of a CSV file")
+    campaign = args.import_campaign or f"imported-{path.stem}"
+    pairs = parse_results_csv(io.StringIO(path.read_text(encoding="utf-8-sig")), str(path), campaign)
+    store = Store(args.store)
+    try:
+        store.save_campaign(campaign, {"name": campaign, "imported_from": str(path)})
+        n = store.import_rows(campaign, pairs)
+    finally:
+        store.close()
+    print(f"imported {n} measurements from {path} into campaign {campaign!r}")
+    return 0

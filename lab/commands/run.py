@@ -1,0 +1,113 @@
+"""`lab run CAMPAIGN`: plan a campaign into jobs and measure them."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..campaign import load_campaign, plan_jobs
+from ..errors import ConfigError
+from ..inventory import load_devices
+from ..scheduler import Scheduler, SchedulerOptions
+from ..store import Store
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run a campaign (models x devices x backends x precisions x threads)")
+    p.add_argument("campaign", help="campaign YAML file, e.g. campaigns/demo.yaml")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="run only the jobs of this campaign not yet stored as ok")
+    mode.add_argument("--fresh", action="store_true",
+                      help="delete this campaign's stored jobs first and measure everything again")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local threads (default) or a Ray cluster (pip install .[ray])")
+    p.add_argument("--address", default="auto", help="Ray address for --engine ray (auto | host:port)")
+    p.add_argument("--max-parallel", type=int, default=8, metavar="N", help="devices measured at once")
+    p.add_argument("--retries", type=int, default=2, help="retries for transient device errors")
+    p.add_argument("--models-root", default="models", help="where built models live (default models/)")
+    p.add_argument("--no-progress", action="store_true", help="no live progress view")
+    p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    p.set_defaults(func=cmd_run)
+
+
+def prepare(args):
+    """Load inventory + campaign, make sure models exist, plan jobs. Shared with the Ray engine."""
+    devices = load_devices(args.devices)
+    spec = load_campaign(args.campaign)
+    by_id = {d.id: d for d in devices}
+    for dev_id in spec.devices:
+        if dev_id in by_id and not by_id[dev_id].enabled:
+            d = by_id[dev_id]
+            raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
+                              path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
+    hashes = {m: ensure_artifact(m, args.models_root).sha256 for m in spec.models}
+    jobs, excluded = plan_jobs(spec, devices, hashes.__getitem__)
+    return devices, spec, jobs, excluded
+
+
+def ensure_artifact(model_id: str, root: str):
+    """The built model; zoo models not built yet are built now (user models must exist)."""
+    from .. import models
+    try:
+        return models.load_artifact(model_id, root=root)
+    except ConfigError as missing:
+        if model_id not in models.load_zoo(models.default_zoo_path(root)):
+            raise ConfigError(f"model {model_id!r} is neither built nor in the zoo: {missing}",
+                              fix="register it with `lab models add` or fix the name") from None
+        if (Path(root) / model_id / "meta.json").exists():
+            raise  # a built model whose files went missing: say so, do not silently rebuild
+        _log(f"building model {model_id!r} (first use) ...")
+        return models.build(model_id, out_root=root)
+
+
+def cmd_run(args) -> int:
+    devices, spec, jobs, excluded = prepare(args)
+    for ex in excluded:
+        _log(f"not planned: {ex.model} on {ex.device} with {ex.backend}: {ex.reason}")
+    if not jobs:
+        raise ConfigError("the campaign plans no runnable job", path=spec.path,
+                          fix="check devices/backends (see the 'not planned' lines above)")
+    if args.dry_run:
+        for j in jobs:
+            print(f"{j.job_id}  {j.device:<16} {j.model:<14} {j.backend:<24} {j.precision} t{j.threads} "
+                  f"b{j.batch} {dict(j.options)}")
+        return 0
+    store = Store(args.store)
+    try:
+        if args.fresh:
+            store.delete_campaign(spec.name)
+        status = store.job_status(spec.name)
+        finished = {k for k, v in status.items() if v in ("ok", "failed", "skipped")}
+        if finished and not args.resume:
+            raise ConfigError(f"campaign {spec.name!r} already has {len(finished)} finished jobs in "
+                              f"{args.store}", path=spec.path,
+                              fix="use --resume to finish it, or --fresh to measure everything again")
+        store.save_campaign(spec.name, spec.to_dict())
+        store.plan_jobs(jobs)
+        todo = [j for j in jobs if status.get(j.job_id) != "ok"]
+        done = len(jobs) - len(todo)
+        _log(f"campaign {spec.name!r}: {len(jobs)} jobs planned, {done} already done, {len(todo)} to run")
+        if not todo:
+            return 0
+        opts = SchedulerOptions(max_parallel=args.max_parallel, retries=args.retries,
+                                models_root=args.models_root, progress=not args.no_progress)
+        if args.engine == "ray":
+            from ..ray_engine import run_with_ray
+            summary = run_with_ray(store, devices, todo, opts, address=args.address)
+        else:
+            sched = Scheduler(store, devices, opts)
+            summary = sched.run(todo)
+        summary.already_done = done
+        _log(f"campaign {spec.name!r}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped"
+             f" (+{done} done before); results in {args.store}")
+        for st in summary.devices.values():
+            if not st.healthy:
+                _log(f"device {st.device!r} marked unhealthy: {st.reason}")
+        return summary.exit_code
+    finally:
+        store.close()
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+

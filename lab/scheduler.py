@@ -1,0 +1,250 @@
+"""Run planned jobs: one serial queue per device, devices in parallel.
+
+Why per-device queues: a device measures one thing at a time (parallel jobs on one board would
+measure contention), while different devices are independent. Transient device errors are retried
+with backoff on a fresh connection; a device that keeps failing is marked unhealthy and its remaining
+jobs are skipped with the reason, while the rest of the campaign goes on. Every job end is committed
+to the store at once, so an interrupt loses at most the jobs that were running.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .errors import DeviceError, LabError
+from .records import Device, Job, Measurement
+from .store import Store
+
+
+@dataclass
+class SchedulerOptions:
+    max_parallel: int = 8  # devices measured at once
+    retries: int = 2  # extra attempts for transient device errors
+    backoff_s: float = 1.0  # first retry delay, doubled each time
+    unhealthy_after: int = 3  # consecutive failed jobs before a device is given up on
+    models_root: str = "models"
+    progress: bool = True
+
+
+@dataclass
+class DeviceState:
+    device: str
+    total: int = 0
+    done: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    current: str = ""
+    last: str = ""
+    healthy: bool = True
+    reason: str = ""
+
+
+@dataclass
+class RunSummary:
+    planned: int = 0
+    ran: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    already_done: int = 0
+    devices: dict[str, DeviceState] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.failed == 0 and self.skipped == 0 else 1
+
+
+# The executor is injectable so the Ray engine and the synthetic benchmarks reuse this scheduler.
+Executor = Callable[[Job, Device, object], Measurement]
+
+
+class Scheduler:
+    def __init__(self, store: Store, devices: list[Device], options: SchedulerOptions | None = None,
+                 *, executor: Executor | None = None,
+                 transport_factory: Callable[[Device], object] | None = None):
+        self.store = store
+        self.devices = {d.id: d for d in devices}
+        self.opts = options or SchedulerOptions()
+        self.executor = executor or self._default_executor
+        self.transport_factory = transport_factory or _open_transport
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.summary = RunSummary()
+
+    def _default_executor(self, job: Job, device: Device, transport) -> Measurement:
+        from .execute import execute_job
+        return execute_job(job, device, transport, models_root=self.opts.models_root)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self, jobs: list[Job]) -> RunSummary:
+        queues: OrderedDict[str, list[Job]] = OrderedDict()
+        for job in jobs:
+            queues.setdefault(job.device, []).append(job)
+        self.summary.planned = len(jobs)
+        for dev, q in queues.items():
+            self.summary.devices[dev] = DeviceState(dev, total=len(q))
+        progress = _Progress(self.summary, enabled=self.opts.progress)
+        sem = threading.Semaphore(max(1, self.opts.max_parallel))
+        threads = [threading.Thread(target=self._device_worker, args=(dev, q, sem, progress),
+                                    name=f"device-{dev}", daemon=True) for dev, q in queues.items()]
+        progress.start()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.2)
+        except KeyboardInterrupt:
+            self._stop.set()
+            raise
+        finally:
+            progress.stop()
+        return self.summary
+
+    # -- one device -----------------------------------------------------------------------------
+    def _device_worker(self, dev_id: str, queue: list[Job], sem: threading.Semaphore, progress) -> None:
+        state = self.summary.devices[dev_id]
+        device = self.devices[dev_id]
+        transport = None
+        consecutive_failures = 0
+        with sem:
+            try:
+                for i, job in enumerate(queue):
+                    if self._stop.is_set():
+                        return
+                    if not state.healthy:
+                        self._finish(job, state, "skipped", error=f"device {dev_id!r} marked unhealthy: "
+                                                                   f"{state.reason}")
+                        progress.update()
+                        continue
+                    state.current = f"{job.model} {job.backend} {job.precision} t{job.threads}"
+                    progress.update()
+                    self.store.mark_running(job.job_id)
+                    measurement, error, transport, permanent = self._attempt(job, device, transport, state)
+                    if measurement is not None:
+                        consecutive_failures = 0
+                        self._finish(job, state, "ok", measurement=measurement)
+                    else:
+                        consecutive_failures += 1
+                        self._finish(job, state, "failed", error=error)
+                        if permanent or consecutive_failures >= self.opts.unhealthy_after:
+                            state.healthy = False
+                            state.reason = (error or "")[:300] if permanent else (
+                                f"{consecutive_failures} jobs failed in a row; last: {(error or '')[:240]}")
+                    progress.update()
+                    cooldown = job.protocol.cooldown_s
+                    if cooldown and i + 1 < len(queue) and not self._stop.is_set():
+                        self._stop.wait(cooldown)
+            finally:
+                state.current = ""
+                if transport is not None:
+                    _close_quietly(transport)
+
+    def _attempt(self, job: Job, device: Device, transport, state: DeviceState):
+        """Run a job with retries for transient device errors. Returns (measurement, error, transport,
+        permanent_device_error)."""
+        delay = self.opts.backoff_s
+        for attempt in range(self.opts.retries + 1):
+            try:
+                if transport is None:
+                    transport = self.transport_factory(device)
+                return self.executor(job, device, transport), None, transport, False
+            except DeviceError as exc:
+                _close_quietly(transport)
+                transport = None
+                if not exc.transient:
+                    return None, f"{type(exc).__name__}: {exc}", None, True
+                if attempt == self.opts.retries or self._stop.is_set():
+                    return None, f"{type(exc).__name__}: {exc} (after {attempt + 1} attempts)", None, False
+                state.last = f"retry {attempt + 1} in {delay:.0f}s: {exc}"
+                self._stop.wait(delay)
+                delay *= 2
+            except LabError as exc:
+                return None, f"{type(exc).__name__}: {exc}", transport, False
+            except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the campaign
+                return None, f"internal error {type(exc).__name__}: {exc}", transport, False
+        return None, "no attempt made", transport, False
+
+    def _finish(self, job: Job, state: DeviceState, status: str, *, measurement: Measurement | None = None,
+                error: str | None = None) -> None:
+        self.store.finish_job(job.job_id, status, measurement=measurement, error=error)
+        with self._lock:
+            state.done += 1
+            setattr(state, status, getattr(state, status) + 1)
+            self.summary.ran += status != "skipped"
+            setattr(self.summary, status, getattr(self.summary, status) + 1)
+            if status == "ok" and measurement is not None:
+                state.last = f"{job.model} {job.backend} t{job.threads}: p50 {measurement.p50_ms:.2f} ms"
+            else:
+                state.last = f"{job.model} {job.backend}: {status}: {(error or '')[:120]}"
+
+
+def _open_transport(device: Device):
+    from .transport import open_transport
+    return open_transport(device)
+
+
+def _close_quietly(transport) -> None:
+    if transport is None:
+        return
+    try:
+        transport.close()
+    except Exception:  # noqa: BLE001 - closing a dead connection may fail; nothing to do
+        pass
+
+
+class _Progress:
+    """Live per-device view on a terminal (rich); one line per finished job otherwise."""
+
+    def __init__(self, summary: RunSummary, enabled: bool):
+        self.summary = summary
+        self.enabled = enabled
+        self.live = None
+        self._printed: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        if sys.stderr.isatty():
+            try:
+                from rich.console import Console
+                from rich.live import Live
+                self.live = Live(self._table(), console=Console(stderr=True), refresh_per_second=4)
+                self.live.start()
+            except Exception:  # noqa: BLE001 - fall back to plain lines
+                self.live = None
+
+    def _table(self):
+        from rich.table import Table
+        table = Table(title="hwlab campaign", expand=False)
+        for col in ("device", "done", "ok", "failed", "skipped", "now", "last"):
+            table.add_column(col)
+        for s in self.summary.devices.values():
+            table.add_row(s.device + ("" if s.healthy else " (unhealthy)"), f"{s.done}/{s.total}", str(s.ok),
+                          str(s.failed), str(s.skipped), s.current, s.last)
+        return table
+
+    def update(self) -> None:
+        if not self.enabled:
+            return
+        with self._lock:
+            if self.live is not None:
+                self.live.update(self._table())
+                return
+            for s in self.summary.devices.values():
+                if self._printed.get(s.device, 0) < s.done:
+                    self._printed[s.device] = s.done
+                    print(f"[{s.device}] {s.done}/{s.total} {s.last}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.stop()

@@ -1,0 +1,224 @@
+"""The results store: SQLite in WAL mode, append-only per job.
+
+Why SQLite: one file, transactional, readable by pandas; a job's measurement, raw samples and status
+change are committed together when the job ends, so a crash or kill -9 loses at most the running
+job, and `--resume` can tell done from not done by job id.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, fields
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .records import Job, Measurement
+
+SCHEMA_VERSION = 1
+
+MEASURE_FIELDS = [f.name for f in fields(Measurement)
+                  if f.name not in ("job_id", "samples", "provenance", "notes")]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS campaigns (
+  name TEXT PRIMARY KEY, spec_json TEXT, created_at TEXT, updated_at TEXT);
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id TEXT PRIMARY KEY, campaign TEXT NOT NULL, device TEXT NOT NULL, chip TEXT, model TEXT NOT NULL,
+  model_sha256 TEXT, backend TEXT, processor TEXT, precision TEXT, threads INTEGER, batch INTEGER,
+  options_json TEXT, protocol_json TEXT, status TEXT NOT NULL, error TEXT, attempts INTEGER DEFAULT 0,
+  planned_at TEXT, started_at TEXT, finished_at TEXT);
+CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign);
+CREATE TABLE IF NOT EXISTS measurements (
+  job_id TEXT PRIMARY KEY REFERENCES jobs(job_id) ON DELETE CASCADE,
+  {", ".join(f"{name} {'TEXT' if name in ('power_source', 'power_note', 'source') else 'REAL'}"
+             for name in MEASURE_FIELDS)},
+  provenance_json TEXT, notes_json TEXT);
+CREATE TABLE IF NOT EXISTS samples (
+  job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
+  idx INTEGER NOT NULL, ms REAL NOT NULL, PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
+"""
+
+ROW_FIELDS = ["job_id", "campaign", "device", "chip", "model", "backend", "processor", "precision",
+              "threads", "batch", "status"] + MEASURE_FIELDS + ["error", "attempts", "started_at",
+                                                                 "finished_at", "model_sha256"]
+_BOOL_FIELDS = {"converged", "throttled"}
+_INT_FIELDS = {"n_samples", "threads", "batch", "attempts"}
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Store:
+    def __init__(self, path: str | Path = "results/lab.sqlite"):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    # -- campaigns and jobs -------------------------------------------------------------------
+    def save_campaign(self, name: str, spec: dict[str, Any]) -> None:
+        ts = now_iso()
+        with self._tx() as db:
+            db.execute("INSERT INTO campaigns VALUES (?,?,?,?) ON CONFLICT(name) DO UPDATE SET "
+                       "spec_json=excluded.spec_json, updated_at=excluded.updated_at",
+                       (name, json.dumps(spec, default=str), ts, ts))
+
+    def delete_campaign(self, name: str) -> int:
+        with self._tx() as db:
+            n = db.execute("DELETE FROM jobs WHERE campaign=?", (name,)).rowcount
+            db.execute("DELETE FROM campaigns WHERE name=?", (name,))
+        return n
+
+    def plan_jobs(self, jobs: Iterable[Job]) -> None:
+        """Insert planned jobs; jobs already stored keep their status (that is what resume needs)."""
+        ts = now_iso()
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO jobs (job_id, campaign, device, chip, model, model_sha256, backend,"
+                " processor, precision, threads, batch, options_json, protocol_json, status, planned_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,'planned',?)",
+                [(j.job_id, j.campaign, j.device, j.chip, j.model, j.model_sha256, j.backend, j.processor,
+                  j.precision, j.threads, j.batch, json.dumps(dict(j.options), sort_keys=True),
+                  json.dumps(asdict(j.protocol), sort_keys=True), ts) for j in jobs])
+
+    def job_status(self, campaign: str) -> dict[str, str]:
+        with self._lock:
+            rows = self._db.execute("SELECT job_id, status FROM jobs WHERE campaign=?", (campaign,))
+            return {r["job_id"]: r["status"] for r in rows}
+
+    def mark_running(self, job_id: str) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET status='running', started_at=?, attempts=attempts+1 "
+                       "WHERE job_id=?", (now_iso(), job_id))
+
+    def finish_job(self, job_id: str, status: str, *, measurement: Measurement | None = None,
+                   error: str | None = None) -> None:
+        """Commit a job's end state, its measurement and raw samples in one transaction."""
+        assert status in ("ok", "failed", "skipped"), status
+        with self._tx() as db:
+            db.execute("UPDATE jobs SET status=?, error=?, finished_at=? WHERE job_id=?",
+                       (status, error, now_iso(), job_id))
+            db.execute("DELETE FROM samples WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM measurements WHERE job_id=?", (job_id,))
+            if measurement is not None:
+                self._insert_measurement(db, job_id, measurement)
+
+    def _insert_measurement(self, db: sqlite3.Connection, job_id: str, m: Measurement) -> None:
+        values = [getattr(m, name) for name in MEASURE_FIELDS]
+        values = [int(v) if isinstance(v, bool) else v for v in values]
+        db.execute(f"INSERT INTO measurements (job_id, {', '.join(MEASURE_FIELDS)}, provenance_json,"
+                   f" notes_json) VALUES (?, {', '.join('?' * len(MEASURE_FIELDS))}, ?, ?)",
+                   [job_id, *values, json.dumps(m.provenance, default=str), json.dumps(m.notes)])
+        db.executemany("INSERT INTO samples VALUES (?,?,?,?)",
+                       [(job_id, t, i, float(ms)) for t, trial in enumerate(m.samples)
+                        for i, ms in enumerate(trial)])
+
+    def import_rows(self, campaign: str, jobs_and_measurements: list[tuple[Job, Measurement]]) -> int:
+        """Store measurements made elsewhere (vendor tables, other tools) as finished jobs."""
+        self.plan_jobs(j for j, _ in jobs_and_measurements)
+        with self._tx() as db:
+            for job, m in jobs_and_measurements:
+                db.execute("UPDATE jobs SET status='ok', error=NULL, finished_at=? WHERE job_id=?",
+                           (now_iso(), job.job_id))
+                db.execute("DELETE FROM samples WHERE job_id=?", (job.job_id,))
+                db.execute("DELETE FROM measurements WHERE job_id=?", (job.job_id,))
+                self._insert_measurement(db, job.job_id, m)
+        return len(jobs_and_measurements)
+
+    # -- reading ------------------------------------------------------------------------------
+    def campaigns(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute(
+                "SELECT DISTINCT campaign FROM jobs ORDER BY campaign")]
+
+    def campaign_spec(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute("SELECT spec_json FROM campaigns WHERE name=?", (name,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def results_rows(self, campaigns: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
+        """The rows of `lab results --format json` (fields in docs/architecture.md)."""
+        if isinstance(campaigns, str):
+            campaigns = [campaigns]
+        sql = ("SELECT j.*, m.* , j.job_id AS job_id FROM jobs j LEFT JOIN measurements m "
+               "ON m.job_id = j.job_id")
+        params: list[Any] = []
+        if campaigns:
+            campaigns = list(campaigns)
+            sql += f" WHERE j.campaign IN ({', '.join('?' * len(campaigns))})"
+            params = campaigns
+        sql += " ORDER BY j.campaign, j.device, j.model, j.backend, j.precision, j.threads, j.job_id"
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        out = []
+        for r in rows:
+            d = {k: r[k] for k in ROW_FIELDS}
+            for k in _BOOL_FIELDS:
+                d[k] = None if d[k] is None else bool(d[k])
+            for k in _INT_FIELDS:
+                d[k] = None if d[k] is None else int(d[k])
+            if d["n_samples"] is None:
+                d["n_samples"] = 0
+            d["options"] = json.loads(r["options_json"] or "{}")
+            out.append(d)
+        return out
+
+    def samples(self, job_id: str) -> list[list[float]]:
+        with self._lock:
+            rows = self._db.execute("SELECT trial, ms FROM samples WHERE job_id=? ORDER BY trial, idx",
+                                    (job_id,)).fetchall()
+        trials: dict[int, list[float]] = {}
+        for r in rows:
+            trials.setdefault(r["trial"], []).append(r["ms"])
+        return [trials[k] for k in sorted(trials)]
+
+    def all_samples(self, job_ids: Iterable[str] | None = None) -> dict[str, list[list[float]]]:
+        with self._lock:
+            rows = self._db.execute("SELECT job_id, trial, ms FROM samples ORDER BY job_id, trial, idx")
+            out: dict[str, dict[int, list[float]]] = {}
+            wanted = set(job_ids) if job_ids is not None else None
+            for r in rows:
+                if wanted is None or r["job_id"] in wanted:
+                    out.setdefault(r["job_id"], {}).setdefault(r["trial"], []).append(r["ms"])
+        return {j: [t[k] for k in sorted(t)] for j, t in out.items()}
+
+    def provenance(self, job_id: str) -> dict[str, Any]:
+        with self._lock:
+            row = self._db.execute("SELECT provenance_json, notes_json FROM measurements WHERE job_id=?",
+                                   (job_id,)).fetchone()
+        if not row:
+            return {}
+        prov = json.loads(row[0] or "{}")
+        prov["notes"] = json.loads(row[1] or "[]")
+        return prov
+
+    def dataframe(self, campaigns: Iterable[str] | str | None = None):
+        import pandas as pd
+        return pd.DataFrame(self.results_rows(campaigns), columns=ROW_FIELDS + ["options"])

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Debian packages the test suite starts for real: OpenSSH server (SSH fleet tests), Chromium
+# (report rendering), busybox + shellcheck (sampler.sh portability), iproute2 (network namespaces).
+set -euo pipefail
+need=()
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v busybox >/dev/null 2>&1 || need+=(busybox)
+command -v shellcheck >/dev/null 2>&1 || need+=(shellcheck)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v scp >/dev/null 2>&1 || need+=(openssh-client)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "install-test-deps: need root to apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+echo "test dependencies present"
