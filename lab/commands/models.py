@@ -1,0 +1,155 @@
+"""`lab models`: build zoo models, register user models, list and analyse them.
+
+Thin: argument parsing and printing only; the work is in `lab.models` and `lab.analysis`.
+"""
+from __future__ import annotations
+
+import json
+import sys
+
+from ..errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("models", help="build/list/add/analyse models (zoo: models/zoo.yaml)")
+    p.add_argument("--root", default="models", metavar="DIR",
+                   help="where built models live (default ./models)")
+    p.add_argument("--zoo", default=None, metavar="PATH",
+                   help="zoo file (default <root>/zoo.yaml, else the lab's own)")
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+
+    b = actions.add_parser("build", help="export zoo models (.json + legacy .pdmodel), cached")
+    b.add_argument("ids", nargs="*", metavar="ID", help="zoo model ids")
+    b.add_argument("--all", action="store_true", help="every zoo model")
+    b.add_argument("--force", action="store_true", help="rebuild even when the cache is valid")
+    b.add_argument("--lite-target", action="append", default=[], metavar="TARGET",
+                   help="also convert to a Paddle Lite .nb for TARGET (arm, huawei_kirin_npu, "
+                        "...; repeatable; needs paddle_lite_opt)")
+    b.set_defaults(func=cmd_build)
+
+    ls = actions.add_parser("list", help="zoo and user models, built or not")
+    ls.add_argument("--format", choices=["table", "json"], default="table")
+    ls.set_defaults(func=cmd_list)
+
+    a = actions.add_parser("add", help="register your own exported model files")
+    a.add_argument("id", help="new model id")
+    a.add_argument("--model-file", required=True, metavar="PATH", help=".json or .pdmodel")
+    a.add_argument("--params-file", metavar="PATH",
+                   help=".pdiparams (default: next to the model file)")
+    a.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
+                   help="input run shape, e.g. x:1x3x224x224:float32 (repeat per input)")
+    a.set_defaults(func=cmd_add)
+
+    s = actions.add_parser("show", help="one model's meta (files, hashes, FLOPs, analysis)")
+    s.add_argument("id")
+    s.set_defaults(func=cmd_show)
+
+    an = actions.add_parser("analyze", help="static analysis of a built model or a model file")
+    an.add_argument("target", help="model id, or a path to a .json / .pdmodel file")
+    an.add_argument("--legacy", action="store_true", help="for a model id: analyse its .pdmodel")
+    an.add_argument("--format", choices=["text", "json"], default="text")
+    an.set_defaults(func=cmd_analyze)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_build(args) -> int:
+    from .. import models
+    zoo_path = args.zoo or models.default_zoo_path(args.root)
+    zoo = models.load_zoo(zoo_path)
+    if args.all and args.ids:
+        raise ConfigError("give model ids or --all, not both")
+    ids = list(zoo) if args.all else args.ids
+    if not ids:
+        raise ConfigError("no model to build", fix=f"name ids ({', '.join(zoo)}) or pass --all")
+    unknown = [m for m in ids if m not in zoo]
+    if unknown:
+        raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
+                          fix=f"zoo models: {', '.join(zoo)}")
+    converted = 0
+    for mid in ids:
+        art = models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
+        for target in args.lite_target:
+            # Hook for Paddle Lite conversion (owned by lab/lite_convert.py): imported only on demand.
+            from .. import lite_convert
+            lite_convert.convert(art, target)
+            converted += 1
+    print(f"built {len(ids)} model(s) under {args.root}/" +
+          (f", {converted} Paddle Lite conversion(s)" if converted else ""))
+    return 0
+
+
+def _fmt_int(n) -> str:
+    if n is None:
+        return "n/a"
+    for unit, div in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(n)
+
+
+def cmd_list(args) -> int:
+    from .. import models
+    rows = models.list_models(args.root, args.zoo)
+    if args.format == "json":
+        json.dump([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
+                    "params": r.params, "sha256": r.sha256, "note": r.note or None,
+                    "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype,
+                                "run_shape": list(i.run_shape)} for i in r.inputs]}
+                   for r in rows], sys.stdout, indent=1)
+        print()
+        return 0
+    print(f"{'id':<16} {'source':<6} {'built':<5} {'MACs':>8} {'params':>8} {'sha256':<12} inputs")
+    for r in rows:
+        inputs = ", ".join(f"{i.name}:{'x'.join(map(str, i.shape))}:{i.dtype}" for i in r.inputs)
+        print(f"{r.id:<16} {r.source:<6} {'yes' if r.built else 'no':<5} {_fmt_int(r.flops):>8} "
+              f"{_fmt_int(r.params):>8} {(r.sha256 or '-')[:12]:<12} {inputs}"
+              + (f"  ({r.note})" if r.note else ""))
+    return 0
+
+
+def cmd_add(args) -> int:
+    from .. import models
+    inputs = [models.parse_input_arg(text) for text in args.input]
+    art = models.add_user_model(args.id, args.model_file, args.params_file, inputs, args.root,
+                                zoo_path=args.zoo)
+    print(f"registered {art.id} ({art.model_format}) under {art.dir}/, sha256 {art.sha256[:12]}, "
+          f"MACs {_fmt_int(art.flops)}, params {_fmt_int(art.params)}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .. import models
+    art = models.load_artifact(args.id, args.root)
+    meta = json.loads((art.dir / "meta.json").read_text())
+    json.dump(meta, sys.stdout, indent=1, sort_keys=True)
+    print()
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from pathlib import Path
+
+    from .. import analysis, models
+    target = Path(args.target)
+    if target.suffix.lower() in (".json", ".pdmodel") or target.is_file():
+        if not target.is_file():
+            raise ConfigError(f"model file {target} does not exist")
+        res = analysis.analyze(target)
+    else:
+        art = models.load_artifact(args.target, args.root)
+        if args.legacy:
+            if art.pdmodel_path is None:
+                raise ConfigError(f"model {art.id!r} has no legacy .pdmodel")
+            res = analysis.analyze(art.pdmodel_path, params_file=art.legacy_pdiparams_path)
+        else:
+            res = analysis.analysis_for(art)
+    if args.format == "json":
+        json.dump(res.to_dict(), sys.stdout, indent=1, sort_keys=True)
+        print()
+    else:
+        print(res.to_text())
+    return 0
