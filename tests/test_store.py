@@ -1,0 +1,90 @@
+"""Store: planned jobs keep their status across re-planning; finish is atomic; rows are honest."""
+from __future__ import annotations
+
+import io
+import sqlite3
+
+import pytest
+
+from lab.errors import ConfigError
+from lab.records import Job, Measurement
+from lab.results_import import parse_results_csv
+from lab.store import Store
+
+
+def job(i, campaign="c"):
+    return Job(job_id=f"j{i}", campaign=campaign, device="d", chip="rk1808", model="m", model_sha256="s",
+               backend="paddle-inference-cpu", processor="cpu", precision="fp32", threads=i)
+
+
+def test_plan_finish_and_rows(tmp_path):
+    s = Store(tmp_path / "lab.sqlite")
+    s.plan_jobs([job(1), job(2), job(3)])
+    s.finish_job("j1", "ok", measurement=Measurement(job_id="j1", p50_ms=5.0, ci_low_ms=4.9, ci_high_ms=5.1,
+                                                       n_samples=4, converged=True,
+                                                       samples=[[5.0, 5.1], [4.9, 5.0]]))
+    s.finish_job("j2", "failed", error="boom")
+    s.plan_jobs([job(1), job(2), job(3)])  # re-planning must not reset finished jobs
+    rows = {r["job_id"]: r for r in s.results_rows("c")}
+    assert rows["j1"]["status"] == "ok" and rows["j1"]["p50_ms"] == 5.0 and rows["j1"]["converged"] is True
+    assert rows["j2"]["status"] == "failed" and rows["j2"]["error"] == "boom" and rows["j2"]["p50_ms"] is None
+    assert rows["j3"]["status"] == "planned"
+    assert rows["j1"]["power_w"] is None, "unknown is null, never 0"
+    assert s.samples("j1") == [[5.0, 5.1], [4.9, 5.0]]
+    # a re-run replaces measurement and samples, never duplicates them
+    s.finish_job("j1", "ok", measurement=Measurement(job_id="j1", p50_ms=6.0, samples=[[6.0]]))
+    assert s.samples("j1") == [[6.0]]
+    assert len(s.results_rows()) == 3
+    db = sqlite3.connect(tmp_path / "lab.sqlite")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_delete_campaign(tmp_path):
+    s = Store(tmp_path / "lab.sqlite")
+    s.plan_jobs([job(1), job(2, campaign="other")])
+    s.finish_job("j1", "ok", measurement=Measurement(job_id="j1", p50_ms=1.0, samples=[[1.0]]))
+    assert s.delete_campaign("c") == 1
+    assert [r["job_id"] for r in s.results_rows()] == ["j2"]
+    assert s.samples("j1") == []
+
+
+CSV = ("device,chip,model,backend,processor,precision,threads,batch,p50_ms,p90_ms,mean_ms,load_ms,first_ms,"
+       "energy_mj_per_inf,peak_rss_mb,source\n"
+       "mate30,kirin990,mobilenet_v1,paddle-lite-kirin-npu,aipu,fp16,1,1,3.2,,,,,,,vendor table\n"
+       "mate30,kirin990,mobilenet_v1,paddle-lite-arm,cpu,fp32,4,1,,,21.5,120,40,,88,vendor table\n")
+
+
+def test_import_csv(tmp_path):
+    pairs = parse_results_csv(io.StringIO(CSV), "x.csv", "imp", chip_ids={"kirin990"})
+    s = Store(tmp_path / "lab.sqlite")
+    s.import_rows("imp", pairs)
+    s.import_rows("imp", pairs)  # idempotent
+    rows = s.results_rows("imp")
+    assert len(rows) == 2
+    npu = next(r for r in rows if r["processor"] == "aipu")
+    assert npu["p50_ms"] == 3.2 and npu["mean_ms"] is None and npu["load_ms"] is None
+    assert npu["source"] == "vendor table" and npu["status"] == "ok"
+
+
+@pytest.mark.parametrize("body,needle,line", [
+    ("d,kirin990,m,,cpu,,,,abc,,,,,,,\n", "p50_ms 'abc' is not a number", 2),
+    ("d,kirin990,m,,npu,,,,1,,,,,,,\n", "processor 'npu'", 2),
+    ("d,kirin99,m,,cpu,,,,1,,,,,,,\n", "unknown chip 'kirin99'", 2),
+    (",kirin990,m,,cpu,,,,1,,,,,,,\n", "empty 'device'", 2),
+    ("d,kirin990,m,,cpu,,,,,,,,,,,\n", "neither p50_ms nor mean_ms", 2),
+    ("d,kirin990,m,,cpu,,,,1,,,,,,,\nd,kirin990,m,,cpu,,,,2,,,,,,,\n", "duplicate row", 3),
+    ("d,kirin990,m,,cpu,,0,,1,,,,,,,\n", "threads must be >= 1", 2),
+    ("d,kirin990,m,,cpu,,,,-1,,,,,,,\n", "non-negative", 2),
+])
+def test_import_bad_rows(body, needle, line):
+    header = CSV.splitlines()[0] + "\n"
+    with pytest.raises(ConfigError) as exc:
+        parse_results_csv(io.StringIO(header + body), "x.csv", "imp", chip_ids={"kirin990"})
+    assert needle in str(exc.value) and f"x.csv:{line}:" in str(exc.value)
+
+
+def test_import_bad_header():
+    with pytest.raises(ConfigError, match="unknown column 'latency'"):
+        parse_results_csv(io.StringIO("device,chip,model,processor,latency\n"), "x.csv", "c", chip_ids=set())
+    with pytest.raises(ConfigError, match="p50_ms or mean_ms"):
+        parse_results_csv(io.StringIO("device,chip,model,processor\n"), "x.csv", "c", chip_ids=set())
