@@ -281,6 +281,14 @@ for n in "$R"/sys/class/devfreq/*npu*; do
     addcol "npu.$nn" Hz "$n/cur_freq"
 done
 
+case $FIELDS in
+    *' bat.'*|*' ina.'*|*' rapl.'*) ;;
+    *)
+        if [ -d "$R/sys/class/powercap" ]; then pc="present but no readable intel-rapl zone"
+        else pc="absent"; fi
+        hdr "unavailable power no battery node, no INA2xx hwmon, no readable RAPL zone under ${ROOT:-/}sys (/sys/class/powercap $pc)"
+        ;;
+esac
 hdr "fields $FIELDS"
 
 # --- sampling loop -------------------------------------------------------------------------------

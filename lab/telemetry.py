@@ -1,0 +1,719 @@
+"""Sampler traces -> power, energy per inference, thermal and throttle figures.
+
+Why this module exists: a device's sensors differ in kind (cumulative counters vs sampled power),
+unit (battery µA vs mA), sign convention and update period. Everything that decides how much to
+trust a power figure lives here, so every figure leaves with its source, unit, caveats and an
+uncertainty, and a figure the device cannot give is None with a reason, never 0.
+
+Inputs: the text written by `lab/runners/sampler.sh` or `lab/runners/nvml_sampler.py` (same line
+format), job windows on the sampler's clock, and iteration counts. See docs/telemetry.md.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+DEFAULT_IDLE_S = 10.0
+MIN_PERIODS = 10  # a window shorter than this many sensor periods is flagged
+NVML_THROTTLE_BITS = {0x4: "SwPowerCap", 0x8: "HwSlowdown", 0x20: "SwThermalSlowdown",
+                      0x40: "HwThermalSlowdown", 0x80: "HwPowerBrakeSlowdown"}
+NVML_THROTTLE_MASK = sum(NVML_THROTTLE_BITS)
+# Accuracy of the sensor itself, relative (1 sigma-ish); [E] = estimate, see docs/telemetry.md.
+SENSOR_ACCURACY = {"nvml": 0.05, "rapl": 0.05, "ina2xx": 0.02, "battery": 0.05, "meter": 0.02}
+# Nominal update periods where the trace cannot reveal them (seconds).
+NOMINAL_PERIOD = {"nvml-energy": 0.1, "nvml-power": 1.0, "rapl": 0.001, "ina2xx": 0.002,
+                  "battery": 0.25, "meter": 1.0}
+POWER_FIELDS = ("power_w", "idle_w", "energy_mj_per_inf", "energy_net_mj_per_inf", "power_source",
+                "power_note", "temp_start_c", "temp_max_c", "throttled", "gpu_mem_mb")
+
+
+# --------------------------------------------------------------------------------------------
+# parsing
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    unit: str
+    path: str
+
+
+@dataclass
+class Trace:
+    """One sampler file, parsed. `values[name]` is aligned with `t`; None = unreadable sample."""
+
+    clock: str = "uptime"
+    rate_hz: float | None = None
+    period_s: float | None = None
+    columns: list[Column] = field(default_factory=list)
+    info: dict[str, str] = field(default_factory=dict)
+    unavailable: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    wall_refs: list[tuple[float, float]] = field(default_factory=list)  # (clock, epoch)
+    t: list[float] = field(default_factory=list)
+    values: dict[str, list] = field(default_factory=dict)
+    end_reason: str | None = None
+    extra: dict[str, tuple[list[float], list]] = field(default_factory=dict)  # merged columns
+
+    def column(self, name: str) -> Column | None:
+        return next((c for c in self.columns if c.name == name), None)
+
+    def merge(self, other: "Trace") -> "Trace":
+        """Columns of both traces on one time base (other's values resampled by nearest-before)."""
+        if other.clock != self.clock:
+            raise ValueError(f"cannot merge traces on clocks {self.clock} and {other.clock}")
+        out = Trace(self.clock, self.rate_hz, self.period_s, list(self.columns), dict(self.info),
+                    list(self.unavailable), list(self.notes), list(self.wall_refs), list(self.t),
+                    dict(self.values), self.end_reason, dict(self.extra))
+        out.columns += other.columns
+        out.info.update(other.info)
+        out.unavailable += other.unavailable
+        out.notes += other.notes
+        for c in other.columns:  # keep other's own time base for its columns
+            out.extra[c.name] = (other.t, other.values[c.name])
+            out.values[c.name] = _resample(other.t, other.values[c.name], self.t)
+        return out
+
+    def series(self, name: str) -> tuple[list[float], list]:
+        """(times, values) of a column on its own time base."""
+        if name in self.extra:
+            return self.extra[name]
+        return self.t, self.values[name]
+
+
+def _resample(t_src, v_src, t_dst):
+    out, j = [], 0
+    for t in t_dst:
+        while j + 1 < len(t_src) and t_src[j + 1] <= t:
+            j += 1
+        out.append(v_src[j] if t_src and t_src[j] <= t else None)
+    return out
+
+
+def _num(text: str):
+    if text in ("-", ""):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else None
+
+
+def parse_trace(text: str) -> Trace:
+    """Parse sampler output. Malformed data lines are skipped and counted in `notes`."""
+    tr = Trace()
+    fields: list[str] = []
+    bad = 0
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("#"):
+            parts = line[1:].strip().split(" ")
+            key, rest = parts[0], parts[1:]
+            if key == "clock" and rest:
+                tr.clock = rest[0]
+            elif key == "rate_hz" and rest:
+                tr.rate_hz = _float_or_none(rest[0])
+            elif key == "period_s" and rest:
+                tr.period_s = _float_or_none(rest[0])
+            elif key == "col" and len(rest) >= 2:
+                tr.columns.append(Column(rest[0], rest[1], " ".join(rest[2:])))
+            elif key == "info" and rest:
+                tr.info[rest[0]] = " ".join(rest[1:])
+            elif key == "unavailable" and rest:
+                tr.unavailable.append((rest[0], " ".join(rest[1:])))
+            elif key == "note":
+                tr.notes.append(" ".join(rest))
+            elif key == "wall_ref" and len(rest) >= 2:
+                a, b = _float_or_none(rest[0]), _float_or_none(rest[1])
+                if a is not None and b is not None:
+                    tr.wall_refs.append((a, b))
+            elif key == "fields":
+                fields = rest[1:]
+                tr.values = {f: [] for f in fields}
+            elif key == "end" and len(rest) >= 2:
+                tr.end_reason = rest[1]
+            continue
+        parts = line.split()
+        if not fields or len(parts) != len(fields) + 1:
+            bad += 1
+            continue
+        t = _float_or_none(parts[0])
+        if t is None or (tr.t and t < tr.t[-1]):
+            bad += 1
+            continue
+        tr.t.append(t)
+        for name, val in zip(fields, parts[1:]):
+            tr.values[name].append(_num(val))
+    if bad:
+        tr.notes.append(f"{bad} malformed sample line(s) skipped")
+    return tr
+
+
+def _float_or_none(text):
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+# --------------------------------------------------------------------------------------------
+# power sources
+
+@dataclass
+class PowerSeries:
+    """Power over time from one source. kind 'counter': `energy_j` is cumulative (wraps
+    resolved); kind 'sampled': `power_w` is instantaneous (or sensor-averaged) power."""
+
+    kind: str  # counter | sampled
+    source: str  # e.g. "rapl:intel-rapl:0", "battery:Battery", "nvml:gpu0", "meter:x.csv"
+    family: str  # key of SENSOR_ACCURACY
+    t: list[float]
+    power_w: list[float | None] = field(default_factory=list)
+    energy_j: list[float | None] = field(default_factory=list)
+    period_s: float = 0.0  # sensor update period (estimated from the trace where possible)
+    notes: list[str] = field(default_factory=list)
+    wraps: int = 0
+
+
+def counter_series(t: Sequence[float], raw: Sequence, scale_j: float, max_range: float | None,
+                   *, source: str, family: str, nominal_period: float) -> PowerSeries:
+    """Cumulative energy from a counter; a decrease is a wrap when max_range is known.
+
+    delta = e2 + max_range - e1 when e2 < e1 (powercap ABI)."""
+    ts, energy, notes = [], [], []
+    total, prev, wraps = 0.0, None, 0
+    for ti, v in zip(t, raw):
+        if not isinstance(v, (int, float)):
+            continue
+        if prev is not None:
+            d = v - prev
+            if d < 0:
+                if max_range:
+                    d += max_range
+                    wraps += 1
+                else:
+                    notes.append(f"{source}: counter went backwards with no wrap range known; "
+                                 "that step is skipped")
+                    d = 0.0
+            total += d
+        prev = v
+        ts.append(ti)
+        energy.append(total * scale_j)
+    s = PowerSeries("counter", source, family, ts, energy_j=energy, notes=notes, wraps=wraps)
+    s.period_s = max(nominal_period, _change_period(ts, energy))
+    if wraps:
+        s.notes.append(f"{source}: {wraps} counter wraparound(s) resolved with "
+                       f"max_energy_range={max_range:g}")
+    return s
+
+
+def _change_period(t: Sequence[float], v: Sequence) -> float:
+    """Median time between value changes: how often the sensor really updates."""
+    times = [t[i] for i in range(1, len(v)) if v[i] is not None and v[i] != v[i - 1]]
+    if len(times) < 3:
+        return 0.0
+    gaps = [b - a for a, b in zip(times, times[1:]) if b > a]
+    return statistics.median(gaps) if gaps else 0.0
+
+
+def battery_series(tr: Trace) -> PowerSeries | None:
+    """Battery power with unit (µA vs mA) and sign detection, recorded in `notes`."""
+    node = tr.info.get("bat.node", "battery")
+    if "bat.power" in tr.values and tr.column("bat.power"):
+        t, p = tr.t, [abs(v) * 1e-6 if isinstance(v, float) else None for v in tr.values["bat.power"]]
+        s = PowerSeries("sampled", f"battery:{node}", "battery", list(t), power_w=p)
+        s.notes.append(f"battery {node}: power_now in µW")
+    elif "bat.current" in tr.values and "bat.voltage" in tr.values:
+        cur = [v if isinstance(v, float) else None for v in tr.values["bat.current"]]
+        vol = [v if isinstance(v, float) else None for v in tr.values["bat.voltage"]]
+        good = [(c, v) for c, v in zip(cur, vol) if c is not None and v is not None]
+        if not good:
+            return None
+        med_i = statistics.median(abs(c) for c, _ in good)
+        med_v = statistics.median(v for _, v in good)
+        v_scale = 1e-6 if med_v > 1e5 else 1e-3  # µV per ABI; some vendors give mV
+        i_scale, why = detect_current_unit(med_i, med_v * v_scale)
+        signs = [c for c, _ in good if c != 0]
+        neg = sum(1 for c in signs if c < 0)
+        status = _status(tr)
+        discharge_sign = -1.0 if neg > len(signs) / 2 else 1.0
+        conv = ("negative = discharging (kernel ABI)" if discharge_sign < 0
+                else "positive = discharging (vendor convention)")
+        notes = [f"battery {node}: current unit {'µA' if i_scale == 1e-6 else 'mA'} ({why}); "
+                 f"voltage unit {'µV' if v_scale == 1e-6 else 'mV'}; sign {conv}"
+                 + (f"; status {status}" if status else "")]
+        if status and status.lower().startswith("charging"):
+            return PowerSeries("sampled", f"battery:{node}", "battery", [], notes=notes + [
+                f"battery {node} is charging: battery current is not device power "
+                "(unplug USB / use input_suspend or an external meter)"])
+        if status and status.lower().replace("_", " ") in ("not charging", "full"):
+            notes.append(f"battery {node} status {status}: the charger may carry part of the "
+                         "load, battery power under-reads")
+        p = [(discharge_sign * c * i_scale) * (v * v_scale) if c is not None and v is not None
+             else None for c, v in zip(cur, vol)]
+        if any(x is not None and x < 0 for x in p):
+            notes.append(f"battery {node}: current flowed into the battery in some samples "
+                         "(kept as negative power)")
+        s = PowerSeries("sampled", f"battery:{node}", "battery", list(tr.t), power_w=p, notes=notes)
+    else:
+        return None
+    s.period_s = max(NOMINAL_PERIOD["battery"], _change_period(s.t, s.power_w))
+    return s
+
+
+def detect_current_unit(median_abs_current: float, volts: float) -> tuple[float, str]:
+    """µA or mA for a battery current_now reading.
+
+    Rule (telemetry.md: Matrix BatteryCanary guesses µA when |I| > 1000 under load): pick the unit
+    that gives a phone-plausible power of 0.05-30 W at the measured voltage; when both or neither
+    do, fall back to |I| > 1000 -> µA."""
+    p_ua, p_ma = median_abs_current * 1e-6 * volts, median_abs_current * 1e-3 * volts
+    ok_ua, ok_ma = 0.05 <= p_ua <= 30, 0.05 <= p_ma <= 30
+    if ok_ua and not ok_ma:
+        return 1e-6, f"median |I|={median_abs_current:g} gives {p_ua:.3g} W as µA"
+    if ok_ma and not ok_ua:
+        return 1e-3, f"median |I|={median_abs_current:g} gives {p_ma:.3g} W as mA"
+    if median_abs_current > 1000:
+        return 1e-6, f"median |I|={median_abs_current:g} > 1000"
+    return 1e-3, f"median |I|={median_abs_current:g} <= 1000"
+
+
+def _status(tr: Trace) -> str | None:
+    vals = [v for v in tr.values.get("bat.status", []) if isinstance(v, str)]
+    return statistics.mode(vals) if vals else None
+
+
+def ina_series(tr: Trace) -> PowerSeries | None:
+    for c in tr.columns:
+        if c.name.startswith("ina.") and c.unit == "uW":
+            hn = c.name.split(".")[1]
+            chip = tr.info.get(f"ina.{hn}.chip", "ina2xx")
+            p = [v * 1e-6 if isinstance(v, float) else None for v in tr.values[c.name]]
+            s = PowerSeries("sampled", f"{chip}:{hn}:{c.name.split('.')[-1]}", "ina2xx",
+                            list(tr.t), power_w=p, notes=[f"{chip} {hn}: power_input in µW"])
+            interval = _float_or_none(tr.info.get(f"ina.{hn}.update_interval_ms", ""))
+            nominal = interval / 1000 if interval else NOMINAL_PERIOD["ina2xx"]
+            s.period_s = max(nominal, _change_period(s.t, p))
+            return s
+    # no power_input: current (mA) x bus voltage (mV)
+    cur = next((c for c in tr.columns if c.name.startswith("ina.") and c.unit == "mA"), None)
+    if cur:
+        hn = cur.name.split(".")[1]
+        vol = next((c for c in tr.columns if c.name.startswith(f"ina.{hn}.") and c.unit == "mV"),
+                   None)
+        if vol:
+            p = [a * 1e-3 * b * 1e-3 if isinstance(a, float) and isinstance(b, float) else None
+                 for a, b in zip(tr.values[cur.name], tr.values[vol.name])]
+            s = PowerSeries("sampled", f"ina2xx:{hn}", "ina2xx", list(tr.t), power_w=p,
+                            notes=[f"{hn}: power = curr (mA) x in (mV)"])
+            s.period_s = max(NOMINAL_PERIOD["ina2xx"], _change_period(s.t, p))
+            return s
+    return None
+
+
+def rapl_series(tr: Trace) -> PowerSeries | None:
+    """Sum of the top-level package zones (intel-rapl:N), wraps resolved per zone."""
+    zones = [c for c in tr.columns if c.name.startswith("rapl.") and c.name.count(":") == 1]
+    if not zones:
+        return None
+    parts = []
+    for c in zones:
+        zone = c.name[len("rapl."):]
+        mx = _float_or_none(tr.info.get(f"rapl.{zone}.max_energy_range_uj", ""))
+        parts.append(counter_series(tr.t, tr.values[c.name], 1e-6, mx, source=f"rapl:{zone}",
+                                    family="rapl", nominal_period=NOMINAL_PERIOD["rapl"]))
+    if len(parts) == 1:
+        return parts[0]
+    # align on common times (all zones are read in the same sample line)
+    common = sorted(set.intersection(*(set(p.t) for p in parts)))
+    energy = [sum(p.energy_j[p.t.index(ti)] for p in parts) for ti in common]
+    s = PowerSeries("counter", "rapl:" + "+".join(p.source.split(":", 1)[1] for p in parts),
+                    "rapl", common, energy_j=energy, wraps=sum(p.wraps for p in parts))
+    s.notes = [n for p in parts for n in p.notes]
+    s.period_s = max(p.period_s for p in parts)
+    return s
+
+
+def nvml_series(tr: Trace) -> PowerSeries | None:
+    """NVML: energy counter (mJ, Volta+) preferred; sampled power (mW) otherwise."""
+    for c in tr.columns:
+        if c.name.startswith("nvml.") and c.name.endswith(".energy"):
+            gpu = c.name.split(".")[1]
+            t, v = tr.series(c.name)
+            if sum(1 for x in v if isinstance(x, float)) >= 2:
+                return counter_series(t, v, 1e-3, None, source=f"nvml:{gpu}", family="nvml",
+                                      nominal_period=NOMINAL_PERIOD["nvml-energy"])
+    for c in tr.columns:
+        if c.name.startswith("nvml.") and c.name.endswith(".power"):
+            gpu = c.name.split(".")[1]
+            t, v = tr.series(c.name)
+            p = [x * 1e-3 if isinstance(x, float) else None for x in v]
+            s = PowerSeries("sampled", f"nvml:{gpu}:power", "nvml", list(t), power_w=p,
+                            notes=["NVML power usage is a 1 s average on Ampere+ (not GA100)"])
+            s.period_s = max(NOMINAL_PERIOD["nvml-power"], _change_period(t, p))
+            return s
+    return None
+
+
+def pick_power(tr: Trace) -> tuple[PowerSeries | None, str]:
+    """The best power source in the trace, or (None, reason)."""
+    for fn in (nvml_series, rapl_series, ina_series, battery_series):
+        s = fn(tr)
+        if s is not None:
+            if not s.t:  # present but unusable (e.g. charging)
+                return None, "; ".join(s.notes)
+            return s, ""
+    return None, unavailable_reason(tr)
+
+
+def unavailable_reason(tr: Trace) -> str:
+    reasons = [f"{what}: {why}" for what, why in tr.unavailable
+               if what.startswith(("power", "rapl", "bat", "ina", "nvml"))]
+    reasons += [n for n in tr.notes if n.startswith("unavailable")]
+    if not reasons:
+        root = tr.info.get("root", "")
+        reasons.append("no battery node, INA2xx hwmon, readable RAPL powercap zone or NVML GPU "
+                       f"found on the device{(' under ' + root) if root else ''}")
+    return "power unavailable: " + "; ".join(reasons)
+
+
+# --------------------------------------------------------------------------------------------
+# integration
+
+def energy_between(s: PowerSeries, a: float, b: float) -> float | None:
+    """Joules in [a, b]: counter difference (interpolated at the edges) or trapezoid of sampled
+    power over the real timestamps. None when the series does not cover the window."""
+    if b <= a:
+        return None
+    if s.kind == "counter":
+        pts = [(t, e) for t, e in zip(s.t, s.energy_j) if e is not None]
+        ea, eb = _interp(pts, a), _interp(pts, b)
+        return None if ea is None or eb is None else eb - ea
+    pts = [(t, p) for t, p in zip(s.t, s.power_w) if p is not None]
+    if _interp(pts, a) is None or _interp(pts, b) is None:
+        return None
+    inner = [(a, _interp(pts, a))] + [(t, p) for t, p in pts if a < t < b] + [(b, _interp(pts, b))]
+    return sum((t2 - t1) * (p1 + p2) / 2 for (t1, p1), (t2, p2) in zip(inner, inner[1:]))
+
+
+def _interp(pts: Sequence[tuple[float, float]], x: float) -> float | None:
+    if not pts or x < pts[0][0] or x > pts[-1][0]:
+        return None
+    for (t1, v1), (t2, v2) in zip(pts, pts[1:]):
+        if t1 <= x <= t2:
+            return v1 if t2 == t1 else v1 + (v2 - v1) * (x - t1) / (t2 - t1)
+    return pts[-1][1] if x == pts[-1][0] else None
+
+
+def _powers_in(s: PowerSeries, a: float, b: float) -> list[float]:
+    if s.kind == "sampled":
+        return [p for t, p in zip(s.t, s.power_w) if p is not None and a <= t <= b]
+    pts = [(t, e) for t, e in zip(s.t, s.energy_j) if e is not None and a <= t <= b]
+    return [(e2 - e1) / (t2 - t1) for (t1, e1), (t2, e2) in zip(pts, pts[1:]) if t2 > t1]
+
+
+# --------------------------------------------------------------------------------------------
+# results
+
+@dataclass(frozen=True)
+class Window:
+    """A steady-state window on the sampler clock with the inferences run inside it."""
+
+    start: float
+    end: float
+    iterations: int
+    label: str = ""
+    note: str = ""  # how the window was placed (e.g. approximate)
+
+
+@dataclass
+class TelemetryResult:
+    power_w: float | None = None
+    idle_w: float | None = None
+    energy_mj_per_inf: float | None = None
+    energy_net_mj_per_inf: float | None = None
+    power_source: str | None = None
+    power_note: str | None = None
+    temp_start_c: float | None = None
+    temp_end_c: float | None = None
+    temp_max_c: float | None = None
+    throttled: bool | None = None
+    gpu_mem_mb: float | None = None
+    uncertainty_rel: float | None = None
+    uncertainty_model: str = ""
+    window_s: float | None = None
+    sensor_period_s: float | None = None
+    iterations: int = 0
+    throttle_reasons: list[str] = field(default_factory=list)
+    temps: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    trace_file: str | None = None
+
+    def fields(self) -> dict:
+        return power_fields(self)
+
+
+def power_fields(result: TelemetryResult | None = None, *, unavailable: str | None = None) -> dict:
+    """Exactly the Measurement power/thermal fields. Unknown -> None, and power_note says why."""
+    if result is None:
+        out = {k: None for k in POWER_FIELDS}
+        out["power_note"] = unavailable or "power unavailable: no telemetry was collected"
+        return out
+    out = {k: getattr(result, k) for k in POWER_FIELDS}
+    if out["power_w"] is None and not out["power_note"]:
+        out["power_note"] = "power unavailable: no reason recorded"
+    return out
+
+
+def analyze(tr: Trace, windows: Sequence[Window], idle: tuple[float, float] | None = None, *,
+            idle_s_wanted: float = DEFAULT_IDLE_S, power: PowerSeries | None = None,
+            gpu_pids_note: str | None = None) -> TelemetryResult:
+    """All figures for one job: `windows` are its steady windows (one per trial), `idle` the
+    baseline window before the job. `power` overrides the trace's own source (external meter)."""
+    res = TelemetryResult()
+    notes: list[str] = list(tr.notes)
+    series, reason = (power, "") if power is not None else pick_power(tr)
+    windows = [w for w in windows if w.end > w.start]
+    notes += [w.note for w in windows if w.note]
+    iters = sum(w.iterations for w in windows)
+    res.iterations = iters
+    res.window_s = sum(w.end - w.start for w in windows) if windows else None
+    if series is None:
+        res.power_note = reason
+    elif not windows:
+        res.power_note = "power unavailable: no job window on the sampler clock"
+    else:
+        _power_figures(res, series, windows, idle, idle_s_wanted, notes)
+    if windows:
+        _thermal(res, tr, windows, idle)
+        _throttle(res, tr, windows)
+        _gpu_mem(res, tr, windows, idle, notes, gpu_pids_note)
+    extra = [n for n in notes if n and n not in (res.power_note or "")]
+    if res.power_note and extra:
+        res.power_note = res.power_note + "; " + "; ".join(extra)
+    elif extra:
+        res.power_note = "; ".join(extra)
+    res.notes = notes
+    return res
+
+
+def _power_figures(res, s: PowerSeries, windows, idle, idle_s_wanted, notes):
+    res.power_source = f"{s.source} ({'counter' if s.kind == 'counter' else 'sampled, trapezoid'})"
+    notes += s.notes
+    energies = [energy_between(s, w.start, w.end) for w in windows]
+    if any(e is None for e in energies):
+        res.power_note = (f"power unavailable: the {s.source} samples do not cover the job window "
+                          "(sampler started late or stopped early)")
+        return
+    e_total = sum(energies)
+    dur = res.window_s
+    res.power_w = e_total / dur
+    res.sensor_period_s = s.period_s or None
+    if res.iterations > 0:
+        res.energy_mj_per_inf = e_total * 1000 / res.iterations
+    else:
+        notes.append("no iteration count: energy per inference unavailable")
+    # idle baseline
+    if idle and idle[1] > idle[0]:
+        e_idle = energy_between(s, idle[0], idle[1])
+        if e_idle is not None:
+            res.idle_w = e_idle / (idle[1] - idle[0])
+            if idle[1] - idle[0] < idle_s_wanted - 0.5:
+                notes.append(f"idle baseline only {idle[1] - idle[0]:.1f} s "
+                             f"(< {idle_s_wanted:g} s asked)")
+    if res.idle_w is None:
+        notes.append("no idle baseline: net energy unavailable")
+    elif res.energy_mj_per_inf is not None:
+        res.energy_net_mj_per_inf = (e_total - res.idle_w * dur) * 1000 / res.iterations
+    # window vs sensor period
+    period = s.period_s or (res.window_s or 0)
+    short = [w for w in windows if (w.end - w.start) < MIN_PERIODS * period]
+    if short:
+        notes.append(f"window {min(w.end - w.start for w in short):.2f} s is shorter than "
+                     f"{MIN_PERIODS} sensor periods ({period:g} s): only the window-average "
+                     "energy / N is meaningful, and it is doubtful")
+    # uncertainty: see docs/telemetry.md, "Uncertainty model"
+    acc = SENSOR_ACCURACY.get(s.family, 0.05)
+    edge = 2 * period / dur if dur else 1.0  # one sensor period unknown at each window edge
+    powers = [p for w in windows for p in _powers_in(s, w.start, w.end)]
+    stat = 0.0
+    if s.kind == "sampled" and len(powers) >= 2 and res.power_w:
+        stat = statistics.stdev(powers) / math.sqrt(len(powers)) / abs(res.power_w)
+    res.uncertainty_rel = math.sqrt(acc ** 2 + edge ** 2 + stat ** 2)
+    res.uncertainty_model = (f"quadrature of sensor accuracy {acc:.0%} [E], edge {edge:.1%} "
+                             f"(2 x {period:g} s / {dur:.2f} s), sampling {stat:.1%} "
+                             "(std/sqrt(n) of sampled power)")
+    notes.append(f"uncertainty ±{res.uncertainty_rel:.1%} ({res.uncertainty_model})")
+
+
+def _temp_columns(tr: Trace) -> list[tuple[str, float]]:
+    """(column, scale to °C) of SoC-ish temperature columns (battery zones excluded)."""
+    out = []
+    for c in tr.columns:
+        if c.name.startswith("temp.") and c.unit == "mC":
+            ztype = tr.info.get(f"{c.name}.type", "")
+            if "bat" in ztype.lower() or "charger" in ztype.lower():
+                continue
+            out.append((c.name, 1e-3))
+        elif c.name.startswith("nvml.") and c.name.endswith(".temp"):
+            out.append((c.name, 1.0))
+    return out
+
+
+def _thermal(res, tr: Trace, windows, idle):
+    cols = _temp_columns(tr)
+    if not cols:
+        return
+    a = windows[0].start if not idle else idle[1]
+    b = windows[-1].end
+    hottest = []
+    for name, scale in cols:
+        vals = [(t, v * scale) for t, v in zip(tr.t, tr.values[name]) if isinstance(v, float)]
+        inside = [v for t, v in vals if a <= t <= b]
+        if not inside:
+            continue
+        before = [v for t, v in vals if t <= a]
+        start = before[-1] if before else inside[0]
+        res.temps[name] = {"start": start, "end": inside[-1], "max": max(inside)}
+        hottest.append(res.temps[name])
+    if hottest:
+        res.temp_start_c = max(z["start"] for z in hottest)
+        res.temp_end_c = max(z["end"] for z in hottest)
+        res.temp_max_c = max(z["max"] for z in hottest)
+
+
+def _throttle(res, tr: Trace, windows):
+    """Throttle rules (docs/telemetry.md): NVML reason bits 0x4/0x8/0x20/0x40/0x80 in the window;
+    a thermal zone at/above a passive/hot/critical trip point; a CPU cluster or NPU that reached
+    >= 95% of its max frequency in the window and then sat below 90% of it for more than a
+    quarter of the rest of the window (pinned governors: any sample below 95%)."""
+    reasons: list[str] = []
+    known = False
+
+    def inside(name):
+        t, v = tr.series(name)
+        return [x for ti, x in zip(t, v) if isinstance(x, float)
+                and any(w.start <= ti <= w.end for w in windows)]
+
+    for c in tr.columns:
+        if c.name.startswith("nvml.") and c.name.endswith(".reasons"):
+            known = True
+            bits = 0
+            for x in inside(c.name):
+                bits |= int(x)
+            hit = bits & NVML_THROTTLE_MASK
+            if hit:
+                names = [n for b, n in NVML_THROTTLE_BITS.items() if hit & b]
+                reasons.append(f"NVML clocks-event reasons 0x{hit:x} ({', '.join(names)})")
+        elif c.name.startswith("temp.") and c.unit == "mC":
+            trips = [(k, v) for k, v in tr.info.items() if k.startswith(c.name + ".trip_point_")]
+            vals = inside(c.name)
+            if vals:
+                known = True
+            for key, spec in trips:
+                parts = spec.split()
+                limit = _float_or_none(parts[0]) if parts else None
+                kind = parts[1] if len(parts) > 1 else "unknown"
+                if limit and kind in ("passive", "hot", "critical") and vals and max(vals) >= limit:
+                    reasons.append(f"{c.name} reached trip {key.rsplit('.', 1)[-1]} "
+                                   f"({limit / 1000:g} °C, {kind})")
+        elif (c.name.startswith("cpu.") and c.unit == "kHz") or c.name.startswith("npu."):
+            key = "cpuinfo_max_freq" if c.name.startswith("cpu.") else "max_freq"
+            mx = _float_or_none(tr.info.get(f"{c.name}.{key}", ""))
+            vals = inside(c.name)
+            if not mx or not vals:
+                continue
+            known = True
+            gov = tr.info.get(f"{c.name}.governor", "")
+            if gov in ("performance", "userspace"):
+                low = [v for v in vals if v < 0.95 * mx]
+                if low:
+                    reasons.append(f"{c.name} ({gov}) fell to {min(low) / mx:.0%} of max "
+                                   f"{mx:g} under load")
+                continue
+            first = next((i for i, v in enumerate(vals) if v >= 0.95 * mx), None)
+            if first is None:
+                continue
+            rest = vals[first:]
+            low = [v for v in rest if v < 0.9 * mx]
+            if len(rest) >= 4 and len(low) > len(rest) / 4:
+                reasons.append(f"{c.name} reached max {mx:g} then ran below 90% of it in "
+                               f"{len(low)}/{len(rest)} samples under load")
+    res.throttle_reasons = reasons
+    res.throttled = True if reasons else (False if known else None)
+
+
+def _gpu_mem(res, tr: Trace, windows, idle, notes, pids_note):
+    proc = next((c.name for c in tr.columns if c.name.startswith("nvml.") and
+                 c.name.endswith(".proc_mem")), None)
+    used = next((c.name for c in tr.columns if c.name.startswith("nvml.") and
+                 c.name.endswith(".mem_used")), None)
+
+    def vals(name, a, b):
+        t, v = tr.series(name)
+        return [x for ti, x in zip(t, v) if isinstance(x, float) and a <= ti <= b]
+
+    a, b = windows[0].start, windows[-1].end
+    if proc:
+        pv = [x for x in vals(proc, a, b) if x > 0]
+        if pv:
+            res.gpu_mem_mb = max(pv)
+            return
+    if used:
+        uv = vals(used, a, b)
+        base = vals(used, idle[0], idle[1]) if idle else []
+        if uv and base:
+            res.gpu_mem_mb = max(uv) - min(base)
+            notes.append("gpu_mem_mb is the device memory delta over the idle baseline "
+                         "(per-process memory unavailable" + (f": {pids_note}" if pids_note else
+                                                              ", e.g. container PIDs") + ")")
+        elif uv:
+            notes.append("gpu memory: no idle baseline for a device-memory delta")
+
+
+# --------------------------------------------------------------------------------------------
+# cooldown
+
+def wait_for_cooldown(read_temp_fn: Callable[[], float | None], baseline: float | None,
+                      tolerance_c: float = 2.0, max_wait_s: float = 120.0, *,
+                      poll_s: float = 2.0, sleep: Callable[[float], None] | None = None,
+                      clock: Callable[[], float] | None = None) -> tuple[bool, float, float | None]:
+    """Wait until the temperature is within `tolerance_c` of `baseline`, at most `max_wait_s`.
+
+    Returns (cooled, waited_s, last_temp). Bounded so a device that never cools (a warm room, a
+    phone in a case) slows a campaign by at most max_wait_s per job; the caller records
+    `cooled=False` as a note on the next job."""
+    import time
+    sleep = sleep or time.sleep
+    clock = clock or time.monotonic
+    t0 = clock()
+    temp = read_temp_fn()
+    if baseline is None or temp is None:
+        return False, 0.0, temp
+    while temp is not None and temp > baseline + tolerance_c:
+        waited = clock() - t0
+        if waited >= max_wait_s:
+            return False, waited, temp
+        sleep(min(poll_s, max_wait_s - waited))
+        temp = read_temp_fn()
+    return temp is not None, clock() - t0, temp
+
+
+def hottest_temp_c(trace_text: str) -> float | None:
+    """The hottest SoC temperature in the last sample of a trace (for cooldown polling)."""
+    tr = parse_trace(trace_text)
+    best = None
+    for name, scale in _temp_columns(tr):
+        vals = [v for v in tr.values.get(name, []) if isinstance(v, float)]
+        if vals:
+            best = max(best or -1e9, vals[-1] * scale)
+    return best
+
+
+def iter_windows(pairs: Iterable[tuple[float, float, int]]) -> list[Window]:
+    return [Window(a, b, n) for a, b, n in pairs]
