@@ -1,0 +1,562 @@
+#!/usr/bin/env python3
+"""Paddle Inference runner: one trial of one model, in its own process, on the device.
+
+Why standalone: this file is copied alone to servers and boards (old Debian, Python 3.7+), so it
+imports only the standard library, numpy and paddle (paddle/numpy lazily, so the host can import it
+for its constants without paddle). It writes one JSON document, schema ``hwlab.runner/1``
+(docs/architecture.md), to ``--out PATH`` or as the last stdout line with ``--out -``.
+
+What is measured, in this order:
+  load_ms   wall time of ``Config(...)`` + option setup + ``create_predictor`` (model load + graph
+            optimisation). Python/paddle import time is NOT included.
+  first_ms  the first inference: ``copy_from_cpu`` of every input + ``run()`` + ``copy_to_cpu`` of
+            every output (the "load to first prediction" path an app sees).
+  warm-up   at least ``--warmup`` iterations AND at least ``--warmup-seconds``.
+  steady    until min iterations, min seconds AND the target relative 95% CI of the median are all
+            met (checked every ~10 iterations, less often for very fast models so that the check
+            stays O(n log n) overall), else stop at ``--max-seconds`` with converged=false.
+
+Timing choice (kept identical in bench/harness_overhead.py's bare loop): like Paddle Lite's
+benchmark_bin, inputs are copied in once (during the first inference) and stay set; each warm-up
+and steady sample is ``time.perf_counter()`` around ``predictor.run()`` alone. Outputs are NOT
+copied out per iteration: on CPU ``run()`` returns after the computation, so a per-iteration
+``copy_to_cpu`` would only add a memcpy that depends on output size, not on the chip. The outputs
+are copied out once more after the steady phase, as a check that the predictor still works.
+On GPU, ``run()`` of Paddle Inference synchronises its stream before returning (unverified here: no
+GPU in this lab's CI).
+
+CI of the median: distribution-free, from order statistics. For n sorted samples the interval
+[x_(l), x_(u)] with l, u from Binomial(n, 1/2) covers the true median with probability >= 95%.
+The relative CI reported is the half-width (x_(u) - x_(l)) / 2 divided by the sample median.
+
+Any exception (and SIGTERM) ends in ok=false, a one-line error, exit code 3, and a JSON document
+with whatever was measured so far.
+"""
+from __future__ import print_function
+
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+
+SCHEMA = "hwlab.runner/1"
+RUNNER = "pi_runner"
+RUNNER_VERSION = "1.0.0"
+EXIT_FAILED = 3
+
+SUPPORTED_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "int8", "bool")
+
+
+class RunnerFailure(Exception):
+    """A problem the runner reports as ok=false with this one-line message."""
+
+
+# ---------------------------------------------------------------- order-statistic CI of the median
+
+_CI_INDEX_CACHE = {}
+
+
+def median_ci_indices(n, confidence=0.95):
+    """0-based (lo, hi) indices into the sorted samples bounding the median's CI, or None.
+
+    Exact binomial bounds (computed in log space with math.lgamma, no scipy): lo is the largest k
+    with P(B <= k-1) <= alpha/2 for B ~ Binomial(n, 1/2), and hi = n - 1 - lo by symmetry.
+    Coverage is then >= confidence. Returns None when n is too small for any interval (n < 6 at
+    95%).
+    """
+    key = (n, confidence)
+    if key in _CI_INDEX_CACHE:
+        return _CI_INDEX_CACHE[key]
+    alpha_half = (1.0 - confidence) / 2.0
+    result = None
+    if n >= 1:
+        log_norm = n * math.log(2.0)
+        lgn = math.lgamma(n + 1)
+        cdf = 0.0
+        # Start 6 sigma below the mean (sigma = sqrt(n)/2): the mass below is < 1e-8, negligible
+        # next to alpha/2, and the walk is O(sqrt(n)) instead of O(n).
+        k = max(0, int(n / 2.0 - 3.0 * math.sqrt(n)))  # cdf holds P(B <= k - 1)
+        # Walk up while adding P(B = k) keeps the lower tail within alpha/2.
+        while k <= n // 2:
+            pk = math.exp(lgn - math.lgamma(k + 1) - math.lgamma(n - k + 1) - log_norm)
+            if cdf + pk > alpha_half:
+                break
+            cdf += pk
+            k += 1
+        # Now P(B <= k - 1) <= alpha/2 < P(B <= k): x_(k) in 1-based terms is the lower bound.
+        if k >= 1:
+            lo = k - 1  # 0-based index of the k-th order statistic
+            hi = n - 1 - lo
+            if lo < hi:
+                result = (lo, hi)
+    _CI_INDEX_CACHE[key] = result
+    return result
+
+
+def median_of_sorted(s):
+    n = len(s)
+    if n == 0:
+        return None
+    mid = n // 2
+    if n % 2:
+        return s[mid]
+    return 0.5 * (s[mid - 1] + s[mid])
+
+
+def median_ci(samples, confidence=0.95, presorted=False):
+    """(median, lo, hi, rel_halfwidth) for the samples; lo/hi/rel are None when n is too small."""
+    s = samples if presorted else sorted(samples)
+    med = median_of_sorted(s)
+    idx = median_ci_indices(len(s), confidence)
+    if med is None or idx is None:
+        return med, None, None, None
+    lo, hi = s[idx[0]], s[idx[1]]
+    rel = (hi - lo) / 2.0 / med if med > 0 else None
+    return med, lo, hi, rel
+
+
+# ------------------------------------------------------------------------------ environment probes
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+def cpu_model():
+    text = _read("/proc/cpuinfo")
+    if text:
+        keys = ("model name", "Hardware", "Processor", "cpu model", "uarch")
+        found = {}
+        for line in text.splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                k, v = k.strip(), v.strip()
+                if k in keys and v and k not in found:
+                    found[k] = v
+        for k in keys:
+            if k in found:
+                return found[k]
+        parts = [line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.startswith("CPU part")]
+        if parts:
+            return "CPU part " + ",".join(sorted(set(parts)))
+    return platform.processor() or None
+
+
+def _cpu_dirs():
+    dirs = glob.glob("/sys/devices/system/cpu/cpu[0-9]*")
+    return sorted(dirs, key=lambda d: int(os.path.basename(d)[3:]))
+
+
+def cpu_freqs_khz():
+    """{cpuN: scaling_cur_freq kHz} or None where cpufreq is absent (VMs, containers)."""
+    out = {}
+    for d in _cpu_dirs():
+        v = _read(os.path.join(d, "cpufreq", "scaling_cur_freq"))
+        if v and v.strip().isdigit():
+            out[os.path.basename(d)] = int(v.strip())
+    return out or None
+
+
+def cpu_governor():
+    """The scaling governor, 'a,b' when cores differ, None where cpufreq is absent."""
+    govs = set()
+    for d in _cpu_dirs():
+        v = _read(os.path.join(d, "cpufreq", "scaling_governor"))
+        if v and v.strip():
+            govs.add(v.strip())
+    return ",".join(sorted(govs)) if govs else None
+
+
+def thermal_temps_c():
+    """{'zoneN:type': degC} from /sys/class/thermal (millidegrees), None where absent."""
+    out = {}
+    zones = glob.glob("/sys/class/thermal/thermal_zone[0-9]*")
+    for z in sorted(zones, key=lambda p: int(p.rsplit("thermal_zone", 1)[1])):
+        raw = _read(os.path.join(z, "temp"))
+        if raw is None:
+            continue
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            continue
+        kind = (_read(os.path.join(z, "type")) or "").strip() or "unknown"
+        name = "zone" + z.rsplit("thermal_zone", 1)[1] + ":" + kind
+        out[name] = value / 1000.0
+    return out or None
+
+
+def peak_rss():
+    """(peak RSS in MB, source, note). VmHWM first; ru_maxrss as a fallback; else None."""
+    text = _read("/proc/self/status")
+    if text:
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    return int(parts[1]) / 1024.0, "VmHWM", None
+    try:
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Linux reports kB, macOS bytes.
+        mb = rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+        return mb, "ru_maxrss", "/proc/self/status has no VmHWM"
+    except Exception as exc:  # pragma: no cover - platform specific
+        return None, None, "peak RSS unavailable: " + _one_line(exc)
+
+
+def utc_now():
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _one_line(exc):
+    text = str(exc).strip().splitlines()
+    first = ""
+    for line in text:
+        if line.strip():
+            first = line.strip()
+            break
+    name = type(exc).__name__
+    if isinstance(exc, RunnerFailure):
+        msg = first or name
+    else:
+        msg = (name + ": " + first) if first else name
+    return msg[:500]
+
+
+def model_sha256(model_file, params_file):
+    h = hashlib.sha256()
+    for path in (model_file, params_file):
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------- argument parsing
+
+def parse_input_spec(text):
+    """'name:1x3x224x224:float32' -> (name, [1, 3, 224, 224], 'float32')."""
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0]:
+        raise RunnerFailure("bad --input %r: expected name:1x3x224x224:float32" % text)
+    name, shape_s, dtype = parts
+    try:
+        shape = [int(d) for d in shape_s.lower().split("x")]
+    except ValueError:
+        raise RunnerFailure("bad --input %r: shape %r must be integers joined by 'x'" % (text, shape_s))
+    if not shape or any(d <= 0 for d in shape):
+        raise RunnerFailure("bad --input %r: every dimension must be a positive integer" % text)
+    if dtype not in SUPPORTED_DTYPES:
+        raise RunnerFailure("bad --input %r: dtype %r not in %s" % (text, dtype, ", ".join(SUPPORTED_DTYPES)))
+    return name, shape, dtype
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="pi_runner.py", description="Paddle Inference runner (hwlab)")
+    p.add_argument("--model-file", required=True, help=".json (PIR) or .pdmodel (legacy)")
+    p.add_argument("--params-file", required=True)
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE:DTYPE",
+                   help="e.g. x:1x3x224x224:float32 (repeatable)")
+    p.add_argument("--vocab-max", type=int, default=1000, help="int inputs are random in [0, N)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--onednn", choices=("on", "off"), default="on")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--gpu-id", type=int, default=0)
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--trt", action="store_true", help="TensorRT subgraphs (paddle-inference-trt)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--warmup-seconds", type=float, default=1.0)
+    p.add_argument("--min-iters", type=int, default=50)
+    p.add_argument("--min-seconds", type=float, default=2.0)
+    p.add_argument("--max-seconds", type=float, default=20.0)
+    p.add_argument("--target-rel-ci", type=float, default=0.02)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
+    return p
+
+
+def model_format(path):
+    if path.endswith(".json"):
+        return "json"
+    if path.endswith(".pdmodel"):
+        return "pdmodel"
+    raise RunnerFailure("model file %r must end in .json (Paddle 3 PIR) or .pdmodel (legacy)" % path)
+
+
+def validate(args):
+    if args.threads < 1:
+        raise RunnerFailure("--threads must be >= 1, got %d" % args.threads)
+    if args.device == "cpu" and args.precision != "fp32":
+        raise RunnerFailure("precision %s is not supported on --device cpu (only fp32); use --device gpu"
+                            % args.precision)
+    if args.trt and args.device != "gpu":
+        raise RunnerFailure("--trt needs --device gpu")
+    if args.precision == "int8" and not args.trt:
+        raise RunnerFailure("precision int8 needs --trt (TensorRT); Paddle Inference GPU alone is fp32/fp16")
+    for name in ("warmup", "min_iters"):
+        if getattr(args, name) < 0:
+            raise RunnerFailure("--%s must be >= 0" % name.replace("_", "-"))
+    for name in ("warmup_seconds", "min_seconds", "max_seconds"):
+        if getattr(args, name) < 0:
+            raise RunnerFailure("--%s must be >= 0" % name.replace("_", "-"))
+    if args.target_rel_ci <= 0:
+        raise RunnerFailure("--target-rel-ci must be > 0")
+    if args.vocab_max < 1:
+        raise RunnerFailure("--vocab-max must be >= 1")
+    if not args.input:
+        raise RunnerFailure("at least one --input name:shape:dtype is required")
+
+
+# ------------------------------------------------------------------------------------ the measuring
+
+def _terminate(signum, frame):
+    raise RunnerFailure("terminated by signal %d" % signum)
+
+
+def make_config(pi, args, fmt, doc):
+    """Build the paddle_infer.Config; records memory_optim in doc['config']."""
+    config = pi.Config(args.model_file, args.params_file)
+    if hasattr(config, "disable_glog_info"):
+        config.disable_glog_info()
+    if args.device == "cpu":
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(args.threads)
+        if args.onednn == "on":
+            on = getattr(config, "enable_onednn", None) or config.enable_mkldnn
+            on()
+        else:
+            off = getattr(config, "disable_onednn", None) or getattr(config, "disable_mkldnn", None)
+            if off is None:
+                raise RunnerFailure("this paddle has no disable_mkldnn/disable_onednn: cannot turn oneDNN off")
+            off()
+    else:
+        prec = pi.PrecisionType
+        gpu_prec = prec.Half if (args.precision == "fp16" and not args.trt) else prec.Float32
+        config.enable_use_gpu(256, args.gpu_id, gpu_prec)
+        if args.trt:
+            trt_prec = {"fp32": prec.Float32, "fp16": prec.Half, "int8": prec.Int8}[args.precision]
+            # use_calib_mode defaults to True in the binding (paddle.md 4.2): we never calibrate here.
+            config.enable_tensorrt_engine(workspace_size=1 << 30, max_batch_size=doc["config"]["batch"],
+                                          min_subgraph_size=3, precision_mode=trt_prec,
+                                          use_static=False, use_calib_mode=False)
+    # Paddle 3.3.1: enable_memory_optim + a .json (PIR) model breaks create_predictor
+    # (paddle.md 4.4); with a legacy .pdmodel it works.
+    if fmt == "pdmodel":
+        config.enable_memory_optim()
+        doc["config"]["memory_optim"] = True
+    else:
+        doc["config"]["memory_optim"] = False
+    return config
+
+
+def make_inputs(np, specs, seed, vocab_max):
+    rng = np.random.RandomState(seed)
+    arrays = []
+    for name, shape, dtype in specs:
+        if dtype in ("int64", "int32", "int8", "uint8"):
+            arr = rng.randint(0, vocab_max, size=shape).astype(dtype)
+        elif dtype == "bool":
+            arr = rng.randint(0, 2, size=shape).astype("bool")
+        else:
+            arr = rng.random_sample(size=shape).astype(dtype)
+        arrays.append((name, arr))
+    return arrays
+
+
+def steady_check_every(n):
+    """Iterations between CI checks: ~10, growing with n so total sorting stays O(n log n)."""
+    return max(10, n // 50)
+
+
+def measure(args, doc):
+    """Fill doc in place; raises on failure (the caller records what was measured)."""
+    validate(args)
+    fmt = model_format(args.model_file)
+    doc["model"]["format"] = fmt
+    for path, what in ((args.model_file, "model"), (args.params_file, "params")):
+        if not os.path.isfile(path):
+            raise RunnerFailure("%s file not found: %s" % (what, path))
+    doc["model"]["sha256"] = model_sha256(args.model_file, args.params_file)
+    specs = [parse_input_spec(t) for t in args.input]
+    names = [s[0] for s in specs]
+    if len(set(names)) != len(names):
+        raise RunnerFailure("duplicate --input names: %s" % ", ".join(names))
+    doc["config"]["inputs"] = [{"name": n, "shape": s, "dtype": d} for n, s, d in specs]
+    doc["config"]["batch"] = specs[0][1][0]
+
+    import numpy as np
+    doc["env"]["numpy"] = np.__version__
+    import paddle
+    import paddle.inference as pi
+    doc["env"]["paddle"] = paddle.__version__
+
+    timings = doc["timings"]
+    t0 = time.perf_counter()
+    config = make_config(pi, args, fmt, doc)
+    predictor = pi.create_predictor(config)
+    timings["load_ms"] = (time.perf_counter() - t0) * 1e3
+
+    model_inputs = list(predictor.get_input_names())
+    missing = [n for n in model_inputs if n not in names]
+    extra = [n for n in names if n not in model_inputs]
+    if missing or extra:
+        raise RunnerFailure("inputs do not match the model: model wants [%s], got [%s]"
+                            % (", ".join(model_inputs), ", ".join(names)))
+    arrays = make_inputs(np, specs, args.seed, args.vocab_max)
+    in_handles = [(predictor.get_input_handle(n), a) for n, a in arrays]
+    out_handles = [predictor.get_output_handle(n) for n in predictor.get_output_names()]
+
+    # First inference: copy in + run + copy out.
+    t0 = time.perf_counter()
+    for h, a in in_handles:
+        h.reshape(list(a.shape))
+        h.copy_from_cpu(a)
+    predictor.run()
+    outs = [h.copy_to_cpu() for h in out_handles]
+    timings["first_ms"] = (time.perf_counter() - t0) * 1e3
+    doc["outputs"] = [{"name": n, "shape": list(o.shape), "dtype": str(o.dtype)}
+                      for n, o in zip(predictor.get_output_names(), outs)]
+
+    clock = time.perf_counter
+    run = predictor.run
+    # Warm-up: count AND time.
+    w_iters, w_total = 0, 0.0
+    w_start = clock()
+    while w_iters < args.warmup or (clock() - w_start) < args.warmup_seconds:
+        t = clock()
+        run()
+        w_total += clock() - t
+        w_iters += 1
+        timings["warmup_iters"] = w_iters
+    timings["warmup_iters"] = w_iters
+    timings["warmup_ms_total"] = w_total * 1e3
+
+    # Steady state.
+    samples = timings["samples_ms"]
+    ordered = []  # sorted copy, extended by merging (timsort merges two runs in O(n))
+    s_start = clock()
+    next_check = steady_check_every(0)
+    converged, reason, rel = False, "max_seconds", None
+    while True:
+        t = clock()
+        run()
+        samples.append((clock() - t) * 1e3)
+        n = len(samples)
+        elapsed = clock() - s_start
+        if n >= next_check or elapsed >= args.max_seconds:
+            next_check = n + steady_check_every(n)
+            if n >= args.min_iters and elapsed >= args.min_seconds:
+                ordered.extend(sorted(samples[len(ordered):]))
+                ordered.sort()
+                rel = median_ci(ordered, presorted=True)[3]
+                if rel is not None and rel <= args.target_rel_ci:
+                    converged, reason = True, "converged"
+                    break
+            timings["steady_seconds"] = elapsed
+            if elapsed >= args.max_seconds:
+                break
+    timings["steady_seconds"] = clock() - s_start
+    timings["converged"] = converged
+    timings["stop_reason"] = reason
+    timings["rel_ci"] = median_ci(samples)[3]
+    # The predictor must still produce outputs after the loop.
+    for h in out_handles:
+        h.copy_to_cpu()
+
+    if args.device == "gpu":
+        try:
+            reserved = paddle.device.cuda.max_memory_reserved(args.gpu_id)
+            doc["memory"]["gpu_mem_mb"] = reserved / (1024.0 * 1024.0)
+            doc["memory"]["gpu_mem_note"] = "paddle allocator max_memory_reserved (this process)"
+        except Exception as exc:
+            doc["memory"]["gpu_mem_note"] = "unavailable: " + _one_line(exc)
+
+
+def new_doc(args, argv):
+    return {
+        "schema": SCHEMA, "runner": RUNNER, "runner_version": RUNNER_VERSION,
+        "ok": False, "error": None,
+        "command": [sys.executable or "python3"] + list(argv),
+        "model": {"path": args.model_file, "params_path": args.params_file, "format": None, "sha256": None},
+        "config": {"threads": args.threads, "onednn": args.onednn == "on" and args.device == "cpu",
+                   "device": args.device, "precision": args.precision, "trt": bool(args.trt),
+                   "batch": None, "memory_optim": None, "inputs": [], "seed": args.seed},
+        "protocol": {"warmup": args.warmup, "warmup_seconds": args.warmup_seconds,
+                     "min_iters": args.min_iters, "min_seconds": args.min_seconds,
+                     "max_seconds": args.max_seconds, "target_rel_ci": args.target_rel_ci},
+        "env": {"python": platform.python_version(), "paddle": None, "numpy": None,
+                "hostname": socket.gethostname(), "machine": platform.machine(),
+                "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+                "governor": cpu_governor(), "freq_khz_start": cpu_freqs_khz(), "freq_khz_end": None,
+                "temps_c_start": thermal_temps_c(), "temps_c_end": None, "pid": os.getpid()},
+        "timings": {"load_ms": None, "first_ms": None, "warmup_iters": 0, "warmup_ms_total": None,
+                    "samples_ms": [], "steady_seconds": None, "converged": False, "stop_reason": None,
+                    "rel_ci": None, "clock": "time.perf_counter around predictor.run()"},
+        "memory": {"peak_rss_mb": None, "rss_source": None, "gpu_mem_mb": None,
+                   "gpu_mem_note": "no GPU" if args.device == "cpu" else None},
+        "telemetry": {"nvml": None},
+        "started_at": utc_now(), "finished_at": None,
+    }
+
+
+def finish(doc, args):
+    doc["env"]["freq_khz_end"] = cpu_freqs_khz()
+    doc["env"]["temps_c_end"] = thermal_temps_c()
+    mb, source, note = peak_rss()
+    doc["memory"]["peak_rss_mb"] = mb
+    doc["memory"]["rss_source"] = source
+    if note:
+        doc["memory"]["rss_note"] = note
+    doc["finished_at"] = utc_now()
+    text = json.dumps(doc, allow_nan=False)
+    if args.out == "-":
+        sys.stdout.flush()
+        sys.stdout.write("\n" + text + "\n")
+        sys.stdout.flush()
+    else:
+        tmp = args.out + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, args.out)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    doc = new_doc(args, [sys.argv[0] if sys.argv and sys.argv[0] else "pi_runner.py"] + argv)
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                signal.signal(sig, _terminate)
+            except (ValueError, OSError):  # not the main thread
+                pass
+    code = 0
+    try:
+        measure(args, doc)
+        doc["ok"] = True
+    except BaseException as exc:  # KeyboardInterrupt too: still write what was measured
+        doc["ok"] = False
+        doc["error"] = _one_line(exc)
+        code = EXIT_FAILED
+        sys.stderr.write("pi_runner: " + doc["error"] + "\n")
+    try:
+        finish(doc, args)
+    except Exception as exc:
+        sys.stderr.write("pi_runner: could not write result: " + _one_line(exc) + "\n")
+        code = EXIT_FAILED
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
