@@ -104,7 +104,7 @@ def _num(text: str):
 def parse_trace(text: str) -> Trace:
     """Parse sampler output. Malformed data lines are skipped and counted in `notes`."""
     tr = Trace()
-    fields: list[str] = []
+    fields: list[str] | None = None
     bad = 0
     for raw in text.splitlines():
         line = raw.strip()
@@ -138,7 +138,7 @@ def parse_trace(text: str) -> Trace:
                 tr.end_reason = rest[1]
             continue
         parts = line.split()
-        if not fields or len(parts) != len(fields) + 1:
+        if fields is None or len(parts) != len(fields) + 1:
             bad += 1
             continue
         t = _float_or_none(parts[0])
