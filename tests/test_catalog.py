@@ -128,7 +128,7 @@ def test_minimal_good_file(tmp_path):
 
 @pytest.mark.parametrize("bad,needle,line", [
     (GOOD.replace("int8: {", "int9: {"), "unknown precision 'int9'", 12),
-    (GOOD.replace("source: s1, confidence: V}", "confidence: V}"), "missing source", 12),
+    (GOOD.replace("source: s1, confidence: V}", "confidence: V}"), "missing required key 'source'", 12),
     (GOOD.replace("source: s1, confidence: V}", "source: s9, confidence: V}"), "unknown source 's9'", 12),
     (GOOD.replace("confidence: V}", "confidence: X}"), "confidence must be one of", 12),
     (GOOD.replace("confidence: V}", "confidence: U, verified: true}"), "cannot be verified", 12),
