@@ -474,7 +474,8 @@ def _attach_analysis(meta: dict[str, Any], mdir: Path, analyze: bool) -> None:
         return
     model = mdir / meta["model_file"]
     res = analysis.analyze(model, params_file=mdir / meta["params_file"]
-                           if meta.get("params_file") else None)
+                           if meta.get("params_file") else None,
+                           run_shapes={i["name"]: i["run_shape"] for i in meta["inputs"]})
     meta["op_histogram"] = dict(res.op_histogram)
     if analyze:
         meta["analysis"] = res.to_dict()
@@ -540,7 +541,8 @@ def add_user_model(model_id: str, model_file: Path | str, params_file: Path | st
 
     from . import analysis  # static analysis of the user's file (no paddle import for .json)
     try:
-        res = analysis.analyze(model_file, params_file=params_file)
+        res = analysis.analyze(model_file, params_file=params_file,
+                               run_shapes={i.name: i.run_shape for i in inputs})
     except LabError as exc:
         raise ConfigError(f"model {model_id!r}: cannot read {model_file}: {exc}") from None
     declared = {i.name: i for i in res.inputs}

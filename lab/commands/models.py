@@ -74,7 +74,13 @@ def cmd_build(args) -> int:
         art = models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
         for target in args.lite_target:
             # Hook for Paddle Lite conversion (owned by lab/lite_convert.py): imported only on demand.
-            from .. import lite_convert
+            try:
+                from .. import lite_convert
+            except ModuleNotFoundError as exc:
+                if exc.name != "lab.lite_convert":
+                    raise
+                raise ConfigError("--lite-target: Paddle Lite conversion is not part of this "
+                                  "install (lab/lite_convert.py missing)") from None
             lite_convert.convert(art, target)
             converted += 1
     print(f"built {len(ids)} model(s) under {args.root}/" +
