@@ -34,10 +34,10 @@ def prepare(args):
     """Load inventory + campaign, make sure models exist, plan jobs. Shared with the Ray engine."""
     devices = load_devices(args.devices)
     spec = load_campaign(args.campaign)
-    by_id = {d.id: d for d in devices}
-    for dev_id in spec.devices:
-        if dev_id in by_id and not by_id[dev_id].enabled:
-            d = by_id[dev_id]
+    from ..inventory import find_device
+    for dev_id in spec.devices:  # device mistakes first: before any model is built
+        d = find_device(devices, dev_id, where=f"{spec.path}: ")
+        if not d.enabled:
             raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
                               path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
     hashes = {m: ensure_artifact(m, args.models_root).sha256 for m in spec.models}
