@@ -717,3 +717,220 @@ def hottest_temp_c(trace_text: str) -> float | None:
 
 def iter_windows(pairs: Iterable[tuple[float, float, int]]) -> list[Window]:
     return [Window(a, b, n) for a, b, n in pairs]
+
+
+# --------------------------------------------------------------------------------------------
+# on-device session (used by lab/execute.py around each job)
+
+RUNNERS_DIR = __import__("pathlib").Path(__file__).resolve().parent / "runners"
+
+
+@dataclass(frozen=True)
+class Mark:
+    label: str
+    clock: float  # device sampler clock (/proc/uptime, or epoch when the device has no uptime)
+    epoch: float | None  # device wall clock at the same instant
+    epoch_subsecond: bool
+
+
+class TelemetrySession:
+    """Starts the samplers on the device, keeps marks and job windows, collects and analyses.
+
+    Clock choice (docs/telemetry.md): every time the analysis uses is on the device's
+    /proc/uptime clock, the one sampler.sh stamps its lines with. `mark()` reads it over the
+    transport; a runner JSON may carry `clock: {name: uptime, steady_start, steady_end}` (exact);
+    otherwise its sub-second `finished_at` is mapped through the marks' (uptime, epoch) pairs, and
+    as a last resort the steady window is placed just before the trial's end mark (approximate).
+    """
+
+    def __init__(self, *, idle_s: float | None = None, protocol=None, nvml: bool = False,
+                 python: str = "python3", root: str = "", max_s: float = 7200.0,
+                 sleep: Callable[[float], None] | None = None):
+        import time
+        if idle_s is None:
+            idle_s = getattr(protocol, "idle_baseline_s", 0.0) or DEFAULT_IDLE_S
+        self.idle_s = float(idle_s)
+        self.nvml, self.python, self.root, self.max_s = nvml, python, root, max_s
+        self.sleep = sleep or time.sleep
+        self.marks: list[Mark] = []
+        self.windows: list[Window] = []
+        self.started = False
+        self.start_error: str | None = None
+        self.has_power: bool | None = None
+        self.pids_note: str | None = None
+
+    # -- device side --------------------------------------------------------------------
+    def start(self, transport, workdir: str, rate_hz: float = 20.0) -> None:
+        """Push sampler.sh (hash-cached), start it in the background with a stop file, wait for
+        its header, then record the idle baseline (sleeps idle_s when the device has a power
+        sensor). Never raises for telemetry trouble: the job still runs, power is 'unavailable'."""
+        import uuid
+        from .transport.base import remote_join, shell_command
+        self.transport = transport
+        self.dir = remote_join(workdir, "telemetry", uuid.uuid4().hex[:12])
+        self.trace = remote_join(self.dir, "sampler.txt")
+        self.nvml_trace = remote_join(self.dir, "nvml.txt")
+        self.stopfile = remote_join(self.dir, "stop")
+        try:
+            sampler = remote_join(workdir, "runners", "sampler.sh")
+            transport.push(RUNNERS_DIR / "sampler.sh", sampler)
+            cmds = [shell_command(["mkdir", "-p", self.dir])]
+            args = ["sh", sampler, "-o", self.trace, "-r", f"{rate_hz:g}", "-s", self.stopfile,
+                    "-M", f"{self.max_s:g}"] + (["-R", self.root] if self.root else [])
+            cmds.append(_background(args, remote_join(self.dir, "sampler.err")))
+            if self.nvml:
+                nv = remote_join(workdir, "runners", "nvml_sampler.py")
+                transport.push(RUNNERS_DIR / "nvml_sampler.py", nv)
+                cmds.append(_background([self.python, nv, "-o", self.nvml_trace, "-r",
+                                         f"{rate_hz:g}", "-s", self.stopfile, "-M",
+                                         f"{self.max_s:g}"], remote_join(self.dir, "nvml.err")))
+            res = transport.run(" && ".join(cmds), timeout=30)
+            if res.rc != 0:
+                raise RuntimeError(f"sampler start exited {res.rc}: {res.err.strip()[:200]}")
+            header = self._wait_header(self.trace)
+            if self.nvml:
+                header += self._wait_header(self.nvml_trace)
+            tr = parse_trace(header)
+            self.has_power = pick_power(tr)[0] is not None or any(
+                c.name.endswith(".energy") or c.name.endswith(".power") for c in tr.columns)
+            self.started = True
+        except Exception as exc:  # telemetry must never fail the job
+            self.start_error = f"telemetry could not start: {exc}"
+            return
+        if self.has_power and self.idle_s > 0:
+            self.mark("idle-start")
+            self.sleep(self.idle_s)
+        self.mark("job-start")
+
+    def _wait_header(self, path: str, wait_s: float = 15.0) -> str:
+        import time
+        from .transport.base import shell_command
+        deadline = time.monotonic() + wait_s
+        while True:
+            res = self.transport.run(shell_command(["cat", path]) + " 2>/dev/null", timeout=15)
+            if "# wall_ref" in res.out and "# fields" in res.out:
+                return res.out
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no sampler header in {path} after {wait_s:g} s")
+            time.sleep(0.1)
+
+    def mark(self, label: str) -> Mark | None:
+        """Read the device clock now (uptime + epoch in one shell line) and remember it."""
+        if not self.started:
+            return None
+        uptime = f"{self.root}/proc/uptime" if self.root else "/proc/uptime"
+        import shlex
+        cmd = (f"u=; read -r u _r < {shlex.quote(uptime)} 2>/dev/null; e=$(date +%s.%N 2>/dev/null);"
+               ' case "$e" in *N*|*%*|"") e=$(date +%s);; esac; echo "${u:-$e} $e"')
+        try:
+            res = self.transport.run(cmd, timeout=15)
+            a, b = res.out.split()[:2]
+            m = Mark(label, float(a), float(b), "." in b)
+        except Exception:
+            return None
+        self.marks.append(m)
+        return m
+
+    # -- job windows ----------------------------------------------------------------------
+    def add_window(self, start: float, end: float, iterations: int, label: str = "",
+                   note: str = "") -> Window:
+        w = Window(start, end, int(iterations), label, note)
+        self.windows.append(w)
+        return w
+
+    def add_run(self, doc: dict, label: str = "") -> Window | None:
+        """One trial's steady window from its runner JSON (see class doc for the clock rules).
+        Call after mark('trial-start'), the runner, mark('trial-end')."""
+        timings = (doc or {}).get("timings") or {}
+        samples = timings.get("samples_ms") or []
+        n = len(samples)
+        steady = timings.get("steady_seconds")
+        if steady is None and samples:
+            steady = sum(samples) / 1000.0
+        clock = (doc or {}).get("clock") or {}
+        if clock.get("steady_start") is not None and clock.get("steady_end") is not None:
+            return self.add_window(float(clock["steady_start"]), float(clock["steady_end"]), n,
+                                   label)
+        if not self.marks or steady is None:
+            return None
+        end_mark = self.marks[-1]
+        start_mark = self.marks[-2] if len(self.marks) >= 2 else None
+        fin = _iso_epoch(doc.get("finished_at"))
+        if fin is not None and fin[1] and end_mark.epoch_subsecond:
+            offs = [m.epoch - m.clock for m in self.marks if m.epoch_subsecond]
+            end = fin[0] - statistics.median(offs)
+            return self.add_window(end - steady, end, n, label,
+                                   "steady window mapped from the runner's wall-clock finished_at")
+        end = end_mark.clock
+        start = end - steady
+        if start_mark is not None:
+            start = max(start, start_mark.clock)
+        return self.add_window(start, end, n, label, "steady window approximate: placed just "
+                               "before the trial's end mark (process teardown included)")
+
+    # -- collect ----------------------------------------------------------------------------
+    def stop_and_collect(self, transport, local_dir) -> TelemetryResult:
+        """Stop the samplers (stop file, then kill after 10 s), pull the traces into local_dir,
+        analyse the recorded windows. Never raises: trouble becomes power_note."""
+        import time
+        from pathlib import Path
+        from .transport.base import shell_command
+        if not self.started:
+            return TelemetryResult(power_note="power unavailable: " + (
+                self.start_error or "telemetry was not started"))
+        local_dir = Path(local_dir)
+        local_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            transport.run(shell_command(["touch", self.stopfile]), timeout=15)
+            paths = [self.trace] + ([self.nvml_trace] if self.nvml else [])
+            deadline = time.monotonic() + 10
+            text: dict[str, str] = {}
+            while True:
+                for p in paths:
+                    res = transport.run(shell_command(["cat", p]) + " 2>/dev/null", timeout=30)
+                    text[p] = res.out
+                if all("\n# end " in text[p] for p in paths) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            local = []
+            for p in paths:
+                dest = local_dir / Path(p).name
+                transport.pull(p, dest)
+                local.append(dest)
+            tr = parse_trace(local[0].read_text())
+            if self.nvml:
+                tr = tr.merge(parse_trace(local[1].read_text()))
+            transport.run(shell_command(["rm", "-rf", self.dir]), timeout=30)
+        except Exception as exc:
+            return TelemetryResult(power_note=f"power unavailable: telemetry collection failed: "
+                                   f"{exc}")
+        idle = None
+        ms = {m.label: m for m in self.marks}
+        if "idle-start" in ms and "job-start" in ms:
+            idle = (ms["idle-start"].clock, ms["job-start"].clock)
+        res = analyze(tr, self.windows, idle, idle_s_wanted=self.idle_s,
+                      gpu_pids_note=self.pids_note)
+        res.trace_file = str(local[0])
+        return res
+
+
+def _background(argv: list[str], errfile: str) -> str:
+    """A detached background command: no fds left open so SSH/ADB channels can close."""
+    from .transport.base import shell_command
+    import shlex
+    return (f"(nohup {shell_command(argv)} </dev/null >/dev/null 2>{shlex.quote(errfile)} &)")
+
+
+def _iso_epoch(text) -> tuple[float, bool] | None:
+    """(epoch seconds, has sub-second digits) of an ISO-8601 UTC stamp, or None."""
+    from datetime import datetime, timezone
+    if not isinstance(text, str) or not text:
+        return None
+    s = text.strip().replace("Z", "+00:00")
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp(), "." in s.split("T")[-1]

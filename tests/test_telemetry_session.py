@@ -1,0 +1,92 @@
+"""TelemetrySession end to end over the real local transport (the same calls SSH/ADB get)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from lab import telemetry as T
+from lab.records import Device
+from lab.transport.local import LocalTransport
+
+TREES = Path(__file__).resolve().parent / "data" / "sysfs"
+
+
+def transport(tmp_path):
+    return LocalTransport(Device(id="local", chip="test", transport="local",
+                                 workdir=str(tmp_path / "device")))
+
+
+def test_session_on_fake_phone_gives_power_and_energy(tmp_path):
+    tp = transport(tmp_path)
+    sess = T.TelemetrySession(idle_s=0.3, root=str(TREES / "kirin_phone"))
+    sess.start(tp, tp.workdir, rate_hz=20)
+    assert sess.started and sess.has_power
+    a = sess.mark("trial-start")
+    time.sleep(0.6)
+    b = sess.mark("trial-end")
+    assert a.clock < b.clock
+    # runner JSON with the exact clock fields, 40 inferences in the steady window
+    doc = {"timings": {"samples_ms": [10.0] * 40, "steady_seconds": 0.4},
+           "clock": {"name": "uptime", "steady_start": a.clock + 0.1, "steady_end": a.clock + 0.5}}
+    w = sess.add_run(doc)
+    assert w.iterations == 40 and w.end - w.start == pytest.approx(0.4)
+    res = sess.stop_and_collect(tp, tmp_path / "local")
+    # fake phone: 350 mA x 3.85 V = 1.3475 W flat, idle and load alike
+    assert res.power_w == pytest.approx(1.3475)
+    assert res.idle_w == pytest.approx(1.3475)
+    assert res.energy_mj_per_inf == pytest.approx(1.3475 * 0.4 * 1000 / 40)
+    assert res.energy_net_mj_per_inf == pytest.approx(0.0, abs=1e-9)
+    assert res.temp_start_c == 41.0 and res.throttled is False
+    assert "shorter than 10 sensor periods" in res.power_note  # 0.4 s < 10 x 0.25 s
+    assert Path(res.trace_file).exists()
+    assert not (Path(sess.dir)).exists()  # device side cleaned up
+
+
+def test_session_fallback_window_from_end_mark(tmp_path):
+    tp = transport(tmp_path)
+    sess = T.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
+    sess.start(tp, tp.workdir)
+    sess.mark("trial-start")
+    time.sleep(0.5)
+    end = sess.mark("trial-end")
+    w = sess.add_run({"timings": {"samples_ms": [5.0] * 60, "steady_seconds": 0.3},
+                      "finished_at": "2026-01-01T00:00:00Z"})  # whole seconds: not mappable
+    assert w.end == end.clock and "approximate" in w.note
+    res = sess.stop_and_collect(tp, tmp_path / "local")
+    assert res.power_w == pytest.approx(2.5) and res.power_source.startswith("ina226")
+    assert "approximate" in res.power_note and res.idle_w is None
+
+
+def test_session_on_this_machine_says_unavailable(tmp_path):
+    tp = transport(tmp_path)
+    sess = T.TelemetrySession(idle_s=10)  # no power sensor here: must not wait 10 s
+    t0 = time.monotonic()
+    sess.start(tp, tp.workdir)
+    assert time.monotonic() - t0 < 8
+    sess.mark("trial-start")
+    sess.mark("trial-end")
+    sess.add_run({"timings": {"samples_ms": [1.0] * 10, "steady_seconds": 0.01}})
+    f = sess.stop_and_collect(tp, tmp_path / "local").fields()
+    if not sess.has_power:
+        assert f["power_w"] is None and f["power_note"].startswith("power unavailable:")
+
+
+def test_start_failure_never_raises(tmp_path):
+    class Broken:
+        device_id, workdir = "x", "/nonexistent"
+
+        def push(self, *a):
+            raise OSError("disk full")
+
+    sess = T.TelemetrySession(idle_s=0)
+    sess.start(Broken(), "/nonexistent")
+    res = sess.stop_and_collect(Broken(), tmp_path)
+    assert res.power_w is None and "disk full" in res.power_note
+
+
+def test_iso_parsing():
+    assert T._iso_epoch("1970-01-01T00:00:01.5Z") == (1.5, True)
+    assert T._iso_epoch("1970-01-01T00:00:01Z") == (1.0, False)
+    assert T._iso_epoch("nope") is None
