@@ -454,8 +454,22 @@ class TelemetryResult:
     notes: list[str] = field(default_factory=list)
     trace_file: str | None = None
 
+    windows: list[Window] = field(default_factory=list)
+
     def fields(self) -> dict:
         return power_fields(self)
+
+    def measurement_fields(self) -> dict:
+        """power_fields() plus '_detail' for Measurement.provenance['telemetry']."""
+        out = power_fields(self)
+        out["_detail"] = {
+            "uncertainty_rel": self.uncertainty_rel, "uncertainty_model": self.uncertainty_model,
+            "window_s": self.window_s, "sensor_period_s": self.sensor_period_s,
+            "iterations": self.iterations, "temp_end_c": self.temp_end_c,
+            "throttle_reasons": self.throttle_reasons, "temps": self.temps, "notes": self.notes,
+            "trace_file": self.trace_file,
+            "windows": [[w.start, w.end, w.iterations, w.note] for w in self.windows]}
+        return out
 
 
 def power_fields(result: TelemetryResult | None = None, *, unavailable: str | None = None) -> dict:
@@ -743,10 +757,15 @@ class TelemetrySession:
     as a last resort the steady window is placed just before the trial's end mark (approximate).
     """
 
-    def __init__(self, *, idle_s: float | None = None, protocol=None, nvml: bool = False,
-                 python: str = "python3", root: str = "", max_s: float = 7200.0,
-                 sleep: Callable[[float], None] | None = None):
+    def __init__(self, *, job=None, idle_s: float | None = None, protocol=None,
+                 nvml: bool | None = None, python: str = "python3", root: str = "",
+                 max_s: float = 7200.0, sleep: Callable[[float], None] | None = None):
         import time
+        if job is not None:
+            protocol = protocol or getattr(job, "protocol", None)
+            if nvml is None:
+                nvml = getattr(job, "processor", "") == "gpu"
+        nvml = bool(nvml)
         if idle_s is None:
             idle_s = getattr(protocol, "idle_baseline_s", 0.0) or DEFAULT_IDLE_S
         self.idle_s = float(idle_s)
@@ -880,6 +899,7 @@ class TelemetrySession:
                 self.start_error or "telemetry was not started"))
         local_dir = Path(local_dir)
         local_dir.mkdir(parents=True, exist_ok=True)
+        self.mark("job-end")
         try:
             transport.run(shell_command(["touch", self.stopfile]), timeout=15)
             paths = [self.trace] + ([self.nvml_trace] if self.nvml else [])
@@ -908,8 +928,13 @@ class TelemetrySession:
         ms = {m.label: m for m in self.marks}
         if "idle-start" in ms and "job-start" in ms:
             idle = (ms["idle-start"].clock, ms["job-start"].clock)
-        res = analyze(tr, self.windows, idle, idle_s_wanted=self.idle_s,
-                      gpu_pids_note=self.pids_note)
+        windows = list(self.windows)
+        if not windows and "job-start" in ms and "job-end" in ms:
+            windows = [Window(ms["job-start"].clock, ms["job-end"].clock, 0, "job",
+                              "no steady window was given (add_run): power is the average over "
+                              "the whole job incl. model load and warm-up")]
+        res = analyze(tr, windows, idle, idle_s_wanted=self.idle_s, gpu_pids_note=self.pids_note)
+        res.windows = windows
         res.trace_file = str(local[0])
         return res
 

@@ -90,3 +90,20 @@ def test_iso_parsing():
     assert T._iso_epoch("1970-01-01T00:00:01.5Z") == (1.5, True)
     assert T._iso_epoch("1970-01-01T00:00:01Z") == (1.0, False)
     assert T._iso_epoch("nope") is None
+
+
+def test_job_kwarg_and_whole_job_fallback_as_execute_calls_it(tmp_path):
+    """lab/execute.py today: TelemetrySession(job=job), start, stop_and_collect, no add_run."""
+    from lab.records import Job, Protocol
+    job = Job("j1", "c", "local", "chip", "m", "", "paddle-inference-cpu", "cpu", "fp32", 1,
+              protocol=Protocol(idle_baseline_s=0.2))
+    tp = transport(tmp_path)
+    sess = T.TelemetrySession(job=job, root=str(TREES / "x86_rapl"))
+    assert sess.idle_s == 0.2 and sess.nvml is False
+    sess.start(tp, tp.workdir, job.protocol.sample_hz)
+    time.sleep(0.3)
+    f = sess.stop_and_collect(tp, tmp_path / "l").measurement_fields()
+    # static fake counter: 0 W over the job, a real figure from a counter (not 'unavailable')
+    assert f["power_w"] == 0.0 and f["power_source"].startswith("rapl:intel-rapl:0")
+    assert f["energy_mj_per_inf"] is None and "whole job" in f["power_note"]
+    assert set(f) == set(T.POWER_FIELDS) | {"_detail"}
