@@ -1,0 +1,488 @@
+"""The SSH transport (paramiko): servers and Linux boards reached over SSH.
+
+Why it looks like this (see shared/reference/peers.md §7.1 for the paramiko pitfalls):
+- paramiko's `timeout` is per read, not a deadline. `run()` keeps its own monotonic deadline and
+  drains stdout/stderr while waiting (a full window would otherwise block the remote process and
+  `recv_exit_status` would hang). On timeout the remote *process group* is killed: the command
+  runs as `exec sh -c SCRIPT`, so the shell keeps the session-leader pid sshd gave it, reports
+  `$$` on its first stderr line, and `kill -- -PID` reaches everything it started.
+- Host keys are checked by default (strict = RejectPolicy against the device's known_hosts or
+  ~/.ssh/known_hosts). accept-new saves unknown keys but a *changed* key is still refused
+  (paramiko checks known keys before asking the policy). insecure accepts anything and says so
+  loudly on stderr at every connect.
+- No password ever comes from the inventory: key file or agent; a key passphrase only from the
+  environment variable named by `key_passphrase_env`.
+- One SSHClient (one TCP connection) per transport; the scheduler keeps one transport per device.
+- `push()` goes through SFTP into a temporary name, is verified by size + sha256 computed *on the
+  device*, then renamed into place; unchanged files (same size + sha256) are not sent again.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import select
+import shlex
+import socket
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ..errors import (CommandFailed, DeviceAuthFailed, DeviceError, DeviceTimeout, DeviceUnreachable,
+                      HostKeyMismatch, TransferError, excerpt)
+from .base import PushResult, RunResult, remote_join, shell_command
+
+DEFAULT_PORT = 22
+CONNECT_TIMEOUT_S = 10.0
+KEEPALIVE_S = 15
+PID_MARK = "hwlab-pid:"
+# Fastest ciphers first: AES-GCM needs no separate MAC pass (matters for 100 MB pushes).
+PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
+
+# sha256 of a file on the device with what it has: OpenSSL first (uses the CPU's SHA extensions:
+# 0.3 s for 100 MB here vs 2.2 s for coreutils sha256sum), then coreutils/busybox, then Python.
+_REMOTE_HASH = (
+    'f=$1; if [ ! -f "$f" ]; then echo missing; exit 0; fi; '
+    'size=$(wc -c < "$f" | tr -d " "); '
+    'h=$( (openssl dgst -sha256 -r "$f" 2>/dev/null || sha256sum "$f" 2>/dev/null '
+    '|| python3 -c "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],\'rb\').read()).hexdigest())" '
+    '"$f" 2>/dev/null) | cut -d " " -f 1); '
+    'echo "$size $h"'
+)
+
+_local_hash_cache: dict[tuple[str, int, int], str] = {}
+_cache_lock = threading.Lock()
+_known_hosts_lock = threading.Lock()
+
+
+def local_sha256(path: Path) -> str:
+    """sha256 of a host file, cached by (path, size, mtime) so unchanged models hash once per run."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _cache_lock:
+        if key in _local_hash_cache:
+            return _local_hash_cache[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    digest = h.hexdigest()
+    with _cache_lock:
+        _local_hash_cache[key] = digest
+    return digest
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    """The name a host is filed under in known_hosts (OpenSSH: `[host]:port` unless port 22)."""
+    return host if port == DEFAULT_PORT else f"[{host}]:{port}"
+
+
+class SSHTransport:
+    """`Transport` over one paramiko connection to one device."""
+
+    def __init__(self, device, *, connect_timeout: float = CONNECT_TIMEOUT_S,
+                 keepalive_s: int = KEEPALIVE_S, known_hosts_default: str = "~/.ssh/known_hosts"):
+        import paramiko  # imported here: hosts without SSH devices never load paramiko
+        self._paramiko = paramiko
+        self.device = device
+        self.device_id = device.id
+        self.host = device.host
+        self.port = int(device.port or DEFAULT_PORT)
+        self.user = device.user
+        self.policy = device.host_key_policy or "strict"
+        self.known_hosts = os.path.expanduser(device.known_hosts or known_hosts_default)
+        self.connect_timeout = connect_timeout
+        self.keepalive_s = keepalive_s
+        self._client = None
+        self._sftp = None
+        self._home: str | None = None
+        self._dirs: set[str] = set()  # remote directories known to exist
+        self._lock = threading.RLock()
+        self.bytes_sent = 0  # pushed payload bytes over this transport's life (benchmarks read it)
+        self._connect()
+        self.workdir = self.expand(device.workdir or "~/hwlab")
+
+    # -- connection ---------------------------------------------------------------------------
+    def _connect(self) -> None:
+        paramiko = self._paramiko
+        client = paramiko.SSHClient()
+        if self.policy == "insecure":
+            print(f"WARNING: device {self.device_id!r}: host_key_policy is 'insecure': the SSH host key of "
+                  f"{self.host}:{self.port} is NOT checked; anyone on the path can impersonate it",
+                  file=sys.stderr, flush=True)
+            client.set_missing_host_key_policy(_InsecurePolicy())
+        else:
+            if os.path.exists(self.known_hosts):
+                try:
+                    client.load_host_keys(self.known_hosts)
+                except (OSError, paramiko.SSHException) as exc:
+                    raise HostKeyMismatch(self.device_id, f"cannot read known_hosts {self.known_hosts}: "
+                                          f"{exc}") from None
+            if self.policy == "accept-new":
+                client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts, self.device_id))
+            else:
+                client.set_missing_host_key_policy(_StrictPolicy())
+        kwargs = dict(hostname=self.host, port=self.port, username=self.user,
+                      timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
+                      auth_timeout=self.connect_timeout, allow_agent=True,
+                      look_for_keys=not self.device.key_file, transport_factory=_fast_transport)
+        if self.device.key_file:
+            key_path = os.path.expanduser(self.device.key_file)
+            if not os.path.exists(key_path):
+                raise DeviceAuthFailed(self.device_id, f"key_file {key_path} does not exist "
+                                       f"(fix key_file in {self.device.source}:{self.device.line})")
+            kwargs["key_filename"] = key_path
+        env_name = self.device.key_passphrase_env
+        if env_name:
+            if env_name not in os.environ:
+                raise DeviceAuthFailed(self.device_id, f"key_passphrase_env names ${env_name}, which is not "
+                                       "set (export it before running the lab)")
+            kwargs["passphrase"] = os.environ[env_name]
+        try:
+            client.connect(**kwargs)
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyMismatch(
+                self.device_id, f"host key of {self.host}:{self.port} CHANGED "
+                f"(got {exc.key.get_name()} {exc.key.get_fingerprint().hex()}, known_hosts "
+                f"{self.known_hosts} has {exc.expected_key.get_fingerprint().hex()}); refusing to connect. "
+                f"If the device was reinstalled, remove the old entry with "
+                f"`ssh-keygen -R {shlex.quote(known_hosts_name(self.host, self.port))} -f "
+                f"{shlex.quote(self.known_hosts)}`") from None
+        except _UnknownHostKey as exc:
+            client.close()
+            raise HostKeyMismatch(
+                self.device_id, f"host key of {self.host}:{self.port} ({exc.key_type}) is not in "
+                f"{self.known_hosts} and host_key_policy is strict; add it after checking its "
+                f"fingerprint (`ssh-keyscan -p {self.port} {shlex.quote(self.host)} >> "
+                f"{shlex.quote(self.known_hosts)}`) or use host_key_policy: accept-new") from None
+        except paramiko.PasswordRequiredException:
+            client.close()
+            raise DeviceAuthFailed(self.device_id, "the SSH key is encrypted and no passphrase was given "
+                                   "(set key_passphrase_env to the name of an environment variable)") from None
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise DeviceAuthFailed(self.device_id, f"SSH authentication as {self.user!r} on "
+                                   f"{self.host}:{self.port} failed: {exc} (check key_file / the agent and "
+                                   "the device's authorized_keys)") from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if "not found in known_hosts" in str(exc):  # RejectPolicy's own wording
+                raise HostKeyMismatch(self.device_id, f"{exc}; add the key to {self.known_hosts} or use "
+                                      "host_key_policy: accept-new") from None
+            raise DeviceUnreachable(self.device_id, f"SSH to {self.host}:{self.port} failed: {exc}") from None
+        except (OSError, EOFError, socket.timeout) as exc:
+            client.close()
+            raise DeviceUnreachable(self.device_id, f"cannot connect to {self.host}:{self.port}: "
+                                    f"{exc or type(exc).__name__}") from None
+        client.get_transport().set_keepalive(self.keepalive_s)
+        self._client = client
+
+    def _transport(self):
+        t = self._client.get_transport() if self._client is not None else None
+        if t is None or not t.is_active():
+            raise DeviceUnreachable(self.device_id, f"SSH connection to {self.host}:{self.port} is closed")
+        return t
+
+    def expand(self, path: str) -> str:
+        """Expand a leading `~` with the device's $HOME (asked once)."""
+        if path == "~" or path.startswith("~/"):
+            if self._home is None:
+                res = self.run('printf "%s" "$HOME"', timeout=30)
+                if res.rc != 0 or not res.out.startswith("/"):
+                    raise CommandFailed(self.device_id, f"cannot read $HOME on the device: "
+                                        f"{excerpt(res.err or res.out)}", rc=res.rc, stderr=res.err)
+                self._home = res.out.rstrip("/") or "/"
+            return self._home + path[1:]
+        return path
+
+    # -- commands -----------------------------------------------------------------------------
+    def run(self, cmd: Sequence[str] | str, timeout: float, *, env: Mapping[str, str] | None = None,
+            cwd: str | None = None) -> RunResult:
+        text = shell_command(cmd, env=env, cwd=cwd)
+        # `exec sh -c` keeps sshd's session-leader pid, so $$ is also the process group to kill.
+        script = f'echo "{PID_MARK}$$" >&2; {text}'
+        wrapped = "exec sh -c " + shlex.quote(script)
+        start = time.monotonic()
+        deadline = start + float(timeout)
+        with self._lock:
+            try:
+                chan = self._transport().open_session(timeout=self.connect_timeout)
+                chan.exec_command(wrapped)
+                chan.shutdown_write()  # stdin closed: a runner never waits for input
+            except DeviceError:
+                raise
+            except (self._paramiko.SSHException, OSError, EOFError) as exc:
+                raise DeviceUnreachable(self.device_id, f"cannot start a command: {exc}") from None
+        out, err = bytearray(), bytearray()
+        try:
+            while True:
+                _drain(chan, out, err)
+                if chan.exit_status_ready():
+                    _drain(chan, out, err)
+                    break
+                if chan.closed or not chan.get_transport().is_active():
+                    _drain(chan, out, err)
+                    if chan.exit_status_ready():
+                        break
+                    raise DeviceUnreachable(self.device_id, "connection lost while a command was running: "
+                                            f"{text[:120]}")
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    pid = _pid_from(err)
+                    chan.close()
+                    self._kill_remote(pid)
+                    raise DeviceTimeout(self.device_id, f"command exceeded its {timeout:g} s deadline "
+                                        f"(remote process group {pid or '?'} killed): {text[:120]}")
+                select.select([chan], [], [], min(remaining, 0.5))
+            rc = chan.recv_exit_status()
+        finally:
+            chan.close()
+        err_text = _strip_pid(err.decode(errors="replace"))
+        return RunResult(rc, out.decode(errors="replace"), err_text, time.monotonic() - start)
+
+    def _kill_remote(self, pid: int | None) -> None:
+        """Kill the timed-out command's process group (TERM, then KILL) on a fresh channel."""
+        if not pid:
+            return
+        p = str(int(pid))
+        script = (f"kill -TERM -- -{p} 2>/dev/null || kill -TERM {p} 2>/dev/null; sleep 0.3; "
+                  f"kill -KILL -- -{p} 2>/dev/null || kill -KILL {p} 2>/dev/null; true")
+        try:
+            with self._lock:
+                chan = self._transport().open_session(timeout=self.connect_timeout)
+                chan.exec_command(script)
+            end = time.monotonic() + 5
+            while not chan.exit_status_ready() and time.monotonic() < end:
+                time.sleep(0.05)
+            chan.close()
+        except Exception:  # noqa: BLE001 - connection already gone: the process dies with it or not at all
+            pass
+
+    def check(self, cmd: Sequence[str] | str, timeout: float = 60, what: str = "command") -> RunResult:
+        res = self.run(cmd, timeout)
+        if res.rc != 0:
+            raise CommandFailed(self.device_id, f"{what} failed (exit {res.rc}): {excerpt(res.err or res.out)}",
+                                rc=res.rc, stderr=res.err)
+        return res
+
+    # -- files --------------------------------------------------------------------------------
+    def _sftp_client(self):
+        with self._lock:
+            if self._sftp is None:
+                try:
+                    self._sftp = self._client.open_sftp()
+                except (self._paramiko.SSHException, OSError, EOFError) as exc:
+                    raise DeviceUnreachable(self.device_id, f"cannot open SFTP (is the sftp subsystem "
+                                            f"enabled in sshd_config?): {exc}") from None
+            return self._sftp
+
+    def remote_hash(self, remote: str) -> tuple[int, str] | None:
+        """(size, sha256) of a device file, None when it does not exist."""
+        res = self.run(["sh", "-c", _REMOTE_HASH, "hwlab-hash", remote], timeout=300)
+        line = res.out.strip().splitlines()[-1] if res.out.strip() else ""
+        if res.rc != 0 or not line:
+            raise TransferError(self.device_id, f"cannot hash {remote} on the device: "
+                                f"{excerpt(res.err or res.out)}")
+        if line == "missing":
+            return None
+        parts = line.split()
+        if len(parts) != 2 or len(parts[1]) != 64:
+            raise TransferError(self.device_id, f"no sha256 tool on the device (sha256sum, openssl or "
+                                f"python3) to verify {remote}: {excerpt(res.err or res.out)}", transient=False)
+        return int(parts[0]), parts[1]
+
+    def push(self, local: Path, remote: str) -> PushResult:
+        local = Path(local)
+        remote = self.expand(remote)
+        size = local.stat().st_size
+        digest = local_sha256(local)
+        sftp = self._sftp_client()
+        try:
+            # SFTP stat first: no shell session (and no hashing) unless the size already matches.
+            try:
+                st = sftp.stat(remote)
+            except FileNotFoundError:
+                st = None
+            if st is not None and st.st_size == size and self.remote_hash(remote) == (size, digest):
+                return PushResult(remote, size, digest, 0, True)
+            parent = posixpath.dirname(remote) or "."
+            self._ensure_dir(sftp, parent)
+            tmp = remote_join(parent, f".{posixpath.basename(remote)}.hwlab-part-{uuid.uuid4().hex[:8]}")
+        except (self._paramiko.SSHException, OSError, EOFError) as exc:
+            raise self._transfer_error(f"push {local} -> {remote}", exc) from None
+        try:
+            sent = self._sftp_put(sftp, local, tmp)
+            if sent != size:
+                raise TransferError(self.device_id, f"push {local} -> {remote}: sent {sent} of {size} bytes "
+                                    "(file changed while pushing?)")
+            got = self.remote_hash(tmp)
+            if got != (size, digest):
+                raise TransferError(self.device_id, f"push {local} -> {remote}: the device has "
+                                    f"{got[0] if got else 'no file'} bytes / sha256 "
+                                    f"{got[1][:12] if got else '-'}, expected {size} / {digest[:12]}")
+            try:
+                sftp.posix_rename(tmp, remote)
+            except IOError:
+                self.check(["mv", "-f", tmp, remote], what="rename pushed file")
+        except TransferError:
+            self._remove_quietly(tmp)
+            raise
+        except (self._paramiko.SSHException, OSError, EOFError) as exc:
+            self._remove_quietly(tmp)
+            raise self._transfer_error(f"push {local} -> {remote}", exc) from None
+        self.bytes_sent += size
+        return PushResult(remote, size, digest, size, False)
+
+    def _ensure_dir(self, sftp, path: str) -> None:
+        if path in self._dirs:
+            return
+        try:
+            sftp.stat(path)
+        except FileNotFoundError:
+            self.check(["mkdir", "-p", path], what=f"mkdir {path}")
+        self._dirs.add(path)
+
+    def _transfer_error(self, what: str, exc: BaseException) -> DeviceError:
+        if not self._alive():
+            return DeviceUnreachable(self.device_id, f"connection lost during {what}: {exc}")
+        return TransferError(self.device_id, f"{what} failed: {exc}")
+
+    def _sftp_put(self, sftp, local: Path, remote: str) -> int:
+        """Pipelined SFTP writes (requests are not waited for one by one), counting bytes sent."""
+        sent = 0
+        with open(local, "rb") as src, sftp.open(remote, "wb") as dst:
+            dst.set_pipelined(True)
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                dst.write(block)
+                sent += len(block)
+        return sent
+
+    def _alive(self) -> bool:
+        t = self._client.get_transport() if self._client is not None else None
+        return bool(t and t.is_active())
+
+    def _remove_quietly(self, remote: str) -> None:
+        try:
+            if self._alive():
+                self.run(["rm", "-f", remote], timeout=30)
+        except Exception:  # noqa: BLE001 - best effort cleanup of a partial temp file
+            pass
+
+    def pull(self, remote: str, local: Path) -> Path:
+        local = Path(local)
+        remote = self.expand(remote)
+        local.parent.mkdir(parents=True, exist_ok=True)
+        tmp = local.with_name(local.name + ".part")
+        sftp = self._sftp_client()
+        try:
+            try:
+                size = sftp.stat(remote).st_size
+            except FileNotFoundError:
+                raise TransferError(self.device_id, f"pull {remote}: not found", transient=False) from None
+            sftp.get(remote, str(tmp))
+            if tmp.stat().st_size != size:
+                raise TransferError(self.device_id, f"pull {remote}: got {tmp.stat().st_size} of {size} bytes")
+            os.replace(tmp, local)
+        except TransferError:
+            tmp.unlink(missing_ok=True)
+            raise
+        except (self._paramiko.SSHException, OSError, EOFError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._transfer_error(f"pull {remote}", exc) from None
+        return local
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sftp is not None:
+                try:
+                    self._sftp.close()
+                except Exception:  # noqa: BLE001
+                    pass
+                self._sftp = None
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+def _drain(chan, out: bytearray, err: bytearray) -> None:
+    while chan.recv_ready():
+        out += chan.recv(1 << 16)
+    while chan.recv_stderr_ready():
+        err += chan.recv_stderr(1 << 16)
+
+
+def _pid_from(err: bytearray) -> int | None:
+    head = bytes(err[:200]).decode(errors="replace")
+    if head.startswith(PID_MARK):
+        digits = head[len(PID_MARK):].split("\n", 1)[0].strip()
+        if digits.isdigit():
+            return int(digits)
+    return None
+
+
+def _strip_pid(text: str) -> str:
+    if text.startswith(PID_MARK):
+        return text.split("\n", 1)[1] if "\n" in text else ""
+    return text
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, key_type: str):
+        super().__init__(key_type)
+        self.key_type = key_type
+
+
+def _policy_base():
+    import paramiko
+    return paramiko.MissingHostKeyPolicy
+
+
+def _fast_transport(sock, **kwargs):
+    """A paramiko Transport that offers AES-GCM first (set before key exchange, or it is too late)."""
+    import paramiko
+    t = paramiko.Transport(sock, **kwargs)
+    opts = t.get_security_options()
+    first = [c for c in PREFERRED_CIPHERS if c in opts.ciphers]
+    opts.ciphers = tuple(first + [c for c in opts.ciphers if c not in first])
+    return t
+
+
+class _StrictPolicy(_policy_base()):
+    def missing_host_key(self, client, hostname, key):
+        raise _UnknownHostKey(key.get_name())
+
+
+class _InsecurePolicy(_policy_base()):
+    def missing_host_key(self, client, hostname, key):
+        return None  # accepted, not saved; the warning is printed at every connect
+
+
+class _AcceptNewPolicy(_policy_base()):
+    """Like OpenSSH's StrictHostKeyChecking=accept-new: save unknown keys; changed keys never get here."""
+
+    def __init__(self, path: str, device_id: str):
+        self.path, self.device_id = path, device_id
+
+    def missing_host_key(self, client, hostname, key):
+        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
+        with _known_hosts_lock:
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.write(line)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        print(f"device {self.device_id!r}: added new host key {key.get_name()} for {hostname} to {self.path}",
+              file=sys.stderr, flush=True)
