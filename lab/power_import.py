@@ -1,0 +1,150 @@
+"""External power meter CSV -> energy per inference of stored jobs, aligned by timestamp.
+
+Why: boards such as the RK1808 stick have no power sensor (telemetry.md §2.1); a USB power meter
+or a lab supply logs `timestamp,W` or `timestamp,V,A` on the host. Its rows are aligned to each
+job's trials by wall-clock time (the runner's `finished_at` and the steady samples), integrated
+with the trapezoid rule over the real timestamps, and stored with source `meter:<file>`.
+The host and the device clocks must agree (NTP); the note says so.
+"""
+from __future__ import annotations
+
+import csv
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .telemetry import NOMINAL_PERIOD, PowerSeries, TelemetryResult, Trace, Window, analyze, \
+    power_fields, _change_period
+
+TIME_NAMES = {"timestamp", "time", "t", "ts", "epoch", "datetime", "date"}
+WATT_NAMES = {"w", "watt", "watts", "power", "power_w", "p"}
+VOLT_NAMES = {"v", "volt", "volts", "voltage", "voltage_v", "u"}
+AMP_NAMES = {"a", "amp", "amps", "current", "current_a", "i"}
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds from epoch seconds or ISO-8601 (naive ISO = UTC)."""
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def read_meter_csv(path: str | Path) -> PowerSeries:
+    """`timestamp,W` or `timestamp,V,A`, with or without a header; ConfigError names file:line."""
+    path = Path(path)
+    try:
+        rows = list(csv.reader(path.read_text().splitlines()))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read meter CSV: {exc}", path=str(path)) from None
+    rows = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise ConfigError("meter CSV is empty", path=str(path))
+    first = [c.strip().lower() for c in rows[0][1]]
+    cols: tuple[int, ...]
+    try:
+        float(first[1]) if len(first) > 1 else None
+        has_header = False
+    except ValueError:
+        has_header = True
+    if has_header:
+        names = [c.split("(")[0].strip().replace(" ", "_") for c in first]
+        ti = next((i for i, n in enumerate(names) if n in TIME_NAMES), None)
+        wi = next((i for i, n in enumerate(names) if n in WATT_NAMES), None)
+        vi = next((i for i, n in enumerate(names) if n in VOLT_NAMES), None)
+        ai = next((i for i, n in enumerate(names) if n in AMP_NAMES), None)
+        if ti is None or (wi is None and (vi is None or ai is None)):
+            raise ConfigError(f"header {','.join(rows[0][1])!r} has no timestamp plus W or V,A "
+                              "columns", path=str(path), line=rows[0][0],
+                              fix="use 'timestamp,W' or 'timestamp,V,A'")
+        cols = (ti, wi) if wi is not None else (ti, vi, ai)
+        rows = rows[1:]
+    else:
+        width = len(rows[0][1])
+        if width not in (2, 3):
+            raise ConfigError(f"{width} columns without a header", path=str(path),
+                              line=rows[0][0], fix="use 'timestamp,W' or 'timestamp,V,A'")
+        cols = (0, 1) if width == 2 else (0, 1, 2)
+    t, p = [], []
+    for line, r in rows:
+        try:
+            ts = parse_time(r[cols[0]])
+            w = float(r[cols[1]]) if len(cols) == 2 else float(r[cols[1]]) * float(r[cols[2]])
+        except (ValueError, IndexError):
+            raise ConfigError(f"bad row {','.join(r)!r}", path=str(path), line=line,
+                              fix="timestamps as epoch seconds or ISO-8601, numbers for W / V / A") \
+                from None
+        if t and ts <= t[-1]:
+            raise ConfigError(f"timestamp {r[cols[0]]!r} is not after the previous row",
+                              path=str(path), line=line, fix="sort the meter log by time")
+        t.append(ts)
+        p.append(w)
+    if len(t) < 2:
+        raise ConfigError("meter CSV needs at least two rows", path=str(path))
+    s = PowerSeries("sampled", f"meter:{path.name}", "meter", t, power_w=p,
+                    notes=[f"external meter {path.name} ({'W' if len(cols) == 2 else 'V x A'}), "
+                           "aligned by wall clock: host and device clocks must agree (NTP)"])
+    gaps = sorted(b - a for a, b in zip(t, t[1:]))
+    s.period_s = max(gaps[len(gaps) // 2], _change_period(t, p), 0.0) or NOMINAL_PERIOD["meter"]
+    return s
+
+
+def job_windows(trials: list[dict[str, Any]], samples: list[list[float]]) -> tuple[list[Window],
+                                                                                   float | None]:
+    """Steady windows in epoch seconds: [finished_at - sum(steady samples), finished_at] per
+    trial, and the start of the first trial (for the idle baseline before it)."""
+    windows, first = [], None
+    for i, tr in enumerate(trials):
+        fin, start = tr.get("finished_at"), tr.get("started_at")
+        if start:
+            s = parse_time(start)
+            first = s if first is None else min(first, s)
+        if not fin or i >= len(samples) or not samples[i]:
+            continue
+        end = parse_time(fin)
+        windows.append(Window(end - sum(samples[i]) / 1000.0, end, len(samples[i]), f"trial{i}",
+                              "steady window = the trial's steady samples ending at its "
+                              "finished_at (wall clock)"))
+    return windows, first
+
+
+def apply_meter(store, series: PowerSeries, device: str, campaign: str | None = None, *,
+                idle_s: float = 10.0, write: bool = True) -> list[tuple[dict, TelemetryResult]]:
+    """Figures for every ok job of `device` whose steady windows the meter covers."""
+    out = []
+    for row in store.results_rows(campaign):
+        if row["device"] != device or row["status"] != "ok":
+            continue
+        prov = store.provenance(row["job_id"])
+        windows, first = job_windows(prov.get("trials") or [], store.samples(row["job_id"]))
+        if not windows or windows[0].start < series.t[0] or windows[-1].end > series.t[-1]:
+            continue
+        idle = None
+        if first is not None and first - idle_s >= series.t[0]:
+            idle = (first - idle_s, first)
+        res = analyze(Trace(), windows, idle, idle_s_wanted=idle_s, power=series)
+        # keep the thermal figures the on-device sampler measured
+        res.temp_start_c, res.temp_max_c = row.get("temp_start_c"), row.get("temp_max_c")
+        res.throttled, res.gpu_mem_mb = row.get("throttled"), row.get("gpu_mem_mb")
+        if write:
+            update_power(store, row["job_id"], power_fields(res))
+        out.append((row, res))
+    return out
+
+
+def update_power(store, job_id: str, fields: dict) -> None:
+    """Overwrite the power fields of one stored measurement."""
+    if hasattr(store, "update_power"):
+        store.update_power(job_id, fields)
+        return
+    keys = ["power_w", "idle_w", "energy_mj_per_inf", "energy_net_mj_per_inf", "power_source",
+            "power_note"]
+    with store._tx() as db:  # noqa: SLF001 - until Store grows update_power()
+        db.execute(f"UPDATE measurements SET {', '.join(k + '=?' for k in keys)} WHERE job_id=?",
+                   [fields[k] for k in keys] + [job_id])
