@@ -1,0 +1,610 @@
+"""`lab advise`: "CPU or AIPU?" for a model on a device, with reasons and the numbers behind them.
+
+Why this shape: the answer is assembled from facts that already exist (the store's measured rows,
+the chip catalog, the model's static analysis, Paddle Lite's NPU op lists in
+`lab/data/npu_ops.yaml`); each rule of the deployment guide lives in `lab/advice_rules.py` and
+speaks for itself. Nothing here touches a device: `--measure` plans a short campaign and hands it to
+the lab's scheduler, like `lab run` does. Imports stay light (no paddle, pandas, matplotlib) so an
+answer takes well under 300 ms.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from . import advice_rules as R
+from .errors import ConfigError, LabError
+
+ADVICE_SCHEMA = "hwlab.advice/1"
+NPU_OPS_PATH = Path(__file__).parent / "data" / "npu_ops.yaml"
+DENSE_OPS = frozenset({"conv2d", "depthwise_conv2d", "conv2d_transpose", "conv3d", "matmul",
+                       "matmul_v2", "mul", "fc", "bmm"})
+
+
+# --------------------------------------------------------------------------------- NPU op lists
+@dataclass(frozen=True)
+class NpuDevice:
+    name: str
+    ops: frozenset[str]
+    needs_quantized: bool
+    source: str  # "repo path @ revision"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Fusion:
+    op: str
+    after: frozenset[str]
+    becomes: str | None
+    pass_name: str
+
+
+@dataclass(frozen=True)
+class NpuOps:
+    devices: dict[str, NpuDevice]
+    ignore: frozenset[str]
+    fusions: tuple[Fusion, ...]
+    aliases: dict[str, str]
+
+    def normalise(self, raw: str) -> str | None:
+        """One op name as Paddle Lite knows it (legacy name), or None for structure/constants.
+
+        Accepts legacy names (`elementwise_add`), PIR names (`pd_op.add`, `pd_op.relu_`) and the
+        serialised PIR form (`1.add`; dialect 0 = builtin, 1 = pd_op; `p` = a parameter).
+        """
+        name = raw.strip()
+        if name in ("p", "") or name.startswith(("builtin.", "0.")):
+            return None
+        pir = False
+        if name.startswith("pd_op."):
+            name, pir = name[6:], True
+        elif "." in name and name.split(".", 1)[0].isdigit():
+            name, pir = name.split(".", 1)[1], True
+        if name.endswith("_") and not name.endswith("__"):
+            name = name[:-1]
+        if pir:
+            name = self.aliases.get(name, name)
+        return None if name in self.ignore else name
+
+
+_NPU_CACHE: dict[str, NpuOps] = {}
+
+
+def load_npu_ops(path: str | Path | None = None) -> NpuOps:
+    p = str(path or NPU_OPS_PATH)
+    if p in _NPU_CACHE:
+        return _NPU_CACHE[p]
+    import yaml
+    try:
+        doc = yaml.safe_load(Path(p).read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read NPU op lists: {exc}", path=p) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("devices"), dict):
+        raise ConfigError("NPU op lists need a 'devices:' mapping", path=p)
+    sources = doc.get("sources") or {}
+    devices = {}
+    for name, d in doc["devices"].items():
+        if not isinstance(d, dict) or not isinstance(d.get("ops"), list):
+            raise ConfigError(f"device {name!r}: needs an 'ops:' list", path=p)
+        src = sources.get(d.get("source"), {})
+        if not src:
+            raise ConfigError(f"device {name!r}: unknown source {d.get('source')!r}", path=p,
+                              fix="add it under 'sources:' with repo, path and revision")
+        devices[name] = NpuDevice(name=name, ops=frozenset(map(str, d["ops"])),
+                                  needs_quantized=bool(d.get("needs_quantized")),
+                                  source=f"{src.get('repo')}/{src.get('path')}@{src.get('revision')}",
+                                  note=str(d.get("note") or ""))
+    fusions = tuple(Fusion(op=f["op"], after=frozenset(f.get("after") or ()),
+                           becomes=f.get("becomes"), pass_name=f.get("pass", ""))
+                    for f in doc.get("fusions") or [])
+    table = NpuOps(devices=devices, ignore=frozenset(doc.get("ignore") or ()), fusions=fusions,
+                   aliases={str(k): str(v) for k, v in (doc.get("pir_aliases") or {}).items()})
+    _NPU_CACHE[p] = table
+    return table
+
+
+def partition(raw_ops: Iterable[str], nnadapter_device: str, table: NpuOps | None = None) -> R.Fallback:
+    """Which ops fall back to the CPU on one NNAdapter device, and how many NPU subgraphs result.
+
+    An approximation of NNAdapter's subgraph pass: ops are walked in program order (after the
+    fusions `opt` applies first), and a boundary is counted at each supported/unsupported
+    transition. The real partitioner works on the data-flow graph, so parallel branches can give
+    fewer (or more) subgraphs than this count.
+    """
+    table = table or load_npu_ops()
+    dev = table.devices.get(nnadapter_device)
+    if dev is None:
+        raise ConfigError(f"no NPU op list for NNAdapter device {nnadapter_device!r}",
+                          path=str(NPU_OPS_PATH), fix="known: " + ", ".join(table.devices))
+    seq: list[str] = []
+    fused: dict[str, int] = {}
+    for raw in raw_ops:
+        op = table.normalise(raw)
+        if op is None:
+            continue
+        fusion = next((f for f in table.fusions if f.op == op and seq and seq[-1] in f.after), None)
+        if fusion is not None:
+            fused[f"{op}->{fusion.becomes or seq[-1]} ({fusion.pass_name})"] = fused.get(
+                f"{op}->{fusion.becomes or seq[-1]} ({fusion.pass_name})", 0) + 1
+            if fusion.becomes:
+                seq[-1] = fusion.becomes
+            continue
+        seq.append(op)
+    fallback: dict[str, int] = {}
+    subgraphs = cpu_segments = supported = 0
+    prev: bool | None = None
+    for op in seq:
+        ok = op in dev.ops
+        if ok:
+            supported += 1
+        else:
+            fallback[op] = fallback.get(op, 0) + 1
+        if ok != prev:
+            if ok:
+                subgraphs += 1
+            else:
+                cpu_segments += 1
+        prev = ok
+    return R.Fallback(nnadapter_device=nnadapter_device, supported_ops=supported,
+                      fallback_ops=fallback, subgraphs=subgraphs, cpu_segments=cpu_segments,
+                      fused=fused, needs_quantized=dev.needs_quantized, source=dev.source)
+
+
+# ------------------------------------------------------------------------------- model facts
+def op_sequence(model_file: str | Path) -> list[str]:
+    """Op names of a program in program order (PIR names kept with their dialect prefix)."""
+    path = Path(model_file)
+    if path.suffix.lower() == ".json":
+        try:
+            doc = json.loads(path.read_bytes())
+            regions = doc["program"]["regions"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise LabError(f"{path}: not a Paddle PIR program ({exc})") from None
+        out: list[str] = []
+
+        def walk(region_list: list[Any]) -> None:
+            for region in region_list or []:
+                for block in region.get("blocks", []):
+                    for op in block.get("ops", []):
+                        out.append(str(op.get("#", "")))
+                        if op.get("regions"):
+                            walk(op["regions"])
+
+        walk(regions)
+        return out
+    from . import analysis  # legacy protobuf: the analysis module owns the ProgramDesc reader
+    return [op.type for op in analysis._parse_pdmodel(path).ops]
+
+
+@dataclass
+class _Model:
+    facts: R.ModelFacts
+    ops: list[str] | None
+    notes: list[str] = field(default_factory=list)
+
+
+def model_facts(model_id: str, models_root: str | Path = "models") -> _Model:
+    """Static facts of a built/registered model (ConfigError when it is not there)."""
+    from . import analysis
+    from .models import load_artifact
+    art = load_artifact(model_id, root=models_root)
+    a = analysis.analysis_for(art)
+    notes: list[str] = []
+    dyn = tuple(f"{name}[{k}]" for name, idx in a.dynamic_dims.items() for k in idx)
+    share, share_note = a.conv_matmul_share, "(conv + matmul MACs) / (all MACs + other element ops)"
+    if a.unknown_shape_ops:
+        share_note += f"; {a.unknown_shape_ops} compute op(s) with unknown shapes not counted"
+    quant = None if a.quantization is None else a.quantization != "none"
+    macs = art.flops if art.flops is not None else (a.macs_total or None)
+    ops = None
+    try:
+        ops = op_sequence(art.pdmodel_path if art.json_path is None else art.json_path)
+    except (LabError, OSError) as exc:
+        notes.append(f"op order unavailable ({exc}); NPU fallback not computed")
+    facts = R.ModelFacts(model=model_id, macs=macs, params=art.params or a.params,
+                         dense_share=share, dense_share_note=share_note, dynamic_dims=dyn,
+                         sequence_ops=tuple(a.sequence_ops),
+                         data_dependent_ops=tuple(a.data_dependent_ops), quantized=quant,
+                         quant_note=a.quantization + (f" ({', '.join(a.quant_ops)})"
+                                                      if a.quant_ops else ""),
+                         domain=art.tags.get("domain"))
+    return _Model(facts, ops, notes)
+
+
+# ------------------------------------------------------------------------------ device facts
+@dataclass(frozen=True)
+class DeviceFacts:
+    id: str
+    chip: str | None
+    status: str  # inventory | imported | disabled | unreachable
+    has_aipu: bool | None
+    aipu_name: str | None
+    nnadapter: tuple[str, ...]
+    has_gpu: bool
+    tops: dict[str, float]  # precision -> rated dense TOPS (stated figures only)
+    tops_source: dict[str, str]
+    note: str = ""
+
+
+def _chip_info(chip_id: str | None) -> tuple[bool | None, str | None, tuple[str, ...],
+                                                dict[str, float], dict[str, str], str, bool]:
+    if not chip_id:
+        return None, None, (), {}, {}, "no chip known for this device", False
+    try:
+        from .catalog import load_catalog
+        chip = load_catalog().get(chip_id)
+    except (ConfigError, ImportError) as exc:
+        return None, None, (), {}, {}, f"chip {chip_id!r} not in the catalog ({exc})", False
+    acc = chip.accelerator
+    has = acc.kind == "npu" or acc.processor == "aipu"
+    tops = {p: f.typical for p, f in acc.tops.items() if f.typical is not None}
+    srcs = {p: f"{f.source} [{f.tag()}]" for p, f in acc.tops.items() if f.typical is not None}
+    note = ""
+    if has and not tops:
+        notes = sorted({f.note for f in acc.tops.values() if f.note})
+        note = f"chip {chip_id!r}: no rated TOPS" + (f" ({'; '.join(notes)})" if notes else "")
+    return has, acc.name, tuple(chip.nnadapter), tops, srcs, note, acc.kind == "gpu"
+
+
+def device_facts(device_id: str, devices: list, rows: list[dict[str, Any]]) -> DeviceFacts:
+    """Where the device is known from: the inventory, else imported/stored rows; else ConfigError."""
+    inv = next((d for d in devices if d.id == device_id), None)
+    dev_rows = [r for r in rows if r.get("device") == device_id]
+    if inv is None and not dev_rows:
+        known = sorted({d.id for d in devices} | {r["device"] for r in rows if r.get("device")})
+        import difflib
+        close = difflib.get_close_matches(device_id, known, n=1)
+        raise ConfigError(f"unknown device {device_id!r}: not in the inventory nor in any stored "
+                          "or imported result", fix=(f"did you mean {close[0]!r}? " if close else "")
+                          + "known: " + (", ".join(known) or "none"))
+    if inv is not None:
+        chip = inv.chip
+        status, note = "inventory", ""
+        if not inv.enabled:
+            status, note = "disabled", f"disabled in {inv.source}:{inv.line}"
+        else:
+            last = sorted((r for r in dev_rows if r.get("finished_at")),
+                          key=lambda r: r["finished_at"])
+            if last and last[-1].get("status") != "ok" and any(
+                    w in (last[-1].get("error") or "").lower()
+                    for w in ("unreachable", "unhealthy", "timed out", "connection")):
+                status, note = "unreachable", f"last job failed: {last[-1]['error']}"
+    else:
+        chips = sorted({r.get("chip") for r in dev_rows if r.get("chip")})
+        chip = chips[0] if chips else None
+        status, note = "imported", "known only from stored/imported results"
+    has, name, nna, tops, srcs, cnote, gpu = _chip_info(chip)
+    if inv is not None and inv.nnadapter_libs:
+        nna = tuple(dict.fromkeys(list(inv.nnadapter_libs) + list(nna)))
+    return DeviceFacts(device_id, chip, status, has, name, nna, gpu, tops, srcs,
+                       "; ".join(x for x in (note, cnote) if x))
+
+
+# ----------------------------------------------------------------------------- measured sides
+def _side(r: dict[str, Any]) -> R.Side:
+    p50 = r.get("p50_ms") if r.get("p50_ms") is not None else r.get("mean_ms")
+    return R.Side(processor=r["processor"], backend=r.get("backend") or "", precision=r.get("precision"),
+                  p50_ms=p50, ci_low_ms=r.get("ci_low_ms"), ci_high_ms=r.get("ci_high_ms"),
+                  load_ms=r.get("load_ms"), first_ms=r.get("first_ms"),
+                  energy_mj_per_inf=r.get("energy_net_mj_per_inf") if r.get(
+                      "energy_net_mj_per_inf") is not None else r.get("energy_mj_per_inf"),
+                  power_w=r.get("power_w"), peak_rss_mb=r.get("peak_rss_mb"),
+                  source=r.get("source") or "lab", job_id=r.get("job_id") or "",
+                  campaign=r.get("campaign") or "")
+
+
+def measured_sides(rows: list[dict[str, Any]], device: str, model: str) -> dict[str, R.Side]:
+    """Fastest ok row per processor class for this model on this device (lab or imported)."""
+    best: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        if r.get("device") != device or r.get("model") != model or r.get("status") != "ok":
+            continue
+        p50 = r.get("p50_ms") if r.get("p50_ms") is not None else r.get("mean_ms")
+        proc = r.get("processor")
+        if p50 is None or proc not in ("cpu", "gpu", "aipu"):
+            continue
+        cur = best.get(proc)
+        cur_p50 = None if cur is None else (cur.get("p50_ms") if cur.get("p50_ms") is not None
+                                            else cur.get("mean_ms"))
+        if cur is None or p50 < cur_p50 or (p50 == cur_p50 and (r.get("finished_at") or "") >
+                                            (cur.get("finished_at") or "")):
+            best[proc] = r
+    return {p: _side(r) for p, r in best.items()}
+
+
+# --------------------------------------------------------------------------------- estimate
+def estimate(facts: R.ModelFacts, dev: DeviceFacts) -> R.Estimate | None:
+    """AIPU steady latency from rated TOPS: 2 x MACs / (TOPS x utilisation). Low confidence."""
+    if not dev.has_aipu:
+        return None
+    util = R.ASSUMED_UTILISATION
+    int8_npu = any(d in ("rockchip_npu", "verisilicon_timvx") for d in dev.nnadapter)
+    if facts.quantized or int8_npu:
+        order = ("int8", "int16", "fp16")
+    else:
+        order = ("fp16", "int8")  # Kirin-style NPUs run fp32 models in fp16
+    prec = next((p for p in order if p in dev.tops), None)
+    if facts.macs is None:
+        return R.Estimate(None, prec, dev.tops.get(prec) if prec else None, util,
+                          "model MACs unknown")
+    if prec is None:
+        return R.Estimate(None, None, None, util, f"chip {dev.chip!r} states no TOPS figure")
+    tops = dev.tops[prec]
+    ms = 2.0 * facts.macs / (tops * 1e12 * util) * 1e3
+    note = (f"2 x {facts.macs:,} MACs / ({tops:g} {prec} TOPS x {util:.0%} assumed utilisation); "
+            f"TOPS from {dev.tops_source.get(prec, '?')}")
+    if prec == "int8" and not facts.quantized:
+        note += "; int8 TOPS assume the model gets quantised"
+    return R.Estimate(ms, prec, tops, util, note)
+
+
+# ------------------------------------------------------------------------------------ answer
+@dataclass
+class Advice:
+    model: str
+    device: str
+    chip: str | None
+    device_status: str
+    verdict: str  # cpu | aipu | gpu | either
+    confidence: str  # high | medium | low
+    reasons: list[R.Contribution]
+    speedup: float | None  # cpu p50 / aipu p50 (> 1: AIPU faster)
+    speedup_source: str | None  # measured | estimate
+    break_even_inferences: int | None
+    run_ids: list[str]
+    numbers: dict[str, Any]
+    fallback: R.Fallback | None
+    fallback_all: list[R.Fallback]
+    estimate: R.Estimate | None
+    options: R.Options
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        def fb(f: R.Fallback | None) -> dict[str, Any] | None:
+            if f is None:
+                return None
+            return {"nnadapter_device": f.nnadapter_device, "supported_ops": f.supported_ops,
+                    "fallback_ops": dict(f.fallback_ops), "subgraphs": f.subgraphs,
+                    "cpu_segments": f.cpu_segments, "fused_by_opt": dict(f.fused),
+                    "source": f.source}
+        est = None
+        if self.estimate is not None:
+            e = self.estimate
+            est = {"aipu_ms": _r(e.aipu_ms), "precision": e.precision, "tops": e.tops,
+                   "assumed_utilisation": e.utilisation, "note": e.note, "confidence": "low"}
+        return {
+            "schema": ADVICE_SCHEMA, "model": self.model, "device": self.device, "chip": self.chip,
+            "device_status": self.device_status, "verdict": self.verdict,
+            "confidence": self.confidence, "reasons": [c.to_dict() for c in self.reasons],
+            "speedup": _r(self.speedup), "speedup_source": self.speedup_source,
+            "break_even_inferences": self.break_even_inferences, "run_ids": list(self.run_ids),
+            "numbers": self.numbers, "npu_fallback": fb(self.fallback),
+            "npu_fallback_all": [fb(f) for f in self.fallback_all], "estimate": est,
+            "options": {"latency_budget_ms": self.options.latency_budget_ms,
+                        "first_inference_budget_ms": self.options.first_inference_budget_ms,
+                        "no_preload": self.options.no_preload, "busy_cpu": self.options.busy_cpu,
+                        "power_budget_w": self.options.power_budget_w},
+            "notes": list(self.notes),
+        }
+
+
+def _r(v: float | None, nd: int = 4) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(v, nd)
+
+
+def _side_numbers(s: R.Side | None) -> dict[str, Any] | None:
+    if s is None:
+        return None
+    return {"backend": s.backend, "precision": s.precision, "p50_ms": s.p50_ms,
+            "ci_low_ms": s.ci_low_ms, "ci_high_ms": s.ci_high_ms, "load_ms": s.load_ms,
+            "first_ms": s.first_ms, "load_plus_first_ms": s.start_ms,
+            "energy_mj_per_inf": s.energy_mj_per_inf, "power_w": s.power_w,
+            "peak_rss_mb": s.peak_rss_mb, "source": s.source, "job_id": s.job_id,
+            "campaign": s.campaign}
+
+
+def _confidence(verdict: str, contribs: list[R.Contribution], sides: dict[str, R.Side],
+                dev: DeviceFacts, margin: float) -> str:
+    if any(c.blocking and c.rule == "no_accelerator" for c in contribs):
+        return "high"
+    cpu, other = sides.get("cpu"), sides.get("aipu") or sides.get("gpu")
+    if cpu is not None and other is not None:
+        if cpu.has_ci and other.has_ci and cpu.source == "lab" and other.source == "lab":
+            return "high"
+        return "medium"
+    if sides and margin >= 2.0:
+        return "medium"
+    return "low"
+
+
+def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
+           rows: list[dict[str, Any]] | None = None, devices: list | None = None,
+           models_root: str | Path = "models", store_path: str | Path | None = None,
+           devices_path: str | Path | None = None) -> Advice:
+    """The answer for one model on one device.
+
+    `rows` are results rows (`Store.results_rows()`); when None they are read from `store_path`.
+    `devices` is the inventory; when None it is read from `devices_path` (missing file = empty).
+    """
+    options = options or R.Options()
+    if rows is None:
+        rows = load_rows(store_path)
+    if devices is None:
+        devices = load_inventory(devices_path)
+    dev = device_facts(device_id, devices, rows)
+    notes: list[str] = [dev.note] if dev.note else []
+    try:
+        m = model_facts(model_id, models_root)
+        notes += m.notes
+    except ConfigError as exc:
+        if not any(r.get("model") == model_id for r in rows):
+            raise
+        m = _Model(R.ModelFacts(model=model_id, analysed=False), None)
+        notes.append(f"model not available for static analysis ({exc}); answered from "
+                     "measurements only")
+    sides = measured_sides(rows, device_id, model_id)
+    if dev.status in ("disabled", "unreachable"):
+        notes.append(f"device {dev.status}: answered from the chip's catalog entry and the model "
+                     "analysis" + (" plus earlier stored measurements" if sides else ""))
+    fallbacks: list[R.Fallback] = []
+    if m.ops is not None and dev.has_aipu is not False:
+        table = load_npu_ops()
+        cands = [d for d in dev.nnadapter if d in table.devices]
+        aipu_backend = sides["aipu"].backend if "aipu" in sides else None
+        if aipu_backend:
+            from .backends import BACKENDS
+            b = BACKENDS.get(aipu_backend)
+            if b is not None and b.nnadapter_device in table.devices:
+                cands = [b.nnadapter_device] + [c for c in cands if c != b.nnadapter_device]
+        fallbacks = [partition(m.ops, d, table) for d in cands]
+    fallback = None
+    if fallbacks:  # the path that is measured, else the one with the fewest subgraphs
+        fallback = fallbacks[0] if "aipu" in sides else min(
+            fallbacks, key=lambda f: (sum(f.fallback_ops.values()), f.subgraphs))
+    est = estimate(m.facts, dev) if m.facts.analysed else None
+    x = R.AdviceInput(model=m.facts, device=device_id, chip=dev.chip, has_aipu=dev.has_aipu,
+                      aipu_name=dev.aipu_name, has_gpu=dev.has_gpu, options=options, cpu=sides.get("cpu"),
+                      aipu=sides.get("aipu"), gpu=sides.get("gpu"), fallback=fallback,
+                      estimate=est, nnadapter_devices=(fallback.nnadapter_device,) if fallback
+                      else dev.nnadapter)
+    contribs = R.evaluate(x)
+    verdict, margin = R.decide(contribs, x)
+    speedup, sp_src = None, None
+    cpu, aipu = sides.get("cpu"), sides.get("aipu")
+    if cpu and aipu and cpu.p50_ms and aipu.p50_ms:
+        speedup, sp_src = cpu.p50_ms / aipu.p50_ms, "measured"
+    elif cpu and cpu.p50_ms and est and est.aipu_ms:
+        speedup, sp_src = cpu.p50_ms / est.aipu_ms, "estimate"
+    if not sides:
+        notes.append("nothing measured for this model on this device: static rules and a "
+                     "TOPS estimate only (run `lab advise ... --measure`)")
+    return Advice(model=model_id, device=device_id, chip=dev.chip, device_status=dev.status,
+                  verdict=verdict, confidence=_confidence(verdict, contribs, sides, dev, margin),
+                  reasons=contribs, speedup=speedup, speedup_source=sp_src,
+                  break_even_inferences=R.break_even(cpu, aipu),
+                  run_ids=sorted({s.job_id for s in sides.values() if s.job_id}),
+                  numbers={p: _side_numbers(sides.get(p)) for p in ("cpu", "aipu", "gpu")},
+                  fallback=fallback, fallback_all=fallbacks, estimate=est, options=options,
+                  notes=notes)
+
+
+def advise_campaign(campaign: str, *, options: R.Options | None = None,
+                    store_path: str | Path | None = None, rows: list[dict[str, Any]] | None = None,
+                    devices: list | None = None, devices_path: str | Path | None = None,
+                    models_root: str | Path = "models") -> list[Advice]:
+    """One answer per model x device of a stored campaign (evidence: every stored row)."""
+    all_rows = load_rows(store_path) if rows is None else rows
+    pairs = sorted({(r["model"], r["device"]) for r in all_rows if r.get("campaign") == campaign})
+    if not pairs:
+        known = sorted({r["campaign"] for r in all_rows if r.get("campaign")})
+        raise ConfigError(f"campaign {campaign!r} has no stored jobs",
+                          fix="known campaigns: " + (", ".join(known) or "none"))
+    if devices is None:
+        devices = load_inventory(devices_path)
+    return [advise(m, d, options=options, rows=all_rows, devices=devices, models_root=models_root)
+            for m, d in pairs]
+
+
+# ------------------------------------------------------------------------------- loading helpers
+def load_rows(store_path: str | Path | None) -> list[dict[str, Any]]:
+    """Results rows of every campaign; an absent store is empty (and is not created)."""
+    if store_path is None or not Path(store_path).exists():
+        return []
+    from .store import Store
+    store = Store(store_path)
+    try:
+        return store.results_rows()
+    finally:
+        store.close()
+
+
+def load_inventory(path: str | Path | None) -> list:
+    if path is None or not Path(path).exists():
+        return []
+    from .inventory import load_devices
+    return load_devices(path)
+
+
+def measure(model_id: str, device_id: str, *, store_path: str | Path, devices_path: str | Path,
+            models_root: str | Path = "models", scheduler_options=None,
+            protocol=None, log=None) -> tuple[str, list[str]]:
+    """Run a short campaign (CPU + AIPU/GPU backends that apply) through the lab's scheduler.
+
+    Returns (campaign name, job ids). Never opens a transport itself.
+    """
+    from .backends import BACKENDS
+    from .campaign import CampaignSpec, applicable, plan_jobs
+    from .commands.run import ensure_artifact
+    from .records import Protocol
+    from .scheduler import Scheduler, SchedulerOptions
+    from .store import Store
+    devices = load_inventory(devices_path)
+    dev = next((d for d in devices if d.id == device_id), None)
+    if dev is None:
+        raise ConfigError(f"--measure needs device {device_id!r} in the inventory {devices_path}",
+                          fix="add it to devices.yaml (imported-only devices cannot be measured)")
+    if not dev.enabled:
+        raise ConfigError(f"--measure: device {device_id!r} is disabled in {dev.source}:{dev.line}",
+                          fix="set 'enabled: true' or drop --measure")
+    art = ensure_artifact(model_id, str(models_root))
+    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None)
+    if not backends:
+        raise ConfigError(f"--measure: no backend applies to device {device_id!r}")
+    proto = protocol or Protocol(warmup=3, warmup_seconds=0.2, min_iters=20, min_seconds=0.5,
+                                 max_seconds=5.0, target_rel_ci=0.05, trials=2, timeout_s=300.0)
+    spec = CampaignSpec(name=f"advise-{model_id}-{device_id}", devices=(device_id,),
+                        models=(model_id,), backends=backends, threads=(1,), precisions=("fp32",),
+                        batch=(1,), options=(), protocol=proto, description="lab advise --measure")
+    jobs, excluded = plan_jobs(spec, devices, lambda _m: art.sha256)
+    for ex in excluded:
+        if log:
+            log(f"not planned: {ex.backend}: {ex.reason}")
+    store = Store(store_path)
+    try:
+        store.save_campaign(spec.name, spec.to_dict())
+        store.plan_jobs(jobs)
+        status = store.job_status(spec.name)
+        todo = [j for j in jobs if status.get(j.job_id) != "ok"]
+        if todo:
+            opts = scheduler_options or SchedulerOptions(progress=False, models_root=str(models_root))
+            Scheduler(store, devices, opts).run(todo)
+    finally:
+        store.close()
+    return spec.name, [j.job_id for j in jobs]
+
+
+# ------------------------------------------------------------------------------------- text
+def render_text(a: Advice) -> str:
+    def ms(v):
+        return "n/a" if v is None else f"{v:.3g} ms"
+    head = (f"{a.model} on {a.device} ({a.chip or 'chip unknown'}; {a.device_status}): "
+            f"{a.verdict.upper()}  [confidence {a.confidence}]")
+    lines = [head]
+    for p in ("cpu", "aipu", "gpu"):
+        n = a.numbers.get(p)
+        if n:
+            ci = (f" [{ms(n['ci_low_ms'])}, {ms(n['ci_high_ms'])}]"
+                  if n["ci_low_ms"] is not None else " (no CI)")
+            e = "" if n["energy_mj_per_inf"] is None else f", {n['energy_mj_per_inf']:.3g} mJ/inf"
+            lines.append(f"  {p.upper():<4} p50 {ms(n['p50_ms'])}{ci}, load+first "
+                         f"{ms(n['load_plus_first_ms'])}{e}  ({n['backend']}, {n['source']}, "
+                         f"job {n['job_id']})")
+    if a.speedup is not None:
+        lines.append(f"  speedup (CPU/AIPU steady): {a.speedup:.2f}x ({a.speedup_source})")
+    if a.break_even_inferences is not None:
+        lines.append(f"  break-even: the AIPU is ahead from inference #{a.break_even_inferences}")
+    if a.fallback is not None:
+        f = a.fallback
+        fb = ", ".join(f"{k} x{v}" for k, v in sorted(f.fallback_ops.items())) or "none"
+        lines.append(f"  NPU ops ({f.nnadapter_device}): {f.supported_ops} mapped, CPU fallback: "
+                     f"{fb}; {f.subgraphs} subgraph(s) (program-order approximation)")
+    lines.append("  reasons:")
+    for c in a.reasons:
+        tag = "!" if c.blocking else ("+" if c.direction != "neutral" else "·")
+        lines.append(f"   {tag} [{c.rule} -> {c.direction}] {c.text}")
+    for n in a.notes:
+        lines.append(f"  note: {n}")
+    return "\n".join(lines)
