@@ -375,8 +375,8 @@ def rule_op_fallback(x: AdviceInput) -> Contribution | None:
     direction = "cpu" if weight >= 0.5 else "neutral"
     return Contribution("op_fallback", direction, weight,
                         f"{n_fb} of {f.total_ops} ops fall back to the CPU on {f.nnadapter_device} "
-                        f"({ops}), splitting the model into {f.subgraphs} NPU subgraph(s) with a "
-                        "CPU<->NPU copy at each boundary", ev)
+                        f"({ops}), leaving {f.subgraphs} NPU subgraph(s) and {f.cpu_segments} CPU "
+                        "segment(s), with a CPU<->NPU copy at each boundary", ev)
 
 
 def rule_latency_budget(x: AdviceInput) -> Contribution | None:
