@@ -13,8 +13,9 @@ data-dependent output ops, sequence and control-flow ops, quantisation state, pa
 MAC estimate (documented in docs/models.md): conv = out_numel x prod(filter[1:]) (filter is
 [Cout, Cin/groups, kh, kw]); conv transpose = in_numel x prod(filter[1:]); matmul/mul/fc =
 out_numel x K; rnn = T x B x dirs x gates x H x (I + H) per layer; everything else counts one op
-per output element (batch_norm two), as `other_ops`. Unknown dims (-1) become 1 in dim 0 (batch)
-and `dyn_fill` elsewhere (the largest non-batch dynamic run dim of the inputs when given, else 1).
+per output element (batch_norm two), as `other_ops`. Unknown dims (-1) become `batch_fill` in dim 0
+(the inputs' run batch when given, else 1) and `dyn_fill` elsewhere (the largest non-batch dynamic
+run dim of the inputs when given, else 1).
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from typing import Any, Iterable
 from .errors import ConfigError, LabError
 from .records import InputSpec
 
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 # Ops whose output size depends on the values of their input (not only on shapes).
 DATA_DEPENDENT_OPS = frozenset({
@@ -93,7 +94,8 @@ class ModelAnalysis:
     macs_rnn: int
     other_ops: int
     conv_matmul_share: float | None  # (conv + matmul MACs) / (all MACs + other ops)
-    dyn_fill: int
+    dyn_fill: int  # value used for unknown non-batch dims
+    batch_fill: int  # value used for an unknown dim 0 (batch)
     unknown_shape_ops: int  # compute ops skipped because a needed shape was missing
     analysis_version: int = ANALYSIS_VERSION
     notes: list[str] = field(default_factory=list)
@@ -110,8 +112,8 @@ class ModelAnalysis:
         """(MACs, note) for meta.json `flops` of models the lab did not build itself."""
         if self.macs_total == 0 and self.unknown_shape_ops:
             return None, "not counted: shapes of the compute ops are not in the program"
-        note = (f"MACs estimated statically from op shapes (conv+matmul+rnn); dynamic dims "
-                f"filled with batch 1 and {self.dyn_fill}")
+        note = (f"MACs estimated statically from op shapes (conv+matmul+rnn); unknown dims "
+                f"taken as batch {self.batch_fill}, others {self.dyn_fill}")
         if self.unknown_shape_ops:
             note += f"; {self.unknown_shape_ops} compute op(s) skipped (unknown shapes)"
         return self.macs_total, note
@@ -383,7 +385,8 @@ def _parse_pdmodel(path: Path) -> _Program:
 
 
 # ------------------------------------------------------------------------------------- rules
-def _numel(shape: list[int] | None, fill: int | None = None) -> int | None:
+def _numel(shape: list[int] | None, fill: int | None = None, batch: int = 1) -> int | None:
+    """Element count; unknown dims become `batch` in dim 0 and `fill` elsewhere."""
     if shape is None:
         return None
     n = 1
@@ -391,7 +394,7 @@ def _numel(shape: list[int] | None, fill: int | None = None) -> int | None:
         if d is None or d < 0:
             if fill is None:
                 return None
-            d = 1 if i == 0 else fill
+            d = batch if i == 0 else fill
         n *= d
     return n
 
@@ -419,7 +422,7 @@ def _first(op: _Op, slot: str) -> list[int] | None:
     return shapes[0]
 
 
-def _op_macs(op: _Op, fill: int) -> tuple[str, int | None]:
+def _op_macs(op: _Op, fill: int, batch: int = 1) -> tuple[str, int | None]:
     """(class, MACs or element ops); None when a needed shape is unknown."""
     kind = _kind(op.type)
     out = op.outs[0] if op.outs else None
@@ -429,11 +432,11 @@ def _op_macs(op: _Op, fill: int) -> tuple[str, int | None]:
             return kind, None
         per = _numel(filt[1:], fill)
         ref = out if kind == "conv" else _first(op, "x")
-        n = _numel(ref, fill)
+        n = _numel(ref, fill, batch)
         return "conv", None if per is None or n is None else n * per
     if kind == "matmul":
-        x, y = _first(op, "x"), _first(op, "y")
-        n = _numel(out, fill)
+        x = _first(op, "x")
+        n = _numel(out, fill, batch)
         if x is None or n is None or not x:
             return kind, None
         t = op.type
@@ -455,14 +458,14 @@ def _op_macs(op: _Op, fill: int) -> tuple[str, int | None]:
         dirs = 2 if op.attrs.get("is_bidirec") else 1
         if x is None or len(x) < 3 or not hidden:
             return kind, None
-        tb = _numel(x[:2], fill)  # [T, B, I]: one of T/B takes the batch fill 1, the other dyn_fill
+        tb = _numel(x[:2], fill, batch)  # [T, B, I]: T*B = run batch x dyn_fill either way
         width = int(isize or x[2])
         total = 0
         for _ in range(layers):
             total += dirs * gates * hidden * (width + hidden)
             width = hidden * dirs
         return kind, None if tb is None else tb * total
-    n = _numel(out, fill) if out is not None else 0
+    n = _numel(out, fill, batch) if out is not None else 0
     if n is None:
         return "other", None
     return "other", 2 * n if _base(op.type) in ("batch_norm", "sync_batch_norm") else n
@@ -501,12 +504,15 @@ def analyze(model_file: Path | str, *, params_file: Path | str | None = None,
         raise ConfigError(f"model file {path}: expected .json (PIR) or .pdmodel (legacy)")
 
     dynamic = {i.name: [k for k, d in enumerate(i.shape) if k > 0 and d < 0] for i in prog.inputs}
-    fill = 1
+    fill = batch = 1
+    declared = {i.name: i.shape for i in prog.inputs}
     for name, shape in (run_shapes or {}).items():
         shape = list(shape)
         for k in dynamic.get(name, []):
             if k < len(shape):
                 fill = max(fill, int(shape[k]))
+        if shape and declared.get(name) and declared[name][0] < 0:
+            batch = max(batch, int(shape[0]))
     hist: Counter = Counter()
     macs = {"conv": 0, "matmul": 0, "rnn": 0, "other": 0}
     unknown = 0
@@ -517,7 +523,7 @@ def analyze(model_file: Path | str, *, params_file: Path | str | None = None,
         if base in PLUMBING:
             continue
         hist[base] += 1
-        cls, n = _op_macs(op, fill)
+        cls, n = _op_macs(op, fill, batch)
         if n is None:
             if cls != "other":
                 unknown += 1
@@ -541,6 +547,7 @@ def analyze(model_file: Path | str, *, params_file: Path | str | None = None,
         persistable_numel=prog.persistable_numel, macs_conv=macs["conv"],
         macs_matmul=macs["matmul"], macs_rnn=macs["rnn"], other_ops=macs["other"],
         conv_matmul_share=None if share is None else round(share, 4), dyn_fill=fill,
+        batch_fill=batch,
         unknown_shape_ops=unknown, notes=notes)
 
 

@@ -4,6 +4,7 @@ Thin: argument parsing and printing only; the work is in `lab.models` and `lab.a
 """
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 
@@ -75,7 +76,7 @@ def cmd_build(args) -> int:
         for target in args.lite_target:
             # Hook for Paddle Lite conversion (owned by lab/lite_convert.py): imported only on demand.
             try:
-                from .. import lite_convert
+                lite_convert = importlib.import_module("lab.lite_convert")
             except ModuleNotFoundError as exc:
                 if exc.name != "lab.lite_convert":
                     raise
