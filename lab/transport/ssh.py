@@ -239,6 +239,9 @@ class SSHTransport:
                                         f"(remote process group {pid or '?'} killed): {text[:120]}")
                 select.select([chan], [], [], min(remaining, 0.5))
             rc = chan.recv_exit_status()
+            if rc == -1 and not self._alive():  # paramiko's "no exit status": the connection died
+                raise DeviceUnreachable(self.device_id, "connection lost while a command was running: "
+                                        f"{text[:120]}")
         finally:
             chan.close()
         err_text = _strip_pid(err.decode(errors="replace"))

@@ -1,0 +1,52 @@
+"""Shared pytest fixtures (keep small and generic; others may add fixtures below).
+
+Why session-scoped SSH fixtures: starting sshd and generating keys is cheap but not free on two
+busy cores; tests that break the server (host key change, stop) start their own `Sshd`.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))  # helper modules such as sshd_fleet
+
+
+@pytest.fixture(scope="session")
+def ssh_client_key(tmp_path_factory):
+    """An unencrypted ed25519 client key pair: (private path, public path)."""
+    from sshd_fleet import keygen, sshd_missing_reason
+    reason = sshd_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    key = keygen(tmp_path_factory.mktemp("sshkey") / "id_ed25519")
+    return key, Path(str(key) + ".pub")
+
+
+@pytest.fixture(scope="session")
+def loopback_sshd(tmp_path_factory, ssh_client_key):
+    """A real OpenSSH server on 127.0.0.1:<random port> with its own host key and work dir."""
+    from sshd_fleet import Sshd
+    server = Sshd(tmp_path_factory.mktemp("sshd"), client_pub=ssh_client_key[1]).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ssh_device(tmp_path, ssh_client_key):
+    """Factory: a `Device` for an `Sshd`, its host key pre-trusted in a fresh known_hosts file."""
+    from lab.records import Device
+
+    def make(server, *, known: bool = True, **over) -> Device:
+        kh = tmp_path / f"known_hosts-{server.port}-{len(list(tmp_path.glob('known_hosts-*')))}"
+        kh.write_text(server.known_hosts_line() if known else "")
+        fields = dict(id="sshtest", chip="generic-x86-cpu", transport="ssh", host=server.addr,
+                      port=server.port, user="root", key_file=str(ssh_client_key[0]), known_hosts=str(kh),
+                      workdir=str(server.workdir), python=sys.executable)
+        fields.update(over)
+        return Device(**fields)
+    return make
