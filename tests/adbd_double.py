@@ -26,6 +26,7 @@ import base64
 import os
 import queue
 import re
+import select
 import signal
 import socket
 import struct
@@ -156,6 +157,7 @@ class AdbdDouble:
             except OSError:
                 return
             self.stats.connections += 1
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._conns.add(conn)
             threading.Thread(target=_Connection(self, conn).serve, daemon=True).start()
 
@@ -378,14 +380,16 @@ class _ShellStream(_Stream):
                 if drop_at is not None and time.monotonic() >= drop_at:
                     self.c.drop()
                     raise _Dropped("fault: connection dropped mid-run")
-                try:
-                    chunk = os.read(fd, 65536)
-                except BlockingIOError:
+                ready, _, _ = select.select([fd], [], [], 0.05)
+                if not ready:
                     if not self.inbox.empty():
                         cmd, _ = self.inbox.queue[0]
                         if cmd in (b"CLSE", b"GONE"):
                             raise _Dropped("client closed the shell stream")
-                    time.sleep(0.005)
+                    continue
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
                     continue
                 if not chunk:
                     break

@@ -242,7 +242,7 @@ class BenchSpec:
     binary: str  # device path of benchmark_bin
     input_shapes: Sequence[Sequence[int]]
     backend: str  # arm | opencl,arm | nnadapter,arm
-    optimized_model_file: Optional[str] = None  # .nb on the device
+    optimized_model_file: Optional[str] = None  # .nb on the device (with model_file: where opt writes)
     model_file: Optional[str] = None  # raw combined model on the device (tool converts in-process)
     param_file: Optional[str] = None
     nnadapter_device: Optional[str] = None
@@ -287,10 +287,13 @@ def build_args(spec: BenchSpec) -> List[str]:
         if spec.cpu_precision == "fp16":
             argv.append("--use_fp16=true")
         return argv
-    if spec.optimized_model_file:
-        argv.append(f"--optimized_model_file={spec.optimized_model_file}")
-    elif spec.model_file and spec.param_file:
+    if spec.model_file and spec.param_file:
+        # raw model: the tool runs opt in-process and writes <optimized_model_file>.nb (if given)
         argv += [f"--model_file={spec.model_file}", f"--param_file={spec.param_file}"]
+        if spec.optimized_model_file:
+            argv.append(f"--optimized_model_file={spec.optimized_model_file}")
+    elif spec.optimized_model_file:
+        argv.append(f"--optimized_model_file={spec.optimized_model_file}")
     else:
         raise ValueError("benchmark_bin needs a .nb (--optimized_model_file) or model + params")
     argv += [f"--input_shape={shapes}", f"--backend={spec.backend}",

@@ -6,8 +6,9 @@ Why this shape (see shared/reference/peers.md §6):
 - adb-shell's `shell()` has per-read timeouts only; `run()` keeps a wall-clock deadline, and on
   expiry drops the connection (its state is unknown), reconnects and kills the command by the PID
   the wrapper recorded (children first: `pkill -P`, then the PID).
-- adb-shell's TCP transport ignores partial `send()`s and spins on a closed socket until its read
-  timeout; `_TcpTransport` writes fully and reports EOF at once, so a dropped device fails fast.
+- adb-shell's TCP transport ignores partial `send()`s, spins on a closed socket until its read
+  timeout and leaves Nagle on (header and payload go in two writes: ~40 ms per packet);
+  `_TcpTransport` writes fully, reports EOF at once and sets TCP_NODELAY.
 - Pushes go to `<dest>.hwlab-part`, are verified on the device (size + sha256sum, md5sum where
   sha256sum is missing) and renamed; an unchanged file is skipped. Files above
   `large_file_bytes` are pushed in chunks, each retried on its own after a reconnect, then joined
@@ -97,6 +98,12 @@ class _TcpTransport:
         from adb_shell.transport.tcp_transport import TcpTransport
 
         class _Impl(TcpTransport):
+            def connect(self, transport_timeout_s):
+                super().connect(transport_timeout_s)
+                # adb-shell writes a packet's header and payload separately: without NODELAY,
+                # Nagle + delayed ACK add ~40 ms to every packet
+                self._connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
             def bulk_read(self, numbytes, transport_timeout_s):
                 data = super().bulk_read(numbytes, transport_timeout_s)
                 if not data:
@@ -353,7 +360,8 @@ class ADBTransport:
         mark_err, mark_rc = f"__HWLAB_{nonce}_ERR__", f"__HWLAB_{nonce}_RC__"
         tmp = remote_join(self.workdir, ".hwlab-run")
         errf, pidf = f"{tmp}/{nonce}.err", f"{tmp}/{nonce}.pid"
-        wrapped = (f"mkdir -p {shlex.quote(tmp)} 2>/dev/null; ( {text} ) 2>{shlex.quote(errf)} & "
+        prep = f"[ -d {shlex.quote(tmp)} ] || mkdir -p {shlex.quote(tmp)} 2>/dev/null; "  # `[` is builtin
+        wrapped = (f"{prep}( {text} ) 2>{shlex.quote(errf)} & "
                    f"p=$!; echo $p > {shlex.quote(pidf)}; wait $p; rc=$?; "
                    f"printf '\\n%s\\n' {mark_err}; cat {shlex.quote(errf)} 2>/dev/null; "
                    f"rm -f {shlex.quote(errf)} {shlex.quote(pidf)}; printf '\\n%s %s\\n' {mark_rc} \"$rc\"")

@@ -1,0 +1,234 @@
+"""Run one `paddle-lite-*` job: push benchmark_bin + NNAdapter libs + model, run trials, parse.
+
+Why a separate path from Paddle Inference: on phones and NPU boards the runtime is the user's own
+`benchmark_bin` build (one per ABI, NNAdapter HAL + vendor DDK next to it), which prints text,
+not runner JSON, and reports only init / first / min / max / avg. So:
+- every trial is a fresh benchmark_bin process (cold init + first each time), with
+  `--warmup = protocol.warmup` and `--repeats = max(protocol.min_iters, 1)`;
+- the Measurement keeps avg (mean of the trial averages), the extreme min/max, init as load_ms,
+  first as first_ms; p50 and its CI are over the per-trial averages (>= 3 trials), p90/p99 are
+  unknown (None), and a note says so;
+- memory comes from `--enable_memory_profile` only where the binary implements it (v2.12+,
+  detected from `--help`), else None with a reason;
+- a `.nb` converted for the backend's target (lab/lite_convert.py) is pushed when present; else
+  the raw legacy model is pushed and the tool converts it in-process (memory flagged).
+"""
+from __future__ import annotations
+
+import hashlib
+import shlex
+import statistics
+from pathlib import Path
+
+from .backends import BACKENDS
+from .errors import ConfigError, RunnerError, excerpt
+from .records import Device, Job, Measurement
+from .runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_output,
+                                    supports_memory_profile)
+from .transport.base import remote_join, sha256_file
+
+# backend id -> lite_convert target name
+LITE_TARGETS = {"paddle-lite-arm": "arm", "paddle-lite-opencl": "opencl",
+                "paddle-lite-kirin-npu": "kirin-npu", "paddle-lite-rockchip-npu": "rockchip-npu",
+                "paddle-lite-timvx": "timvx"}
+MINMAX_NOTE = ("benchmark_bin reports min/max/avg only; median/CI from per-trial avgs "
+               "(p90/p99 unknown)")
+
+_TOOL_CACHE: dict[tuple[str, str], str] = {}  # (device id, binary sha256) -> --help text
+
+
+def nb_path(artifact, target: str) -> Path:
+    """Where lite_convert puts the `.nb` of an artifact for one target."""
+    return Path(artifact.dir) / "lite" / f"{target}.nb"
+
+
+def _input_shapes(job: Job, artifact) -> list[list[int]]:
+    shapes = []
+    for spec in artifact.inputs:
+        shape = list(spec.run_shape or spec.shape)
+        if shape and job.batch:
+            shape[0] = job.batch
+        if any(int(d) < 1 for d in shape):
+            raise ConfigError(f"job {job.job_id}: input {spec.name!r} of {artifact.id} has a dynamic "
+                              f"dim {shape}; benchmark_bin needs a concrete run shape",
+                              fix="set run_shape for the input in models/zoo.yaml")
+        if spec.dtype not in ("float32",):
+            raise ConfigError(f"job {job.job_id}: benchmark_bin fills every input as float32; input "
+                              f"{spec.name!r} is {spec.dtype}", fix="use the paddle-inference backend")
+        shapes.append(shape)
+    if not shapes:
+        raise ConfigError(f"job {job.job_id}: model {artifact.id} declares no inputs")
+    return shapes
+
+
+def _push_dir(transport, local_dir: Path, remote_dir: str) -> list[str]:
+    pushed = []
+    for f in sorted(Path(local_dir).iterdir()):
+        if f.is_file():
+            pushed.append(transport.push(f, remote_join(remote_dir, f.name)).remote)
+    return pushed
+
+
+def _tool_help(transport, device: Device, remote_bin: str, sha: str, lib_env: str) -> str:
+    key = (device.id, sha)
+    if key not in _TOOL_CACHE:
+        r = transport.run(f"{lib_env}{shlex.quote(remote_bin)} --help 2>&1", timeout=60)
+        _TOOL_CACHE[key] = r.out + r.err
+    return _TOOL_CACHE[key]
+
+
+def run_lite_job(job: Job, device: Device, transport, model_artifact) -> Measurement:
+    backend = BACKENDS[job.backend]
+    artifact = model_artifact
+    where = f"device {device.id!r}"
+    if not device.benchmark_bin:
+        raise ConfigError(f"{where}: backend {job.backend} needs 'benchmark_bin: <host path>' (your "
+                          f"Paddle Lite build for ABI {device.abi or '?'})", path=device.source or None,
+                          line=device.line or None)
+    binary = Path(device.benchmark_bin).expanduser()
+    if not binary.is_file():
+        raise ConfigError(f"{where}: benchmark_bin {binary} does not exist",
+                          fix="build it with lite/tools/build_android.sh --with_benchmark=ON full_publish")
+    lite_dir = remote_join(transport.workdir, "lite")
+    bin_sha = sha256_file(binary)
+    remote_bin = transport.push(binary, remote_join(lite_dir, f"benchmark_bin-{bin_sha[:12]}")).remote
+
+    lib_dir = None
+    if backend.nnadapter_device:
+        libs = (device.nnadapter_libs or {}).get(backend.nnadapter_device)
+        if not libs or not Path(libs).expanduser().is_dir():
+            raise ConfigError(f"{where}: backend {job.backend} needs nnadapter_libs: "
+                              f"{{{backend.nnadapter_device}: <host dir with libnnadapter.so, the HAL "
+                              f"and vendor DDK libs>}}" + (f"; {libs} is not a directory" if libs else ""),
+                              path=device.source or None, line=device.line or None)
+        lib_dir = remote_join(lite_dir, "libs", backend.nnadapter_device)
+        _push_dir(transport, Path(libs).expanduser(), lib_dir)
+    lib_env = (f"LD_LIBRARY_PATH={shlex.quote(lib_dir)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}} "
+               if lib_dir else "")
+    help_text = _tool_help(transport, device, remote_bin, bin_sha, lib_env)
+    old = is_old_tool(help_text)
+    memory = (not old) and supports_memory_profile(help_text)
+
+    target = LITE_TARGETS.get(job.backend, "arm")
+    nb = nb_path(artifact, target)
+    model_dir = remote_join(transport.workdir, "models", f"{artifact.id}-{artifact.sha256[:12]}")
+    results_dir = remote_join(transport.workdir, "results")
+    transport.run(["mkdir", "-p", results_dir], timeout=30)
+    notes = [MINMAX_NOTE]
+    model_kw: dict = {}
+    if nb.is_file():
+        model_kw["optimized_model_file"] = transport.push(nb, remote_join(model_dir, nb.name)).remote
+        model_hash = sha256_file(nb)
+    else:
+        if backend.nnadapter_device == "rockchip_npu":
+            raise ConfigError(f"job {job.job_id}: the Rockchip NPU runs only fully-quantised int8 "
+                              f"models and {artifact.id} has no {target} .nb",
+                              fix=f"lab models build {artifact.id} --lite-target rockchip-npu "
+                                  "(from a PaddleSlim full-quant model)")
+        if old:
+            raise ConfigError(f"{where}: this benchmark_bin is the <= v2.9 tool, which needs a .nb",
+                              fix=f"lab models build {artifact.id} --lite-target {target}")
+        if not (artifact.pdmodel_path and artifact.legacy_pdiparams_path):
+            raise ConfigError(f"job {job.job_id}: {artifact.id} has no legacy .pdmodel (Paddle Lite "
+                              "cannot read .json models)", fix="rebuild the model with the legacy export")
+        pm, pp = Path(artifact.pdmodel_path), Path(artifact.legacy_pdiparams_path)
+        model_kw["model_file"] = transport.push(pm, remote_join(model_dir, pm.name)).remote
+        model_kw["param_file"] = transport.push(pp, remote_join(model_dir, pp.name)).remote
+        model_kw["optimized_model_file"] = remote_join(results_dir, f"{job.job_id}-opt.nb")
+        model_hash = artifact.legacy_sha256 or artifact.sha256
+        notes.append("raw model converted in-process by benchmark_bin: init excludes the conversion, "
+                     "peak memory includes it")
+
+    p = job.protocol
+    precision = job.precision if job.precision in ("fp32", "fp16") else "fp32"
+    spec_kw = dict(
+        binary=remote_bin, input_shapes=_input_shapes(job, artifact), backend=backend.lite_backend
+        or "arm", nnadapter_device=backend.nnadapter_device, threads=job.threads,
+        power_mode=job.option("power_mode") or device.power_mode, warmup=p.warmup,
+        repeats=max(p.min_iters, 1), cpu_precision=precision if backend.processor == "cpu" else "fp32",
+        gpu_precision=precision if backend.processor == "gpu" else None,
+        opencl_cache_dir=remote_join(lite_dir, "opencl") if backend.processor == "gpu" else None,
+        enable_memory_profile=memory, lib_dir=lib_dir, cwd=lite_dir,
+        cpu_mask=job.option("cpu_mask"), old_tool=old, **model_kw)
+    if old:
+        spec_kw["result_path"] = remote_join(results_dir, f"{job.job_id}-result.txt")
+    spec = BenchSpec(**spec_kw)
+    try:
+        command = build_shell(spec)
+    except ValueError as exc:
+        raise ConfigError(f"job {job.job_id}: {exc}") from None
+    if backend.processor == "gpu":
+        transport.run(["mkdir", "-p", spec.opencl_cache_dir], timeout=30)
+
+    results, outputs = [], []
+    for trial in range(p.trials):
+        if old:
+            transport.run(["rm", "-f", spec.result_path], timeout=30)
+        res = transport.run(command, timeout=p.timeout_s)
+        text = res.out + ("\n" + res.err if res.err else "")
+        if old:
+            cat = transport.run(["cat", spec.result_path], timeout=30)
+            text = cat.out + "\n" + text
+        parsed = parse_output(text)
+        if not parsed.ok:
+            raise RunnerError(f"job {job.job_id} on {device.id}: trial {trial + 1}: {parsed.error} "
+                              f"(exit {res.rc}; output: {excerpt(text, 300)})")
+        results.append(parsed)
+        outputs.append(text)
+    return measurement_from_results(job, results, command, outputs, notes, model_hash, memory)
+
+
+def measurement_from_results(job: Job, results, command: str, outputs: list[str], notes: list[str],
+                             model_hash: str, memory_profiled: bool) -> Measurement:
+    avgs = [r.avg_ms for r in results]
+    m = Measurement(job_id=job.job_id, source="benchmark_bin", samples=[[a] for a in avgs])
+    m.mean_ms = statistics.fmean(avgs)
+    mins = [r.min_ms for r in results if r.min_ms is not None]
+    maxs = [r.max_ms for r in results if r.max_ms is not None]
+    m.min_ms = min(mins) if mins else None
+    m.max_ms = max(maxs) if maxs else None
+    m.load_ms = _median([r.init_ms for r in results])
+    m.first_ms = _median([r.first_ms for r in results])
+    m.n_samples = len(avgs)
+    m.converged = None  # fixed --repeats: benchmark_bin has no stopping rule
+    if len(avgs) >= 3:
+        from .stats import summarize
+        st = summarize([[a] for a in avgs])
+        m.p50_ms, m.ci_low_ms, m.ci_high_ms = st.p50, st.ci_low, st.ci_high
+    else:
+        notes.append(f"only {len(avgs)} trial(s): no median/CI (needs >= 3 trials)")
+    peaks = [r.mem_peak_mb for r in results if r.mem_peak_mb is not None]
+    m.peak_rss_mb = max(peaks) if peaks else None
+    if m.peak_rss_mb is None:
+        notes.append("peak memory unavailable: " + (
+            next((r.memory_note for r in results if r.memory_note), None)
+            or ("memory profile gave no sample" if memory_profiled
+                else "this benchmark_bin has no --enable_memory_profile (v2.12+)")))
+    elif any(r.converted_in_process for r in results):
+        notes.append("peak memory includes the in-process opt conversion")
+    for r in results:
+        for w in r.warnings:
+            if w not in notes:
+                notes.append(w)
+    first = results[0]
+    fingerprints = [r.fingerprint for r in results]
+    m.provenance = {
+        "runner": "benchmark_bin", "runner_version": first.version, "format": first.format,
+        "commands": [command] * len(results), "model_sha256": model_hash,
+        "backend": first.backend, "threads": first.threads, "power_mode": first.power_mode,
+        "warmup": first.warmup, "repeats": first.repeats, "device_info": first.device_info,
+        "output_fingerprint": fingerprints[0],
+        "output_fingerprint_stable": all(f == fingerprints[0] for f in fingerprints),
+        "trials": [{"init_ms": r.init_ms, "first_ms": r.first_ms, "min_ms": r.min_ms,
+                    "max_ms": r.max_ms, "avg_ms": r.avg_ms, "mem_init_mb": r.mem_init_mb,
+                    "mem_peak_mb": r.mem_peak_mb} for r in results],
+        "output_sha256": [hashlib.sha256(o.encode()).hexdigest() for o in outputs],
+        "stats_method": "median and bootstrap CI over per-trial benchmark_bin averages",
+    }
+    m.notes = notes
+    return m
+
+
+def _median(values):
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None

@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""benchmark_bin stand-in for the adbd double: NOT Paddle Lite, no inference happens.
+
+It honours the v2.12 flags it is given and prints the documented v2.12 text (benchmark.cc Run()),
+so command construction, library pushing and parsing are tested together. Faithful quirks:
+usage text + exit 0 when CheckFlagsValid() fails; gflags error + exit 1 on unknown flags;
+`Find and ignore unsupport nnadapter device`; in-process conversion writes `<opt>.nb` and prints
+Opt Info; the memory block with `cpu usage ratio` noise and a `-0.001` init. It also checks what a
+real binary would need: model files present, and for nnadapter libnnadapter.so + the HAL library
+on LD_LIBRARY_PATH (a real binary fails to dlopen them otherwise). Times are synthetic.
+Standard library only, Python 3.7+.
+"""
+import os
+import random
+import subprocess
+import sys
+
+FLAVOUR = "v2.12"  # tests write copies with "v2.11" (no memory profiling)
+FLAGS = {
+    "optimized_model_file": "", "uncombined_model_dir": "", "model_file": "", "param_file": "",
+    "input_shape": "", "input_data_path": "", "validation_set": "", "show_output_elem": "false",
+    "warmup": "0", "repeats": "1", "run_delay": "-1.0", "power_mode": "0", "threads": "1",
+    "result_path": "", "backend": "", "cpu_precision": "fp32", "gpu_precision": "fp16",
+    "opencl_cache_dir": "", "opencl_kernel_cache_file": "paddle_lite_opencl_kernel.bin",
+    "opencl_tuned_file": "paddle_lite_opencl_tuned.params", "opencl_tune_mode": "normal",
+    "nnadapter_device_names": "", "nnadapter_context_properties": "",
+    "enable_op_time_profile": "false", "enable_memory_profile": "false",
+    "memory_check_interval_ms": "5", "config_path": "",
+}
+ALLOWED_NN = ["imagination_nna", "rockchip_npu", "mediatek_apu", "huawei_kirin_npu",
+              "huawei_ascend_npu", "amlogic_npu", "verisilicon_timvx"]
+USAGE = ("benchmark_bin: \nNote: \n  If load the optimized model, set --optimized_model_file. \n"
+         "  Otherwise, set --uncombined_model_dir for uncomnbined paddle model or set --model_file "
+         "and param_file for combined paddle model. \n"
+         "For detailed usage info: ./benchmark_bin --help \n\n")
+
+
+def main(argv):
+    flags = dict(FLAGS)
+    if FLAVOUR == "v2.11":
+        del flags["memory_check_interval_ms"]
+    for arg in argv:
+        if arg in ("--help", "-help", "--helpfull"):
+            sys.stdout.write(USAGE + "\n  Flags from lite/api/tools/benchmark/utils/flags.cc:\n")
+            for k in sorted(flags):
+                sys.stdout.write("    -%s (...) type: string default: \"%s\"\n" % (k, flags[k]))
+            return 1
+        if not arg.startswith("--") or "=" not in arg:
+            sys.stdout.write("ERROR: flag %r needs --name=value in this stand-in\n" % arg)
+            return 1
+        k, v = arg[2:].split("=", 1)
+        if k not in flags:
+            sys.stderr.write("ERROR: unknown command line flag '%s'\n" % k)
+            return 1
+        flags[k] = v
+    errors = []
+    is_opt = not flags["model_file"] and not flags["uncombined_model_dir"] and flags["optimized_model_file"]
+    is_raw = flags["uncombined_model_dir"] or (flags["model_file"] and flags["param_file"])
+    if not is_opt and not is_raw:
+        errors.append("\nNo model path is set!")
+    if not flags["backend"]:
+        errors.append("Must set --backend option!")
+    if not flags["input_shape"]:
+        errors.append("Must set --input_shape option!")
+    if errors:
+        sys.stderr.write("\n".join(errors) + "\n")
+        sys.stdout.write(USAGE)
+        return 0  # the real tool exits 0 here
+
+    backends = flags["backend"].split(",")
+    out = []
+    if "nnadapter" in backends:
+        devices = [d for d in flags["nnadapter_device_names"].split(",") if d]
+        for d in devices:
+            if d not in ALLOWED_NN:
+                sys.stderr.write("Find and ignore unsupport nnadapter device: %s\n" % d)
+        devices = [d for d in devices if d in ALLOWED_NN]
+        paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
+        for lib in ["libnnadapter.so"] + ["lib%s.so" % d for d in devices]:
+            if not any(os.path.isfile(os.path.join(p, lib)) for p in paths):
+                sys.stderr.write("[F lite/core/device/nnadapter] Failed to load %s: cannot open "
+                                 "shared object file (LD_LIBRARY_PATH=%s)\n"
+                                 % (lib, os.environ.get("LD_LIBRARY_PATH", "")))
+                return 134
+    model = flags["optimized_model_file"]
+    if is_raw:
+        for f in (flags["model_file"], flags["param_file"]):
+            if not os.path.isfile(f):
+                sys.stderr.write("[F model_parser] Cannot open %s\n" % f)
+                return 134
+        saved = model if model else ".nb"
+        with open(saved, "wb") as fh:
+            fh.write(b"stand-in nb converted from " + flags["model_file"].encode())
+        sys.stdout.write("\n======= Opt Info =======\nLoad paddle model from %s and %s\n"
+                         "Save optimized model to %s\n\n" % (flags["model_file"], flags["param_file"], saved))
+        model = saved
+    elif not os.path.isfile(model):
+        sys.stderr.write("Mode file[%s] not exist!\n" % model)
+        return 134
+
+    threads, repeats = int(flags["threads"]), int(flags["repeats"])
+    on_npu = "nnadapter" in backends
+    base = 6.0 if on_npu else (12.0 if "opencl" in backends else 40.0 / max(1, threads))
+    rnd = random.Random()
+    runs = [base * (1 + 0.05 * rnd.random()) for _ in range(int(flags["warmup"]) + repeats)]
+    runs[0] *= 3.0  # first run: caches, kernel compilation
+    timed = runs[-repeats:]
+    init = (900.0 if on_npu else 15.0) * (1 + 0.1 * rnd.random())
+    memory = flags["enable_memory_profile"] == "true"
+    if memory and FLAVOUR != "v2.11":
+        sys.stdout.write("start monitoring memory!\ncpu usage ratio: 97.5%\n")
+
+    ss = []
+    try:
+        brand = subprocess.check_output(["getprop", "ro.product.vendor.brand"]).decode().strip()
+        model_name = subprocess.check_output(["getprop", "ro.product.vendor.model"]).decode().strip()
+        sdk = subprocess.check_output(["getprop", "ro.build.version.sdk"]).decode().strip()
+        ss.append("\n======= Device Info =======\nBrand: %s\nDevice: x\nModel: %s\n"
+                  "Android Version: 10\nAndroid API Level: %s\n" % (brand, model_name, sdk))
+    except (OSError, subprocess.CalledProcessError):
+        pass  # ARM Linux build: no Device Info block
+    ss.append("\n======= Model Info =======\noptimized_model_file: %s\ninput_data_path: All 1.f\n"
+              "input_shape: %s\noutput tensor num: 1\n--- output tensor 0 ---\n"
+              "output shape(NCHW): 1 1000 \noutput tensor 0 elem num: 1000\n"
+              "output tensor 0 mean value: 0.001\noutput tensor 0 standard deviation: 0.00349\n"
+              % (model, flags["input_shape"]))
+    ss.append("\n======= Runtime Info =======\nbenchmark_bin version: standin0\nthreads: %d\n"
+              "power_mode: %s\nwarmup: %s\nrepeats: %d\nresult_path: %s\n"
+              % (threads, flags["power_mode"], flags["warmup"], repeats, flags["result_path"]))
+    ss.append("\n======= Backend Info =======\nbackend: %s\ncpu precision: %s\n"
+              % (flags["backend"], flags["cpu_precision"]))
+    if "opencl" in backends:
+        ss.append("gpu precision: %s\nopencl_cache_dir: %s\n" % (flags["gpu_precision"],
+                                                                  flags["opencl_cache_dir"]))
+    ss.append("\n======= Perf Info =======\nTime(unit: ms):\n")
+    for label, value in (("init  = ", init), ("first = ", runs[0]), ("min   = ", min(timed)),
+                         ("max   = ", max(timed)), ("avg   = ", sum(timed) / repeats)):
+        ss.append("%s%-12.3f\n" % (label, value))
+    if memory:
+        if FLAVOUR == "v2.11":
+            ss.append("\nMemory Usage(unit: kB):\nNot supported yet\n")
+        else:
+            ss.append("\nMemory Usage(unit: MB):\ninit  = %-12.3f\npeak  = %-12.3f\n" % (-0.001, 61.25))
+    sys.stdout.write("".join(ss) + "\n")
+    if memory and FLAVOUR != "v2.11":
+        sys.stdout.write("stop monitoring memory!\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
