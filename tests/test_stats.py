@@ -10,15 +10,24 @@ from lab.stats import Comparison, LatencyStats, _boot_medians, _RankModel, compa
 
 
 def _brute_boot(trials, n_boot, seed, hierarchical=True):
-    """Textbook materialised bootstrap, the reference the fast sampler must match."""
+    """Textbook materialised bootstrap (NaN-padded), the reference the fast sampler must match."""
     rng = np.random.default_rng(seed)
     k = len(trials)
-    out = np.empty(n_boot)
-    for b in range(n_boot):
-        chosen = rng.integers(0, k, k) if hierarchical else [0]
-        res = np.concatenate([rng.choice(trials[c], size=len(trials[c])) for c in chosen])
-        out[b] = np.median(res)
-    return out
+    sizes = np.array([len(t) for t in trials])
+    width = sizes.max()
+    table = np.full((k, width), np.nan)
+    for i, t in enumerate(trials):
+        table[i, : len(t)] = t
+    chosen = rng.integers(0, k, (n_boot, k)) if hierarchical else np.zeros((n_boot, 1), dtype=int)
+    parts = []
+    for j in range(chosen.shape[1]):
+        c = chosen[:, j]
+        n_c = sizes[c][:, None]
+        idx = np.floor(rng.random((n_boot, width)) * n_c).astype(int)
+        vals = table[c[:, None], idx]
+        vals[np.arange(width)[None, :] >= n_c] = np.nan  # only n_c draws from a trial of size n_c
+        parts.append(vals)
+    return np.nanmedian(np.concatenate(parts, axis=1), axis=1)
 
 
 def test_percentiles_and_moments_of_known_values():
