@@ -169,6 +169,7 @@ def test_chips_json_cli(capsys):
     assert by["kirin990"]["tops"]["int8"] is None
 
 
+@pytest.mark.slow
 def test_chips_table_cli_runs():
     r = subprocess.run([sys.executable, "-m", "lab.cli", "chips"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)

@@ -415,6 +415,7 @@ def test_cli_uses_store_rows(tmp_path, capsys):
     assert main(["--store", str(db), "score", "--profile", "mobile-app", "--campaign", "nope"]) == 2
 
 
+@pytest.mark.slow
 def test_cli_table_all_builtin_profiles(tmp_path):
     for pid in PROF_IDS:
         r = subprocess.run([sys.executable, "-m", "lab.cli", "--store", str(tmp_path / "n.sqlite"),
