@@ -25,9 +25,17 @@ def register(sub) -> None:
     imp.set_defaults(func=cmd_import)
 
 
-TABLE_COLUMNS = ["campaign", "device", "model", "backend", "precision", "threads", "status", "p50_ms",
-                 "ci_low_ms", "ci_high_ms", "p90_ms", "load_ms", "first_ms", "peak_rss_mb", "n_samples",
-                 "converged", "power_w", "energy_mj_per_inf"]
+TABLE_COLUMNS = {  # header -> how to show one row
+    "campaign": lambda r: r["campaign"], "device": lambda r: r["device"], "model": lambda r: r["model"],
+    "backend": lambda r: r["backend"], "prec": lambda r: r["precision"], "thr": lambda r: _fmt(r["threads"]),
+    "status": lambda r: r["status"],
+    "p50 ms [95% CI]": lambda r: (f"{_fmt(r['p50_ms'])} [{_fmt(r['ci_low_ms'])}-{_fmt(r['ci_high_ms'])}]"
+                                  if r["ci_low_ms"] is not None else _fmt(r["p50_ms"] or r["mean_ms"])),
+    "p90 ms": lambda r: _fmt(r["p90_ms"]), "load ms": lambda r: _fmt(r["load_ms"]),
+    "first ms": lambda r: _fmt(r["first_ms"]), "RSS MB": lambda r: _fmt(r["peak_rss_mb"]),
+    "n": lambda r: _fmt(r["n_samples"]), "conv": lambda r: _fmt(r["converged"]),
+    "power W": lambda r: _fmt(r["power_w"]), "mJ/inf": lambda r: _fmt(r["energy_mj_per_inf"]),
+}
 
 
 def cmd_results(args) -> int:
@@ -75,16 +83,16 @@ def _print_table(rows: list[dict]) -> None:
     try:
         from rich.console import Console
         from rich.table import Table
-        table = Table(show_lines=False)
+        table = Table(show_lines=False, box=None, header_style="bold")
         for col in TABLE_COLUMNS:
-            table.add_column(col.replace("_ms", " ms"), overflow="fold")
+            table.add_column(col, no_wrap=True)
         for r in rows:
-            table.add_row(*[_fmt(r.get(c)) for c in TABLE_COLUMNS])
-        Console(width=max(160, 0)).print(table)
+            table.add_row(*[show(r) for show in TABLE_COLUMNS.values()])
+        Console(width=250).print(table)
     except ImportError:
         print("\t".join(TABLE_COLUMNS))
         for r in rows:
-            print("\t".join(_fmt(r.get(c)) for c in TABLE_COLUMNS))
+            print("\t".join(show(r) for show in TABLE_COLUMNS.values()))
     failed = [r for r in rows if r["status"] == "failed"]
     for r in failed[:20]:
         print(f"failed {r['job_id']} {r['device']} {r['model']} {r['backend']}: {r['error']}")
