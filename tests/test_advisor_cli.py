@@ -1,0 +1,250 @@
+"""The advisor end to end: store rows (lab runs and imports), inventory, catalog, CLI, JSON schema.
+
+Models here are registered fixtures: a meta.json whose cached analysis (lab.analysis's own
+`ModelAnalysis` fields) we choose, plus a PIR-shaped .json holding the op order. The slow tests use
+real zoo models exported by Paddle and a real `--measure` run on the local device.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lab import advisor
+from lab.analysis import ANALYSIS_VERSION
+from lab.cli import main
+from lab.records import Device, Job, Measurement
+from lab.store import Store
+
+REPO = Path(__file__).resolve().parent.parent
+
+CNN_OPS = ["1.data", "1.conv2d", "1.batch_norm_", "1.relu", "1.depthwise_conv2d", "1.batch_norm_",
+           "1.relu", "1.conv2d", "1.batch_norm_", "1.relu", "1.pool2d", "1.flatten", "1.matmul",
+           "1.add", "1.fetch"]
+LSTM_OPS = ["1.data", "1.embedding", "1.shape64", "1.full", "0.combine", "1.stack",
+            "1.full_with_tensor", "1.transpose", "1.rnn", "0.split", "1.slice", "1.matmul",
+            "1.add", "1.fetch"]
+
+
+def make_model(root: Path, mid: str, ops: list[str], *, macs: int, share: float, dyn=None,
+               seq=(), datadep=(), quant="none", domain="vision"):
+    d = root / mid
+    d.mkdir(parents=True)
+    prog = {"base_code": {"magic": "pir", "trainable": True, "version": 4},
+            "program": {"regions": [{"#": "region_0", "blocks": [
+                {"#": "block_0", "args": [], "ops": [{"#": o} for o in ops]}]}]}}
+    (d / "inference.json").write_text(json.dumps(prog))
+    (d / "inference.pdiparams").write_bytes(b"\0" * 16)
+    files = {n: hashlib.sha256((d / n).read_bytes()).hexdigest()
+             for n in ("inference.json", "inference.pdiparams")}
+    analysis = {"format": "json", "path": str(d / "inference.json"), "op_count": len(ops),
+                "op_histogram": {}, "inputs": [{"name": "x", "shape": [-1, 3, 224, 224],
+                                                "dtype": "float32"}],
+                "dynamic_dims": dyn or {"x": []}, "outputs": [], "data_dependent_ops": list(datadep),
+                "sequence_ops": list(seq), "control_flow_ops": [], "quantization": quant,
+                "quant_ops": [], "params": 1000, "trainable_params": 1000,
+                "persistable_numel": 1000, "macs_conv": int(macs * share), "macs_matmul": 0,
+                "macs_rnn": macs - int(macs * share), "other_ops": 0, "conv_matmul_share": share,
+                "dyn_fill": 1, "unknown_shape_ops": 0, "analysis_version": ANALYSIS_VERSION,
+                "notes": []}
+    meta = {"schema": "hwlab.model/1", "id": mid, "source": "user", "format": "json",
+            "model_file": "inference.json", "params_file": "inference.pdiparams", "files": files,
+            "sha256": "f" * 64, "inputs": [{"name": "x", "shape": [-1, 3, 224, 224],
+                                            "dtype": "float32", "run_shape": [1, 3, 224, 224]}],
+            "flops": macs, "params": 1000, "op_histogram": {}, "tags": {"domain": domain},
+            "analysis": analysis}
+    (d / "meta.json").write_text(json.dumps(meta))
+
+
+def job(campaign, device, chip, model, backend, processor, precision="fp32"):
+    jid = hashlib.sha256(f"{campaign}{device}{model}{backend}{precision}".encode()).hexdigest()[:16]
+    return Job(job_id=jid, campaign=campaign, device=device, chip=chip, model=model,
+               model_sha256="f" * 64, backend=backend, processor=processor, precision=precision,
+               threads=4)
+
+
+def finish(store, j, **m):
+    store.plan_jobs([j])
+    store.finish_job(j.job_id, "ok", measurement=Measurement(job_id=j.job_id, n_samples=100, **m))
+
+
+@pytest.fixture
+def lab(tmp_path):
+    models = tmp_path / "models"
+    make_model(models, "cnn", CNN_OPS, macs=570_000_000, share=0.97)
+    make_model(models, "lstm", LSTM_OPS, macs=50_000_000, share=0.0, dyn={"x": [1]}, seq=("rnn",),
+               domain="nlp")
+    make_model(models, "tiny", ["1.data", "1.matmul", "1.add", "1.relu", "1.fetch"], macs=9_000,
+               share=0.97)
+    devices = tmp_path / "devices.yaml"
+    devices.write_text(
+        "devices:\n"
+        "  - {id: local, chip: generic-x86-cpu, transport: local}\n"
+        "  - {id: mate30, chip: kirin990, transport: adb, serial: '10.0.0.5:5555', enabled: true,\n"
+        "     abi: arm64-v8a, benchmark_bin: /x/benchmark_bin,\n"
+        "     nnadapter_libs: {huawei_kirin_npu: /x/kirin}}\n"
+        "  - {id: rk-off, chip: rk1808, transport: ssh, host: 10.0.0.8, user: u, enabled: false}\n")
+    store_path = tmp_path / "lab.sqlite"
+    store = Store(store_path)
+    c = "phone"
+    finish(store, job(c, "mate30", "kirin990", "cnn", "paddle-lite-arm", "cpu"), p50_ms=30.0,
+           ci_low_ms=29.5, ci_high_ms=30.6, load_ms=60.0, first_ms=45.0, energy_mj_per_inf=90.0,
+           power_w=3.0)
+    finish(store, job(c, "mate30", "kirin990", "cnn", "paddle-lite-kirin-npu", "aipu"), p50_ms=6.0,
+           ci_low_ms=5.9, ci_high_ms=6.2, load_ms=1800.0, first_ms=60.0, energy_mj_per_inf=12.0,
+           power_w=2.0)
+    finish(store, job(c, "mate30", "kirin990", "tiny", "paddle-lite-arm", "cpu"), p50_ms=0.05,
+           ci_low_ms=0.049, ci_high_ms=0.052, load_ms=5.0, first_ms=0.4)
+    finish(store, job(c, "mate30", "kirin990", "tiny", "paddle-lite-kirin-npu", "aipu"),
+           p50_ms=0.9, ci_low_ms=0.85, ci_high_ms=0.95, load_ms=400.0, first_ms=3.0)
+    # imported rows of a device the inventory does not know
+    imp = [(job("vendor", "rv1109-board", "rv1109", "cnn", "external-cpu", "cpu"),
+            Measurement(job_id="", p50_ms=120.0, load_ms=90.0, first_ms=150.0, source="import:v.csv")),
+           (job("vendor", "rv1109-board", "rv1109", "cnn", "external-aipu", "aipu", "int8"),
+            Measurement(job_id="", p50_ms=15.0, load_ms=900.0, first_ms=40.0, source="import:v.csv"))]
+    for j, m in imp:
+        m.job_id = j.job_id
+    store.import_rows("vendor", imp)
+    store.close()
+    return {"root": tmp_path, "models": models, "devices": devices, "store": store_path}
+
+
+def run_cli(lab, *argv, capsys):
+    rc = main(["--devices", str(lab["devices"]), "--store", str(lab["store"]), "advise",
+               "--models-root", str(lab["models"]), *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_dense_cnn_on_kirin_from_lab_runs(lab, capsys):
+    rc, out, err = run_cli(lab, "--model", "cnn", "--device", "mate30", "--format", "json",
+                           capsys=capsys)
+    assert rc == 0, err
+    a = json.loads(out)
+    assert a["verdict"] == "aipu" and a["confidence"] == "high"
+    assert a["speedup"] == pytest.approx(5.0)
+    # 1860 + (n-1)*6 <= 105 + (n-1)*30 -> n-1 >= 73.125 -> n = 75
+    assert a["break_even_inferences"] == 75
+    assert len(a["run_ids"]) == 2 and a["device_status"] == "inventory"
+    rules = {r["rule"]: r for r in a["reasons"]}
+    assert rules["measured_speed"]["direction"] == "aipu"
+    assert rules["op_fallback"]["evidence"]["subgraphs"] == 1
+    assert a["npu_fallback"]["nnadapter_device"] == "huawei_kirin_npu"
+    assert all(set(r) >= {"rule", "text", "evidence"} for r in a["reasons"])
+
+
+def test_strict_first_inference_budget_flips_to_cpu(lab, capsys):
+    rc, out, _ = run_cli(lab, "--model", "cnn", "--device", "mate30", "--first-inference-budget-ms",
+                         "500", "--no-preload", "--format", "json", capsys=capsys)
+    a = json.loads(out)
+    assert rc == 0 and a["verdict"] == "cpu"
+    r = next(r for r in a["reasons"] if r["rule"] == "first_inference_budget")
+    assert r["blocking"] and r["evidence"]["aipu_ms"] == 1860.0 and r["evidence"]["cpu_ms"] == 105.0
+
+
+def test_tiny_model_is_cpu(lab, capsys):
+    rc, out, _ = run_cli(lab, "--model", "tiny", "--device", "mate30", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    assert a["verdict"] == "cpu" and a["break_even_inferences"] is None
+    assert {"model_too_small", "measured_speed"} <= {r["rule"] for r in a["reasons"]
+                                                     if r["direction"] == "cpu"}
+
+
+def test_variable_length_nlp_on_disabled_rockchip_is_cpu_from_catalog(lab, capsys):
+    rc, out, _ = run_cli(lab, "--model", "lstm", "--device", "rk-off", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    assert rc == 0 and a["verdict"] == "cpu" and a["confidence"] == "low"
+    assert a["device_status"] == "disabled" and a["run_ids"] == []
+    assert any("catalog" in n for n in a["notes"])
+    fb = a["npu_fallback"]
+    assert fb["fallback_ops"].get("rnn") == 1 and fb["subgraphs"] >= 1
+    assert a["estimate"]["precision"] == "int8" and a["estimate"]["confidence"] == "low"
+
+
+def test_imported_only_device_and_text_output(lab, capsys):
+    rc, out, _ = run_cli(lab, "--model", "cnn", "--device", "rv1109-board", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    assert rc == 0 and a["device_status"] == "imported" and a["chip"] == "rv1109"
+    assert a["confidence"] == "medium"  # imported: no CI
+    assert a["numbers"]["aipu"]["source"] == "import:v.csv"
+    rc, out, _ = run_cli(lab, "--model", "cnn", "--device", "rv1109-board", capsys=capsys)
+    assert rc == 0 and out.startswith("cnn on rv1109-board (rv1109; imported):")
+
+
+def test_campaign_answers_every_pair(lab, capsys):
+    rc, out, _ = run_cli(lab, "--campaign", "phone", "--format", "json", capsys=capsys)
+    docs = json.loads(out)
+    assert rc == 0 and {(d["model"], d["device"]) for d in docs} == {("cnn", "mate30"),
+                                                                    ("tiny", "mate30")}
+
+
+def test_unknown_device_and_bad_input_exit_2_one_line(lab, capsys):
+    rc, out, err = run_cli(lab, "--model", "cnn", "--device", "mate31", capsys=capsys)
+    assert rc == 2 and "unknown device 'mate31'" in err and "mate30" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    rc, _, err = run_cli(lab, "--model", "cnn", capsys=capsys)
+    assert rc == 2 and "--device" in err
+    rc, _, err = run_cli(lab, "--campaign", "nope", capsys=capsys)
+    assert rc == 2 and "phone" in err
+    with pytest.raises(SystemExit) as exc:
+        run_cli(lab, "--model", "cnn", "--device", "mate30", "--latency-budget-ms", "-3",
+                capsys=capsys)
+    assert exc.value.code == 2
+
+
+def test_api_for_reports_and_no_heavy_imports(lab):
+    rows = advisor.load_rows(lab["store"])
+    a = advisor.advise("cnn", "mate30", rows=rows, devices=advisor.load_inventory(lab["devices"]),
+                       models_root=lab["models"])
+    assert a.verdict == "aipu" and a.to_dict()["schema"] == advisor.ADVICE_SCHEMA
+    code = ("import sys; from lab.cli import main; "
+            f"rc = main(['--devices', {str(lab['devices'])!r}, '--store', {str(lab['store'])!r}, "
+            f"'advise', '--models-root', {str(lab['models'])!r}, '--model', 'cnn', '--device', "
+            "'mate30']); heavy = [m for m in ('paddle', 'pandas', 'matplotlib') if m in sys.modules]; "
+            "assert rc == 0 and not heavy, heavy")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_json_schema_documented():
+    doc = (REPO / "docs" / "advisor.md").read_text()
+    a = advisor.Advice(model="m", device="d", chip=None, device_status="imported", verdict="cpu",
+                       confidence="low", reasons=[], speedup=None, speedup_source=None,
+                       break_even_inferences=None, run_ids=[], numbers={}, fallback=None,
+                       fallback_all=[], estimate=None, options=advisor.R.Options())
+    for key in a.to_dict():
+        assert f"`{key}`" in doc, key
+    for key in ("rule", "direction", "weight", "blocking", "text", "evidence"):
+        assert f"`{key}`" in doc, key
+
+
+# ---------------------------------------------------------------------------- slow: real parts
+@pytest.mark.slow
+def test_real_zoo_models_and_measure_on_local(tmp_path, capsys):
+    """Worked examples on exported zoo models, and --measure through the real scheduler."""
+    from lab import models as zoo
+    root = tmp_path / "models"
+    for mid in ("text_lstm", "tiny_mlp"):
+        zoo.build(mid, out_root=root)
+    devices = tmp_path / "devices.yaml"
+    devices.write_text("devices:\n  - {id: local, chip: generic-x86-cpu, transport: local,"
+                       f" workdir: {tmp_path / 'dev'}}}\n"
+                       "  - {id: rk, chip: rk1808, transport: ssh, host: h, user: u, enabled: false}\n")
+    store = tmp_path / "s.sqlite"
+    base = ["--devices", str(devices), "--store", str(store), "advise", "--models-root", str(root)]
+    assert main(base + ["--model", "text_lstm", "--device", "rk", "--format", "json"]) == 0
+    a = json.loads(capsys.readouterr().out)
+    assert a["verdict"] == "cpu"
+    assert "rnn" in a["npu_fallback"]["fallback_ops"]
+    rc = main(base + ["--model", "tiny_mlp", "--device", "local", "--measure", "--format", "json"])
+    out = capsys.readouterr().out
+    a = json.loads(out)
+    assert rc == 0 and a["numbers"]["cpu"]["p50_ms"] > 0 and a["run_ids"]
+    assert a["verdict"] == "cpu"  # no accelerator on a generic x86 CPU
