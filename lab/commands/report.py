@@ -1,0 +1,37 @@
+"""`lab report`: write the self-contained HTML chip-comparison report of stored campaigns."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="write the HTML chip-comparison report of stored campaigns")
+    p.add_argument("--campaign", action="append", metavar="NAME", default=None,
+                   help="campaign to report (repeatable; several are shown together)")
+    p.add_argument("--baseline", metavar="NAME", help="campaign to compare against (change per configuration, "
+                   "significance test, regressions highlighted)")
+    p.add_argument("--profile", action="append", metavar="ID", default=None,
+                   help="selection profile for the chip ranking (repeatable; default: all profiles)")
+    p.add_argument("-o", "--output", metavar="PATH",
+                   help="HTML file to write (default reports/<campaign>/index.html)")
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args) -> int:
+    from ..report import write_report  # matplotlib is imported only when a report is made
+
+    if not args.campaign:
+        raise ConfigError("which campaign? pass --campaign NAME", fix="`lab results` lists the stored campaigns")
+    if args.baseline and args.baseline in args.campaign:
+        raise ConfigError(f"--baseline {args.baseline!r} is also a --campaign", fix="compare two different campaigns")
+    out = Path(args.output) if args.output else Path("reports") / "+".join(args.campaign) / "index.html"
+    if out.exists() and out.is_dir():
+        raise ConfigError(f"{out} is a directory", fix="give -o a file path such as reports/demo/index.html")
+    t0 = time.perf_counter()
+    path = write_report(args.store, args.campaign, out, baseline=args.baseline, profiles=args.profile)
+    size = path.stat().st_size
+    print(f"report: {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s)")
+    return 0

@@ -1,0 +1,172 @@
+"""Charts of the report, drawn with matplotlib's SVG backend and returned as `data:` URIs.
+
+Why `<img src="data:image/svg+xml;base64,...">` rather than inline `<svg>`: a chart built from
+user-supplied names (devices, models) can then never run script or fetch anything - browsers do
+neither for SVG loaded as an image - and the page stays one self-contained file. Text is kept as
+text (`svg.fonttype=none`): smaller files, sharp in print. Labels are drawn with maths parsing off,
+so a `$` in a model name is shown, not interpreted.
+
+Every function returns None when there is nothing to draw; the template then says why. The chip
+criteria heatmap is an HTML table with coloured cells instead (render.heat_class): 8 criteria x
+dozens of chips x several profiles of text cells cost seconds in matplotlib and nothing in HTML, and
+the numbers stay selectable text.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import matplotlib
+from matplotlib.figure import Figure
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+
+_RC = {
+    "svg.fonttype": "none",
+    "svg.hashsalt": "hwlab",  # deterministic ids: the same data gives the same bytes
+    "text.parse_math": False,
+    "font.size": 8,
+    "axes.titlesize": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+
+MAX_BARS = 40  # per chart; tables always list every row, the caption says what was left out
+
+CPU_COLOR, GPU_COLOR, AIPU_COLOR, OTHER_COLOR = "#4c72b0", "#55a868", "#c44e52", "#8c8c8c"
+PROCESSOR_COLORS = {"cpu": CPU_COLOR, "gpu": GPU_COLOR, "aipu": AIPU_COLOR}
+
+
+@dataclass
+class Bar:
+    label: str
+    value: float
+    low: float | None = None  # CI bounds; None when unknown
+    high: float | None = None
+    processor: str | None = None
+    flag: str = ""  # appended to the label, e.g. "not converged"
+
+
+@dataclass
+class Chart:
+    uri: str
+    alt: str
+    caption: str = ""
+
+
+def _svg_uri(fig: Figure) -> str:
+    buf = io.BytesIO()
+    FigureCanvasSVG(fig)
+    with matplotlib.rc_context(_RC):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(_RC):
+        return Figure(figsize=(width, height))  # bbox_inches="tight" at save does the layout once
+
+
+def _clip(text: str, n: int = 60) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def bar_chart(title: str, bars: Sequence[Bar], xlabel: str, *, alt: str) -> Chart | None:
+    """Horizontal bars with CI error bars (asymmetric; missing CI -> no whisker)."""
+    bars = [b for b in bars if b.value is not None and math.isfinite(b.value)]
+    if not bars:
+        return None
+    shown = sorted(bars, key=lambda b: b.value)[:MAX_BARS]
+    caption = ""
+    if len(bars) > len(shown):
+        caption = f"{len(shown)} fastest of {len(bars)} configurations drawn; the table lists all."
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(7.5, 0.8 + 0.24 * len(shown))
+        ax = fig.add_subplot()
+        ys = list(range(len(shown)))[::-1]
+        colors = [PROCESSOR_COLORS.get(b.processor or "", OTHER_COLOR) for b in shown]
+        ax.barh(ys, [b.value for b in shown], color=colors, height=0.7)
+        lo = [b.value - b.low if b.low is not None else 0.0 for b in shown]
+        hi = [b.high - b.value if b.high is not None else 0.0 for b in shown]
+        if any(lo) or any(hi):
+            ax.errorbar([b.value for b in shown], ys, xerr=[lo, hi], fmt="none", ecolor="black",
+                        elinewidth=0.8, capsize=2)
+        ax.set_yticks(ys, [_clip(b.label + (f"  [{b.flag}]" if b.flag else "")) for b in shown])
+        ax.set_xlabel(xlabel)
+        ax.set_title(_clip(title, 90), loc="left")
+        ax.set_xlim(left=0)
+        _processor_legend(ax, {b.processor for b in shown})
+        return Chart(_svg_uri(fig), alt, caption)
+
+
+def stacked_chart(title: str, labels: Sequence[str], parts: Sequence[tuple[str, Sequence[float | None]]],
+                  xlabel: str, *, alt: str) -> Chart | None:
+    """Stacked horizontal bars (e.g. load + first inference). Rows with an unknown part are drawn
+    with that part missing and marked "(part n/a)" so no unknown is shown as zero."""
+    rows = []
+    for i, label in enumerate(labels):
+        vals = [p[1][i] for p in parts]
+        if all(v is None for v in vals):
+            continue
+        missing = [p[0] for p, v in zip(parts, vals) if v is None]
+        rows.append((label + (f"  [{', '.join(missing)} n/a]" if missing else ""), vals))
+    if not rows:
+        return None
+    rows.sort(key=lambda r: sum(v for v in r[1] if v is not None))
+    caption = ""
+    if len(rows) > MAX_BARS:
+        caption = f"{MAX_BARS} fastest of {len(rows)} configurations drawn; the table lists all."
+        rows = rows[:MAX_BARS]
+    palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(7.5, 0.9 + 0.24 * len(rows))
+        ax = fig.add_subplot()
+        ys = list(range(len(rows)))[::-1]
+        left = [0.0] * len(rows)
+        for k, (name, _) in enumerate(parts):
+            widths = [r[1][k] if r[1][k] is not None else 0.0 for r in rows]
+            ax.barh(ys, widths, left=left, color=palette[k % len(palette)], height=0.7, label=name)
+            left = [a + b for a, b in zip(left, widths)]
+        ax.set_yticks(ys, [_clip(r[0]) for r in rows])
+        ax.set_xlabel(xlabel)
+        ax.set_title(_clip(title, 90), loc="left")
+        ax.legend(loc="lower right", frameon=False)
+        return Chart(_svg_uri(fig), alt, caption)
+
+
+def pareto_chart(title: str, points: Sequence[tuple[str, float, float, bool, str | None]],
+                 xlabel: str, ylabel: str, *, alt: str) -> Chart | None:
+    """Scatter of (label, x, y, on_front, processor); the front is joined and labelled."""
+    pts = [p for p in points if p[1] is not None and p[2] is not None]
+    if len(pts) < 2:
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(6.5, 4.0)
+        ax = fig.add_subplot()
+        for label, x, y, front, proc in pts:
+            ax.scatter([x], [y], s=28 if front else 14, color=PROCESSOR_COLORS.get(proc or "", OTHER_COLOR),
+                       edgecolors="black" if front else "none", zorder=3, alpha=1.0 if front else 0.55)
+        front = sorted((p for p in pts if p[3]), key=lambda p: p[1])
+        if len(front) > 1:
+            ax.plot([p[1] for p in front], [p[2] for p in front], color="black", lw=0.8, zorder=2)
+        for label, x, y, _, _ in front[:12]:
+            ax.annotate(_clip(label, 40), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(_clip(title, 90), loc="left")
+        _processor_legend(ax, {p[4] for p in pts})
+        caption = "Black outline: on the Pareto front (no other configuration is better on both axes)."
+        if len(front) > 12:
+            caption += f" {len(front)} front points, first 12 labelled."
+        return Chart(_svg_uri(fig), alt, caption)
+
+
+def _processor_legend(ax, processors) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=PROCESSOR_COLORS.get(p, OTHER_COLOR), label=p or "unknown")
+               for p in sorted(processors, key=lambda p: p or "~")]
+    if handles:
+        ax.legend(handles=handles, loc="lower right", frameon=False, title="processor")

@@ -1,0 +1,176 @@
+"""Report content: sections, n/a handling, escaping, baseline significance, CLI exit codes."""
+from __future__ import annotations
+
+import html
+import json
+import random
+import re
+
+import pytest
+
+from lab.cli import main
+from lab.records import Job, Measurement, Protocol
+from lab.report import build_report, render_html, write_report
+from lab.report.render import bootstrap_ratio, cpu_vs_aipu, pareto_front
+from lab.store import Store
+
+XSS_DEVICE = "<script>alert(1)</script>"
+XSS_MODEL = '"><img onerror=alert(1) src=x>'
+
+
+def make_job(campaign, device, model, backend="paddle-inference-cpu", processor="cpu", threads=1,
+             precision="fp32", chip="x86_64-host"):
+    jid = f"{campaign}-{device}-{model}-{backend}-{threads}-{precision}"
+    jid = re.sub(r"[^A-Za-z0-9_.-]", "_", jid)
+    return Job(job_id=jid, campaign=campaign, device=device, chip=chip, model=model, model_sha256="ab" * 32,
+               backend=backend, processor=processor, precision=precision, threads=threads,
+               options=(("onednn", True),), protocol=Protocol())
+
+
+def measurement(job, base_ms, *, rng, trials=3, n=40, spread=0.02, **extra):
+    samples = [[base_ms * (1 + rng.gauss(0, spread)) for _ in range(n)] for _ in range(trials)]
+    flat = sorted(x for t in samples for x in t)
+    p50 = flat[len(flat) // 2]
+    fields = dict(p50_ms=p50, ci_low_ms=p50 * 0.99, ci_high_ms=p50 * 1.01, p90_ms=flat[int(0.9 * len(flat))],
+                  p99_ms=flat[-1], mean_ms=sum(flat) / len(flat), min_ms=flat[0], max_ms=flat[-1],
+                  load_ms=120.0, first_ms=base_ms * 3, peak_rss_mb=200.0 + base_ms, n_samples=len(flat),
+                  converged=True, power_note="telemetry: no power source on this host", samples=samples,
+                  provenance={"runner": "pi_runner", "runner_version": "1.0.0", "model_sha256": "ab" * 32,
+                              "commands": ["python3 pi_runner.py --model m.json --out -"],
+                              "env": {"python": "3.11.7", "paddle": "3.3.1", "hostname": "box"},
+                              "stats_method": "bootstrap"})
+    fields.update(extra)
+    return Measurement(job_id=job.job_id, **fields)
+
+
+def fill(store, campaign, specs, seed=1):
+    """specs: list of (Job kwargs, base_ms or None for failed, extra measurement fields)."""
+    rng = random.Random(seed)
+    jobs = [make_job(campaign, **kw) for kw, _, _ in specs]
+    store.plan_jobs(jobs)
+    store.save_campaign(campaign, {"name": campaign})
+    for job, (_, ms, extra) in zip(jobs, specs):
+        if ms is None:
+            store.finish_job(job.job_id, "failed", error="RunnerError: predictor creation failed: <boom>")
+        else:
+            store.finish_job(job.job_id, "ok", measurement=measurement(job, ms, rng=rng, **extra))
+    return jobs
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "lab.sqlite")
+    fill(s, "demo", [
+        (dict(device="local", model="mobilenet_v1"), 10.0, {}),
+        (dict(device="local", model="mobilenet_v1", threads=2), 6.0, {"converged": False}),
+        (dict(device="local", model="mobilenet_v2"), 8.0, {"power_w": 4.2, "energy_mj_per_inf": 33.6,
+                                                         "power_source": "rapl", "power_note": None,
+                                                         "throttled": True}),
+        (dict(device="phone", model="mobilenet_v1", backend="paddle-lite-arm", chip="kirin990"), 30.0, {}),
+        (dict(device="phone", model="mobilenet_v1", backend="paddle-lite-kirin-npu", processor="aipu",
+              precision="int8", chip="kirin990"), 5.0, {"load_ms": 900.0}),
+        (dict(device="local", model="resnet50"), None, {}),
+    ])
+    yield s
+    s.close()
+
+
+def test_sections_and_flags(store):
+    page = render_html(build_report(store, ["demo"]))
+    for anchor in ("summary", "ranking", "latency", "cpu-aipu", "cold", "energy", "memory", "thermal",
+                   "heatmap", "pareto", "advisor", "provenance", "data"):
+        assert f'id="{anchor}"' in page
+    assert "not converged" in page and "throttled" in page and "failed" in page
+    assert "predictor creation failed: &lt;boom&gt;" in page  # error text shown, escaped
+    assert "pi_runner 1.0.0" in page and "python3 pi_runner.py --model m.json --out -" in page
+    assert page.count('src="data:image/svg+xml;base64,') >= 4  # latency x3 models with data, cold, memory, pareto
+
+
+def test_unknown_power_is_na_with_reason_never_zero(store):
+    page = render_html(build_report(store, ["demo"]))
+    energy = page.split('id="energy"')[1].split("</section>")[0]
+    assert "n/a: telemetry: no power source on this host" in energy
+    assert "rapl" in energy and "33.60" in energy
+    assert not re.search(r">0(\.0+)?<", energy)  # nothing unknown rendered as 0
+
+
+def test_cpu_vs_aipu_break_even(store):
+    pairs = cpu_vs_aipu(store.results_rows(["demo"]))
+    (p,) = pairs
+    assert p.device == "phone" and p.model == "mobilenet_v1"
+    assert p.speedup == pytest.approx(p.cpu["p50_ms"] / p.aipu["p50_ms"])
+    # AIPU: 900 + 15 cold, CPU: 120 + 90 cold; caught up after (915-210)/(cpu-aipu) steady runs
+    expected = 1 + -(-(p.cold_aipu_ms - p.cold_cpu_ms) // (p.cpu["p50_ms"] - p.aipu["p50_ms"]))
+    assert p.break_even == int(expected)
+    total = lambda cold, per, n: cold + (n - 1) * per  # noqa: E731
+    n = p.break_even
+    assert total(p.cold_aipu_ms, p.aipu["p50_ms"], n) <= total(p.cold_cpu_ms, p.cpu["p50_ms"], n)
+    assert total(p.cold_aipu_ms, p.aipu["p50_ms"], n - 1) > total(p.cold_cpu_ms, p.cpu["p50_ms"], n - 1)
+
+
+def test_cpu_only_campaign_says_why_no_aipu(tmp_path):
+    s = Store(tmp_path / "s.sqlite")
+    fill(s, "c", [(dict(device="local", model="m"), 5.0, {})])
+    page = render_html(build_report(s, ["c"]))
+    assert "needs ok measurements of both a CPU and an AIPU backend" in page
+    assert "processor classes measured here: cpu" in page
+
+
+def test_pareto_front():
+    assert pareto_front([(1, 5), (2, 2), (3, 3), (5, 1)]) == [True, True, False, True]
+    assert pareto_front([(1, 1), (1, 1)]) == [True, True]
+
+
+def test_xss_names_are_text(tmp_path):
+    s = Store(tmp_path / "x.sqlite")
+    fill(s, "x", [(dict(device=XSS_DEVICE, model=XSS_MODEL), 5.0, {}),
+                  (dict(device=XSS_DEVICE, model=XSS_MODEL, threads=2), 4.0, {})])
+    page = render_html(build_report(s, ["x"]))
+    assert "<script>alert(1)</script>" not in page
+    assert "<img onerror" not in page
+    assert html.escape(XSS_DEVICE) in page
+    assert "&#34;&gt;&lt;img onerror=alert(1) src=x&gt;" in page
+    # the embedded JSON data cannot close its <script> element
+    data = page.split('id="hwlab-data">')[1].split("</script>")[0]
+    assert "<" not in data and json.loads(data)["rows"][0][2] == XSS_DEVICE
+
+
+def test_baseline_flags_a_regression(tmp_path):
+    s = Store(tmp_path / "b.sqlite")
+    fill(s, "base", [(dict(device="local", model="a"), 10.0, {}), (dict(device="local", model="b"), 10.0, {})])
+    fill(s, "new", [(dict(device="local", model="a"), 12.0, {}), (dict(device="local", model="b"), 10.0, {})],
+         seed=2)
+    rep = build_report(s, ["new"], baseline="base")
+    deltas = {d.row["model"]: d for d in rep.sections["baseline"]["deltas"]}
+    assert deltas["a"].status == "regression" and deltas["a"].ratio == pytest.approx(1.2, rel=0.03)
+    assert deltas["b"].status == "unchanged" and deltas["b"].significant is False
+    page = render_html(rep)
+    assert '<tr class="regression">' in page
+
+
+def test_bootstrap_ratio_same_data_and_shift():
+    rng = random.Random(3)
+    a = [[10 + rng.gauss(0, 0.3) for _ in range(50)] for _ in range(3)]
+    point, lo, hi = bootstrap_ratio(a, a, resamples=300)
+    assert point == 1.0 and lo <= 1.0 <= hi
+    slower = [[x * 1.2 for x in t] for t in a]
+    point, lo, hi = bootstrap_ratio(slower, a, resamples=300)
+    assert point == pytest.approx(1.2) and 1.1 < lo < point < hi < 1.3
+
+
+def test_cli_writes_default_path_and_rejects_unknown_campaign(store, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--store", str(store.path), "report", "--campaign", "demo"]) == 0
+    assert (tmp_path / "reports" / "demo" / "index.html").stat().st_size > 10_000
+    assert main(["--store", str(store.path), "report", "--campaign", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no campaign named 'nope'" in err and "Traceback" not in err
+    assert main(["--store", str(tmp_path / "missing.sqlite"), "report", "--campaign", "demo"]) == 2
+    assert main(["--store", str(store.path), "report", "--campaign", "demo", "--baseline", "demo"]) == 2
+
+
+def test_no_external_references(store):
+    page = render_html(build_report(store, ["demo"]))
+    assert not re.search(r"""(src|href|action|poster|data)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
+    assert "@import" not in page and "url(" not in page
+    assert "default-src &#39;none&#39;" in page  # the CSP meta (attribute-escaped quotes)
