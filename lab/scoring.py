@@ -46,7 +46,8 @@ class Constraint:
         if self.any_of:
             return " or ".join(c.describe() for c in self.any_of)
         sym = {"min": ">=", "max": "<=", "in": "in", "present": "present"}[self.op]
-        return f"{self.metric} {sym} {self.value}" if self.op != "present" else f"{self.metric} present"
+        val = list(self.value) if isinstance(self.value, tuple) else self.value
+        return f"{self.metric} {sym} {val}" if self.op != "present" else f"{self.metric} present"
 
 
 @dataclass(frozen=True)
@@ -457,8 +458,9 @@ def _utilisation(chip: Chip, row: dict, lat_ms: float, batch: int, macs: float |
     prec = row.get("precision")
     acc = chip.accelerator
     if acc.kind == "none" or row.get("processor") != acc.processor:
-        return None, (f"ran on {row.get('processor')}; rated TOPS belong to the "
-                      f"{acc.kind if acc.kind != 'none' else 'missing'} accelerator")
+        if acc.kind == "none":
+            return None, "chip has no rated accelerator TOPS"
+        return None, f"ran on {row.get('processor')}; the rated TOPS are the {acc.kind}'s ({acc.processor})"
     rated, why = effective_tops(chip, prec) if prec in PRECISIONS else (None, f"precision {prec!r}")
     if not rated:
         return None, f"rated TOPS at {prec} unknown: {why}"
