@@ -406,6 +406,11 @@ def build(model_id: str, out_root: Path | str = "models", *, zoo_path: Path | st
         art = load_artifact(model_id, out_root) if all((mdir / r).is_file()
                                                        for r in meta.get("files", {})) else None
         if art is not None and not verify_artifact(art):
+            if analyze and _analysis_outdated(meta):
+                # Cheap refresh (no export): the analysis rules changed since this build.
+                _attach_analysis(meta, mdir, analyze)
+                _write_json_atomic(mdir / "meta.json", meta)
+                art = _artifact_from_meta(meta, mdir)
             if log:
                 log(f"{model_id}: up to date (sha256 {art.sha256[:12]})")
             return art
@@ -464,6 +469,15 @@ def build(model_id: str, out_root: Path | str = "models", *, zoo_path: Path | st
     if log:
         log(f"{model_id}: built in {meta['build_seconds']:.1f} s (sha256 {meta['sha256'][:12]})")
     return _artifact_from_meta(meta, mdir)
+
+
+def _analysis_outdated(meta: dict[str, Any]) -> bool:
+    try:
+        from .analysis import ANALYSIS_VERSION
+    except ImportError:
+        return False
+    cached = meta.get("analysis") or {}
+    return cached.get("analysis_version") != ANALYSIS_VERSION or not meta.get("op_histogram")
 
 
 def _attach_analysis(meta: dict[str, Any], mdir: Path, analyze: bool) -> None:
