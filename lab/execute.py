@@ -84,15 +84,21 @@ def _run_paddle_inference(job: Job, device: Device, transport: Transport, artifa
             shape[0] = job.batch
         base_cmd += ["--input", f"{spec.name}:{'x'.join(str(d) for d in shape)}:{spec.dtype}"]
 
-    session = _telemetry_session(transport, job) if telemetry else None
+    session = _telemetry_session(transport, job, device) if telemetry else None
     docs: list[dict[str, Any]] = []
     try:
         for trial in range(p.trials):
             out_remote = remote_join(results_dir, f"{job.job_id}-t{trial}.json")
             cmd = base_cmd + ["--out", out_remote, "--seed", str(trial)]
+            if session is not None:
+                session.mark(f"t{trial}-start")
             res = transport.run(cmd, timeout=p.timeout_s)
+            if session is not None:
+                session.mark(f"t{trial}-end")
             doc = _read_runner_doc(transport, out_remote, res, job)
             doc["command"] = cmd
+            if session is not None:
+                session.add_run(doc, label=f"t{trial}")
             docs.append(doc)
     finally:
         tele = _stop_telemetry(session, transport, job)
@@ -199,20 +205,17 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
     return m
 
 
-def _telemetry_session(transport: Transport, job: Job):
-    """Start the on-device sampler if the telemetry module is present (issue 5)."""
-    try:
-        from .telemetry import TelemetrySession
-    except ImportError:
-        return None
-    session = TelemetrySession(job=job)
+def _telemetry_session(transport: Transport, job: Job, device: Device):
+    """Start the on-device sampler around the job (power, thermal, clocks; see lab/telemetry.py)."""
+    from .telemetry import TelemetrySession
+    session = TelemetrySession(job=job, python=device_python(device))
     session.start(transport, transport.workdir, job.protocol.sample_hz)
     return session
 
 
 def _stop_telemetry(session, transport: Transport, job: Job) -> dict[str, Any] | None:
     if session is None:
-        return {"power_note": "telemetry module not installed", "power_source": None}
+        return {"power_note": "telemetry disabled for this run", "power_source": None}
     with tempfile.TemporaryDirectory() as tmp:
         result = session.stop_and_collect(transport, Path(tmp))
     return result.measurement_fields() if hasattr(result, "measurement_fields") else dict(result)
