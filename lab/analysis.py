@@ -551,6 +551,15 @@ def analyze(model_file: Path | str, *, params_file: Path | str | None = None,
         unknown_shape_ops=unknown, notes=notes)
 
 
+def op_sequence(model_file: Path | str) -> list[str]:
+    """Op types in program order (nested blocks inline), plumbing and parameters left out,
+    inplace suffix dropped: the same names for `.json` and `.pdmodel` where paddle uses the same
+    op (legacy-only names such as `matmul_v2`/`elementwise_add` stay as they are)."""
+    path = Path(model_file)
+    prog = _parse_pir(path) if path.suffix.lower() == ".json" else _parse_pdmodel(path)
+    return [b for b in (_base(op.type) for op in prog.ops) if b not in PLUMBING]
+
+
 def analysis_for(artifact: Any) -> ModelAnalysis:
     """The analysis of a built/registered model: from meta.json's cache when it is current."""
     cached = getattr(artifact, "analysis", None)

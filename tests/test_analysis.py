@@ -243,6 +243,11 @@ def test_pdmodel_rules(tmp_path):
                                 "fake_quantize_dequantize_abs_max": 1, "where_index": 1}
 
 
+def test_op_sequence_program_order(tmp_path):
+    assert analysis.op_sequence(_small_cnn(tmp_path, tail="nonzero")) == [
+        "conv2d", "batch_norm", "relu", "pool2d", "flatten", "matmul", "nonzero"]
+
+
 def test_pdmodel_garbage(tmp_path):
     p = tmp_path / "m.pdmodel"
     p.write_bytes(b"\xff\xff\xff garbage")
