@@ -306,3 +306,18 @@ def test_mobilenet_v1_static_estimate_matches_paddle_flops(zoo_root):
     t0 = time.perf_counter()
     analysis.analyze(art.json_path)
     assert time.perf_counter() - t0 < 1.0  # generous here; bench/analysis_speed.py has figures
+
+
+def test_cli_analyze_file_json_and_errors(tmp_path, capsys):
+    from lab.cli import main
+    path = _small_cnn(tmp_path, tail="nonzero")
+    assert main(["models", "analyze", str(path), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["data_dependent_ops"] == ["nonzero"] and doc["macs_conv"] == 8 * 16 * 16 * 27
+    assert main(["models", "analyze", str(path)]) == 0
+    assert "data-dependent output ops: nonzero" in capsys.readouterr().out
+    rc = main(["models", "analyze", str(tmp_path / "missing.json")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not exist" in err and err.count("\n") == 1
+    rc = main(["models", "--root", str(tmp_path), "analyze", "not_built"])
+    assert rc == 2 and "lab models build not_built" in capsys.readouterr().err

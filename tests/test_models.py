@@ -319,10 +319,23 @@ def test_add_rejects_zoo_id(tmp_path, capsys):
 
 def test_lite_target_without_converter_is_config_error(monkeypatch, tmp_path, capsys):
     """The --lite-target hook imports lab.lite_convert only when asked; absent -> exit 2."""
-    import importlib.util
-    if importlib.util.find_spec("lab.lite_convert") is not None:
-        pytest.skip("lab/lite_convert.py is installed; its own tests cover conversion")
+    monkeypatch.setitem(sys.modules, "lab.lite_convert", None)  # import now fails
     monkeypatch.setattr(models, "build", lambda *a, **k: object())
     rc = main(["models", "--root", str(tmp_path), "--zoo", str(REPO / "models/zoo.yaml"),
                "build", "tiny_mlp", "--lite-target", "arm"])
     assert rc == 2 and "lite_convert" in capsys.readouterr().err
+
+
+def test_lite_target_calls_converter_per_model_and_target(monkeypatch, tmp_path, capsys):
+    import types
+    calls = []
+    fake = types.ModuleType("lab.lite_convert")
+    fake.convert = lambda art, target: calls.append((art, target))
+    monkeypatch.setitem(sys.modules, "lab.lite_convert", fake)
+    monkeypatch.setattr(models, "build", lambda mid, *a, **k: f"artifact:{mid}")
+    rc = main(["models", "--root", str(tmp_path), "--zoo", str(REPO / "models/zoo.yaml"),
+               "build", "tiny_mlp", "text_lstm", "--lite-target", "arm",
+               "--lite-target", "huawei_kirin_npu"])
+    assert rc == 0 and "4 Paddle Lite conversion(s)" in capsys.readouterr().out
+    assert calls == [("artifact:tiny_mlp", "arm"), ("artifact:tiny_mlp", "huawei_kirin_npu"),
+                     ("artifact:text_lstm", "arm"), ("artifact:text_lstm", "huawei_kirin_npu")]
