@@ -4,6 +4,7 @@ Thin: argument parsing and printing only; the work is in `lab.models` and `lab.a
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import sys
@@ -11,12 +12,18 @@ import sys
 from ..errors import ConfigError
 
 
+def _common(parser, top: bool = False) -> None:
+    """--root/--models-root and --zoo, accepted before or after the action."""
+    parser.add_argument("--root", "--models-root", dest="root", metavar="DIR",
+                        default="models" if top else argparse.SUPPRESS,
+                        help="where built models live (default ./models)")
+    parser.add_argument("--zoo", metavar="PATH", default=None if top else argparse.SUPPRESS,
+                        help="zoo file (default <root>/zoo.yaml, else the lab's own)")
+
+
 def register(sub) -> None:
     p = sub.add_parser("models", help="build/list/add/analyse models (zoo: models/zoo.yaml)")
-    p.add_argument("--root", default="models", metavar="DIR",
-                   help="where built models live (default ./models)")
-    p.add_argument("--zoo", default=None, metavar="PATH",
-                   help="zoo file (default <root>/zoo.yaml, else the lab's own)")
+    _common(p, top=True)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     actions = p.add_subparsers(dest="action", metavar="ACTION")
 
@@ -27,10 +34,12 @@ def register(sub) -> None:
     b.add_argument("--lite-target", action="append", default=[], metavar="TARGET",
                    help="also convert to a Paddle Lite .nb for TARGET (arm, huawei_kirin_npu, "
                         "...; repeatable; needs paddle_lite_opt)")
+    _common(b)
     b.set_defaults(func=cmd_build)
 
     ls = actions.add_parser("list", help="zoo and user models, built or not")
     ls.add_argument("--format", choices=["table", "json"], default="table")
+    _common(ls)
     ls.set_defaults(func=cmd_list)
 
     a = actions.add_parser("add", help="register your own exported model files")
@@ -40,16 +49,19 @@ def register(sub) -> None:
                    help=".pdiparams (default: next to the model file)")
     a.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
                    help="input run shape, e.g. x:1x3x224x224:float32 (repeat per input)")
+    _common(a)
     a.set_defaults(func=cmd_add)
 
     s = actions.add_parser("show", help="one model's meta (files, hashes, FLOPs, analysis)")
     s.add_argument("id")
+    _common(s)
     s.set_defaults(func=cmd_show)
 
     an = actions.add_parser("analyze", help="static analysis of a built model or a model file")
     an.add_argument("target", help="model id, or a path to a .json / .pdmodel file")
     an.add_argument("--legacy", action="store_true", help="for a model id: analyse its .pdmodel")
     an.add_argument("--format", choices=["text", "json"], default="text")
+    _common(an)
     an.set_defaults(func=cmd_analyze)
 
 
