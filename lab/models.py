@@ -341,6 +341,8 @@ def _artifact_from_meta(meta: dict[str, Any], mdir: Path) -> ModelArtifact:
 
 def load_artifact(model_id: str, root: Path | str = "models") -> ModelArtifact:
     """Read models/<id>/meta.json and check that every recorded file is there."""
+    if not _ID_RE.match(model_id or ""):
+        raise ConfigError(f"model id {model_id!r}: use letters, digits, _ . - (max 64)")
     mdir = Path(root) / model_id
     meta = _read_meta(root, model_id)
     if meta is None:

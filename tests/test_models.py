@@ -108,6 +108,12 @@ def test_load_artifact_not_built(tmp_path):
     assert "run `lab models build mobilenet_v1`" in str(err.value)
 
 
+def test_load_artifact_rejects_path_like_ids(tmp_path):
+    for bad in ("../etc", "a/b", ""):
+        with pytest.raises(ConfigError):
+            models.load_artifact(bad, root=tmp_path)
+
+
 def test_cli_build_unknown_model_exit2(tmp_path, capsys):
     rc = main(["models", "--root", str(tmp_path), "--zoo", str(REPO / "models/zoo.yaml"),
                "build", "no_such_model"])
