@@ -324,6 +324,19 @@ def _terminate(signum, frame):
     raise RunnerFailure("terminated by signal %d" % signum)
 
 
+def install_signal_handlers():
+    """SIGTERM/SIGHUP -> RunnerFailure, so a host timeout still gets the partial JSON.
+
+    Called again after `import paddle`: paddle installs its own failure-signal handlers on import.
+    """
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                signal.signal(sig, _terminate)
+            except (ValueError, OSError):  # not the main thread
+                pass
+
+
 def make_config(pi, args, fmt, doc):
     """Build the paddle_infer.Config; records memory_optim in doc['config']."""
     config = pi.Config(args.model_file, args.params_file)
@@ -382,13 +395,13 @@ def steady_check_every(n):
 def measure(args, doc):
     """Fill doc in place; raises on failure (the caller records what was measured)."""
     validate(args)
+    specs = [parse_input_spec(t) for t in args.input]
     fmt = model_format(args.model_file)
     doc["model"]["format"] = fmt
     for path, what in ((args.model_file, "model"), (args.params_file, "params")):
         if not os.path.isfile(path):
             raise RunnerFailure("%s file not found: %s" % (what, path))
     doc["model"]["sha256"] = model_sha256(args.model_file, args.params_file)
-    specs = [parse_input_spec(t) for t in args.input]
     names = [s[0] for s in specs]
     if len(set(names)) != len(names):
         raise RunnerFailure("duplicate --input names: %s" % ", ".join(names))
@@ -400,6 +413,7 @@ def measure(args, doc):
     import paddle
     import paddle.inference as pi
     doc["env"]["paddle"] = paddle.__version__
+    install_signal_handlers()
 
     timings = doc["timings"]
     t0 = time.perf_counter()
@@ -442,7 +456,10 @@ def measure(args, doc):
     timings["warmup_iters"] = w_iters
     timings["warmup_ms_total"] = w_total * 1e3
 
-    # Steady state.
+    # Steady state. One progress line on stderr (logs; tests wait for it).
+    sys.stderr.write("pi_runner: steady state (load %.1f ms, first %.1f ms, %d warm-up iterations)\n"
+                     % (timings["load_ms"], timings["first_ms"], w_iters))
+    sys.stderr.flush()
     samples = timings["samples_ms"]
     ordered = []  # sorted copy, extended by merging (timsort merges two runs in O(n))
     s_start = clock()
@@ -535,12 +552,7 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     doc = new_doc(args, [sys.argv[0] if sys.argv and sys.argv[0] else "pi_runner.py"] + argv)
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            try:
-                signal.signal(sig, _terminate)
-            except (ValueError, OSError):  # not the main thread
-                pass
+    install_signal_handlers()
     code = 0
     try:
         measure(args, doc)
