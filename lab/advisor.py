@@ -229,13 +229,23 @@ class DeviceFacts:
     note: str = ""
 
 
+_CATALOG: list = []
+
+
+def _catalog():
+    """The chip catalog, parsed once per process (the inventory check and chip facts share it)."""
+    if not _CATALOG:
+        from .catalog import load_catalog
+        _CATALOG.append(load_catalog())
+    return _CATALOG[0]
+
+
 def _chip_info(chip_id: str | None) -> tuple[bool | None, str | None, tuple[str, ...],
                                                 dict[str, float], dict[str, str], str, bool]:
     if not chip_id:
         return None, None, (), {}, {}, "no chip known for this device", False
     try:
-        from .catalog import load_catalog
-        chip = load_catalog().get(chip_id)
+        chip = _catalog().get(chip_id)
     except (ConfigError, ImportError) as exc:
         return None, None, (), {}, {}, f"chip {chip_id!r} not in the catalog ({exc})", False
     acc = chip.accelerator
@@ -525,7 +535,11 @@ def load_inventory(path: str | Path | None) -> list:
     if path is None or not Path(path).exists():
         return []
     from .inventory import load_devices
-    return load_devices(path)
+    try:
+        chip_ids = set(_catalog().ids())
+    except ConfigError:
+        chip_ids = None  # let the inventory report the catalog problem itself
+    return load_devices(path, chip_ids=chip_ids)
 
 
 def measure(model_id: str, device_id: str, *, store_path: str | Path, devices_path: str | Path,
