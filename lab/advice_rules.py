@@ -157,10 +157,15 @@ def break_even(cpu: Side | None, aipu: Side | None) -> int | None:
         return 1
     if ap >= cp:
         return None
-    n = math.ceil((a0 - c0) / (cp - ap) - 1e-12) + 1
-    while n > 1 and a0 + (n - 2) * ap <= c0 + (n - 2) * cp:  # float guard: smallest n
+    def ahead(k: int) -> bool:
+        return a0 + (k - 1) * ap <= c0 + (k - 1) * cp
+
+    n = max(1, math.ceil((a0 - c0) / (cp - ap)) + 1)
+    while not ahead(n):  # float guards: the definition itself decides the boundary
+        n += 1
+    while n > 1 and ahead(n - 1):
         n -= 1
-    return max(n, 1)
+    return n
 
 
 def _fmt(ms: float | None) -> str:
