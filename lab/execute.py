@@ -55,13 +55,16 @@ def execute_job(job: Job, device: Device, transport: Transport, *, models_root: 
 
 def _run_paddle_inference(job: Job, device: Device, transport: Transport, artifact,
                           *, telemetry: bool) -> Measurement:
-    fmt = job.option("model_format", "json")
-    if fmt == "json":
-        files = [Path(artifact.json_path), Path(artifact.pdiparams_path)]
-    elif fmt == "pdmodel":
-        files = [Path(artifact.pdmodel_path), Path(artifact.legacy_pdiparams_path)]
+    fmt = job.option("model_format", artifact.model_format)
+    if fmt == "json" and artifact.json_path:
+        files, expect_sha = [Path(artifact.json_path), Path(artifact.pdiparams_path)], artifact.sha256
+    elif fmt == "pdmodel" and artifact.pdmodel_path:
+        params = artifact.legacy_pdiparams_path or artifact.pdiparams_path
+        files = [Path(artifact.pdmodel_path), Path(params)]
+        expect_sha = artifact.legacy_sha256 or artifact.sha256
     else:
-        raise ConfigError(f"job {job.job_id}: model_format {fmt!r} unknown", fix="use json or pdmodel")
+        raise ConfigError(f"job {job.job_id}: model {job.model!r} has no {fmt!r} form",
+                          fix="use model_format json or pdmodel as built (see `lab models show`)")
     runner_remote = transport.push(RUNNERS_DIR / "pi_runner.py",
                                    remote_join(transport.workdir, "runners", "pi_runner.py")).remote
     remote = push_model(transport, artifact, files)
@@ -95,7 +98,7 @@ def _run_paddle_inference(job: Job, device: Device, transport: Transport, artifa
             res = transport.run(cmd, timeout=p.timeout_s)
             if session is not None:
                 session.mark(f"t{trial}-end")
-            doc = _read_runner_doc(transport, out_remote, res, job)
+            doc = _read_runner_doc(transport, out_remote, res, job, expect_sha)
             doc["command"] = cmd
             if session is not None:
                 session.add_run(doc, label=f"t{trial}")
@@ -109,7 +112,8 @@ def backend_is_gpu(job: Job) -> bool:
     return BACKENDS[job.backend].processor == "gpu"
 
 
-def _read_runner_doc(transport: Transport, out_remote: str, res, job: Job) -> dict[str, Any]:
+def _read_runner_doc(transport: Transport, out_remote: str, res, job: Job,
+                     expect_sha: str | None = None) -> dict[str, Any]:
     text = None
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "result.json"
@@ -135,11 +139,11 @@ def _read_runner_doc(transport: Transport, out_remote: str, res, job: Job) -> di
     if not doc.get("ok") or res.rc != 0:
         raise RunnerError(f"job {job.job_id} on {job.device}: runner failed (exit {res.rc}): "
                           f"{doc.get('error') or excerpt(res.err)}")
-    validate_runner_doc(doc, job)
+    validate_runner_doc(doc, job, expect_sha)
     return doc
 
 
-def validate_runner_doc(doc: dict[str, Any], job: Job) -> None:
+def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = None) -> None:
     """Reject results that parsed but cannot be true (negative or missing times, no samples)."""
     t = doc.get("timings") or {}
     samples = t.get("samples_ms")
@@ -153,9 +157,10 @@ def validate_runner_doc(doc: dict[str, Any], job: Job) -> None:
         if v is not None and (not isinstance(v, (int, float)) or v < 0):
             raise InvalidMeasurement(f"{where}: {key}={v!r} is not a valid duration")
     sha = (doc.get("model") or {}).get("sha256")
-    if sha and job.model_sha256 and sha != job.model_sha256:
+    expect_sha = expect_sha or job.model_sha256
+    if sha and expect_sha and sha != expect_sha:
         raise InvalidMeasurement(f"{where}: the device ran a different model (sha256 {sha[:12]} != "
-                                 f"{job.model_sha256[:12]})")
+                                 f"{expect_sha[:12]})")
 
 
 def _median(values: list[float]) -> float | None:

@@ -33,8 +33,8 @@ def ws(tmp_path_factory):
         devices: [local]
         models: [tiny_mlp]
         backends: [paddle-inference-cpu]
-        threads: [1, 2]
-        options: {onednn: [true, false]}
+        threads: [1]
+        options: {onednn: [true, false], model_format: [json, pdmodel]}
         protocol: {warmup: 3, warmup_seconds: 0.05, min_iters: 20, min_seconds: 0.2, max_seconds: 1.0,
                    target_rel_ci: 0.2, trials: 3, timeout_s: 120}
         """))
@@ -54,8 +54,8 @@ def test_campaign_runs_and_results_are_complete(ws):
         assert r["load_ms"] > 0 and r["first_ms"] > 0 and r["peak_rss_mb"] > 10
         assert r["n_samples"] >= 3 * 20 and isinstance(r["converged"], bool)
         assert r["processor"] == "cpu" and r["chip"] == "generic-x86-cpu"
-    assert {(r["threads"], r["options"]["onednn"]) for r in rows} == {(1, True), (1, False), (2, True),
-                                                                       (2, False)}
+    assert {(r["options"]["onednn"], r["options"]["model_format"]) for r in rows} == {
+        (True, "json"), (False, "json"), (True, "pdmodel"), (False, "pdmodel")}
     # resume: nothing left to run; a plain re-run is refused (exit 2) instead of silently duplicating
     res = lab("--store", "s.sqlite", "run", "c.yaml", "--models-root", "models", "--resume", cwd=ws)
     assert res.returncode == 0 and "0 to run" in res.stderr
