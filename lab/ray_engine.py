@@ -88,6 +88,8 @@ def connect(address: str | None, *, ship_code: bool = True):
                               "logging_level": "warning"}
     if ship_code:
         kwargs["runtime_env"] = {"py_modules": [str(LAB_DIR)], "excludes": ["__pycache__", "*.pyc"]}
+    if address and address != "auto" and not address.startswith("ray://"):
+        _check_reachable(address)
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
@@ -95,6 +97,19 @@ def connect(address: str | None, *, ship_code: bool = True):
                           fix="start one with `lab node start --devices devices.yaml`, or pass "
                               "--address HOST:PORT of its head") from None
     return ray, True
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not after Ray's two-minute GCS timeout, when nothing listens at HOST:PORT."""
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"Ray address {address!r} is not HOST:PORT", fix="e.g. --address 10.0.0.5:6379 or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster at {address!r}: {exc}",
+                          fix="start its head with `lab node start --devices devices.yaml` there, or fix "
+                              "--address") from None
 
 
 # -- what travels back from a node ---------------------------------------------------------------
@@ -150,6 +165,8 @@ def _node_info() -> dict[str, Any]:
     info: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid()}
     try:
         import ray
+        if not ray.is_initialized():
+            return info
         ctx = ray.get_runtime_context()
         info["node_id"] = ctx.get_node_id()
         info["node_ip"] = ray.util.get_node_ip_address()
@@ -385,3 +402,23 @@ def node_resources(devices: list[Device], only: list[str] | None = None) -> dict
 
 def resources_json(resources: dict[str, float]) -> str:
     return json.dumps(resources, sort_keys=True)
+
+
+class SyntheticExecutor:
+    """A fixed-duration stand-in for `execute_job`, labelled synthetic in what it returns.
+
+    Why it exists: to measure the *scheduling* machinery (local threads vs Ray) and to test node
+    loss without paying for real inference. It never runs under `lab run`. It works as the local
+    scheduler's executor (job, device, transport) and as a Ray node executor (+ models_root).
+    """
+
+    def __init__(self, duration_s: float = 0.05):
+        self.duration_s = duration_s
+
+    def __call__(self, job: Job, device: Device, transport, models_root: str | None = None) -> Measurement:
+        t0 = time.perf_counter()
+        time.sleep(self.duration_s)
+        ms = (time.perf_counter() - t0) * 1000.0
+        return Measurement(job_id=job.job_id, p50_ms=ms, mean_ms=ms, min_ms=ms, max_ms=ms, n_samples=1,
+                           samples=[[ms]], source="synthetic",
+                           notes=[f"synthetic executor: slept {self.duration_s} s, no inference ran"])
