@@ -25,7 +25,6 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -154,6 +153,7 @@ def files_sha256(*paths: Path | str | None) -> str:
 
 def _version(dist: str) -> str | None:
     try:
+        from importlib import metadata  # lazy: ~100 ms at import, only needed when building
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
