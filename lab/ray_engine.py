@@ -300,12 +300,13 @@ class RayExecutor:
         self._bundles: dict[tuple[str, str], tuple[str, str, Any]] = {}
         self._lock = threading.Lock()
         self.in_flight: dict[str, Any] = {}  # job id -> ObjectRef
+        self.last_loss: dict[str, str] = {}  # device id -> last "task lost" message (the cause)
 
     def open(self, device: Device) -> _DeviceHandle:
         res = device_resource(device.id)
         if not self.view.has(res):
-            raise DeviceError(device.id, f"no live node in the Ray cluster advertises {res}",
-                              transient=False)
+            raise DeviceError(device.id, f"no live node in the Ray cluster advertises {res}"
+                              + self._cause(device.id), transient=False)
         return _DeviceHandle(device.id, res)
 
     def _bundle_box(self, job: Job) -> list:
@@ -339,14 +340,16 @@ class RayExecutor:
                     # waiting for a device no live node reaches any more: it would wait forever
                     self._cancel(ref)
                     raise DeviceError(device.id, f"job {job.job_id}: no live node in the Ray cluster "
-                                      f"advertises {handle.resource} any more (node lost?)", transient=False)
+                                      f"advertises {handle.resource} any more" + self._cause(device.id),
+                                      transient=False)
             try:
                 outcome: TaskOutcome = self.ray.get(ref)
             except self.ray.exceptions.RayError as exc:
                 # NodeDiedError, WorkerCrashedError, ObjectLostError, ...: the node, not the job, failed
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                raise DeviceError(device.id, f"Ray task of job {job.job_id} lost: {type(exc).__name__}: "
-                                  f"{first[:300]}", transient=True) from None
+                msg = f"Ray task of job {job.job_id} lost: {type(exc).__name__}: {first[:300]}"
+                self.last_loss[device.id] = msg
+                raise DeviceError(device.id, msg, transient=True) from None
         finally:
             self.in_flight.pop(job.job_id, None)
         if outcome.error is not None:
@@ -356,6 +359,11 @@ class RayExecutor:
                 exc.args = (f"{outcome.error.message} (on Ray node {host}; {outcome.error.trace[-600:]})",)
             raise exc
         return outcome.measurement
+
+    def _cause(self, device_id: str) -> str:
+        loss = self.last_loss.get(device_id)
+        return (f" (node lost; before that: {loss})" if loss else
+                " (run `lab node start --devices ...` on a host that reaches it)")
 
     def _cancel(self, ref) -> None:
         try:
@@ -412,13 +420,19 @@ class SyntheticExecutor:
     scheduler's executor (job, device, transport) and as a Ray node executor (+ models_root).
     """
 
-    def __init__(self, duration_s: float = 0.05):
+    def __init__(self, duration_s: float = 0.05, trace_dir: str | None = None):
         self.duration_s = duration_s
+        self.trace_dir = trace_dir  # if set: <job id>.running holds the Ray node id while it "runs"
 
     def __call__(self, job: Job, device: Device, transport, models_root: str | None = None) -> Measurement:
+        marker = Path(self.trace_dir) / f"{job.job_id}.running" if self.trace_dir else None
+        if marker is not None:
+            marker.write_text(_node_info().get("node_id", "local"))
         t0 = time.perf_counter()
         time.sleep(self.duration_s)
         ms = (time.perf_counter() - t0) * 1000.0
+        if marker is not None:
+            marker.unlink()
         return Measurement(job_id=job.job_id, p50_ms=ms, mean_ms=ms, min_ms=ms, max_ms=ms, n_samples=1,
                            samples=[[ms]], source="synthetic",
                            notes=[f"synthetic executor: slept {self.duration_s} s, no inference ran"])
