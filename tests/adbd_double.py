@@ -205,6 +205,7 @@ class _Connection:
         self.next_id = 1
         self.alive = True
         self.maxdata = server.maxdata
+        self.peer_version = 0
 
     # ------------------------------------------------------------ framing
     def _recv_exact(self, n: int) -> bytes:
@@ -222,7 +223,9 @@ class _Connection:
         if cmd not in NAMES or magic != cmd ^ 0xFFFFFFFF:
             raise _Dropped(f"bad packet header {header!r}")
         data = self._recv_exact(length) if length else b""
-        if _checksum(data) != check:
+        # adbd skips the checksum once both sides speak >= 0x01000001 (the adb server sends 0);
+        # adb-shell announces 0x01000000, so its checksums are checked
+        if self.peer_version < A_VERSION and _checksum(data) != check:
             raise _Dropped("bad checksum")
         return NAMES[cmd], arg0, arg1, data
 
@@ -269,9 +272,11 @@ class _Connection:
                 stream.inbox.put((b"GONE", b""))
 
     def _handshake(self) -> bool:
-        cmd, _a0, _a1, _data = self.read_packet()
+        cmd, version, peer_max, _data = self.read_packet()
         if cmd != b"CNXN":
             return False
+        self.peer_version = version
+        self.maxdata = min(self.maxdata, peer_max) if peer_max else self.maxdata
         if not self.s.require_auth:
             self.send(b"CNXN", A_VERSION, self.maxdata, self.s.banner.encode() + b"\0")
             return True

@@ -202,3 +202,47 @@ def test_config_errors(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))  # no adb binary
     with pytest.raises(ConfigError, match="adb"):
         ADBTransport(Device(id="p", chip="x", transport="adb", serial="R58M", adb_server="lab1:5037"))
+
+
+@pytest.fixture
+def adb_server(tmp_path, adb_env):
+    """A real adb server (Debian package `adb`) on a free port, using the lab key."""
+    import shutil
+    import socket
+    import subprocess
+    if not shutil.which("adb"):
+        pytest.skip("no adb binary (apt-get install adb)")
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    env = dict(os.environ, ADB_VENDOR_KEYS=str(adb_env), HOME=str(tmp_path))
+    subprocess.run(["adb", "-P", str(port), "start-server"], env=env, capture_output=True, timeout=30)
+    yield f"127.0.0.1:{port}"
+    subprocess.run(["adb", "-P", str(port), "kill-server"], env=env, capture_output=True, timeout=30)
+
+
+def test_through_real_adb_server(kirin, adb_server, tmp_path):
+    """devices.yaml `adb_server:`: the real adb server talks to the double; same transport contract."""
+    t = ADBTransport(adb_device(kirin, adb_server=adb_server))
+    try:
+        r = t.run("echo out; echo err >&2; exit 5", timeout=30)
+        assert (r.rc, r.out, r.err) == (5, "out\n", "err\n")
+        f = tmp_path / "m.bin"
+        f.write_bytes(os.urandom(200_000))
+        assert not t.push(f, "/data/local/tmp/hwlab/m.bin").skipped
+        assert t.push(f, "/data/local/tmp/hwlab/m.bin").skipped
+        assert t.pull("/data/local/tmp/hwlab/m.bin", tmp_path / "b.bin").read_bytes() == f.read_bytes()
+        with pytest.raises(DeviceTimeout):
+            t.run("sleep 20", timeout=1.5)
+    finally:
+        t.close()
+    assert kirin.stats.auth_ok >= 1  # the server authenticated with the lab key
+
+
+def test_adb_server_unknown_device(adb_server, adb_env):
+    from lab.records import Device
+    t = ADBTransport(Device(id="ghost", chip="x", transport="adb", serial="NOSUCHSERIAL",
+                            adb_server=adb_server), connect_timeout=10)
+    with pytest.raises(ADBOffline, match="NOSUCHSERIAL"):
+        t.run("true", timeout=10)
