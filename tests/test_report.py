@@ -11,7 +11,7 @@ import pytest
 from lab.cli import main
 from lab.records import Job, Measurement, Protocol
 from lab.report import build_report, render_html, write_report
-from lab.report.render import bootstrap_ratio, cpu_vs_aipu, pareto_front
+from lab.report.render import bootstrap_ratio, cpu_vs_aipu, decode_embedded, pareto_front
 from lab.store import Store
 
 XSS_DEVICE = "<script>alert(1)</script>"
@@ -130,9 +130,10 @@ def test_xss_names_are_text(tmp_path):
     assert "<img onerror" not in page
     assert html.escape(XSS_DEVICE) in page
     assert "&#34;&gt;&lt;img onerror=alert(1) src=x&gt;" in page
-    # the embedded JSON data cannot close its <script> element
-    data = page.split('id="hwlab-data">')[1].split("</script>")[0]
-    assert "<" not in data and json.loads(data)["rows"][0][2] == XSS_DEVICE
+    # the embedded data (base64) cannot close its <script> element, and decodes to the real names
+    data = page.split('data-encoding="base64 gzip json">')[1].split("</script>")[0]
+    assert re.fullmatch(r"[A-Za-z0-9+/=]+", data)
+    assert decode_embedded(data)["rows"][0][2] == XSS_DEVICE
 
 
 def test_baseline_flags_a_regression(tmp_path):
@@ -174,3 +175,17 @@ def test_no_external_references(store):
     assert not re.search(r"""(src|href|action|poster|data)\s*=\s*["']?\s*(https?:)?//""", page, re.I)
     assert "@import" not in page and "url(" not in page
     assert "default-src &#39;none&#39;" in page  # the CSP meta (attribute-escaped quotes)
+
+
+def test_scale_bench_runs_small(tmp_path):
+    """bench/report_scale.py itself works (full size is a benchmark, see docs/benchmarks.md)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, str(root / "bench" / "report_scale.py"), "--jobs", "40", "--samples", "1200",
+                          "--keep", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=root)
+    assert out.returncode == 0, out.stderr[-2000:]
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["jobs"] == 40 and res["samples"] == 1200 and res["ok"] is True
+    assert (tmp_path / "index.html").stat().st_size > 50_000

@@ -169,7 +169,8 @@ class Browser:
         return session
 
     def evaluate(self, session: str, expr: str):
-        res = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session)
+        res = self.call("Runtime.evaluate", {"expression": expr, "returnByValue": True, "awaitPromise": True},
+                        session)
         if "exceptionDetails" in res:
             raise AssertionError(f"{expr}: {res['exceptionDetails']}")
         return res["result"].get("value")
@@ -278,8 +279,8 @@ def test_report_renders_in_chromium(browser, tmp_path):
     assert browser.evaluate(s, "document.images.length") >= 4
     assert browser.evaluate(s, "document.querySelectorAll('tr.regression').length") == 1
     # the downloadable CSVs are built in the page from the embedded data
-    assert browser.evaluate(s, "hwlabCsv.results().trim().split('\\n').length") == len(rep.rows) + 1
-    assert browser.evaluate(s, "hwlabCsv.samples().trim().split('\\n').length") == n_samples + 1
+    assert browser.evaluate(s, "hwlabCsv.results().then(t => t.trim().split('\\n').length)") == len(rep.rows) + 1
+    assert browser.evaluate(s, "hwlabCsv.samples().then(t => t.trim().split('\\n').length)") == n_samples + 1
     browser.evaluate(s, "document.getElementById('dl-results').click()")  # must not raise or log an error
 
     shot = base64.b64decode(browser.call("Page.captureScreenshot", {"format": "png"}, s)["data"])
@@ -310,3 +311,5 @@ def test_hostile_names_stay_text_in_chromium(browser, tmp_path):
     assert browser.evaluate(s, "document.scripts.length") == 2  # the data block and our own script
     text = browser.evaluate(s, "document.body.innerText")
     assert XSS_DEVICE in text and XSS_MODEL in text
+    csv = browser.evaluate(s, "hwlabCsv.results()")
+    assert XSS_DEVICE in csv and '""><img onerror=alert(1) src=x>"' in csv  # CSV-quoted, intact
