@@ -301,7 +301,8 @@ class _ServerLink:
         self._ensure()
         p = self._adb(["shell", text], timeout)
         out = (p.stdout + (p.stderr if p.returncode else b"")).decode(errors="replace")
-        if p.returncode not in (0,) and ("device offline" in out or "not found" in out):
+        if p.returncode != 0 and any(w in out for w in ("device offline", "not found", "no devices",
+                                                         "error: closed")):
             self.connected = False
             raise ADBDeviceGone(self.device_id, f"adb shell: {out.strip()[:200]}")
         return p.stdout.decode(errors="replace")
