@@ -90,7 +90,7 @@ def _new_figure(width: float, height: float, labels: Sequence[str] = (), *, top:
     with matplotlib.rc_context(_RC):
         fig = Figure(figsize=(width, height))
     left = 0.35 + 0.058 * max((len(t) for t in labels), default=4)  # ~8 pt DejaVu Sans per char
-    fig.subplots_adjust(left=min(0.6, left / width), right=1 - 0.25 / width,
+    fig.subplots_adjust(left=min(0.6, left / width), right=1 - 1.1 / width,  # legend sits right of the axes
                         top=1 - top / height, bottom=bottom / height)
     return fig
 
@@ -159,7 +159,7 @@ def stacked_chart(title: str, labels: Sequence[str], parts: Sequence[tuple[str, 
         ax.set_yticks(ys, [_clip(r[0]) for r in rows])
         ax.set_xlabel(xlabel)
         ax.set_title(_clip(title, 90), loc="left")
-        ax.legend(loc="lower right", frameon=False)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         return Chart(_svg_uri(fig), alt, caption)
 
 
@@ -175,10 +175,11 @@ def pareto_chart(title: str, points: Sequence[tuple[str, float, float, bool, str
         for on_front in (False, True):  # one collection per style: hundreds of points stay cheap
             sel = [p for p in pts if p[3] == on_front]
             if sel:
-                ax.scatter([p[1] for p in sel], [p[2] for p in sel], s=30 if on_front else 14,
+                ax.scatter([p[1] for p in sel], [p[2] for p in sel], s=34 if on_front else 24,
                            c=[PROCESSOR_COLORS.get(p[4] or "", OTHER_COLOR) for p in sel],
                            edgecolors="black" if on_front else "none", linewidths=0.8,
-                           alpha=1.0 if on_front else 0.5, zorder=3 if on_front else 2)
+                           alpha=1.0 if on_front else 0.6, zorder=3 if on_front else 2)
+        ax.margins(0.12)
         front = sorted((p for p in pts if p[3]), key=lambda p: p[1])
         if len(front) > 1:
             ax.plot([p[1] for p in front], [p[2] for p in front], color="black", lw=0.8, zorder=2)
@@ -200,4 +201,4 @@ def _processor_legend(ax, processors) -> None:
     handles = [Patch(color=PROCESSOR_COLORS.get(p, OTHER_COLOR), label=p or "unknown")
                for p in sorted(processors, key=lambda p: p or "~")]
     if handles:
-        ax.legend(handles=handles, loc="upper right", frameon=False, title="processor")
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="processor")

@@ -406,14 +406,15 @@ def baseline_section(store: Store, rows: list[dict], base_rows: list[dict]) -> d
 
 # ---- scoring / advisor (other engineers' modules; used when present) ---------------------
 def _as_dict(obj: Any) -> dict:
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
+    """A record's documented JSON form first (`to_json`: the CLI's schema), else its fields."""
     if isinstance(obj, dict):
         return obj
     for name in ("to_json", "to_dict", "as_dict", "model_dump"):
         fn = getattr(obj, name, None)
         if callable(fn):
             return fn()
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
     return dict(vars(obj))
 
 
