@@ -275,3 +275,25 @@ def test_host_reads_constants_without_importing_paddle():
     from lab.runners import read_constants, runner_path
     consts = read_constants(runner_path("pi_runner.py"))
     assert consts == {"SCHEMA": pr.SCHEMA, "RUNNER": "pi_runner", "RUNNER_VERSION": pr.RUNNER_VERSION}
+
+
+@pytest.mark.slow
+def test_max_iters_gives_a_fixed_count_protocol(tiny_models, tmp_path):
+    """benchmark_bin-style --warmup 20 --repeats N: exactly N steady samples."""
+    model, params = tiny_models["json"]
+    proc, doc = run_runner(["--model-file", model, "--params-file", params, "--input", "x:1x16:float32",
+                            "--warmup", "20", "--warmup-seconds", "0", "--min-iters", "37", "--max-iters", "37",
+                            "--min-seconds", "0", "--max-seconds", "1000", "--target-rel-ci", "1e-12"],
+                           tmp_path / "r.json")
+    assert proc.returncode == 0, proc.stderr
+    t = doc["timings"]
+    assert len(t["samples_ms"]) == 37 and t["warmup_iters"] == 20
+    assert t["stop_reason"] == "max_iters" and t["converged"] is False
+    assert doc["protocol"]["max_iters"] == 37
+
+
+def test_max_iters_below_min_iters_is_rejected(tmp_path):
+    proc, doc = run_runner(["--model-file", tmp_path / "m.json", "--params-file", tmp_path / "p",
+                            "--input", "x:1x16:float32", "--min-iters", "50", "--max-iters", "10"],
+                           tmp_path / "r.json")
+    assert proc.returncode == 3 and "--max-iters" in doc["error"]

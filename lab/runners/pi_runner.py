@@ -14,7 +14,9 @@ What is measured, in this order:
   warm-up   at least ``--warmup`` iterations AND at least ``--warmup-seconds``.
   steady    until min iterations, min seconds AND the target relative 95% CI of the median are all
             met (checked every ~10 iterations, less often for very fast models so that the check
-            stays O(n log n) overall), else stop at ``--max-seconds`` with converged=false.
+            stays O(n log n) overall), else stop at ``--max-seconds`` with converged=false
+            (stop_reason "max_seconds"). ``--max-iters N`` adds a count limit (stop_reason
+            "max_iters"), which with a huge target gives benchmark_bin's fixed --repeats protocol.
 
 Timing choice (kept identical in bench/harness_overhead.py's bare loop): like Paddle Lite's
 benchmark_bin, inputs are copied in once (during the first inference) and stay set; each warm-up
@@ -278,6 +280,9 @@ def build_parser():
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--warmup-seconds", type=float, default=1.0)
     p.add_argument("--min-iters", type=int, default=50)
+    p.add_argument("--max-iters", type=int, default=0,
+                   help="stop after N steady iterations (0 = no limit); with --target-rel-ci huge this is "
+                        "a fixed-count protocol like benchmark_bin --repeats")
     p.add_argument("--min-seconds", type=float, default=2.0)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--target-rel-ci", type=float, default=0.02)
@@ -304,7 +309,9 @@ def validate(args):
         raise RunnerFailure("--trt needs --device gpu")
     if args.precision == "int8" and not args.trt:
         raise RunnerFailure("precision int8 needs --trt (TensorRT); Paddle Inference GPU alone is fp32/fp16")
-    for name in ("warmup", "min_iters"):
+    if args.max_iters and args.max_iters < max(1, args.min_iters):
+        raise RunnerFailure("--max-iters (%d) must be >= --min-iters (%d)" % (args.max_iters, args.min_iters))
+    for name in ("warmup", "min_iters", "max_iters"):
         if getattr(args, name) < 0:
             raise RunnerFailure("--%s must be >= 0" % name.replace("_", "-"))
     for name in ("warmup_seconds", "min_seconds", "max_seconds"):
@@ -471,6 +478,13 @@ def measure(args, doc):
         samples.append((clock() - t) * 1e3)
         n = len(samples)
         elapsed = clock() - s_start
+        if args.max_iters and n >= args.max_iters:
+            rel = median_ci(samples)[3]
+            if rel is not None and rel <= args.target_rel_ci and elapsed >= args.min_seconds:
+                converged, reason = True, "converged"
+            else:
+                reason = "max_iters"
+            break
         if n >= next_check or elapsed >= args.max_seconds:
             next_check = n + steady_check_every(n)
             if n >= args.min_iters and elapsed >= args.min_seconds:
@@ -511,7 +525,8 @@ def new_doc(args, argv):
                    "batch": None, "memory_optim": None, "inputs": [], "seed": args.seed},
         "protocol": {"warmup": args.warmup, "warmup_seconds": args.warmup_seconds,
                      "min_iters": args.min_iters, "min_seconds": args.min_seconds,
-                     "max_seconds": args.max_seconds, "target_rel_ci": args.target_rel_ci},
+                     "max_seconds": args.max_seconds, "target_rel_ci": args.target_rel_ci,
+                     "max_iters": args.max_iters or None},
         "env": {"python": platform.python_version(), "paddle": None, "numpy": None,
                 "hostname": socket.gethostname(), "machine": platform.machine(),
                 "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
