@@ -467,18 +467,24 @@ def _load_profiles(scoring) -> dict[str, Any]:
     raise RuntimeError("lab.scoring has no load_profiles()")
 
 
-def advisor_section(rows: list[dict]) -> dict | Unavailable:
+def advisor_section(rows: list[dict], campaigns: list[str]) -> dict | Unavailable:
+    """lab.advisor's answer for every model x device of the campaigns, from these rows only (no
+    inventory: a device is known by its name and chip, as for imported results)."""
     try:
         from .. import advisor
     except ImportError as exc:
         return Unavailable(f"the CPU-or-AIPU advisor is not installed in this lab yet ({exc})")
-    fn = getattr(advisor, "advise_rows", None) or getattr(advisor, "advise_campaign_rows", None)
+    fn = getattr(advisor, "advise_campaign", None)
     if not callable(fn):
-        return Unavailable("lab.advisor has no advise_rows(rows) entry point the report can call")
+        return Unavailable("lab.advisor has no advise_campaign() the report can call")
+    answers = []
     try:
-        answers = [_as_dict(a) for a in fn(rows)]
-    except Exception as exc:
+        for c in campaigns:
+            answers += [_as_dict(a) for a in fn(c, rows=rows, devices=[])]
+    except Exception as exc:  # the report still renders; the reader sees why this part is missing
         return Unavailable(f"the advisor failed on these results ({type(exc).__name__}: {exc})")
+    if not answers:
+        return Unavailable("no model x device pairs to advise on")
     return {"answers": answers}
 
 
@@ -565,7 +571,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
                                                         mem_bars, "MB", alt="Bar chart of peak memory")}
     s["thermal"] = ok
     s["pareto"] = pareto_section(rows)
-    s["advisor"] = advisor_section(rows)
+    s["advisor"] = advisor_section(rows, list(campaigns))
     s["baseline"] = (baseline_section(store, rows, store.results_rows([baseline])) if baseline else None)
     s["baseline_name"] = baseline
     s["provenance"] = provenance_rows(store, rows)
