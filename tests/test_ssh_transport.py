@@ -219,3 +219,39 @@ def test_host_going_down_mid_command_is_unreachable(own_sshd, ssh_device):
         t.run("sleep 30", timeout=60)
     assert info.value.transient
     t.close()
+
+
+def test_unchanged_siblings_are_verified_in_one_session_and_device_edits_are_caught(loopback_sshd, ssh_device,
+                                                                                     tmp_path):
+    files = []
+    for name in ("inference.json", "inference.pdiparams"):
+        f = tmp_path / name
+        f.write_bytes(os.urandom(50_000))
+        files.append(f)
+    dest = Path(loopback_sshd.workdir) / "models" / "m-abc"
+    dev = ssh_device(loopback_sshd)
+    with SSHTransport(dev) as t:
+        for f in files:
+            assert not t.push(f, str(dest / f.name)).skipped
+    with SSHTransport(dev) as t:  # a new connection: nothing trusted yet
+        calls = []
+        real_run = t.run
+        t.run = lambda *a, **k: (calls.append(a[0]), real_run(*a, **k))[1]
+        assert all(t.push(f, str(dest / f.name)).skipped for f in files)
+        assert len(calls) == 1  # one hashing session for both files
+        assert all(t.push(f, str(dest / f.name)).skipped for f in files)
+        assert len(calls) == 1  # then stat only
+        target = dest / files[1].name  # changed on the device behind the lab's back, same size
+        target.write_bytes(os.urandom(50_000))
+        os.utime(target, (time.time() + 5, time.time() + 5))
+        res = t.push(files[1], str(target))
+        assert not res.skipped and target.read_bytes() == files[1].read_bytes()
+
+
+def test_background_child_holding_the_pipes_does_not_hang_run(tx, tmp_path):
+    pidfile = tmp_path / "bg.pid"
+    start = time.monotonic()
+    res = tx.run(f"sleep 60 & echo $! > {pidfile}; echo started", timeout=30)
+    assert res.rc == 0 and res.out == "started\n"
+    assert time.monotonic() - start < 10  # the 2 s grace after the exit status, not the sleep
+    os.kill(int(pidfile.read_text()), 9)

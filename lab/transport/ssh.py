@@ -14,7 +14,9 @@ Why it looks like this (see shared/reference/peers.md §7.1 for the paramiko pit
   environment variable named by `key_passphrase_env`.
 - One SSHClient (one TCP connection) per transport; the scheduler keeps one transport per device.
 - `push()` goes through SFTP into a temporary name, is verified by size + sha256 computed *on the
-  device*, then renamed into place; unchanged files (same size + sha256) are not sent again.
+  device*, then renamed into place; unchanged files (same size + sha256) are not sent again. Within
+  one connection a file already verified is trusted while its size and mtime are unchanged (an
+  SFTP stat instead of a shell + hash per job: the per-job overhead that limits parallel campaigns).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import posixpath
 import select
 import shlex
 import socket
+import stat
 import sys
 import threading
 import time
@@ -51,6 +54,14 @@ _REMOTE_HASH = (
     '|| python3 -c "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],\'rb\').read()).hexdigest())" '
     '"$f" 2>/dev/null) | cut -d " " -f 1); '
     'echo "$size $h"'
+)
+
+# The same for several files: one "size sha256 path" line each (files that vanished are left out).
+_REMOTE_HASH_MANY = (
+    'for f in "$@"; do [ -f "$f" ] || continue; size=$(wc -c < "$f" | tr -d " "); '
+    'h=$( (openssl dgst -sha256 -r "$f" 2>/dev/null || sha256sum "$f" 2>/dev/null '
+    '|| python3 -c "import hashlib,sys;print(hashlib.sha256(open(sys.argv[1],\'rb\').read()).hexdigest())" '
+    '"$f" 2>/dev/null) | cut -d " " -f 1); echo "$size $h $f"; done'
 )
 
 _local_hash_cache: dict[tuple[str, int, int], str] = {}
@@ -100,6 +111,10 @@ class SSHTransport:
         self._sftp = None
         self._home: str | None = None
         self._dirs: set[str] = set()  # remote directories known to exist
+        # remote path -> (size, sha256, mtime) when this connection last verified it by sha256 on the
+        # device: later pushes of the same file skip re-hashing while size and mtime are unchanged.
+        self._verified: dict[str, tuple[int, str, float]] = {}
+        self._dirs_hashed: set[str] = set()
         self._lock = threading.RLock()
         self.bytes_sent = 0  # pushed payload bytes over this transport's life (benchmarks read it)
         self._connect()
@@ -218,26 +233,36 @@ class SSHTransport:
             except (self._paramiko.SSHException, OSError, EOFError) as exc:
                 raise DeviceUnreachable(self.device_id, f"cannot start a command: {exc}") from None
         out, err = bytearray(), bytearray()
+        exited_at = None  # sshd may send the exit status before the last stderr bytes: drain to EOF
         try:
             while True:
-                _drain(chan, out, err)
+                got = _drain(chan, out, err)
+                now = time.monotonic()
                 if chan.exit_status_ready():
-                    _drain(chan, out, err)
-                    break
-                if chan.closed or not chan.get_transport().is_active():
-                    _drain(chan, out, err)
-                    if chan.exit_status_ready():
+                    if exited_at is None or got:
+                        exited_at = now
+                    # done at EOF/close; or 2 s after the exit with no output: a background child
+                    # still holds the pipes open (OpenSSH's ssh would hang there; the lab moves on)
+                    if chan.eof_received or chan.closed or now - exited_at > 2.0:
+                        _drain(chan, out, err)
                         break
-                    raise DeviceUnreachable(self.device_id, "connection lost while a command was running: "
-                                            f"{text[:120]}")
-                remaining = deadline - time.monotonic()
+                elif chan.closed or not chan.get_transport().is_active():
+                    _drain(chan, out, err)
+                    if not chan.exit_status_ready():
+                        raise DeviceUnreachable(self.device_id, "connection lost while a command was "
+                                                f"running: {text[:120]}")
+                    continue
+                remaining = deadline - now
                 if remaining <= 0:
                     pid = _pid_from(err)
                     chan.close()
                     self._kill_remote(pid)
                     raise DeviceTimeout(self.device_id, f"command exceeded its {timeout:g} s deadline "
                                         f"(remote process group {pid or '?'} killed): {text[:120]}")
-                select.select([chan], [], [], min(remaining, 0.5))
+                if chan.eof_received:  # output closed: wait for the exit status (select would spin)
+                    chan.status_event.wait(min(remaining, 0.5))
+                else:
+                    select.select([chan], [], [], min(remaining, 0.2))
             rc = chan.recv_exit_status()
             if rc == -1 and not self._alive():  # paramiko's "no exit status": the connection died
                 raise DeviceUnreachable(self.device_id, "connection lost while a command was running: "
@@ -310,9 +335,19 @@ class SSHTransport:
                 st = sftp.stat(remote)
             except FileNotFoundError:
                 st = None
-            if st is not None and st.st_size == size and self.remote_hash(remote) == (size, digest):
-                return PushResult(remote, size, digest, 0, True)
             parent = posixpath.dirname(remote) or "."
+            if st is not None and st.st_size == size:
+                known = self._verified.get(remote)
+                if (known is None or known[2] != st.st_mtime) and parent not in self._dirs_hashed:
+                    self._hash_dir(sftp, parent)  # one session hashes this file and its siblings
+                    known = self._verified.get(remote)
+                if known is None or known[2] != st.st_mtime:
+                    have = self.remote_hash(remote)
+                    known = (have[0], have[1], st.st_mtime) if have else None
+                    if known:
+                        self._verified[remote] = known
+                if known == (size, digest, st.st_mtime):
+                    return PushResult(remote, size, digest, 0, True)
             self._ensure_dir(sftp, parent)
             tmp = remote_join(parent, f".{posixpath.basename(remote)}.hwlab-part-{uuid.uuid4().hex[:8]}")
         except (self._paramiko.SSHException, OSError, EOFError) as exc:
@@ -331,6 +366,7 @@ class SSHTransport:
                 sftp.posix_rename(tmp, remote)
             except IOError:
                 self.check(["mv", "-f", tmp, remote], what="rename pushed file")
+            self._verified[remote] = (size, digest, sftp.stat(remote).st_mtime)
         except TransferError:
             self._remove_quietly(tmp)
             raise
@@ -339,6 +375,29 @@ class SSHTransport:
             raise self._transfer_error(f"push {local} -> {remote}", exc) from None
         self.bytes_sent += size
         return PushResult(remote, size, digest, size, False)
+
+    def _hash_dir(self, sftp, path: str) -> None:
+        """sha256 of every regular file in a device directory in one session (a model's files live
+        together), remembered with the size + mtime SFTP reports, so sibling pushes need no session."""
+        self._dirs_hashed.add(path)
+        try:
+            attrs = {a.filename: a for a in sftp.listdir_attr(path)}
+        except (OSError, self._paramiko.SSHException):
+            return
+        names = [n for n, a in attrs.items() if a.st_mode is not None and stat.S_ISREG(a.st_mode)
+                 and ".hwlab-part-" not in n][:64]
+        if not names:
+            return
+        res = self.run(["sh", "-c", _REMOTE_HASH_MANY, "hwlab-hash"] + [remote_join(path, n) for n in names],
+                       timeout=300)
+        for line in res.out.splitlines():
+            parts = line.split(" ", 2)
+            if len(parts) != 3 or len(parts[1]) != 64 or not parts[0].isdigit():
+                continue
+            name = posixpath.basename(parts[2])
+            a = attrs.get(name)
+            if a is not None and a.st_size == int(parts[0]):
+                self._verified[remote_join(path, name)] = (int(parts[0]), parts[1], a.st_mtime)
 
     def _ensure_dir(self, sftp, path: str) -> None:
         if path in self._dirs:
@@ -421,11 +480,18 @@ class SSHTransport:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _drain(chan, out: bytearray, err: bytearray) -> None:
+def _drain(chan, out: bytearray, err: bytearray) -> int:
+    """Move whatever stdout/stderr bytes paramiko has buffered; returns how many."""
+    n = 0
     while chan.recv_ready():
-        out += chan.recv(1 << 16)
+        block = chan.recv(1 << 16)
+        out += block
+        n += len(block)
     while chan.recv_stderr_ready():
-        err += chan.recv_stderr(1 << 16)
+        block = chan.recv_stderr(1 << 16)
+        err += block
+        n += len(block)
+    return n
 
 
 def _pid_from(err: bytearray) -> int | None:
