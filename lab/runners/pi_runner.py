@@ -399,6 +399,65 @@ def steady_check_every(n):
     return max(10, n // 50)
 
 
+def warm_up(run, iters, seconds, timings, clock=time.perf_counter):
+    """At least `iters` runs AND at least `seconds`; records warmup_iters / warmup_ms_total."""
+    w_iters, w_total = 0, 0.0
+    w_start = clock()
+    while w_iters < iters or (clock() - w_start) < seconds:
+        t = clock()
+        run()
+        w_total += clock() - t
+        w_iters += 1
+        timings["warmup_iters"] = w_iters
+    timings["warmup_ms_total"] = w_total * 1e3
+    return w_iters, w_total
+
+
+def steady_state(run, min_iters, min_seconds, max_seconds, target_rel_ci, max_iters, timings,
+                 clock=time.perf_counter):
+    """The measured loop: perf_counter around run() alone, until all stop criteria are met.
+
+    Appends to timings["samples_ms"] as it goes (a SIGTERM still leaves the samples so far) and
+    fills steady_seconds, converged, stop_reason, rel_ci. bench/harness_overhead.py calls this very
+    function on a shared predictor to measure the loop's own overhead.
+    """
+    samples = timings["samples_ms"]
+    ordered = []  # sorted copy, extended by merging (timsort merges two runs in O(n))
+    s_start = clock()
+    next_check = steady_check_every(0)
+    converged, reason = False, "max_seconds"
+    while True:
+        t = clock()
+        run()
+        samples.append((clock() - t) * 1e3)
+        n = len(samples)
+        elapsed = clock() - s_start
+        if max_iters and n >= max_iters:
+            rel = median_ci(samples)[3]
+            if rel is not None and rel <= target_rel_ci and elapsed >= min_seconds:
+                converged, reason = True, "converged"
+            else:
+                reason = "max_iters"
+            break
+        if n >= next_check or elapsed >= max_seconds:
+            next_check = n + steady_check_every(n)
+            if n >= min_iters and elapsed >= min_seconds:
+                ordered.extend(sorted(samples[len(ordered):]))
+                ordered.sort()
+                rel = median_ci(ordered, presorted=True)[3]
+                if rel is not None and rel <= target_rel_ci:
+                    converged, reason = True, "converged"
+                    break
+            timings["steady_seconds"] = elapsed
+            if elapsed >= max_seconds:
+                break
+    timings["steady_seconds"] = clock() - s_start
+    timings["converged"] = converged
+    timings["stop_reason"] = reason
+    timings["rel_ci"] = median_ci(samples)[3]
+    return timings
+
+
 def measure(args, doc):
     """Fill doc in place; raises on failure (the caller records what was measured)."""
     validate(args)
@@ -449,58 +508,14 @@ def measure(args, doc):
     doc["outputs"] = [{"name": n, "shape": list(o.shape), "dtype": str(o.dtype)}
                       for n, o in zip(predictor.get_output_names(), outs)]
 
-    clock = time.perf_counter
-    run = predictor.run
     # Warm-up: count AND time.
-    w_iters, w_total = 0, 0.0
-    w_start = clock()
-    while w_iters < args.warmup or (clock() - w_start) < args.warmup_seconds:
-        t = clock()
-        run()
-        w_total += clock() - t
-        w_iters += 1
-        timings["warmup_iters"] = w_iters
-    timings["warmup_iters"] = w_iters
-    timings["warmup_ms_total"] = w_total * 1e3
-
+    w_iters, w_total = warm_up(predictor.run, args.warmup, args.warmup_seconds, timings)
     # Steady state. One progress line on stderr (logs; tests wait for it).
     sys.stderr.write("pi_runner: steady state (load %.1f ms, first %.1f ms, %d warm-up iterations)\n"
                      % (timings["load_ms"], timings["first_ms"], w_iters))
     sys.stderr.flush()
-    samples = timings["samples_ms"]
-    ordered = []  # sorted copy, extended by merging (timsort merges two runs in O(n))
-    s_start = clock()
-    next_check = steady_check_every(0)
-    converged, reason, rel = False, "max_seconds", None
-    while True:
-        t = clock()
-        run()
-        samples.append((clock() - t) * 1e3)
-        n = len(samples)
-        elapsed = clock() - s_start
-        if args.max_iters and n >= args.max_iters:
-            rel = median_ci(samples)[3]
-            if rel is not None and rel <= args.target_rel_ci and elapsed >= args.min_seconds:
-                converged, reason = True, "converged"
-            else:
-                reason = "max_iters"
-            break
-        if n >= next_check or elapsed >= args.max_seconds:
-            next_check = n + steady_check_every(n)
-            if n >= args.min_iters and elapsed >= args.min_seconds:
-                ordered.extend(sorted(samples[len(ordered):]))
-                ordered.sort()
-                rel = median_ci(ordered, presorted=True)[3]
-                if rel is not None and rel <= args.target_rel_ci:
-                    converged, reason = True, "converged"
-                    break
-            timings["steady_seconds"] = elapsed
-            if elapsed >= args.max_seconds:
-                break
-    timings["steady_seconds"] = clock() - s_start
-    timings["converged"] = converged
-    timings["stop_reason"] = reason
-    timings["rel_ci"] = median_ci(samples)[3]
+    steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds, args.target_rel_ci,
+                 args.max_iters, timings)
     # The predictor must still produce outputs after the loop.
     for h in out_handles:
         h.copy_to_cpu()
