@@ -215,3 +215,21 @@ def test_node_loss_mid_campaign_then_resume(cluster, tmp_path):
     for jid, fin in killed["stored_ok"].items():
         assert final[jid]["finished_at"] == fin
     store.close()
+
+
+def test_device_no_node_reaches_is_given_up_with_the_reason(cluster, tmp_path):
+    devices = [Device(id=d, chip="generic-x86-cpu", transport="local", workdir=str(tmp_path / d))
+               for d in ("ghost", "dev-a")]
+    jobs = _synthetic_jobs(["ghost", "dev-a"], 3)
+    store = Store(tmp_path / "g.sqlite")
+    store.plan_jobs(jobs)
+    summary = run_with_ray(store, devices, jobs, SchedulerOptions(progress=False), address=cluster.address,
+                           node_executor=SyntheticExecutor(0.05), push_models=False)
+    rows = {r["job_id"]: r for r in store.results_rows("kill")}
+    ghost = sorted((r for r in rows.values() if r["device"] == "ghost"), key=lambda r: r["job_id"])
+    assert [r["status"] for r in ghost] == ["failed", "skipped", "skipped"]
+    assert "no live node in the Ray cluster advertises hwlab-dev:ghost" in ghost[0]["error"]
+    assert "lab node start" in ghost[0]["error"] and "unhealthy" in ghost[1]["error"]
+    assert all(r["status"] == "ok" for r in rows.values() if r["device"] == "dev-a")  # the rest goes on
+    assert summary.exit_code == 1
+    store.close()
