@@ -10,8 +10,13 @@ STAMP := $(VENV)/.hwlab-installed
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q -e .
 	touch $(STAMP)
+
+TEST_STAMP := $(VENV)/.hwlab-test-installed
+$(TEST_STAMP): $(STAMP)
+	$(PIP) install -q -e '.[test,ray]'
+	touch $(TEST_STAMP)
 
 # Real Paddle Inference on this machine: build the demo models, run the demo campaign, write the report.
 demo: $(STAMP)
@@ -21,6 +26,6 @@ demo: $(STAMP)
 	@echo "report: reports/demo/index.html"
 
 # The whole test suite, with the Debian packages it starts (sshd, chromium, busybox, shellcheck).
-test: $(STAMP)
+test: $(TEST_STAMP)
 	bash scripts/install-test-deps.sh
 	bash scripts/run-tests.sh

@@ -61,6 +61,9 @@ def ensure_artifact(model_id: str, root: str):
 
 
 def cmd_run(args) -> int:
+    if args.engine == "ray":  # a missing Ray is bad input: say so before any model is built
+        from ..ray_engine import import_ray
+        import_ray()
     devices, spec, jobs, excluded = prepare(args)
     for ex in excluded:
         _log(f"not planned: {ex.model} on {ex.device} with {ex.backend}: {ex.reason}")
