@@ -10,6 +10,14 @@ the lab would be biased. This bench measures, in ONE run, alternating A/B/A/B in
      alone for as many iterations as the preceding A collected: the timing choice documented in
      pi_runner.py's docstring, kept identical here.
 
+Two modes (`--mode process|shared|both`, default both):
+  process  as above: fresh processes, end to end (includes process-to-process variation, which on
+           a shared 2-core box is up to 2x and dominates; the CI says how much the figure is worth);
+  shared   ONE predictor, built by pi_runner's own make_config/make_inputs, in one process;
+           blocks alternate A = pi_runner.steady_state() (the runner's measured loop, the very
+           function the runner calls) and B = the bare loop, for the same number of iterations.
+           Contention then hits both arms alike, so this isolates the loop's own overhead.
+
 Reported ratio = median over rounds of (A's median / B's median), the paired estimate: a round's
 two arms run back to back, so slow periods on a shared box hit both. Also printed: the ratio of
 pooled medians with its hierarchical-bootstrap 95% CI (lab.stats.compare, rounds as trials).
@@ -113,11 +121,79 @@ def run_b(model, params, inputs, args, seed, iters, tmp):
     return json.loads(proc.stdout.strip().splitlines()[-1])["samples_ms"]
 
 
+def load_runner():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("pi_runner_bench", RUNNER)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def shared_mode(model, params, inputs, args):
+    """A/B blocks on one predictor: pi_runner.steady_state vs a bare perf_counter loop."""
+    import paddle.inference as pi
+    pr = load_runner()
+    fmt = pr.model_format(str(model))
+    rargv = ["--model-file", str(model), "--params-file", str(params), "--threads", str(args.threads),
+             "--onednn", "on" if args.onednn else "off"]
+    for name, shape in inputs:
+        rargv += ["--input", f"{name}:{'x'.join(map(str, shape))}:float32"]
+    rargs = pr.build_parser().parse_args(rargv)
+    doc = pr.new_doc(rargs, ["pi_runner.py"] + rargv)
+    specs = [pr.parse_input_spec(t) for t in rargs.input]
+    doc["config"]["batch"] = specs[0][1][0]
+    import numpy as np
+    predictor = pi.create_predictor(pr.make_config(pi, rargs, fmt, doc))
+    for name, arr in pr.make_inputs(np, specs, 0, rargs.vocab_max):
+        h = predictor.get_input_handle(name)
+        h.reshape(list(arr.shape))
+        h.copy_from_cpu(arr)
+    run = predictor.run
+    run()
+    pr.warm_up(run, args.warmup, args.warmup_seconds, {"warmup_iters": 0})
+    clock = time.perf_counter
+    a_trials, b_trials, rows = [], [], []
+    for r in range(args.blocks):
+        timings = {"samples_ms": []}
+        # Block-sized protocol: the loop and its CI checks run exactly as in the runner.
+        pr.steady_state(run, args.min_iters, args.block_seconds, args.block_seconds, args.target_rel_ci, 0,
+                        timings)
+        a = timings["samples_ms"]
+        b = []
+        for _ in range(len(a)):
+            t = clock()
+            run()
+            b.append((clock() - t) * 1e3)
+        a_med, b_med = statistics.median(a), statistics.median(b)
+        a_trials.append(a)
+        b_trials.append(b)
+        rows.append({"block": r, "n": len(a), "a_median_ms": a_med, "b_median_ms": b_med, "ratio": a_med / b_med})
+    return rows, a_trials, b_trials
+
+
+def report(label, rows, a_trials, b_trials, args):
+    from lab.stats import compare
+    cmp = compare(b_trials, a_trials, seed=0)
+    ratio = statistics.median(x["ratio"] for x in rows)
+    verdict = "PASS" if 0.97 <= ratio <= 1.03 else "FAIL"
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    print(f"[{label}] model={args.model} ({args.format}) threads={args.threads} onednn={bool(args.onednn)} "
+          f"n={len(rows)}: paired ratio lab/bare = {ratio:.4f} [{verdict}: 0.97-1.03]; pooled "
+          f"lab {cmp.median_b:.3f} ms vs bare {cmp.median_a:.3f} ms, ratio {cmp.ratio:.4f} "
+          f"(95% CI {cmp.ratio_ci_low:.4f}-{cmp.ratio_ci_high:.4f}); load average {load}", flush=True)
+    return {"mode": label, "rows": rows, "paired_ratio": ratio, "pooled_ratio": cmp.ratio,
+            "pooled_ratio_ci": [cmp.ratio_ci_low, cmp.ratio_ci_high], "lab_ms": cmp.median_b,
+            "bare_ms": cmp.median_a, "loadavg": load, "pass": verdict == "PASS"}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="mobilenet_v1")
     ap.add_argument("--format", choices=("json", "pdmodel"), default="json")
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--mode", choices=("process", "shared", "both"), default="both")
+    ap.add_argument("--rounds", type=int, default=10, help="process mode: A/B process pairs")
+    ap.add_argument("--blocks", type=int, default=30, help="shared mode: A/B blocks")
+    ap.add_argument("--block-seconds", type=float, default=1.0, help="shared mode: seconds per A block")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--onednn", type=int, default=1)
     ap.add_argument("--warmup", type=int, default=10)
@@ -136,33 +212,27 @@ def main(argv=None) -> int:
 
     art, model, params = model_files(args.model, args.format)
     inputs = [(i.name, list(i.run_shape or i.shape)) for i in art.inputs]
-    rows, a_trials, b_trials = [], [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            a_samples, doc = run_a(model, params, inputs, args, r, tmp)
-            b_samples = run_b(model, params, inputs, args, r, len(a_samples), tmp)
-            a_med, b_med = statistics.median(a_samples), statistics.median(b_samples)
-            rows.append({"round": r, "n": len(a_samples), "a_median_ms": a_med, "b_median_ms": b_med,
-                         "ratio": a_med / b_med, "a_converged": doc["timings"]["converged"]})
-            print(f"round {r}: n={len(a_samples)} lab={a_med:.3f} ms bare={b_med:.3f} ms "
-                  f"ratio={a_med / b_med:.4f} converged={doc['timings']['converged']}", flush=True)
-            a_trials.append(a_samples)
-            b_trials.append(b_samples)
-    from lab.stats import compare
-    cmp = compare(b_trials, a_trials, seed=0)
-    ratio = statistics.median(x["ratio"] for x in rows)
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    verdict = "PASS" if 0.97 <= ratio <= 1.03 else "FAIL"
-    print(f"model={args.model} ({args.format}) threads={args.threads} onednn={bool(args.onednn)} "
-          f"rounds={args.rounds}: paired ratio lab/bare = {ratio:.4f} [{verdict}: 0.97-1.03]; pooled "
-          f"lab {cmp.median_b:.3f} ms vs bare {cmp.median_a:.3f} ms, ratio {cmp.ratio:.4f} "
-          f"(95% CI {cmp.ratio_ci_low:.4f}-{cmp.ratio_ci_high:.4f}); load average {load}")
+    results = []
+    if args.mode in ("process", "both"):
+        rows, a_trials, b_trials = [], [], []
+        with tempfile.TemporaryDirectory() as tmp:
+            for r in range(args.rounds):
+                a_samples, doc = run_a(model, params, inputs, args, r, tmp)
+                b_samples = run_b(model, params, inputs, args, r, len(a_samples), tmp)
+                a_med, b_med = statistics.median(a_samples), statistics.median(b_samples)
+                rows.append({"round": r, "n": len(a_samples), "a_median_ms": a_med, "b_median_ms": b_med,
+                             "ratio": a_med / b_med, "a_converged": doc["timings"]["converged"]})
+                print(f"round {r}: n={len(a_samples)} lab={a_med:.3f} ms bare={b_med:.3f} ms "
+                      f"ratio={a_med / b_med:.4f} converged={doc['timings']['converged']}", flush=True)
+                a_trials.append(a_samples)
+                b_trials.append(b_samples)
+        results.append(report("process", rows, a_trials, b_trials, args))
+    if args.mode in ("shared", "both"):
+        rows, a_trials, b_trials = shared_mode(model, params, inputs, args)
+        results.append(report("shared", rows, a_trials, b_trials, args))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "rows": rows, "paired_ratio": ratio, "pooled_ratio": cmp.ratio,
-            "pooled_ratio_ci": [cmp.ratio_ci_low, cmp.ratio_ci_high], "lab_ms": cmp.median_b,
-            "bare_ms": cmp.median_a, "loadavg": load, "argv": sys.argv}, indent=1))
-    return 0 if verdict == "PASS" else 1
+        Path(args.json).write_text(json.dumps({"results": results, "argv": sys.argv}, indent=1))
+    return 0 if all(r["pass"] for r in results) else 1
 
 
 if __name__ == "__main__":
