@@ -233,14 +233,23 @@ def test_unchanged_siblings_are_verified_in_one_session_and_device_edits_are_cau
     with SSHTransport(dev) as t:
         for f in files:
             assert not t.push(f, str(dest / f.name)).skipped
-    with SSHTransport(dev) as t:  # a new connection: nothing trusted yet
+    with SSHTransport(dev) as t:  # a new connection: the device-side records answer, no session
         calls = []
         real_run = t.run
         t.run = lambda *a, **k: (calls.append(a[0]), real_run(*a, **k))[1]
         assert all(t.push(f, str(dest / f.name)).skipped for f in files)
-        assert len(calls) == 1  # one hashing session for both files
+        assert calls == []
+    for rec in dest.glob(".*.hwlab-sha256"):
+        rec.unlink()
+    with SSHTransport(dev) as t:  # no records: one hashing session for both siblings, then stat only
+        calls = []
+        real_run = t.run
+        t.run = lambda *a, **k: (calls.append(a[0]), real_run(*a, **k))[1]
         assert all(t.push(f, str(dest / f.name)).skipped for f in files)
-        assert len(calls) == 1  # then stat only
+        assert len(calls) == 1
+        assert all(t.push(f, str(dest / f.name)).skipped for f in files)
+        assert len(calls) == 1
+        assert len(list(dest.glob(".*.hwlab-sha256"))) == 2  # records written back
         target = dest / files[1].name  # changed on the device behind the lab's back, same size
         target.write_bytes(os.urandom(50_000))
         os.utime(target, (time.time() + 5, time.time() + 5))

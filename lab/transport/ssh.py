@@ -14,9 +14,12 @@ Why it looks like this (see shared/reference/peers.md §7.1 for the paramiko pit
   environment variable named by `key_passphrase_env`.
 - One SSHClient (one TCP connection) per transport; the scheduler keeps one transport per device.
 - `push()` goes through SFTP into a temporary name, is verified by size + sha256 computed *on the
-  device*, then renamed into place; unchanged files (same size + sha256) are not sent again. Within
-  one connection a file already verified is trusted while its size and mtime are unchanged (an
-  SFTP stat instead of a shell + hash per job: the per-job overhead that limits parallel campaigns).
+  device*, then renamed into place; unchanged files (same size + sha256) are not sent again. After a
+  file is verified by sha256 on the device the lab leaves a record `.NAME.hwlab-sha256` ("size
+  mtime sha256") next to it; while SFTP stat shows the same size and mtime, later pushes (this
+  connection or a later run) skip without a shell session. Any change on the device moves the mtime
+  and brings back the on-device hash. Why: a shell session costs 0.2-0.3 s of sshd work, the
+  per-job overhead that limits parallel campaigns on small hosts.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ DEFAULT_PORT = 22
 CONNECT_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15
 PID_MARK = "hwlab-pid:"
+RECORD_SUFFIX = ".hwlab-sha256"  # `.NAME.hwlab-sha256` next to a pushed file: "size mtime sha256"
 # Fastest ciphers first: AES-GCM needs no separate MAC pass (matters for 100 MB pushes).
 PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
@@ -115,6 +119,7 @@ class SSHTransport:
         # device: later pushes of the same file skip re-hashing while size and mtime are unchanged.
         self._verified: dict[str, tuple[int, str, float]] = {}
         self._dirs_hashed: set[str] = set()
+        self._recorded: dict[str, tuple[int, str, float]] = {}  # records known to be on the device
         self._lock = threading.RLock()
         self.bytes_sent = 0  # pushed payload bytes over this transport's life (benchmarks read it)
         self._connect()
@@ -338,6 +343,8 @@ class SSHTransport:
             parent = posixpath.dirname(remote) or "."
             if st is not None and st.st_size == size:
                 known = self._verified.get(remote)
+                if known is None or known[2] != st.st_mtime:
+                    known = self._read_record(sftp, remote)  # the device's record of an earlier check
                 if (known is None or known[2] != st.st_mtime) and parent not in self._dirs_hashed:
                     self._hash_dir(sftp, parent)  # one session hashes this file and its siblings
                     known = self._verified.get(remote)
@@ -347,6 +354,7 @@ class SSHTransport:
                     if known:
                         self._verified[remote] = known
                 if known == (size, digest, st.st_mtime):
+                    self._write_record(sftp, remote, known)
                     return PushResult(remote, size, digest, 0, True)
             self._ensure_dir(sftp, parent)
             tmp = remote_join(parent, f".{posixpath.basename(remote)}.hwlab-part-{uuid.uuid4().hex[:8]}")
@@ -366,7 +374,7 @@ class SSHTransport:
                 sftp.posix_rename(tmp, remote)
             except IOError:
                 self.check(["mv", "-f", tmp, remote], what="rename pushed file")
-            self._verified[remote] = (size, digest, sftp.stat(remote).st_mtime)
+            self._write_record(sftp, remote, (size, digest, sftp.stat(remote).st_mtime))
         except TransferError:
             self._remove_quietly(tmp)
             raise
@@ -375,6 +383,34 @@ class SSHTransport:
             raise self._transfer_error(f"push {local} -> {remote}", exc) from None
         self.bytes_sent += size
         return PushResult(remote, size, digest, size, False)
+
+    @staticmethod
+    def _record_path(remote: str) -> str:
+        return remote_join(posixpath.dirname(remote) or ".", f".{posixpath.basename(remote)}{RECORD_SUFFIX}")
+
+    def _read_record(self, sftp, remote: str) -> tuple[int, str, float] | None:
+        """The `size mtime sha256` line the lab left next to a file it verified on the device."""
+        try:
+            with sftp.open(self._record_path(remote), "r") as fh:
+                parts = fh.read(200).decode(errors="replace").split()
+            if len(parts) == 3 and parts[0].isdigit() and len(parts[2]) == 64:
+                record = (int(parts[0]), parts[2], float(parts[1]))
+                self._recorded[remote] = record
+                return record
+        except (OSError, ValueError, self._paramiko.SSHException):
+            pass
+        return None
+
+    def _write_record(self, sftp, remote: str, record: tuple[int, str, float]) -> None:
+        self._verified[remote] = record
+        if self._recorded.get(remote) == record:
+            return
+        self._recorded[remote] = record
+        try:
+            with sftp.open(self._record_path(remote), "w") as fh:
+                fh.write(f"{record[0]} {int(record[2])} {record[1]}\n".encode())
+        except (OSError, self._paramiko.SSHException):
+            pass  # only an optimisation: the next connection hashes on the device again
 
     def _hash_dir(self, sftp, path: str) -> None:
         """sha256 of every regular file in a device directory in one session (a model's files live
@@ -385,7 +421,7 @@ class SSHTransport:
         except (OSError, self._paramiko.SSHException):
             return
         names = [n for n, a in attrs.items() if a.st_mode is not None and stat.S_ISREG(a.st_mode)
-                 and ".hwlab-part-" not in n][:64]
+                 and ".hwlab-part-" not in n and not n.endswith(RECORD_SUFFIX)][:64]
         if not names:
             return
         res = self.run(["sh", "-c", _REMOTE_HASH_MANY, "hwlab-hash"] + [remote_join(path, n) for n in names],
