@@ -171,17 +171,23 @@ def shared_mode(model, params, inputs, args):
     return rows, a_trials, b_trials
 
 
+def _fmt(x):
+    return "n/a" if x is None else f"{x:.4f}"
+
+
 def report(label, rows, a_trials, b_trials, args):
     from lab.stats import compare
     cmp = compare(b_trials, a_trials, seed=0)
-    ratio = statistics.median(x["ratio"] for x in rows)
+    ratios = [x["ratio"] for x in rows]
+    ratio, r_lo, r_hi, _ = load_runner().median_ci(ratios)  # distribution-free CI of the median ratio
     verdict = "PASS" if 0.97 <= ratio <= 1.03 else "FAIL"
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"[{label}] model={args.model} ({args.format}) threads={args.threads} onednn={bool(args.onednn)} "
-          f"n={len(rows)}: paired ratio lab/bare = {ratio:.4f} [{verdict}: 0.97-1.03]; pooled "
+          f"n={len(rows)}: paired ratio lab/bare = {ratio:.4f} (95% CI {_fmt(r_lo)}-{_fmt(r_hi)}) "
+          f"[{verdict}: 0.97-1.03]; pooled "
           f"lab {cmp.median_b:.3f} ms vs bare {cmp.median_a:.3f} ms, ratio {cmp.ratio:.4f} "
           f"(95% CI {cmp.ratio_ci_low:.4f}-{cmp.ratio_ci_high:.4f}); load average {load}", flush=True)
-    return {"mode": label, "rows": rows, "paired_ratio": ratio, "pooled_ratio": cmp.ratio,
+    return {"mode": label, "rows": rows, "paired_ratio": ratio, "paired_ratio_ci": [r_lo, r_hi], "pooled_ratio": cmp.ratio,
             "pooled_ratio_ci": [cmp.ratio_ci_low, cmp.ratio_ci_high], "lab_ms": cmp.median_b,
             "bare_ms": cmp.median_a, "loadavg": load, "pass": verdict == "PASS"}
 
