@@ -261,8 +261,9 @@ def probe_transport(device, transport, *, timeout: float = PROBE_TIMEOUT_S) -> P
     """Probe through an open transport (any Transport; adb devices go to probe_android)."""
     start = time.monotonic()
     if device.transport == "adb":
-        from .probe_android import probe_android  # written for Android (getprop, dumpsys)
-        rep = probe_android(transport)
+        from .probe_android import probe_android  # Android facts (getprop, cpufreq policies, NPU)
+        facts = probe_android(transport, timeout=timeout)
+        rep = facts if isinstance(facts, ProbeReport) else report_from_android(device, facts)
         rep.device, rep.transport = device.id, "adb"
     else:
         from .execute import device_python
@@ -272,6 +273,38 @@ def probe_transport(device, transport, *, timeout: float = PROBE_TIMEOUT_S) -> P
             raise LabError(f"probe script failed on {device.id!r} (exit {res.rc}): {excerpt(res.err or res.out)}")
         rep = parse_probe_output(_WithPython(device, python), res.out)
     rep.elapsed_s = round(time.monotonic() - start, 2)
+    return rep
+
+
+def report_from_android(device, facts: dict[str, Any]) -> ProbeReport:
+    """Map `lab.probe_android.probe_android` facts onto the common report (phones have no Python:
+    Paddle Lite runs there through the user's benchmark_bin, checked on the host side)."""
+    rep = ProbeReport(device=device.id, transport="adb", reachable=True)
+    if facts.get("android"):
+        rep.os = f"Android {facts.get('release') or '?'} (SDK {facts.get('sdk') or '?'})"
+    else:
+        rep.os = "Linux (no getprop)"
+    rep.arch = facts.get("machine") or facts.get("abi")
+    parts = [facts.get(k) for k in ("brand", "model") if facts.get(k)]
+    soc = facts.get("soc_model") or facts.get("board_platform") or facts.get("hardware")
+    rep.cpu_model = " ".join(str(p) for p in parts + ([f"({soc})"] if soc else [])) or None
+    rep.cores = facts.get("ncpu")
+    freqs = [c.get("max_khz") for c in facts.get("cpu_clusters") or [] if c.get("max_khz")]
+    rep.max_freq_mhz = max(freqs) / 1000.0 if freqs else None
+    rep.mem_total_mb = facts.get("mem_total_mb")
+    rep.thermal_zones = [dict(z) for z in facts.get("thermal_zones") or []]
+    if facts.get("battery_node"):
+        rep.power_sources.append({"kind": "power_supply", "name": facts["battery_node"].rsplit("/", 1)[-1],
+                                  "type": "Battery", "note": "fuel gauge"})
+    if facts.get("npu"):
+        rep.notes.append("NPU evidence: " + ", ".join(facts["npu"]))
+    if facts.get("big_core_mask"):
+        rep.notes.append(f"big cores {facts.get('big_cores')} (mask {facts['big_core_mask']})")
+    rep.notes.extend(facts.get("notes") or [])
+    if not device.benchmark_bin:
+        rep.runtimes_missing.append("paddle-lite backends: no benchmark_bin in devices.yaml for this device "
+                                    "(build Paddle Lite's benchmark_bin for its ABI, see docs/paddle-lite.md)")
+    rep.runtimes_missing.extend(_missing_host_side(device))
     return rep
 
 

@@ -184,3 +184,14 @@ def test_host_down_mid_campaign_then_resume_runs_exactly_the_missing_jobs(fleet)
     assert {j["status"] for j in jobs} == {"ok"}
     assert {j["job_id"]: j["finished_at"] for j in jobs if j["job_id"] in before} == before  # not re-run
     assert all(j["attempts"] == 1 for j in jobs if j["job_id"] in before)
+
+
+def test_hostile_model_name_is_refused_before_anything_runs(fleet, tmp_path):
+    for model in (f"x{fleet.payload}", "my model"):
+        camp = tmp_path / "evil.yaml"
+        camp.write_text(f"name: evil\ndevices: [nshost0]\nmodels: ['{model}']\nbackends: [paddle-inference-cpu]\n")
+        res = lab(fleet, "run", str(camp), "--models-root", str(fleet.models_root), "--no-progress")
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr
+        assert model in res.stderr  # the message names the model
+    assert not fleet.pwned.exists()
+    assert not any(p.name.startswith("x;") for p in fleet.models_root.iterdir())

@@ -14,6 +14,7 @@ from lab.cli import main as lab_main
 from lab.errors import DeviceUnreachable
 from lab.probe import PROBE_SCRIPT, PY_CODE, ProbeReport, check_devices, parse_probe_output, probe_device
 from lab.records import Device
+from conftest_adb import adb_env, adb_key  # noqa: F401 (fixtures for the adb probe test)
 
 BOARD = Device(id="rk1808-stick", chip="rk1808", transport="ssh", host="192.0.2.8", user="toybrick",
                python="/usr/bin/python3")
@@ -139,3 +140,18 @@ def test_devices_check_cli_over_ssh(loopback_sshd, ssh_device, tmp_path, capsys)
 def test_probe_report_roundtrips_to_dict():
     rep = ProbeReport(device="d", transport="ssh", reachable=False, error="x")
     assert rep.to_dict()["error"] == "x" and "UNREACHABLE" in rep.to_text()
+
+
+def test_adb_device_is_probed_through_probe_android(tmp_path, adb_env):
+    from conftest_adb import adb_device, start_double
+    srv = start_double(tmp_path, adb_env, "kirin")
+    try:
+        rep = check_devices([adb_device(srv, benchmark_bin=None)], timeout=60)[0]
+    finally:
+        srv.stop()
+    assert rep.reachable, rep.error
+    assert rep.transport == "adb" and rep.os and rep.os.startswith("Android")
+    assert rep.cores and rep.cores >= 1 and rep.max_freq_mhz
+    assert any("huawei_kirin_npu" in n for n in rep.notes)
+    assert any("benchmark_bin" in m for m in rep.runtimes_missing)
+    assert "Android" in rep.to_text()

@@ -12,6 +12,8 @@ def register(sub) -> None:
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--check", action="store_true", help="connect to each enabled device and report its facts")
     p.add_argument("--all", action="store_true", help="with --check: disabled devices too")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="with --check: seconds allowed per device (connect + probe), default 60")
     p.add_argument("ids", nargs="*", help="only these device ids")
     p.set_defaults(func=cmd_devices)
 
@@ -24,7 +26,10 @@ def cmd_devices(args) -> int:
     if args.check:
         from ..probe import check_devices
         chosen = [d for d in devices if d.enabled or args.all or args.ids]
-        reports = check_devices(chosen)
+        if args.timeout <= 0:
+            from ..errors import ConfigError
+            raise ConfigError(f"--timeout must be positive, got {args.timeout:g}", fix="e.g. --timeout 60")
+        reports = check_devices(chosen, timeout=args.timeout)
         if args.format == "json":
             json.dump([r.to_dict() for r in reports], sys.stdout, indent=1, default=str)
             print()

@@ -44,6 +44,7 @@ from .base import PushResult, RunResult, remote_join, shell_command
 DEFAULT_PORT = 22
 CONNECT_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15
+SFTP_OP_TIMEOUT_S = 60.0
 PID_MARK = "hwlab-pid:"
 RECORD_SUFFIX = ".hwlab-sha256"  # `.NAME.hwlab-sha256` next to a pushed file: "size mtime sha256"
 # Fastest ciphers first: AES-GCM needs no separate MAC pass (matters for 100 MB pushes).
@@ -308,6 +309,9 @@ class SSHTransport:
             if self._sftp is None:
                 try:
                     self._sftp = self._client.open_sftp()
+                    # per-operation bound: a peer that vanishes without a RST fails a push in
+                    # SFTP_OP_TIMEOUT_S instead of the kernel's ~15 min TCP give-up
+                    self._sftp.get_channel().settimeout(SFTP_OP_TIMEOUT_S)
                 except (self._paramiko.SSHException, OSError, EOFError) as exc:
                     raise DeviceUnreachable(self.device_id, f"cannot open SFTP (is the sftp subsystem "
                                             f"enabled in sshd_config?): {exc}") from None
