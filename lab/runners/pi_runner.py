@@ -218,7 +218,17 @@ def peak_rss():
 
 
 def utc_now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % int((now % 1) * 1000)
+
+
+def read_uptime():
+    """Seconds since boot from /proc/uptime (None where there is no procfs)."""
+    try:
+        with open("/proc/uptime") as fh:
+            return float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _one_line(exc):
@@ -514,8 +524,14 @@ def measure(args, doc):
     sys.stderr.write("pi_runner: steady state (load %.1f ms, first %.1f ms, %d warm-up iterations)\n"
                      % (timings["load_ms"], timings["first_ms"], w_iters))
     sys.stderr.flush()
+    # The steady window on the device's uptime clock: the telemetry sampler stamps its lines with
+    # the same clock, so power can be cut to exactly this window (lab/telemetry.py).
+    up_start = read_uptime()
     steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds, args.target_rel_ci,
                  args.max_iters, timings)
+    up_end = read_uptime()
+    if up_start is not None and up_end is not None:
+        doc["clock"] = {"name": "uptime", "steady_start": up_start, "steady_end": up_end}
     # The predictor must still produce outputs after the loop.
     for h in out_handles:
         h.copy_to_cpu()
