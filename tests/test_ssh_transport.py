@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -160,6 +161,9 @@ def test_changed_host_key_is_refused_with_a_clear_error(own_sshd, ssh_device):
             SSHTransport(replace(dev, host_key_policy=policy))
         msg = str(info.value)
         assert "CHANGED" in msg and "ssh-keygen -R" in msg and "sshtest" in msg
+        new_fp = subprocess.run(["ssh-keygen", "-lf", str(own_sshd.host_key) + ".pub"], capture_output=True,
+                                text=True).stdout.split()[1]
+        assert new_fp.startswith("SHA256:") and new_fp in msg  # the fingerprint the admin can check
     assert Path(dev.known_hosts).read_text() == trusted  # the old key is never overwritten
 
 

@@ -91,6 +91,12 @@ def local_sha256(path: Path) -> str:
     return digest
 
 
+def fingerprint(key) -> str:
+    """OpenSSH-style `SHA256:<base64>` fingerprint, comparable with `ssh-keygen -lf`."""
+    import base64
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+
+
 def known_hosts_name(host: str, port: int) -> str:
     """The name a host is filed under in known_hosts (OpenSSH: `[host]:port` unless port 22)."""
     return host if port == DEFAULT_PORT else f"[{host}]:{port}"
@@ -124,7 +130,11 @@ class SSHTransport:
         self._lock = threading.RLock()
         self.bytes_sent = 0  # pushed payload bytes over this transport's life (benchmarks read it)
         self._connect()
-        self.workdir = self.expand(device.workdir or "~/hwlab")
+        try:
+            self.workdir = self.expand(device.workdir or "~/hwlab")
+        except BaseException:
+            self.close()
+            raise
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -168,8 +178,8 @@ class SSHTransport:
             client.close()
             raise HostKeyMismatch(
                 self.device_id, f"host key of {self.host}:{self.port} CHANGED "
-                f"(got {exc.key.get_name()} {exc.key.get_fingerprint().hex()}, known_hosts "
-                f"{self.known_hosts} has {exc.expected_key.get_fingerprint().hex()}); refusing to connect. "
+                f"(got {exc.key.get_name()} {fingerprint(exc.key)}, known_hosts "
+                f"{self.known_hosts} has {fingerprint(exc.expected_key)}); refusing to connect. "
                 f"If the device was reinstalled, remove the old entry with "
                 f"`ssh-keygen -R {shlex.quote(known_hosts_name(self.host, self.port))} -f "
                 f"{shlex.quote(self.known_hosts)}`") from None
