@@ -769,6 +769,10 @@ class TelemetrySession:
         if idle_s is None:
             idle_s = getattr(protocol, "idle_baseline_s", 0.0) or DEFAULT_IDLE_S
         self.idle_s = float(idle_s)
+        if protocol is not None and max_s == 7200.0:
+            # an orchestrator killed with -9 cannot stop the sampler: bound its life by the job's
+            max_s = min(max_s, self.idle_s + 120.0 + getattr(protocol, "trials", 3) *
+                        (getattr(protocol, "timeout_s", 600.0) + 30.0))
         self.nvml, self.python, self.root, self.max_s = nvml, python, root, max_s
         self.sleep = sleep or time.sleep
         self.marks: list[Mark] = []
@@ -783,6 +787,7 @@ class TelemetrySession:
         """Push sampler.sh (hash-cached), start it in the background with a stop file, wait for
         its header, then record the idle baseline (sleeps idle_s when the device has a power
         sensor). Never raises for telemetry trouble: the job still runs, power is 'unavailable'."""
+        import shlex
         import uuid
         from .transport.base import remote_join, shell_command
         self.transport = transport
@@ -793,7 +798,11 @@ class TelemetrySession:
         try:
             sampler = remote_join(workdir, "runners", "sampler.sh")
             transport.push(RUNNERS_DIR / "sampler.sh", sampler)
-            cmds = [shell_command(["mkdir", "-p", self.dir])]
+            # Stop samplers left running by an earlier session that never came back (kill -9,
+            # lost connection): one job at a time per device, so any other session is stale.
+            tdir = shlex.quote(remote_join(workdir, "telemetry"))
+            cmds = [f'for d in {tdir}/*/; do [ -f "$d"sampler.txt ] && : > "$d"stop; done; true',
+                    shell_command(["mkdir", "-p", self.dir])]
             args = ["sh", sampler, "-o", self.trace, "-r", f"{rate_hz:g}", "-s", self.stopfile,
                     "-M", f"{self.max_s:g}"] + (["-R", self.root] if self.root else [])
             cmds.append(_background(args, remote_join(self.dir, "sampler.err")))

@@ -107,3 +107,31 @@ def test_job_kwarg_and_whole_job_fallback_as_execute_calls_it(tmp_path):
     assert f["power_w"] == 0.0 and f["power_source"].startswith("rapl:intel-rapl:0")
     assert f["energy_mj_per_inf"] is None and "whole job" in f["power_note"]
     assert set(f) == set(T.POWER_FIELDS) | {"_detail"}
+
+
+def _sampler_running(trace: str) -> bool:
+    import subprocess
+    out = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True).stdout
+    return any("sampler.sh" in line and trace in line for line in out.splitlines())
+
+
+def test_stale_sampler_of_a_killed_orchestrator_is_stopped_by_the_next_session(tmp_path):
+    """kill -9 of `lab run` leaves the device's sampler running; the next job's session stops it."""
+    tp = transport(tmp_path)
+    stale = T.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
+    stale.start(tp, tp.workdir)  # ... and never stop_and_collect: the orchestrator "died"
+    assert _sampler_running(stale.trace)
+    fresh = T.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
+    fresh.start(tp, tp.workdir)
+    deadline = time.monotonic() + 10
+    while _sampler_running(stale.trace) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sampler_running(stale.trace)
+    assert _sampler_running(fresh.trace)
+    fresh.stop_and_collect(tp, tmp_path / "local")
+
+
+def test_sampler_life_is_bounded_by_the_job_protocol():
+    from lab.records import Protocol
+    sess = T.TelemetrySession(protocol=Protocol(trials=3, timeout_s=60.0, idle_baseline_s=10.0))
+    assert sess.max_s == 10.0 + 120.0 + 3 * 90.0
