@@ -336,11 +336,8 @@ def probe_device(device, *, timeout: float = PROBE_TIMEOUT_S,
                            error=f"internal error {type(exc).__name__}: {exc}",
                            elapsed_s=round(time.monotonic() - start, 2))
     finally:
-        if transport is not None:
-            try:
-                transport.close()
-            except Exception:  # noqa: BLE001
-                pass
+        from .transport import close_quietly
+        close_quietly(transport)
 
 
 def check_devices(devices, *, timeout: float = PROBE_TIMEOUT_S, max_parallel: int = 16,

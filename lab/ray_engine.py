@@ -197,11 +197,8 @@ def run_on_node(job: Job, device: Device, bundle_box: list, models_root: str,
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the driver as data
         return TaskOutcome(job.job_id, error=RemoteError.of(exc), node=node)
     finally:
-        if transport is not None:
-            try:
-                transport.close()
-            except Exception:  # noqa: BLE001
-                pass
+        from .transport import close_quietly
+        close_quietly(transport)
 
 
 def cache_root() -> Path:

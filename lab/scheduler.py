@@ -18,6 +18,7 @@ from typing import Callable
 from .errors import DeviceError, LabError
 from .records import Device, Job, Measurement
 from .store import Store
+from .transport import close_quietly as _close_quietly
 
 
 @dataclass
@@ -189,15 +190,6 @@ class Scheduler:
 def _open_transport(device: Device):
     from .transport import open_transport
     return open_transport(device)
-
-
-def _close_quietly(transport) -> None:
-    if transport is None:
-        return
-    try:
-        transport.close()
-    except Exception:  # noqa: BLE001 - closing a dead connection may fail; nothing to do
-        pass
 
 
 class _Progress:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .base import PushResult, RunResult, Transport, shell_command
 
-__all__ = ["PushResult", "RunResult", "Transport", "shell_command", "open_transport"]
+__all__ = ["PushResult", "RunResult", "Transport", "shell_command", "open_transport", "close_quietly"]
 
 
 def open_transport(device):
@@ -20,3 +20,13 @@ def open_transport(device):
         return ADBTransport(device)
     from ..errors import ConfigError
     raise ConfigError(f"device {device.id!r}: unknown transport {kind!r}", fix="use local, ssh or adb")
+
+
+def close_quietly(transport) -> None:
+    """Close a transport that may already be dead (closing a broken connection can raise)."""
+    if transport is None:
+        return
+    try:
+        transport.close()
+    except Exception:  # noqa: BLE001 - nothing useful to do about a failed close
+        pass
