@@ -37,7 +37,9 @@ def prepare(args):
     from ..inventory import find_device
     for dev_id in spec.devices:  # device mistakes first: before any model is built
         d = find_device(devices, dev_id, where=f"{spec.path}: ")
-        if not d.enabled:
+        if not d.enabled and getattr(args, "dry_run", False):
+            _log(f"note: device {dev_id!r} is disabled in {d.source}:{d.line}; planned for --dry-run only")
+        elif not d.enabled:
             raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
                               path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
     hashes = {m: ensure_artifact(m, args.models_root).sha256 for m in spec.models}
