@@ -10,6 +10,7 @@ import json
 import shlex
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,8 @@ def _run_paddle_inference(job: Job, device: Device, transport: Transport, artifa
     docs: list[dict[str, Any]] = []
     try:
         for trial in range(p.trials):
-            out_remote = remote_join(results_dir, f"{job.job_id}-t{trial}.json")
+            # a fresh name per attempt: a result left by an earlier, killed attempt is never read
+            out_remote = remote_join(results_dir, f"{job.job_id}-t{trial}-{uuid.uuid4().hex[:8]}.json")
             cmd = base_cmd + ["--out", out_remote, "--seed", str(trial)]
             if session is not None:
                 session.mark(f"t{trial}-start")
@@ -198,6 +200,7 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
                     "finished_at": d.get("finished_at")} for d in docs],
         "stats_method": st.method,
     }
+    m.notes.extend(cpu_state_flags(docs))
     if not m.converged:
         m.notes.append("not converged: the target CI was not reached within max_seconds in "
                        f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")
@@ -208,6 +211,25 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
                     setattr(m, key, value)
         m.provenance["telemetry"] = tele.get("_detail")
     return m
+
+
+def cpu_state_flags(docs: list[dict[str, Any]]) -> list[str]:
+    """Validity notes from the runner's env: a CPU governor that scales, a frequency that moved."""
+    notes: list[str] = []
+    governors = {g for d in docs for g in [(d.get("env") or {}).get("governor")] if g}
+    scaling = sorted(g for g in governors if g not in ("performance", "userspace"))
+    if scaling:
+        notes.append(f"CPU governor {', '.join(scaling)}: the clock may scale during the measurement "
+                     "(pin it with the performance governor for stable figures)")
+    for i, d in enumerate(docs):
+        env = d.get("env") or {}
+        start, end = env.get("freq_khz_start") or {}, env.get("freq_khz_end") or {}
+        moved = [cpu for cpu in start if start.get(cpu) and end.get(cpu)
+                 and abs(end[cpu] - start[cpu]) > 0.05 * start[cpu]]
+        if moved:
+            notes.append(f"trial {i}: CPU frequency moved >5% between start and end on {', '.join(moved[:4])}"
+                         f"{' ...' if len(moved) > 4 else ''}")
+    return notes
 
 
 def _telemetry_session(transport: Transport, job: Job, device: Device):
