@@ -56,8 +56,12 @@ class RunSummary:
     devices: dict[str, DeviceState] = field(default_factory=dict)
 
     @property
+    def unfinished(self) -> int:
+        return max(0, self.planned - self.ok - self.failed - self.skipped)
+
+    @property
     def exit_code(self) -> int:
-        return 0 if self.failed == 0 and self.skipped == 0 else 1
+        return 0 if self.failed == 0 and self.skipped == 0 and self.unfinished == 0 else 1
 
 
 # The executor is injectable so the Ray engine and the synthetic benchmarks reuse this scheduler.
@@ -75,6 +79,7 @@ class Scheduler:
         self.transport_factory = transport_factory or _open_transport
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._live: dict[str, object] = {}  # device id -> open transport (for abort on Ctrl-C)
         self.summary = RunSummary()
 
     def _default_executor(self, job: Job, device: Device, transport) -> Measurement:
@@ -104,10 +109,29 @@ class Scheduler:
                     t.join(0.2)
         except KeyboardInterrupt:
             self._stop.set()
+            self.abort_running()
             raise
         finally:
             progress.stop()
         return self.summary
+
+    def abort_running(self) -> None:
+        """Kill what runs on the devices now (runner, sampler): an interrupted campaign must not
+        leave a runner loading the device that a `--resume` would then measure next to."""
+        with self._lock:
+            live = list(self._live.values())
+        for transport in live:
+            abort = getattr(transport, "abort", None)
+            if abort is not None:
+                try:
+                    abort()
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
+        try:
+            from .telemetry import abort_active_sessions
+            abort_active_sessions()
+        except Exception:  # noqa: BLE001
+            pass
 
     # -- one device -----------------------------------------------------------------------------
     def _device_worker(self, dev_id: str, queue: list[Job], sem: threading.Semaphore, progress) -> None:
@@ -127,24 +151,37 @@ class Scheduler:
                         continue
                     state.current = f"{job.model} {job.backend} {job.precision} t{job.threads}"
                     progress.update()
-                    self.store.mark_running(job.job_id)
-                    measurement, error, transport, permanent = self._attempt(job, device, transport, state)
-                    if measurement is not None:
-                        consecutive_failures = 0
-                        self._finish(job, state, "ok", measurement=measurement)
-                    else:
+                    try:
+                        self.store.mark_running(job.job_id)
+                        measurement, error, transport, permanent = self._attempt(job, device, transport,
+                                                                                 state)
+                        if measurement is not None:
+                            consecutive_failures = 0
+                            self._finish(job, state, "ok", measurement=measurement)
+                        else:
+                            consecutive_failures += 1
+                            if self._stop.is_set():
+                                error = f"interrupted: {error}"
+                            self._finish(job, state, "failed", error=error)
+                            if permanent or consecutive_failures >= self.opts.unhealthy_after:
+                                state.healthy = False
+                                state.reason = (error or "")[:300] if permanent else (
+                                    f"{consecutive_failures} jobs failed in a row; last: {(error or '')[:240]}")
+                    except Exception as exc:  # noqa: BLE001 - one broken job must not end the device's queue
                         consecutive_failures += 1
-                        self._finish(job, state, "failed", error=error)
-                        if permanent or consecutive_failures >= self.opts.unhealthy_after:
-                            state.healthy = False
-                            state.reason = (error or "")[:300] if permanent else (
-                                f"{consecutive_failures} jobs failed in a row; last: {(error or '')[:240]}")
+                        try:
+                            self._finish(job, state, "failed", error=f"internal error {type(exc).__name__}: "
+                                                                    f"{exc}")
+                        except Exception:  # noqa: BLE001 - store unusable: the job stays unfinished
+                            pass
                     progress.update()
                     cooldown = job.protocol.cooldown_s
                     if cooldown and i + 1 < len(queue) and not self._stop.is_set():
                         self._stop.wait(cooldown)
             finally:
                 state.current = ""
+                with self._lock:
+                    self._live.pop(dev_id, None)
                 if transport is not None:
                     _close_quietly(transport)
 
@@ -154,8 +191,12 @@ class Scheduler:
         delay = self.opts.backoff_s
         for attempt in range(self.opts.retries + 1):
             try:
+                if attempt:
+                    self.store.mark_running(job.job_id)  # `attempts` counts every try
                 if transport is None:
                     transport = self.transport_factory(device)
+                    with self._lock:
+                        self._live[device.id] = transport
                 return self.executor(job, device, transport), None, transport, False
             except DeviceError as exc:
                 _close_quietly(transport)
@@ -182,7 +223,10 @@ class Scheduler:
             self.summary.ran += status != "skipped"
             setattr(self.summary, status, getattr(self.summary, status) + 1)
             if status == "ok" and measurement is not None:
-                state.last = f"{job.model} {job.backend} t{job.threads}: p50 {measurement.p50_ms:.2f} ms"
+                value = measurement.p50_ms if measurement.p50_ms is not None else measurement.mean_ms
+                figure = f"p50 {value:.2f} ms" if measurement.p50_ms is not None else (
+                    f"mean {value:.2f} ms" if value is not None else "no latency")
+                state.last = f"{job.model} {job.backend} t{job.threads}: {figure}"
             else:
                 state.last = f"{job.model} {job.backend}: {status}: {(error or '')[:120]}"
 

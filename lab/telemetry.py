@@ -747,6 +747,16 @@ class Mark:
     epoch_subsecond: bool
 
 
+_ACTIVE: "set[TelemetrySession]" = set()  # sessions started and not yet collected
+
+
+def abort_active_sessions() -> None:
+    """Stop the samplers of every running session (the orchestrator is being interrupted)."""
+    for session in list(_ACTIVE):
+        session.request_stop()
+        _ACTIVE.discard(session)
+
+
 class TelemetrySession:
     """Starts the samplers on the device, keeps marks and job windows, collects and analyses.
 
@@ -822,6 +832,7 @@ class TelemetrySession:
             self.has_power = pick_power(tr)[0] is not None or any(
                 c.name.endswith(".energy") or c.name.endswith(".power") for c in tr.columns)
             self.started = True
+            _ACTIVE.add(self)
         except Exception as exc:  # telemetry must never fail the job
             self.start_error = f"telemetry could not start: {exc}"
             return
@@ -897,9 +908,18 @@ class TelemetrySession:
                                "before the trial's end mark (process teardown included)")
 
     # -- collect ----------------------------------------------------------------------------
+    def request_stop(self) -> None:
+        """Touch the stop file so the device's samplers end (used on Ctrl-C; never raises)."""
+        from .transport.base import shell_command
+        try:
+            self.transport.run(shell_command(["touch", self.stopfile]), timeout=5)
+        except Exception:  # noqa: BLE001 - the device may be gone; the sampler's -M bound remains
+            pass
+
     def stop_and_collect(self, transport, local_dir) -> TelemetryResult:
         """Stop the samplers (stop file, then kill after 10 s), pull the traces into local_dir,
         analyse the recorded windows. Never raises: trouble becomes power_note."""
+        _ACTIVE.discard(self)
         import time
         from pathlib import Path
         from .transport.base import shell_command

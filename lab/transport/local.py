@@ -24,6 +24,7 @@ class LocalTransport:
         workdir = device.workdir or "~/.cache/hwlab/device-local"
         self.workdir = str(Path(os.path.expanduser(workdir)).resolve())
         Path(self.workdir).mkdir(parents=True, exist_ok=True)
+        self._procs: set[subprocess.Popen] = set()  # running commands, for abort()
 
     def run(self, cmd: Sequence[str] | str, timeout: float, *, env: Mapping[str, str] | None = None,
             cwd: str | None = None) -> RunResult:
@@ -32,6 +33,7 @@ class LocalTransport:
         # own process group so a deadline kills the runner and anything it started
         proc = subprocess.Popen(["/bin/sh", "-c", text], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, start_new_session=True)
+        self._procs.add(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -42,6 +44,8 @@ class LocalTransport:
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            self._procs.discard(proc)
         return RunResult(proc.returncode, out.decode(errors="replace"),
                          err.decode(errors="replace"), time.monotonic() - start)
 
@@ -68,8 +72,13 @@ class LocalTransport:
             raise TransferError(self.device_id, f"pull {remote}: not found", transient=False) from exc
         return local
 
+    def abort(self) -> None:
+        """Kill every command this transport is running now (Ctrl-C of the orchestrator)."""
+        for proc in list(self._procs):
+            _kill_group(proc)
+
     def close(self) -> None:
-        pass
+        self.abort()
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

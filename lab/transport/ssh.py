@@ -118,6 +118,8 @@ class SSHTransport:
         self.known_hosts = os.path.expanduser(device.known_hosts or known_hosts_default)
         self.connect_timeout = connect_timeout
         self.keepalive_s = keepalive_s
+        self._running: set = set()  # channels of commands running now
+        self._pids: dict = {}  # channel -> remote process group id (for abort())
         self._client = None
         self._sftp = None
         self._home: str | None = None
@@ -250,9 +252,14 @@ class SSHTransport:
                 raise DeviceUnreachable(self.device_id, f"cannot start a command: {exc}") from None
         out, err = bytearray(), bytearray()
         exited_at = None  # sshd may send the exit status before the last stderr bytes: drain to EOF
+        self._running.add(chan)
         try:
             while True:
                 got = _drain(chan, out, err)
+                if chan not in self._pids and err:
+                    pid = _pid_from(err)
+                    if pid:
+                        self._pids[chan] = pid
                 now = time.monotonic()
                 if chan.exit_status_ready():
                     if exited_at is None or got:
@@ -284,6 +291,8 @@ class SSHTransport:
                 raise DeviceUnreachable(self.device_id, "connection lost while a command was running: "
                                         f"{text[:120]}")
         finally:
+            self._running.discard(chan)
+            self._pids.pop(chan, None)
             chan.close()
         err_text = _strip_pid(err.decode(errors="replace"))
         return RunResult(rc, out.decode(errors="replace"), err_text, time.monotonic() - start)
@@ -509,6 +518,16 @@ class SSHTransport:
             tmp.unlink(missing_ok=True)
             raise self._transfer_error(f"pull {remote}", exc) from None
         return local
+
+    def abort(self) -> None:
+        """Kill the remote process groups of the commands running now (Ctrl-C of the orchestrator):
+        closing the channel alone leaves a runner without a pty running on the device."""
+        for chan, pid in list(self._pids.items()):
+            self._kill_remote(pid)
+            try:
+                chan.close()
+            except Exception:  # noqa: BLE001
+                pass
 
     def close(self) -> None:
         with self._lock:
