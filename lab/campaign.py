@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +24,9 @@ from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
 OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str}
+OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LIMITS = {"threads": 1024, "batch": 65536}
 PROTOCOL_TYPES = {f.name: f.type for f in fields(Protocol)}
 
 
@@ -84,12 +89,15 @@ def load_campaign(path: str | Path) -> CampaignSpec:
         for item in value:
             expect_type(item, int, path=path, line=doc.line_of(key), what=f"an entry of '{key}'",
                         hint="a positive integer")
-            if item < 1:
-                raise ConfigError(f"'{key}' entries must be >= 1, got {item}", path=path,
-                                  line=doc.line_of(key), fix="use positive integers")
+            if not 1 <= item <= LIMITS[key]:
+                raise ConfigError(f"'{key}' entries must be between 1 and {LIMITS[key]}, got {item}",
+                                  path=path, line=doc.line_of(key), fix="use a sensible positive integer")
         return tuple(value)
 
     name = expect_type(doc["name"], str, path=path, line=doc.line_of("name"), what="'name'", hint="a string")
+    if not NAME_RE.match(name):
+        raise ConfigError(f"campaign name {name!r} is not a valid name", path=path, line=doc.line_of("name"),
+                          fix="use letters, digits, '.', '_' or '-' (max 64); it names report folders")
     backends = str_list("backends")
     for b in backends:
         if b not in BACKENDS:
@@ -112,6 +120,9 @@ def load_campaign(path: str | Path) -> CampaignSpec:
             for v in values:
                 expect_type(v, OPTION_KEYS[key], path=path, line=opts.line_of(key), what=f"option {key!r}",
                             hint=OPTION_KEYS[key].__name__)
+                if key in OPTION_CHOICES and v not in OPTION_CHOICES[key]:
+                    raise ConfigError(f"option {key!r}: {v!r} is not valid", path=path, line=opts.line_of(key),
+                                      fix="use " + ", ".join(OPTION_CHOICES[key]))
             options.append((key, tuple(values)))
     return CampaignSpec(
         name=name, devices=str_list("devices"), models=str_list("models"), backends=backends,
@@ -132,15 +143,24 @@ def _protocol(value: Any, path: str, doc: LineDict) -> Protocol:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
             raise ConfigError(f"protocol '{key}' must be {hint}, got {v!r}", path=path,
                               line=value.line_of(key), fix=f"write {key}: <{hint}>")
-        if v < 0 or (key in ("trials", "min_iters") and v < 1):
+        if not math.isfinite(v) or v < 0 or (key in ("trials", "min_iters") and v < 1) or (
+                key in ("timeout_s", "sample_hz", "target_rel_ci") and v <= 0) or (
+                key == "target_rel_ci" and v > 1) or (key == "timeout_s" and v < 1):
             raise ConfigError(f"protocol '{key}' out of range: {v}", path=path, line=value.line_of(key),
-                              fix="use a positive value")
+                              fix=PROTOCOL_HINTS.get(key, "use a finite positive value"))
         kwargs[key] = want(v)
     proto = Protocol(**kwargs)
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
     return proto
+
+
+PROTOCOL_HINTS = {
+    "timeout_s": "a per-trial deadline of at least 1 s (it includes loading the model)",
+    "target_rel_ci": "a fraction in (0, 1], e.g. 0.02 for +-2 %",
+    "sample_hz": "a positive sampling rate, e.g. 20",
+}
 
 
 def job_id_for(identity: dict[str, Any]) -> str:
@@ -163,7 +183,9 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
         backend = BACKENDS[backend_id]
         reason = applicable(dev, backend_id, precision)
         if reason:
-            excluded.append(Exclusion(dev.id, model, backend_id, reason))
+            ex = Exclusion(dev.id, model, backend_id, reason)
+            if ex not in excluded:
+                excluded.append(ex)
             continue
         for combo in (itertools.product(*option_values) if spec.options else [()]):
             options = tuple(sorted(zip(option_keys, combo)))
@@ -195,7 +217,7 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
     if backend_id == "paddle-inference-cpu" and precision != "fp32":
-        return "paddle-inference-cpu runs fp32 only here (int8 needs a quantised model)"
+        return f"paddle-inference-cpu runs fp32 only here, not {precision}"
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":
         chip = _chip_vendor(dev.chip)
         if chip is not None and chip.lower() != "nvidia":

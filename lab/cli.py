@@ -22,8 +22,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="lab", description="hwlab: benchmark PaddlePaddle models on devices "
-                     "and choose the chip to ship on.")
+    parser = _Parser(prog="lab", allow_abbrev=False,
+                     description="hwlab: benchmark PaddlePaddle models on devices and choose the chip to "
+                     "ship on.")
     parser.add_argument("--devices", default="devices.yaml", metavar="PATH",
                         help="device inventory (default ./devices.yaml)")
     parser.add_argument("--store", default="results/lab.sqlite", metavar="PATH",
@@ -32,7 +33,24 @@ def build_parser() -> argparse.ArgumentParser:
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
+    for child in sub.choices.values():
+        _add_globals(child)
     return parser
+
+
+def _add_globals(parser: argparse.ArgumentParser) -> None:
+    """Accept --devices/--store after the subcommand too (`lab results --store X`); SUPPRESS keeps
+    the root parser's value when they are not given there."""
+    parser.allow_abbrev = False  # `--resum` must not silently mean `--resume`
+    have = {opt for action in parser._actions for opt in action.option_strings}
+    if "--devices" not in have:
+        parser.add_argument("--devices", default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
+    if "--store" not in have:
+        parser.add_argument("--store", default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_globals(child)
 
 
 def main(argv: list[str] | None = None) -> int:

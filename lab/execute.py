@@ -147,9 +147,11 @@ def _read_runner_doc(transport: Transport, out_remote: str, res, job: Job,
 
 def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = None) -> None:
     """Reject results that parsed but cannot be true (negative or missing times, no samples)."""
-    t = doc.get("timings") or {}
-    samples = t.get("samples_ms")
     where = f"job {job.job_id} on {job.device}"
+    t = doc.get("timings")
+    if not isinstance(t, dict):
+        raise InvalidMeasurement(f"{where}: runner result has no timings object")
+    samples = t.get("samples_ms")
     if not isinstance(samples, list) or not samples:
         raise InvalidMeasurement(f"{where}: runner returned no steady-state samples")
     if any(not isinstance(x, (int, float)) or x <= 0 or x != x for x in samples):
@@ -158,9 +160,11 @@ def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = 
         v = t.get(key)
         if v is not None and (not isinstance(v, (int, float)) or v < 0):
             raise InvalidMeasurement(f"{where}: {key}={v!r} is not a valid duration")
-    sha = (doc.get("model") or {}).get("sha256")
+    sha = (doc.get("model") or {}).get("sha256") if isinstance(doc.get("model"), dict) else None
     expect_sha = expect_sha or job.model_sha256
-    if sha and expect_sha and sha != expect_sha:
+    if not sha:
+        raise InvalidMeasurement(f"{where}: runner did not report the sha256 of the model it ran")
+    if expect_sha and sha != expect_sha:
         raise InvalidMeasurement(f"{where}: the device ran a different model (sha256 {sha[:12]} != "
                                  f"{expect_sha[:12]})")
 

@@ -9,6 +9,7 @@ import csv
 import math
 from typing import IO
 
+from .backends import PRECISIONS
 from .campaign import job_id_for
 from .errors import ConfigError
 from .records import Job, Measurement
@@ -41,6 +42,9 @@ def parse_results_csv(fh: IO[str], path: str, campaign: str,
     seen: dict[str, int] = {}
     for row in reader:
         line = reader.line_num
+        if row.get(None):
+            raise ConfigError(f"{len(row[None])} more cell(s) than the header has columns", path=path, line=line,
+                              fix="remove the extra cells or add their columns to the header")
         row = {k.strip(): (v or "").strip() for k, v in row.items() if k is not None}
         if not any(row.values()):
             continue
@@ -59,10 +63,20 @@ def parse_results_csv(fh: IO[str], path: str, campaign: str,
         if nums["p50_ms"] is None and nums["mean_ms"] is None:
             raise ConfigError("row has neither p50_ms nor mean_ms", path=path, line=line,
                               fix="give at least one latency")
+        for key in ("p50_ms", "p90_ms", "mean_ms", "load_ms", "first_ms", "energy_mj_per_inf", "peak_rss_mb"):
+            if nums[key] == 0:
+                raise ConfigError(f"{key} is 0: a measurement cannot be zero", path=path, line=line,
+                                  fix="leave the cell empty when unknown (empty = unknown, never 0)")
+        if nums["p50_ms"] is not None and nums["p90_ms"] is not None and nums["p90_ms"] < nums["p50_ms"]:
+            raise ConfigError(f"p90_ms {nums['p90_ms']:g} is below p50_ms {nums['p50_ms']:g}", path=path,
+                              line=line, fix="check the columns: p90 is the slower tail")
         threads = _int(row.get("threads", ""), "threads", path, line)
         batch = _int(row.get("batch", ""), "batch", path, line) or 1
-        backend = row.get("backend") or f"external-{row['processor']}"
         precision = row.get("precision") or "fp32"
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision {precision!r} is not known", path=path, line=line,
+                              fix="use " + ", ".join(PRECISIONS))
+        backend = row.get("backend") or f"external-{row['processor']}"
         source = row.get("source") or f"import:{path}"
         identity = {"campaign": campaign, "device": row["device"], "chip": row["chip"], "model": row["model"],
                     "backend": backend, "processor": row["processor"], "precision": precision,
@@ -74,7 +88,7 @@ def parse_results_csv(fh: IO[str], path: str, campaign: str,
         seen[jid] = line
         job = Job(job_id=jid, campaign=campaign, device=row["device"], chip=row["chip"], model=row["model"],
                   model_sha256="", backend=backend, processor=row["processor"], precision=precision,
-                  threads=threads or 0, batch=batch)
+                  threads=threads, batch=batch)  # threads None = not stated (never 0)
         m = Measurement(job_id=jid, p50_ms=nums["p50_ms"], p90_ms=nums["p90_ms"], mean_ms=nums["mean_ms"],
                         load_ms=nums["load_ms"], first_ms=nums["first_ms"],
                         energy_mj_per_inf=nums["energy_mj_per_inf"], peak_rss_mb=nums["peak_rss_mb"],
@@ -109,6 +123,8 @@ def _int(text: str, key: str, path: str, line: int) -> int | None:
     except ValueError:
         raise ConfigError(f"{key} {text!r} is not an integer", path=path, line=line, fix="use a whole number") \
             from None
-    if v < 1:
-        raise ConfigError(f"{key} must be >= 1", path=path, line=line, fix="use a positive integer")
+    limit = 1024 if key == "threads" else 65536
+    if not 1 <= v <= limit:
+        raise ConfigError(f"{key} must be between 1 and {limit}", path=path, line=line,
+                          fix="use a sensible positive integer")
     return v

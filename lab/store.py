@@ -54,18 +54,29 @@ def now_iso() -> str:
 
 
 class Store:
-    def __init__(self, path: str | Path = "results/lab.sqlite"):
+    def __init__(self, path: str | Path = "results/lab.sqlite", *, create: bool = True):
+        """Open (and by default create) a store. Problems with the file are the user's to fix:
+        ConfigError naming the path, never a sqlite traceback."""
+        from .errors import ConfigError
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not self.path.is_file():
+            raise ConfigError("no results store here", path=str(path),
+                              fix="run a campaign first with `lab run campaigns/demo.yaml`, or pass --store PATH")
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
-                                   isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
+                                       isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+        except (sqlite3.DatabaseError, OSError) as exc:
+            raise ConfigError(f"cannot use this file as the results store: {exc}", path=str(path),
+                              fix="point --store at a lab SQLite store or a new file name") from None
 
     def close(self) -> None:
         with self._lock:
@@ -107,6 +118,12 @@ class Store:
                 [(j.job_id, j.campaign, j.device, j.chip, j.model, j.model_sha256, j.backend, j.processor,
                   j.precision, j.threads, j.batch, json.dumps(dict(j.options), sort_keys=True),
                   json.dumps(asdict(j.protocol), sort_keys=True), ts) for j in jobs])
+
+    def reset_running(self, campaign: str, note: str) -> int:
+        """Jobs left 'running' by an interrupted orchestrator go back to 'planned' (resume runs them)."""
+        with self._tx() as db:
+            return db.execute("UPDATE jobs SET status='planned', error=? WHERE campaign=? AND status='running'",
+                              (note, campaign)).rowcount
 
     def job_status(self, campaign: str) -> dict[str, str]:
         with self._lock:

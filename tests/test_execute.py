@@ -62,6 +62,8 @@ def test_stdout_fallback_when_no_file():
     (json.dumps(doc(timings={"samples_ms": [1.0, -2.0]})), 0, InvalidMeasurement, "non-positive"),
     (json.dumps(doc(timings={"samples_ms": [1.0], "load_ms": -5})), 0, InvalidMeasurement, "load_ms"),
     (json.dumps(doc(model={"sha256": "zzz"})), 0, InvalidMeasurement, "different model"),
+    (json.dumps(doc(model={})), 0, InvalidMeasurement, "did not report the sha256"),
+    (json.dumps(doc(timings=[1, 2])), 0, InvalidMeasurement, "no timings object"),
 ])
 def test_bad_runner_output_is_a_clear_error(text, rc, exc, needle):
     with pytest.raises(exc, match=needle):

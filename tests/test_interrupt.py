@@ -65,6 +65,7 @@ def test_ctrl_c_kills_the_device_side_and_resume_finishes(tmp_path):
         time.sleep(0.2)
     assert not _device_processes(workdir), "runner or sampler left running after Ctrl-C"
     assert "ok" not in _statuses(store).values()
+    assert "running" not in _statuses(store).values(), "an interrupted job goes back to planned"
     res = subprocess.run(cmd[:-1] + ["--resume", "--no-progress"], cwd=REPO, capture_output=True, text=True,
                          timeout=300)
     assert res.returncode == 0, res.stderr

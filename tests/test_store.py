@@ -50,7 +50,7 @@ def test_delete_campaign(tmp_path):
 
 CSV = ("device,chip,model,backend,processor,precision,threads,batch,p50_ms,p90_ms,mean_ms,load_ms,first_ms,"
        "energy_mj_per_inf,peak_rss_mb,source\n"
-       "mate30,kirin990,mobilenet_v1,paddle-lite-kirin-npu,aipu,fp16,1,1,3.2,,,,,,,vendor table\n"
+       "mate30,kirin990,mobilenet_v1,paddle-lite-kirin-npu,aipu,fp16,,1,3.2,,,,,,,vendor table\n"
        "mate30,kirin990,mobilenet_v1,paddle-lite-arm,cpu,fp32,4,1,,,21.5,120,40,,88,vendor table\n")
 
 
@@ -62,8 +62,11 @@ def test_import_csv(tmp_path):
     rows = s.results_rows("imp")
     assert len(rows) == 2
     npu = next(r for r in rows if r["processor"] == "aipu")
+    cpu = next(r for r in rows if r["processor"] == "cpu")
+    assert cpu["threads"] == 4
     assert npu["p50_ms"] == 3.2 and npu["mean_ms"] is None and npu["load_ms"] is None
     assert npu["source"] == "vendor table" and npu["status"] == "ok"
+    assert npu["threads"] is None, "a threads cell left empty is unknown, not 0"
 
 
 @pytest.mark.parametrize("body,needle,line", [
@@ -73,7 +76,12 @@ def test_import_csv(tmp_path):
     (",kirin990,m,,cpu,,,,1,,,,,,,\n", "empty 'device'", 2),
     ("d,kirin990,m,,cpu,,,,,,,,,,,\n", "neither p50_ms nor mean_ms", 2),
     ("d,kirin990,m,,cpu,,,,1,,,,,,,\nd,kirin990,m,,cpu,,,,2,,,,,,,\n", "duplicate row", 3),
-    ("d,kirin990,m,,cpu,,0,,1,,,,,,,\n", "threads must be >= 1", 2),
+    ("d,kirin990,m,,cpu,,0,,1,,,,,,,\n", "threads must be between 1 and 1024", 2),
+    ("d,kirin990,m,,cpu,,99999999999999999999,,1,,,,,,,\n", "threads must be between 1 and 1024", 2),
+    ("d,kirin990,m,,cpu,,,,0,,,,,,,\n", "p50_ms is 0", 2),
+    ("d,kirin990,m,,cpu,,,,5,4,,,,,,\n", "p90_ms 4 is below p50_ms 5", 2),
+    ("d,kirin990,m,,cpu,int3,,,5,,,,,,,\n", "precision 'int3'", 2),
+    ("d,kirin990,m,,cpu,,,,5,,,,,,,,extra\n", "more cell(s) than the header", 2),
     ("d,kirin990,m,,cpu,,,,-1,,,,,,,\n", "non-negative", 2),
 ])
 def test_import_bad_rows(body, needle, line):

@@ -28,6 +28,8 @@ def register(sub) -> None:
 TABLE_COLUMNS = {  # header -> how to show one row
     "campaign": lambda r: r["campaign"], "device": lambda r: r["device"], "model": lambda r: r["model"],
     "backend": lambda r: r["backend"], "prec": lambda r: r["precision"], "thr": lambda r: _fmt(r["threads"]),
+    "batch": lambda r: _fmt(r["batch"]),
+    "options": lambda r: " ".join(f"{k}={_fmt(v)}" for k, v in sorted((r.get("options") or {}).items())) or "-",
     "status": lambda r: r["status"],
     "p50 ms [95% CI]": lambda r: (f"{_fmt(r['p50_ms'])} [{_fmt(r['ci_low_ms'])}-{_fmt(r['ci_high_ms'])}]"
                                   if r["ci_low_ms"] is not None else _fmt(r["p50_ms"] or r["mean_ms"])),
@@ -39,7 +41,7 @@ TABLE_COLUMNS = {  # header -> how to show one row
 
 
 def cmd_results(args) -> int:
-    store = Store(args.store)
+    store = Store(args.store, create=False)
     try:
         rows = store.results_rows(args.campaign)
     finally:
@@ -52,15 +54,19 @@ def cmd_results(args) -> int:
                               fix="see `lab results` for the stored campaigns")
     if args.status:
         rows = [r for r in rows if r["status"] == args.status]
+        if not rows and args.format == "table":
+            print(f"no {args.status} jobs" + (f" in campaign {', '.join(args.campaign)}" if args.campaign else ""))
+            return 0
     if args.format == "json":
         json.dump(rows, sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
     elif args.format == "csv":
-        fields = [k for k in rows[0] if k != "options"] if rows else []
+        fields = list(rows[0]) if rows else []
         w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         for r in rows:
-            w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+            w.writerow({k: ("" if v is None else json.dumps(v, sort_keys=True) if k == "options" else v)
+                        for k, v in r.items()})
     else:
         _print_table(rows)
     return 0
@@ -105,7 +111,12 @@ def cmd_import(args) -> int:
     if not path.is_file():
         raise ConfigError("file not found", path=args.file, fix="give the path of a CSV file")
     campaign = args.import_campaign or f"imported-{path.stem}"
-    pairs = parse_results_csv(io.StringIO(path.read_text(encoding="utf-8-sig")), str(path), campaign)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=str(path),
+                          fix="save the CSV as UTF-8") from None
+    pairs = parse_results_csv(io.StringIO(text), str(path), campaign)
     store = Store(args.store)
     try:
         store.save_campaign(campaign, {"name": campaign, "imported_from": str(path)})

@@ -53,9 +53,14 @@ def ensure_artifact(model_id: str, root: str):
     try:
         return models.load_artifact(model_id, root=root)
     except ConfigError as missing:
-        if model_id not in models.load_zoo(models.default_zoo_path(root)):
-            raise ConfigError(f"model {model_id!r} is neither built nor in the zoo: {missing}",
-                              fix="register it with `lab models add` or fix the name") from None
+        zoo = models.load_zoo(models.default_zoo_path(root))
+        if model_id not in zoo:
+            import difflib
+            known = sorted(set(zoo) | {p.parent.name for p in Path(root).glob("*/meta.json")})
+            close = difflib.get_close_matches(model_id, known, n=1)
+            raise ConfigError(f"model {model_id!r} is neither built under {root}/ nor in the zoo",
+                              fix=(f"did you mean {close[0]!r}? " if close else "") +
+                              "register your own with `lab models add`") from None
         if (Path(root) / model_id / "meta.json").exists():
             raise  # a built model whose files went missing: say so, do not silently rebuild
         _log(f"building model {model_id!r} (first use) ...")
@@ -71,12 +76,35 @@ def cmd_run(args) -> int:
         _log(f"not planned: {ex.model} on {ex.device} with {ex.backend}: {ex.reason}")
     if not jobs:
         raise ConfigError("the campaign plans no runnable job", path=spec.path,
-                          fix="check devices/backends (see the 'not planned' lines above)")
+                          fix="check devices and backends: see the 'not planned' lines above")
     if args.dry_run:
-        for j in jobs:
-            print(f"{j.job_id}  {j.device:<16} {j.model:<14} {j.backend:<24} {j.precision} t{j.threads} "
-                  f"b{j.batch} {dict(j.options)}")
-        return 0
+        return _dry_run(args, spec, jobs)
+    from ..locks import DeviceLocks
+    with DeviceLocks([j.device for j in jobs], spec.name):
+        return _run_planned(args, devices, spec, jobs)
+
+
+def _dry_run(args, spec, jobs) -> int:
+    """Print the plan, with what the store already holds for each job."""
+    status: dict[str, str] = {}
+    if Path(args.store).is_file():
+        store = Store(args.store)
+        try:
+            status = store.job_status(spec.name)
+        finally:
+            store.close()
+    print(f"{'job_id':<16}  {'stored':<8} {'device':<16} {'model':<14} {'backend':<24} prec threads batch options")
+    for j in jobs:
+        print(f"{j.job_id}  {status.get(j.job_id, '-'):<8} {j.device:<16} {j.model:<14} {j.backend:<24} "
+              f"{j.precision} t{j.threads} b{j.batch} {dict(j.options)}")
+    finished = sum(1 for j in jobs if status.get(j.job_id) in ("ok", "failed", "skipped"))
+    todo = sum(1 for j in jobs if status.get(j.job_id) != "ok")
+    _log(f"dry run: {len(jobs)} jobs planned, {len(jobs) - todo} already ok, {todo} would run with --resume"
+         + (f"; a plain run would be refused ({finished} finished jobs stored)" if finished else ""))
+    return 0
+
+
+def _run_planned(args, devices, spec, jobs) -> int:
     store = Store(args.store)
     try:
         if args.fresh:
@@ -87,6 +115,13 @@ def cmd_run(args) -> int:
             raise ConfigError(f"campaign {spec.name!r} already has {len(finished)} finished jobs in "
                               f"{args.store}", path=spec.path,
                               fix="use --resume to finish it, or --fresh to measure everything again")
+        planned_ids = {j.job_id for j in jobs}
+        stale = [k for k in status if k not in planned_ids]
+        if stale:
+            raise ConfigError(f"campaign {spec.name!r} changed since it was stored: {len(stale)} stored jobs "
+                              "are not in the new plan (edited protocol, models, devices or a rebuilt model)",
+                              path=spec.path, fix="use --fresh to measure it again as it is now, or give the "
+                              "changed campaign a new name")
         store.save_campaign(spec.name, spec.to_dict())
         store.plan_jobs(jobs)
         todo = [j for j in jobs if status.get(j.job_id) != "ok"]
@@ -96,15 +131,20 @@ def cmd_run(args) -> int:
             return 0
         opts = SchedulerOptions(max_parallel=args.max_parallel, retries=args.retries,
                                 models_root=args.models_root, progress=not args.no_progress)
-        if args.engine == "ray":
-            from ..ray_engine import run_with_ray
-            summary = run_with_ray(store, devices, todo, opts, address=args.address)
-        else:
-            sched = Scheduler(store, devices, opts)
-            summary = sched.run(todo)
+        try:
+            if args.engine == "ray":
+                from ..ray_engine import run_with_ray
+                summary = run_with_ray(store, devices, todo, opts, address=args.address)
+            else:
+                summary = Scheduler(store, devices, opts).run(todo)
+        except KeyboardInterrupt:
+            store.reset_running(spec.name, "interrupted (Ctrl-C): not measured; `lab run --resume` runs it")
+            raise
         summary.already_done = done
         _log(f"campaign {spec.name!r}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped"
              f" (+{done} done before); results in {args.store}")
+        if summary.unfinished:
+            _log(f"{summary.unfinished} jobs did not finish; `lab run --resume` runs them")
         for st in summary.devices.values():
             if not st.healthy:
                 _log(f"device {st.device!r} marked unhealthy: {st.reason}")
