@@ -20,6 +20,7 @@ SMALL_MODEL_MS = 10.0  # the guide: a model that runs under ~10 ms on the CPU do
 SMALL_MODEL_MACS = 50e6  # unmeasured proxy: < 50 M MACs runs in a few ms on a phone big core
 DENSE_SHARE_PAYS = 0.7  # conv/matmul share of MACs above which the NPU's MAC arrays do the work
 SPEEDUP_MARGIN = 1.15  # measured steady speedup below this (either way) is "either"
+INT8_ONLY_NPUS = frozenset({"rockchip_npu", "verisilicon_timvx"})  # run fully int8-quantised models only
 ASSUMED_UTILISATION = 0.3  # share of rated TOPS a real model reaches (estimate only, low confidence)
 
 
@@ -55,6 +56,21 @@ class Side:
     source: str = "lab"
     job_id: str = ""
     campaign: str = ""
+    candidates: int = 1  # ok configurations of this processor class the fastest was chosen from
+
+    @property
+    def imported(self) -> bool:
+        return self.source != "lab"
+
+    @property
+    def selection(self) -> str:
+        """Which row speaks for this processor, in words (job/campaign, best of N, imported)."""
+        where = f"job {self.job_id or '?'} of campaign {self.campaign or '?'}"
+        if self.imported:
+            where += f", imported ({self.source}; no model hash)"
+        if self.candidates > 1:
+            where += f"; fastest of {self.candidates} {self.processor.upper()} configurations"
+        return where
 
     @property
     def start_ms(self) -> float | None:
@@ -113,6 +129,7 @@ class Estimate:
     tops: float | None
     utilisation: float
     note: str
+    assumes_quantized: bool = False  # int8 TOPS used for a model that is not int8-quantised
 
 
 @dataclass(frozen=True)
@@ -168,13 +185,30 @@ def break_even(cpu: Side | None, aipu: Side | None) -> int | None:
     return n
 
 
+def fmt_num(v: float | None) -> str:
+    """A figure for people: 3 significant digits below 1000, whole with thousands separators above.
+
+    Why: `f"{v:.3g}"` prints 1530 as "1.53e+03", which reads badly in a verdict.
+    """
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if v == 0:
+        return "0"
+    digits = max(0, 2 - math.floor(math.log10(abs(v))))
+    text = f"{v:.{digits}f}"
+    if abs(float(text)) >= 1000:
+        return f"{v:,.0f}"
+    return text
+
+
 def _fmt(ms: float | None) -> str:
-    return "n/a" if ms is None else (f"{ms:.3g} ms" if ms < 100 else f"{ms:.0f} ms")
+    return "n/a" if ms is None else f"{fmt_num(ms)} ms"
 
 
 def _side_ev(s: Side) -> dict[str, Any]:
     return {"backend": s.backend, "p50_ms": s.p50_ms, "ci_low_ms": s.ci_low_ms,
-            "ci_high_ms": s.ci_high_ms, "job_id": s.job_id, "source": s.source}
+            "ci_high_ms": s.ci_high_ms, "job_id": s.job_id, "campaign": s.campaign,
+            "source": s.source, "candidates": s.candidates, "selection": s.selection}
 
 
 # -------------------------------------------------------------------------------------- rules
@@ -297,7 +331,7 @@ def rule_dense_compute(x: AdviceInput) -> Contribution | None:
 def rule_quantized(x: AdviceInput) -> Contribution | None:
     q = x.model.quantized
     needs = bool(x.fallback and x.fallback.needs_quantized) or any(
-        d in ("rockchip_npu", "verisilicon_timvx") for d in x.nnadapter_devices)
+        d in INT8_ONLY_NPUS for d in x.nnadapter_devices)
     if q is None:
         return None
     ev = {"quantized": q, "note": x.model.quant_note, "npu_needs_int8": needs,
@@ -307,11 +341,15 @@ def rule_quantized(x: AdviceInput) -> Contribution | None:
                             "the model is int8-quantised: NPUs run int8 at their highest rated "
                             "TOPS", ev)
     if needs and x.has_aipu:
-        return Contribution("quantized", "cpu", 2.0,
-                            f"the model is not quantised, and {', '.join(x.nnadapter_devices) or 'this NPU'} "
-                            "runs fully int8-quantised models: without a quantised model the "
-                            "Rockchip/VeriSilicon NPU cannot be used fully (quantise it with "
-                            "PaddleSlim first)", ev)
+        npu = ", ".join(x.nnadapter_devices) or "this NPU"
+        text = (f"the model is not quantised (fp32), and {npu} runs only fully int8-quantised "
+                "models: it cannot run on this NPU until quantised with PaddleSlim")
+        if x.aipu is not None:  # a measurement outranks the rule: say what it must have been
+            ev["aipu_measured"] = _side_ev(x.aipu)
+            return Contribution("quantized", "cpu", 3.0, text + f" (the measured AIPU row, "
+                                f"{x.aipu.backend} {x.aipu.precision or ''}, cannot be of this "
+                                "fp32 model as built)", ev)
+        return Contribution("quantized", "cpu", 3.0, text, ev, blocking=True)
     return None
 
 
@@ -337,10 +375,10 @@ def rule_power(x: AdviceInput) -> Contribution | None:
             side = "aipu" if ratio > 1 else "cpu"
             w = 2.0 if budget is not None else 1.0
             return Contribution("power", side, w,
-                                f"energy per inference: CPU {ce:.3g} mJ, AIPU {ae:.3g} mJ "
+                                f"energy per inference: CPU {fmt_num(ce)} mJ, AIPU {fmt_num(ae)} mJ "
                                 f"({max(ratio, 1 / ratio):.2f}x less on the {side.upper()})", ev)
-        return Contribution("power", "neutral", 0.0, f"energy per inference similar: CPU {ce:.3g} "
-                            f"mJ, AIPU {ae:.3g} mJ", ev)
+        return Contribution("power", "neutral", 0.0, f"energy per inference similar: CPU {fmt_num(ce)} "
+                            f"mJ, AIPU {fmt_num(ae)} mJ", ev)
     if budget is not None and x.has_aipu:
         return Contribution("power", "aipu", 1.0,
                             f"low-power use ({budget:g} W budget): NPUs do more inferences per "
@@ -390,6 +428,8 @@ def rule_latency_budget(x: AdviceInput) -> Contribution | None:
         return None
     sides = [s for s in (x.cpu, x.aipu, x.gpu) if s is not None and s.p50_ms is not None]
     est = x.estimate.aipu_ms if (x.estimate and x.aipu is None) else None
+    est_note = (" if the model were int8-quantised (it is not)"
+                if x.estimate is not None and x.estimate.assumes_quantized else "")
     ev: dict[str, Any] = {"budget_ms": budget}
     meets = []
     for s in sides:
@@ -402,7 +442,7 @@ def rule_latency_budget(x: AdviceInput) -> Contribution | None:
             ev["aipu_estimate_ms"] = est
             return Contribution("latency_budget", "neutral", 0.0,
                                 f"latency budget {_fmt(budget)}: nothing measured; the AIPU "
-                                f"estimate is {_fmt(est)} (low confidence)", ev)
+                                f"estimate is {_fmt(est)}{est_note} (low confidence)", ev)
         return None
     if len(meets) == 1:
         p = meets[0]
@@ -483,6 +523,15 @@ def rule_estimate(x: AdviceInput) -> Contribution | None:
         return Contribution("estimate", "neutral", 0.0, f"no AIPU estimate: {e.note}", ev)
     text = (f"estimated AIPU steady latency {_fmt(e.aipu_ms)} from {e.tops:g} {e.precision.upper()} "
             f"TOPS at an assumed {e.utilisation:.0%} utilisation (low confidence)")
+    if e.assumes_quantized:
+        # an INT8-TOPS figure for a model that is not int8: informative only, never a vote
+        ev["assumes_quantized"] = True
+        if x.cpu is not None and x.cpu.p50_ms is not None:
+            ev["cpu_p50_ms"] = x.cpu.p50_ms
+        not_q = " (it is not)" if x.model.quantized is False else ""
+        return Contribution("estimate", "neutral", 0.0,
+                            text + f"; this assumes an int8-quantised model{not_q}, so it does "
+                            "not apply to the model as it is", ev)
     if x.cpu is not None and x.cpu.p50_ms is not None:
         ratio = x.cpu.p50_ms / e.aipu_ms if e.aipu_ms > 0 else None
         ev["cpu_p50_ms"] = x.cpu.p50_ms

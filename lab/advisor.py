@@ -184,6 +184,7 @@ class _Model:
     facts: R.ModelFacts
     ops: list[str] | None
     notes: list[str] = field(default_factory=list)
+    shas: tuple[str, ...] | None = None  # sha256 (+ legacy_sha256) of the artifact as built now
 
 
 def model_facts(model_id: str, models_root: str | Path = "models") -> _Model:
@@ -211,7 +212,8 @@ def model_facts(model_id: str, models_root: str | Path = "models") -> _Model:
                          quant_note=a.quantization + (f" ({', '.join(a.quant_ops)})"
                                                       if a.quant_ops else ""),
                          domain=art.tags.get("domain"))
-    return _Model(facts, ops, notes)
+    shas = tuple(h for h in (art.sha256, getattr(art, "legacy_sha256", None)) if h)
+    return _Model(facts, ops, notes, shas or None)
 
 
 # ------------------------------------------------------------------------------ device facts
@@ -227,6 +229,7 @@ class DeviceFacts:
     tops: dict[str, float]  # precision -> rated dense TOPS (stated figures only)
     tops_source: dict[str, str]
     note: str = ""
+    nnadapter_from: str = "catalog"  # inventory (its nnadapter_libs) | catalog
 
 
 _CATALOG: list = []
@@ -287,51 +290,86 @@ def device_facts(device_id: str, devices: list, rows: list[dict[str, Any]]) -> D
         chip = chips[0] if chips else None
         status, note = "imported", "known only from stored/imported results"
     has, name, nna, tops, srcs, cnote, gpu = _chip_info(chip)
+    origin = "catalog"
     if inv is not None and inv.nnadapter_libs:
-        nna = tuple(dict.fromkeys(list(inv.nnadapter_libs) + list(nna)))
+        # the NPU library this device is set up with decides the NNAdapter path, not the model
+        nna, origin = tuple(inv.nnadapter_libs), "inventory"
+    elif inv is not None and nna and has:
+        cnote = "; ".join(x for x in (cnote, f"no nnadapter_libs configured in {inv.source}:"
+                                      f"{inv.line}; NPU path taken from the chip catalog "
+                                      f"({nna[0]})") if x)
     return DeviceFacts(device_id, chip, status, has, name, nna, gpu, tops, srcs,
-                       "; ".join(x for x in (note, cnote) if x))
+                       "; ".join(x for x in (note, cnote) if x), origin)
 
 
 # ----------------------------------------------------------------------------- measured sides
-def _side(r: dict[str, Any]) -> R.Side:
-    p50 = r.get("p50_ms") if r.get("p50_ms") is not None else r.get("mean_ms")
+def _p50(r: dict[str, Any]) -> float | None:
+    return r.get("p50_ms") if r.get("p50_ms") is not None else r.get("mean_ms")
+
+
+def _side(r: dict[str, Any], candidates: int = 1) -> R.Side:
     return R.Side(processor=r["processor"], backend=r.get("backend") or "", precision=r.get("precision"),
-                  p50_ms=p50, ci_low_ms=r.get("ci_low_ms"), ci_high_ms=r.get("ci_high_ms"),
+                  p50_ms=_p50(r), ci_low_ms=r.get("ci_low_ms"), ci_high_ms=r.get("ci_high_ms"),
                   load_ms=r.get("load_ms"), first_ms=r.get("first_ms"),
                   energy_mj_per_inf=r.get("energy_net_mj_per_inf") if r.get(
                       "energy_net_mj_per_inf") is not None else r.get("energy_mj_per_inf"),
                   power_w=r.get("power_w"), peak_rss_mb=r.get("peak_rss_mb"),
                   source=r.get("source") or "lab", job_id=r.get("job_id") or "",
-                  campaign=r.get("campaign") or "")
+                  campaign=r.get("campaign") or "", candidates=candidates)
 
 
-def measured_sides(rows: list[dict[str, Any]], device: str, model: str) -> dict[str, R.Side]:
-    """Fastest ok row per processor class for this model on this device (lab or imported)."""
-    best: dict[str, dict[str, Any]] = {}
+def measured_sides(rows: list[dict[str, Any]], device: str, model: str, *,
+                   job_ids: Iterable[str] | None = None, model_shas: Iterable[str] | None = None,
+                   notes: list[str] | None = None) -> dict[str, R.Side]:
+    """Fastest ok row per processor class for this model on this device (lab or imported).
+
+    Why the filters: a verdict must quote the model as it is built now, and after `--measure`
+    exactly the jobs just run, not a faster row of an older build or of another campaign.
+    `job_ids`: use only these jobs. `model_shas`: the artifact's sha256 (and legacy_sha256);
+    rows with another model hash are left out, rows without one (imports) are kept. Each side
+    says how many configurations it was chosen from; `notes` receives what was left out.
+    """
+    wanted = None if job_ids is None else set(job_ids)
+    shas = None if model_shas is None else {h for h in model_shas if h}
+    groups: dict[str, list[dict[str, Any]]] = {}
+    stale = 0
     for r in rows:
         if r.get("device") != device or r.get("model") != model or r.get("status") != "ok":
             continue
-        p50 = r.get("p50_ms") if r.get("p50_ms") is not None else r.get("mean_ms")
-        proc = r.get("processor")
-        if p50 is None or proc not in ("cpu", "gpu", "aipu"):
+        if wanted is not None and r.get("job_id") not in wanted:
             continue
-        cur = best.get(proc)
-        cur_p50 = None if cur is None else (cur.get("p50_ms") if cur.get("p50_ms") is not None
-                                            else cur.get("mean_ms"))
-        if cur is None or p50 < cur_p50 or (p50 == cur_p50 and (r.get("finished_at") or "") >
-                                            (cur.get("finished_at") or "")):
-            best[proc] = r
-    return {p: _side(r) for p, r in best.items()}
+        if _p50(r) is None or r.get("processor") not in ("cpu", "gpu", "aipu"):
+            continue
+        if shas and r.get("model_sha256") and r["model_sha256"] not in shas:
+            stale += 1
+            continue
+        groups.setdefault(r["processor"], []).append(r)
+    if notes is not None and stale:
+        notes.append(f"left out {stale} ok row(s) measured on another build of {model!r} "
+                     "(their model_sha256 differs from the model as built now)")
+    if notes is not None and wanted is not None:
+        notes.append(f"evidence: only the {len(wanted)} job(s) just measured")
+    out: dict[str, R.Side] = {}
+    for proc, rs in groups.items():
+        newest_first = sorted(rs, key=lambda r: r.get("finished_at") or "", reverse=True)
+        best = min(newest_first, key=_p50)  # ties: the most recent run
+        out[proc] = _side(best, candidates=len(rs))
+    return out
 
 
 # --------------------------------------------------------------------------------- estimate
-def estimate(facts: R.ModelFacts, dev: DeviceFacts) -> R.Estimate | None:
-    """AIPU steady latency from rated TOPS: 2 x MACs / (TOPS x utilisation). Low confidence."""
+def estimate(facts: R.ModelFacts, dev: DeviceFacts,
+             nnadapter: Iterable[str] | None = None) -> R.Estimate | None:
+    """AIPU steady latency from rated TOPS: 2 x MACs / (TOPS x utilisation). Low confidence.
+
+    `nnadapter`: the NNAdapter device(s) the answer uses (default: the device's list). On an
+    int8-only NPU an fp32 model gets an int8 figure marked `assumes_quantized`: it is what the
+    model would reach once quantised, not what it runs at now.
+    """
     if not dev.has_aipu:
         return None
     util = R.ASSUMED_UTILISATION
-    int8_npu = any(d in ("rockchip_npu", "verisilicon_timvx") for d in dev.nnadapter)
+    int8_npu = any(d in R.INT8_ONLY_NPUS for d in (dev.nnadapter if nnadapter is None else nnadapter))
     if facts.quantized or int8_npu:
         order = ("int8", "int16", "fp16")
     else:
@@ -346,9 +384,13 @@ def estimate(facts: R.ModelFacts, dev: DeviceFacts) -> R.Estimate | None:
     ms = 2.0 * facts.macs / (tops * 1e12 * util) * 1e3
     note = (f"2 x {facts.macs:,} MACs / ({tops:g} {prec} TOPS x {util:.0%} assumed utilisation); "
             f"TOPS from {dev.tops_source.get(prec, '?')}")
-    if prec == "int8" and not facts.quantized:
+    assumes = prec == "int8" and not facts.quantized
+    if assumes and int8_npu and facts.quantized is False:
+        note += ("; assumes an int8-quantised model, which this model is not (fp32): it does not "
+                 "run on this NPU until quantised")
+    elif assumes:
         note += "; int8 TOPS assume the model gets quantised"
-    return R.Estimate(ms, prec, tops, util, note)
+    return R.Estimate(ms, prec, tops, util, note, assumes_quantized=assumes)
 
 
 # ------------------------------------------------------------------------------------ answer
@@ -384,7 +426,8 @@ class Advice:
         if self.estimate is not None:
             e = self.estimate
             est = {"aipu_ms": _r(e.aipu_ms), "precision": e.precision, "tops": e.tops,
-                   "assumed_utilisation": e.utilisation, "note": e.note, "confidence": "low"}
+                   "assumed_utilisation": e.utilisation, "note": e.note, "confidence": "low",
+                   "assumes_quantized": e.assumes_quantized}
         return {
             "schema": ADVICE_SCHEMA, "model": self.model, "device": self.device, "chip": self.chip,
             "device_status": self.device_status, "verdict": self.verdict,
@@ -413,7 +456,7 @@ def _side_numbers(s: R.Side | None) -> dict[str, Any] | None:
             "first_ms": s.first_ms, "load_plus_first_ms": s.start_ms,
             "energy_mj_per_inf": s.energy_mj_per_inf, "power_w": s.power_w,
             "peak_rss_mb": s.peak_rss_mb, "source": s.source, "job_id": s.job_id,
-            "campaign": s.campaign}
+            "campaign": s.campaign, "candidates": s.candidates, "selection": s.selection}
 
 
 def _confidence(verdict: str, contribs: list[R.Contribution], sides: dict[str, R.Side],
@@ -433,11 +476,12 @@ def _confidence(verdict: str, contribs: list[R.Contribution], sides: dict[str, R
 def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
            rows: list[dict[str, Any]] | None = None, devices: list | None = None,
            models_root: str | Path = "models", store_path: str | Path | None = None,
-           devices_path: str | Path | None = None) -> Advice:
+           devices_path: str | Path | None = None, job_ids: Iterable[str] | None = None) -> Advice:
     """The answer for one model on one device.
 
     `rows` are results rows (`Store.results_rows()`); when None they are read from `store_path`.
     `devices` is the inventory; when None it is read from `devices_path` (missing file = empty).
+    `job_ids`: answer from these jobs only (`--measure` passes the jobs it just ran).
     """
     options = options or R.Options()
     if rows is None:
@@ -455,7 +499,8 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
         m = _Model(R.ModelFacts(model=model_id, analysed=False), None)
         notes.append(f"model not available for static analysis ({exc}); answered from "
                      "measurements only")
-    sides = measured_sides(rows, device_id, model_id)
+    sides = measured_sides(rows, device_id, model_id, job_ids=job_ids, model_shas=m.shas,
+                           notes=notes)
     if dev.status in ("disabled", "unreachable"):
         notes.append(f"device {dev.status}: answered from the chip's catalog entry and the model "
                      "analysis" + (" plus earlier stored measurements" if sides else ""))
@@ -470,23 +515,22 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
             if b is not None and b.nnadapter_device in table.devices:
                 cands = [b.nnadapter_device] + [c for c in cands if c != b.nnadapter_device]
         fallbacks = [partition(m.ops, d, table) for d in cands]
-    fallback = None
-    if fallbacks:  # the path that is measured, else the one with the fewest subgraphs
-        fallback = fallbacks[0] if "aipu" in sides else min(
-            fallbacks, key=lambda f: (sum(f.fallback_ops.values()), f.subgraphs))
-    est = estimate(m.facts, dev) if m.facts.analysed else None
+    # the path that is measured, else the device's configured (inventory) or first catalog path:
+    # the same NPU for every model, never the one that happens to suit this model best
+    fallback = fallbacks[0] if fallbacks else None
+    used = (fallback.nnadapter_device,) if fallback else dev.nnadapter[:1]
+    est = estimate(m.facts, dev, used) if m.facts.analysed else None
     x = R.AdviceInput(model=m.facts, device=device_id, chip=dev.chip, has_aipu=dev.has_aipu,
                       aipu_name=dev.aipu_name, has_gpu=dev.has_gpu, options=options, cpu=sides.get("cpu"),
                       aipu=sides.get("aipu"), gpu=sides.get("gpu"), fallback=fallback,
-                      estimate=est, nnadapter_devices=(fallback.nnadapter_device,) if fallback
-                      else dev.nnadapter)
+                      estimate=est, nnadapter_devices=used)
     contribs = R.evaluate(x)
     verdict, margin = R.decide(contribs, x)
     speedup, sp_src = None, None
     cpu, aipu = sides.get("cpu"), sides.get("aipu")
     if cpu and aipu and cpu.p50_ms and aipu.p50_ms:
         speedup, sp_src = cpu.p50_ms / aipu.p50_ms, "measured"
-    elif cpu and cpu.p50_ms and est and est.aipu_ms:
+    elif cpu and cpu.p50_ms and est and est.aipu_ms and not est.assumes_quantized:
         speedup, sp_src = cpu.p50_ms / est.aipu_ms, "estimate"
     if not sides:
         notes.append("nothing measured for this model on this device: static rules and a "
@@ -592,8 +636,7 @@ def measure(model_id: str, device_id: str, *, store_path: str | Path, devices_pa
 
 # ------------------------------------------------------------------------------------- text
 def render_text(a: Advice) -> str:
-    def ms(v):
-        return "n/a" if v is None else f"{v:.3g} ms"
+    ms = R._fmt
     head = (f"{a.model} on {a.device} ({a.chip or 'chip unknown'}; {a.device_status}): "
             f"{a.verdict.upper()}  [confidence {a.confidence}]")
     lines = [head]
@@ -602,10 +645,10 @@ def render_text(a: Advice) -> str:
         if n:
             ci = (f" [{ms(n['ci_low_ms'])}, {ms(n['ci_high_ms'])}]"
                   if n["ci_low_ms"] is not None else " (no CI)")
-            e = "" if n["energy_mj_per_inf"] is None else f", {n['energy_mj_per_inf']:.3g} mJ/inf"
+            e = ("" if n["energy_mj_per_inf"] is None
+                 else f", {R.fmt_num(n['energy_mj_per_inf'])} mJ/inf")
             lines.append(f"  {p.upper():<4} p50 {ms(n['p50_ms'])}{ci}, load+first "
-                         f"{ms(n['load_plus_first_ms'])}{e}  ({n['backend']}, {n['source']}, "
-                         f"job {n['job_id']})")
+                         f"{ms(n['load_plus_first_ms'])}{e}  ({n['backend']}, {n['selection']})")
     if a.speedup is not None:
         lines.append(f"  speedup (CPU/AIPU steady): {a.speedup:.2f}x ({a.speedup_source})")
     if a.break_even_inferences is not None:

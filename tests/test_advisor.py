@@ -102,7 +102,12 @@ def test_rule_quantized():
     assert q.direction == "aipu"
     rk = R.rule_quantized(inp(model=R.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP))
     assert rk.direction == "cpu" and rk.evidence["npu_needs_int8"] is True
-    assert "cannot be used fully" in rk.text
+    assert "cannot run on this NPU until quantised with PaddleSlim" in rk.text
+    assert rk.blocking and rk.weight == 3.0  # nothing to offload until the model is int8
+    # a measured AIPU row outranks the rule: still toward the CPU, no longer blocking
+    rk_m = R.rule_quantized(inp(model=R.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP,
+                                aipu=side("aipu", 5.0)))
+    assert rk_m.direction == "cpu" and not rk_m.blocking
     assert R.rule_quantized(inp(model=R.ModelFacts("m", quantized=False))) is None  # Kirin: fp32 ok
     assert R.rule_quantized(inp()) is None  # unknown
 
@@ -254,3 +259,36 @@ def test_npu_ops_yaml_records_sources_per_list():
     assert "matmul_v2" not in t.devices["rockchip_npu"].ops  # as published: fc yes, matmul_v2 no
     with pytest.raises(Exception):
         partition(["conv2d"], "no_such_npu")
+
+
+# ------------------------------------------------------------- review fixes: numbers, estimate
+@pytest.mark.parametrize("v,text", [(1530.4, "1,530"), (12345.6, "12,346"), (999.7, "1,000"),
+                                    (30.0, "30.0"), (6.0, "6.00"), (0.0523, "0.0523"),
+                                    (0.00005, "0.0000500"), (0, "0"), (None, "n/a")])
+def test_fmt_num_no_exponents(v, text):
+    assert R.fmt_num(v) == text
+    assert R._fmt(1530.4) == "1,530 ms"
+
+
+def test_estimate_for_an_fp32_model_on_an_int8_npu_is_informative_only():
+    est = R.Estimate(aipu_ms=2.0, precision="int8", tops=3.0, utilisation=0.3, note="n",
+                     assumes_quantized=True)
+    x = inp(model=R.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP, estimate=est,
+            cpu=side("cpu", 40.0))
+    c = R.rule_estimate(x)
+    assert c.direction == "neutral" and c.weight == 0.0
+    assert "assumes an int8-quantised model (it is not)" in c.text
+    # the same figure for a quantised model does vote
+    q = R.rule_estimate(replace(x, model=R.ModelFacts("m", quantized=True),
+                                estimate=replace(est, assumes_quantized=False)))
+    assert q.direction == "aipu"
+    lb = R.rule_latency_budget(replace(x, cpu=None, options=R.Options(latency_budget_ms=5)))
+    assert "if the model were int8-quantised (it is not)" in lb.text
+
+
+def test_side_selection_names_job_campaign_and_best_of_n():
+    s = replace(side("cpu", 3.0), campaign="c1", candidates=3)
+    assert "of campaign c1" in s.selection and "fastest of 3 CPU configurations" in s.selection
+    imp = replace(side("cpu", 3.0, source="import:v.csv"), campaign="vendor")
+    assert "imported (import:v.csv" in imp.selection and "fastest of" not in imp.selection
+    assert R._side_ev(s)["candidates"] == 3

@@ -260,3 +260,120 @@ def test_real_zoo_models_and_measure_on_local(tmp_path, capsys):
     assert rc == 0 and a["numbers"]["cpu"] is not None, (failed, err)
     assert a["numbers"]["cpu"]["p50_ms"] > 0 and a["run_ids"]
     assert a["verdict"] == "cpu"  # no accelerator on a generic x86 CPU
+
+
+# ------------------------------------------------------------------- review fixes (evidence rows)
+def test_measure_answers_from_exactly_the_jobs_just_run(lab, capsys, monkeypatch):
+    """--measure must not quote a faster row of another campaign (the scheduler is replaced by a
+    double that stores one finished job, as the real one does)."""
+    store = Store(lab["store"])
+    finish(store, job("old-sweep", "mate30", "kirin990", "cnn", "paddle-lite-arm", "cpu",
+                      "int8"), p50_ms=11.0, ci_low_ms=10.9, ci_high_ms=11.2)
+    store.close()
+    fresh = job("advise-cnn-mate30", "mate30", "kirin990", "cnn", "paddle-lite-arm", "cpu")
+
+    def fake_measure(model_id, device_id, *, store_path, **_kw):
+        s = Store(store_path)
+        finish(s, fresh, p50_ms=31.0, ci_low_ms=30.5, ci_high_ms=31.5)
+        s.close()
+        return fresh.campaign, [fresh.job_id]
+
+    monkeypatch.setattr(advisor, "measure", fake_measure)
+    rc, out, err = run_cli(lab, "--model", "cnn", "--device", "mate30", "--measure", "--format",
+                           "json", capsys=capsys)
+    a = json.loads(out)
+    assert rc == 0, err
+    assert a["run_ids"] == [fresh.job_id] and a["numbers"]["aipu"] is None
+    assert a["numbers"]["cpu"]["job_id"] == fresh.job_id and a["numbers"]["cpu"]["p50_ms"] == 31.0
+    assert any("only the 1 job(s) just measured" in n for n in a["notes"])
+
+
+def test_without_measure_best_of_n_is_named_in_the_evidence(lab, capsys):
+    store = Store(lab["store"])
+    other = job("old-sweep", "mate30", "kirin990", "cnn", "paddle-lite-arm", "cpu", "int8")
+    finish(store, other, p50_ms=11.0, ci_low_ms=10.9, ci_high_ms=11.2)
+    store.close()
+    rc, out, _ = run_cli(lab, "--model", "cnn", "--device", "mate30", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    cpu = a["numbers"]["cpu"]
+    assert cpu["job_id"] == other.job_id and cpu["campaign"] == "old-sweep"
+    assert cpu["candidates"] == 2 and "fastest of 2 CPU configurations" in cpu["selection"]
+    ev = next(r for r in a["reasons"] if r["rule"] == "measured_speed")["evidence"]["cpu"]
+    assert ev["campaign"] == "old-sweep" and ev["candidates"] == 2
+    rc, out, _ = run_cli(lab, "--model", "cnn", "--device", "mate30", capsys=capsys)
+    assert f"job {other.job_id} of campaign old-sweep; fastest of 2 CPU configurations" in out
+
+
+def test_rows_of_another_model_build_are_left_out_imports_kept(lab, capsys):
+    store = Store(lab["store"])
+    stale = dataclasses.replace(job("old-build", "mate30", "kirin990", "cnn", "paddle-lite-arm",
+                                    "cpu"), model_sha256="e" * 64)
+    finish(store, stale, p50_ms=1.0, ci_low_ms=0.9, ci_high_ms=1.1)
+    store.close()
+    rc, out, _ = run_cli(lab, "--model", "cnn", "--device", "mate30", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    assert a["numbers"]["cpu"]["p50_ms"] == 30.0 and stale.job_id not in a["run_ids"]
+    assert any("another build of 'cnn'" in n for n in a["notes"])
+    # imported rows carry no model hash: kept, and said to be imported
+    rc, out, _ = run_cli(lab, "--model", "cnn", "--device", "rv1109-board", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    assert a["numbers"]["cpu"]["p50_ms"] == 120.0
+    assert "imported (import:v.csv" in a["numbers"]["cpu"]["selection"]
+
+
+def test_text_numbers_have_no_exponents(lab, capsys):
+    store = Store(lab["store"])
+    finish(store, job("slow", "mate30", "kirin990", "lstm", "paddle-lite-arm", "cpu"),
+           p50_ms=1530.4, ci_low_ms=1500.0, ci_high_ms=1561.0, load_ms=80.0, first_ms=1700.0)
+    store.close()
+    rc, out, _ = run_cli(lab, "--model", "lstm", "--device", "mate30", capsys=capsys)
+    assert rc == 0 and "p50 1,530 ms [1,500 ms, 1,561 ms]" in out and "load+first 1,780 ms" in out
+    assert "e+0" not in out
+
+
+@pytest.fixture
+def rk_lab(lab):
+    with open(lab["devices"], "a") as f:
+        f.write("  - {id: rk-tim, chip: rk1808, transport: ssh, host: 10.0.0.9, user: u,\n"
+                "     nnadapter_libs: {verisilicon_timvx: /x/timvx}}\n"
+                "  - {id: rk-rk, chip: rk1808, transport: ssh, host: 10.0.0.10, user: u,\n"
+                "     nnadapter_libs: {rockchip_npu: /x/rknpu}}\n")
+    make_model(lab["models"], "cnnq", CNN_OPS, macs=570_000_000, share=0.97, quant="int8")
+    store = Store(lab["store"])
+    finish(store, job("rk", "rk-tim", "rk1808", "cnn", "paddle-lite-arm", "cpu"), p50_ms=400.0,
+           ci_low_ms=390.0, ci_high_ms=410.0)
+    store.close()
+    return lab
+
+
+def test_fp32_model_on_int8_only_npu_is_cpu_until_quantised(rk_lab, capsys):
+    rc, out, _ = run_cli(rk_lab, "--model", "cnn", "--device", "rk-tim", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    assert rc == 0 and a["verdict"] == "cpu"
+    rules = {r["rule"]: r for r in a["reasons"]}
+    q = rules["quantized"]
+    assert q["blocking"] and "until quantised with PaddleSlim" in q["text"]
+    assert rules["estimate"]["direction"] == "neutral"
+    assert "assumes an int8-quantised model (it is not)" in rules["estimate"]["text"]
+    assert a["estimate"]["assumes_quantized"] is True and a["speedup"] is None
+    assert "which this model is not" in a["estimate"]["note"]
+    # the configured NNAdapter library decides the path, for every model
+    assert a["npu_fallback"]["nnadapter_device"] == "verisilicon_timvx"
+    for model in ("cnn", "lstm", "tiny"):
+        for dev, npu in (("rk-tim", "verisilicon_timvx"), ("rk-rk", "rockchip_npu")):
+            rc, out, _ = run_cli(rk_lab, "--model", model, "--device", dev, "--format", "json",
+                                 capsys=capsys)
+            doc = json.loads(out)
+            assert [f["nnadapter_device"] for f in doc["npu_fallback_all"]] == [npu], (model, dev)
+
+
+def test_quantised_model_on_int8_npu_keeps_the_estimate_vote(rk_lab, capsys):
+    rc, out, _ = run_cli(rk_lab, "--model", "cnnq", "--device", "rk-tim", "--format", "json",
+                         capsys=capsys)
+    a = json.loads(out)
+    rules = {r["rule"]: r for r in a["reasons"]}
+    assert rules["quantized"]["direction"] == "aipu" and not a["estimate"]["assumes_quantized"]

@@ -61,13 +61,15 @@ def cmd_advise(args) -> int:
         answers = advise_campaign(args.campaign, options=opts, store_path=args.store,
                                   devices_path=args.devices, models_root=args.models_root)
     else:
-        if args.measure:
-            name, _ = measure(args.model, args.device, store_path=args.store,
+        job_ids = None
+        if args.measure:  # the verdict quotes exactly the jobs just measured, nothing older
+            name, job_ids = measure(args.model, args.device, store_path=args.store,
                               devices_path=args.devices, models_root=args.models_root,
                               log=lambda m: print(m, file=sys.stderr))
             print(f"measured: campaign {name!r} in {args.store}", file=sys.stderr)
         answers = [advise(args.model, args.device, options=opts, store_path=args.store,
-                          devices_path=args.devices, models_root=args.models_root)]
+                          devices_path=args.devices, models_root=args.models_root,
+                          job_ids=job_ids)]
     if args.format == "json":
         docs = [a.to_dict() for a in answers]
         print(json.dumps(docs if args.campaign else docs[0], indent=2))
