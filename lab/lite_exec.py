@@ -77,7 +77,8 @@ def _tool_help(transport, device: Device, remote_bin: str, sha: str, lib_env: st
     return _TOOL_CACHE[key]
 
 
-def run_lite_job(job: Job, device: Device, transport, model_artifact) -> Measurement:
+def run_lite_job(job: Job, device: Device, transport, model_artifact, *,
+                 telemetry: bool = True) -> Measurement:
     backend = BACKENDS[job.backend]
     artifact = model_artifact
     where = f"device {device.id!r}"
@@ -160,22 +161,95 @@ def run_lite_job(job: Job, device: Device, transport, model_artifact) -> Measure
     if backend.processor == "gpu":
         transport.run(["mkdir", "-p", spec.opencl_cache_dir], timeout=30)
 
+    session = _telemetry_session(transport, job, device) if telemetry else None
     results, outputs = [], []
-    for trial in range(p.trials):
-        if old:
-            transport.run(["rm", "-f", spec.result_path], timeout=30)
-        res = transport.run(command, timeout=p.timeout_s)
-        text = res.out + ("\n" + res.err if res.err else "")
-        if old:
-            cat = transport.run(["cat", spec.result_path], timeout=30)
-            text = cat.out + "\n" + text
-        parsed = parse_output(text)
-        if not parsed.ok:
-            raise RunnerError(f"job {job.job_id} on {device.id}: trial {trial + 1}: {parsed.error} "
-                              f"(exit {res.rc}; output: {excerpt(text, 300)})")
-        results.append(parsed)
-        outputs.append(text)
-    return measurement_from_results(job, results, command, outputs, notes, model_hash, memory)
+    try:
+        for trial in range(p.trials):
+            if old:
+                transport.run(["rm", "-f", spec.result_path], timeout=30)
+            if session is not None:
+                session.mark(f"t{trial}-start")
+            res = transport.run(command, timeout=p.timeout_s)
+            if session is not None:
+                session.mark(f"t{trial}-end")
+            text = res.out + ("\n" + res.err if res.err else "")
+            if old:
+                cat = transport.run(["cat", spec.result_path], timeout=30)
+                text = cat.out + "\n" + text
+            parsed = check_trial(job, device, trial, parse_output(text), res.rc, text)
+            if session is not None:
+                session.add_run(trial_doc(parsed, spec.repeats), label=f"t{trial}")
+            results.append(parsed)
+            outputs.append(text)
+    finally:
+        tele = _stop_telemetry(session, transport)
+    m = measurement_from_results(job, results, command, outputs, notes, model_hash, memory)
+    merge_telemetry(m, tele)
+    return m
+
+
+def check_trial(job: Job, device: Device, trial: int, parsed, rc: int, text: str):
+    """A trial counts only if benchmark_bin exited 0, printed a full result, and (for an NNAdapter
+    backend) did not say the NPU was dropped: a CPU fallback must never be stored as an AIPU figure."""
+    where = f"job {job.job_id} on {device.id}: trial {trial + 1}"
+    if not parsed.ok:
+        raise RunnerError(f"{where}: {parsed.error} (exit {rc}; output: {excerpt(text, 300)})")
+    if rc != 0:
+        raise RunnerError(f"{where}: benchmark_bin exited {rc} (crashed after printing its result?); "
+                          f"output: {excerpt(text, 300)}")
+    nn_device = BACKENDS[job.backend].nnadapter_device
+    if nn_device and parsed.nnadapter_unused:
+        raise RunnerError(f"{where}: the NNAdapter device {nn_device} was not used, the model ran on "
+                          f"the CPU ({parsed.nnadapter_unused[0]}); not an {job.processor} figure. "
+                          f"Output: {excerpt(text, 300)}")
+    if nn_device and parsed.backend and "nnadapter" not in parsed.backend.split(","):
+        raise RunnerError(f"{where}: benchmark_bin reports backend {parsed.backend!r}, not "
+                          f"nnadapter: the NPU was not used. Output: {excerpt(text, 300)}")
+    return parsed
+
+
+def trial_doc(parsed, repeats: int) -> dict:
+    """What TelemetrySession.add_run needs: benchmark_bin gives no clock, so the steady window is
+    avg x repeats placed just before the trial's end mark (add_run marks it approximate)."""
+    n = parsed.repeats or repeats
+    return {"timings": {"samples_ms": [parsed.avg_ms] * n,
+                        "steady_seconds": parsed.avg_ms * n / 1000.0}}
+
+
+def _telemetry_session(transport, job: Job, device: Device, root: str = ""):
+    """The on-device sampler around the job (sh only: no NVML on Paddle Lite devices).
+    `root` prefixes /sys and /proc (tests point it at a sandbox's fake sysfs)."""
+    from .execute import device_python
+    from .telemetry import TelemetrySession
+    session = TelemetrySession(job=job, nvml=False, python=device_python(device), root=root)
+    session.start(transport, transport.workdir, job.protocol.sample_hz)
+    return session
+
+
+def _stop_telemetry(session, transport) -> dict:
+    if session is None:
+        return {"power_note": "power unavailable: telemetry disabled for this run",
+                "power_source": None}
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        result = session.stop_and_collect(transport, Path(tmp))
+    return result.measurement_fields()
+
+
+def merge_telemetry(m: Measurement, tele: dict | None) -> None:
+    """Power/thermal fields from telemetry; a figure benchmark_bin itself gave is never replaced."""
+    if not tele:
+        m.power_note = m.power_note or "power unavailable: no telemetry was collected"
+        return
+    for key, value in tele.items():
+        if key.startswith("_") or not hasattr(m, key) or key in ("job_id", "samples", "provenance",
+                                                                 "notes"):
+            continue
+        if getattr(m, key) is None:
+            setattr(m, key, value)
+    if m.power_w is None and not m.power_note:
+        m.power_note = "power unavailable: no reason recorded by telemetry"
+    m.provenance["telemetry"] = tele.get("_detail")
 
 
 def measurement_from_results(job: Job, results, command: str, outputs: list[str], notes: list[str],

@@ -34,11 +34,16 @@ def make_artifact(tmp_path: Path, model_id: str = "mnv1") -> ModelArtifact:
                          flops=None, params=None, op_histogram={}, source="zoo", legacy_sha256=sha)
 
 
-def make_bin(tmp_path: Path, flavour: str = "v2.12", usage_always: bool = False) -> Path:
+def make_bin(tmp_path: Path, flavour: str = "v2.12", usage_always: bool = False,
+             patch: tuple[str, str] | None = None) -> Path:
     text = STANDIN.read_text().replace('FLAVOUR = "v2.12"', f'FLAVOUR = "{flavour}"')
     if usage_always:
         text = text.replace("    if errors:\n", "    errors.append('Must set --backend option!')\n    if errors:\n")
-    p = tmp_path / f"bin-{flavour}-{int(usage_always)}" / "benchmark_bin"
+    if patch:
+        assert patch[0] in text, patch[0]
+        text = text.replace(patch[0], patch[1])
+    tag = hashlib.sha256(repr(patch).encode()).hexdigest()[:8]
+    p = tmp_path / f"bin-{flavour}-{int(usage_always)}-{tag}" / "benchmark_bin"
     p.parent.mkdir(parents=True)
     p.write_text(text)
     p.chmod(0o755)
@@ -60,7 +65,8 @@ def job(backend: str, *, trials: int = 3, precision: str = "fp32", **opts) -> Jo
                model="mnv1", model_sha256="x", backend=backend,
                processor="aipu" if "npu" in backend or "timvx" in backend else "cpu",
                precision=precision, threads=2, options=tuple(sorted(opts.items())),
-               protocol=Protocol(warmup=2, min_iters=5, trials=trials, timeout_s=60))
+               protocol=Protocol(warmup=2, min_iters=5, trials=trials, timeout_s=60,
+                                   idle_baseline_s=0.2))
 
 
 @pytest.fixture(autouse=True)
@@ -174,3 +180,101 @@ def test_usage_output_is_a_failed_job(kirin, tmp_path):
             lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
     finally:
         t.close()
+
+
+# Paddle Lite prints this (its own spelling) when the HAL finds no device, then runs on the CPU.
+NO_DEVICE = ('    on_npu = "nnadapter" in backends\n',
+             '    sys.stderr.write("[W  1/ 1  0:0:0.0 nnadapter.cc:88 Init] No avaliable device found '
+             'for nnadapter\\n")\n    on_npu = False\n')
+# a crash after the result was printed (e.g. in the predictor's destructor)
+CRASH_AT_EXIT = ('    if memory and FLAVOUR != "v2.11":\n        sys.stdout.write("stop monitoring memory!\\n")\n'
+                 '    return 0\n',
+                 '    sys.stdout.write("Segmentation fault\\n")\n    return 139\n')
+
+
+def kirin_npu_setup(kirin, tmp_path, patch=None):
+    art = make_artifact(tmp_path)
+    nb = lite_exec.nb_path(art, "kirin-npu")
+    nb.parent.mkdir(parents=True)
+    nb.write_bytes(b"naive buffer for kirin")
+    libs = make_libs(tmp_path, "huawei_kirin_npu")
+    dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path, patch=patch)),
+                     nnadapter_libs={"huawei_kirin_npu": str(libs)})
+    return art, dev
+
+
+def test_npu_not_used_is_a_failed_job_not_an_aipu_figure(kirin, tmp_path):
+    art, dev = kirin_npu_setup(kirin, tmp_path, NO_DEVICE)
+    t = ADBTransport(dev)
+    try:
+        with pytest.raises(RunnerError, match=r"huawei_kirin_npu was not used.*No avaliable device"):
+            lite_exec.run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
+        # the same fallback text on a CPU backend is not an error (no NPU was asked for)
+        m = lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
+    finally:
+        t.close()
+    assert m.mean_ms is not None
+
+
+def test_parser_flags_every_nnadapter_fallback_line():
+    from lab.runners.benchmark_bin import parse_output
+    base = ("======= Perf Info =======\nTime(unit: ms):\ninit  = 1\nfirst = 2\nmin   = 1\n"
+            "max   = 2\navg   = 1.5\n")
+    for line in ("Find and ignore unsupport nnadapter device: android_nnapi",
+                 "[W 12/ 3 10:0:0.1 nnadapter.cc:88] No avaliable device found for nnadapter",
+                 "The device list for nnadapter is null!"):
+        r = parse_output(line + "\n" + base)
+        assert r.ok and r.nnadapter_unused == [line.rstrip()]
+    assert parse_output(base).nnadapter_unused == []
+
+
+def test_nonzero_exit_after_perf_info_is_a_failed_job(kirin, tmp_path):
+    art = make_artifact(tmp_path)
+    dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path, patch=CRASH_AT_EXIT)))
+    t = ADBTransport(dev)
+    try:
+        with pytest.raises(RunnerError, match=r"exited 139.*Segmentation fault"):
+            lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
+    finally:
+        t.close()
+
+
+def test_lite_job_gets_battery_power_from_the_phone_sampler(kirin, tmp_path, monkeypatch):
+    # the Kirin double's battery: current_now -350000 µA x voltage_now 4.012 V = 1.4042 W, flat.
+    # The double rewrites /sys only in command text, so the sampler is pointed at the sandbox.
+    import functools
+    monkeypatch.setattr(lite_exec, "_telemetry_session",
+                        functools.partial(lite_exec._telemetry_session, root=str(kirin.root)))
+    art = make_artifact(tmp_path)
+    dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path)))
+    t = ADBTransport(dev)
+    try:
+        m = lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
+        off = lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art, telemetry=False)
+    finally:
+        t.close()
+    assert m.power_w == pytest.approx(0.35 * 4.012), m.power_note
+    assert m.power_source.startswith("battery:Battery")
+    assert m.energy_mj_per_inf is not None and m.energy_mj_per_inf > 0
+    assert "approximate" in m.power_note  # window = avg x repeats before the trial's end mark
+    assert m.temp_start_c == 41.0
+    windows = m.provenance["telemetry"]["windows"]
+    assert len(windows) == 3 and all(w[2] == 5 for w in windows)  # one per trial, --repeats=5
+    assert off.power_w is None and "telemetry disabled" in off.power_note
+
+
+def test_lite_job_without_power_sensor_says_why(kirin, tmp_path, monkeypatch):
+    import functools
+    import shutil
+    shutil.rmtree(kirin.root / "sys/class/power_supply")
+    monkeypatch.setattr(lite_exec, "_telemetry_session",
+                        functools.partial(lite_exec._telemetry_session, root=str(kirin.root)))
+    art = make_artifact(tmp_path)
+    dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path)))
+    t = ADBTransport(dev)
+    try:
+        m = lite_exec.run_lite_job(job("paddle-lite-arm", trials=1), dev, t, art)
+    finally:
+        t.close()
+    assert m.power_w is None and m.power_note.startswith("power unavailable")
+    assert "no battery node" in m.power_note and m.temp_start_c == 41.0  # thermal still read

@@ -63,6 +63,8 @@ class BenchmarkBinResult:
     outputs: List[OutputStat] = field(default_factory=list)
     device_info: Dict[str, str] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    # lines saying the NNAdapter device was dropped or not found: the model ran on the CPU only
+    nnadapter_unused: List[str] = field(default_factory=list)
 
     @property
     def fingerprint(self) -> List[tuple]:
@@ -77,6 +79,9 @@ _KV = re.compile(r"^(init|first|min|max|avg|peak)\s*=\s*" + _NUM + r"\s*$")
 _OLD = re.compile(r"min\s*=\s*" + _NUM + r"\s+max\s*=\s*" + _NUM + r"\s+average\s*=\s*" + _NUM)
 _OLD_LAT = re.compile(r"latency\(ms\):\s*" + _NUM)
 _GFLAGS_ERR = re.compile(r"ERROR: (unknown command line flag '[^']*'|.*flag.*)")
+# Paddle Lite's own spelling ("avaliable") is kept: these are the strings it prints.
+_NN_UNUSED = ("No avaliable device found for nnadapter", "No available device found for nnadapter",
+              "The device list for nnadapter is null")
 _USAGE_REASONS = ("No model path is set!", "Must set --backend option!",
                   "Must set --input_shape option!", "Only need to set one model format!",
                   "The num of input tensors is ambiguous.",
@@ -190,11 +195,13 @@ def parse_output(text: str) -> BenchmarkBinResult:
             elif k == "cpu precision":
                 res.cpu_precision = v
             continue
-        if line.startswith("Find and ignore unsupport nnadapter device"):
+        # matched anywhere in the line: glog may prefix them ("[W  1/ 1 ...] ...")
+        if "Find and ignore unsupport nnadapter device" in line:
             res.warnings.append(line)
-        elif line.startswith(("No avaliable device found for nnadapter",
-                              "The device list for nnadapter is null")):
+            res.nnadapter_unused.append(line)
+        elif any(m in line for m in _NN_UNUSED):
             res.warnings.append(line + " (the model ran without the NPU)")
+            res.nnadapter_unused.append(line)
     res.outputs = [OutputStat(o["index"], o["shape"], o["elem"], o["mean"], o["std"]) for o in outs]
 
     if res.avg_ms is not None:
