@@ -364,13 +364,29 @@ def score_price(chip: Chip, p: Profile) -> Criterion:
                      f"{usd:,.0f} USD over {p.amortisation['years']:g} y: {why}; log {lo:g}..{hi:g}")
 
 
-def score_measured(chip: Chip, p: Profile, measures: dict[str, ModelMeasure]) -> Criterion:
-    """Weighted mean of latency / energy / throughput sub-scores over the reference models."""
+def score_measured(chip: Chip, p: Profile, measures: dict[str, ModelMeasure],
+                   compare_on: tuple[str, ...] | None = None, context: str = "") -> Criterion:
+    """Weighted mean of latency / energy / throughput sub-scores over the reference models.
+
+    `compare_on`: the reference models every compared chip has measured (`score_chips` sets it),
+    so chips are never ranked on different models; an empty tuple means they share none and the
+    criterion is unknown. None: every model this chip has (one chip on its own).
+    """
     w = p.weights["measured"]
     if not measures:
         return Criterion("measured", w, None, None,
                          f"unknown: no ok measurement of {', '.join(p.reference_models)} on this chip")
-    subs, why = {}, []
+    if compare_on is not None:
+        if not compare_on:
+            return Criterion("measured", w, None, None,
+                             f"unknown: measured {', '.join(measures)} only, and the compared chips "
+                             f"share no reference model ({context}); scores of different models "
+                             "are not comparable")
+        left = [m for m in measures if m not in compare_on]
+        measures = {m: measures[m] for m in compare_on if m in measures}
+        context = (f"compared on {', '.join(compare_on)} (measured on every compared chip)"
+                   + (f"; not used: {', '.join(left)}" if left else ""))
+    subs, why = {}, ([context] if context else [])
     spec = {"latency": ("latency_ms", log_down), "energy": ("energy_mj", log_down),
             "throughput": ("throughput_ips", log_up)}
     for sub, sw in p.measured.items():
@@ -542,11 +558,14 @@ def combine(criteria: dict[str, Criterion]) -> tuple[float | None, float]:
     return 100.0 * sum(c.weight * c.score for c in known) / kw, kw / total
 
 
-def score_chip(chip: Chip, p: Profile, rows: Iterable[dict] = (), flops: dict[str, float] | None = None) -> ChipScore:
+def score_chip(chip: Chip, p: Profile, rows: Iterable[dict] = (), flops: dict[str, float] | None = None,
+               *, measures: dict[str, ModelMeasure] | None = None,
+               compare_on: tuple[str, ...] | None = None, context: str = "") -> ChipScore:
     """All criteria + constraints for one chip (no rank/stability/Pareto: those need the field)."""
-    measures = measures_for(chip, p, rows, flops or {})
+    if measures is None:
+        measures = measures_for(chip, p, rows, flops or {})
     crit = {name: fn(chip, p) for name, fn in SCORERS.items()}
-    crit["measured"] = score_measured(chip, p, measures)
+    crit["measured"] = score_measured(chip, p, measures, compare_on, context)
     crit = {k: crit[k] for k in CRITERIA}
     score, coverage = combine(crit)
     cs = ChipScore(chip=chip.id, name=chip.name, score=score, coverage=coverage, criteria=crit,
@@ -578,7 +597,10 @@ def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Itera
     """
     rows = list(rows)
     chips = list(catalog)
-    scores = [score_chip(c, profile, rows, flops) for c in chips]
+    measures = {c.id: measures_for(c, profile, rows, flops or {}) for c in chips}
+    compare_on, context = common_models(profile, measures)
+    scores = [score_chip(c, profile, rows, flops, measures=measures[c.id], compare_on=compare_on,
+                         context=context) for c in chips]
     inc = sorted((s for s in scores if not s.excluded and s.score is not None),
                  key=lambda s: (-round(s.score, 9), s.chip))
     for i, s in enumerate(inc, 1):
@@ -590,6 +612,22 @@ def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Itera
         if not s.excluded:  # nothing known at all
             s.excluded, s.reason = True, "no criterion known"
     return inc + rest
+
+
+def common_models(p: Profile, measures: dict[str, dict[str, ModelMeasure]]
+                  ) -> tuple[tuple[str, ...] | None, str]:
+    """The reference models every measured chip has (profile order), and who measured what.
+
+    Why: mobilenet_v1 on one chip against mobilenet_v2 on another is not a chip comparison.
+    None when at most one chip is measured (nothing to compare against).
+    """
+    have = {chip: set(ms) for chip, ms in measures.items() if ms}
+    if len(have) < 2:
+        return None, ""
+    common = tuple(m for m in p.reference_models if all(m in s for s in have.values()))
+    who = "; ".join(f"{chip}: {', '.join(m for m in p.reference_models if m in s)}"
+                    for chip, s in sorted(have.items()))
+    return common, who
 
 
 def stability(ranked: list[ChipScore], p: Profile, *, draws: int = 1000, seed: int = 0,

@@ -423,3 +423,38 @@ def test_cli_table_all_builtin_profiles(tmp_path):
                            timeout=120)
         assert r.returncode == 0, r.stderr
         assert "winner" in r.stdout and "excluded" in r.stdout
+
+
+# ------------------------------------------------------------ review fix: same models across chips
+def test_measured_compares_chips_on_shared_reference_models_only(small):
+    cat, prof = small
+    p = dataclasses.replace(prof, reference_models=("m1", "m2"))
+    # a: m1 slow, m2 very fast; b: m1 only. Comparing must use m1 on both, never a's m2.
+    rows = [row(chip="a", model="m1", p50=100.0), row(chip="a", model="m2", p50=1.0),
+            row(chip="b", model="m1", p50=10.0)]
+    res = {r.chip: r for r in score_chips(cat, p, rows, draws=20)}
+    a, b = res["a"].criteria["measured"], res["b"].criteria["measured"]
+    assert a.score == pytest.approx(0.0) and b.score == pytest.approx(0.5)  # log 1..100: 100 ms, 10 ms
+    assert set(a.value) == {"latency"} and "compared on m1" in a.reason
+    assert "not used: m2" in a.reason and "compared on m1" in b.reason and "not used" not in b.reason
+
+
+def test_measured_unknown_when_chips_share_no_reference_model(small):
+    cat, prof = small
+    p = dataclasses.replace(prof, reference_models=("m1", "m2"))
+    rows = [row(chip="a", model="m1", p50=10.0), row(chip="b", model="m2", p50=1.0)]
+    res = {r.chip: r for r in score_chips(cat, p, rows, draws=20)}
+    for chip in ("a", "b"):
+        c = res[chip].criteria["measured"]
+        assert c.score is None and "share no reference model" in c.reason
+        assert "a: m1" in c.reason and "b: m2" in c.reason
+    # one chip alone is scored on what it has
+    alone = score_chips(cat, p, [row(chip="a", model="m2", p50=10.0)], draws=20)
+    assert next(r for r in alone if r.chip == "a").criteria["measured"].score == pytest.approx(0.5)
+
+
+def test_score_help_has_no_doubled_percent(capsys):
+    with pytest.raises(SystemExit):
+        main(["score", "--help"])
+    out = capsys.readouterr().out
+    assert "%%" not in out and "20%" in out

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         "score", help="score chips against a selection profile",
         description="Score every catalog chip against a selection profile: the seven deployment "
         "criteria + measured performance from the store, exclusions with reasons, rank stability "
-        "under +-20%% weight changes and Pareto membership (latency, energy, price).")
+        "under +/-20% weight changes and Pareto membership (latency, energy, price).")
     p.add_argument("--profile", required=True, metavar="ID", help="profile id (see lab/data/profiles.yaml)")
     p.add_argument("--campaign", action="append", metavar="NAME",
                    help="use measurements of this campaign only (repeatable; default: all)")
