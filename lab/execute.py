@@ -211,6 +211,8 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
     if tele:
         for key, value in tele.items():
             if hasattr(m, key) and key not in ("job_id", "samples", "provenance", "notes"):
+                if key == "gpu_mem_mb" and m.gpu_mem_mb is not None:
+                    continue  # the runner's own per-process figure beats NVML's (may be all processes)
                 if value is not None or getattr(m, key) is None:
                     setattr(m, key, value)
         m.provenance["telemetry"] = tele.get("_detail")

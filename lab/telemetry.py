@@ -25,6 +25,8 @@ SENSOR_ACCURACY = {"nvml": 0.05, "rapl": 0.05, "ina2xx": 0.02, "battery": 0.05, 
 # Nominal update periods where the trace cannot reveal them (seconds).
 NOMINAL_PERIOD = {"nvml-energy": 0.1, "nvml-power": 1.0, "rapl": 0.001, "ina2xx": 0.002,
                   "battery": 0.25, "meter": 1.0}
+# what nvml_sampler.py writes when proc_mem is not limited to the runner's pid(s)
+ALL_PROCS_MARK = "proc_mem sums all compute processes"
 POWER_FIELDS = ("power_w", "idle_w", "energy_mj_per_inf", "energy_net_mj_per_inf", "power_source",
                 "power_note", "temp_start_c", "temp_max_c", "throttled", "gpu_mem_mb")
 
@@ -224,10 +226,28 @@ def _change_period(t: Sequence[float], v: Sequence) -> float:
 def battery_series(tr: Trace) -> PowerSeries | None:
     """Battery power with unit (µA vs mA) and sign detection, recorded in `notes`."""
     node = tr.info.get("bat.node", "battery")
+    status = _status(tr)
     if "bat.power" in tr.values and tr.column("bat.power"):
-        t, p = tr.t, [abs(v) * 1e-6 if isinstance(v, float) else None for v in tr.values["bat.power"]]
-        s = PowerSeries("sampled", f"battery:{node}", "battery", list(t), power_w=p)
-        s.notes.append(f"battery {node}: power_now in µW")
+        raw = [v if isinstance(v, float) else None for v in tr.values["bat.power"]]
+        good = [v for v in raw if v is not None]
+        if not good:
+            return None
+        # power_now's sign differs by driver like current_now's: the majority sign is discharge
+        neg = sum(1 for v in good if v < 0)
+        nonzero = sum(1 for v in good if v != 0)
+        discharge_sign = -1.0 if neg > nonzero / 2 else 1.0
+        conv = ("negative = discharging" if discharge_sign < 0
+                else "positive = discharging")
+        notes = [f"battery {node}: power_now in µW; sign {conv}"
+                 + (f"; status {status}" if status else "")]
+        charging = _battery_status_check(node, status, notes)
+        if charging is not None:
+            return charging
+        p = [discharge_sign * v * 1e-6 if v is not None else None for v in raw]
+        if any(x is not None and x < 0 for x in p):
+            notes.append(f"battery {node}: power flowed into the battery in some samples "
+                         "(kept as negative power)")
+        s = PowerSeries("sampled", f"battery:{node}", "battery", list(tr.t), power_w=p, notes=notes)
     elif "bat.current" in tr.values and "bat.voltage" in tr.values:
         cur = [v if isinstance(v, float) else None for v in tr.values["bat.current"]]
         vol = [v if isinstance(v, float) else None for v in tr.values["bat.voltage"]]
@@ -240,20 +260,15 @@ def battery_series(tr: Trace) -> PowerSeries | None:
         i_scale, why = detect_current_unit(med_i, med_v * v_scale)
         signs = [c for c, _ in good if c != 0]
         neg = sum(1 for c in signs if c < 0)
-        status = _status(tr)
         discharge_sign = -1.0 if neg > len(signs) / 2 else 1.0
         conv = ("negative = discharging (kernel ABI)" if discharge_sign < 0
                 else "positive = discharging (vendor convention)")
         notes = [f"battery {node}: current unit {'µA' if i_scale == 1e-6 else 'mA'} ({why}); "
                  f"voltage unit {'µV' if v_scale == 1e-6 else 'mV'}; sign {conv}"
                  + (f"; status {status}" if status else "")]
-        if status and status.lower().startswith("charging"):
-            return PowerSeries("sampled", f"battery:{node}", "battery", [], notes=notes + [
-                f"battery {node} is charging: battery current is not device power "
-                "(unplug USB / use input_suspend or an external meter)"])
-        if status and status.lower().replace("_", " ") in ("not charging", "full"):
-            notes.append(f"battery {node} status {status}: the charger may carry part of the "
-                         "load, battery power under-reads")
+        charging = _battery_status_check(node, status, notes)
+        if charging is not None:
+            return charging
         p = [(discharge_sign * c * i_scale) * (v * v_scale) if c is not None and v is not None
              else None for c, v in zip(cur, vol)]
         if any(x is not None and x < 0 for x in p):
@@ -264,6 +279,19 @@ def battery_series(tr: Trace) -> PowerSeries | None:
         return None
     s.period_s = max(NOMINAL_PERIOD["battery"], _change_period(s.t, s.power_w))
     return s
+
+
+def _battery_status_check(node: str, status: str | None, notes: list[str]) -> PowerSeries | None:
+    """Charging -> an empty series (power unavailable, with the reason); Not charging / Full ->
+    a note (the charger may carry part of the load). Shared by the power_now and I x V paths."""
+    if status and status.lower().startswith("charging"):
+        return PowerSeries("sampled", f"battery:{node}", "battery", [], notes=notes + [
+            f"battery {node} is charging: battery current is not device power "
+            "(unplug USB / use input_suspend or an external meter)"])
+    if status and status.lower().replace("_", " ") in ("not charging", "full"):
+        notes.append(f"battery {node} status {status}: the charger may carry part of the "
+                     "load, battery power under-reads")
+    return None
 
 
 def detect_current_unit(median_abs_current: float, volts: float) -> tuple[float, str]:
@@ -444,6 +472,7 @@ class TelemetryResult:
     temp_max_c: float | None = None
     throttled: bool | None = None
     gpu_mem_mb: float | None = None
+    gpu_mem_scope: str | None = None  # runner process | all compute processes | device delta over idle
     uncertainty_rel: float | None = None
     uncertainty_model: str = ""
     window_s: float | None = None
@@ -466,6 +495,7 @@ class TelemetryResult:
             "uncertainty_rel": self.uncertainty_rel, "uncertainty_model": self.uncertainty_model,
             "window_s": self.window_s, "sensor_period_s": self.sensor_period_s,
             "iterations": self.iterations, "temp_end_c": self.temp_end_c,
+            "gpu_mem_scope": self.gpu_mem_scope,
             "throttle_reasons": self.throttle_reasons, "temps": self.temps, "notes": self.notes,
             "trace_file": self.trace_file,
             "windows": [[w.start, w.end, w.iterations, w.note] for w in self.windows]}
@@ -677,12 +707,20 @@ def _gpu_mem(res, tr: Trace, windows, idle, notes, pids_note):
         pv = [x for x in vals(proc, a, b) if x > 0]
         if pv:
             res.gpu_mem_mb = max(pv)
+            if any(ALL_PROCS_MARK in n for n in tr.notes):
+                res.gpu_mem_scope = "all compute processes"
+                notes.append("gpu_mem_mb not attributed to the runner: NVML memory summed over all "
+                             "compute processes on the GPU (the sampler had no runner pid), so on "
+                             "a shared GPU it includes other processes")
+            else:
+                res.gpu_mem_scope = "runner process"
             return
     if used:
         uv = vals(used, a, b)
         base = vals(used, idle[0], idle[1]) if idle else []
         if uv and base:
             res.gpu_mem_mb = max(uv) - min(base)
+            res.gpu_mem_scope = "device delta over idle"
             notes.append("gpu_mem_mb is the device memory delta over the idle baseline "
                          "(per-process memory unavailable" + (f": {pids_note}" if pids_note else
                                                               ", e.g. container PIDs") + ")")

@@ -154,3 +154,44 @@ def test_runs_on_python37_syntax():
     import ast
     src = SAMPLER.read_text()
     ast.parse(src, feature_version=(3, 7))
+
+
+def test_without_runner_pid_gpu_memory_is_flagged_as_all_processes(tmp_path):
+    tr = run(tmp_path, script(), "-r", "50", "-n", "19")  # no --pid: what a session starts today
+    r = T.analyze(tr, [T.Window(tr.t[5], tr.t[-1], 10)], idle=(tr.t[0], tr.t[2]))
+    assert r.gpu_mem_mb == 1200 and r.gpu_mem_scope == "all compute processes"
+    assert "not attributed to the runner" in r.power_note
+    assert r.measurement_fields()["_detail"]["gpu_mem_scope"] == "all compute processes"
+    tr2 = run(tmp_path, script(), "-r", "50", "-n", "19", "--pid", "4242")
+    mine = T.analyze(tr2, [T.Window(tr2.t[5], tr2.t[-1], 10)])
+    assert mine.gpu_mem_scope == "runner process"
+    assert "not attributed" not in (mine.power_note or "")
+
+
+def test_empty_pid_file_is_said_once(tmp_path):
+    pidf = tmp_path / "runner.pid"
+    pidf.write_text("")
+    tr = run(tmp_path, script(), "-r", "50", "-n", "19", "--pid-file", str(pidf))
+    said = [n for n in tr.notes if "pid file names no runner pid" in n]
+    assert len(said) == 1
+    r = T.analyze(tr, [T.Window(tr.t[5], tr.t[-1], 10)])
+    assert r.gpu_mem_scope == "all compute processes"
+
+
+def test_runner_gpu_memory_is_not_replaced_by_telemetry():
+    """lab/execute.py measurement_from_docs: NVML's figure may sum every process on a shared GPU."""
+    from lab.execute import measurement_from_docs
+    from lab.records import Job, Protocol
+    job = Job("j1", "c", "gpu-server", "h200", "m", "", "paddle-inference-gpu", "gpu", "fp32", 1,
+              protocol=Protocol())
+    def doc(gpu):
+        return {"timings": {"samples_ms": [2.0, 2.1, 2.05], "converged": True},
+                "memory": {"peak_rss_mb": 900.0, "gpu_mem_mb": gpu}}
+    tele = dict.fromkeys(T.POWER_FIELDS)
+    tele.update(power_w=300.0, power_note="x", gpu_mem_mb=9000.0,
+                _detail={"gpu_mem_scope": "all compute processes"})
+    m = measurement_from_docs(job, [doc(512.0), doc(520.0)], tele)
+    assert m.gpu_mem_mb == 520.0 and m.power_w == 300.0
+    assert m.provenance["telemetry"]["gpu_mem_scope"] == "all compute processes"
+    m2 = measurement_from_docs(job, [doc(None)], tele)
+    assert m2.gpu_mem_mb == 9000.0  # the runner gave none: telemetry's (flagged) figure is kept

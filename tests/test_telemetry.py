@@ -59,6 +59,49 @@ def test_battery_charging_is_unavailable_not_zero():
     assert "charging" in f["power_note"]
 
 
+def power_now_rows(sign, status="Discharging"):
+    # same hand-computed watts as battery_rows, as power_now in µW
+    return [(t, int(sign * w * 1e6), status) for t, w in zip(TIMES, WATTS)]
+
+
+@pytest.mark.parametrize("sign,conv", [(-1, "negative = discharging"), (+1, "positive = discharging")])
+def test_battery_power_now_sign_hand_computed(sign, conv):
+    tr = trace([("bat.power", "uW"), ("bat.status", "text")], power_now_rows(sign),
+               {"bat.node": "battery"})
+    r = T.analyze(tr, WIN, idle=(0, 7.5))
+    assert r.power_w == pytest.approx(9.25 / 4) and r.energy_mj_per_inf == pytest.approx(92.5)
+    assert r.energy_net_mj_per_inf == pytest.approx(52.5)
+    assert "power_now in µW" in r.power_note and conv in r.power_note
+
+
+def test_battery_power_now_while_charging_is_unavailable_not_device_power():
+    tr = trace([("bat.power", "uW"), ("bat.status", "text")], power_now_rows(+1, "Charging"),
+               {"bat.node": "battery"})
+    f = T.analyze(tr, WIN, idle=(0, 7.5)).fields()
+    assert f["power_w"] is None and f["energy_mj_per_inf"] is None
+    assert "is charging" in f["power_note"]
+
+
+@pytest.mark.parametrize("status", ["Not charging", "Full"])
+def test_battery_power_now_not_charging_or_full_is_noted(status):
+    tr = trace([("bat.power", "uW"), ("bat.status", "text")],
+               [(t, -int(w * 1e6), status.replace(" ", "_")) for t, w in zip(TIMES, WATTS)],
+               {"bat.node": "battery"})
+    # the trace format splits on spaces: sampler.sh writes "Not_charging"
+    r = T.analyze(tr, WIN, idle=(0, 7.5))
+    assert r.power_w == pytest.approx(9.25 / 4)
+    assert "charger may carry part of the load" in r.power_note
+
+
+def test_battery_power_now_minority_reverse_flow_kept_negative():
+    rows = power_now_rows(-1)
+    rows[4] = (rows[4][0], 500000, "Discharging")  # 0.5 W into the battery at t=11
+    tr = trace([("bat.power", "uW"), ("bat.status", "text")], rows, {"bat.node": "battery"})
+    s = T.battery_series(tr)
+    assert s.power_w[4] == pytest.approx(-0.5) and s.power_w[3] == pytest.approx(2.0)
+    assert any("flowed into the battery" in n for n in s.notes)
+
+
 def test_unit_detection_rule():
     assert T.detect_current_unit(3000, 4.0)[0] == 1e-3   # 3 A phone in mA: 12 W, not 0.012 W
     assert T.detect_current_unit(300000, 4.0)[0] == 1e-6

@@ -58,6 +58,8 @@ class Gpu(object):
         self.reasons_fn = getattr(nv, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
             getattr(nv, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
         self.mismatch_noted = False
+        self.empty_noted = False
+        self.pid_file_given = False
 
     def read(self, pids):
         nv, h = self.nv, self.h
@@ -79,7 +81,12 @@ class Gpu(object):
         used = [(p.pid, getattr(p, "usedGpuMemory", None)) for p in procs]
         used = [(pid, m) for pid, m in used if isinstance(m, int) and m >= 0 and m < (1 << 62)]
         if not pids:
-            return (sum(m for _, m in used) / 1048576.0 if used else None), None
+            note = None
+            if self.pid_file_given and used and not self.empty_noted:
+                self.empty_noted = True
+                note = ("note %s.proc_mem sums all compute processes on the GPU (the pid file "
+                        "names no runner pid yet)" % self.prefix)
+            return (sum(m for _, m in used) / 1048576.0 if used else None), note
         mine = [m for pid, m in used if pid in pids]
         if mine:
             return sum(mine) / 1048576.0, None
@@ -161,6 +168,7 @@ def main(argv=None):
     for i in indices:
         try:
             gpus.append(Gpu(nv, i))
+            gpus[-1].pid_file_given = bool(args.pid_file)
         except Exception as exc:
             w("# unavailable nvml.gpu%d %s\n" % (i, str(exc).replace("\n", " ")))
     if not gpus:
