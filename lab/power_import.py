@@ -114,10 +114,32 @@ def job_windows(trials: list[dict[str, Any]], samples: list[list[float]]) -> tup
     return windows, first
 
 
+def idle_window(first: float, idle_s: float, ends: list[tuple[float, str]],
+                job_id: str) -> tuple[tuple[float, float] | None, str | None]:
+    """[first - idle_s, first], clipped to start after the previous job on the same device ended
+    (with cooldown 0 the window would otherwise average the last job's load into 'idle').
+    Less than idle_s / 2 left -> no idle figure, and a note says why."""
+    start = first - idle_s
+    prev = [(t, j) for t, j in ends if j != job_id and start < t <= first]
+    if not prev:
+        return (start, first), None
+    t_prev, j_prev = max(prev)
+    left = first - t_prev
+    if left < idle_s / 2:
+        return None, (f"idle baseline dropped: the previous job {j_prev} on this device ended "
+                      f"{left:.1f} s before this one started (< {idle_s / 2:g} s, half the "
+                      f"{idle_s:g} s idle window); idle_w and net energy unavailable")
+    return (t_prev, first), (f"idle baseline clipped to {left:.1f} s: it starts after the previous "
+                             f"job {j_prev} on this device ended")
+
+
 def apply_meter(store, series: PowerSeries, device: str, campaign: str | None = None, *,
                 idle_s: float = 10.0, write: bool = True) -> list[tuple[dict, TelemetryResult]]:
     """Figures for every ok job of `device` whose steady windows the meter covers."""
     out = []
+    # every job that ran on the device, any campaign or status: each one's load ends the idle
+    ends = [(parse_time(r["finished_at"]), r["job_id"]) for r in store.results_rows(None)
+            if r["device"] == device and r.get("finished_at")]
     for row in store.results_rows(campaign):
         if row["device"] != device or row["status"] != "ok":
             continue
@@ -125,10 +147,13 @@ def apply_meter(store, series: PowerSeries, device: str, campaign: str | None = 
         windows, first = job_windows(prov.get("trials") or [], store.samples(row["job_id"]))
         if not windows or windows[0].start < series.t[0] or windows[-1].end > series.t[-1]:
             continue
-        idle = None
+        idle, idle_note = None, None
         if first is not None and first - idle_s >= series.t[0]:
-            idle = (first - idle_s, first)
+            idle, idle_note = idle_window(first, idle_s, ends, row["job_id"])
         res = analyze(Trace(), windows, idle, idle_s_wanted=idle_s, power=series)
+        if idle_note:
+            res.notes.append(idle_note)
+            res.power_note = f"{res.power_note}; {idle_note}" if res.power_note else idle_note
         # keep the thermal figures the on-device sampler measured
         res.temp_start_c, res.temp_max_c = row.get("temp_start_c"), row.get("temp_max_c")
         res.throttled, res.gpu_mem_mb = row.get("throttled"), row.get("gpu_mem_mb")

@@ -85,3 +85,63 @@ def test_cli_no_overlap_is_bad_input(tmp_path, capsys):
     assert "late.csv" in err and "no ok job" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["--store", str(db), "power", "import", str(tmp_path / "nope.csv"),
                      "--device", "rk1808"]) == 2
+
+
+def add_previous_job(db_path, finished_epoch, job_id="job-rk1808-0", status="ok", device="rk1808"):
+    """A job that ran on the same device just before (cooldown 0), ending at finished_epoch."""
+    store = Store(db_path)
+    job = Job(job_id, "earlier", device, "RK1808", "resnet", "", "lite-npu", "aipu", "int8", 1)
+    store.plan_jobs([job])
+    store.finish_job(job_id, status, error=None if status == "ok" else "boom")
+    with store._tx() as db:  # the store stamps now(); put the job where the meter log has it
+        db.execute("UPDATE jobs SET finished_at=? WHERE job_id=?", (iso(finished_epoch), job_id))
+    store.close()
+
+
+def write_meter_with_previous_load(path):
+    # 6 W up to t=993 (the previous job), 2 W idle 994..1005, 6 W after (this job's steady part)
+    lines = ["timestamp,W"] + [f"{t},{6.0 if t <= 993 or t > 1005 else 2.0}" for t in range(985, 1016)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_idle_baseline_is_clipped_after_the_previous_job(tmp_path):
+    db = make_store(tmp_path)
+    add_previous_job(db, 994, status="failed")  # a failed job loaded the device all the same
+    meter = write_meter_with_previous_load(tmp_path / "usb.csv")
+    # unclipped [990, 1000] would average 990..993 at 6 W into 'idle'; clipped [994, 1000] = 2 W
+    assert cli.main(["--store", str(db), "power", "import", str(meter), "--device", "rk1808"]) == 0
+    store = Store(db)
+    row = store.results_rows("demo")[0]
+    store.close()
+    assert row["idle_w"] == pytest.approx(2.0)
+    assert row["energy_net_mj_per_inf"] == pytest.approx(200.0)  # (30 J - 2 W x 5 s) / 100
+    assert "clipped to 6.0 s" in row["power_note"] and "job-rk1808-0" in row["power_note"]
+
+
+def test_idle_baseline_dropped_when_less_than_half_remains(tmp_path):
+    db = make_store(tmp_path)
+    add_previous_job(db, 997)  # only 3 s of idle before the first trial (< 10 s / 2)
+    meter = write_meter_with_previous_load(tmp_path / "usb.csv")
+    assert cli.main(["--store", str(db), "power", "import", str(meter), "--device", "rk1808"]) == 0
+    store = Store(db)
+    row = store.results_rows("demo")[0]
+    store.close()
+    assert row["power_w"] == pytest.approx(6.0) and row["energy_mj_per_inf"] == pytest.approx(300.0)
+    assert row["idle_w"] is None and row["energy_net_mj_per_inf"] is None
+    assert "idle baseline dropped" in row["power_note"] and "3.0 s" in row["power_note"]
+
+
+def test_jobs_on_other_devices_or_long_before_do_not_clip(tmp_path):
+    from lab.power_import import idle_window
+    assert idle_window(1000, 10, [], "x") == ((990, 1000), None)
+    assert idle_window(1000, 10, [(999.0, "x")], "x") == ((990, 1000), None)  # the job itself
+    assert idle_window(1000, 10, [(980.0, "old")], "x") == ((990, 1000), None)  # long before
+    db = make_store(tmp_path)
+    add_previous_job(db, 997, job_id="job-other-0", device="other-board")
+    assert cli.main(["--store", str(db), "power", "import", str(write_meter(tmp_path / "m.csv")),
+                     "--device", "rk1808"]) == 0
+    store = Store(db)
+    row = store.results_rows("demo")[0]
+    store.close()
+    assert row["idle_w"] == pytest.approx(2.0) and "idle baseline" not in row["power_note"]
