@@ -189,3 +189,47 @@ def test_scale_bench_runs_small(tmp_path):
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["jobs"] == 40 and res["samples"] == 1200 and res["ok"] is True
     assert (tmp_path / "index.html").stat().st_size > 50_000
+
+
+# ------------------------------------------------------------------- review fixes: imported rows
+@pytest.fixture
+def imported_store(tmp_path):
+    s = Store(tmp_path / "imp.sqlite")
+    rows = []
+    for i, (proc, threads, p50) in enumerate([("cpu", 0, 120.0), ("aipu", None, 15.0)]):
+        j = Job(job_id=f"imp{i}", campaign="vendor", device="rv1109-board", chip="rv1109",
+                model="mobilenet_v1", model_sha256="", backend=f"external-{proc}", processor=proc,
+                precision="int8", threads=threads)
+        rows.append((j, Measurement(job_id=j.job_id, p50_ms=p50, source="import:v.csv")))
+    s.import_rows("vendor", rows)
+    yield s
+    s.close()
+
+
+def test_imported_only_summary_says_convergence_is_unknown_not_clean(imported_store):
+    page = render_html(build_report(imported_store, ["vendor"]))
+    summary = page.split('id="summary"')[1].split("</section>")[0]
+    assert "converged to its target CI" not in summary and "flag good" not in summary
+    assert "no convergence information" in summary and "2 ok row(s)" in summary
+    assert "imported: no raw samples" in summary
+
+
+def test_imported_rows_show_threads_na_not_t0(imported_store):
+    page = render_html(build_report(imported_store, ["vendor"]))
+    assert not re.search(r"· t(0|None)\b", page)
+    assert "threads n/a" in page
+    latency = page.split('id="latency"')[1].split("</section>")[0]
+    # the threads cell follows the precision cell: n/a for both rows, never 0
+    assert latency.count('<td>int8</td><td class="n na">n/a</td>') == 2
+    assert "<td>int8</td><td class=n>0</td>" not in latency
+
+
+def test_output_under_a_file_is_one_line_exit_2(store, tmp_path, capsys):
+    f = tmp_path / "f"
+    f.write_text("not a folder")
+    rc = main(["--store", str(store.path), "report", "--campaign", "demo", "-o", str(f / "index.html")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert f"{f} is a file, not a directory" in err
+    rc = main(["--store", str(store.path), "report", "--campaign", "demo", "-o", str(f / "sub" / "i.html")])
+    assert rc == 2 and "is a file" in capsys.readouterr().err

@@ -96,8 +96,8 @@ def config_label(r: dict, *, with_device: bool = True, with_model: bool = False)
         parts.append(str(r.get("device")))
     parts.append(str(r.get("backend")))
     parts.append(str(r.get("precision")))
-    if r.get("threads") is not None:
-        parts.append(f"t{r['threads']}")
+    # imported rows often carry no thread count (null or 0): say so instead of "t0"
+    parts.append(f"t{r['threads']}" if r.get("threads") else "threads n/a")
     if r.get("batch") not in (None, 1):
         parts.append(f"b{r['batch']}")
     opts = r.get("options") or {}
@@ -123,6 +123,10 @@ def _num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def _imported(r: dict) -> bool:
+    return bool(r.get("source")) and r.get("source") != "lab"
 
 
 def _cold(r: dict) -> float | None:
@@ -170,6 +174,10 @@ def summarize_rows(rows: list[dict], specs: dict[str, Any]) -> dict:
         "first_start": min(started) if started else None,
         "last_finish": max(finished) if finished else None,
         "not_converged": [r for r in rows if r["status"] == "ok" and r.get("converged") is False],
+        # ok rows whose convergence is unknown: imports carry no raw samples to judge it by
+        "convergence_unknown": [dict(r, why=("imported: no raw samples" if _imported(r)
+                                             else "the run reported no convergence"))
+                                for r in rows if r["status"] == "ok" and r.get("converged") is None],
         "throttled": [r for r in rows if r.get("throttled") is True],
         "failed": [dict(r, error_short=_short_error(r.get("error"))) for r in rows if r["status"] == "failed"],
         "skipped": [dict(r, error_short=_short_error(r.get("error"))) for r in rows if r["status"] == "skipped"],
@@ -622,7 +630,15 @@ def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, 
     finally:
         store.close()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    blocker = next((p for p in reversed(out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"cannot write {out}: {blocker} is a file, not a directory",
+                          fix="give -o a path whose folders are folders, e.g. reports/demo/index.html")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the folder for {out}: {exc.strerror or exc}",
+                          fix="give -o a writable path") from None
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
