@@ -75,7 +75,7 @@ def write_config(ws: Path, phone, board, name: str) -> None:
         backends: [paddle-inference-cpu, paddle-lite-arm, paddle-lite-kirin-npu, paddle-lite-rockchip-npu]
         threads: [1]
         protocol: {{warmup: 2, warmup_seconds: 0.02, min_iters: 10, min_seconds: 0.05, max_seconds: 1.0,
-                   target_rel_ci: 0.5, trials: 3, timeout_s: 120}}
+                   target_rel_ci: 0.5, trials: 3, timeout_s: 120, idle_baseline_s: 0.5}}
         """))
 
 
