@@ -530,8 +530,8 @@ def rule_estimate(x: AdviceInput) -> Contribution | None:
             ev["cpu_p50_ms"] = x.cpu.p50_ms
         not_q = " (it is not)" if x.model.quantized is False else ""
         return Contribution("estimate", "neutral", 0.0,
-                            text + f"; this assumes an int8-quantised model{not_q}, so it does "
-                            "not apply to the model as it is", ev)
+                            f"this estimate assumes an int8-quantised model{not_q} and does not "
+                            "apply to the model as it is: once quantised, " + text, ev)
     if x.cpu is not None and x.cpu.p50_ms is not None:
         ratio = x.cpu.p50_ms / e.aipu_ms if e.aipu_ms > 0 else None
         ev["cpu_p50_ms"] = x.cpu.p50_ms
