@@ -50,7 +50,7 @@ def execute_job(job: Job, device: Device, transport: Transport, *, models_root: 
                           fix="plan again (lab run without --resume re-plans with the new hash)")
     if backend.runtime == "paddle-lite":
         from .lite_exec import run_lite_job
-        return run_lite_job(job, device, transport, artifact)
+        return run_lite_job(job, device, transport, artifact, telemetry=telemetry)
     return _run_paddle_inference(job, device, transport, artifact, telemetry=telemetry)
 
 
