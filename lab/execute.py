@@ -95,6 +95,8 @@ def _run_paddle_inference(job: Job, device: Device, transport: Transport, artifa
             # a fresh name per attempt: a result left by an earlier, killed attempt is never read
             out_remote = remote_join(results_dir, f"{job.job_id}-t{trial}-{uuid.uuid4().hex[:8]}.json")
             cmd = base_cmd + ["--out", out_remote, "--seed", str(trial)]
+            if session is not None and getattr(session, "nvml", False) and session.started:
+                cmd += ["--pid-file", session.runner_pid_file]  # GPU memory of this runner, not all
             if session is not None:
                 session.mark(f"t{trial}-start")
             res = transport.run(cmd, timeout=p.timeout_s)

@@ -842,6 +842,7 @@ class TelemetrySession:
         self.dir = remote_join(workdir, "telemetry", uuid.uuid4().hex[:12])
         self.trace = remote_join(self.dir, "sampler.txt")
         self.nvml_trace = remote_join(self.dir, "nvml.txt")
+        self.runner_pid_file = remote_join(self.dir, "runner.pid")  # the runner writes its PID here
         self.stopfile = remote_join(self.dir, "stop")
         try:
             sampler = remote_join(workdir, "runners", "sampler.sh")
@@ -859,7 +860,8 @@ class TelemetrySession:
                 transport.push(RUNNERS_DIR / "nvml_sampler.py", nv)
                 cmds.append(_background([self.python, nv, "-o", self.nvml_trace, "-r",
                                          f"{rate_hz:g}", "-s", self.stopfile, "-M",
-                                         f"{self.max_s:g}"], remote_join(self.dir, "nvml.err")))
+                                         f"{self.max_s:g}", "--pid-file", self.runner_pid_file],
+                                        remote_join(self.dir, "nvml.err")))
             res = transport.run(" && ".join(cmds), timeout=30)
             if res.rc != 0:
                 raise RuntimeError(f"sampler start exited {res.rc}: {res.err.strip()[:200]}")

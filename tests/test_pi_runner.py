@@ -297,3 +297,12 @@ def test_max_iters_below_min_iters_is_rejected(tmp_path):
                             "--input", "x:1x16:float32", "--min-iters", "50", "--max-iters", "10"],
                            tmp_path / "r.json")
     assert proc.returncode == 3 and "--max-iters" in doc["error"]
+
+
+def test_pid_file_names_the_runner_process(tiny_models, tmp_path):
+    """The NVML sampler reads this file to attribute GPU memory to the runner, not to every process."""
+    pid_file = tmp_path / "runner.pid"
+    proc, doc = run_runner(_model_args(tiny_models, "json", "--pid-file", pid_file), tmp_path / "o.json")
+    assert proc.returncode == 0 and doc["ok"]
+    assert int(pid_file.read_text()) == doc["env"]["pid"]
+    assert doc["clock"]["name"] == "uptime" and doc["clock"]["steady_end"] >= doc["clock"]["steady_start"]

@@ -298,6 +298,8 @@ def build_parser():
     p.add_argument("--target-rel-ci", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
+    p.add_argument("--pid-file", default=None,
+                   help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
     return p
 
 
@@ -599,6 +601,12 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     doc = new_doc(args, [sys.argv[0] if sys.argv and sys.argv[0] else "pi_runner.py"] + argv)
     install_signal_handlers()
+    if args.pid_file:
+        try:
+            with open(args.pid_file, "w") as fh:
+                fh.write("%d\n" % os.getpid())
+        except OSError as exc:
+            sys.stderr.write("pi_runner: cannot write pid file: " + _one_line(exc) + "\n")
     code = 0
     try:
         measure(args, doc)
