@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from ..catalog import PRECISIONS, Catalog, Chip, load_catalog
 
@@ -86,7 +87,7 @@ def render_table(catalog: Catalog) -> None:
             f"{pw.low:g}-{pw.high:g}" if pw.low is not None and pw.high is not None else f"{pw.typical:g}")
         t.add_row(chip.id, chip.vendor, chip.accelerator.kind, _tops_cell(chip),
                   "n/a" if nm is None else f"{nm:g}", w, _price_cell(chip))
-    Console(width=200).print(t)
+    Console(width=None if sys.stdout.isatty() else 200).print(t)
 
 
 def run(args) -> int:

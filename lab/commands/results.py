@@ -94,7 +94,7 @@ def _print_table(rows: list[dict]) -> None:
             table.add_column(col, no_wrap=True)
         for r in rows:
             table.add_row(*[show(r) for show in TABLE_COLUMNS.values()])
-        Console(width=250).print(table)
+        Console(width=None if sys.stdout.isatty() else 250).print(table)
     except ImportError:
         print("\t".join(TABLE_COLUMNS))
         for r in rows:

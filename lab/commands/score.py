@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from ..catalog import load_catalog
@@ -60,7 +61,7 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
     from rich.console import Console
     from rich.table import Table
 
-    con = Console(width=220)
+    con = Console(width=None if sys.stdout.isatty() else 220)
     short = {"domain": "dom", "supply": "supply", "tops": f"TOPS {profile.precision}", "frequency": "freq",
              "memory": "mem", "video_isp": "video/ISP", "price": "price", "measured": "measured"}
     t = Table(title=f"profile {profile.id}: {profile.description}", title_justify="left")
