@@ -60,11 +60,15 @@ def test_run_deadline_kills_remote(kirin):
     try:
         start = time.monotonic()
         with pytest.raises(DeviceTimeout, match="deadline"):
-            t.run("sleep 30; echo done", timeout=1.5)
+            t.run("sleep 29.713; echo done", timeout=1.5)  # an odd duration: no other process matches
         assert time.monotonic() - start < 10
-        # the transport reconnects and the killed command is gone
-        time.sleep(0.3)
-        r = t.run("ps -eo args 2>/dev/null | grep -c '[s]leep 30' || true", timeout=20)
+        # the transport reconnects and the killed command is gone (allow the kill a moment)
+        deadline = time.monotonic() + 5
+        while True:
+            r = t.run("ps -eo args 2>/dev/null | grep -c '^sleep 29[.]713$' || true", timeout=20)
+            if r.out.strip() in ("0", "") or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert r.out.strip() in ("0", "")
     finally:
         t.close()
