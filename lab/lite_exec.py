@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .backends import BACKENDS
 from .errors import ConfigError, RunnerError, excerpt
+from .execute import push_model
 from .records import Device, Job, Measurement
 from .runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_output,
                                     supports_memory_profile)
@@ -112,13 +113,12 @@ def run_lite_job(job: Job, device: Device, transport, model_artifact, *,
 
     target = LITE_TARGETS.get(job.backend, "arm")
     nb = nb_path(artifact, target)
-    model_dir = remote_join(transport.workdir, "models", f"{artifact.id}-{artifact.sha256[:12]}")
     results_dir = remote_join(transport.workdir, "results")
     transport.run(["mkdir", "-p", results_dir], timeout=30)
     notes = [MINMAX_NOTE]
     model_kw: dict = {}
     if nb.is_file():
-        model_kw["optimized_model_file"] = transport.push(nb, remote_join(model_dir, nb.name)).remote
+        model_kw["optimized_model_file"] = push_model(transport, artifact, [nb])[nb.name]
         model_hash = sha256_file(nb)
     else:
         if backend.nnadapter_device == "rockchip_npu":
@@ -133,8 +133,8 @@ def run_lite_job(job: Job, device: Device, transport, model_artifact, *,
             raise ConfigError(f"job {job.job_id}: {artifact.id} has no legacy .pdmodel (Paddle Lite "
                               "cannot read .json models)", fix="rebuild the model with the legacy export")
         pm, pp = Path(artifact.pdmodel_path), Path(artifact.legacy_pdiparams_path)
-        model_kw["model_file"] = transport.push(pm, remote_join(model_dir, pm.name)).remote
-        model_kw["param_file"] = transport.push(pp, remote_join(model_dir, pp.name)).remote
+        remote = push_model(transport, artifact, [pm, pp])
+        model_kw["model_file"], model_kw["param_file"] = remote[pm.name], remote[pp.name]
         model_kw["optimized_model_file"] = remote_join(results_dir, f"{job.job_id}-opt.nb")
         model_hash = artifact.legacy_sha256 or artifact.sha256
         notes.append("raw model converted in-process by benchmark_bin: init excludes the conversion, "
