@@ -15,12 +15,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .records import Job, Measurement
+from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow
 
 SCHEMA_VERSION = 1
 
-MEASURE_FIELDS = [f.name for f in fields(Measurement)
-                  if f.name not in ("job_id", "samples", "provenance", "notes")]
+MEASURE_FIELDS = list(MEASUREMENT_FIGURES)
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -42,9 +41,8 @@ CREATE TABLE IF NOT EXISTS samples (
   idx INTEGER NOT NULL, ms REAL NOT NULL, PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
 """
 
-ROW_FIELDS = ["job_id", "campaign", "device", "chip", "model", "backend", "processor", "precision",
-              "threads", "batch", "status"] + MEASURE_FIELDS + ["error", "attempts", "started_at",
-                                                                 "finished_at", "model_sha256"]
+# the columns of a results row: ResultRow's fields (every Measurement figure among them), options aside
+ROW_FIELDS = [f.name for f in fields(ResultRow) if f.name != "options"]
 _BOOL_FIELDS = {"converged", "throttled"}
 _INT_FIELDS = {"n_samples", "threads", "batch", "attempts"}
 
@@ -180,8 +178,8 @@ class Store:
             row = self._db.execute("SELECT spec_json FROM campaigns WHERE name=?", (name,)).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
-    def results_rows(self, campaigns: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
-        """The rows of `lab results --format json` (fields in docs/architecture.md)."""
+    def results(self, campaigns: Iterable[str] | str | None = None) -> list[ResultRow]:
+        """Typed result records, one per job (planned/failed jobs too), in a stable order."""
         if isinstance(campaigns, str):
             campaigns = [campaigns]
         sql = ("SELECT j.*, m.* , j.job_id AS job_id FROM jobs j LEFT JOIN measurements m "
@@ -203,9 +201,13 @@ class Store:
                 d[k] = None if d[k] is None else int(d[k])
             if d["n_samples"] is None:
                 d["n_samples"] = 0
-            d["options"] = json.loads(r["options_json"] or "{}")
-            out.append(d)
+            out.append(ResultRow(**d, options=json.loads(r["options_json"] or "{}")))
         return out
+
+    def results_rows(self, campaigns: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
+        """The rows of `lab results --format json` (fields in docs/architecture.md): the JSON form
+        of `results()`. Analysis code reads `results()`; this is for JSON output and scripts."""
+        return [r.to_json() for r in self.results(campaigns)]
 
     def samples(self, job_id: str) -> list[list[float]]:
         with self._lock:
