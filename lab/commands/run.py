@@ -4,8 +4,9 @@ from __future__ import annotations
 import sys
 
 from ..errors import ConfigError
-from ..orchestrate import prepare, run_prepared, stored_status
-from ..scheduler import SchedulerOptions
+
+# lab.orchestrate (scheduler, store, transports) is imported in the handlers: `lab --help` and
+# the read commands must not pay for it.
 
 
 def register(sub) -> None:
@@ -28,6 +29,8 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
+    from ..orchestrate import prepare, run_prepared
+    from ..scheduler import SchedulerOptions
     if args.engine == "ray":  # a missing Ray is bad input: say so before any model is built
         from ..ray_engine import import_ray
         import_ray()
@@ -64,6 +67,7 @@ def cmd_run(args) -> int:
 
 def _dry_run(args, prep) -> int:
     """Print the plan, with what the store already holds for each job."""
+    from ..orchestrate import stored_status
     status = stored_status(args.store, prep.spec.name)
     jobs = prep.jobs
     print(f"{'job_id':<16}  {'stored':<8} {'device':<16} {'model':<14} {'backend':<24} prec threads batch options")
