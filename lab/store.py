@@ -20,6 +20,12 @@ from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow
 SCHEMA_VERSION = 1
 
 MEASURE_FIELDS = list(MEASUREMENT_FIGURES)
+_MEASURE_TYPES = {f.name: str(f.type) for f in fields(Measurement)}
+
+
+def _column_type(name: str) -> str:
+    """SQLite column of a Measurement figure, from its annotation (str -> TEXT, numbers -> REAL)."""
+    return "TEXT" if _MEASURE_TYPES.get(name, "").startswith("str") else "REAL"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -33,8 +39,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign);
 CREATE TABLE IF NOT EXISTS measurements (
   job_id TEXT PRIMARY KEY REFERENCES jobs(job_id) ON DELETE CASCADE,
-  {", ".join(f"{name} {'TEXT' if name in ('power_source', 'power_note', 'source') else 'REAL'}"
-             for name in MEASURE_FIELDS)},
+  {", ".join(f"{name} {_column_type(name)}" for name in MEASURE_FIELDS)},
   provenance_json TEXT, notes_json TEXT);
 CREATE TABLE IF NOT EXISTS samples (
   job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
@@ -43,8 +48,9 @@ CREATE TABLE IF NOT EXISTS samples (
 
 # the columns of a results row: ResultRow's fields (every Measurement figure among them), options aside
 ROW_FIELDS = [f.name for f in fields(ResultRow) if f.name != "options"]
-_BOOL_FIELDS = {"converged", "throttled"}
-_INT_FIELDS = {"n_samples", "threads", "batch", "attempts"}
+_BOOL_FIELDS = {n for n, t in _MEASURE_TYPES.items() if t.startswith("bool") and n in MEASURE_FIELDS}
+_INT_FIELDS = {"threads", "batch", "attempts"} | {n for n, t in _MEASURE_TYPES.items()
+                                                   if t.startswith("int") and n in MEASURE_FIELDS}
 
 
 def now_iso() -> str:
@@ -70,11 +76,20 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._add_new_columns()
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
         except (sqlite3.DatabaseError, OSError) as exc:
             raise ConfigError(f"cannot use this file as the results store: {exc}", path=str(path),
                               fix="point --store at a lab SQLite store or a new file name") from None
+
+    def _add_new_columns(self) -> None:
+        """A store written by an older lab lacks the figures added since: add them as NULL (unknown),
+        so old stores stay readable and appendable."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(measurements)")}
+        for name in MEASURE_FIELDS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE measurements ADD COLUMN {name} {_column_type(name)}")
 
     def close(self) -> None:
         with self._lock:

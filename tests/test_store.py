@@ -123,3 +123,22 @@ def test_import_bad_header():
         parse_results_csv(io.StringIO("device,chip,model,processor,latency\n"), "x.csv", "c", chip_ids=set())
     with pytest.raises(ConfigError, match="p50_ms or mean_ms"):
         parse_results_csv(io.StringIO("device,chip,model,processor\n"), "x.csv", "c", chip_ids=set())
+
+
+def test_a_store_from_an_older_lab_gains_the_new_figures_as_unknown(tmp_path):
+    """Figures added to Measurement later become NULL columns of an old store, never an error."""
+    import sqlite3
+    from lab.store import Store
+    path = tmp_path / "old.sqlite"
+    Store(path).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE measurements DROP COLUMN gpu_mem_mb")
+    db.commit()
+    db.close()
+    store = Store(path)
+    try:
+        cols = {r[1] for r in store._db.execute("PRAGMA table_info(measurements)")}
+        assert "gpu_mem_mb" in cols
+        assert store.results() == []
+    finally:
+        store.close()
