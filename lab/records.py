@@ -121,6 +121,10 @@ class Measurement:
     temp_max_c: float | None = None
     throttled: bool | None = None
     gpu_mem_mb: float | None = None
+    # data quality (issues 17/18): other processes' share of the CPU time during the steady window
+    # (from /proc, by the runner) and the flag it raises past docs' threshold; None = not measured
+    host_busy_share: float | None = None
+    busy_host: bool | None = None
     source: str = "lab"  # lab | import:<file> | benchmark_bin ...
     samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
     provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env
