@@ -80,8 +80,8 @@ def _worker(job: dict) -> None:
     for sl in chunks:
         for name in names:
             arr = feeds[name][sl]
-            if not job["batched"]:
-                arr = arr[0]  # each sample already carries the run shape (batch 1)
+            # Each sample carries the run shape (batch 1): one sample, or all merged on axis 0.
+            arr = arr.reshape((-1,) + arr.shape[2:]) if job["batched"] else arr[0]
             h = predictor.get_input_handle(name)
             h.reshape(list(arr.shape))
             h.copy_from_cpu(np.ascontiguousarray(arr))
