@@ -211,8 +211,6 @@ def quantize(model_id: str, root: Path | str = "models", *, algo: str = "abs_max
                "params_filename": parent.legacy_pdiparams_path.name,
                "calib": str(tmp / "calib.npz"), "recipe": recipe, "out_dir": str(tmp / "out"),
                "result": str(tmp / "result.json")}
-        if log:
-            log(f"{qid}: PTQ {algo} over {batches} calibration batch(es) ({source}) ...")
         env = dict(os.environ, FLAGS_enable_pir_api="0")
         env.setdefault("GLOG_minloglevel", "2")
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
@@ -233,6 +231,9 @@ def quantize(model_id: str, root: Path | str = "models", *, algo: str = "abs_max
                            f"{excerpt(p.stderr or p.stdout)}")
         info = json.loads((tmp / "result.json").read_text())
         seconds = round(time.monotonic() - started, 2)
+        if log:
+            log(f"{qid}: PTQ {algo} over {batches} calibration batch(es) ({source}) in "
+                f"{seconds:.1f} s; checking agreement with {model_id} ...")
         qdir.mkdir(parents=True, exist_ok=True)
         (qdir / "meta.json").unlink(missing_ok=True)
         for stale in (qdir / agreement.REFERENCE_FILE, qdir / "lite"):
