@@ -73,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument("--model-file", help=".json / .pdmodel (not with --noop)")
     p.add_argument("--params-file", help=".pdiparams")
     p.add_argument("--name", default="model", help="model name in the v2 URLs")
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE:DTYPE",
+                   help="declared input, e.g. x:-1x3x224x224:float32 (metadata + a warm-up run that "
+                        "learns the output shapes; -1 dims run as 1)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 = any free port (see --ready-file)")
     p.add_argument("--ready-file", help="JSON {port, pid, ...} written once the endpoint answers")
@@ -143,22 +146,62 @@ class PaddleEngine(object):
         self.predictor = pi.create_predictor(config)
         self.input_names = list(self.predictor.get_input_names())
         self.output_names = list(self.predictor.get_output_names())
-        self.inputs = []
+        declared = dict((d[0], d) for d in (parse_input(t) for t in args.input))
+        unknown = sorted(set(declared) - set(self.input_names))
+        if unknown:
+            raise RunnerFailure("--input %s: the model has no such input (it has %s)"
+                                % (", ".join(unknown), ", ".join(self.input_names)))
+        self.inputs, self.outputs = [], []
         for n in self.input_names:
-            h = self.predictor.get_input_handle(n)
-            self.inputs.append({"name": n, "datatype": _v2_type(h.type()), "shape": list(h.shape())})
-        self.outputs = [{"name": n, "datatype": "FP32", "shape": [-1]} for n in self.output_names]
+            if n in declared:
+                _, shape, dtype = declared[n]
+                self.inputs.append({"name": n, "datatype": NUMPY_TO_V2[dtype], "shape": shape})
+            else:  # Paddle Inference does not say a .json model's input shapes before a reshape
+                h = self.predictor.get_input_handle(n)
+                self.inputs.append({"name": n, "datatype": _v2_type(h.type()), "shape": [-1]})
         self.platform = "paddle_inference"
+        if len(declared) == len(self.input_names):
+            self._warm_up(declared)
+        else:
+            self.outputs = [{"name": n, "datatype": "FP32", "shape": [-1]} for n in self.output_names]
+
+    def _warm_up(self, declared):
+        """One run at the declared shapes (-1 -> 1): warms the predictor, gives output metadata."""
+        import numpy as np
+        arrays = dict((n, np.zeros([1 if d < 0 else d for d in shape], dtype=dtype))
+                      for n, shape, dtype in declared.values())
+        for name, arr in self.infer(arrays):
+            shape = [int(d) for d in arr.shape]
+            if shape and any(s[1][0] < 0 for s in declared.values()):
+                shape[0] = -1
+            self.outputs.append({"name": name, "datatype": NUMPY_TO_V2.get(str(arr.dtype), "FP32"),
+                                 "shape": shape})
 
     def infer(self, arrays):
-        for n in self.input_names:
+        for spec in self.inputs:
+            n, want = spec["name"], spec["shape"]
             if n not in arrays:
                 raise BadRequest("missing input %r (the model's inputs: %s)" % (n, ", ".join(self.input_names)))
+            got = list(arrays[n].shape)
+            if want != [-1] and (len(got) != len(want) or any(w >= 0 and w != g for w, g in zip(want, got))):
+                raise BadRequest("input %r: shape %s does not fit the model's %s" % (n, got, want))
             h = self.predictor.get_input_handle(n)
             h.reshape(list(arrays[n].shape))
             h.copy_from_cpu(arrays[n])
         self.predictor.run()
         return [(n, self.predictor.get_output_handle(n).copy_to_cpu()) for n in self.output_names]
+
+
+def parse_input(text):
+    """NAME:SHAPE:DTYPE (shape dims joined by x, -1 for dynamic) -> (name, [dims], dtype)."""
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or parts[2] not in NUMPY_TO_V2:
+        raise RunnerFailure("--input %r: expected NAME:SHAPE:DTYPE, e.g. x:-1x3x224x224:float32" % text)
+    try:
+        dims = [int(d) for d in parts[1].split("x")]
+    except ValueError:
+        raise RunnerFailure("--input %r: shape must be integers joined by x" % text)
+    return parts[0], dims, parts[2]
 
 
 def _v2_type(paddle_dtype):

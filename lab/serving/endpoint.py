@@ -48,6 +48,7 @@ class ServerSpec:
     stall_every: int = 0
     inject_crash_after: int = 0
     noop_output_shape: str = "1"
+    inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # (name, shape, dtype), -1 = dynamic
 
 
 def server_argv(spec: ServerSpec, *, python: str = sys.executable, runner: str | Path = RUNNER_PATH,
@@ -65,6 +66,8 @@ def server_argv(spec: ServerSpec, *, python: str = sys.executable, runner: str |
         argv += ["--model-file", spec.model_file]
         if spec.params_file:
             argv += ["--params-file", spec.params_file]
+        for name, shape, dtype in spec.inputs:
+            argv += ["--input", f"{name}:{'x'.join(str(d) for d in shape)}:{dtype}"]
     if spec.service_ms:
         argv += ["--service-ms", repr(spec.service_ms)]
     if spec.inject_stall_ms:
