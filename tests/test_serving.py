@@ -267,19 +267,20 @@ def test_loadgen_server_run_at_modest_qps_is_valid(tiny_mlp, tmp_path):
 
 @pytest.mark.slow
 def test_sweep_converges_on_an_endpoint_whose_latency_rises_with_load(tmp_path):
-    # one instance, 20 ms per request: a queue with capacity 50 QPS; the p90 bound is 100 ms
+    # one instance, 20 ms per request: a queue with capacity 50 QPS; the p90 bound is 150 ms (M/D/1
+    # holds it up to ~42 QPS; a busy CI box adds its own delay, so only "above lo, below capacity")
     spec = ServerSpec(name="syn", noop=True, service_ms=20, max_seconds=120)
-    base = LoadSettings("Server", latency_bound_ms=100, percentile=0.9, min_duration_s=2, max_duration_s=6,
+    base = LoadSettings("Server", latency_bound_ms=150, percentile=0.9, min_duration_s=2, max_duration_s=6,
                         min_queries=50)
     x = [{"x": np.zeros((1, 4), "float32")}]
     from lab.serving.sweep import server_sweep
     with LocalServer(spec, tmp_path / "srv") as srv:
         res = server_sweep(srv.url, "syn", x, base, tmp_path / "sweep", lo=10, hi=80, server=srv,
                            rel_tol=0.15, max_points=7)
-    assert res.max_qps is not None and 15 <= res.max_qps <= 50, res.points
+    assert res.converged and res.max_qps is not None and 10 < res.max_qps <= 50, res.points
     by_rate = {p.target_qps: p for p in res.points}
     assert by_rate[10].valid and not by_rate[80].valid
-    assert res.best is not None and res.best.p90_ms <= 100
+    assert res.best is not None and res.best.p90_ms <= 150 and res.best.target_qps == res.max_qps
     assert len(res.points) <= 7
 
 
