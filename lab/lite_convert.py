@@ -48,6 +48,7 @@ class LiteTarget:
 
 TARGETS = {t.name: t for t in [
     LiteTarget("arm", "arm"),
+    LiteTarget("x86", "x86"),  # the paddlelite wheel's own kernels: Paddle Lite on an x86 host
     LiteTarget("opencl", "opencl,arm"),
     LiteTarget("kirin-npu", "huawei_kirin_npu,arm"),
     LiteTarget("rockchip-npu", "rockchip_npu,arm", needs_full_int8=True),
