@@ -579,7 +579,7 @@ def load_rows(store_path: str | Path | None) -> list[ResultRow]:
     if store_path is None or not Path(store_path).exists():
         return []
     from .store import Store
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         return store.results()
     finally:

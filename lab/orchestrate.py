@@ -96,7 +96,7 @@ def stored_status(store_path: str | Path, campaign: str) -> dict[str, str]:
     """job id -> stored status for a campaign ({} when there is no store yet)."""
     if not Path(store_path).is_file():
         return {}
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         return store.job_status(campaign)
     finally:

@@ -7,8 +7,10 @@ job, and `--resume` can tell done from not done by job id.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from datetime import datetime, timezone
@@ -53,20 +55,59 @@ _INT_FIELDS = {"threads", "batch", "attempts"} | {n for n, t in _MEASURE_TYPES.i
                                                    if t.startswith("int") and n in MEASURE_FIELDS}
 
 
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; permission problems are named as such."""
+    from .errors import ConfigError
+    if not os.access(path, os.R_OK):
+        raise ConfigError("permission denied: cannot read the results store", path=str(path),
+                          fix="make it readable (chmod a+r) or copy it somewhere readable")
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        # a WAL store in a read-only folder cannot get its -shm file: read it as an immutable archive
+        try:
+            db = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, check_same_thread=False,
+                                 isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot read this file as the results store: {exc}", path=str(path),
+                              fix="point --store at a lab SQLite store") from None
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"cannot read this file as the results store: {exc}", path=str(path),
+                          fix="point --store at a lab SQLite store") from None
+    return db
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Store:
-    def __init__(self, path: str | Path = "results/lab.sqlite", *, create: bool = True):
+    def __init__(self, path: str | Path = "results/lab.sqlite", *, create: bool = True,
+                 readonly: bool = False):
         """Open (and by default create) a store. Problems with the file are the user's to fix:
-        ConfigError naming the path, never a sqlite traceback."""
+        ConfigError naming the path, never a sqlite traceback.
+
+        `readonly`: the read commands' mode (SQLite `mode=ro`): a shared archive, a 444 file or a
+        read-only mount serves `results`, `score`, `advise` and `report`; nothing is written."""
         from .errors import ConfigError
         self.path = Path(path)
-        if not create and not self.path.is_file():
+        self.readonly = readonly
+        if (readonly or not create) and not self.path.is_file():
             raise ConfigError("no results store here", path=str(path),
                               fix="run a campaign first with `lab run campaigns/demo.yaml`, or pass --store PATH")
         self._lock = threading.RLock()
+        if readonly:
+            self._db = _open_readonly(self.path)
+            return
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            raise ConfigError("permission denied: the results store is not readable and writable "
+                              "by this user", path=str(path),
+                              fix="fix its permissions (chmod u+rw) or pass --store with a writable copy")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
@@ -208,8 +249,10 @@ class Store:
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         out = []
+        have = set(rows[0].keys()) if rows else set()
         for r in rows:
-            d = {k: r[k] for k in ROW_FIELDS}
+            # a read-only store from an older lab may lack newer figures: unknown, not an error
+            d = {k: (r[k] if k in have else None) for k in ROW_FIELDS}
             for k in _BOOL_FIELDS:
                 d[k] = None if d[k] is None else bool(d[k])
             for k in _INT_FIELDS:

@@ -42,7 +42,7 @@ TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
 
 
 def cmd_results(args) -> int:
-    store = Store(args.store, create=False)
+    store = Store(args.store, readonly=True)
     try:
         rows = store.results(args.campaign)
     finally:

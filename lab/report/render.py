@@ -488,7 +488,7 @@ def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, 
     path = Path(store_path)
     if not path.exists():
         raise ConfigError(f"no results store at {path}", fix="run a campaign first (`lab run CAMPAIGN`) or pass --store")
-    store = Store(path)
+    store = Store(path, readonly=True)
     try:
         html = render_html(build_report(store, campaigns, baseline=baseline, profiles=profiles))
     finally:
