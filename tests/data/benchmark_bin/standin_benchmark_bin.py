@@ -179,11 +179,11 @@ def main(argv):
         else:
             ss.append("\nMemory Usage(unit: MB):\ninit  = %-12.3f\npeak  = %-12.3f\n" % (-0.001, 61.25))
     sys.stdout.write("".join(ss) + "\n")
-    if memory and FLAVOUR != "v2.11":
-        sys.stdout.write("stop monitoring memory!\n")
     if flags["enable_op_time_profile"] == "true":
         sys.stdout.flush()
         sys.stderr.write(op_profile_text(backends, runs))
+    if memory and FLAVOUR != "v2.11":
+        sys.stdout.write("stop monitoring memory!\n")
     return 0
 
 

@@ -1,0 +1,253 @@
+"""Per-operator profiles (`profile: ops`): parsers on real profiler output, the one shape, the store,
+`lab results ops`, and mobilenet_v1 profiled on `local` with real Paddle Inference."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lab.opprofile import OpProfile, from_lite, from_paddle_inference, lite_processor, processor_shares
+from lab.records import Job, Measurement
+from lab.runners.benchmark_bin import BenchSpec, build_args, parse_op_profile, parse_output
+from lab.runners.pi_runner import parse_profile_table
+from lab.store import Store
+
+DATA = Path(__file__).parent / "data"
+LITE = DATA / "benchmark_bin"
+PI = DATA / "paddle_inference"
+
+
+def lab(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+# ------------------------------------------------------------------ Paddle Inference table
+def test_paddle_inference_table_real_output():
+    """Paddle 3.3.1 enable_profile, mobilenet_v1 + oneDNN, profiler reset after warm-up, 20 runs."""
+    d = parse_profile_table((PI / "enable_profile_mobilenet_v1_onednn.txt").read_text())
+    assert d["place"] == "CPU" and d["time_unit"] == "ms" and d["nested_skipped"] == 1
+    names = [e["event"] for e in d["events"]]
+    assert names == ["onednn_op.fused_conv2d", "onednn_op.fc", "onednn_op.pool2d", "onednn_op.flatten",
+                     "pd_op.onednn_to_paddle_layout"]
+    conv = d["events"][0]
+    assert conv["calls"] == 540 and conv["total_ms"] == pytest.approx(442.325)  # 27 convs x 20 runs
+    # the events add up to the report's own "Total time: 467.493" (nested infermeta not counted)
+    assert sum(e["total_ms"] for e in d["events"]) == pytest.approx(467.493, abs=0.01)
+
+
+def test_paddle_inference_table_takes_the_merged_report_only():
+    """Without a reset the report also has per-thread tables (thread0::...) and nested events: only
+    the first, merged table counts."""
+    text = (PI / "enable_profile_mobilenet_v1_onednn.txt").read_text()
+    d = parse_profile_table(text + text.replace("onednn_op.", "thread0::onednn_op."))
+    assert len(d["events"]) == 5 and not any("thread0" in e["event"] for e in d["events"])
+
+
+@pytest.mark.parametrize("text", ["", "W1129 Profiler is activated\n", "Event  Calls  Total\nx y z\n"])
+def test_paddle_inference_no_table_is_an_error_not_zero(text):
+    d = parse_profile_table(text)
+    assert "error" in d and "no event table" in d["error"]
+
+
+def test_paddle_inference_normalised():
+    d = parse_profile_table((PI / "enable_profile_mobilenet_v1_onednn.txt").read_text())
+    d["iterations"] = 20
+    prof = from_paddle_inference(d, "cpu")
+    assert prof.available and prof.iterations == 20 and prof.total_ms == pytest.approx(467.493, abs=0.01)
+    top = prof.rows[0]
+    assert top.op_type == "onednn_op.fused_conv2d" and top.processor == "cpu" and top.calls == 540
+    assert top.share == pytest.approx(442.325 / 467.493, rel=1e-4)
+    assert top.per_inference_ms == pytest.approx(442.325 / 20)
+    assert sum(r.share for r in prof.rows) == pytest.approx(1.0)
+    failed = from_paddle_inference({"error": "the profiler printed no event table"})
+    assert not failed.available and "no event table" in failed.reason
+
+
+# ------------------------------------------------------------------ Paddle Lite profiler
+def test_lite_concise_dispatch_real_arm_sample():
+    """Paddle-Lite docs/user_guides/profiler.md: Android ARM CPU, mobilenet_v1, 100 runs."""
+    prof = parse_op_profile((LITE / "profile_v2_10_arm_mobilenet_v1.txt").read_text())
+    assert prof.kind == "concise" and prof.timing_cycles == 100 and prof.excluded == 10
+    assert prof.iterations == 90
+    assert [(ln.op_type, ln.kernel_func, ln.avg_ms, ln.called) for ln in prof.lines[:2]] == [
+        ("conv2d", "conv1x1s1_gemm_fp32", 25.381, 13), ("conv2d", "conv_3x3s2_direct_fp32", 0.727, 1)]
+    # the Dispatch summary, not the Create one printed just before it (0.015 ms for the same row)
+    assert sum(ln.avg_ms for ln in prof.lines) == pytest.approx(28.267)
+    op = from_lite(prof)
+    conv = op.rows[0]
+    assert conv.op_type == "conv2d" and conv.processor == "cpu" and conv.calls == 14 * 90
+    assert conv.total_ms == pytest.approx((25.381 + 0.727) * 90)
+    assert conv.share == pytest.approx((25.381 + 0.727) / 28.267, rel=1e-4)  # 92.4 %: Lite's 89.79 + 2.57
+    assert [r.op_type for r in op.rows] == ["conv2d", "depthwise_conv2d", "fc", "pool2d", "softmax"]
+
+
+def test_lite_detailed_only_is_per_inference():
+    text = (LITE / "profile_v2_10_arm_mobilenet_v1.txt").read_text()
+    prof = parse_op_profile(text[:text.index("[I 10/13")])
+    assert prof.kind == "detailed" and prof.iterations is None and len(prof.lines) == 30
+    op = from_lite(prof)
+    assert op.iterations == 1 and "per inference" in op.notes[0]
+    dw = next(r for r in op.rows if r.op_type == "depthwise_conv2d")
+    assert dw.calls == 13 and dw.total_ms == pytest.approx(
+        0.318 + 0.299 + 0.297 + 0.120 + 0.151 + 0.071 + 5 * 0.103 + 0.048 + 0.060)
+
+
+def test_lite_opencl_real_sample_places():
+    """Paddle-Lite docs/user_guides/debug.md: OpenCL, the clAvg columns; softmax stays on the ARM CPU."""
+    prof = parse_op_profile((LITE / "profile_opencl_mobilenet_v1.txt").read_text())
+    assert prof.kind == "concise" and prof.iterations == 1 and len(prof.lines) == 10
+    assert prof.lines[0].avg_ms == 22.540 and prof.lines[0].called == 14  # Avg(ms), not clAvg(ms)
+    op = from_lite(prof)
+    assert {r.op_type: r.processor for r in op.rows}["softmax"] == "cpu"
+    assert {r.op_type: r.processor for r in op.rows}["conv2d"] == "gpu"
+    assert processor_shares(op.rows, "cpu") == {"softmax": pytest.approx(0.057 / 50.236, rel=1e-3)}
+
+
+def test_lite_nnadapter_fallback_share():
+    op = from_lite(parse_op_profile((LITE / "profile_nnadapter_handmade.txt").read_text()))
+    assert [(r.op_type, r.processor) for r in op.rows] == [("subgraph", "aipu"), ("softmax", "cpu")]
+    assert processor_shares(op.rows, "cpu")["softmax"] == pytest.approx(2.8 / 6.59)
+
+
+@pytest.mark.parametrize("name", ["v2_12_android_arm.txt", "v2_12_memory_profile.txt", "v2_9_old_result.txt",
+                                  "usage_missing_model.txt"])
+def test_lite_outputs_without_profiler_tables(name):
+    assert parse_op_profile((LITE / name).read_text()) is None
+
+
+def test_lite_profile_tables_do_not_disturb_the_perf_parse():
+    text = (LITE / "v2_12_android_arm.txt").read_text() + "\n" + (LITE / "profile_opencl_mobilenet_v1.txt").read_text()
+    plain = parse_output((LITE / "v2_12_android_arm.txt").read_text())
+    both = parse_output(text)
+    assert both.ok and (both.avg_ms, both.init_ms, both.first_ms) == (plain.avg_ms, plain.init_ms, plain.first_ms)
+
+
+def test_lite_places_to_processors_and_flag():
+    assert [lite_processor(p) for p in ("arm/float/NCHW", "host/any/any", "opencl/any/any",
+                                        "nnadapter/any/NCHW", "fpga/float/NCHW", "")] == \
+        ["cpu", "cpu", "gpu", "aipu", None, None]
+    spec = BenchSpec(binary="/b", input_shapes=[[1, 3, 224, 224]], backend="arm", optimized_model_file="/m.nb",
+                     enable_op_time_profile=True)
+    assert "--enable_op_time_profile=true" in build_args(spec)
+    assert not any("op_time" in a for a in build_args(BenchSpec(binary="/b", input_shapes=[[1, 3]],
+                                                                backend="arm", optimized_model_file="/m")))
+
+
+# ------------------------------------------------------------------ store and `lab results ops`
+def _job(job_id: str, **kw) -> Job:
+    base = dict(job_id=job_id, campaign="c", device="local", chip="generic-x86-cpu", model="m",
+                model_sha256="s", backend="paddle-inference-cpu", processor="cpu", precision="fp32",
+                threads=1, options=(("profile", "ops"),))
+    base.update(kw)
+    return Job(**base)
+
+
+def _stored(tmp_path: Path) -> Path:
+    path = tmp_path / "s.sqlite"
+    st = Store(path)
+    lite = from_lite(parse_op_profile((LITE / "profile_nnadapter_handmade.txt").read_text()))
+    j1, j2 = _job("aaaa1111"), _job("aaaa2222", backend="paddle-lite-kirin-npu", processor="aipu")
+    j3 = _job("bbbb3333", options=())
+    st.plan_jobs([j1, j2, j3])
+    d = parse_profile_table((PI / "enable_profile_mobilenet_v1_onednn.txt").read_text())
+    d["iterations"] = 20
+    st.finish_job(j1.job_id, "ok", measurement=Measurement(job_id=j1.job_id, mean_ms=23.6, p50_ms=23.5,
+                                                             op_profile=from_paddle_inference(d)))
+    st.finish_job(j2.job_id, "ok", measurement=Measurement(job_id=j2.job_id, mean_ms=6.6, op_profile=lite))
+    st.finish_job(j3.job_id, "ok", measurement=Measurement(
+        job_id=j3.job_id, mean_ms=5.0, notes=["op profile unavailable: runtime x cannot profile per operator"]))
+    st.close()
+    return path
+
+
+def test_store_roundtrip_and_rerun_replaces(tmp_path):
+    path = _stored(tmp_path)
+    st = Store(path)
+    rows = st.op_profile("aaaa2222")
+    assert [(r.op_type, r.processor, r.calls, r.iterations) for r in rows] == [
+        ("subgraph", "aipu", 50, 50), ("softmax", "cpu", 50, 50)]
+    assert rows[0].total_ms == pytest.approx(3.79 * 50) and rows[1].share == pytest.approx(2.8 / 6.59)
+    assert st.op_profile("bbbb3333") == [] and set(st.op_profiles()) == {"aaaa1111", "aaaa2222"}
+    st.finish_job("aaaa2222", "failed", error="boom")  # a re-run that fails leaves no stale profile
+    assert st.op_profile("aaaa2222") == []
+    assert st.find_job("aaaa1").job_id == "aaaa1111"
+    st.close()
+
+
+def test_cli_results_ops(tmp_path):
+    path = _stored(tmp_path)
+    res = lab("--store", path, "results", "ops", "aaaa1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert "profile: 467 ms over 20 inference(s) = 23.4 ms per inference; timed trials: mean 23.6 ms" in lines[1]
+    assert lines[3].split()[:3] == ["onednn_op.fused_conv2d", "cpu", "540"] and lines[3].endswith("94.6 %")
+    res = lab("--store", path, "results", "ops", "aaaa2222", "--format", "json", "--top", "1", cwd=tmp_path)
+    doc = json.loads(res.stdout)
+    assert doc["iterations"] == 50 and [o["op_type"] for o in doc["ops"]] == ["subgraph"]
+    assert doc["total_ms"] == pytest.approx(6.59 * 50)
+
+
+@pytest.mark.parametrize("job,needle", [
+    ("zzzz", "no job 'zzzz'"), ("aaaa", "ambiguous (aaaa1111, aaaa2222)"),
+    ("bbbb", "has no op profile: runtime x cannot profile per operator"),
+])
+def test_cli_results_ops_errors(tmp_path, job, needle):
+    res = lab("--store", _stored(tmp_path), "results", "ops", job, cwd=tmp_path)
+    assert res.returncode == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_unavailable_profile_is_not_stored(tmp_path):
+    st = Store(tmp_path / "s.sqlite")
+    j = _job("cccc")
+    st.plan_jobs([j])
+    st.finish_job(j.job_id, "ok", measurement=Measurement(job_id=j.job_id, op_profile=OpProfile.unavailable("x")))
+    assert st.op_profile("cccc") == []
+    st.close()
+
+
+# ------------------------------------------------------------------ real Paddle Inference on local
+@pytest.mark.slow
+def test_mobilenet_v1_op_profile_on_local(tmp_path):
+    """The profile's total is within 15 % of the timed trials' mean x the profiled inferences, and
+    the convolution takes most of the time."""
+    (tmp_path / "devices.yaml").write_text(textwrap.dedent(f"""
+        devices:
+          - id: local
+            chip: generic-x86-cpu
+            transport: local
+            workdir: {tmp_path / 'device'}
+        """))
+    (tmp_path / "c.yaml").write_text(textwrap.dedent("""
+        name: ops
+        devices: [local]
+        models: [mobilenet_v1]
+        backends: [paddle-inference-cpu]
+        threads: [1]
+        options: {profile: [ops]}
+        protocol: {warmup: 3, warmup_seconds: 0.2, min_iters: 20, min_seconds: 0.5, max_seconds: 3.0,
+                   target_rel_ci: 0.05, trials: 1, timeout_s: 300}
+        """))
+    res = lab("models", "--root", tmp_path / "models", "build", "mobilenet_v1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = lab("--devices", "devices.yaml", "--store", "s.sqlite", "run", "c.yaml", "--models-root", "models",
+              "--no-progress", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(lab("--store", "s.sqlite", "results", "--format", "json", cwd=tmp_path).stdout)
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    res = lab("--store", "s.sqlite", "results", "ops", rows[0]["job_id"][:8], "--format", "json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["iterations"] == 20 and doc["source"] == "paddle-inference enable_profile"
+    expected = doc["mean_ms"] * doc["iterations"]
+    assert abs(doc["total_ms"] - expected) <= 0.15 * expected, (doc["total_ms"], expected)
+    top = doc["ops"][0]
+    assert "conv2d" in top["op_type"] and top["processor"] == "cpu" and top["share"] > 0.5
+    assert abs(sum(o["share"] for o in doc["ops"]) - 1.0) < 1e-6
+    print(f"\nmobilenet_v1 op profile: {doc['total_ms']:.1f} ms over {doc['iterations']} inferences vs "
+          f"mean {doc['mean_ms']:.2f} ms x {doc['iterations']} = {expected:.1f} ms "
+          f"({100 * (doc['total_ms'] / expected - 1):+.1f} %); top {top['op_type']} {100 * top['share']:.1f} %")
