@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -347,3 +348,49 @@ def test_advise_reads_the_aipu_jobs_op_profile(tmp_path):
     assert "CPU time in the AIPU run (op profile, job npu-job): softmax 42.5 %" in advisor.render_text(a)
     plain = advisor.advise("m", "phone", rows=rows, devices=[], models_root=tmp_path, op_profiles={})
     assert plain.measured_fallback is None and d["verdict"] in ("cpu", "aipu", "either")
+
+
+# ------------------------------------------------------------------ report
+def test_report_op_profile_chart_cpu_and_aipu_side_by_side(tmp_path):
+    import base64
+    import html as htmlmod
+    from lab.report import build_report, render_html
+    st = Store(tmp_path / "s.sqlite")
+    cpu = _job("cpu-job-1", device="phone", chip="kirin990", model="mnv1", backend="paddle-lite-arm")
+    npu = _job("npu-job-1", device="phone", chip="kirin990", model="mnv1", backend="paddle-lite-kirin-npu",
+               processor="aipu")
+    other = _job("noprof-1", device="phone", chip="kirin990", model="other", options=())
+    st.plan_jobs([cpu, npu, other])
+    arm = from_lite(parse_op_profile((LITE / "profile_v2_10_arm_mobilenet_v1.txt").read_text()))
+    weird = OpProfile(rows=[r if r.op_type != "softmax" else type(r)(**{**r.__dict__, "op_type": "<b>soft&max</b>"})
+                            for r in from_lite(parse_op_profile(
+                                (LITE / "profile_nnadapter_handmade.txt").read_text())).rows])
+    for j, ms, prof in ((cpu, 28.3, arm), (npu, 6.6, weird), (other, 3.0, None)):
+        st.finish_job(j.job_id, "ok", measurement=Measurement(
+            job_id=j.job_id, p50_ms=ms, mean_ms=ms, ci_low_ms=ms * 0.98, ci_high_ms=ms * 1.02, n_samples=30,
+            samples=[[ms] * 10] * 3, op_profile=prof))
+    page = render_html(build_report(st, ["c"]))
+    st.close()
+    sec = page[page.index('<section id="op-profiles">'):page.index('<section id="advisor">')]
+    assert "<h3>mnv1</h3>" in sec and "<h3>other</h3>" not in sec
+    assert "&lt;b&gt;soft&amp;max&lt;/b&gt;" in sec and "<b>soft" not in sec  # names rendered as text
+    assert sec.index("conv2d") < sec.index("subgraph")  # the CPU job first, then the AIPU job
+    uri = re.search(r'src="data:image/svg\+xml;base64,([^"]+)"', sec).group(1)
+    svg = base64.b64decode(uri).decode()
+    assert "<script" not in svg and "conv2d" in svg and "&lt;b&gt;soft&amp;max&lt;/b&gt;" in svg
+    assert svg.count("% of op time") == 2  # two panels side by side
+    adv = page[page.index('<section id="advisor">'):]
+    assert "soft&amp;max&lt;/b&gt; takes 42 % of the time in the measured AIPU run" in htmlmod.unescape(adv) or \
+        "takes 42 % of the time in the measured AIPU run" in adv
+
+
+def test_report_without_profiles_says_why(tmp_path):
+    from lab.report import build_report, render_html
+    st = Store(tmp_path / "s.sqlite")
+    j = _job("x1", options=())
+    st.plan_jobs([j])
+    st.finish_job(j.job_id, "ok", measurement=Measurement(job_id=j.job_id, p50_ms=3.0, mean_ms=3.0, n_samples=3,
+                                                           samples=[[3.0] * 3]))
+    page = render_html(build_report(st, ["c"]))
+    st.close()
+    assert "no job of these campaigns has an op profile" in page
