@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .opprofile import OpRow
 from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow
 
 SCHEMA_VERSION = 1
@@ -46,6 +47,10 @@ CREATE TABLE IF NOT EXISTS measurements (
 CREATE TABLE IF NOT EXISTS samples (
   job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
   idx INTEGER NOT NULL, ms REAL NOT NULL, PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS op_profiles (
+  job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, op_type TEXT NOT NULL,
+  processor TEXT NOT NULL DEFAULT '', calls INTEGER, total_ms REAL NOT NULL, share REAL NOT NULL,
+  iterations INTEGER, source TEXT, PRIMARY KEY (job_id, op_type, processor)) WITHOUT ROWID;
 """
 
 # the columns of a results row: ResultRow's fields (every Measurement figure among them), options aside
@@ -196,6 +201,7 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE jobs SET status=?, error=?, finished_at=? WHERE job_id=?",
                        (status, error, now_iso(), job_id))
+            db.execute("DELETE FROM op_profiles WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM samples WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM measurements WHERE job_id=?", (job_id,))
             if measurement is not None:
@@ -210,6 +216,11 @@ class Store:
         db.executemany("INSERT INTO samples VALUES (?,?,?,?)",
                        [(job_id, t, i, float(ms)) for t, trial in enumerate(m.samples)
                         for i, ms in enumerate(trial)])
+        prof = m.op_profile
+        if prof is not None and prof.rows:
+            db.executemany("INSERT INTO op_profiles VALUES (?,?,?,?,?,?,?,?)",
+                           [(job_id, r.op_type, r.processor or "", r.calls, r.total_ms, r.share,
+                             r.iterations, r.source) for r in prof.rows])
 
     def import_rows(self, campaign: str, jobs_and_measurements: list[tuple[Job, Measurement]]) -> int:
         """Store measurements made elsewhere (vendor tables, other tools) as finished jobs."""
@@ -218,6 +229,7 @@ class Store:
             for job, m in jobs_and_measurements:
                 db.execute("UPDATE jobs SET status='ok', error=NULL, finished_at=? WHERE job_id=?",
                            (now_iso(), job.job_id))
+                db.execute("DELETE FROM op_profiles WHERE job_id=?", (job.job_id,))
                 db.execute("DELETE FROM samples WHERE job_id=?", (job.job_id,))
                 db.execute("DELETE FROM measurements WHERE job_id=?", (job.job_id,))
                 self._insert_measurement(db, job.job_id, m)
@@ -295,6 +307,40 @@ class Store:
         prov = json.loads(row[0] or "{}")
         prov["notes"] = json.loads(row[1] or "[]")
         return prov
+
+    def op_profile(self, job_id: str) -> list[OpRow]:
+        """A job's per-operator profile (job option `profile: ops`), largest total first; [] if none."""
+        return self.op_profiles([job_id]).get(job_id, [])
+
+    def op_profiles(self, job_ids: Iterable[str] | None = None) -> dict[str, list[OpRow]]:
+        """Op profiles by job id (only jobs that have one), each largest total first."""
+        wanted = None if job_ids is None else set(job_ids)
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM op_profiles ORDER BY job_id, total_ms DESC, op_type")
+            out: dict[str, list[OpRow]] = {}
+            for r in rows:
+                if wanted is None or r["job_id"] in wanted:
+                    out.setdefault(r["job_id"], []).append(OpRow(
+                        op_type=r["op_type"], processor=r["processor"] or None,
+                        calls=None if r["calls"] is None else int(r["calls"]), total_ms=r["total_ms"],
+                        share=r["share"], iterations=None if r["iterations"] is None else int(r["iterations"]),
+                        source=r["source"] or ""))
+        return out
+
+    def find_job(self, prefix: str) -> ResultRow:
+        """The one job whose id starts with `prefix` (ConfigError naming the problem otherwise)."""
+        from .errors import ConfigError
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT 6",
+                (len(prefix), prefix))]
+        if not prefix or not ids:
+            raise ConfigError(f"no job {prefix!r} in {self.path}",
+                              fix="take a job id from `lab results --format json` (a prefix is enough)")
+        if len(ids) > 1:
+            raise ConfigError(f"job id prefix {prefix!r} is ambiguous ({', '.join(ids[:5])}"
+                              f"{', ...' if len(ids) > 5 else ''})", fix="give more characters of the id")
+        return next(r for r in self.results() if r.job_id == ids[0])
 
     def dataframe(self, campaigns: Iterable[str] | str | None = None):
         import pandas as pd
