@@ -199,9 +199,6 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
         dynamic_past_batch = any(d == -1 for s in specs for d in s.shape[1:])
         shape_dict = (repr({x2paddle_name(s.name)[len("x2paddle_"):]: list(s.run_shape)
                             for s in specs}) if dynamic_past_batch else None)
-        if log:
-            log(f"{model_id}: converting {src.name} with x2paddle, checking against ONNX "
-                f"Runtime ...")
         made = tmp / "x2p" / "inference_model"
         input_map = {s.name: x2paddle_name(s.name) for s in specs}
         check = {"onnx": str(src.resolve()), "paddle_model": str(made / "model.json"),
@@ -271,6 +268,6 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
 
 def lite_refusal(artifact: models.ModelArtifact) -> str | None:
     """Why a Paddle Lite target cannot take this model, or None when it can."""
-    if artifact.source == SOURCE and artifact.pdmodel_path is None:
+    if getattr(artifact, "source", None) == SOURCE and artifact.pdmodel_path is None:
         return LITE_REASON
     return None

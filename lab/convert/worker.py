@@ -102,14 +102,20 @@ def agree(job: dict[str, Any]) -> dict[str, Any]:
     specs = job["inputs"]  # [{name (onnx), paddle_name, run_shape, dtype}]
     feeds = _reference_inputs(specs, job.get("seed", AGREEMENT_SEED),
                               job.get("count", AGREEMENT_SAMPLES))
-    ref = _ort_outputs(job["onnx"], feeds)
+    if job.get("reference_paddle_model"):
+        ref = _paddle_outputs(job["reference_paddle_model"], job["reference_paddle_params"], feeds)
+    else:
+        ref = _ort_outputs(job["onnx"], feeds)
     if job.get("candidate_onnx"):
         cand = _ort_outputs(job["candidate_onnx"], feeds)
     else:
         renamed = [{s.get("paddle_name") or s["name"]: f[s["name"]] for s in specs} for f in feeds]
         cand = _paddle_outputs(job["paddle_model"], job["paddle_params"], renamed)
     out = _agreement(ref, cand)
-    out.update(seed=job.get("seed", AGREEMENT_SEED), reference="onnxruntime:" + Path(job["onnx"]).name)
+    out.update(seed=job.get("seed", AGREEMENT_SEED),
+               reference=("paddle:" + Path(job["reference_paddle_model"]).name
+                          if job.get("reference_paddle_model")
+                          else "onnxruntime:" + Path(job["onnx"]).name))
     return out
 
 
@@ -148,12 +154,16 @@ def x2paddle(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def paddle2onnx(job: dict[str, Any]) -> dict[str, Any]:
+    """Paddle (PIR .json) -> ONNX at a fixed opset, then its agreement with Paddle Inference."""
     import paddle2onnx as p2o
     with contextlib.redirect_stdout(io.StringIO()):
         p2o.export(job["model"], job["params"], save_file=job["out"],
                    opset_version=int(job["opset"]), auto_upgrade_opset=False,
                    enable_onnx_checker=True, enable_optimize=True)
-    return {"ok": True, "paddle2onnx": p2o.__version__}
+    res = {"ok": True, "paddle2onnx": p2o.__version__}
+    if job.get("agree"):
+        res["agreement"] = agree(dict(job["agree"], onnx=job["out"]))
+    return res
 
 
 def quantize(job: dict[str, Any]) -> dict[str, Any]:
@@ -180,7 +190,11 @@ def quantize(job: dict[str, Any]) -> dict[str, Any]:
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
     finally:
         Path(pre).unlink(missing_ok=True)
-    return {"ok": True, "onnxruntime": onnxruntime.__version__}
+    res = {"ok": True, "onnxruntime": onnxruntime.__version__}
+    if job.get("agree"):
+        res["agreement"] = agree({"onnx": job["fp32"], "candidate_onnx": job["out"],
+                                  "inputs": job["inputs"]})
+    return res
 
 
 def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0) -> dict[str, Any]:
