@@ -197,7 +197,8 @@ def quantize(job: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0) -> dict[str, Any]:
+def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0,
+        python: str | None = None) -> dict[str, Any]:
     """Host side: run one mode in a child; a crash/abort/timeout becomes {"ok": False, ...}."""
     import os
     import signal
@@ -214,7 +215,7 @@ def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0) -> dict[str, 
         job_path = os.path.join(tmp, "job.json")
         Path(job_path).write_text(json.dumps(job))
         try:
-            p = subprocess.run([sys.executable, "-m", "lab.convert.worker", job_path], env=env,
+            p = subprocess.run([python or sys.executable, "-m", "lab.convert.worker", job_path], env=env,
                                stdin=subprocess.DEVNULL, capture_output=True, text=True,
                                timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -245,6 +246,7 @@ def main(argv: list[str]) -> int:
     job = json.loads(Path(argv[0]).read_text())
     try:
         result = MODES[job["mode"]](job)
+        result.setdefault("ok", True)
     except Exception as exc:  # noqa: BLE001 - the host turns it into one line
         result = {"ok": False, "kind": "other", "error": f"{type(exc).__name__}: {exc}"[:500]}
     Path(job["result"]).write_text(json.dumps(result))
