@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 TEST_STAMP := $(VENV)/.hwlab-test-installed
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,ray]'
+	$(PIP) install -q -e '.[test,ray,onnx]'
 	touch $(TEST_STAMP)
 
 # Real Paddle Inference on this machine: build the demo models, run the demo campaign, write the report.
