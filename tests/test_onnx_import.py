@@ -143,3 +143,13 @@ def test_zoo_id_refused(tmp_path):
     src = tiny_cnn(tmp_path / "m.onnx")
     one_line_error(lab("models", "--root", tmp_path / "models", "import", src, "--name",
                        "mobilenet_v1"), "is a zoo model")
+
+
+@pytest.mark.slow
+def test_dynamic_spatial_dims_with_input_import(tmp_path):
+    src = tiny_cnn(tmp_path / "dyn.onnx", dims=("N", 3, "H", "W"))
+    art = onnx_in.import_onnx(src, "dyn", [models.parse_input_arg("image.in:1x3x32x32:float32")],
+                              root=tmp_path / "models")
+    assert art.inputs[0].shape == (-1, 3, -1, -1) and art.inputs[0].run_shape == (1, 3, 32, 32)
+    meta = json.loads((art.dir / "meta.json").read_text())
+    assert meta["onnx_import"]["agreement"]["cosine"] >= 0.9999
