@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 TEST_STAMP := $(VENV)/.hwlab-test-installed
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,ray,serving]'
+	$(PIP) install -q -e '.[test,ray,serving,onnx]'
 	bash scripts/setup-lite-opt.sh .venv-lite || echo "paddle_lite_opt unavailable: the Paddle Lite conversion tests will skip"
 	touch $(TEST_STAMP)
 
