@@ -21,7 +21,7 @@ MIRRORED = ("median_ci_indices", "median_of_sorted", "median_ci", "_read", "cpu_
             "cpu_freqs_khz", "cpu_governor", "thermal_temps_c", "peak_rss", "utc_now",
             "read_uptime", "_one_line", "parse_input_spec", "_terminate",
             "install_signal_handlers", "make_inputs", "steady_check_every", "warm_up",
-            "steady_state", "finish")
+            "steady_state", "finish", "compact_output")
 
 
 def _functions(path: Path) -> dict[str, str]:
@@ -124,3 +124,38 @@ def test_runs_on_python_3_7_without_onnxruntime(tmp_path):
     doc = json.loads(out.read_text())
     assert p.returncode == 3 and doc["ok"] is False and doc["env"]["python"].startswith("3.7")
     assert "No module named" in doc["error"]
+
+
+def test_constants_of_the_output_check_mirror_pi_runner():
+    import lab.runners.ort_runner as o
+    import lab.runners.pi_runner as p
+    for name in ("OUTPUTS_CHECK_SCHEMA", "WHOLE_MAX", "SAMPLE_SIZE", "TOPK"):
+        assert getattr(o, name) == getattr(p, name), name
+
+
+def test_reference_and_eval_inputs_after_timing(tmp_path):
+    """--reference-inputs / --eval-inputs like pi_runner: compact outputs equal ONNX Runtime's own
+    outputs on the same samples, argmax per eval sample; lab.agreement compares them."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from lab import agreement
+    model = tiny_cnn(tmp_path / "m.onnx")
+    x = np.random.RandomState(3).random_sample((3, 1, 3, 16, 16)).astype("float32")
+    np.savez(tmp_path / "ref.npz", **{"in:image.in": x})
+    p, doc = run(tmp_path, "--model-file", model, "--input", "image.in:1x3x16x16:float32",
+                 "--reference-inputs", tmp_path / "ref.npz", "--eval-inputs", tmp_path / "ref.npz",
+                 *FAST)
+    assert p.returncode == 0, p.stderr
+    oc, ev = doc["outputs_check"], doc["eval_check"]
+    assert oc["schema"] == "hwlab.outputs_check/1" and oc["n"] == 3 and oc["output_names"] == ["logits"]
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    want = [sess.run(None, {"image.in": x[i]})[0] for i in range(3)]
+    ag = agreement.compare(agreement.compact_all([np.stack(want)]), oc["outputs"], "fp32")
+    assert ag.passed and ag.agree_cosine_min == 1.0 and ag.agree_top1 == 1.0
+    assert ev["argmax"] == [int(np.argmax(w)) for w in want] and ev["classes"] == 10
+    # a reference file for another model's inputs: ok=false, one line
+    np.savez(tmp_path / "bad.npz", **{"in:x": x})
+    p, doc = run(tmp_path, "--model-file", model, "--input", "image.in:1x3x16x16:float32",
+                 "--reference-inputs", tmp_path / "bad.npz", *FAST)
+    assert p.returncode == 3 and "hold [x], the model wants [image.in]" in doc["error"]

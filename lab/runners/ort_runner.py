@@ -21,6 +21,11 @@ Providers: ``--device cpu`` -> CPUExecutionProvider; ``--device gpu`` -> CUDAExe
 (onnxruntime-gpu; refused when the installed onnxruntime has no CUDA provider). ONNX Runtime's CUDA
 provider synchronises its stream at the end of each run (unverified here: no GPU in this lab's CI).
 
+Output check (``--reference-inputs FILE.npz``) and eval set (``--eval-inputs FILE.npz``): as in
+pi_runner.py, after timing, each sample is fed (``session.run``, outside the timed loop) and the
+compact outputs go into ``outputs_check`` (argmax per sample into ``eval_check``); the host compares
+them with the model's fp32 Paddle Inference reference (lab/agreement.py).
+
 The block marked MIRROR below is a verbatim copy of pi_runner.py's protocol functions (runners
 travel alone, so they cannot import each other); tests/test_ort_runner.py checks that the copies
 stay identical.
@@ -46,6 +51,12 @@ SCHEMA = "hwlab.runner/1"
 RUNNER = "ort_runner"
 RUNNER_VERSION = "1.0.0"
 EXIT_FAILED = 3
+
+OUTPUTS_CHECK_SCHEMA = "hwlab.outputs_check/1"
+EVAL_CHECK_SCHEMA = "hwlab.eval_check/1"
+WHOLE_MAX = 4096    # outputs up to this many elements travel whole
+SAMPLE_SIZE = 1024  # larger ones: elements at flat indices (k * numel) // SAMPLE_SIZE
+TOPK = 5
 
 # ================================================================== MIRROR of pi_runner.py (begin)
 SUPPORTED_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "int8", "bool")
@@ -378,6 +389,37 @@ def finish(doc, args):
         os.replace(tmp, args.out)
 
 
+def compact_output(np, arr):
+    """A JSON-able summary of one output tensor that the host can compare (lab/agreement.py).
+
+    Non-finite elements become None in values/sample and are counted in ``nonfinite``.
+    """
+    flat = np.asarray(arr).astype("float64").ravel()
+    n = int(flat.size)
+    finite = np.isfinite(flat)
+    d = {"shape": [int(x) for x in np.shape(arr)], "numel": n, "nonfinite": int(n - finite.sum())}
+    safe = np.where(finite, flat, 0.0)
+    d["sum"] = float(safe.sum())
+    d["sumsq"] = float((safe * safe).sum())
+    if n == 0:
+        d.update(values=[], argmax=None, topk=[])
+        return d
+    ranked = np.where(finite, flat, -np.inf)
+    d["argmax"] = int(np.argmax(ranked))
+    top = np.argsort(-ranked, kind="stable")[:min(TOPK, n)]
+    d["topk"] = [[int(i), float(flat[i]) if finite[i] else None] for i in top]
+
+    def listed(values, ok):
+        return [float(v) if good else None for v, good in zip(values.tolist(), ok.tolist())]
+
+    if n <= WHOLE_MAX:
+        d["values"] = listed(flat, finite)
+    else:
+        pick = (np.arange(SAMPLE_SIZE) * n) // SAMPLE_SIZE
+        d["sample"] = listed(flat[pick], finite[pick])
+    return d
+
+
 # ==================================================================== MIRROR (end)
 
 
@@ -418,6 +460,10 @@ def build_parser():
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--target-rel-ci", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
+                   help="after timing, run these inputs (keys in:<name>) and report compact outputs")
+    p.add_argument("--eval-inputs", default=None, metavar="FILE.npz",
+                   help="after timing, the argmax of output 0 per sample of this set (in:<name>)")
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
     p.add_argument("--pid-file", default=None, help="write this process's PID here")
     return p
@@ -543,8 +589,56 @@ def measure(args, doc):
     if up_start is not None and up_end is not None:
         doc["clock"] = {"name": "uptime", "steady_start": up_start, "steady_end": up_end}
     binding.copy_outputs_to_cpu()  # the session must still produce outputs after the loop
+    names = [n for n, _ in arrays]
+    if args.reference_inputs:
+        doc["outputs_check"] = run_reference_set(np, session, names, args.reference_inputs)
+    if args.eval_inputs:
+        doc["eval_check"] = run_eval_set(np, session, names, args.eval_inputs)
     if args.device == "gpu":
         doc["memory"]["gpu_mem_note"] = "unavailable: onnxruntime reports no allocator peak (use NVML)"
+
+
+def run_reference_set(np, session, input_names, path):
+    """Feed each reference sample (after timing) and return the ``outputs_check`` document."""
+    t0 = time.perf_counter()
+    outputs, file_sha = [], None
+    for outs, file_sha in feed_samples(np, session, input_names, path, "reference inputs"):
+        outputs.append([compact_output(np, o) for o in outs])
+    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": len(outputs), "file_sha256": file_sha,
+            "output_names": [o.name for o in session.get_outputs()], "outputs": outputs,
+            "seconds": time.perf_counter() - t0}
+
+
+def run_eval_set(np, session, input_names, path):
+    """Feed each eval sample (after timing): argmax of the first output, per sample."""
+    t0 = time.perf_counter()
+    argmax, file_sha, classes = [], None, None
+    for outs, file_sha in feed_samples(np, session, input_names, path, "eval inputs"):
+        flat = np.asarray(outs[0]).ravel()
+        classes = int(flat.size)
+        argmax.append(int(np.argmax(flat)))
+    return {"schema": EVAL_CHECK_SCHEMA, "n": len(argmax), "file_sha256": file_sha,
+            "classes": classes, "argmax": argmax, "seconds": time.perf_counter() - t0}
+
+
+def feed_samples(np, session, input_names, path, what):
+    """Yield (outputs, file sha256) per sample of an .npz set (keys in:<input name>, N x run shape),
+    fed with ``session.run`` (not the timed io binding: this is a check, not a measurement)."""
+    if not os.path.isfile(path):
+        raise RunnerFailure("%s not found: %s" % (what, path))
+    with open(path, "rb") as fh:
+        file_sha = hashlib.sha256(fh.read()).hexdigest()
+    with np.load(path, allow_pickle=False) as z:
+        feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
+    if sorted(feeds) != sorted(input_names):
+        raise RunnerFailure("%s %s hold [%s], the model wants [%s]"
+                            % (what, path, ", ".join(sorted(feeds)), ", ".join(input_names)))
+    counts = set(len(a) for a in feeds.values())
+    if len(counts) != 1:
+        raise RunnerFailure("%s %s: inputs have different sample counts" % (what, path))
+    for i in range(counts.pop()):
+        feed = dict((name, np.ascontiguousarray(feeds[name][i])) for name in input_names)
+        yield session.run(None, feed), file_sha
 
 
 def new_doc(args, argv):
