@@ -14,6 +14,9 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
     Backend("paddle-inference-trt", "gpu", "paddle-inference"),
     Backend("paddle-lite-arm", "cpu", "paddle-lite", lite_backend="arm"),
     Backend("paddle-lite-python", "cpu", "paddle-lite-python"),
+    # baselines: the same job through ONNX Runtime (lab/runtimes/onnxruntime.py)
+    Backend("onnxruntime-cpu", "cpu", "onnxruntime"),
+    Backend("onnxruntime-gpu", "gpu", "onnxruntime"),
     Backend("paddle-lite-opencl", "gpu", "paddle-lite", lite_backend="opencl,arm"),
     Backend("paddle-lite-kirin-npu", "aipu", "paddle-lite", nnadapter_device="huawei_kirin_npu",
             lite_backend="nnadapter,arm"),

@@ -223,9 +223,14 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         why = unavailable_reason(dev)
         if why:
             return why
+    if backend.runtime == "onnxruntime":
+        from .runtimes.onnxruntime import unavailable_reason as ort_reason
+        why = ort_reason(dev, backend_id, precision)
+        if why:
+            return why
     if backend_id == "paddle-inference-cpu" and precision != "fp32":
         return f"paddle-inference-cpu runs fp32 only here, not {precision}"
-    if backend.processor == "gpu" and backend.runtime == "paddle-inference":
+    if backend.processor == "gpu" and backend.runtime in ("paddle-inference", "onnxruntime"):
         chip = _chip_vendor(dev.chip)
         if chip is not None and chip.lower() != "nvidia":
             return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"

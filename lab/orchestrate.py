@@ -87,8 +87,11 @@ def prepare(campaign_path: str | Path, devices_path: str | Path, models_root: st
         elif not d.enabled:
             raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
                               path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
-    hashes = {m: ensure_artifact(m, models_root, log).sha256 for m in spec.models}
-    jobs, excluded = plan_jobs(spec, devices, hashes.__getitem__)
+    arts = {m: ensure_artifact(m, models_root, log) for m in spec.models}
+    jobs, excluded = plan_jobs(spec, devices, lambda m: arts[m].sha256)
+    if not dry_run:
+        from .runtimes.onnxruntime import prepare_models
+        prepare_models(arts, jobs, log)  # the .onnx files of onnxruntime jobs, made on the host now
     return Prepared(devices, spec, jobs, excluded)
 
 
@@ -179,7 +182,9 @@ def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
         raise ConfigError(f"--measure: device {device_id!r} is disabled in {dev.source}:{dev.line}",
                           fix="set 'enabled: true' or drop --measure")
     art = ensure_artifact(model_id, models_root, log)
-    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None)
+    # the processor question: Paddle's own backends (framework baselines are campaigns' business)
+    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None
+                     and BACKENDS[b].runtime != "onnxruntime")
     if not backends:
         raise ConfigError(f"--measure: no backend applies to device {device_id!r}")
     spec = CampaignSpec(name=f"advise-{model_id}-{device_id}", devices=(device_id,),

@@ -75,6 +75,28 @@ def _intact(art: models.ModelArtifact, part: dict[str, Any] | None) -> bool:
         models.sha256_file(art.dir / part["file"]) == part.get("sha256")
 
 
+def current_file(art: models.ModelArtifact, *, int8: bool = False) -> Path | None:
+    """The exported .onnx (fp32, or the int8 one) when it was made from this exact Paddle model
+    and is intact; None when it must be (re)built (`lab models build ID --onnx[-int8]`)."""
+    record = _read_record(art)
+    if not record or record.get("schema") != RECORD_SCHEMA or \
+            record.get("source_sha256") != art.sha256 or not _intact(art, record.get("fp32")):
+        return None
+    part = record.get("int8") if int8 else record["fp32"]
+    if int8 and (not part or part.get("fp32_sha256") != record["fp32"]["sha256"]):
+        return None
+    return art.dir / part["file"] if _intact(art, part) else None
+
+
+def read_record(art: models.ModelArtifact) -> dict[str, Any] | None:
+    """export.json of the model (None when never exported)."""
+    return _read_record(art)
+
+
+def build_command(model_id: str, *, int8: bool = False) -> str:
+    return f"lab models build {model_id} --onnx{'-int8' if int8 else ''}"
+
+
 def _failure(art: models.ModelArtifact, what: str, res: dict[str, Any]) -> LabError:
     return LabError(f"model {art.id!r}: {what} failed: {res.get('error', '?')}")
 

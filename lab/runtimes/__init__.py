@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import Runtime
+from .onnxruntime import OnnxRuntime
 from .paddle_inference import PaddleInference
 from .paddle_lite import PaddleLite
 from .paddle_lite_python import PaddleLitePython
 
-RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython())}
+RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython(),
+                                                       OnnxRuntime())}
 
 
 def get_runtime(name: str) -> Runtime:
