@@ -331,6 +331,8 @@ def measured_rows(rows: list[ResultRow], device: str, model: str, *,
             continue
         if r.latency_ms is None or r.processor not in ("cpu", "gpu", "aipu"):
             continue
+        if _other_framework(r):
+            continue  # the verdict compares processors under Paddle; other runtimes are a note
         if shas and r.model_sha256 and r.model_sha256 not in shas:
             stale += 1
             continue
@@ -345,6 +347,30 @@ def measured_rows(rows: list[ResultRow], device: str, model: str, *,
         newest_first = sorted(rs, key=lambda r: r.finished_at or "", reverse=True)
         out[proc] = (min(newest_first, key=lambda r: r.latency_ms), len(rs))  # ties: the most recent
     return out
+
+
+def _other_framework(r: ResultRow) -> bool:
+    from .backends import BACKENDS
+    from .frameworks import OTHER_RUNTIMES
+    b = BACKENDS.get(r.backend or "")
+    return b is not None and b.runtime in OTHER_RUNTIMES
+
+
+def framework_note(rows: list[ResultRow], device: str, model: str,
+                   store_path: str | Path | None) -> str | None:
+    """Information, not a reason: another runtime (ONNX Runtime) measurably faster than Paddle on
+    this device (lab.frameworks; needs the stored samples for the CI of the ratio)."""
+    mine = [r for r in rows if r.device == device and r.model == model and r.ok]
+    if store_path is None or not any(_other_framework(r) for r in mine) or not Path(store_path).exists():
+        return None
+    from .frameworks import faster_runtime_note
+    from .store import Store
+    store = Store(store_path, readonly=True)
+    try:
+        samples = store.all_samples([r.job_id for r in mine])
+    finally:
+        store.close()
+    return faster_runtime_note(mine, samples, device, model)
 
 
 def measured_sides(rows: list[ResultRow], device: str, model: str, *,
@@ -555,6 +581,9 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
     if not sides:
         notes.append("nothing measured for this model on this device: static rules and a "
                      "TOPS estimate only (run `lab advise ... --measure`)")
+    fw = framework_note(rows, device_id, model_id, store_path)
+    if fw:
+        notes.append(fw)
     return Advice(model=model_id, device=device_id, chip=dev.chip, device_status=dev.status,
                   verdict=verdict, confidence=_confidence(verdict, contribs, sides, dev, margin),
                   reasons=contribs, speedup=speedup, speedup_source=sp_src,

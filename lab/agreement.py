@@ -132,10 +132,17 @@ def reference_inputs(art) -> tuple[dict[str, Any], str]:
                                                       tuple(art.inputs[0].run_shape))}, \
             f"{_digits().EVAL_TAG} eval split, first {REFERENCE_SET_SIZE}"
     specs = [(i.name, list(i.run_shape), i.dtype) for i in art.inputs]
-    samples = [dict(pi_runner.make_inputs(np, specs, REFERENCE_SEED + i, 1000))
-               for i in range(REFERENCE_SET_SIZE)]
+    samples = seeded_inputs(specs, REFERENCE_SET_SIZE)
     return {s[0]: np.stack([d[s[0]] for d in samples]) for s in specs}, \
         f"seeded random (seed {REFERENCE_SEED}+i, pi_runner.make_inputs), {REFERENCE_SET_SIZE}"
+
+
+def seeded_inputs(specs: list[tuple[str, list[int], str]], n: int,
+                  seed: int = REFERENCE_SEED) -> list[dict[str, Any]]:
+    """n samples {input name: array of the run shape}, sample i from `make_inputs` with seed+i
+    (the runner's own generator, so host and device make the same data)."""
+    import numpy as np
+    return [dict(pi_runner.make_inputs(np, specs, seed + i, 1000)) for i in range(n)]
 
 
 def _digits():

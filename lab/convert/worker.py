@@ -15,59 +15,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-AGREEMENT_SEED = 20240601
-AGREEMENT_SAMPLES = 4
+AGREEMENT_SAMPLES = 4  # samples of lab.agreement's seeded reference inputs (seed REFERENCE_SEED+i)
 
 
-# ----------------------------------------------------------------------- agreement (private copy)
-# TODO(merge): use lab.agreement (issue 13) for the reference inputs and the cosine/max_abs/top1
-# figures; this is the minimal private version the ONNX conversions need until then.
-def _reference_inputs(specs: list[dict[str, Any]], seed: int, count: int) -> list[dict[str, Any]]:
-    """`count` seeded input sets {name: array}; floats uniform [0, 1), ints in [0, 1000)."""
+def _inputs(specs: list[dict[str, Any]], count: int, seed: int | None = None) -> list[dict[str, Any]]:
+    """`count` seeded input sets {name: array} (lab.agreement.seeded_inputs, the runner's generator)."""
+    from .. import agreement
+    return agreement.seeded_inputs([(s["name"], list(s["run_shape"]), s["dtype"]) for s in specs],
+                                   count, agreement.REFERENCE_SEED if seed is None else seed)
+
+
+def _agreement(reference: list[list[Any]], candidate: list[list[Any]], precision: str,
+               reference_name: str) -> dict[str, Any]:
+    """lab.agreement.compare over compact outputs; keys cosine/max_abs/top1 kept for the records."""
     import numpy as np
-    rng = np.random.RandomState(seed)
-    sets = []
-    for _ in range(count):
-        feed = {}
-        for s in specs:
-            shape, dtype = s["run_shape"], s["dtype"]
-            if dtype.startswith("float"):
-                feed[s["name"]] = rng.random_sample(size=shape).astype(dtype)
-            elif dtype == "bool":
-                feed[s["name"]] = rng.randint(0, 2, size=shape).astype(bool)
-            else:
-                feed[s["name"]] = rng.randint(0, 1000, size=shape).astype(dtype)
-        sets.append(feed)
-    return sets
 
+    from .. import agreement
 
-def _agreement(reference: list[list[Any]], candidate: list[list[Any]]) -> dict[str, Any]:
-    """Worst cosine and max |diff| over all samples/outputs; top1 share over the first output."""
-    import numpy as np
-    cos, max_abs, top1_hits, top1_total = 1.0, 0.0, 0, 0
-    for ref_outs, cand_outs in zip(reference, candidate):
-        if len(ref_outs) != len(cand_outs):
-            raise ValueError(f"{len(cand_outs)} outputs, the reference has {len(ref_outs)}")
-        for i, (a, b) in enumerate(zip(ref_outs, cand_outs)):
-            a64 = np.asarray(a, dtype=np.float64).ravel()
-            b64 = np.asarray(b, dtype=np.float64).ravel()
-            if a64.shape != b64.shape:
-                raise ValueError(f"output {i}: shape {np.shape(b)} vs reference {np.shape(a)}")
-            if a64.size:
-                max_abs = max(max_abs, float(np.max(np.abs(a64 - b64))))
-                na, nb = float(np.linalg.norm(a64)), float(np.linalg.norm(b64))
-                c = 1.0 if na == 0 and nb == 0 else (float(a64 @ b64) / (na * nb) if na and nb
-                                                    else 0.0)
-                cos = min(cos, c)
-            if i == 0 and np.ndim(a) >= 2 and np.shape(a)[-1] > 1:
-                ra = np.asarray(a).reshape(-1, np.shape(a)[-1]).argmax(axis=1)
-                rb = np.asarray(b).reshape(-1, np.shape(b)[-1]).argmax(axis=1)
-                top1_hits += int((ra == rb).sum())
-                top1_total += int(ra.size)
-    return {"cosine": cos, "max_abs": max_abs,
-            "top1": top1_hits / top1_total if top1_total else None,
-            "top1_note": "" if top1_total else "first output has no class axis",
-            "samples": len(reference)}
+    def compact(outs: list[list[Any]]) -> list[list[dict]]:
+        return agreement.compact_all([np.stack([o[j] for o in outs]) for j in range(len(outs[0]))])
+    if any(len(r) != len(c) for r, c in zip(reference, candidate)):
+        raise ValueError(f"{len(candidate[0])} outputs, the reference has {len(reference[0])}")
+    ag = agreement.compare(compact(reference), compact(candidate), precision, reference_name)
+    if ag.agree_cosine_min is None:
+        raise ValueError(ag.reason)
+    return {"cosine": ag.agree_cosine_min, "max_abs": ag.agree_max_abs, "top1": ag.agree_top1,
+            "samples": ag.n, "precision": precision, "passed": ag.passed, "reason": ag.reason,
+            "thresholds": ag.thresholds}
 
 
 def _ort_outputs(onnx_path: str, feeds: list[dict[str, Any]]) -> list[list[Any]]:
@@ -99,9 +73,9 @@ def _paddle_outputs(model: str, params: str, feeds: list[dict[str, Any]]) -> lis
 
 def agree(job: dict[str, Any]) -> dict[str, Any]:
     """Reference (ONNX Runtime on job['onnx']) against Paddle Inference or another .onnx."""
+    from .. import agreement
     specs = job["inputs"]  # [{name (onnx), paddle_name, run_shape, dtype}]
-    feeds = _reference_inputs(specs, job.get("seed", AGREEMENT_SEED),
-                              job.get("count", AGREEMENT_SAMPLES))
+    feeds = _inputs(specs, job.get("count", AGREEMENT_SAMPLES))
     if job.get("reference_paddle_model"):
         ref = _paddle_outputs(job["reference_paddle_model"], job["reference_paddle_params"], feeds)
     else:
@@ -111,11 +85,10 @@ def agree(job: dict[str, Any]) -> dict[str, Any]:
     else:
         renamed = [{s.get("paddle_name") or s["name"]: f[s["name"]] for s in specs} for f in feeds]
         cand = _paddle_outputs(job["paddle_model"], job["paddle_params"], renamed)
-    out = _agreement(ref, cand)
-    out.update(seed=job.get("seed", AGREEMENT_SEED),
-               reference=("paddle:" + Path(job["reference_paddle_model"]).name
-                          if job.get("reference_paddle_model")
-                          else "onnxruntime:" + Path(job["onnx"]).name))
+    reference = ("paddle:" + Path(job["reference_paddle_model"]).name
+                 if job.get("reference_paddle_model") else "onnxruntime:" + Path(job["onnx"]).name)
+    out = _agreement(ref, cand, job.get("precision", "fp32"), reference)
+    out.update(seed=agreement.REFERENCE_SEED, reference=reference)
     return out
 
 
@@ -173,7 +146,7 @@ def quantize(job: dict[str, Any]) -> dict[str, Any]:
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    feeds = _reference_inputs(job["inputs"], job["seed"], job["calibration_samples"])
+    feeds = _inputs(job["inputs"], job["calibration_samples"], job["seed"])
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -193,7 +166,7 @@ def quantize(job: dict[str, Any]) -> dict[str, Any]:
     res = {"ok": True, "onnxruntime": onnxruntime.__version__}
     if job.get("agree"):
         res["agreement"] = agree({"onnx": job["fp32"], "candidate_onnx": job["out"],
-                                  "inputs": job["inputs"]})
+                                  "inputs": job["inputs"], "precision": "int8"})
     return res
 
 

@@ -351,6 +351,18 @@ def ranking_section(rows: list[ResultRow], profiles: list[str] | None) -> dict |
     return {"profiles": out}
 
 
+def frameworks_section(store: Store, ok: list[ResultRow]):
+    """Paddle runtimes and ONNX Runtime side by side (lab.frameworks), or why not."""
+    from .. import frameworks
+    ids = [r.job_id for r in ok]
+    comp = frameworks.compare_frameworks(ok, store.all_samples(ids),
+                                         {i: store.provenance(i) for i in ids})
+    if comp is None:
+        return Unavailable("no model was measured with a Paddle runtime and ONNX Runtime on the "
+                           "same device (add onnxruntime-cpu to the campaign's backends)")
+    return comp
+
+
 def advisor_section(rows: list[ResultRow], campaigns: list[str],
                     op_profiles: dict[str, list] | None = None) -> dict | Unavailable:
     """lab.advisor's answer for every model x device of the campaigns, from these rows only (no
@@ -469,6 +481,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
                                                         mem_bars, "MB", alt="Bar chart of peak memory")}
     s["thermal"] = ok
     s["pareto"] = pareto_section(rows)
+    s["frameworks"] = frameworks_section(store, ok)
     op_profiles = store.op_profiles([r.job_id for r in ok])
     s["op_profiles"] = op_profile_section(rows, op_profiles)
     s["advisor"] = advisor_section(rows, list(campaigns), op_profiles)
