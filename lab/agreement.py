@@ -31,7 +31,9 @@ REFERENCE_SET_SIZE = 8
 REFERENCE_SEED = 1000
 REFERENCE_FILE = "reference.npz"
 REFERENCE_RUNTIME = "paddle-inference fp32 cpu (oneDNN off)"
-# Per precision: minimum cosine (worst sample) and minimum share of same-argmax samples.
+# Per precision: minimum cosine (worst sample) and minimum share of same-argmax samples. max_abs is
+# recorded, never a threshold: zoo models carry seeded random weights (mobilenet_v1's outputs are
+# about 1e-20), so an absolute difference means nothing without the output's scale.
 THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"cosine": 0.9999, "top1": 1.0},
     "fp16": {"cosine": 0.999, "top1": 0.875},

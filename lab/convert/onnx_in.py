@@ -181,7 +181,7 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
     mdir = Path(root) / model_id
     key = {"source_sha256": src_sha, "inputs": [models._input_to_json(s) for s in specs],
            "x2paddle": models._version("x2paddle")}
-    old = models._read_meta(root, model_id)
+    old = models.read_meta(model_id, root)
     if old and old.get("source") not in (SOURCE, None):
         raise ConfigError(f"model id {model_id!r} is already a {old.get('source')} model under "
                           f"{mdir}", fix="pass --name with another id")
@@ -259,11 +259,11 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
         "build_seconds": round(time.monotonic() - started, 2),
         "op_histogram": dict(res_an.op_histogram), "analysis": res_an.to_dict(),
     }
-    models._write_json_atomic(mdir / "meta.json", meta)
+    models.write_meta(model_id, root, meta)
     if log:
         log(f"{model_id}: imported in {meta['build_seconds']:.1f} s, agreement cosine "
             f"{agreement.get('cosine')}, max_abs {agreement.get('max_abs')}")
-    return models._artifact_from_meta(meta, mdir)
+    return models.load_artifact(model_id, root)
 
 
 def lite_refusal(artifact: models.ModelArtifact) -> str | None:

@@ -60,7 +60,8 @@ def fp32_artifact(art):
 
 
 def prepare_models(artifacts: dict[str, object], jobs, log: Callable[[str], None]) -> None:
-    """Planning: export the ONNX files the campaign's onnxruntime jobs need (reused when current)."""
+    """Planning: export the ONNX files the campaign's onnxruntime jobs need. `export` reuses them
+    while the Paddle model, opset, tool versions and int8 recipe are unchanged."""
     from ..backends import BACKENDS
     from ..convert import onnx_out
     wanted: dict[str, bool] = {}
@@ -68,9 +69,7 @@ def prepare_models(artifacts: dict[str, object], jobs, log: Callable[[str], None
         if BACKENDS[job.backend].runtime == OnnxRuntime.name:
             wanted[job.model] = wanted.get(job.model, False) or job.precision == "int8"
     for model_id, int8 in wanted.items():
-        art = fp32_artifact(artifacts[model_id])
-        if onnx_out.current_file(art) is None or (int8 and onnx_out.current_file(art, int8=True) is None):
-            onnx_out.export(art, int8=int8, log=log)
+        onnx_out.export(fp32_artifact(artifacts[model_id]), int8=int8, log=log)  # reused if current
 
 
 class OnnxRuntime(JsonRunnerRuntime):
