@@ -47,7 +47,7 @@ def test_hand_built_graph_imports_and_agrees(imported):
     assert "image.in -> x2paddle_image_in" in res.stdout
     art = models.load_artifact("tiny_cnn", d / "models")
     meta = json.loads((art.dir / "meta.json").read_text())
-    assert meta["source"] == "onnx" and meta["legacy_model_file"] is None
+    assert meta["source"] == "onnx" and meta["legacy_model_file"] == models.LEGACY_MODEL_FILE
     assert [i.name for i in art.inputs] == ["x2paddle_image_in"]
     assert art.inputs[0].run_shape == (1, 3, 16, 16) and art.inputs[0].shape == (-1, 3, 16, 16)
     imp = meta["onnx_import"]
@@ -85,12 +85,41 @@ def test_reimport_is_cached(imported):
 
 
 @pytest.mark.slow
-def test_lite_target_refused_with_reason(imported):
+def test_imported_model_gets_a_legacy_pdmodel_and_runs_in_paddle_lite(imported, tmp_path):
+    """x2paddle's code re-exported to .pdmodel (matmul_v2 appended by hand), checked against ONNX
+    Runtime, converted by the real opt for x86 and run by the real paddlelite (.venv-lite)."""
     d, _ = imported
     art = models.load_artifact("tiny_cnn", d / "models")
-    assert onnx_in.lite_refusal(art)
+    meta = json.loads((art.dir / "meta.json").read_text())
+    leg = meta["onnx_import"]["legacy"]
+    assert meta["onnx_import"]["lite"] is None and leg["patched"] == ["paddle.matmul -> matmul_v2"]
+    assert leg["agreement"]["cosine"] >= 0.9999 and leg["agreement"]["top1"] == 1.0
+    assert art.pdmodel_path.is_file() and art.legacy_sha256 and onnx_in.lite_refusal(art) is None
+    from lab.runtimes.paddle_lite_python import LOCAL_LITE_PYTHON
+    if not LOCAL_LITE_PYTHON.is_file():
+        pytest.skip("no .venv-lite: scripts/setup-lite-opt.sh could not install the paddlelite wheel")
+    res = lab("models", "--root", d / "models", "build", "tiny_cnn", "--lite-target", "x86")
+    assert res.returncode == 0, res.stderr
+    nb = art.dir / "lite" / "x86.nb"
+    p = subprocess.run([str(LOCAL_LITE_PYTHON), str(REPO / "lab/runners/lite_runner.py"),
+                        "--model-file", str(nb), "--input", "x2paddle_image_in:1x3x16x16:float32",
+                        "--warmup", "2", "--warmup-seconds", "0", "--min-iters", "10",
+                        "--min-seconds", "0.1", "--max-seconds", "2", "--out", str(tmp_path / "l.json")],
+                       capture_output=True, text=True, timeout=120)
+    doc = json.loads((tmp_path / "l.json").read_text())
+    assert p.returncode == 0 and doc["ok"], doc.get("error")
+    assert doc["outputs"][0]["shape"] == [1, 10] and doc["timings"]["samples_ms"]
+
+
+def test_lite_refused_for_an_import_without_pdmodel():
+    art = models.ModelArtifact(
+        id="imp", dir=Path("/nonexistent"), json_path=Path("/nonexistent/inference.json"),
+        pdiparams_path=Path("/nonexistent/inference.pdiparams"), pdmodel_path=None,
+        legacy_pdiparams_path=None, sha256="0" * 64, inputs=[], flops=None, params=None,
+        op_histogram={}, source="onnx")
+    assert "re-exporting x2paddle's code to it failed" in onnx_in.lite_refusal(art)
     with pytest.raises(ConfigError, match="x2paddle.*legacy .pdmodel"):
-        lite_convert.opt_args(art, lite_convert.resolve_target("arm"), d / "x")
+        lite_convert.opt_args(art, lite_convert.resolve_target("arm"), Path("/nonexistent/x"))
 
 
 def test_truncated_onnx_exit2(tmp_path):

@@ -10,9 +10,11 @@ Why this shape:
   and op, so a conversion error is one line naming both.
 - The imported model is checked against ONNX Runtime on seeded reference inputs (cosine, max abs,
   top1) and the figures are recorded in meta.json (`onnx_import.agreement`).
-- Paddle Lite needs a legacy `.pdmodel`; re-exporting x2paddle's code with FLAGS_enable_pir_api=0
-  fails in paddle 3.3.1 (`paddle.matmul` has no legacy-static path), so Lite targets are refused
-  for imported models with that reason (`lite_refusal`).
+- Paddle Lite needs a legacy `.pdmodel`: x2paddle's generated code is re-exported with
+  FLAGS_enable_pir_api=0 in a child (worker mode `legacy`; paddle 3.3.1's `paddle.matmul` has no
+  legacy static path, so that process appends the legacy `matmul_v2` op itself) and the .pdmodel is
+  checked against ONNX Runtime too. Where that fails (another op without a legacy path), Lite
+  targets are refused with the error (`lite_refusal`).
 """
 from __future__ import annotations
 
@@ -25,15 +27,14 @@ from pathlib import Path
 from typing import Callable
 
 from .. import models
-from ..errors import ConfigError, LabError
+from ..errors import ConfigError, LabError, excerpt
 from ..records import InputSpec
 from . import worker
 
 SOURCE = "onnx"
 SOURCE_FILE = "onnx/source.onnx"
 LITE_REASON = ("imported from ONNX through x2paddle, which writes only the PIR .json; Paddle Lite "
-               "needs a legacy .pdmodel and re-exporting the converted model to it fails in paddle "
-               "3.3.1 (paddle.matmul has no legacy static-graph path)")
+               "needs a legacy .pdmodel and re-exporting x2paddle's code to it failed for this model")
 _X2P_CHARS = " .*?\\/-:;"
 
 
@@ -221,29 +222,41 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
         if not agreement.pop("ok", False):
             agreement = {"error": agreement.get("error", "not run"), "cosine": None,
                          "max_abs": None, "top1": None}
+        leg = worker.run("legacy", {"save_dir": str(tmp / "x2p"), "out_prefix": str(tmp / "legacy"),
+                                    "agree": check}, timeout=timeout,
+                         env_extra={"FLAGS_enable_pir_api": "0"})
+        legacy_ok = bool(leg.get("ok")) and (tmp / "legacy.pdmodel").is_file()
+        lite = None if legacy_ok else f"{LITE_REASON} ({excerpt(leg.get('error') or '?', 200)})"
         mdir.mkdir(parents=True, exist_ok=True)
         (mdir / "meta.json").unlink(missing_ok=True)
         (mdir / "onnx").mkdir(exist_ok=True)
         shutil.copyfile(src, mdir / SOURCE_FILE)
         os.replace(made / "model.json", mdir / models.MODEL_FILE)
         os.replace(made / "model.pdiparams", mdir / models.PARAMS_FILE)
+        for rel in (models.LEGACY_MODEL_FILE, models.LEGACY_PARAMS_FILE):
+            (mdir / rel).unlink(missing_ok=True)
+            if legacy_ok:
+                os.replace(tmp / ("legacy" + Path(rel).suffix), mdir / rel)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
     paddle_specs = [InputSpec(input_map[s.name], s.shape, s.dtype, s.run_shape) for s in specs]
     res_an = analysis.analyze(mdir / models.MODEL_FILE, params_file=mdir / models.PARAMS_FILE,
                               run_shapes={s.name: s.run_shape for s in paddle_specs})
+    legacy_files = (models.LEGACY_MODEL_FILE, models.LEGACY_PARAMS_FILE) if legacy_ok else ()
     files = {rel: models.sha256_file(mdir / rel)
-             for rel in (models.MODEL_FILE, models.PARAMS_FILE, SOURCE_FILE)}
+             for rel in (models.MODEL_FILE, models.PARAMS_FILE, SOURCE_FILE, *legacy_files)}
     flops, note = res_an.estimated_macs(paddle_specs)
     meta = {
         "schema": models.META_SCHEMA, "id": model_id, "source": SOURCE, "format": "json",
         "build_key": None, "builder_version": models.BUILDER_VERSION, "zoo_entry": None,
         "model_file": models.MODEL_FILE, "params_file": models.PARAMS_FILE,
-        "legacy_model_file": None, "legacy_params_file": None,
+        "legacy_model_file": models.LEGACY_MODEL_FILE if legacy_ok else None,
+        "legacy_params_file": models.LEGACY_PARAMS_FILE if legacy_ok else None,
         "files": files, "sha256": models.files_sha256(mdir / models.MODEL_FILE,
                                                       mdir / models.PARAMS_FILE),
-        "legacy_sha256": None,
+        "legacy_sha256": (models.files_sha256(mdir / models.LEGACY_MODEL_FILE,
+                                              mdir / models.LEGACY_PARAMS_FILE) if legacy_ok else None),
         "inputs": [models._input_to_json(s) for s in paddle_specs],
         "flops": flops, "flops_note": note, "params": res_an.params,
         "persistable_numel": res_an.persistable_numel, "tags": {},
@@ -254,7 +267,9 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
         "onnx_import": {"key": key, "source_file": SOURCE_FILE, "source_sha256": src_sha,
                         "opset": graph.opset, "input_map": input_map,
                         "onnx_inputs": [models._input_to_json(s) for s in specs],
-                        "agreement": agreement, "lite": LITE_REASON},
+                        "agreement": agreement, "lite": lite,
+                        "legacy": ({"patched": leg.get("patched"), "agreement": leg.get("agreement")}
+                                   if legacy_ok else None)},
         "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.monotonic() - started, 2),
         "op_histogram": dict(res_an.op_histogram), "analysis": res_an.to_dict(),

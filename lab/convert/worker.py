@@ -170,8 +170,50 @@ def quantize(job: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
+def legacy(job: dict[str, Any]) -> dict[str, Any]:
+    """x2paddle's generated code -> a legacy `.pdmodel` (Paddle Lite's input), in a child started
+    with FLAGS_enable_pir_api=0; then the .pdmodel's agreement with ONNX Runtime.
+
+    paddle 3.3.1's `paddle.matmul` has no legacy static-graph path (it calls `_C_ops.matmul`
+    and fails with "argument (position 1) must be Value, but got Variable"), so in this process
+    only it appends the legacy `matmul_v2` op itself. Any other op without a legacy path fails
+    here, and the import keeps the Lite refusal with that error.
+    """
+    import importlib.util
+
+    import paddle
+    from paddle.base.layer_helper import LayerHelper
+    from paddle.static import InputSpec
+    original = paddle.matmul
+
+    def matmul(x, y, transpose_x=False, transpose_y=False, name=None):
+        if paddle.in_dynamic_mode():
+            return original(x, y, transpose_x, transpose_y, name)
+        helper = LayerHelper("matmul_v2", name=name)
+        out = helper.create_variable_for_type_inference(dtype=x.dtype)
+        helper.append_op(type="matmul_v2", inputs={"X": x, "Y": y}, outputs={"Out": out},
+                         attrs={"trans_x": transpose_x, "trans_y": transpose_y})
+        return out
+
+    paddle.matmul = matmul
+    save_dir = Path(job["save_dir"])
+    spec = importlib.util.spec_from_file_location("x2paddle_code", save_dir / "x2paddle_code.py")
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    model = code.ONNXModel()
+    model.set_dict(paddle.load(str(save_dir / "model.pdparams")), use_structured_name=True)
+    model.eval()
+    with contextlib.redirect_stdout(io.StringIO()):
+        paddle.jit.save(model, job["out_prefix"], input_spec=[
+            InputSpec(i["shape"], i["dtype"], i["paddle_name"]) for i in job["agree"]["inputs"]])
+    res = {"ok": True, "paddle": paddle.__version__, "patched": ["paddle.matmul -> matmul_v2"]}
+    res["agreement"] = agree(dict(job["agree"], paddle_model=job["out_prefix"] + ".pdmodel",
+                                  paddle_params=job["out_prefix"] + ".pdiparams"))
+    return res
+
+
 def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0,
-        python: str | None = None) -> dict[str, Any]:
+        python: str | None = None, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     """Host side: run one mode in a child; a crash/abort/timeout becomes {"ok": False, ...}."""
     import os
     import signal
@@ -183,6 +225,7 @@ def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0,
     env = dict(os.environ)
     env.setdefault("GLOG_minloglevel", "2")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+    env.update(env_extra or {})
     with tempfile.TemporaryDirectory(prefix="hwlab-convert-") as tmp:
         job = dict(job, mode=mode, result=os.path.join(tmp, "result.json"))
         job_path = os.path.join(tmp, "job.json")
@@ -212,7 +255,7 @@ def import_(job: dict[str, Any]) -> dict[str, Any]:
     return res
 
 
-MODES = {"import": import_, "x2paddle": x2paddle, "paddle2onnx": paddle2onnx, "quantize": quantize, "agree": agree}
+MODES = {"import": import_, "legacy": legacy, "x2paddle": x2paddle, "paddle2onnx": paddle2onnx, "quantize": quantize, "agree": agree}
 
 
 def main(argv: list[str]) -> int:
