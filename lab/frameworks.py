@@ -144,6 +144,16 @@ def claim_line(tally: dict[str, int], devices: list[str]) -> str:
                 "and ONNX Runtime at the same precision and threads).")
     if tally["faster"] == 0 and tally["slower"] == 0:
         outcome = "this campaign could not tell them apart (every CI of the ratio includes 1)"
+    elif tally["faster"] == 0:
+        outcome = "this campaign supports it wherever a difference was measurable"
+    elif tally["slower"] == 0:
+        outcome = "this campaign contradicts it wherever a difference was measurable"
+    else:
+        outcome = "this campaign found it true in some configurations and false in others"
+    return (f"Claim \u201c{CLAIM}\u201d: not measured here (no configuration has a Paddle runtime "
+                "and ONNX Runtime at the same precision and threads).")
+    if tally["faster"] == 0 and tally["slower"] == 0:
+        outcome = "this campaign could not tell them apart (every CI of the ratio includes 1)"
     elif tally["faster"] == 0 and tally["slower"] == n:
         outcome = "this campaign supports it"
     elif tally["faster"] > tally["slower"]:

@@ -181,7 +181,7 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
     src_sha = models.sha256_file(src)
     mdir = Path(root) / model_id
     key = {"source_sha256": src_sha, "inputs": [models._input_to_json(s) for s in specs],
-           "x2paddle": models._version("x2paddle")}
+           "x2paddle": models._version("x2paddle"), "legacy_export": 1}  # 1: .pdmodel for Lite
     old = models.read_meta(model_id, root)
     if old and old.get("source") not in (SOURCE, None):
         raise ConfigError(f"model id {model_id!r} is already a {old.get('source')} model under "
