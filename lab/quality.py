@@ -57,8 +57,8 @@ def classify(m: Any) -> Quality:
         rel = (hi - lo) / 2.0 / p50
         if rel > WIDE_CI_REL:
             flags.append("wide_ci")
-            reasons.append(f"wide CI ({lo:.3g}-{hi:.3g} ms, +-{rel:.0%} of the median > "
-                           f"+-{WIDE_CI_REL:.0%})")
+            reasons.append(f"wide CI ({lo:.3g}-{hi:.3g} ms, ±{rel:.0%} of the median > "
+                           f"±{WIDE_CI_REL:.0%})")
     if getattr(m, "throttled", None) is True:
         flags.append("throttled")
         reasons.append("the device throttled during the job")
