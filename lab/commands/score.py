@@ -1,6 +1,7 @@
 """`lab score --profile P`: rank catalog chips for a selection profile, with measurements."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,14 +18,16 @@ def register(subparsers) -> None:
         description="Score every catalog chip against a selection profile: the seven deployment "
         "criteria + measured performance from the store, exclusions with reasons, rank stability "
         "under +/-20% weight changes and Pareto membership (latency, energy, price).")
-    p.add_argument("--profile", required=True, metavar="ID", help="profile id (see lab/data/profiles.yaml)")
+    p.add_argument("--profile", metavar="ID",
+                   help="profile id (without it: the profiles are listed)")
     p.add_argument("--campaign", action="append", metavar="NAME",
                    help="use measurements of this campaign only (repeatable; default: all)")
     p.add_argument("--catalog", metavar="PATH", default=None, help="chip catalog YAML (default: built-in)")
     p.add_argument("--profiles", metavar="PATH", default=None,
                    help="extra profiles YAML (added to, and overriding, the built-in ones)")
-    p.add_argument("--models-dir", metavar="DIR", default="models",
+    p.add_argument("--models-root", dest="models_dir", metavar="DIR", default="models",
                    help="where models/<id>/meta.json give FLOPs for utilisation (default ./models)")
+    p.add_argument("--models-dir", dest="models_dir", help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--draws", type=int, default=1000, help="Monte Carlo weight draws (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -109,6 +112,11 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
 
 def run(args) -> int:
     profiles = load_profiles(args.profiles)
+    if args.profile is None:
+        print("profiles (pass one with `lab score --profile ID`):")
+        for pid in sorted(profiles):
+            print(f"  {pid}: {profiles[pid].description}")
+        return 0
     if args.profile not in profiles:
         raise ConfigError(f"unknown profile {args.profile!r}", path=args.profiles,
                           fix="known: " + ", ".join(sorted(profiles)))
