@@ -87,7 +87,7 @@ def _dry_run(args, prep) -> int:
     _log(f"estimated device time: {fmt_s(lo)} to {fmt_s(hi)} for all {len(jobs)} jobs"
          + (f" ({fmt_s(rlo)} to {fmt_s(rhi)} for the {todo} left)" if todo != len(jobs) else "")
          + " (per job: trials x (warm-up + min..max steady seconds + start allowance) + cooldown; "
-         "devices in parallel; docs/benchmarks.md)")
+         "devices in parallel; lab/duration.py)")
     return 0
 
 

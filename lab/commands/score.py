@@ -98,7 +98,9 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
               f"(each weight x U(0.8, 1.2), each unknown criterion U(0, {2 * UNKNOWN_PRIOR:g}), "
               f"seed {seed}); n/a = unknown, scored at the prior {UNKNOWN_PRIOR:g}.", file=out)
     na = [r for r in inc if r.criteria["measured"].score is None]
-    if na:
+    if na and len(na) == len(inc) and len({r.criteria["measured"].reason for r in na}) == 1:
+        print(f"measured n/a for every chip: {na[0].criteria['measured'].reason}", file=out)
+    elif na:
         print("measured n/a:", file=out)
         for r in na:
             print(f"  {r.chip}: {r.criteria['measured'].reason}", file=out)
