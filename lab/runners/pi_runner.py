@@ -31,12 +31,24 @@ CI of the median: distribution-free, from order statistics. For n sorted samples
 [x_(l), x_(u)] with l, u from Binomial(n, 1/2) covers the true median with probability >= 95%.
 The relative CI reported is the half-width (x_(u) - x_(l)) / 2 divided by the sample median.
 
+Output check (``--reference-inputs FILE.npz``): AFTER timing, the runner feeds each sample of the
+host's reference input set (keys ``in:<input name>``, arrays N x run shape) and writes compact
+outputs into ``outputs_check`` (compact_output: whole values for outputs up to WHOLE_MAX elements,
+else a fixed strided sample of SAMPLE_SIZE elements; top-k, argmax, sum, sum of squares). The host
+compares them with its fp32 reference (lab/agreement.py); the time it took is reported so its share
+of the job's device time is known.
+
+Precision int8: on CPU oneDNN int8 (``enable_onednn_int8``) over a quantised model
+(quantize_linear/dequantize_linear ops from lab/quantize.py); on GPU TensorRT int8 with the
+model's own scales (``use_calib_mode=False``: no calibration on the device).
+
 Any exception (and SIGTERM) ends in ok=false, a one-line error, exit code 3, and a JSON document
 with whatever was measured so far.
 """
 from __future__ import print_function
 
 import argparse
+import gc
 import glob
 import hashlib
 import json
@@ -52,6 +64,11 @@ SCHEMA = "hwlab.runner/1"
 RUNNER = "pi_runner"
 RUNNER_VERSION = "1.0.0"
 EXIT_FAILED = 3
+
+OUTPUTS_CHECK_SCHEMA = "hwlab.outputs_check/1"
+WHOLE_MAX = 4096    # outputs up to this many elements travel whole
+SAMPLE_SIZE = 1024  # larger ones: elements at flat indices (k * numel) // SAMPLE_SIZE
+TOPK = 5
 
 SUPPORTED_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "int8", "bool")
 
@@ -297,9 +314,14 @@ def build_parser():
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--target-rel-ci", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
+                   help="after timing, run these inputs (keys in:<name>) and report compact outputs")
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
+    p.add_argument("--profile-ops", action="store_true",
+                   help="per-operator profile of the steady iterations (Config.enable_profile); the "
+                        "table goes into the JSON as op_profile. Use for an extra trial, never a timed one")
     return p
 
 
@@ -314,12 +336,14 @@ def model_format(path):
 def validate(args):
     if args.threads < 1:
         raise RunnerFailure("--threads must be >= 1, got %d" % args.threads)
-    if args.device == "cpu" and args.precision != "fp32":
-        raise RunnerFailure("precision %s is not supported on --device cpu (only fp32); use --device gpu"
-                            % args.precision)
+    if args.device == "cpu" and args.precision not in ("fp32", "int8"):
+        raise RunnerFailure("precision %s is not supported on --device cpu (fp32, or int8 with oneDNN); "
+                            "use --device gpu" % args.precision)
+    if args.device == "cpu" and args.precision == "int8" and args.onednn != "on":
+        raise RunnerFailure("precision int8 on CPU runs through oneDNN int8: drop --onednn off")
     if args.trt and args.device != "gpu":
         raise RunnerFailure("--trt needs --device gpu")
-    if args.precision == "int8" and not args.trt:
+    if args.device == "gpu" and args.precision == "int8" and not args.trt:
         raise RunnerFailure("precision int8 needs --trt (TensorRT); Paddle Inference GPU alone is fp32/fp16")
     if args.max_iters and args.max_iters < max(1, args.min_iters):
         raise RunnerFailure("--max-iters (%d) must be >= --min-iters (%d)" % (args.max_iters, args.min_iters))
@@ -367,6 +391,11 @@ def make_config(pi, args, fmt, doc):
         if args.onednn == "on":
             on = getattr(config, "enable_onednn", None) or config.enable_mkldnn
             on()
+            if args.precision == "int8":
+                on8 = getattr(config, "enable_onednn_int8", None) or getattr(config, "enable_mkldnn_int8", None)
+                if on8 is None:
+                    raise RunnerFailure("this paddle has no enable_onednn_int8: cannot run int8 on CPU")
+                on8()
         else:
             off = getattr(config, "disable_onednn", None) or getattr(config, "disable_mkldnn", None)
             if off is None:
@@ -496,6 +525,8 @@ def measure(args, doc):
     timings = doc["timings"]
     t0 = time.perf_counter()
     config = make_config(pi, args, fmt, doc)
+    if args.profile_ops:
+        config.enable_profile()
     predictor = pi.create_predictor(config)
     timings["load_ms"] = (time.perf_counter() - t0) * 1e3
 
@@ -528,6 +559,8 @@ def measure(args, doc):
     sys.stderr.flush()
     # The steady window on the device's uptime clock: the telemetry sampler stamps its lines with
     # the same clock, so power can be cut to exactly this window (lab/telemetry.py).
+    if args.profile_ops:
+        reset_op_profiler()  # the table then covers the steady iterations only
     up_start = read_uptime()
     steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds, args.target_rel_ci,
                  args.max_iters, timings)
@@ -538,6 +571,9 @@ def measure(args, doc):
     for h in out_handles:
         h.copy_to_cpu()
 
+    if args.reference_inputs:
+        doc["outputs_check"] = run_reference_set(np, predictor, model_inputs, args.reference_inputs)
+
     if args.device == "gpu":
         try:
             reserved = paddle.device.cuda.max_memory_reserved(args.gpu_id)
@@ -545,6 +581,182 @@ def measure(args, doc):
             doc["memory"]["gpu_mem_note"] = "paddle allocator max_memory_reserved (this process)"
         except Exception as exc:
             doc["memory"]["gpu_mem_note"] = "unavailable: " + _one_line(exc)
+
+    if args.profile_ops:
+        # Paddle prints the table to fd 1 when the predictor is destroyed: destroy it here, with
+        # fd 1 captured, while nothing else holds it (the tensor handles do not).
+        box = [predictor]
+        del predictor
+        text = capture_fd1(lambda: (box.pop(), gc.collect()))
+        prof = parse_profile_table(text)
+        prof["iterations"] = len(timings["samples_ms"])
+        prof["steady_ms_total"] = sum(timings["samples_ms"])
+        doc["op_profile"] = prof
+
+
+# ------------------------------------------------------------------------ per-operator profile
+
+def reset_op_profiler():
+    """Forget what the profiler saw so far (graph passes, load, first run, warm-up)."""
+    import importlib
+    for name in ("paddle.base.core", "paddle.fluid.core"):
+        try:
+            core = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(core, "reset_profiler"):
+            core.reset_profiler()
+            return
+    raise RunnerFailure("this paddle has no core.reset_profiler: the op profile would include loading "
+                        "and warm-up")
+
+
+def _flush_c_stdout():
+    """Flush C stdio: with fd 1 on a file, what C++ wrote may still sit in libc's buffer."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # no libc symbols (static builds): std::endl flushed most of it anyway
+        pass
+
+
+def capture_fd1(action):
+    """Run action() with file descriptor 1 sent to a temporary file; return what was written.
+
+    Also runs it in a temporary working directory: Paddle's profiler writes ./profile.log there.
+    """
+    import shutil
+    import tempfile
+    sys.stdout.flush()
+    tmpdir = tempfile.mkdtemp(prefix="pi_runner_profile_")
+    path = os.path.join(tmpdir, "stdout.txt")
+    cwd = os.getcwd()
+    saved = os.dup(1)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.dup2(fd, 1)
+        os.chdir(tmpdir)
+        action()
+        _flush_c_stdout()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(fd)
+        os.chdir(cwd)
+    try:
+        with open(path) as fh:
+            return fh.read()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def parse_profile_table(text):
+    """Paddle Inference's profiler report (printed when the predictor is destroyed) -> dict.
+
+    Reads the first `Event Summary` (the report that merges all threads): one event per line,
+    `name calls total min max ave ratio`, times in the report's unit (ms). Indented lines are
+    nested events, already inside their parent's time: skipped, and counted.
+    Returns {"place", "time_unit", "events": [{event, calls, total_ms, min_ms, max_ms, ave_ms,
+    ratio}], "nested_skipped"}, or {"error": ...} when there is no such table.
+    """
+    place, unit, events, nested = None, "ms", [], 0
+    in_table = False
+    for raw in (text or "").replace("\r", "").split("\n"):
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not in_table:
+            if stripped.startswith("Place:") and place is None:
+                place = stripped.split(":", 1)[1].strip()
+            elif stripped.startswith("Time unit:"):
+                unit = stripped.split(":", 1)[1].strip()
+            elif stripped.startswith("Event ") and "Calls" in stripped and "Total" in stripped:
+                in_table = True
+            continue
+        if not stripped or stripped.startswith("-"):
+            if events or nested:
+                break  # the first table ended
+            continue
+        if line[:1].isspace():
+            nested += 1
+            continue
+        parts = stripped.rsplit(None, 6)
+        if len(parts) != 7:
+            break
+        try:
+            nums = [float(x) for x in parts[1:]]
+        except ValueError:
+            break
+        events.append({"event": parts[0], "calls": int(nums[0]), "total_ms": nums[1], "min_ms": nums[2],
+                       "max_ms": nums[3], "ave_ms": nums[4], "ratio": nums[5]})
+    if not events:
+        tail = [x.strip() for x in (text or "").splitlines() if x.strip()][-2:]
+        return {"error": "the profiler printed no event table" + (": " + " | ".join(tail) if tail else "")}
+    if unit != "ms":
+        return {"error": "profiler time unit %r, expected ms" % unit}
+    return {"place": place, "time_unit": unit, "events": events, "nested_skipped": nested}
+
+
+def compact_output(np, arr):
+    """A JSON-able summary of one output tensor that the host can compare (lab/agreement.py).
+
+    Non-finite elements become None in values/sample and are counted in ``nonfinite``.
+    """
+    flat = np.asarray(arr).astype("float64").ravel()
+    n = int(flat.size)
+    finite = np.isfinite(flat)
+    d = {"shape": [int(x) for x in np.shape(arr)], "numel": n, "nonfinite": int(n - finite.sum())}
+    safe = np.where(finite, flat, 0.0)
+    d["sum"] = float(safe.sum())
+    d["sumsq"] = float((safe * safe).sum())
+    if n == 0:
+        d.update(values=[], argmax=None, topk=[])
+        return d
+    ranked = np.where(finite, flat, -np.inf)
+    d["argmax"] = int(np.argmax(ranked))
+    top = np.argsort(-ranked, kind="stable")[:min(TOPK, n)]
+    d["topk"] = [[int(i), float(flat[i]) if finite[i] else None] for i in top]
+
+    def listed(values, ok):
+        return [float(v) if good else None for v, good in zip(values.tolist(), ok.tolist())]
+
+    if n <= WHOLE_MAX:
+        d["values"] = listed(flat, finite)
+    else:
+        pick = (np.arange(SAMPLE_SIZE) * n) // SAMPLE_SIZE
+        d["sample"] = listed(flat[pick], finite[pick])
+    return d
+
+
+def run_reference_set(np, predictor, input_names, path):
+    """Feed each reference sample (after timing) and return the ``outputs_check`` document."""
+    t0 = time.perf_counter()
+    if not os.path.isfile(path):
+        raise RunnerFailure("reference inputs not found: %s" % path)
+    with open(path, "rb") as fh:
+        file_sha = hashlib.sha256(fh.read()).hexdigest()
+    with np.load(path, allow_pickle=False) as z:
+        feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
+    if sorted(feeds) != sorted(input_names):
+        raise RunnerFailure("reference inputs %s hold [%s], the model wants [%s]"
+                            % (path, ", ".join(sorted(feeds)), ", ".join(input_names)))
+    counts = set(len(a) for a in feeds.values())
+    if len(counts) != 1:
+        raise RunnerFailure("reference inputs %s: inputs have different sample counts" % path)
+    n = counts.pop()
+    out_names = predictor.get_output_names()
+    outputs = []
+    for i in range(n):
+        for name in input_names:
+            arr = np.ascontiguousarray(feeds[name][i])
+            h = predictor.get_input_handle(name)
+            h.reshape(list(arr.shape))
+            h.copy_from_cpu(arr)
+        predictor.run()
+        outputs.append([compact_output(np, predictor.get_output_handle(o).copy_to_cpu())
+                        for o in out_names])
+    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": n, "file_sha256": file_sha,
+            "output_names": list(out_names), "outputs": outputs,
+            "seconds": time.perf_counter() - t0}
 
 
 def new_doc(args, argv):
