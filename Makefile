@@ -24,7 +24,6 @@ demo: $(STAMP)
 	$(VENV)/bin/lab models build mobilenet_v1 mobilenet_v2
 	$(VENV)/bin/lab run campaigns/demo.yaml --fresh --no-progress
 	$(VENV)/bin/lab report --campaign demo -o reports/demo/index.html
-	@echo "report: reports/demo/index.html"
 
 # The whole test suite, with the Debian packages it starts (sshd, chromium, busybox, shellcheck).
 test: $(TEST_STAMP)

@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lab", allow_abbrev=False,
                      description="hwlab: benchmark PaddlePaddle models on devices and choose the chip to "
                      "ship on.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"lab (hwlab) {__version__}")
     parser.add_argument("--devices", default="devices.yaml", metavar="PATH",
                         help="device inventory (default ./devices.yaml)")
     parser.add_argument("--store", default="results/lab.sqlite", metavar="PATH",

@@ -15,7 +15,8 @@ from ..errors import ConfigError
 
 def _common(parser, top: bool = False) -> None:
     """--root/--models-root and --zoo, accepted before or after the action."""
-    parser.add_argument("--root", "--models-root", dest="root", metavar="DIR",
+    parser.add_argument("--root", dest="root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--models-root", dest="root", metavar="DIR",
                         default="models" if top else argparse.SUPPRESS,
                         help="where built models live (default ./models)")
     parser.add_argument("--zoo", metavar="PATH", default=None if top else argparse.SUPPRESS,
@@ -102,7 +103,7 @@ def cmd_build(args) -> int:
     unknown = [m for m in ids if m not in zoo and not (Path(args.root) / m / "meta.json").is_file()]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
-                          fix=f"zoo models: {', '.join(zoo)}")
+                          fix=models.suggest(unknown[0], args.root) + f"zoo models: {', '.join(zoo)}")
     converted = 0
     for mid in ids:
         art = (models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)

@@ -17,6 +17,9 @@ def register(sub) -> None:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--status", choices=["ok", "failed", "skipped", "planned", "running"],
                    help="only jobs with this status")
+    p.add_argument("--wide", action="store_true",
+                   help="table: every column, whatever the terminal width (default: minor columns "
+                   "are left out, with a note, when they do not fit)")
     p.set_defaults(func=cmd_results)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     imp = actions.add_parser("import", help="import measurements made elsewhere (docs/results-schema.md)")
@@ -31,6 +34,10 @@ def register(sub) -> None:
     ops.set_defaults(func=cmd_ops)
 
 
+# minor columns, dropped (highest first) when the terminal is narrow; the rest are never cut
+MINOR = {"mJ/inf": 9, "power W": 8, "conv": 7, "n": 6, "RSS MB": 5, "first ms": 4, "load ms": 3,
+         "p90 ms": 2, "batch": 1}
+WRAP = {"options", "quality"}
 TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
     "campaign": lambda r: r.campaign, "device": lambda r: r.device, "model": lambda r: r.model,
     "backend": lambda r: r.backend, "prec": lambda r: r.precision, "thr": lambda r: _fmt(r.threads),
@@ -43,7 +50,15 @@ TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
     "first ms": lambda r: _fmt(r.first_ms), "RSS MB": lambda r: _fmt(r.peak_rss_mb),
     "n": lambda r: _fmt(r.n_samples), "conv": lambda r: _fmt(r.converged),
     "power W": lambda r: _fmt(r.power_w), "mJ/inf": lambda r: _fmt(r.energy_mj_per_inf),
+    "quality": lambda r: _quality(r),
 }
+
+
+def _quality(r: ResultRow) -> str:
+    from ..quality import LABELS, classify
+    if not r.ok:
+        return ""
+    return ", ".join(LABELS[f] for f in classify(r).flags) or "ok"
 
 
 def cmd_results(args) -> int:
@@ -75,7 +90,7 @@ def cmd_results(args) -> int:
             w.writerow({k: ("" if v is None else json.dumps(v, sort_keys=True) if k == "options" else v)
                         for k, v in d.items()})
     else:
-        _print_table(rows)
+        _print_table(rows, wide=args.wide)
     return 0
 
 
@@ -89,26 +104,20 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _print_table(rows: list[ResultRow]) -> None:
+def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None = None,
+                 file=None) -> None:
+    """Rows as a table that never cuts ids or figures (lab.tables); minor columns make room."""
+    out = file or sys.stdout
     if not rows:
-        print("no results stored yet (run `lab run campaigns/demo.yaml`)")
+        print("no results stored yet (run `lab run campaigns/demo.yaml`)", file=out)
         return
-    try:
-        from rich.console import Console
-        from rich.table import Table
-        table = Table(show_lines=False, box=None, header_style="bold")
-        for col in TABLE_COLUMNS:
-            table.add_column(col, no_wrap=True)
-        for r in rows:
-            table.add_row(*[show(r) for show in TABLE_COLUMNS.values()])
-        Console(width=None if sys.stdout.isatty() else 250).print(table)
-    except ImportError:
-        print("\t".join(TABLE_COLUMNS))
-        for r in rows:
-            print("\t".join(show(r) for show in TABLE_COLUMNS.values()))
+    from ..tables import Col, print_table
+    cols = [Col(h, drop=MINOR.get(h, 0), wrap=h in WRAP) for h in TABLE_COLUMNS]
+    print_table(cols, [[show(r) for show in TABLE_COLUMNS.values()] for r in rows], wide=wide,
+                width=width, file=out)
     failed = [r for r in rows if r.status == "failed"]
     for r in failed[:20]:
-        print(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}")
+        print(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}", file=out)
 
 
 def cmd_import(args) -> int:

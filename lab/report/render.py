@@ -29,6 +29,7 @@ from markupsafe import Markup
 from .. import advisor, scoring, stats
 from ..catalog import load_catalog
 from ..errors import ConfigError
+from ..quality import classify
 from ..records import ResultRow
 from ..store import ROW_FIELDS, Store
 from ..tradeoffs import BreakEven, break_even, pareto_front
@@ -186,12 +187,16 @@ def summarize_rows(rows: list[ResultRow], specs: dict[str, Any]) -> dict:
         "processors": sorted({r.processor for r in rows if r.processor}),
         "first_start": min(started) if started else None,
         "last_finish": max(finished) if finished else None,
-        "not_converged": [r for r in rows if r.ok and r.converged is False],
+        # data quality: lab.quality.classify, the one judgement the run summary and advisor share
+        "not_converged": [r for r in rows if r.ok and "not_converged" in classify(r).flags],
+        "wide_ci": [Noted(r, classify(r).text()) for r in rows
+                    if r.ok and "wide_ci" in classify(r).flags],
+        "busy_host": [r for r in rows if r.ok and "busy_host" in classify(r).flags],
         # ok rows whose convergence is unknown: imports carry no raw samples to judge it by
         "convergence_unknown": [Noted(r, "imported: no raw samples" if _imported(r)
                                       else "the run reported no convergence")
                                 for r in rows if r.ok and r.converged is None],
-        "throttled": [r for r in rows if r.throttled is True],
+        "throttled": [r for r in rows if "throttled" in classify(r).flags],
         "failed": [Noted(r, _short_error(r.error)) for r in rows if r.status == "failed"],
         "skipped": [Noted(r, _short_error(r.error)) for r in rows if r.status == "skipped"],
         "unfinished": [r for r in rows if r.status in ("planned", "running")],
