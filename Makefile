@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 TEST_STAMP := $(VENV)/.hwlab-test-installed
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,ray]'
+	$(PIP) install -q -e '.[test,ray,web]'
+	VENV=$(VENV) bash scripts/install-web-deps.sh
 	touch $(TEST_STAMP)
 
 # Real Paddle Inference on this machine: build the demo models, run the demo campaign, write the report.

@@ -34,6 +34,9 @@ def register(sub) -> None:
     b.add_argument("--lite-target", action="append", default=[], metavar="TARGET",
                    help="also convert to a Paddle Lite .nb for TARGET (arm, huawei_kirin_npu, "
                         "...; repeatable; needs paddle_lite_opt)")
+    b.add_argument("--web", action="store_true",
+                   help="also convert to a Paddle.js model (models/ID/web/; needs "
+                        "scripts/install-web-deps.sh)")
     _common(b)
     b.set_defaults(func=cmd_build)
 
@@ -96,8 +99,12 @@ def cmd_build(args) -> int:
                                   "install (lab/lite_convert.py missing)") from None
             lite_convert.convert(art, target)
             converted += 1
+        if args.web:
+            from ..convert import paddlejs
+            paddlejs.convert(art, force=args.force, log=_log)
+            converted += 1
     print(f"built {len(ids)} model(s) under {args.root}/" +
-          (f", {converted} Paddle Lite conversion(s)" if converted else ""))
+          (f", {converted} conversion(s)" if converted else ""))
     return 0
 
 

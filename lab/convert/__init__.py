@@ -1,0 +1,1 @@
+"""Model conversions out of the lab's built artifacts (Paddle.js web models, ...)."""
