@@ -296,7 +296,7 @@ def _exception_line(params: dict[str, Any]) -> str:
     text = (exc.get("description") or d.get("text") or "exception").splitlines()[0]
     where = d.get("url") or ""
     if where:
-        where = f" ({where.rsplit('/', 1)[-1]}:{d.get('lineNumber', 0) + 1})"
+        where = f" ({where.split('?')[0].rsplit('/', 1)[-1]}:{d.get('lineNumber', 0) + 1})"
     return (text + where)[:400]
 
 

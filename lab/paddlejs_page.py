@@ -180,6 +180,9 @@ def finish_doc(run: cdp.PageRun, origin: str, server_log: list[dict[str, Any]]) 
     problems = []
     if run.error:
         problems.append(run.error)
+    if run.exceptions and not any("uncaught exception" in x for x in problems):
+        # An uncaught exception fails the job even when the runner still reported a document.
+        problems.insert(0, f"uncaught exception in the page: {run.exceptions[0]}")
     if outside:
         problems.append(f"the page requested {len(outside)} URL(s) beyond the local server, "
                         f"first {outside[0]}")

@@ -92,7 +92,7 @@ def make_handler(root, log_lock, log_fh, result_path, done_event):
             with open(tmp, "wb") as fh:
                 fh.write(body)
             os.replace(tmp, result_path)
-            self.send_response(204)
+            self.send_response_only(204)  # send_response would log it a second time
             self.end_headers()
             self.log_request(204, len(body))
             done_event.set()

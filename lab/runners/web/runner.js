@@ -83,6 +83,10 @@
     return [med, lo, hi, med > 0 ? (hi - lo) / 2 / med : null];
   }
   function checkEvery(n) { return Math.max(10, Math.floor(n / 50)); }
+  // Exposed so that the tests check them against pi_runner.py's (one protocol, two languages).
+  state.medianCi = medianCi;
+  state.medianCiIndices = medianCiIndices;
+  state.checkEvery = checkEvery;
 
   // ----------------------------------------------------------------------------- environment
   function webglInfo() {
