@@ -85,7 +85,7 @@ def cmd_build(args) -> int:
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
                           fix=f"zoo models: {', '.join(zoo)}")
-    converted = 0
+    converted = web = 0
     for mid in ids:
         art = models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
         for target in args.lite_target:
@@ -102,9 +102,10 @@ def cmd_build(args) -> int:
         if args.web:
             from ..convert import paddlejs
             paddlejs.convert(art, force=args.force, log=_log)
-            converted += 1
+            web += 1
     print(f"built {len(ids)} model(s) under {args.root}/" +
-          (f", {converted} conversion(s)" if converted else ""))
+          (f", {converted} Paddle Lite conversion(s)" if converted else "") +
+          (f", {web} Paddle.js model(s)" if web else ""))
     return 0
 
 

@@ -171,6 +171,9 @@ def convert(artifact, *, force: bool = False, timeout: float = 600.0,
     if len(artifact.inputs) != 1:
         raise ConfigError(f"model {artifact.id}: Paddle.js runs single-input models; this one has "
                           f"{len(artifact.inputs)} inputs")
+    if artifact.inputs[0].dtype != "float32":
+        raise ConfigError(f"model {artifact.id}: Paddle.js feeds float32 inputs only; input "
+                          f"{artifact.inputs[0].name} is {artifact.inputs[0].dtype}")
     src_sha = artifact.legacy_sha256 or artifact.sha256
     mdir = Path(artifact.dir)
     meta_path = mdir / "meta.json"
