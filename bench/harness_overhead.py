@@ -4,7 +4,7 @@ Why: the runner adds bookkeeping around each timed `predictor.run()` (appending 
 check every ~10 iterations, progress on stderr). If that leaked into the figures, every result of
 the lab would be biased. This bench measures, in ONE run, alternating A/B/A/B in fresh processes:
 
-  A  lab/runners/pi_runner.py launched as lab/execute.py launches it (same flags), its median;
+  A  lab/runners/pi_runner.py launched as lab/runtimes/paddle_inference.py launches it (same flags), its median;
   B  a bare loop in a fresh process: the same Config options (threads, oneDNN, no memory_optim for
      .json), inputs copied in once, the same warm-up count, then `perf_counter()` around `run()`
      alone for as many iterations as the preceding A collected: the timing choice documented in
@@ -86,7 +86,7 @@ def model_files(model_id: str, fmt: str):
 
 
 def runner_cmd(model, params, inputs, args, out, seed):
-    """The command line lab/execute.py builds for paddle-inference-cpu (see _run_paddle_inference)."""
+    """The command line lab/runtimes/paddle_inference.py builds for paddle-inference-cpu."""
     cmd = [sys.executable, str(RUNNER), "--model-file", str(model), "--params-file", str(params),
            "--threads", str(args.threads), "--onednn", "on" if args.onednn else "off",
            "--device", "cpu", "--precision", "fp32",

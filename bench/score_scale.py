@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.catalog import Figure, load_catalog  # noqa: E402
+from lab.records import ResultRow  # noqa: E402
 from lab.scoring import load_profiles, score_chips  # noqa: E402
 
 
@@ -53,9 +54,10 @@ def synth_profiles(n: int, rng: random.Random):
 
 def synth_rows(chips, profiles, rng: random.Random):
     models = sorted({m for p in profiles for m in p.reference_models})
-    return [{"chip": c.id, "model": m, "status": "ok", "p50_ms": rng.uniform(1, 300), "batch": 1,
-             "precision": "int8", "processor": c.accelerator.processor or "cpu", "backend": "x",
-             "energy_mj_per_inf": rng.uniform(1, 500), "energy_net_mj_per_inf": None}
+    return [ResultRow(job_id=f"{c.id}-{m}", campaign="scale", device=c.id, chip=c.id, model=m,
+                      status="ok", p50_ms=rng.uniform(1, 300), batch=1, threads=1, precision="int8",
+                      processor=c.accelerator.processor or "cpu", backend="x",
+                      energy_mj_per_inf=rng.uniform(1, 500))
             for c in chips for m in models]
 
 

@@ -53,7 +53,7 @@ def outer(args) -> dict:
 
 
 def inner(args) -> dict:
-    from lab.execute import RUNNERS_DIR
+    from lab.runners import RUNNERS_DIR
     from lab.inventory import load_devices
     from lab.models import load_artifact
     from lab.records import Job, Measurement, Protocol

@@ -16,6 +16,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import tradeoffs
+from .records import cold_start_ms
+from .tradeoffs import BreakEven
+
 SMALL_MODEL_MS = 10.0  # the guide: a model that runs under ~10 ms on the CPU does not pay for an NPU
 SMALL_MODEL_MACS = 50e6  # unmeasured proxy: < 50 M MACs runs in a few ms on a phone big core
 DENSE_SHARE_PAYS = 0.7  # conv/matmul share of MACs above which the NPU's MAC arrays do the work
@@ -75,9 +79,7 @@ class Side:
     @property
     def start_ms(self) -> float | None:
         """Load + first inference: the guide's "load to first prediction"."""
-        if self.load_ms is None or self.first_ms is None:
-            return None
-        return self.load_ms + self.first_ms
+        return cold_start_ms(self.load_ms, self.first_ms)
 
     @property
     def has_ci(self) -> bool:
@@ -159,30 +161,11 @@ class AdviceInput:
 
 
 # ------------------------------------------------------------------------------------ helpers
-def break_even(cpu: Side | None, aipu: Side | None) -> int | None:
-    """Smallest n with aipu_start + (n-1)*aipu_p50 <= cpu_start + (n-1)*cpu_p50, else None.
-
-    1 when the AIPU is not slower to start; None when a figure is missing or the AIPU never
-    catches up (its steady latency is not lower).
-    """
-    if cpu is None or aipu is None:
-        return None
-    a0, c0, ap, cp = aipu.start_ms, cpu.start_ms, aipu.p50_ms, cpu.p50_ms
-    if None in (a0, c0, ap, cp):
-        return None
-    if a0 <= c0:
-        return 1
-    if ap >= cp:
-        return None
-    def ahead(k: int) -> bool:
-        return a0 + (k - 1) * ap <= c0 + (k - 1) * cp
-
-    n = max(1, math.ceil((a0 - c0) / (cp - ap)) + 1)
-    while not ahead(n):  # float guards: the definition itself decides the boundary
-        n += 1
-    while n > 1 and ahead(n - 1):
-        n -= 1
-    return n
+def break_even(cpu: Side | None, aipu: Side | None) -> BreakEven:
+    """`lab.tradeoffs.break_even` (the lab's one definition) for two measured sides."""
+    return tradeoffs.break_even(
+        cpu_start_ms=cpu.start_ms if cpu else None, cpu_p50_ms=cpu.p50_ms if cpu else None,
+        aipu_start_ms=aipu.start_ms if aipu else None, aipu_p50_ms=aipu.p50_ms if aipu else None)
 
 
 def fmt_num(v: float | None) -> str:
@@ -478,22 +461,24 @@ def rule_measured_speed(x: AdviceInput) -> Contribution | None:
 
 
 def rule_start_cost(x: AdviceInput) -> Contribution | None:
-    """Informative: the break-even inference count when the AIPU starts slower but runs faster."""
+    """Informative: where CPU and AIPU cross in total time (load + first + steady runs)."""
     c, a = x.cpu, x.aipu
     if c is None or a is None or c.start_ms is None or a.start_ms is None:
         return None
-    n = break_even(c, a)
+    be = break_even(c, a)
+    n = be.inferences
     ev = {"cpu_load_ms": c.load_ms, "cpu_first_ms": c.first_ms, "aipu_load_ms": a.load_ms,
-          "aipu_first_ms": a.first_ms, "break_even_inferences": n}
-    if a.start_ms <= c.start_ms:
-        text = (f"the AIPU is also not slower to start (load+first {_fmt(a.start_ms)} vs CPU "
-                f"{_fmt(c.start_ms)})")
-    elif n is None:
-        text = (f"the AIPU starts slower (load+first {_fmt(a.start_ms)} vs {_fmt(c.start_ms)}) "
-                "and does not run faster: it never catches up")
+          "aipu_first_ms": a.first_ms, "break_even_inferences": n, "break_even": be.to_dict()}
+    starts = f"load+first {_fmt(a.start_ms)} vs CPU {_fmt(c.start_ms)}"
+    if n is not None and be.ahead_after == "aipu":
+        text = f"the AIPU starts slower ({starts}) but runs faster: it is ahead from inference #{n} on"
+    elif n is not None:
+        text = (f"the AIPU starts faster ({starts}) but runs slower: the CPU is ahead from "
+                f"inference #{n} on")
+    elif a.start_ms <= c.start_ms:
+        text = f"the AIPU is also not slower to start ({starts}); {be.reason}"
     else:
-        text = (f"the AIPU starts slower (load+first {_fmt(a.start_ms)} vs {_fmt(c.start_ms)}) but "
-                f"runs faster: it is ahead from inference #{n} on")
+        text = f"the AIPU starts slower ({starts}) and does not run faster: it never catches up"
     return Contribution("start_cost", "neutral", 0.0, text, ev)
 
 

@@ -3,20 +3,22 @@
 Why this shape: the answer is assembled from facts that already exist (the store's measured rows,
 the chip catalog, the model's static analysis, Paddle Lite's NPU op lists in
 `lab/data/npu_ops.yaml`); each rule of the deployment guide lives in `lab/advice_rules.py` and
-speaks for itself. Nothing here touches a device: `--measure` plans a short campaign and hands it to
-the lab's scheduler, like `lab run` does. Imports stay light (no paddle, pandas, matplotlib) so an
-answer takes well under 300 ms.
+speaks for itself. Nothing here touches a device or the scheduler: `lab advise --measure` runs
+`lab.orchestrate.measure_for_advice` first and then asks this module, from the store alone.
+Imports stay light (no paddle, numpy, pandas, matplotlib) so an answer takes well under 300 ms.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from . import advice_rules as R
 from .errors import ConfigError, LabError
+from .records import ResultRow
+from .tradeoffs import BreakEven
 
 ADVICE_SCHEMA = "hwlab.advice/1"
 NPU_OPS_PATH = Path(__file__).parent / "data" / "npu_ops.yaml"
@@ -212,7 +214,7 @@ def model_facts(model_id: str, models_root: str | Path = "models") -> _Model:
                          quant_note=a.quantization + (f" ({', '.join(a.quant_ops)})"
                                                       if a.quant_ops else ""),
                          domain=art.tags.get("domain"))
-    shas = tuple(h for h in (art.sha256, getattr(art, "legacy_sha256", None)) if h)
+    shas = tuple(h for h in (art.sha256, art.legacy_sha256) if h)
     return _Model(facts, ops, notes, shas or None)
 
 
@@ -249,7 +251,7 @@ def _chip_info(chip_id: str | None) -> tuple[bool | None, str | None, tuple[str,
         return None, None, (), {}, {}, "no chip known for this device", False
     try:
         chip = _catalog().get(chip_id)
-    except (ConfigError, ImportError) as exc:
+    except ConfigError as exc:
         return None, None, (), {}, {}, f"chip {chip_id!r} not in the catalog ({exc})", False
     acc = chip.accelerator
     has = acc.kind == "npu" or acc.processor == "aipu"
@@ -262,12 +264,12 @@ def _chip_info(chip_id: str | None) -> tuple[bool | None, str | None, tuple[str,
     return has, acc.name, tuple(chip.nnadapter), tops, srcs, note, acc.kind == "gpu"
 
 
-def device_facts(device_id: str, devices: list, rows: list[dict[str, Any]]) -> DeviceFacts:
+def device_facts(device_id: str, devices: list, rows: list[ResultRow]) -> DeviceFacts:
     """Where the device is known from: the inventory, else imported/stored rows; else ConfigError."""
     inv = next((d for d in devices if d.id == device_id), None)
-    dev_rows = [r for r in rows if r.get("device") == device_id]
+    dev_rows = [r for r in rows if r.device == device_id]
     if inv is None and not dev_rows:
-        known = sorted({d.id for d in devices} | {r["device"] for r in rows if r.get("device")})
+        known = sorted({d.id for d in devices} | {r.device for r in rows if r.device})
         import difflib
         close = difflib.get_close_matches(device_id, known, n=1)
         raise ConfigError(f"unknown device {device_id!r}: not in the inventory nor in any stored "
@@ -279,14 +281,13 @@ def device_facts(device_id: str, devices: list, rows: list[dict[str, Any]]) -> D
         if not inv.enabled:
             status, note = "disabled", f"disabled in {inv.source}:{inv.line}"
         else:
-            last = sorted((r for r in dev_rows if r.get("finished_at")),
-                          key=lambda r: r["finished_at"])
-            if last and last[-1].get("status") != "ok" and any(
-                    w in (last[-1].get("error") or "").lower()
+            last = sorted((r for r in dev_rows if r.finished_at), key=lambda r: r.finished_at)
+            if last and last[-1].status != "ok" and any(
+                    w in (last[-1].error or "").lower()
                     for w in ("unreachable", "unhealthy", "timed out", "connection")):
-                status, note = "unreachable", f"last job failed: {last[-1]['error']}"
+                status, note = "unreachable", f"last job failed: {last[-1].error}"
     else:
-        chips = sorted({r.get("chip") for r in dev_rows if r.get("chip")})
+        chips = sorted({r.chip for r in dev_rows if r.chip})
         chip = chips[0] if chips else None
         status, note = "imported", "known only from stored/imported results"
     has, name, nna, tops, srcs, cnote, gpu = _chip_info(chip)
@@ -303,25 +304,53 @@ def device_facts(device_id: str, devices: list, rows: list[dict[str, Any]]) -> D
 
 
 # ----------------------------------------------------------------------------- measured sides
-def _p50(r: dict[str, Any]) -> float | None:
-    return r.get("p50_ms") if r.get("p50_ms") is not None else r.get("mean_ms")
+def _side(r: ResultRow, candidates: int = 1) -> R.Side:
+    return R.Side(processor=r.processor or "", backend=r.backend or "", precision=r.precision,
+                  p50_ms=r.latency_ms, ci_low_ms=r.ci_low_ms, ci_high_ms=r.ci_high_ms,
+                  load_ms=r.load_ms, first_ms=r.first_ms, energy_mj_per_inf=r.energy_per_inf_mj,
+                  power_w=r.power_w, peak_rss_mb=r.peak_rss_mb, source=r.source or "lab",
+                  job_id=r.job_id or "", campaign=r.campaign or "", candidates=candidates)
 
 
-def _side(r: dict[str, Any], candidates: int = 1) -> R.Side:
-    return R.Side(processor=r["processor"], backend=r.get("backend") or "", precision=r.get("precision"),
-                  p50_ms=_p50(r), ci_low_ms=r.get("ci_low_ms"), ci_high_ms=r.get("ci_high_ms"),
-                  load_ms=r.get("load_ms"), first_ms=r.get("first_ms"),
-                  energy_mj_per_inf=r.get("energy_net_mj_per_inf") if r.get(
-                      "energy_net_mj_per_inf") is not None else r.get("energy_mj_per_inf"),
-                  power_w=r.get("power_w"), peak_rss_mb=r.get("peak_rss_mb"),
-                  source=r.get("source") or "lab", job_id=r.get("job_id") or "",
-                  campaign=r.get("campaign") or "", candidates=candidates)
+def measured_rows(rows: list[ResultRow], device: str, model: str, *,
+                  job_ids: Iterable[str] | None = None, model_shas: Iterable[str] | None = None,
+                  notes: list[str] | None = None) -> dict[str, tuple[ResultRow, int]]:
+    """The row that speaks for each processor class, and how many it was chosen from.
+
+    Fastest ok row per processor class for this model on this device (lab or imported); ties go
+    to the most recent run. The advisor and the report's CPU-vs-AIPU table both choose this way.
+    """
+    wanted = None if job_ids is None else set(job_ids)
+    shas = None if model_shas is None else {h for h in model_shas if h}
+    groups: dict[str, list[ResultRow]] = {}
+    stale = 0
+    for r in rows:
+        if r.device != device or r.model != model or r.status != "ok":
+            continue
+        if wanted is not None and r.job_id not in wanted:
+            continue
+        if r.latency_ms is None or r.processor not in ("cpu", "gpu", "aipu"):
+            continue
+        if shas and r.model_sha256 and r.model_sha256 not in shas:
+            stale += 1
+            continue
+        groups.setdefault(r.processor, []).append(r)
+    if notes is not None and stale:
+        notes.append(f"left out {stale} ok row(s) measured on another build of {model!r} "
+                     "(their model_sha256 differs from the model as built now)")
+    if notes is not None and wanted is not None:
+        notes.append(f"evidence: only the {len(wanted)} job(s) just measured")
+    out: dict[str, tuple[ResultRow, int]] = {}
+    for proc, rs in groups.items():
+        newest_first = sorted(rs, key=lambda r: r.finished_at or "", reverse=True)
+        out[proc] = (min(newest_first, key=lambda r: r.latency_ms), len(rs))  # ties: the most recent
+    return out
 
 
-def measured_sides(rows: list[dict[str, Any]], device: str, model: str, *,
+def measured_sides(rows: list[ResultRow], device: str, model: str, *,
                    job_ids: Iterable[str] | None = None, model_shas: Iterable[str] | None = None,
                    notes: list[str] | None = None) -> dict[str, R.Side]:
-    """Fastest ok row per processor class for this model on this device (lab or imported).
+    """The measured side of each processor class (`measured_rows`), as the rules read it.
 
     Why the filters: a verdict must quote the model as it is built now, and after `--measure`
     exactly the jobs just run, not a faster row of an older build or of another campaign.
@@ -329,32 +358,8 @@ def measured_sides(rows: list[dict[str, Any]], device: str, model: str, *,
     rows with another model hash are left out, rows without one (imports) are kept. Each side
     says how many configurations it was chosen from; `notes` receives what was left out.
     """
-    wanted = None if job_ids is None else set(job_ids)
-    shas = None if model_shas is None else {h for h in model_shas if h}
-    groups: dict[str, list[dict[str, Any]]] = {}
-    stale = 0
-    for r in rows:
-        if r.get("device") != device or r.get("model") != model or r.get("status") != "ok":
-            continue
-        if wanted is not None and r.get("job_id") not in wanted:
-            continue
-        if _p50(r) is None or r.get("processor") not in ("cpu", "gpu", "aipu"):
-            continue
-        if shas and r.get("model_sha256") and r["model_sha256"] not in shas:
-            stale += 1
-            continue
-        groups.setdefault(r["processor"], []).append(r)
-    if notes is not None and stale:
-        notes.append(f"left out {stale} ok row(s) measured on another build of {model!r} "
-                     "(their model_sha256 differs from the model as built now)")
-    if notes is not None and wanted is not None:
-        notes.append(f"evidence: only the {len(wanted)} job(s) just measured")
-    out: dict[str, R.Side] = {}
-    for proc, rs in groups.items():
-        newest_first = sorted(rs, key=lambda r: r.get("finished_at") or "", reverse=True)
-        best = min(newest_first, key=_p50)  # ties: the most recent run
-        out[proc] = _side(best, candidates=len(rs))
-    return out
+    chosen = measured_rows(rows, device, model, job_ids=job_ids, model_shas=model_shas, notes=notes)
+    return {proc: _side(r, candidates=n) for proc, (r, n) in chosen.items()}
 
 
 # --------------------------------------------------------------------------------- estimate
@@ -405,7 +410,7 @@ class Advice:
     reasons: list[R.Contribution]
     speedup: float | None  # cpu p50 / aipu p50 (> 1: AIPU faster)
     speedup_source: str | None  # measured | estimate
-    break_even_inferences: int | None
+    break_even: BreakEven | None  # lab.tradeoffs: where CPU and AIPU cross in total time
     run_ids: list[str]
     numbers: dict[str, Any]
     fallback: R.Fallback | None
@@ -413,6 +418,10 @@ class Advice:
     estimate: R.Estimate | None
     options: R.Options
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def break_even_inferences(self) -> int | None:
+        return None if self.break_even is None else self.break_even.inferences
 
     def to_dict(self) -> dict[str, Any]:
         def fb(f: R.Fallback | None) -> dict[str, Any] | None:
@@ -433,7 +442,9 @@ class Advice:
             "device_status": self.device_status, "verdict": self.verdict,
             "confidence": self.confidence, "reasons": [c.to_dict() for c in self.reasons],
             "speedup": _r(self.speedup), "speedup_source": self.speedup_source,
-            "break_even_inferences": self.break_even_inferences, "run_ids": list(self.run_ids),
+            "break_even_inferences": self.break_even_inferences,
+            "break_even": None if self.break_even is None else self.break_even.to_dict(),
+            "run_ids": list(self.run_ids),
             "numbers": self.numbers, "npu_fallback": fb(self.fallback),
             "npu_fallback_all": [fb(f) for f in self.fallback_all], "estimate": est,
             "options": {"latency_budget_ms": self.options.latency_budget_ms,
@@ -474,12 +485,12 @@ def _confidence(verdict: str, contribs: list[R.Contribution], sides: dict[str, R
 
 
 def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
-           rows: list[dict[str, Any]] | None = None, devices: list | None = None,
+           rows: list[ResultRow] | None = None, devices: list | None = None,
            models_root: str | Path = "models", store_path: str | Path | None = None,
            devices_path: str | Path | None = None, job_ids: Iterable[str] | None = None) -> Advice:
     """The answer for one model on one device.
 
-    `rows` are results rows (`Store.results_rows()`); when None they are read from `store_path`.
+    `rows` are result records (`Store.results()`); when None they are read from `store_path`.
     `devices` is the inventory; when None it is read from `devices_path` (missing file = empty).
     `job_ids`: answer from these jobs only (`--measure` passes the jobs it just ran).
     """
@@ -494,7 +505,7 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
         m = model_facts(model_id, models_root)
         notes += m.notes
     except ConfigError as exc:
-        if not any(r.get("model") == model_id for r in rows):
+        if not any(r.model == model_id for r in rows):
             raise
         m = _Model(R.ModelFacts(model=model_id, analysed=False), None)
         notes.append(f"model not available for static analysis ({exc}); answered from "
@@ -538,7 +549,7 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
     return Advice(model=model_id, device=device_id, chip=dev.chip, device_status=dev.status,
                   verdict=verdict, confidence=_confidence(verdict, contribs, sides, dev, margin),
                   reasons=contribs, speedup=speedup, speedup_source=sp_src,
-                  break_even_inferences=R.break_even(cpu, aipu),
+                  break_even=R.break_even(cpu, aipu) if cpu and aipu else None,
                   run_ids=sorted({s.job_id for s in sides.values() if s.job_id}),
                   numbers={p: _side_numbers(sides.get(p)) for p in ("cpu", "aipu", "gpu")},
                   fallback=fallback, fallback_all=fallbacks, estimate=est, options=options,
@@ -546,14 +557,14 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
 
 
 def advise_campaign(campaign: str, *, options: R.Options | None = None,
-                    store_path: str | Path | None = None, rows: list[dict[str, Any]] | None = None,
+                    store_path: str | Path | None = None, rows: list[ResultRow] | None = None,
                     devices: list | None = None, devices_path: str | Path | None = None,
                     models_root: str | Path = "models") -> list[Advice]:
     """One answer per model x device of a stored campaign (evidence: every stored row)."""
     all_rows = load_rows(store_path) if rows is None else rows
-    pairs = sorted({(r["model"], r["device"]) for r in all_rows if r.get("campaign") == campaign})
+    pairs = sorted({(r.model, r.device) for r in all_rows if r.campaign == campaign})
     if not pairs:
-        known = sorted({r["campaign"] for r in all_rows if r.get("campaign")})
+        known = sorted({r.campaign for r in all_rows if r.campaign})
         raise ConfigError(f"campaign {campaign!r} has no stored jobs",
                           fix="known campaigns: " + (", ".join(known) or "none"))
     if devices is None:
@@ -563,14 +574,14 @@ def advise_campaign(campaign: str, *, options: R.Options | None = None,
 
 
 # ------------------------------------------------------------------------------- loading helpers
-def load_rows(store_path: str | Path | None) -> list[dict[str, Any]]:
-    """Results rows of every campaign; an absent store is empty (and is not created)."""
+def load_rows(store_path: str | Path | None) -> list[ResultRow]:
+    """Result records of every campaign; an absent store is empty (and is not created)."""
     if store_path is None or not Path(store_path).exists():
         return []
     from .store import Store
     store = Store(store_path)
     try:
-        return store.results_rows()
+        return store.results()
     finally:
         store.close()
 
@@ -584,54 +595,6 @@ def load_inventory(path: str | Path | None) -> list:
     except ConfigError:
         chip_ids = None  # let the inventory report the catalog problem itself
     return load_devices(path, chip_ids=chip_ids)
-
-
-def measure(model_id: str, device_id: str, *, store_path: str | Path, devices_path: str | Path,
-            models_root: str | Path = "models", scheduler_options=None,
-            protocol=None, log=None) -> tuple[str, list[str]]:
-    """Run a short campaign (CPU + AIPU/GPU backends that apply) through the lab's scheduler.
-
-    Returns (campaign name, job ids). Never opens a transport itself.
-    """
-    from .backends import BACKENDS
-    from .campaign import CampaignSpec, applicable, plan_jobs
-    from .commands.run import ensure_artifact
-    from .records import Protocol
-    from .scheduler import Scheduler, SchedulerOptions
-    from .store import Store
-    devices = load_inventory(devices_path)
-    dev = next((d for d in devices if d.id == device_id), None)
-    if dev is None:
-        raise ConfigError(f"--measure needs device {device_id!r} in the inventory {devices_path}",
-                          fix="add it to devices.yaml (imported-only devices cannot be measured)")
-    if not dev.enabled:
-        raise ConfigError(f"--measure: device {device_id!r} is disabled in {dev.source}:{dev.line}",
-                          fix="set 'enabled: true' or drop --measure")
-    art = ensure_artifact(model_id, str(models_root))
-    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None)
-    if not backends:
-        raise ConfigError(f"--measure: no backend applies to device {device_id!r}")
-    proto = protocol or Protocol(warmup=3, warmup_seconds=0.2, min_iters=20, min_seconds=0.5,
-                                 max_seconds=5.0, target_rel_ci=0.05, trials=2, timeout_s=300.0)
-    spec = CampaignSpec(name=f"advise-{model_id}-{device_id}", devices=(device_id,),
-                        models=(model_id,), backends=backends, threads=(1,), precisions=("fp32",),
-                        batch=(1,), options=(), protocol=proto, description="lab advise --measure")
-    jobs, excluded = plan_jobs(spec, devices, lambda _m: art.sha256)
-    for ex in excluded:
-        if log:
-            log(f"not planned: {ex.backend}: {ex.reason}")
-    store = Store(store_path)
-    try:
-        store.save_campaign(spec.name, spec.to_dict())
-        store.plan_jobs(jobs)
-        status = store.job_status(spec.name)
-        todo = [j for j in jobs if status.get(j.job_id) != "ok"]
-        if todo:
-            opts = scheduler_options or SchedulerOptions(progress=False, models_root=str(models_root))
-            Scheduler(store, devices, opts).run(todo)
-    finally:
-        store.close()
-    return spec.name, [j.job_id for j in jobs]
 
 
 # ------------------------------------------------------------------------------------- text
@@ -651,8 +614,8 @@ def render_text(a: Advice) -> str:
                          f"{ms(n['load_plus_first_ms'])}{e}  ({n['backend']}, {n['selection']})")
     if a.speedup is not None:
         lines.append(f"  speedup (CPU/AIPU steady): {a.speedup:.2f}x ({a.speedup_source})")
-    if a.break_even_inferences is not None:
-        lines.append(f"  break-even: the AIPU is ahead from inference #{a.break_even_inferences}")
+    if a.break_even is not None:
+        lines.append(f"  break-even: {a.break_even.reason}")
     if a.fallback is not None:
         f = a.fallback
         fb = ", ".join(f"{k} x{v}" for k, v in sorted(f.fallback_ops.items())) or "none"

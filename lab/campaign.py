@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from .backends import BACKENDS, PRECISIONS, get_backend
+from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
 from .records import Device, Job, Protocol
@@ -104,9 +104,9 @@ def load_campaign(path: str | Path) -> CampaignSpec:
             get_backend(b, where=f"{path}:{doc.line_of('backends')}: ")
     precisions = str_list("precisions", ["fp32"])
     for p in precisions:
-        if p not in PRECISIONS:
+        if p not in RUN_PRECISIONS:
             raise ConfigError(f"unknown precision {p!r}", path=path, line=doc.line_of("precisions"),
-                              fix="use " + ", ".join(PRECISIONS))
+                              fix="use " + ", ".join(RUN_PRECISIONS))
     options: list[tuple[str, tuple]] = []
     if "options" in doc:
         opts = expect_type(doc["options"], dict, path=path, line=doc.line_of("options"),

@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .telemetry import NOMINAL_PERIOD, PowerSeries, TelemetryResult, Trace, Window, analyze, \
-    power_fields, _change_period
+    power_fields, change_period
 
 TIME_NAMES = {"timestamp", "time", "t", "ts", "epoch", "datetime", "date"}
 WATT_NAMES = {"w", "watt", "watts", "power", "power_w", "p"}
@@ -91,7 +91,7 @@ def read_meter_csv(path: str | Path) -> PowerSeries:
                     notes=[f"external meter {path.name} ({'W' if len(cols) == 2 else 'V x A'}), "
                            "aligned by wall clock: host and device clocks must agree (NTP)"])
     gaps = sorted(b - a for a, b in zip(t, t[1:]))
-    s.period_s = max(gaps[len(gaps) // 2], _change_period(t, p), 0.0) or NOMINAL_PERIOD["meter"]
+    s.period_s = max(gaps[len(gaps) // 2], change_period(t, p), 0.0) or NOMINAL_PERIOD["meter"]
     return s
 
 

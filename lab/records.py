@@ -1,7 +1,7 @@
 """Typed records passed between modules (DESIGN: never loose dicts across layers)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
 
@@ -121,7 +121,71 @@ class Measurement:
     temp_max_c: float | None = None
     throttled: bool | None = None
     gpu_mem_mb: float | None = None
+    # data quality (issues 17/18): other processes' share of the CPU time during the steady window
+    # (from /proc, by the runner) and the flag it raises past docs' threshold; None = not measured
+    host_busy_share: float | None = None
+    busy_host: bool | None = None
     source: str = "lab"  # lab | import:<file> | benchmark_bin ...
     samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
     provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env
     notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------ read side
+def cold_start_ms(load_ms: float | None, first_ms: float | None) -> float | None:
+    """Load + first inference (the guide's "load to first prediction"); None if either is unknown."""
+    return None if load_ms is None or first_ms is None else load_ms + first_ms
+
+
+class _ResultRowReading:
+    """What the analysis derives from a stored row (mixed into ResultRow)."""
+
+    __slots__ = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def latency_ms(self) -> float | None:
+        """Steady latency: the median, else the mean (imports that publish only a mean)."""
+        return self.p50_ms if self.p50_ms is not None else self.mean_ms
+
+    @property
+    def start_ms(self) -> float | None:
+        return cold_start_ms(self.load_ms, self.first_ms)
+
+    @property
+    def energy_per_inf_mj(self) -> float | None:
+        """Energy per inference net of the idle baseline where known, else gross."""
+        return self.energy_net_mj_per_inf if self.energy_net_mj_per_inf is not None else self.energy_mj_per_inf
+
+    def to_json(self) -> dict[str, Any]:
+        """The row of `lab results --format json` (field order kept; options a fresh dict)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["options"] = dict(self.options)
+        return d
+
+
+# the figures of a Measurement: one column each in the store, one field each in ResultRow
+MEASUREMENT_FIGURES = tuple(f.name for f in fields(Measurement)
+                            if f.name not in ("job_id", "samples", "provenance", "notes"))
+ResultRow = make_dataclass("ResultRow", [
+    ("job_id", "str"), ("campaign", "str"), ("device", "str"), ("chip", "str | None"), ("model", "str"),
+    ("backend", "str | None"), ("processor", "str | None"), ("precision", "str | None"),
+    ("threads", "int | None"), ("batch", "int | None"),
+    ("status", "str"),  # planned | running | ok | failed | skipped
+    *[(f.name, f.type, field(default=f.default)) for f in fields(Measurement) if f.name in MEASUREMENT_FIGURES],
+    ("error", "str | None", field(default=None)), ("attempts", "int | None", field(default=None)),
+    ("started_at", "str | None", field(default=None)), ("finished_at", "str | None", field(default=None)),
+    ("model_sha256", "str | None", field(default=None)),
+    ("options", "dict[str, Any]", field(default_factory=dict, hash=False)),
+], bases=(_ResultRowReading,), frozen=True)
+ResultRow.__module__ = __name__  # pickling and reprs name lab.records (make_dataclass has no module= on 3.11)
+ResultRow.__doc__ = """One stored job as the analysis reads it (`Store.results`); frozen.
+
+Identity and status, then every figure of `Measurement` with its type and default (the figures are
+listed once, there; for a job never measured they are None, `n_samples` 0 and `source` None), then
+the job's bookkeeping and options. The field order is the column order of `lab results --format
+json` (docs/architecture.md); `to_json` is the one place a row becomes that dict.
+"""

@@ -5,6 +5,11 @@ measure contention), while different devices are independent. Transient device e
 with backoff on a fresh connection; a device that keeps failing is marked unhealthy and its remaining
 jobs are skipped with the reason, while the rest of the campaign goes on. Every job end is committed
 to the store at once, so an interrupt loses at most the jobs that were running.
+
+Between two jobs on a device with `cooldown_s` > 0, the scheduler waits for a thermal cooldown: until
+the hottest SoC zone is within COOLDOWN_MARGIN_C of the temperature seen before the device's first
+job, at most cooldown_s (a fixed sleep of cooldown_s where no zone is readable). What was waited is
+stored in the next job's Measurement.provenance['cooldown'].
 """
 from __future__ import annotations
 
@@ -18,6 +23,8 @@ from typing import Callable
 from .errors import DeviceError, LabError
 from .records import Device, Job, Measurement
 from .store import Store
+from .telemetry import BOUND, COOLDOWN_POLL_S, Cooldown, wait_for_cooldown
+from .telemetry_session import abort_active_sessions, read_hottest_c
 from .transport import close_quietly as _close_quietly
 
 
@@ -29,6 +36,8 @@ class SchedulerOptions:
     unhealthy_after: int = 3  # consecutive failed jobs before a device is given up on
     models_root: str = "models"
     progress: bool = True
+    thermal_root: str = ""  # prefix of the devices' /sys for the cooldown (tests: a fake sysfs)
+    cooldown_poll_s: float = COOLDOWN_POLL_S  # how often the thermal zones are read while cooling
 
 
 @dataclass
@@ -120,15 +129,12 @@ class Scheduler:
         leave a runner loading the device that a `--resume` would then measure next to."""
         with self._lock:
             live = list(self._live.values())
-        for transport in live:
-            abort = getattr(transport, "abort", None)
-            if abort is not None:
-                try:
-                    abort()
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
+        for transport in live:  # every Transport has abort() (lab/transport/base.py)
+            try:
+                transport.abort()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
         try:
-            from .telemetry import abort_active_sessions
             abort_active_sessions()
         except Exception:  # noqa: BLE001
             pass
@@ -139,8 +145,12 @@ class Scheduler:
         device = self.devices[dev_id]
         transport = None
         consecutive_failures = 0
+        cooldown: Cooldown | None = None  # waited after the previous job, recorded on this one
         with sem:
             try:
+                baseline_c = None
+                if any(j.protocol.cooldown_s > 0 for j in queue[:-1]):
+                    transport, baseline_c = self._baseline(device)
                 for i, job in enumerate(queue):
                     if self._stop.is_set():
                         return
@@ -157,6 +167,10 @@ class Scheduler:
                                                                                  state)
                         if measurement is not None:
                             consecutive_failures = 0
+                            if cooldown is not None:
+                                measurement.provenance["cooldown"] = cooldown.as_dict()
+                                if cooldown.outcome == BOUND:
+                                    measurement.notes.append(cooldown.note())
                             self._finish(job, state, "ok", measurement=measurement)
                         else:
                             consecutive_failures += 1
@@ -175,15 +189,38 @@ class Scheduler:
                         except Exception:  # noqa: BLE001 - store unusable: the job stays unfinished
                             pass
                     progress.update()
-                    cooldown = job.protocol.cooldown_s
-                    if cooldown and i + 1 < len(queue) and not self._stop.is_set():
-                        self._stop.wait(cooldown)
+                    cooldown = None
+                    if job.protocol.cooldown_s > 0 and i + 1 < len(queue) and not self._stop.is_set():
+                        state.current = f"cooling down (at most {job.protocol.cooldown_s:g} s)"
+                        progress.update()
+                        cooldown = self._cool_down(transport, baseline_c, job.protocol.cooldown_s)
             finally:
                 state.current = ""
                 with self._lock:
                     self._live.pop(dev_id, None)
                 if transport is not None:
                     _close_quietly(transport)
+
+    def _open(self, device: Device):
+        transport = self.transport_factory(device)
+        with self._lock:
+            self._live[device.id] = transport
+        return transport
+
+    def _baseline(self, device: Device) -> tuple[object | None, float | None]:
+        """Open the device and read its hottest thermal zone before its first job: the temperature
+        each cooldown aims back at. A failed open is left to the first job's retries."""
+        try:
+            transport = self._open(device)
+        except Exception:  # noqa: BLE001 - _attempt reconnects with retries and records the cause
+            return None, None
+        return transport, read_hottest_c(transport, self.opts.thermal_root)
+
+    def _cool_down(self, transport, baseline_c: float | None, bound_s: float) -> Cooldown:
+        """Wait for the device to cool back to its baseline, at most bound_s (see module doc)."""
+        return wait_for_cooldown(lambda: read_hottest_c(transport, self.opts.thermal_root),
+                                 baseline_c, bound_s, sleep=self._stop.wait, clock=time.monotonic,
+                                 poll_s=self.opts.cooldown_poll_s)
 
     def _attempt(self, job: Job, device: Device, transport, state: DeviceState):
         """Run a job with retries for transient device errors. Returns (measurement, error, transport,
@@ -194,9 +231,7 @@ class Scheduler:
                 if attempt:
                     self.store.mark_running(job.job_id)  # `attempts` counts every try
                 if transport is None:
-                    transport = self.transport_factory(device)
-                    with self._lock:
-                        self._live[device.id] = transport
+                    transport = self._open(device)
                 return self.executor(job, device, transport), None, transport, False
             except DeviceError as exc:
                 _close_quietly(transport)

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .catalog import PRECISIONS, Catalog, Chip, Figure, Price, tops
+from .catalog import TOPS_PRECISIONS, Catalog, Chip, Figure, Price, tops
 from .errors import ConfigError
+from .records import ResultRow
+from .tradeoffs import pareto_front
 from .yamlio import LineDict, expect_keys, load_yaml
 
 DEFAULT_PROFILES = Path(__file__).parent / "data" / "profiles.yaml"
@@ -439,45 +441,44 @@ def _num(v: Any) -> float | None:
     return float(v) if math.isfinite(v) and v > 0 else None
 
 
-def measures_for(chip: Chip, p: Profile, rows: Iterable[dict], flops: dict[str, float]) -> dict[str, ModelMeasure]:
+def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[str, float]) -> dict[str, ModelMeasure]:
     """Per reference model, the row used for latency: ok, batch 1 preferred, the profile's
     precision preferred, then the fastest. Throughput is the best over all its ok rows."""
     out: dict[str, ModelMeasure] = {}
-    by_model: dict[str, list[dict]] = {}
+    by_model: dict[str, list[ResultRow]] = {}
+
+    def lat(r: ResultRow) -> float | None:  # 0 is not a latency: falls through to the mean
+        return _num(r.p50_ms) or _num(r.mean_ms)
+
+    def batch(r: ResultRow) -> int:
+        return r.batch if isinstance(r.batch, int) and r.batch > 0 else 1
+
     for r in rows:
-        if r.get("chip") == chip.id and r.get("status") == "ok" and r.get("model") in p.reference_models:
-            if _num(r.get("p50_ms")) or _num(r.get("mean_ms")):
-                by_model.setdefault(r["model"], []).append(r)
+        if r.chip == chip.id and r.ok and r.model in p.reference_models and lat(r):
+            by_model.setdefault(r.model, []).append(r)
     for model, rs in by_model.items():
-        def lat(r):
-            return _num(r.get("p50_ms")) or _num(r.get("mean_ms"))
-
-        def batch(r):
-            b = r.get("batch")
-            return b if isinstance(b, int) and b > 0 else 1
-
-        best = min(rs, key=lambda r: (batch(r) != 1, r.get("precision") != p.precision, lat(r)))
+        best = min(rs, key=lambda r: (batch(r) != 1, r.precision != p.precision, lat(r)))
         thr = max(batch(r) * 1000.0 / lat(r) for r in rs)
-        e = _num(best.get("energy_net_mj_per_inf")) or _num(best.get("energy_mj_per_inf"))
+        e = _num(best.energy_net_mj_per_inf) or _num(best.energy_mj_per_inf)
         util, note = _utilisation(chip, best, lat(best), batch(best), flops.get(model))
         out[model] = ModelMeasure(model=model, latency_ms=lat(best), energy_mj=e, throughput_ips=thr,
-                                  precision=best.get("precision"), backend=best.get("backend"),
-                                  processor=best.get("processor"), batch=batch(best),
+                                  precision=best.precision, backend=best.backend,
+                                  processor=best.processor, batch=batch(best),
                                   utilisation=util, utilisation_note=note)
     return out
 
 
-def _utilisation(chip: Chip, row: dict, lat_ms: float, batch: int, macs: float | None) -> tuple[float | None, str]:
+def _utilisation(chip: Chip, row: ResultRow, lat_ms: float, batch: int, macs: float | None) -> tuple[float | None, str]:
     """achieved / rated = (MACs x 2 x batch / latency) / rated TOPS at the row's precision."""
     if macs is None:
         return None, "model FLOPs unknown (no models/<id>/meta.json 'flops')"
-    prec = row.get("precision")
+    prec = row.precision
     acc = chip.accelerator
-    if acc.kind == "none" or row.get("processor") != acc.processor:
+    if acc.kind == "none" or row.processor != acc.processor:
         if acc.kind == "none":
             return None, "chip has no rated accelerator TOPS"
-        return None, f"ran on {row.get('processor')}; the rated TOPS are the {acc.kind}'s ({acc.processor})"
-    rated, why = effective_tops(chip, prec) if prec in PRECISIONS else (None, f"precision {prec!r}")
+        return None, f"ran on {row.processor}; the rated TOPS are the {acc.kind}'s ({acc.processor})"
+    rated, why = effective_tops(chip, prec) if prec in TOPS_PRECISIONS else (None, f"precision {prec!r}")
     if not rated:
         return None, f"rated TOPS at {prec} unknown: {why}"
     achieved = macs * 2 * batch / (lat_ms / 1000.0) / 1e12
@@ -558,7 +559,7 @@ def combine(criteria: dict[str, Criterion]) -> tuple[float | None, float]:
     return 100.0 * sum(c.weight * c.score for c in known) / kw, kw / total
 
 
-def score_chip(chip: Chip, p: Profile, rows: Iterable[dict] = (), flops: dict[str, float] | None = None,
+def score_chip(chip: Chip, p: Profile, rows: Iterable[ResultRow] = (), flops: dict[str, float] | None = None,
                *, measures: dict[str, ModelMeasure] | None = None,
                compare_on: tuple[str, ...] | None = None, context: str = "") -> ChipScore:
     """All criteria + constraints for one chip (no rank/stability/Pareto: those need the field)."""
@@ -588,12 +589,12 @@ def score_chip(chip: Chip, p: Profile, rows: Iterable[dict] = (), flops: dict[st
     return cs
 
 
-def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Iterable[dict] = (), *,
+def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Iterable[ResultRow] = (), *,
                 flops: dict[str, float] | None = None, draws: int = 1000, seed: int = 0,
                 spread: float = 0.2) -> list[ChipScore]:
     """Rank every catalog chip for `profile`: included chips by score, then excluded ones.
 
-    rows: store rows (`Store.results_rows()`), flops: model id -> MACs (`load_model_flops`).
+    rows: result records (`Store.results()`), flops: model id -> MACs (`load_model_flops`).
     """
     rows = list(rows)
     chips = list(catalog)
@@ -670,23 +671,12 @@ def _dims(c: ChipScore, p_models: Iterable[str]) -> dict[str, float]:
     return d
 
 
-def dominates(a: dict[str, float], b: dict[str, float]) -> bool:
-    """a dominates b: a knows every dimension b knows, is <= on all of them and < on one."""
-    if not b or not set(b) <= set(a):
-        return False
-    return all(a[k] <= b[k] for k in b) and any(a[k] < b[k] for k in b)
-
-
 def pareto(ranked: list[ChipScore]) -> None:
     """Pareto membership over latency and energy per reference model and amortised price
     (all minimised); None when a chip has none of these figures."""
-    dims = {c.chip: _dims(c, ()) for c in ranked}
-    for c in ranked:
-        mine = dims[c.chip]
-        if not mine:
-            c.pareto = None
-            continue
-        c.pareto = not any(dominates(dims[o.chip], mine) for o in ranked if o is not c)
+    dims = [_dims(c, ()) for c in ranked]
+    for c, d, on_front in zip(ranked, dims, pareto_front(dims)):
+        c.pareto = on_front if d else None
 
 
 # -------------------------------------------------------------------------------------- profiles
@@ -763,9 +753,9 @@ def _profile(m: Any, path: str, assumptions: dict) -> Profile:
                 allowed=_PROFILE_KEYS)
     if not isinstance(pid, str) or not pid:
         raise _perr(path, m.line_of("id"), "profile id must be a string")
-    if m["precision"] not in PRECISIONS:
+    if m["precision"] not in TOPS_PRECISIONS:
         raise _perr(path, m.line_of("precision"), f"{what}: unknown precision {m['precision']!r}",
-                    fix="use one of " + ", ".join(PRECISIONS))
+                    fix="use one of " + ", ".join(TOPS_PRECISIONS))
     dom = m["domain"]
     if not isinstance(dom, list) or not dom or not all(isinstance(x, str) for x in dom):
         raise _perr(path, m.line_of("domain"), f"{what}: domain must be a non-empty list of tags")

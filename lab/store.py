@@ -15,12 +15,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .records import Job, Measurement
+from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow
 
 SCHEMA_VERSION = 1
 
-MEASURE_FIELDS = [f.name for f in fields(Measurement)
-                  if f.name not in ("job_id", "samples", "provenance", "notes")]
+MEASURE_FIELDS = list(MEASUREMENT_FIGURES)
+_MEASURE_TYPES = {f.name: str(f.type) for f in fields(Measurement)}
+
+
+def _column_type(name: str) -> str:
+    """SQLite column of a Measurement figure, from its annotation (str -> TEXT, numbers -> REAL)."""
+    return "TEXT" if _MEASURE_TYPES.get(name, "").startswith("str") else "REAL"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
@@ -34,19 +39,18 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign);
 CREATE TABLE IF NOT EXISTS measurements (
   job_id TEXT PRIMARY KEY REFERENCES jobs(job_id) ON DELETE CASCADE,
-  {", ".join(f"{name} {'TEXT' if name in ('power_source', 'power_note', 'source') else 'REAL'}"
-             for name in MEASURE_FIELDS)},
+  {", ".join(f"{name} {_column_type(name)}" for name in MEASURE_FIELDS)},
   provenance_json TEXT, notes_json TEXT);
 CREATE TABLE IF NOT EXISTS samples (
   job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
   idx INTEGER NOT NULL, ms REAL NOT NULL, PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
 """
 
-ROW_FIELDS = ["job_id", "campaign", "device", "chip", "model", "backend", "processor", "precision",
-              "threads", "batch", "status"] + MEASURE_FIELDS + ["error", "attempts", "started_at",
-                                                                 "finished_at", "model_sha256"]
-_BOOL_FIELDS = {"converged", "throttled"}
-_INT_FIELDS = {"n_samples", "threads", "batch", "attempts"}
+# the columns of a results row: ResultRow's fields (every Measurement figure among them), options aside
+ROW_FIELDS = [f.name for f in fields(ResultRow) if f.name != "options"]
+_BOOL_FIELDS = {n for n, t in _MEASURE_TYPES.items() if t.startswith("bool") and n in MEASURE_FIELDS}
+_INT_FIELDS = {"threads", "batch", "attempts"} | {n for n, t in _MEASURE_TYPES.items()
+                                                   if t.startswith("int") and n in MEASURE_FIELDS}
 
 
 def now_iso() -> str:
@@ -72,11 +76,20 @@ class Store:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
+            self._add_new_columns()
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
         except (sqlite3.DatabaseError, OSError) as exc:
             raise ConfigError(f"cannot use this file as the results store: {exc}", path=str(path),
                               fix="point --store at a lab SQLite store or a new file name") from None
+
+    def _add_new_columns(self) -> None:
+        """A store written by an older lab lacks the figures added since: add them as NULL (unknown),
+        so old stores stay readable and appendable."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(measurements)")}
+        for name in MEASURE_FIELDS:
+            if name not in have:
+                self._db.execute(f"ALTER TABLE measurements ADD COLUMN {name} {_column_type(name)}")
 
     def close(self) -> None:
         with self._lock:
@@ -180,8 +193,8 @@ class Store:
             row = self._db.execute("SELECT spec_json FROM campaigns WHERE name=?", (name,)).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
-    def results_rows(self, campaigns: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
-        """The rows of `lab results --format json` (fields in docs/architecture.md)."""
+    def results(self, campaigns: Iterable[str] | str | None = None) -> list[ResultRow]:
+        """Typed result records, one per job (planned/failed jobs too), in a stable order."""
         if isinstance(campaigns, str):
             campaigns = [campaigns]
         sql = ("SELECT j.*, m.* , j.job_id AS job_id FROM jobs j LEFT JOIN measurements m "
@@ -203,9 +216,13 @@ class Store:
                 d[k] = None if d[k] is None else int(d[k])
             if d["n_samples"] is None:
                 d["n_samples"] = 0
-            d["options"] = json.loads(r["options_json"] or "{}")
-            out.append(d)
+            out.append(ResultRow(**d, options=json.loads(r["options_json"] or "{}")))
         return out
+
+    def results_rows(self, campaigns: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
+        """The rows of `lab results --format json` (fields in docs/architecture.md): the JSON form
+        of `results()`. Analysis code reads `results()`; this is for JSON output and scripts."""
+        return [r.to_json() for r in self.results(campaigns)]
 
     def samples(self, job_id: str) -> list[list[float]]:
         with self._lock:

@@ -7,13 +7,16 @@ uncertainty, and a figure the device cannot give is None with a reason, never 0.
 
 Inputs: the text written by `lab/runners/sampler.sh` or `lab/runners/nvml_sampler.py` (same line
 format), job windows on the sampler's clock, and iteration counts. See docs/telemetry.md.
+Pure: no transport, no processes, no module state; the device side (starting samplers, marks,
+collecting) is lab/telemetry_session.py, so this maths is tested on text alone.
 """
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from datetime import datetime, timezone
+from typing import Callable, Sequence
 
 DEFAULT_IDLE_S = 10.0
 MIN_PERIODS = 10  # a window shorter than this many sensor periods is flagged
@@ -207,14 +210,14 @@ def counter_series(t: Sequence[float], raw: Sequence, scale_j: float, max_range:
         ts.append(ti)
         energy.append(total * scale_j)
     s = PowerSeries("counter", source, family, ts, energy_j=energy, notes=notes, wraps=wraps)
-    s.period_s = max(nominal_period, _change_period(ts, energy))
+    s.period_s = max(nominal_period, change_period(ts, energy))
     if wraps:
         s.notes.append(f"{source}: {wraps} counter wraparound(s) resolved with "
                        f"max_energy_range={max_range:g}")
     return s
 
 
-def _change_period(t: Sequence[float], v: Sequence) -> float:
+def change_period(t: Sequence[float], v: Sequence) -> float:
     """Median time between value changes: how often the sensor really updates."""
     times = [t[i] for i in range(1, len(v)) if v[i] is not None and v[i] != v[i - 1]]
     if len(times) < 3:
@@ -277,7 +280,7 @@ def battery_series(tr: Trace) -> PowerSeries | None:
         s = PowerSeries("sampled", f"battery:{node}", "battery", list(tr.t), power_w=p, notes=notes)
     else:
         return None
-    s.period_s = max(NOMINAL_PERIOD["battery"], _change_period(s.t, s.power_w))
+    s.period_s = max(NOMINAL_PERIOD["battery"], change_period(s.t, s.power_w))
     return s
 
 
@@ -326,7 +329,7 @@ def ina_series(tr: Trace) -> PowerSeries | None:
                             list(tr.t), power_w=p, notes=[f"{chip} {hn}: power_input in µW"])
             interval = _float_or_none(tr.info.get(f"ina.{hn}.update_interval_ms", ""))
             nominal = interval / 1000 if interval else NOMINAL_PERIOD["ina2xx"]
-            s.period_s = max(nominal, _change_period(s.t, p))
+            s.period_s = max(nominal, change_period(s.t, p))
             return s
     # no power_input: current (mA) x bus voltage (mV)
     cur = next((c for c in tr.columns if c.name.startswith("ina.") and c.unit == "mA"), None)
@@ -339,7 +342,7 @@ def ina_series(tr: Trace) -> PowerSeries | None:
                  for a, b in zip(tr.values[cur.name], tr.values[vol.name])]
             s = PowerSeries("sampled", f"ina2xx:{hn}", "ina2xx", list(tr.t), power_w=p,
                             notes=[f"{hn}: power = curr (mA) x in (mV)"])
-            s.period_s = max(NOMINAL_PERIOD["ina2xx"], _change_period(s.t, p))
+            s.period_s = max(NOMINAL_PERIOD["ina2xx"], change_period(s.t, p))
             return s
     return None
 
@@ -383,7 +386,7 @@ def nvml_series(tr: Trace) -> PowerSeries | None:
             p = [x * 1e-3 if isinstance(x, float) else None for x in v]
             s = PowerSeries("sampled", f"nvml:{gpu}:power", "nvml", list(t), power_w=p,
                             notes=["NVML power usage is a 1 s average on Ampere+ (not GA100)"])
-            s.period_s = max(NOMINAL_PERIOD["nvml-power"], _change_period(t, p))
+            s.period_s = max(NOMINAL_PERIOD["nvml-power"], change_period(t, p))
             return s
     return None
 
@@ -595,13 +598,19 @@ def _power_figures(res, s: PowerSeries, windows, idle, idle_s_wanted, notes):
     notes.append(f"uncertainty ±{res.uncertainty_rel:.1%} ({res.uncertainty_model})")
 
 
+def is_soc_zone(zone_type: str) -> bool:
+    """A thermal zone that follows the chip's load: battery and charger zones are excluded (they
+    follow charging and the room, and lag the SoC by minutes)."""
+    low = zone_type.lower()
+    return "bat" not in low and "charger" not in low
+
+
 def _temp_columns(tr: Trace) -> list[tuple[str, float]]:
     """(column, scale to °C) of SoC-ish temperature columns (battery zones excluded)."""
     out = []
     for c in tr.columns:
         if c.name.startswith("temp.") and c.unit == "mC":
-            ztype = tr.info.get(f"{c.name}.type", "")
-            if "bat" in ztype.lower() or "charger" in ztype.lower():
+            if not is_soc_zone(tr.info.get(f"{c.name}.type", "")):
                 continue
             out.append((c.name, 1e-3))
         elif c.name.startswith("nvml.") and c.name.endswith(".temp"):
@@ -728,296 +737,133 @@ def _gpu_mem(res, tr: Trace, windows, idle, notes, pids_note):
             notes.append("gpu memory: no idle baseline for a device-memory delta")
 
 
-# --------------------------------------------------------------------------------------------
-# cooldown
-
-def wait_for_cooldown(read_temp_fn: Callable[[], float | None], baseline: float | None,
-                      tolerance_c: float = 2.0, max_wait_s: float = 120.0, *,
-                      poll_s: float = 2.0, sleep: Callable[[float], None] | None = None,
-                      clock: Callable[[], float] | None = None) -> tuple[bool, float, float | None]:
-    """Wait until the temperature is within `tolerance_c` of `baseline`, at most `max_wait_s`.
-
-    Returns (cooled, waited_s, last_temp). Bounded so a device that never cools (a warm room, a
-    phone in a case) slows a campaign by at most max_wait_s per job; the caller records
-    `cooled=False` as a note on the next job."""
-    import time
-    sleep = sleep or time.sleep
-    clock = clock or time.monotonic
-    t0 = clock()
-    temp = read_temp_fn()
-    if baseline is None or temp is None:
-        return False, 0.0, temp
-    while temp is not None and temp > baseline + tolerance_c:
-        waited = clock() - t0
-        if waited >= max_wait_s:
-            return False, waited, temp
-        sleep(min(poll_s, max_wait_s - waited))
-        temp = read_temp_fn()
-    return temp is not None, clock() - t0, temp
-
-
-def hottest_temp_c(trace_text: str) -> float | None:
-    """The hottest SoC temperature in the last sample of a trace (for cooldown polling)."""
-    tr = parse_trace(trace_text)
-    best = None
-    for name, scale in _temp_columns(tr):
-        vals = [v for v in tr.values.get(name, []) if isinstance(v, float)]
-        if vals:
-            best = max(best or -1e9, vals[-1] * scale)
-    return best
-
-
-def iter_windows(pairs: Iterable[tuple[float, float, int]]) -> list[Window]:
-    return [Window(a, b, n) for a, b, n in pairs]
 
 
 # --------------------------------------------------------------------------------------------
-# on-device session (used by lab/execute.py around each job)
+# cooldown between jobs: the decisions only (lab/scheduler.py reads the device and sleeps)
 
-RUNNERS_DIR = __import__("pathlib").Path(__file__).resolve().parent / "runners"
+COOLDOWN_MARGIN_C = 2.0
+"""A device counts as cooled when its hottest SoC zone is within this many °C of its baseline (the
+hottest zone before its first job). Why 2 °C: many SoC zones step in whole degrees and an idle
+device's hottest zone wanders about ±1 °C over minutes, so a tighter margin waits for noise; a looser
+one lets the previous job's heat (leakage power rises with temperature) into the next job."""
+COOLDOWN_POLL_S = 2.0  # one `cat` of the zones per poll: negligible load, and zones update ~1 Hz
+ZONE_RANGE_C = (-40.0, 150.0)  # outside: a broken or disabled zone (e.g. -273 °C), ignored
+
+COOLED, BOUND, FIXED, INTERRUPTED = "cooled", "bound", "fixed", "interrupted"
+
+
+def parse_thermal_zones(text: str) -> dict[str, float]:
+    """`ZONE MILLIDEGREES TYPE...` lines (lab/telemetry_session.py reads them) -> {zone: °C} of the
+    SoC zones. Battery/charger zones, unreadable and implausible readings are dropped."""
+    zones: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split(None, 2)
+        if len(parts) < 2:
+            continue
+        raw = _float_or_none(parts[1])
+        if raw is None or not is_soc_zone(parts[2] if len(parts) > 2 else ""):
+            continue
+        celsius = raw / 1000.0
+        if ZONE_RANGE_C[0] <= celsius <= ZONE_RANGE_C[1]:
+            zones[parts[0]] = celsius
+    return zones
+
+
+def hottest_c(zones: dict[str, float]) -> float | None:
+    return max(zones.values()) if zones else None
 
 
 @dataclass(frozen=True)
-class Mark:
-    label: str
-    clock: float  # device sampler clock (/proc/uptime, or epoch when the device has no uptime)
-    epoch: float | None  # device wall clock at the same instant
-    epoch_subsecond: bool
+class Cooldown:
+    """What was waited between two jobs on one device; stored in the next job's
+    Measurement.provenance['cooldown'] (and its note, when the target was not reached)."""
+
+    outcome: str  # cooled | bound | fixed (no usable sensor) | interrupted
+    waited_s: float
+    bound_s: float
+    baseline_c: float | None = None
+    margin_c: float = COOLDOWN_MARGIN_C
+    start_c: float | None = None
+    end_c: float | None = None
+    reason: str = ""  # why the wait was a fixed sleep
+
+    @property
+    def target_c(self) -> float | None:
+        return None if self.baseline_c is None else self.baseline_c + self.margin_c
+
+    def note(self) -> str:
+        if self.outcome == FIXED:
+            return f"cooldown: {self.reason}: fixed sleep of {self.waited_s:.1f} s"
+        temps = (f"hottest zone {self.start_c:.1f} -> {self.end_c:.1f} °C"
+                 if self.start_c is not None and self.end_c is not None else "no reading")
+        if self.outcome == COOLED:
+            return (f"cooldown: {self.waited_s:.1f} s, {temps}, within {self.margin_c:g} °C of "
+                    f"the baseline {self.baseline_c:.1f} °C")
+        if self.outcome == BOUND:
+            return (f"cooldown: bound of {self.bound_s:g} s hit, {temps}, still above the target "
+                    f"{self.target_c:.1f} °C (baseline {self.baseline_c:.1f} + {self.margin_c:g})")
+        return f"cooldown interrupted after {self.waited_s:.1f} s ({temps})"
+
+    def as_dict(self) -> dict:
+        return {"outcome": self.outcome, "waited_s": round(self.waited_s, 3),
+                "bound_s": self.bound_s, "baseline_c": self.baseline_c, "margin_c": self.margin_c,
+                "target_c": self.target_c, "start_c": self.start_c, "end_c": self.end_c,
+                "reason": self.reason, "note": self.note()}
 
 
-_ACTIVE: "set[TelemetrySession]" = set()  # sessions started and not yet collected
+def cooldown_step(temp_c: float, target_c: float, waited_s: float, bound_s: float) -> str:
+    """One poll's decision: 'cooled' at or below the target, else 'bound' once the bound is spent,
+    else 'wait'."""
+    if temp_c <= target_c:
+        return COOLED
+    if waited_s >= bound_s:
+        return BOUND
+    return "wait"
 
 
-def abort_active_sessions() -> None:
-    """Stop the samplers of every running session (the orchestrator is being interrupted)."""
-    for session in list(_ACTIVE):
-        session.request_stop()
-        _ACTIVE.discard(session)
+def wait_for_cooldown(read_temp_c: Callable[[], float | None], baseline_c: float | None,
+                      bound_s: float, *, sleep: Callable[[float], object],
+                      clock: Callable[[], float], margin_c: float = COOLDOWN_MARGIN_C,
+                      poll_s: float = COOLDOWN_POLL_S) -> Cooldown:
+    """Wait until the hottest zone is within `margin_c` of `baseline_c`, at most `bound_s`.
+
+    Bounded so a device that never cools (a warm room, a phone in a case) slows a campaign by at
+    most bound_s per job. Without a baseline or a reading the wait is the fixed sleep of bound_s the
+    lab did before (recorded as 'fixed' with the reason). `sleep(s)` returns truthy when the wait
+    was cut short (threading.Event.wait does), which ends the cooldown as 'interrupted'."""
+    t0 = clock()
+
+    def fixed(reason: str, start: float | None = None, last: float | None = None) -> Cooldown:
+        cut = sleep(max(0.0, bound_s - (clock() - t0)))
+        return Cooldown(INTERRUPTED if cut else FIXED, clock() - t0, bound_s, baseline_c,
+                        margin_c, start, last, reason)
+
+    if baseline_c is None:
+        return fixed("no thermal zone was readable before the device's first job")
+    temp = read_temp_c()
+    if temp is None:
+        return fixed("no thermal zone readable now")
+    start = temp
+    target = baseline_c + margin_c
+    while True:
+        waited = clock() - t0
+        decision = cooldown_step(temp, target, waited, bound_s)
+        if decision != "wait":
+            return Cooldown(decision, waited, bound_s, baseline_c, margin_c, start, temp)
+        if sleep(min(poll_s, bound_s - waited)):
+            return Cooldown(INTERRUPTED, clock() - t0, bound_s, baseline_c, margin_c, start, temp)
+        reading = read_temp_c()
+        if reading is None:
+            return fixed(f"thermal zones unreadable after {clock() - t0:.1f} s", start, temp)
+        temp = reading
 
 
-class TelemetrySession:
-    """Starts the samplers on the device, keeps marks and job windows, collects and analyses.
+# --------------------------------------------------------------------------------------------
+# clocks
 
-    Clock choice (docs/telemetry.md): every time the analysis uses is on the device's
-    /proc/uptime clock, the one sampler.sh stamps its lines with. `mark()` reads it over the
-    transport; a runner JSON may carry `clock: {name: uptime, steady_start, steady_end}` (exact);
-    otherwise its sub-second `finished_at` is mapped through the marks' (uptime, epoch) pairs, and
-    as a last resort the steady window is placed just before the trial's end mark (approximate).
-    """
-
-    def __init__(self, *, job=None, idle_s: float | None = None, protocol=None,
-                 nvml: bool | None = None, python: str = "python3", root: str = "",
-                 max_s: float = 7200.0, sleep: Callable[[float], None] | None = None):
-        import time
-        if job is not None:
-            protocol = protocol or getattr(job, "protocol", None)
-            if nvml is None:
-                nvml = getattr(job, "processor", "") == "gpu"
-        nvml = bool(nvml)
-        if idle_s is None:
-            idle_s = getattr(protocol, "idle_baseline_s", 0.0) or DEFAULT_IDLE_S
-        self.idle_s = float(idle_s)
-        if protocol is not None and max_s == 7200.0:
-            # an orchestrator killed with -9 cannot stop the sampler: bound its life by the job's
-            max_s = min(max_s, self.idle_s + 120.0 + getattr(protocol, "trials", 3) *
-                        (getattr(protocol, "timeout_s", 600.0) + 30.0))
-        self.nvml, self.python, self.root, self.max_s = nvml, python, root, max_s
-        self.sleep = sleep or time.sleep
-        self.marks: list[Mark] = []
-        self.windows: list[Window] = []
-        self.started = False
-        self.start_error: str | None = None
-        self.has_power: bool | None = None
-        self.pids_note: str | None = None
-
-    # -- device side --------------------------------------------------------------------
-    def start(self, transport, workdir: str, rate_hz: float = 20.0) -> None:
-        """Push sampler.sh (hash-cached), start it in the background with a stop file, wait for
-        its header, then record the idle baseline (sleeps idle_s when the device has a power
-        sensor). Never raises for telemetry trouble: the job still runs, power is 'unavailable'."""
-        import shlex
-        import uuid
-        from .transport.base import remote_join, shell_command
-        self.transport = transport
-        self.dir = remote_join(workdir, "telemetry", uuid.uuid4().hex[:12])
-        self.trace = remote_join(self.dir, "sampler.txt")
-        self.nvml_trace = remote_join(self.dir, "nvml.txt")
-        self.runner_pid_file = remote_join(self.dir, "runner.pid")  # the runner writes its PID here
-        self.stopfile = remote_join(self.dir, "stop")
-        try:
-            sampler = remote_join(workdir, "runners", "sampler.sh")
-            transport.push(RUNNERS_DIR / "sampler.sh", sampler)
-            # Stop samplers left running by an earlier session that never came back (kill -9,
-            # lost connection): one job at a time per device, so any other session is stale.
-            tdir = shlex.quote(remote_join(workdir, "telemetry"))
-            cmds = [f'for d in {tdir}/*/; do [ -f "$d"sampler.txt ] && : > "$d"stop; done; true',
-                    shell_command(["mkdir", "-p", self.dir])]
-            args = ["sh", sampler, "-o", self.trace, "-r", f"{rate_hz:g}", "-s", self.stopfile,
-                    "-M", f"{self.max_s:g}"] + (["-R", self.root] if self.root else [])
-            cmds.append(_background(args, remote_join(self.dir, "sampler.err")))
-            if self.nvml:
-                nv = remote_join(workdir, "runners", "nvml_sampler.py")
-                transport.push(RUNNERS_DIR / "nvml_sampler.py", nv)
-                cmds.append(_background([self.python, nv, "-o", self.nvml_trace, "-r",
-                                         f"{rate_hz:g}", "-s", self.stopfile, "-M",
-                                         f"{self.max_s:g}", "--pid-file", self.runner_pid_file],
-                                        remote_join(self.dir, "nvml.err")))
-            res = transport.run(" && ".join(cmds), timeout=30)
-            if res.rc != 0:
-                raise RuntimeError(f"sampler start exited {res.rc}: {res.err.strip()[:200]}")
-            header = self._wait_header(self.trace)
-            if self.nvml:
-                header += self._wait_header(self.nvml_trace)
-            tr = parse_trace(header)
-            self.has_power = pick_power(tr)[0] is not None or any(
-                c.name.endswith(".energy") or c.name.endswith(".power") for c in tr.columns)
-            self.started = True
-            _ACTIVE.add(self)
-        except Exception as exc:  # telemetry must never fail the job
-            self.start_error = f"telemetry could not start: {exc}"
-            return
-        if self.has_power and self.idle_s > 0:
-            self.mark("idle-start")
-            self.sleep(self.idle_s)
-        self.mark("job-start")
-
-    def _wait_header(self, path: str, wait_s: float = 15.0) -> str:
-        import time
-        from .transport.base import shell_command
-        deadline = time.monotonic() + wait_s
-        while True:
-            res = self.transport.run(shell_command(["cat", path]) + " 2>/dev/null", timeout=15)
-            if "# wall_ref" in res.out and "# fields" in res.out:
-                return res.out
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"no sampler header in {path} after {wait_s:g} s")
-            time.sleep(0.1)
-
-    def mark(self, label: str) -> Mark | None:
-        """Read the device clock now (uptime + epoch in one shell line) and remember it."""
-        if not self.started:
-            return None
-        uptime = f"{self.root}/proc/uptime" if self.root else "/proc/uptime"
-        import shlex
-        cmd = (f"u=; read -r u _r < {shlex.quote(uptime)} 2>/dev/null; e=$(date +%s.%N 2>/dev/null);"
-               ' case "$e" in *N*|*%*|"") e=$(date +%s);; esac; echo "${u:-$e} $e"')
-        try:
-            res = self.transport.run(cmd, timeout=15)
-            a, b = res.out.split()[:2]
-            m = Mark(label, float(a), float(b), "." in b)
-        except Exception:
-            return None
-        self.marks.append(m)
-        return m
-
-    # -- job windows ----------------------------------------------------------------------
-    def add_window(self, start: float, end: float, iterations: int, label: str = "",
-                   note: str = "") -> Window:
-        w = Window(start, end, int(iterations), label, note)
-        self.windows.append(w)
-        return w
-
-    def add_run(self, doc: dict, label: str = "") -> Window | None:
-        """One trial's steady window from its runner JSON (see class doc for the clock rules).
-        Call after mark('trial-start'), the runner, mark('trial-end')."""
-        timings = (doc or {}).get("timings") or {}
-        samples = timings.get("samples_ms") or []
-        n = len(samples)
-        steady = timings.get("steady_seconds")
-        if steady is None and samples:
-            steady = sum(samples) / 1000.0
-        clock = (doc or {}).get("clock") or {}
-        if clock.get("steady_start") is not None and clock.get("steady_end") is not None:
-            return self.add_window(float(clock["steady_start"]), float(clock["steady_end"]), n,
-                                   label)
-        if not self.marks or steady is None:
-            return None
-        end_mark = self.marks[-1]
-        start_mark = self.marks[-2] if len(self.marks) >= 2 else None
-        fin = _iso_epoch(doc.get("finished_at"))
-        if fin is not None and fin[1] and end_mark.epoch_subsecond:
-            offs = [m.epoch - m.clock for m in self.marks if m.epoch_subsecond]
-            end = fin[0] - statistics.median(offs)
-            return self.add_window(end - steady, end, n, label,
-                                   "steady window mapped from the runner's wall-clock finished_at")
-        end = end_mark.clock
-        start = end - steady
-        if start_mark is not None:
-            start = max(start, start_mark.clock)
-        return self.add_window(start, end, n, label, "steady window approximate: placed just "
-                               "before the trial's end mark (process teardown included)")
-
-    # -- collect ----------------------------------------------------------------------------
-    def request_stop(self) -> None:
-        """Touch the stop file so the device's samplers end (used on Ctrl-C; never raises)."""
-        from .transport.base import shell_command
-        try:
-            self.transport.run(shell_command(["touch", self.stopfile]), timeout=5)
-        except Exception:  # noqa: BLE001 - the device may be gone; the sampler's -M bound remains
-            pass
-
-    def stop_and_collect(self, transport, local_dir) -> TelemetryResult:
-        """Stop the samplers (stop file, then kill after 10 s), pull the traces into local_dir,
-        analyse the recorded windows. Never raises: trouble becomes power_note."""
-        _ACTIVE.discard(self)
-        import time
-        from pathlib import Path
-        from .transport.base import shell_command
-        if not self.started:
-            return TelemetryResult(power_note="power unavailable: " + (
-                self.start_error or "telemetry was not started"))
-        local_dir = Path(local_dir)
-        local_dir.mkdir(parents=True, exist_ok=True)
-        self.mark("job-end")
-        try:
-            transport.run(shell_command(["touch", self.stopfile]), timeout=15)
-            paths = [self.trace] + ([self.nvml_trace] if self.nvml else [])
-            deadline = time.monotonic() + 10
-            text: dict[str, str] = {}
-            while True:
-                for p in paths:
-                    res = transport.run(shell_command(["cat", p]) + " 2>/dev/null", timeout=30)
-                    text[p] = res.out
-                if all("\n# end " in text[p] for p in paths) or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            local = []
-            for p in paths:
-                dest = local_dir / Path(p).name
-                transport.pull(p, dest)
-                local.append(dest)
-            tr = parse_trace(local[0].read_text())
-            if self.nvml:
-                tr = tr.merge(parse_trace(local[1].read_text()))
-            transport.run(shell_command(["rm", "-rf", self.dir]), timeout=30)
-        except Exception as exc:
-            return TelemetryResult(power_note=f"power unavailable: telemetry collection failed: "
-                                   f"{exc}")
-        idle = None
-        ms = {m.label: m for m in self.marks}
-        if "idle-start" in ms and "job-start" in ms:
-            idle = (ms["idle-start"].clock, ms["job-start"].clock)
-        windows = list(self.windows)
-        if not windows and "job-start" in ms and "job-end" in ms:
-            windows = [Window(ms["job-start"].clock, ms["job-end"].clock, 0, "job",
-                              "no steady window was given (add_run): power is the average over "
-                              "the whole job incl. model load and warm-up")]
-        res = analyze(tr, windows, idle, idle_s_wanted=self.idle_s, gpu_pids_note=self.pids_note)
-        res.windows = windows
-        res.trace_file = str(local[0])
-        return res
-
-
-def _background(argv: list[str], errfile: str) -> str:
-    """A detached background command: no fds left open so SSH/ADB channels can close."""
-    from .transport.base import shell_command
-    import shlex
-    return (f"(nohup {shell_command(argv)} </dev/null >/dev/null 2>{shlex.quote(errfile)} &)")
-
-
-def _iso_epoch(text) -> tuple[float, bool] | None:
+def iso_epoch(text) -> tuple[float, bool] | None:
     """(epoch seconds, has sub-second digits) of an ISO-8601 UTC stamp, or None."""
-    from datetime import datetime, timezone
     if not isinstance(text, str) or not text:
         return None
     s = text.strip().replace("Z", "+00:00")

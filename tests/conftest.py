@@ -16,6 +16,20 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))  # helper modules such as sshd_fleet
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_device_locks(tmp_path_factory):
+    """Device locks per test session: two test runs on one machine (CI and a developer, or two
+    worktrees) must not see each other's `local` device as busy. Subprocesses inherit it."""
+    import os
+    old = os.environ.get("HWLAB_LOCK_DIR")
+    os.environ["HWLAB_LOCK_DIR"] = str(tmp_path_factory.mktemp("locks"))
+    yield
+    if old is None:
+        os.environ.pop("HWLAB_LOCK_DIR", None)
+    else:
+        os.environ["HWLAB_LOCK_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def ssh_client_key(tmp_path_factory):
     """An unencrypted ed25519 client key pair: (private path, public path)."""

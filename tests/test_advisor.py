@@ -183,22 +183,41 @@ def test_break_even_examples():
     cpu = side("cpu", 20, load=100, first=30)  # start 130
     aipu = side("aipu", 5, load=1000, first=45)  # start 1045; gains 15 per inference
     # 1045 + (n-1)*5 <= 130 + (n-1)*20  <=>  n-1 >= 61  <=> n = 62
-    assert R.break_even(cpu, aipu) == 62
-    assert R.break_even(cpu, side("aipu", 25, load=1000, first=45)) is None  # never
-    assert R.break_even(cpu, side("aipu", 25, load=10, first=5)) == 1  # starts faster
-    assert R.break_even(cpu, side("aipu", 5)) is None  # load unknown
+    be = R.break_even(cpu, aipu)
+    assert (be.inferences, be.ahead_first, be.ahead_after) == (62, "cpu", "aipu")
+    assert "AIPU ahead from inference #62" in be.reason
+    never = R.break_even(cpu, side("aipu", 25, load=1000, first=45))  # slower start and steady
+    assert (never.inferences, never.ahead_after) == (None, "cpu") and "every count" in never.reason
+    # starts faster (15 vs 130) but runs slower (25 vs 20): the CPU is level at n = 24
+    # (15 + 23*25 = 590 = 130 + 23*20) and ahead after; not "1", not "never"
+    late = R.break_even(cpu, side("aipu", 25, load=10, first=5))
+    assert (late.inferences, late.ahead_first, late.ahead_after) == (24, "aipu", "cpu")
+    both = R.break_even(cpu, side("aipu", 5, load=10, first=5))  # faster start and steady
+    assert (both.inferences, both.ahead_first, both.ahead_after) == (None, "aipu", "aipu")
+    unknown = R.break_even(cpu, side("aipu", 5))  # load unknown
+    assert unknown.inferences is None and "AIPU load+first not measured" in unknown.reason
+    level = R.break_even(cpu, side("aipu", 20, load=100, first=30))
+    assert (level.inferences, level.ahead_after) == (None, None) and "level" in level.reason
 
 
 @given(st.floats(1, 5000), st.floats(0, 500), st.floats(0.1, 100), st.floats(1, 5000),
        st.floats(0, 500), st.floats(0.1, 100))
-def test_break_even_is_the_smallest_n(cl, cf, cp, al, af, ap):
+def test_break_even_is_where_the_lead_changes(cl, cf, cp, al, af, ap):
     cpu, aipu = side("cpu", cp, load=cl, first=cf), side("aipu", ap, load=al, first=af)
-    n = R.break_even(cpu, aipu)
-    ok = lambda k: al + af + (k - 1) * ap <= cl + cf + (k - 1) * cp  # noqa: E731
-    if n is None:
-        assert ap >= cp and not ok(1)
-    else:
-        assert ok(n) and (n == 1 or not ok(n - 1))
+    be = R.break_even(cpu, aipu)
+    total = {"cpu": lambda k: cl + cf + (k - 1) * cp, "aipu": lambda k: al + af + (k - 1) * ap}
+    if be.inferences is None:  # no crossing: whoever leads (or ties) at #1 still does at #10^6
+        lead = be.ahead_after
+        if lead is not None:
+            other = "cpu" if lead == "aipu" else "aipu"
+            for k in (1, 2, 1000, 10**6):
+                assert total[lead](k) <= total[other](k)
+    else:  # behind at #1, ahead or level from #n, not at #n-1
+        late, early = be.ahead_after, be.ahead_first
+        assert late != early and early is not None
+        n = be.inferences
+        assert n >= 2 and total[late](1) > total[early](1)
+        assert total[late](n) <= total[early](n) and total[late](n - 1) > total[early](n - 1)
 
 
 def test_decide_blocking_wins_and_conflicts_give_either():

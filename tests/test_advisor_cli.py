@@ -226,7 +226,7 @@ def test_json_schema_documented():
     doc = (REPO / "docs" / "advisor.md").read_text()
     a = advisor.Advice(model="m", device="d", chip=None, device_status="imported", verdict="cpu",
                        confidence="low", reasons=[], speedup=None, speedup_source=None,
-                       break_even_inferences=None, run_ids=[], numbers={}, fallback=None,
+                       break_even=None, run_ids=[], numbers={}, fallback=None,
                        fallback_all=[], estimate=None, options=advisor.R.Options())
     for key in a.to_dict():
         assert f"`{key}`" in doc, key
@@ -255,8 +255,7 @@ def test_real_zoo_models_and_measure_on_local(tmp_path, capsys):
     rc = main(base + ["--model", "tiny_mlp", "--device", "local", "--measure", "--format", "json"])
     out, err = capsys.readouterr()
     a = json.loads(out)
-    failed = [(r["backend"], r["status"], r["error"]) for r in advisor.load_rows(store)
-              if r["status"] != "ok"]
+    failed = [(r.backend, r.status, r.error) for r in advisor.load_rows(store) if r.status != "ok"]
     assert rc == 0 and a["numbers"]["cpu"] is not None, (failed, err)
     assert a["numbers"]["cpu"]["p50_ms"] > 0 and a["run_ids"]
     assert a["verdict"] == "cpu"  # no accelerator on a generic x86 CPU
@@ -278,7 +277,8 @@ def test_measure_answers_from_exactly_the_jobs_just_run(lab, capsys, monkeypatch
         s.close()
         return fresh.campaign, [fresh.job_id]
 
-    monkeypatch.setattr(advisor, "measure", fake_measure)
+    from lab import orchestrate
+    monkeypatch.setattr(orchestrate, "measure_for_advice", fake_measure)
     rc, out, err = run_cli(lab, "--model", "cnn", "--device", "mate30", "--measure", "--format",
                            "json", capsys=capsys)
     a = json.loads(out)

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import InvalidMeasurement, RunnerError
-from lab.execute import _read_runner_doc, cpu_state_flags, measurement_from_docs
+from lab.runtimes.json_runner import cpu_state_flags, measurement_from_docs
+from lab.runtimes.json_runner import read_runner_doc as _read_runner_doc
 from lab.records import Job, Protocol
 from lab.transport.base import RunResult
 

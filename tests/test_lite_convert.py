@@ -9,7 +9,7 @@ import pytest
 
 from lab import lite_convert
 from lab.errors import ConfigError, LabError
-from lab.lite_exec import nb_path
+from lab.runtimes.paddle_lite import nb_path
 
 from test_lite_exec import make_artifact
 

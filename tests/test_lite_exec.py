@@ -13,7 +13,9 @@ import pytest
 
 from conftest_adb import adb_device, adb_env, adb_key, kirin, start_double  # noqa: F401
 
-from lab import lite_exec
+from lab.backends import BACKENDS
+from lab.runtimes import paddle_lite as lite_rt
+from lab.runtimes.base import JobContext, execute
 from lab.errors import ConfigError, RunnerError
 from lab.models import ModelArtifact
 from lab.records import InputSpec, Job, Protocol
@@ -69,9 +71,16 @@ def job(backend: str, *, trials: int = 3, precision: str = "fp32", **opts) -> Jo
                                    idle_baseline_s=0.2))
 
 
+def run_lite_job(job, device, transport, artifact, *, telemetry=True, root=""):
+    """One paddle-lite job through the one job path (lab/runtimes/base.execute)."""
+    ctx = JobContext(job=job, device=device, transport=transport, artifact=artifact,
+                     backend=BACKENDS[job.backend], telemetry_root=root)
+    return execute(lite_rt.PaddleLite(), ctx, telemetry=telemetry)
+
+
 @pytest.fixture(autouse=True)
 def _clear_tool_cache():
-    lite_exec._TOOL_CACHE.clear()
+    lite_rt._TOOL_CACHE.clear()
 
 
 def test_arm_raw_model_converted_in_process(kirin, tmp_path):
@@ -79,7 +88,7 @@ def test_arm_raw_model_converted_in_process(kirin, tmp_path):
     dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path)), power_mode="big")
     t = ADBTransport(dev)
     try:
-        m = lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
+        m = run_lite_job(job("paddle-lite-arm"), dev, t, art)
     finally:
         t.close()
     assert m.source == "benchmark_bin" and m.n_samples == 3 and len(m.samples) == 3
@@ -88,7 +97,7 @@ def test_arm_raw_model_converted_in_process(kirin, tmp_path):
     assert m.p90_ms is None and m.p99_ms is None and m.converged is None
     assert m.load_ms and m.first_ms and m.first_ms > m.min_ms
     assert m.peak_rss_mb == 61.25  # v2.12 memory profile detected from --help
-    assert lite_exec.MINMAX_NOTE in m.notes
+    assert lite_rt.MINMAX_NOTE in m.notes
     assert any("converted in-process" in n for n in m.notes)
     cmd = m.provenance["commands"][0]
     assert "--model_file=/data/local/tmp/hwlab/models/mnv1-" in cmd and "--backend=arm" in cmd
@@ -103,7 +112,7 @@ def test_arm_raw_model_converted_in_process(kirin, tmp_path):
 
 def test_kirin_npu_with_nb_pushes_libs_and_caches(kirin, tmp_path):
     art = make_artifact(tmp_path)
-    nb = lite_exec.nb_path(art, "kirin-npu")
+    nb = lite_rt.nb_path(art, "kirin-npu")
     nb.parent.mkdir(parents=True)
     nb.write_bytes(b"naive buffer for kirin")
     libs = make_libs(tmp_path, "huawei_kirin_npu")
@@ -111,9 +120,9 @@ def test_kirin_npu_with_nb_pushes_libs_and_caches(kirin, tmp_path):
                      nnadapter_libs={"huawei_kirin_npu": str(libs)})
     t = ADBTransport(dev)
     try:
-        m = lite_exec.run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
+        m = run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
         pushes_after_first = len(kirin.stats.pushes)
-        m2 = lite_exec.run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
+        m2 = run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
     finally:
         t.close()
     cmd = m.provenance["commands"][0]
@@ -135,7 +144,7 @@ def test_missing_hal_library_fails_with_reason(kirin, tmp_path):
     t = ADBTransport(dev)
     try:
         with pytest.raises(RunnerError, match="libhuawei_kirin_npu.so"):
-            lite_exec.run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
+            run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
     finally:
         t.close()
 
@@ -145,14 +154,14 @@ def test_config_errors(kirin, tmp_path):
     t = ADBTransport(adb_device(kirin))
     try:
         with pytest.raises(ConfigError, match="benchmark_bin"):
-            lite_exec.run_lite_job(job("paddle-lite-arm"), adb_device(kirin), t, art)
+            run_lite_job(job("paddle-lite-arm"), adb_device(kirin), t, art)
         dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path)))
         with pytest.raises(ConfigError, match="nnadapter_libs"):
-            lite_exec.run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
+            run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
         rk = adb_device(kirin, benchmark_bin=str(dev.benchmark_bin),
                         nnadapter_libs={"rockchip_npu": str(make_libs(tmp_path, "rockchip_npu"))})
         with pytest.raises(ConfigError, match="fully-quantised int8"):
-            lite_exec.run_lite_job(job("paddle-lite-rockchip-npu", precision="int8"), rk, t, art)
+            run_lite_job(job("paddle-lite-rockchip-npu", precision="int8"), rk, t, art)
     finally:
         t.close()
 
@@ -162,7 +171,7 @@ def test_v2_11_memory_unavailable_and_few_trials(kirin, tmp_path):
     dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path, "v2.11")))
     t = ADBTransport(dev)
     try:
-        m = lite_exec.run_lite_job(job("paddle-lite-arm", trials=2), dev, t, art)
+        m = run_lite_job(job("paddle-lite-arm", trials=2), dev, t, art)
     finally:
         t.close()
     assert m.peak_rss_mb is None
@@ -177,7 +186,7 @@ def test_usage_output_is_a_failed_job(kirin, tmp_path):
     t = ADBTransport(dev)
     try:
         with pytest.raises(RunnerError, match="usage.*Must set --backend"):
-            lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
+            run_lite_job(job("paddle-lite-arm"), dev, t, art)
     finally:
         t.close()
 
@@ -194,7 +203,7 @@ CRASH_AT_EXIT = ('    if memory and FLAVOUR != "v2.11":\n        sys.stdout.writ
 
 def kirin_npu_setup(kirin, tmp_path, patch=None):
     art = make_artifact(tmp_path)
-    nb = lite_exec.nb_path(art, "kirin-npu")
+    nb = lite_rt.nb_path(art, "kirin-npu")
     nb.parent.mkdir(parents=True)
     nb.write_bytes(b"naive buffer for kirin")
     libs = make_libs(tmp_path, "huawei_kirin_npu")
@@ -208,9 +217,9 @@ def test_npu_not_used_is_a_failed_job_not_an_aipu_figure(kirin, tmp_path):
     t = ADBTransport(dev)
     try:
         with pytest.raises(RunnerError, match=r"huawei_kirin_npu was not used.*No avaliable device"):
-            lite_exec.run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
+            run_lite_job(job("paddle-lite-kirin-npu"), dev, t, art)
         # the same fallback text on a CPU backend is not an error (no NPU was asked for)
-        m = lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
+        m = run_lite_job(job("paddle-lite-arm"), dev, t, art)
     finally:
         t.close()
     assert m.mean_ms is not None
@@ -234,7 +243,7 @@ def test_nonzero_exit_after_perf_info_is_a_failed_job(kirin, tmp_path):
     t = ADBTransport(dev)
     try:
         with pytest.raises(RunnerError, match=r"exited 139.*Segmentation fault"):
-            lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
+            run_lite_job(job("paddle-lite-arm"), dev, t, art)
     finally:
         t.close()
 
@@ -242,15 +251,12 @@ def test_nonzero_exit_after_perf_info_is_a_failed_job(kirin, tmp_path):
 def test_lite_job_gets_battery_power_from_the_phone_sampler(kirin, tmp_path, monkeypatch):
     # the Kirin double's battery: current_now -350000 µA x voltage_now 4.012 V = 1.4042 W, flat.
     # The double rewrites /sys only in command text, so the sampler is pointed at the sandbox.
-    import functools
-    monkeypatch.setattr(lite_exec, "_telemetry_session",
-                        functools.partial(lite_exec._telemetry_session, root=str(kirin.root)))
     art = make_artifact(tmp_path)
     dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path)))
     t = ADBTransport(dev)
     try:
-        m = lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art)
-        off = lite_exec.run_lite_job(job("paddle-lite-arm"), dev, t, art, telemetry=False)
+        m = run_lite_job(job("paddle-lite-arm"), dev, t, art, root=str(kirin.root))
+        off = run_lite_job(job("paddle-lite-arm"), dev, t, art, telemetry=False, root=str(kirin.root))
     finally:
         t.close()
     assert m.power_w == pytest.approx(0.35 * 4.012), m.power_note
@@ -264,16 +270,13 @@ def test_lite_job_gets_battery_power_from_the_phone_sampler(kirin, tmp_path, mon
 
 
 def test_lite_job_without_power_sensor_says_why(kirin, tmp_path, monkeypatch):
-    import functools
     import shutil
     shutil.rmtree(kirin.root / "sys/class/power_supply")
-    monkeypatch.setattr(lite_exec, "_telemetry_session",
-                        functools.partial(lite_exec._telemetry_session, root=str(kirin.root)))
     art = make_artifact(tmp_path)
     dev = adb_device(kirin, benchmark_bin=str(make_bin(tmp_path)))
     t = ADBTransport(dev)
     try:
-        m = lite_exec.run_lite_job(job("paddle-lite-arm", trials=1), dev, t, art)
+        m = run_lite_job(job("paddle-lite-arm", trials=1), dev, t, art, root=str(kirin.root))
     finally:
         t.close()
     assert m.power_w is None and m.power_note.startswith("power unavailable")

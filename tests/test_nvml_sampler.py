@@ -179,8 +179,8 @@ def test_empty_pid_file_is_said_once(tmp_path):
 
 
 def test_runner_gpu_memory_is_not_replaced_by_telemetry():
-    """lab/execute.py measurement_from_docs: NVML's figure may sum every process on a shared GPU."""
-    from lab.execute import measurement_from_docs
+    """lab/runtimes/json_runner.py measurement_from_docs: NVML's figure may sum every process on a shared GPU."""
+    from lab.runtimes.json_runner import measurement_from_docs
     from lab.records import Job, Protocol
     job = Job("j1", "c", "gpu-server", "h200", "m", "", "paddle-inference-gpu", "gpu", "fp32", 1,
               protocol=Protocol())

@@ -11,8 +11,10 @@ import pytest
 from lab.cli import main
 from lab.records import Job, Measurement, Protocol
 from lab.report import build_report, render_html, write_report
-from lab.report.render import bootstrap_ratio, cpu_vs_aipu, decode_embedded, pareto_front
+from lab import stats
+from lab.report.render import cpu_vs_aipu, decode_embedded
 from lab.store import Store
+from lab.tradeoffs import pareto_front
 
 XSS_DEVICE = "<script>alert(1)</script>"
 XSS_MODEL = '"><img onerror=alert(1) src=x>'
@@ -95,17 +97,17 @@ def test_unknown_power_is_na_with_reason_never_zero(store):
 
 
 def test_cpu_vs_aipu_break_even(store):
-    pairs = cpu_vs_aipu(store.results_rows(["demo"]))
+    pairs = cpu_vs_aipu(store.results(["demo"]))
     (p,) = pairs
     assert p.device == "phone" and p.model == "mobilenet_v1"
-    assert p.speedup == pytest.approx(p.cpu["p50_ms"] / p.aipu["p50_ms"])
+    assert p.speedup == pytest.approx(p.cpu.p50_ms / p.aipu.p50_ms)
     # AIPU: 900 + 15 cold, CPU: 120 + 90 cold; caught up after (915-210)/(cpu-aipu) steady runs
-    expected = 1 + -(-(p.cold_aipu_ms - p.cold_cpu_ms) // (p.cpu["p50_ms"] - p.aipu["p50_ms"]))
-    assert p.break_even == int(expected)
+    expected = 1 + -(-(p.cold_aipu_ms - p.cold_cpu_ms) // (p.cpu.p50_ms - p.aipu.p50_ms))
+    assert p.break_even == int(expected) and p.verdict.startswith(f"AIPU ahead from inference #{expected:,.0f}")
     total = lambda cold, per, n: cold + (n - 1) * per  # noqa: E731
     n = p.break_even
-    assert total(p.cold_aipu_ms, p.aipu["p50_ms"], n) <= total(p.cold_cpu_ms, p.cpu["p50_ms"], n)
-    assert total(p.cold_aipu_ms, p.aipu["p50_ms"], n - 1) > total(p.cold_cpu_ms, p.cpu["p50_ms"], n - 1)
+    assert total(p.cold_aipu_ms, p.aipu.p50_ms, n) <= total(p.cold_cpu_ms, p.cpu.p50_ms, n)
+    assert total(p.cold_aipu_ms, p.aipu.p50_ms, n - 1) > total(p.cold_cpu_ms, p.cpu.p50_ms, n - 1)
 
 
 def test_cpu_only_campaign_says_why_no_aipu(tmp_path):
@@ -142,21 +144,22 @@ def test_baseline_flags_a_regression(tmp_path):
     fill(s, "new", [(dict(device="local", model="a"), 12.0, {}), (dict(device="local", model="b"), 10.0, {})],
          seed=2)
     rep = build_report(s, ["new"], baseline="base")
-    deltas = {d.row["model"]: d for d in rep.sections["baseline"]["deltas"]}
+    deltas = {d.row.model: d for d in rep.sections["baseline"]["deltas"]}
     assert deltas["a"].status == "regression" and deltas["a"].ratio == pytest.approx(1.2, rel=0.03)
     assert deltas["b"].status == "unchanged" and deltas["b"].significant is False
     page = render_html(rep)
     assert '<tr class="regression">' in page
 
 
-def test_bootstrap_ratio_same_data_and_shift():
-    rng = random.Random(3)
-    a = [[10 + rng.gauss(0, 0.3) for _ in range(50)] for _ in range(3)]
-    point, lo, hi = bootstrap_ratio(a, a, resamples=300)
-    assert point == 1.0 and lo <= 1.0 <= hi
-    slower = [[x * 1.2 for x in t] for t in a]
-    point, lo, hi = bootstrap_ratio(slower, a, resamples=300)
-    assert point == pytest.approx(1.2) and 1.1 < lo < point < hi < 1.3
+def test_baseline_change_is_stats_compare_of_the_raw_samples(tmp_path):
+    """The page's ratio, CI and verdict are lab.stats.compare(baseline, current), nothing else."""
+    s = Store(tmp_path / "b.sqlite")
+    base_jobs = fill(s, "base", [(dict(device="local", model="a"), 10.0, {})])
+    new_jobs = fill(s, "new", [(dict(device="local", model="a"), 12.0, {})], seed=2)
+    (d,) = build_report(s, ["new"], baseline="base").sections["baseline"]["deltas"]
+    c = stats.compare(s.samples(base_jobs[0].job_id), s.samples(new_jobs[0].job_id))
+    assert (d.ratio, d.ci_low, d.ci_high, d.significant) == (c.ratio, c.ratio_ci_low, c.ratio_ci_high, True)
+    assert d.ci_low > 1.0 and d.status == "regression" and d.method == "lab.stats.compare: " + c.method
 
 
 def test_cli_writes_default_path_and_rejects_unknown_campaign(store, tmp_path, monkeypatch, capsys):

@@ -271,7 +271,7 @@ def test_report_renders_in_chromium(browser, tmp_path):
     rep = build_report(store, ["demo"], baseline="before", profiles=["mobile-app"])
     page = tmp_path / "index.html"
     page.write_text(render_html(rep), encoding="utf-8")
-    n_samples = sum(r["n_samples"] for r in rep.rows)
+    n_samples = sum(r.n_samples for r in rep.rows)
 
     s = browser.open(page.as_uri())
     _check_clean(browser)

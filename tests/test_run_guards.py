@@ -54,11 +54,11 @@ def test_second_run_on_a_locked_device_is_refused(tmp_path):
 
 
 def test_resume_of_a_changed_campaign_is_refused(tmp_path):
-    from lab.commands.run import _run_planned
+    from lab.orchestrate import Prepared, run_prepared
+    from lab.scheduler import SchedulerOptions
     from lab.campaign import load_campaign, plan_jobs
     from lab.records import Device, Measurement
     from lab.store import Store
-    import argparse
     camp = tmp_path / "c.yaml"
     camp.write_text("name: ch\ndevices: [local]\nmodels: [m]\nbackends: [paddle-inference-cpu]\n"
                     "protocol: {trials: 3}\n")
@@ -71,6 +71,6 @@ def test_resume_of_a_changed_campaign_is_refused(tmp_path):
     store.close()
     camp.write_text(camp.read_text().replace("trials: 3", "trials: 5"))
     changed, _ = plan_jobs(load_campaign(camp), devices, lambda m: "sha")
-    args = argparse.Namespace(store=str(tmp_path / "s.sqlite"), fresh=False, resume=True)
+    prep = Prepared(devices, load_campaign(camp), changed, [])
     with pytest.raises(ConfigError, match="changed since it was stored: 1 stored jobs are not in the new plan"):
-        _run_planned(args, devices, load_campaign(camp), changed)
+        run_prepared(prep, tmp_path / "s.sqlite", SchedulerOptions(progress=False), mode="resume")

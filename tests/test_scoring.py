@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from lab.catalog import Figure, load_catalog
 from lab.cli import main
 from lab.errors import ConfigError
-from lab.scoring import (CRITERIA, Constraint, amortised_usd, dominates, load_profiles, log_down,
+from lab.records import ResultRow
+from lab.scoring import (CRITERIA, Constraint, amortised_usd, load_profiles, log_down,
                          log_up, score_chip, score_chips)
+from lab.tradeoffs import dominates
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,11 +94,10 @@ def small(tmp_path):
 
 
 def row(chip="a", model="m1", p50=10.0, **kw):
-    r = {"chip": chip, "model": model, "status": "ok", "p50_ms": p50, "precision": "int8",
-         "processor": "aipu", "backend": "paddle-lite-rockchip-npu", "batch": 1,
-         "energy_mj_per_inf": None, "energy_net_mj_per_inf": None}
+    r = dict(job_id="j", campaign="c", device="d", chip=chip, model=model, status="ok", p50_ms=p50,
+             precision="int8", processor="aipu", backend="paddle-lite-rockchip-npu", threads=1, batch=1)
     r.update(kw)
-    return r
+    return ResultRow(**r)
 
 
 def test_normalisations():

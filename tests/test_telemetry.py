@@ -257,16 +257,76 @@ def test_parser_skips_malformed_lines_and_keeps_unreadable_as_none():
     assert "2 malformed" in tr.notes[0] or "3 malformed" in tr.notes[0]
 
 
-def test_cooldown_is_bounded_and_returns_when_cool():
-    clock = [0.0]
-    temps = iter([60, 55, 50, 45.5, 44])
-    ok, waited, last = T.wait_for_cooldown(lambda: next(temps), 44.0, 2.0, 100,
-                                           poll_s=5, sleep=lambda s: clock.__setitem__(0, clock[0] + s),
-                                           clock=lambda: clock[0])
-    assert ok and last == 45.5 and waited == 15
-    clock[0] = 0.0
-    ok, waited, last = T.wait_for_cooldown(lambda: 70.0, 44.0, 2.0, 12, poll_s=5,
-                                           sleep=lambda s: clock.__setitem__(0, clock[0] + s),
-                                           clock=lambda: clock[0])
-    assert not ok and waited == 12 and last == 70.0
-    assert T.wait_for_cooldown(lambda: None, 44.0)[0] is False
+class FakeClock:
+    """Time that moves only when the code under test sleeps (the decisions are pure)."""
+
+    def __init__(self, interrupt_at: float | None = None):
+        self.now, self.sleeps, self.interrupt_at = 0.0, [], interrupt_at
+
+    def sleep(self, s):
+        self.sleeps.append(s)
+        self.now += s
+        return self.interrupt_at is not None and self.now >= self.interrupt_at
+
+    def clock(self):
+        return self.now
+
+
+def test_cooldown_step_decisions():
+    assert T.cooldown_step(46.0, 46.0, 0.0, 10.0) == "cooled"  # at the target counts
+    assert T.cooldown_step(46.1, 46.0, 9.9, 10.0) == "wait"
+    assert T.cooldown_step(46.1, 46.0, 10.0, 10.0) == "bound"
+    assert T.cooldown_step(30.0, 46.0, 99.0, 10.0) == "cooled"  # cooled wins over the bound
+
+
+def test_cooldown_returns_when_cool_and_records_what_was_waited():
+    c = FakeClock()
+    temps = iter([60.0, 55.0, 50.0, 45.5, 44.0])
+    r = T.wait_for_cooldown(lambda: next(temps), 44.0, 100, sleep=c.sleep, clock=c.clock,
+                            poll_s=5)
+    assert (r.outcome, r.waited_s, r.start_c, r.end_c, r.target_c) == ("cooled", 15, 60.0, 45.5, 46.0)
+    d = r.as_dict()
+    assert d["waited_s"] == 15 and d["baseline_c"] == 44.0 and "60.0 -> 45.5" in d["note"]
+
+
+def test_cooldown_is_bounded_when_the_device_stays_hot():
+    c = FakeClock()
+    r = T.wait_for_cooldown(lambda: 70.0, 44.0, 12, sleep=c.sleep, clock=c.clock, poll_s=5)
+    assert r.outcome == "bound" and r.waited_s == 12 and c.sleeps == [5, 5, 2]
+    assert "bound of 12 s hit" in r.note() and "70.0 -> 70.0" in r.note()
+
+
+def test_cooldown_without_sensors_is_the_fixed_sleep_with_the_reason():
+    c = FakeClock()
+    r = T.wait_for_cooldown(lambda: None, 44.0, 30, sleep=c.sleep, clock=c.clock)
+    assert r.outcome == "fixed" and r.waited_s == 30 and c.sleeps == [30]
+    assert r.note() == "cooldown: no thermal zone readable now: fixed sleep of 30.0 s"
+    c = FakeClock()
+    r = T.wait_for_cooldown(lambda: 50.0, None, 30, sleep=c.sleep, clock=c.clock)
+    assert r.outcome == "fixed" and r.waited_s == 30 and "before the device's first job" in r.reason
+    # a sensor that goes away mid-wait: the rest of the bound is slept, the readings kept
+    c = FakeClock()
+    temps = iter([60.0, None])
+    r = T.wait_for_cooldown(lambda: next(temps), 44.0, 30, sleep=c.sleep, clock=c.clock, poll_s=2)
+    assert r.outcome == "fixed" and r.waited_s == 30 and r.start_c == 60.0 and c.sleeps == [2, 28]
+
+
+def test_cooldown_stops_when_interrupted():
+    c = FakeClock(interrupt_at=4)
+    r = T.wait_for_cooldown(lambda: 70.0, 44.0, 100, sleep=c.sleep, clock=c.clock, poll_s=2)
+    assert r.outcome == "interrupted" and r.waited_s == 4
+
+
+def test_thermal_zone_lines_parse_to_soc_celsius():
+    text = ("thermal_zone0 41000 soc-thermal\nthermal_zone1 38500 battery\n"
+            "thermal_zone2 -273150 disabled\nthermal_zone3 55250 cpu big cluster\n"
+            "thermal_zone4 oops gpu\nthermal_zone5 47000 charger-therm\n\n")
+    zones = T.parse_thermal_zones(text)
+    assert zones == {"thermal_zone0": 41.0, "thermal_zone3": 55.25}
+    assert T.hottest_c(zones) == 55.25 and T.hottest_c({}) is None
+
+
+def test_iso_parsing():
+    assert T.iso_epoch("1970-01-01T00:00:01.5Z") == (1.5, True)
+    assert T.iso_epoch("1970-01-01T00:00:01Z") == (1.0, False)
+    assert T.iso_epoch("nope") is None

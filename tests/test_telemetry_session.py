@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lab import telemetry as T
+from lab import telemetry_session as S
 from lab.records import Device
 from lab.transport.local import LocalTransport
 
@@ -20,7 +21,7 @@ def transport(tmp_path):
 
 def test_session_on_fake_phone_gives_power_and_energy(tmp_path):
     tp = transport(tmp_path)
-    sess = T.TelemetrySession(idle_s=0.3, root=str(TREES / "kirin_phone"))
+    sess = S.TelemetrySession(idle_s=0.3, root=str(TREES / "kirin_phone"))
     sess.start(tp, tp.workdir, rate_hz=20)
     assert sess.started and sess.has_power
     a = sess.mark("trial-start")
@@ -46,7 +47,7 @@ def test_session_on_fake_phone_gives_power_and_energy(tmp_path):
 
 def test_session_fallback_window_from_end_mark(tmp_path):
     tp = transport(tmp_path)
-    sess = T.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
+    sess = S.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
     sess.start(tp, tp.workdir)
     sess.mark("trial-start")
     time.sleep(0.5)
@@ -61,7 +62,7 @@ def test_session_fallback_window_from_end_mark(tmp_path):
 
 def test_session_on_this_machine_says_unavailable(tmp_path):
     tp = transport(tmp_path)
-    sess = T.TelemetrySession(idle_s=10)  # no power sensor here: must not wait 10 s
+    sess = S.TelemetrySession(idle_s=10)  # no power sensor here: must not wait 10 s
     t0 = time.monotonic()
     sess.start(tp, tp.workdir)
     assert time.monotonic() - t0 < 8
@@ -80,16 +81,10 @@ def test_start_failure_never_raises(tmp_path):
         def push(self, *a):
             raise OSError("disk full")
 
-    sess = T.TelemetrySession(idle_s=0)
+    sess = S.TelemetrySession(idle_s=0)
     sess.start(Broken(), "/nonexistent")
     res = sess.stop_and_collect(Broken(), tmp_path)
     assert res.power_w is None and "disk full" in res.power_note
-
-
-def test_iso_parsing():
-    assert T._iso_epoch("1970-01-01T00:00:01.5Z") == (1.5, True)
-    assert T._iso_epoch("1970-01-01T00:00:01Z") == (1.0, False)
-    assert T._iso_epoch("nope") is None
 
 
 def test_job_kwarg_and_whole_job_fallback_as_execute_calls_it(tmp_path):
@@ -98,7 +93,7 @@ def test_job_kwarg_and_whole_job_fallback_as_execute_calls_it(tmp_path):
     job = Job("j1", "c", "local", "chip", "m", "", "paddle-inference-cpu", "cpu", "fp32", 1,
               protocol=Protocol(idle_baseline_s=0.2))
     tp = transport(tmp_path)
-    sess = T.TelemetrySession(job=job, root=str(TREES / "x86_rapl"))
+    sess = S.TelemetrySession(job=job, root=str(TREES / "x86_rapl"))
     assert sess.idle_s == 0.2 and sess.nvml is False
     sess.start(tp, tp.workdir, job.protocol.sample_hz)
     time.sleep(0.3)
@@ -118,10 +113,10 @@ def _sampler_running(trace: str) -> bool:
 def test_stale_sampler_of_a_killed_orchestrator_is_stopped_by_the_next_session(tmp_path):
     """kill -9 of `lab run` leaves the device's sampler running; the next job's session stops it."""
     tp = transport(tmp_path)
-    stale = T.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
+    stale = S.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
     stale.start(tp, tp.workdir)  # ... and never stop_and_collect: the orchestrator "died"
     assert _sampler_running(stale.trace)
-    fresh = T.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
+    fresh = S.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"))
     fresh.start(tp, tp.workdir)
     deadline = time.monotonic() + 10
     while _sampler_running(stale.trace) and time.monotonic() < deadline:
@@ -133,5 +128,48 @@ def test_stale_sampler_of_a_killed_orchestrator_is_stopped_by_the_next_session(t
 
 def test_sampler_life_is_bounded_by_the_job_protocol():
     from lab.records import Protocol
-    sess = T.TelemetrySession(protocol=Protocol(trials=3, timeout_s=60.0, idle_baseline_s=10.0))
+    sess = S.TelemetrySession(protocol=Protocol(trials=3, timeout_s=60.0, idle_baseline_s=10.0))
     assert sess.max_s == 10.0 + 120.0 + 3 * 90.0
+
+
+def test_sampler_life_without_a_protocol_is_the_default_protocols():
+    from lab.records import Protocol
+    sess = S.TelemetrySession(idle_s=0.0)
+    assert sess.max_s == S.sampler_life_s(Protocol(), 0.0) == 120.0 + 3 * (600.0 + 30.0)
+    assert S.TelemetrySession(idle_s=0.0, max_s=5).max_s == 5.0
+
+
+def test_registry_abort_stops_the_samplers_of_running_sessions(tmp_path):
+    """What the scheduler's Ctrl-C does: every session still running gets its stop file."""
+    tp = transport(tmp_path)
+    reg = S.SessionRegistry()
+    sess = S.TelemetrySession(idle_s=0.0, root=str(TREES / "rk1808_board"), registry=reg)
+    sess.start(tp, tp.workdir)
+    assert sess in reg and sess not in S.ACTIVE_SESSIONS and _sampler_running(sess.trace)
+    assert reg.abort_all() == 1 and len(reg) == 0
+    deadline = time.monotonic() + 10
+    while _sampler_running(sess.trace) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _sampler_running(sess.trace)
+    res = sess.stop_and_collect(tp, tmp_path / "local")  # still collects what was sampled
+    assert res.power_source.startswith("ina226")
+
+
+def fake_zones(root: Path, zones: dict[str, tuple[str, str]]) -> None:
+    for name, (ztype, temp) in zones.items():
+        z = root / "sys" / "class" / "thermal" / name
+        z.mkdir(parents=True, exist_ok=True)
+        (z / "type").write_text(ztype + "\n")
+        (z / "temp").write_text(temp + "\n")
+
+
+def test_read_hottest_zone_over_the_local_transport(tmp_path):
+    tp = transport(tmp_path)
+    root = tmp_path / "sysfs"
+    fake_zones(root, {"thermal_zone0": ("soc-thermal", "41000"),
+                      "thermal_zone1": ("battery", "52000"),
+                      "thermal_zone2": ("gpu thermal", "47500")})
+    assert S.read_hottest_c(tp, str(root)) == 47.5
+    assert S.read_hottest_c(tp, str(TREES / "kirin_phone")) == 41.0
+    assert S.read_hottest_c(tp, str(tmp_path / "nothing")) is None  # no zones: None, not 0
+    assert S.read_hottest_c(object()) is None  # a handle that cannot run commands (Ray)

@@ -45,7 +45,7 @@ def register(sub) -> None:
 
 def cmd_advise(args) -> int:
     from ..advice_rules import Options
-    from ..advisor import advise, advise_campaign, measure, render_text
+    from ..advisor import advise, advise_campaign, render_text
     from ..errors import ConfigError
 
     if args.campaign and (args.model or args.device or args.measure):
@@ -63,9 +63,10 @@ def cmd_advise(args) -> int:
     else:
         job_ids = None
         if args.measure:  # the verdict quotes exactly the jobs just measured, nothing older
-            name, job_ids = measure(args.model, args.device, store_path=args.store,
-                              devices_path=args.devices, models_root=args.models_root,
-                              log=lambda m: print(m, file=sys.stderr))
+            from ..orchestrate import measure_for_advice
+            name, job_ids = measure_for_advice(args.model, args.device, store_path=args.store,
+                                               devices_path=args.devices, models_root=args.models_root,
+                                               log=lambda m: print(m, file=sys.stderr))
             print(f"measured: campaign {name!r} in {args.store}", file=sys.stderr)
         answers = [advise(args.model, args.device, options=opts, store_path=args.store,
                           devices_path=args.devices, models_root=args.models_root,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..inventory import load_devices
-from ..ray_engine import RAY_MISSING, device_resource, node_resources, resources_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,11 +55,13 @@ def ray_binary() -> str:
     here = Path(sys.executable).with_name("ray")
     found = str(here) if here.exists() else shutil.which("ray")
     if not found:
+        from ..ray_engine import RAY_MISSING
         raise ConfigError(RAY_MISSING)
     return found
 
 
 def start_command(args, resources: dict[str, float]) -> list[str]:
+    from ..ray_engine import resources_json
     cmd = [ray_binary(), "start"]
     if args.address:
         cmd += ["--address", args.address]
@@ -102,6 +103,7 @@ def cmd_start(args) -> int:
                 print(f"not advertised: {r.device}: {r.error}", file=sys.stderr)
         ok = {r.device for r in reports if r.reachable}
         chosen = [d for d in chosen if d.id in ok]
+    from ..ray_engine import device_resource, node_resources  # Ray only when used
     resources = node_resources(chosen)
     for d in chosen:
         print(f"advertising {d.id} as {device_resource(d.id)}", file=sys.stderr)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from ..errors import ConfigError
+from ..records import ResultRow
 from ..store import Store
 
 
@@ -25,48 +26,49 @@ def register(sub) -> None:
     imp.set_defaults(func=cmd_import)
 
 
-TABLE_COLUMNS = {  # header -> how to show one row
-    "campaign": lambda r: r["campaign"], "device": lambda r: r["device"], "model": lambda r: r["model"],
-    "backend": lambda r: r["backend"], "prec": lambda r: r["precision"], "thr": lambda r: _fmt(r["threads"]),
-    "batch": lambda r: _fmt(r["batch"]),
-    "options": lambda r: " ".join(f"{k}={_fmt(v)}" for k, v in sorted((r.get("options") or {}).items())) or "-",
-    "status": lambda r: r["status"],
-    "p50 ms [95% CI]": lambda r: (f"{_fmt(r['p50_ms'])} [{_fmt(r['ci_low_ms'])}-{_fmt(r['ci_high_ms'])}]"
-                                  if r["ci_low_ms"] is not None else _fmt(r["p50_ms"] or r["mean_ms"])),
-    "p90 ms": lambda r: _fmt(r["p90_ms"]), "load ms": lambda r: _fmt(r["load_ms"]),
-    "first ms": lambda r: _fmt(r["first_ms"]), "RSS MB": lambda r: _fmt(r["peak_rss_mb"]),
-    "n": lambda r: _fmt(r["n_samples"]), "conv": lambda r: _fmt(r["converged"]),
-    "power W": lambda r: _fmt(r["power_w"]), "mJ/inf": lambda r: _fmt(r["energy_mj_per_inf"]),
+TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
+    "campaign": lambda r: r.campaign, "device": lambda r: r.device, "model": lambda r: r.model,
+    "backend": lambda r: r.backend, "prec": lambda r: r.precision, "thr": lambda r: _fmt(r.threads),
+    "batch": lambda r: _fmt(r.batch),
+    "options": lambda r: " ".join(f"{k}={_fmt(v)}" for k, v in sorted(r.options.items())) or "-",
+    "status": lambda r: r.status,
+    "p50 ms [95% CI]": lambda r: (f"{_fmt(r.p50_ms)} [{_fmt(r.ci_low_ms)}-{_fmt(r.ci_high_ms)}]"
+                                  if r.ci_low_ms is not None else _fmt(r.p50_ms or r.mean_ms)),
+    "p90 ms": lambda r: _fmt(r.p90_ms), "load ms": lambda r: _fmt(r.load_ms),
+    "first ms": lambda r: _fmt(r.first_ms), "RSS MB": lambda r: _fmt(r.peak_rss_mb),
+    "n": lambda r: _fmt(r.n_samples), "conv": lambda r: _fmt(r.converged),
+    "power W": lambda r: _fmt(r.power_w), "mJ/inf": lambda r: _fmt(r.energy_mj_per_inf),
 }
 
 
 def cmd_results(args) -> int:
     store = Store(args.store, create=False)
     try:
-        rows = store.results_rows(args.campaign)
+        rows = store.results(args.campaign)
     finally:
         store.close()
     if args.campaign:
-        known = {r["campaign"] for r in rows}
+        known = {r.campaign for r in rows}
         missing = [c for c in args.campaign if c not in known]
         if missing:
             raise ConfigError(f"no campaign named {missing[0]!r} in {args.store}",
                               fix="see `lab results` for the stored campaigns")
     if args.status:
-        rows = [r for r in rows if r["status"] == args.status]
+        rows = [r for r in rows if r.status == args.status]
         if not rows and args.format == "table":
             print(f"no {args.status} jobs" + (f" in campaign {', '.join(args.campaign)}" if args.campaign else ""))
             return 0
     if args.format == "json":
-        json.dump(rows, sys.stdout, indent=1, default=str)
+        json.dump([r.to_json() for r in rows], sys.stdout, indent=1, default=str)
         sys.stdout.write("\n")
     elif args.format == "csv":
-        fields = list(rows[0]) if rows else []
+        docs = [r.to_json() for r in rows]
+        fields = list(docs[0]) if docs else []
         w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
-        for r in rows:
+        for d in docs:
             w.writerow({k: ("" if v is None else json.dumps(v, sort_keys=True) if k == "options" else v)
-                        for k, v in r.items()})
+                        for k, v in d.items()})
     else:
         _print_table(rows)
     return 0
@@ -82,7 +84,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _print_table(rows: list[dict]) -> None:
+def _print_table(rows: list[ResultRow]) -> None:
     if not rows:
         print("no results stored yet (run `lab run campaigns/demo.yaml`)")
         return
@@ -99,9 +101,9 @@ def _print_table(rows: list[dict]) -> None:
         print("\t".join(TABLE_COLUMNS))
         for r in rows:
             print("\t".join(show(r) for show in TABLE_COLUMNS.values()))
-    failed = [r for r in rows if r["status"] == "failed"]
+    failed = [r for r in rows if r.status == "failed"]
     for r in failed[:20]:
-        print(f"failed {r['job_id']} {r['device']} {r['model']} {r['backend']}: {r['error']}")
+        print(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}")
 
 
 def cmd_import(args) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..catalog import load_catalog
 from ..errors import ConfigError
+from ..records import ResultRow
 from ..scoring import CRITERIA, ChipScore, load_model_flops, load_profiles, score_chips
 
 
@@ -30,7 +31,7 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def load_rows(store_path: str, campaigns: list[str] | None) -> tuple[list[dict], str]:
+def load_rows(store_path: str, campaigns: list[str] | None) -> tuple[list[ResultRow], str]:
     """Rows of the store (or none, with a note, when there is no store yet)."""
     if not Path(store_path).is_file():
         if campaigns:
@@ -46,10 +47,10 @@ def load_rows(store_path: str, campaigns: list[str] | None) -> tuple[list[dict],
             if missing:
                 raise ConfigError(f"campaign {missing[0]!r} not in {store_path}",
                                   fix="known: " + (", ".join(sorted(have)) or "none"))
-        rows = store.results_rows(campaigns)
+        rows = store.results(campaigns)
     finally:
         store.close()
-    ok = sum(1 for r in rows if r.get("status") == "ok")
+    ok = sum(1 for r in rows if r.ok)
     return rows, f"{ok} ok measurement rows from {store_path}" + (f" (campaigns {', '.join(campaigns)})" if campaigns else "")
 
 

@@ -4,7 +4,7 @@
 For ARM Linux boards that have paddlelite built for their Python (`--with_python=ON`): there is no
 aarch64 wheel and no CPython 3.11 wheel on PyPI (shared/reference/paddle.md §2.6), so on this lab's
 host the import fails and the runner reports that cleanly (ok=false, exit 3). Phones use
-benchmark_bin instead (lab/lite_exec.py).
+benchmark_bin instead (lab/runtimes/paddle_lite.py).
 
 Travels alone: standard library + numpy + paddlelite (both imported lazily), Python 3.7+.
 Writes the same JSON as pi_runner (schema ``hwlab.runner/1``, docs/architecture.md) to ``--out``

@@ -1,0 +1,193 @@
+"""Prepare and run campaigns: the one API behind `lab run`, `lab advise --measure` and Ray.
+
+Why one module: preparing a campaign (inventory, campaign file, model artifacts, plan) and the
+run / resume / fresh policy were written in the CLI and again in the advisor. Both now call this;
+the CLI only parses arguments and prints, and the advisor reads the store alone.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .campaign import CampaignSpec, Exclusion, load_campaign, plan_jobs
+from .errors import ConfigError
+from .inventory import find_device, load_devices
+from .records import Device, Job, Protocol
+from .scheduler import RunSummary, Scheduler, SchedulerOptions
+from .store import Store
+
+Log = Callable[[str], None]
+FINISHED = ("ok", "failed", "skipped")
+ADVISE_PROTOCOL = Protocol(warmup=3, warmup_seconds=0.2, min_iters=20, min_seconds=0.5,
+                           max_seconds=5.0, target_rel_ci=0.05, trials=2, timeout_s=300.0)
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+@dataclass
+class Prepared:
+    """A campaign ready to run: its devices, spec, planned jobs and what could not be planned."""
+
+    devices: list[Device]
+    spec: CampaignSpec
+    jobs: list[Job]
+    excluded: list[Exclusion]
+
+
+@dataclass
+class RunOutcome:
+    """What a run did: the scheduler's summary (None when nothing was left to do)."""
+
+    planned: int
+    already_done: int
+    summary: RunSummary | None
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.summary is None else self.summary.exit_code
+
+
+def ensure_artifact(model_id: str, root: str | Path, log: Log = _quiet):
+    """The built model; zoo models not built yet are built now (user models must exist)."""
+    from . import models
+    root = str(root)
+    try:
+        return models.load_artifact(model_id, root=root)
+    except ConfigError:
+        zoo = models.load_zoo(models.default_zoo_path(root))
+        if model_id not in zoo:
+            known = sorted(set(zoo) | {p.parent.name for p in Path(root).glob("*/meta.json")})
+            close = difflib.get_close_matches(model_id, known, n=1)
+            raise ConfigError(f"model {model_id!r} is neither built under {root}/ nor in the zoo",
+                              fix=(f"did you mean {close[0]!r}? " if close else "") +
+                              "register your own with `lab models add`") from None
+        if (Path(root) / model_id / "meta.json").exists():
+            raise  # a built model whose files went missing: say so, do not silently rebuild
+        log(f"building model {model_id!r} (first use) ...")
+        return models.build(model_id, out_root=root)
+
+
+def prepare(campaign_path: str | Path, devices_path: str | Path, models_root: str | Path = "models",
+            *, dry_run: bool = False, log: Log = _quiet) -> Prepared:
+    """Inventory + campaign + artifacts (built on demand) -> planned jobs.
+
+    Device mistakes are reported before any model is built; a disabled device is refused unless
+    this is a dry run (which only previews).
+    """
+    devices = load_devices(devices_path)
+    spec = load_campaign(campaign_path)
+    for dev_id in spec.devices:
+        d = find_device(devices, dev_id, where=f"{spec.path}: ")
+        if not d.enabled and dry_run:
+            log(f"note: device {dev_id!r} is disabled in {d.source}:{d.line}; planned for --dry-run only")
+        elif not d.enabled:
+            raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
+                              path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
+    hashes = {m: ensure_artifact(m, models_root, log).sha256 for m in spec.models}
+    jobs, excluded = plan_jobs(spec, devices, hashes.__getitem__)
+    return Prepared(devices, spec, jobs, excluded)
+
+
+def stored_status(store_path: str | Path, campaign: str) -> dict[str, str]:
+    """job id -> stored status for a campaign ({} when there is no store yet)."""
+    if not Path(store_path).is_file():
+        return {}
+    store = Store(store_path)
+    try:
+        return store.job_status(campaign)
+    finally:
+        store.close()
+
+
+def run_prepared(prep: Prepared, store_path: str | Path, options: SchedulerOptions, *,
+                 mode: str = "plain", engine: str = "local", address: str = "auto",
+                 log: Log = _quiet, interrupted_note: str | None = None,
+                 keep_stale: bool = False) -> RunOutcome:
+    """Store the plan and measure what is not done yet, under the run policy.
+
+    `mode`: "plain" refuses a campaign that already has finished jobs (nothing is duplicated
+    silently), "resume" runs only jobs not stored as ok, "fresh" deletes the campaign first. A
+    campaign whose stored jobs are not in the new plan (edited protocol, models, devices, rebuilt
+    model) is refused: resuming it would mix two experiments under one name (`keep_stale`: the
+    caller quotes only the jobs it planned, as `lab advise --measure` does, so older ones may stay).
+    """
+    if mode not in ("plain", "resume", "fresh"):
+        raise ValueError(f"unknown run mode {mode!r}")
+    spec, jobs = prep.spec, prep.jobs
+    store = Store(store_path)
+    try:
+        if mode == "fresh":
+            store.delete_campaign(spec.name)
+        status = store.job_status(spec.name)
+        finished = {k for k, v in status.items() if v in FINISHED}
+        if finished and mode == "plain":
+            raise ConfigError(f"campaign {spec.name!r} already has {len(finished)} finished jobs in "
+                              f"{store_path}", path=spec.path,
+                              fix="use --resume to finish it, or --fresh to measure everything again")
+        planned_ids = {j.job_id for j in jobs}
+        stale = [k for k in status if k not in planned_ids]
+        if stale and not keep_stale:
+            raise ConfigError(f"campaign {spec.name!r} changed since it was stored: {len(stale)} stored jobs "
+                              "are not in the new plan (edited protocol, models, devices or a rebuilt model)",
+                              path=spec.path, fix="use --fresh to measure it again as it is now, or give the "
+                              "changed campaign a new name")
+        store.save_campaign(spec.name, spec.to_dict())
+        store.plan_jobs(jobs)
+        todo = [j for j in jobs if status.get(j.job_id) != "ok"]
+        done = len(jobs) - len(todo)
+        log(f"campaign {spec.name!r}: {len(jobs)} jobs planned, {done} already done, {len(todo)} to run")
+        if not todo:
+            return RunOutcome(len(jobs), done, None)
+        try:
+            if engine == "ray":
+                from .ray_engine import run_with_ray
+                summary = run_with_ray(store, prep.devices, todo, options, address=address)
+            else:
+                summary = Scheduler(store, prep.devices, options).run(todo)
+        except KeyboardInterrupt:
+            store.reset_running(spec.name, interrupted_note or
+                                "interrupted: not measured; `lab run --resume` runs it")
+            raise
+        summary.already_done = done
+        return RunOutcome(len(jobs), done, summary)
+    finally:
+        store.close()
+
+
+def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
+                       devices_path: str | Path, models_root: str | Path = "models",
+                       scheduler_options: SchedulerOptions | None = None,
+                       protocol: Protocol | None = None, log: Log | None = None) -> tuple[str, list[str]]:
+    """`lab advise --measure`: a short campaign (every backend that applies to the device, fp32,
+    1 thread) run before the advisor reads the store. Returns (campaign name, job ids) so the
+    verdict quotes exactly these jobs."""
+    from .backends import BACKENDS
+    from .campaign import applicable
+    log = log or _quiet
+    devices = load_devices(devices_path)
+    dev = next((d for d in devices if d.id == device_id), None)
+    if dev is None:
+        raise ConfigError(f"--measure needs device {device_id!r} in the inventory {devices_path}",
+                          fix="add it to devices.yaml (imported-only devices cannot be measured)")
+    if not dev.enabled:
+        raise ConfigError(f"--measure: device {device_id!r} is disabled in {dev.source}:{dev.line}",
+                          fix="set 'enabled: true' or drop --measure")
+    art = ensure_artifact(model_id, models_root, log)
+    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None)
+    if not backends:
+        raise ConfigError(f"--measure: no backend applies to device {device_id!r}")
+    spec = CampaignSpec(name=f"advise-{model_id}-{device_id}", devices=(device_id,),
+                        models=(model_id,), backends=backends, threads=(1,), precisions=("fp32",),
+                        batch=(1,), options=(), protocol=protocol or ADVISE_PROTOCOL,
+                        description="lab advise --measure")
+    jobs, excluded = plan_jobs(spec, devices, lambda _m: art.sha256)
+    for ex in excluded:
+        log(f"not planned: {ex.backend}: {ex.reason}")
+    opts = scheduler_options or SchedulerOptions(progress=False, models_root=str(models_root))
+    run_prepared(Prepared(devices, spec, jobs, excluded), store_path, opts, mode="resume", log=log,
+                 keep_stale=True)
+    return spec.name, [j.job_id for j in jobs]

@@ -1,0 +1,20 @@
+"""Runtimes, registered by `Backend.runtime`: adding one is a module here and one entry below.
+
+See docs/architecture.md "How to add a runtime" and lab/runtimes/base.py for the contract.
+"""
+from __future__ import annotations
+
+from ..errors import ConfigError
+from .base import Runtime
+from .paddle_inference import PaddleInference
+from .paddle_lite import PaddleLite
+
+RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite())}
+
+
+def get_runtime(name: str) -> Runtime:
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise ConfigError(f"no runtime {name!r} is registered",
+                          fix="use one of " + ", ".join(sorted(RUNTIMES))) from None

@@ -1,0 +1,195 @@
+"""Runtimes whose travelling runner writes the lab's runner JSON (schema hwlab.runner/1).
+
+Why a layer of its own: Paddle Inference's pi_runner, the ONNX Runtime runner and the browser
+runner all speak the same document (docs/architecture.md "Runner JSON"), so reading it back,
+validating it and turning the trials into a Measurement are written here once. A JSON runtime
+only says which runner it pushes, which model files, and which runner arguments.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidMeasurement, RunnerError, excerpt
+from ..records import Job, Measurement
+from ..transport.base import RunResult, Transport, remote_join
+from .base import (JobContext, PreparedJob, Runtime, TrialResult, device_python, ensure_results_dir,
+                   median_or_none, push_model, push_runner)
+
+RUNNER_SCHEMA = "hwlab.runner/1"
+
+
+class JsonRunnerRuntime(Runtime):
+    """A runtime driven by a Python runner that writes one runner JSON per trial."""
+
+    runner_file: str = ""
+
+    def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
+        """The files to push (model first) and the sha256 the runner must report."""
+        raise NotImplementedError  # pragma: no cover - contract
+
+    def runner_args(self, ctx: JobContext, remote_files: list[str]) -> list[str]:
+        """Runner arguments after `python runner.py` (model paths, threads, protocol ...)."""
+        raise NotImplementedError  # pragma: no cover - contract
+
+    def prepare(self, ctx: JobContext) -> PreparedJob:
+        files, expect_sha = self.model_files(ctx)
+        runner_remote = push_runner(ctx.transport, self.runner_file)
+        remote = push_model(ctx.transport, ctx.artifact, files)
+        ensure_results_dir(ctx)
+        command = [device_python(ctx.device), runner_remote,
+                   *self.runner_args(ctx, [remote[f.name] for f in files])]
+        return PreparedJob(command=command, model_sha256=expect_sha)
+
+    def trial_command(self, ctx: JobContext, prepared: PreparedJob, trial: int, out_remote: str,
+                      session: Any | None) -> list[str]:
+        cmd = list(prepared.command) + ["--out", out_remote, "--seed", str(trial)]
+        if session is not None and session.nvml and session.started:
+            cmd += ["--pid-file", session.runner_pid_file]  # GPU memory of this runner, not all
+        return cmd
+
+    def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int,
+                  session: Any | None) -> TrialResult:
+        # a fresh name per attempt: a result left by an earlier, killed attempt is never read
+        out_remote = remote_join(ctx.results_dir, f"{ctx.job.job_id}-t{trial}-{uuid.uuid4().hex[:8]}.json")
+        cmd = self.trial_command(ctx, prepared, trial, out_remote, session)
+        res = ctx.transport.run(cmd, timeout=ctx.job.protocol.timeout_s)
+        doc = read_runner_doc(ctx.transport, out_remote, res, ctx.job, prepared.model_sha256)
+        doc["command"] = cmd
+        return trial_from_doc(doc)
+
+    def measurement(self, ctx: JobContext, prepared: PreparedJob,
+                    trials: list[TrialResult]) -> Measurement:
+        m = measurement_from_docs(ctx.job, [t.raw for t in trials])
+        m.notes.extend(prepared.notes)
+        return m
+
+
+def trial_from_doc(doc: dict[str, Any]) -> TrialResult:
+    t, mem = doc["timings"], doc.get("memory") or {}
+    return TrialResult(
+        samples_ms=[float(x) for x in t["samples_ms"]], load_ms=t.get("load_ms"), first_ms=t.get("first_ms"),
+        converged=bool(t.get("converged")), stop_reason=t.get("stop_reason"),
+        peak_rss_mb=mem.get("peak_rss_mb"), gpu_mem_mb=mem.get("gpu_mem_mb"),
+        command=" ".join(shlex.quote(str(a)) for a in doc.get("command", [])),
+        started_at=doc.get("started_at"), finished_at=doc.get("finished_at"),
+        telemetry_doc=doc, raw=doc)
+
+
+def read_runner_doc(transport: Transport, out_remote: str, res: RunResult, job: Job,
+                    expect_sha: str | None = None) -> dict[str, Any]:
+    """The runner's JSON (pulled, else its last stdout line), checked; a failed job otherwise."""
+    text = None
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "result.json"
+        try:
+            transport.pull(out_remote, local)
+            text = local.read_text()
+        except Exception:  # noqa: BLE001 - fall back to stdout; a missing file is judged below
+            text = None
+    if text is None:
+        lines = [ln for ln in res.out.splitlines() if ln.strip().startswith("{")]
+        text = lines[-1] if lines else None
+    if text is None:
+        raise RunnerError(f"job {job.job_id} on {job.device}: runner exited {res.rc} without a result: "
+                          f"{excerpt(res.err or res.out)}")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        raise RunnerError(f"job {job.job_id} on {job.device}: runner result is not JSON: "
+                          f"{excerpt(text, 200)}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != RUNNER_SCHEMA:
+        raise RunnerError(f"job {job.job_id} on {job.device}: unexpected runner schema "
+                          f"{doc.get('schema') if isinstance(doc, dict) else type(doc).__name__!r}")
+    if not doc.get("ok") or res.rc != 0:
+        raise RunnerError(f"job {job.job_id} on {job.device}: runner failed (exit {res.rc}): "
+                          f"{doc.get('error') or excerpt(res.err)}")
+    validate_runner_doc(doc, job, expect_sha)
+    return doc
+
+
+def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = None) -> None:
+    """Reject results that parsed but cannot be true (negative or missing times, no samples)."""
+    where = f"job {job.job_id} on {job.device}"
+    t = doc.get("timings")
+    if not isinstance(t, dict):
+        raise InvalidMeasurement(f"{where}: runner result has no timings object")
+    samples = t.get("samples_ms")
+    if not isinstance(samples, list) or not samples:
+        raise InvalidMeasurement(f"{where}: runner returned no steady-state samples")
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 or x == float("inf")
+           for x in samples):
+        raise InvalidMeasurement(f"{where}: runner returned non-positive or non-numeric samples")
+    for key in ("load_ms", "first_ms"):
+        v = t.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0
+                              or v == float("inf")):
+            raise InvalidMeasurement(f"{where}: {key}={v!r} is not a valid duration")
+    sha = (doc.get("model") or {}).get("sha256") if isinstance(doc.get("model"), dict) else None
+    expect_sha = expect_sha or job.model_sha256
+    if not sha:
+        raise InvalidMeasurement(f"{where}: runner did not report the sha256 of the model it ran")
+    if expect_sha and sha != expect_sha:
+        raise InvalidMeasurement(f"{where}: the device ran a different model (sha256 {sha[:12]} != "
+                                 f"{expect_sha[:12]})")
+
+
+def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, Any] | None = None
+                          ) -> Measurement:
+    """The trials' runner documents -> one Measurement (stats over all trials' raw samples)."""
+    from ..stats import summarize
+    from .base import merge_telemetry
+    trials = [[float(x) for x in d["timings"]["samples_ms"]] for d in docs]
+    st = summarize(trials)
+    rss = [(d.get("memory") or {}).get("peak_rss_mb") for d in docs]
+    gpu = [(d.get("memory") or {}).get("gpu_mem_mb") for d in docs]
+    m = Measurement(
+        job_id=job.job_id, p50_ms=st.p50, ci_low_ms=st.ci_low, ci_high_ms=st.ci_high, p90_ms=st.p90,
+        p99_ms=st.p99, mean_ms=st.mean, std_ms=st.std, min_ms=st.min, max_ms=st.max,
+        load_ms=median_or_none(d["timings"].get("load_ms") for d in docs),
+        first_ms=median_or_none(d["timings"].get("first_ms") for d in docs),
+        peak_rss_mb=max((r for r in rss if r is not None), default=None),
+        gpu_mem_mb=max((g for g in gpu if g is not None), default=None),
+        n_samples=st.n, converged=all(bool(d["timings"].get("converged")) for d in docs),
+        source="lab", samples=trials)
+    m.provenance = {
+        "runner": docs[0].get("runner"), "runner_version": docs[0].get("runner_version"),
+        "model_sha256": (docs[0].get("model") or {}).get("sha256"),
+        "commands": [" ".join(shlex.quote(str(a)) for a in d.get("command", [])) for d in docs],
+        "env": docs[0].get("env"), "config": docs[0].get("config"), "protocol": docs[0].get("protocol"),
+        "trials": [{"load_ms": d["timings"].get("load_ms"), "first_ms": d["timings"].get("first_ms"),
+                    "n": len(d["timings"]["samples_ms"]), "converged": d["timings"].get("converged"),
+                    "stop_reason": d["timings"].get("stop_reason"), "started_at": d.get("started_at"),
+                    "finished_at": d.get("finished_at")} for d in docs],
+        "stats_method": st.method,
+    }
+    m.notes.extend(cpu_state_flags(docs))
+    if not m.converged:
+        m.notes.append("not converged: the target CI was not reached within max_seconds in "
+                       f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")
+    if tele is not None:
+        merge_telemetry(m, tele)
+    return m
+
+
+def cpu_state_flags(docs: list[dict[str, Any]]) -> list[str]:
+    """Validity notes from the runner's env: a CPU governor that scales, a frequency that moved."""
+    notes: list[str] = []
+    governors = {g for d in docs for g in [(d.get("env") or {}).get("governor")] if g}
+    scaling = sorted(g for g in governors if g not in ("performance", "userspace"))
+    if scaling:
+        notes.append(f"CPU governor {', '.join(scaling)}: the clock may scale during the measurement "
+                     "(pin it with the performance governor for stable figures)")
+    for i, d in enumerate(docs):
+        env = d.get("env") or {}
+        start, end = env.get("freq_khz_start") or {}, env.get("freq_khz_end") or {}
+        moved = [cpu for cpu in start if start.get(cpu) and end.get(cpu)
+                 and abs(end[cpu] - start[cpu]) > 0.05 * start[cpu]]
+        if moved:
+            notes.append(f"trial {i}: CPU frequency moved >5% between start and end on {', '.join(moved[:4])}"
+                         f"{' ...' if len(moved) > 4 else ''}")
+    return notes
