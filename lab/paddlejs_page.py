@@ -1,10 +1,10 @@
 """The Paddle.js page job, host side: stage the site, serve it, drive the browser, build the doc.
 
-Why here and not in a runtime module yet: the runtime contract (lab/runtimes/) is being written;
-its `paddle_js` module will call `stage_site` (then push the directory and web_server.py with the
-transport), `page_url` and `run_page`, and this module keeps everything that is the same for every
-device kind. `run_page(...) -> dict` returns a hwlab.runner/1 document whether the page worked or
-not (ok=false with the console's error lines), and always leaves no browser and no server behind.
+Why apart from the runtime (lab/runtimes/paddle_js.py): this module keeps everything that is the
+same for every device kind and that planning needs without the job path (`device_refusal`,
+`WASM_REFUSAL`). `run_page(...) -> dict` returns a hwlab.runner/1 document whether the page worked
+or not (ok=false with the console's error lines), and always leaves no browser and no server
+behind.
 
 Refusals: `paddle-js-wasm` needs `runtime.wasm`, which @paddlejs/paddlejs-backend-wasm 1.0.3
 fetches from a CDN at run time and does not ship (checked by `wasm_refusal`), so it is refused.
@@ -50,6 +50,21 @@ class PageProtocol:
     max_seconds: float = 20.0
     target_rel_ci: float = 0.02
     max_iters: int = 0
+
+
+def device_refusal(dev) -> str | None:
+    """Why the browser backends cannot run on `dev` (None when they can); checked at planning."""
+    if dev.transport == "local":
+        try:
+            cdp.find_chromium()
+        except ConfigError as exc:
+            return str(exc)
+        return None
+    if dev.transport == "adb":
+        return ("Paddle.js on an Android phone drives its Chrome through `adb forward tcp:PORT "
+                "localabstract:chrome_devtools_remote`; the ADB transport offers no port forward yet")
+    return (f"Paddle.js on {dev.transport} device {dev.id!r} needs the browser's DevTools port "
+            "reached through the transport (a port forward); the SSH transport offers none yet")
 
 
 def backend_name(backend: str) -> str:

@@ -141,6 +141,48 @@ def web_sha256(web_dir: Path) -> tuple[dict[str, str], str]:
     return files, h.hexdigest()
 
 
+# ------------------------------------------------------------------------ what can be converted
+def web_refusal(artifact) -> str | None:
+    """Why `artifact` has no Paddle.js build path (None when it has one). Used by the converter and
+    by planning (lab/campaign.py), so both refuse for the same reasons."""
+    if not (artifact.pdmodel_path and artifact.legacy_pdiparams_path):
+        return (f"model {artifact.id}: no legacy .pdmodel/.pdiparams; paddlejsconverter reads only "
+                "legacy programs")
+    if len(artifact.inputs) != 1:
+        return (f"model {artifact.id}: Paddle.js runs single-input models; this one has "
+                f"{len(artifact.inputs)} inputs")
+    if artifact.inputs[0].dtype != "float32":
+        return (f"model {artifact.id}: Paddle.js feeds float32 inputs only; input "
+                f"{artifact.inputs[0].name} is {artifact.inputs[0].dtype}")
+    return None
+
+
+def current_web(artifact, converter: str | None = None) -> WebModel | None:
+    """The model's web build when it exists and is current (same source model, converter - the
+    installed one unless given - and fixer version, files unchanged); None otherwise."""
+    web = Path(artifact.dir) / WEB_DIR
+    try:
+        old = json.loads((Path(artifact.dir) / "meta.json").read_text()).get("web") or {}
+    except (OSError, ValueError):
+        return None
+    if converter is None:
+        converter = old.get("converter")  # the runtime needs no converter, only a current build
+    src_sha = artifact.legacy_sha256 or artifact.sha256
+    if not (old.get("source_sha256") == src_sha and old.get("converter") == converter
+            and old.get("fixer_version") == FIXER_VERSION and web.is_dir()
+            and (web / MODEL_JSON).is_file()):
+        return None
+    files, digest = web_sha256(web)
+    if files != old.get("files") or digest != old.get("sha256"):
+        return None
+    return WebModel(artifact.id, web, files, digest, converter, list(old.get("fixes", [])),
+                    old.get("feed_shape"), reused=True)
+
+
+def build_command(model_id: str) -> str:
+    return f"lab models build {model_id} --web"
+
+
 # ----------------------------------------------------------------------------------- conversion
 def _run_converter(model_file: Path, params_file: Path, out_dir: Path, timeout: float) -> str:
     env = dict(os.environ)
@@ -164,31 +206,22 @@ def convert(artifact, *, force: bool = False, timeout: float = 600.0,
             log: Callable[[str], None] | None = None) -> WebModel:
     """Convert `artifact` (a lab.models.ModelArtifact) into `<dir>/web/`, or reuse it."""
     version = converter_version()
-    if not (artifact.pdmodel_path and artifact.legacy_pdiparams_path):
-        raise ConfigError(f"model {artifact.id}: no legacy .pdmodel/.pdiparams; paddlejsconverter "
-                          "reads only legacy programs",
-                          fix=f"run `lab models build {artifact.id} --force`")
-    if len(artifact.inputs) != 1:
-        raise ConfigError(f"model {artifact.id}: Paddle.js runs single-input models; this one has "
-                          f"{len(artifact.inputs)} inputs")
-    if artifact.inputs[0].dtype != "float32":
-        raise ConfigError(f"model {artifact.id}: Paddle.js feeds float32 inputs only; input "
-                          f"{artifact.inputs[0].name} is {artifact.inputs[0].dtype}")
+    refusal = web_refusal(artifact)
+    if refusal:
+        raise ConfigError(refusal, fix=f"run `lab models build {artifact.id} --force`"
+                          if "legacy" in refusal else None)
     src_sha = artifact.legacy_sha256 or artifact.sha256
     mdir = Path(artifact.dir)
     meta_path = mdir / "meta.json"
     meta = json.loads(meta_path.read_text())
     web = mdir / WEB_DIR
-    old = meta.get("web") or {}
     converter = f"{CONVERTER_DIST} {version}"
-    if (not force and old.get("source_sha256") == src_sha and old.get("converter") == converter
-            and old.get("fixer_version") == FIXER_VERSION and web.is_dir()):
-        files, digest = web_sha256(web)
-        if files == old.get("files") and digest == old.get("sha256"):
+    if not force:
+        current = current_web(artifact, converter)
+        if current is not None:
             if log:
-                log(f"{artifact.id}: web model up to date (sha256 {digest[:12]})")
-            return WebModel(artifact.id, web, files, digest, converter, list(old.get("fixes", [])),
-                            old.get("feed_shape"), reused=True)
+                log(f"{artifact.id}: web model up to date (sha256 {current.sha256[:12]})")
+            return current
     if log:
         log(f"{artifact.id}: converting to Paddle.js ({converter}, Paddle 3.x shim) ...")
     tmp = Path(tempfile.mkdtemp(prefix=f".{WEB_DIR}.build-", dir=str(mdir))).resolve()
