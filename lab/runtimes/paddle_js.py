@@ -87,8 +87,8 @@ def host_reference(artifact, name: str, array, timeout_s: float = 300.0):
         return np.load(dst)
 
 
-def agreement(reference: list[float] | None, outputs: list[list[float] | None],
-              reference_name: str, note: str = "") -> dict[str, Any]:
+def agreement(reference: list[float] | None, reference_name: str, note: str,
+              outputs: list[list[float] | None]) -> dict[str, Any]:
     """Each trial's page output against the reference: the worst cosine, the largest |diff| and the
     share of trials with the reference's argmax (None with the reason when it cannot be told)."""
     base = {"agree_cosine_min": None, "agree_max_abs": None, "agree_top1": None,
@@ -134,20 +134,12 @@ class PaddleJs(Runtime):
         (spec, shape), = input_shapes(ctx, static=True, dtypes=("float32",))
         inputs = pi_runner.make_inputs(np, [(spec.name, shape, spec.dtype)], INPUT_SEED, VOCAB_MAX)
         input_spec = f"{spec.name}:{'x'.join(str(d) for d in shape)}:{spec.dtype}"
-        ref_name = (f"{ctx.artifact.id}@{(ctx.artifact.legacy_sha256 or ctx.artifact.sha256)[:12]} "
-                    "paddle-inference fp32 cpu (oneDNN off), host")
-        try:
-            reference = [float(v) for v in host_reference(ctx.artifact, spec.name, inputs[0][1]).ravel()]
-            ref_note = f"input: pi_runner.make_inputs seed {INPUT_SEED} (the same bytes as inputs.bin)"
-        except LabError as exc:  # the job still measures; agreement is unknown, with the reason
-            reference, ref_note = None, f"reference unavailable: {exc}"
         return PreparedJob(command=["chromium", "(headless, CDP)", "index.html", input_spec],
                            model_sha256=wm.sha256,
                            notes=[f"Paddle.js web model {wm.converter}; fixes: "
                                   f"{'; '.join(wm.fixes) or 'none'}"],
                            extra={"web_dir": wm.dir, "inputs": inputs, "input_spec": input_spec,
-                                  "page_backend": page_backend, "reference": reference,
-                                  "reference_name": ref_name, "reference_note": ref_note})
+                                  "page_backend": page_backend})
 
     def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int,
                   session: Any | None) -> TrialResult:
@@ -167,6 +159,20 @@ class PaddleJs(Runtime):
         validate_runner_doc(doc, ctx.job, prepared.model_sha256)
         return trial_from_doc(doc)
 
+    @staticmethod
+    def reference(ctx: JobContext, x: dict[str, Any]) -> tuple[list[float] | None, str, str]:
+        """(reference output, its name, a note); computed after the trials, so a failed page
+        costs no host inference. An unavailable reference leaves agreement unknown, with why."""
+        art, (name, array) = ctx.artifact, x["inputs"][0]
+        ref_name = (f"{art.id}@{(art.legacy_sha256 or art.sha256)[:12]} paddle-inference fp32 cpu "
+                    "(oneDNN off), host")
+        try:
+            values = [float(v) for v in host_reference(art, name, array).ravel()]
+        except LabError as exc:
+            return None, ref_name, f"reference unavailable: {exc}"
+        return values, ref_name, (f"input: pi_runner.make_inputs seed {INPUT_SEED} (the bytes of "
+                                  "inputs.bin)")
+
     def measurement(self, ctx: JobContext, prepared: PreparedJob,
                     trials: list[TrialResult]) -> Measurement:
         docs = [t.raw for t in trials]
@@ -176,7 +182,7 @@ class PaddleJs(Runtime):
         renderer = next((w.get("renderer") for w in webgl if w.get("renderer")), None)
         label = cdp.renderer_label(renderer)
         outputs = [((d.get("outputs") or [{}])[0]).get("values") for d in docs]
-        agree = agreement(x["reference"], outputs, x["reference_name"], x["reference_note"])
+        agree = agreement(*self.reference(ctx, x), outputs)
         m.provenance["agreement"] = agree
         m.provenance["web"] = {
             "backend": x["page_backend"], "renderer": renderer, "label": label,
@@ -186,6 +192,8 @@ class PaddleJs(Runtime):
                          "cdp": (d.get("memory") or {}).get("js_heap")} for d in docs],
             "requests": [len((d.get("network") or {}).get("requests") or []) for d in docs],
             "outside_requests": sorted({u for d in docs for u in (d.get("network") or {}).get("outside") or []}),
+            "served": sorted({str(r.get("path", "")).split("?")[0] for d in docs
+                              for r in (d.get("network") or {}).get("server_log") or []}),
         }
         m.notes.extend(prepared.notes)
         m.notes.append(f"WebGL renderer: {renderer or 'unknown'}")
