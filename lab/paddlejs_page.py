@@ -12,7 +12,6 @@ fetches from a CDN at run time and does not ship (checked by `wasm_refusal`), so
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
