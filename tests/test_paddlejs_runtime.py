@@ -96,7 +96,7 @@ def test_agreement_figures():
 
 # -------------------------------------------------------------------------- real campaigns
 PROTOCOL = ("protocol: {warmup: 0, warmup_seconds: 0, min_iters: 1, min_seconds: 0, max_seconds: 0.5,\n"
-            "           target_rel_ci: 0.5, trials: 1, timeout_s: 120}\n")
+            "           target_rel_ci: 0.5, trials: 1, timeout_s: 300}\n")
 
 
 def lab(*args, cwd, env=None):
