@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 TEST_STAMP := $(VENV)/.hwlab-test-installed
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,ray,web]'
+	$(PIP) install -q -e '.[test,ray,serving,web]'
 	VENV=$(VENV) bash scripts/install-web-deps.sh
+	bash scripts/setup-lite-opt.sh .venv-lite || echo "paddle_lite_opt unavailable: the Paddle Lite conversion tests will skip"
 	touch $(TEST_STAMP)
 
 # Real Paddle Inference on this machine: build the demo models, run the demo campaign, write the report.

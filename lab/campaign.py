@@ -18,7 +18,7 @@ from typing import Any, Callable
 from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
-from .records import Device, Job, Protocol
+from .records import Device, Job, MeasurementProtocol
 from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
@@ -27,7 +27,7 @@ OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_f
 OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
-PROTOCOL_TYPES = {f.name: f.type for f in fields(Protocol)}
+PROTOCOL_TYPES = {f.name: f.type for f in fields(MeasurementProtocol)}
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class CampaignSpec:
     precisions: tuple[str, ...]
     batch: tuple[int, ...]
     options: tuple[tuple[str, tuple[Any, ...]], ...]
-    protocol: Protocol
+    protocol: MeasurementProtocol
     path: str = ""
     description: str = ""
 
@@ -131,9 +131,9 @@ def load_campaign(path: str | Path) -> CampaignSpec:
         path=path, description=str(doc.get("description", "")))
 
 
-def _protocol(value: Any, path: str, doc: LineDict) -> Protocol:
+def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     if value is None:
-        return Protocol()
+        return MeasurementProtocol()
     expect_type(value, dict, path=path, line=doc.line_of("protocol"), what="'protocol'", hint="a mapping")
     expect_keys(value, path=path, what="protocol", required=set(), allowed=set(PROTOCOL_TYPES))
     kwargs = {}
@@ -149,7 +149,7 @@ def _protocol(value: Any, path: str, doc: LineDict) -> Protocol:
             raise ConfigError(f"protocol '{key}' out of range: {v}", path=path, line=value.line_of(key),
                               fix=PROTOCOL_HINTS.get(key, "use a finite positive value"))
         kwargs[key] = want(v)
-    proto = Protocol(**kwargs)
+    proto = MeasurementProtocol(**kwargs)
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
@@ -223,6 +223,11 @@ def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = Non
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend.runtime == "paddle-lite-python":
+        from .runtimes.paddle_lite_python import unavailable_reason
+        why = unavailable_reason(dev)
+        if why:
+            return why
     if backend_id == "paddle-inference-cpu" and precision != "fp32":
         return f"paddle-inference-cpu runs fp32 only here, not {precision}"
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":

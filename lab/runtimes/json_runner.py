@@ -168,6 +168,8 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
         "stats_method": st.method,
     }
     m.notes.extend(cpu_state_flags(docs))
+    for note in {(d.get("config") or {}).get("threads_note") for d in docs} - {None}:
+        m.notes.append(note)  # e.g. a runtime build that cannot set its thread count
     if not m.converged:
         m.notes.append("not converged: the target CI was not reached within max_seconds in "
                        f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")
