@@ -23,7 +23,7 @@ from lab.convert import paddlejs as pjs
 from lab.errors import ConfigError
 from lab.records import Device, InputSpec
 from lab.runtimes import RUNTIMES
-from lab.runtimes.paddle_js import agreement, web_model
+from lab.runtimes.paddle_js import page_agreement, web_model
 
 REPO = Path(__file__).resolve().parent.parent
 LOCAL = Device(id="local", chip="generic-x86-cpu", transport="local")
@@ -79,19 +79,27 @@ def test_a_model_without_a_current_web_build_names_the_build_command(tmp_path):
     assert web_model(ctx).sha256 == digest
 
 
-# ---------------------------------------------------------------------------- agreement maths
-def test_agreement_figures():
-    ref = [0.1, 0.7, 0.2]
-    same = agreement(ref, "r", "", [ref, [0.2, 1.4, 0.4]])  # a scaled copy: cosine 1, argmax kept
-    assert same["agree_cosine_min"] == pytest.approx(1.0) and same["agree_top1"] == 1.0
-    assert same["agree_max_abs"] == pytest.approx(0.7) and same["n"] == 2
-    off = agreement(ref, "r", "", [[0.7, 0.1, 0.2]])
-    assert off["agree_cosine_min"] < 0.6 and off["agree_top1"] == 0.0
-    broken = agreement(ref, "r", "", [ref, None, [1.0, float("nan"), 0.0]])
-    assert broken["agree_cosine_min"] == 0.0 and broken["agree_max_abs"] is None
-    assert "trial(s) [1, 2]" in broken["note"]
-    unknown = agreement(None, "r", "reference unavailable: boom", [ref])
-    assert unknown["agree_cosine_min"] is None and unknown["note"] == "reference unavailable: boom"
+# ---------------------------------------------------------------------------- agreement input
+def test_page_outputs_are_shaped_compacted_and_compared_per_trial(monkeypatch):
+    """The page's flat outputs (null for non-finite) against a reference of shape [1, 3]: the
+    comparison itself is lab.agreement's, the reference here a hand-made one (the real host
+    reference is exercised by the campaign test below)."""
+    import numpy as np
+    from lab import agreement as ag
+    from lab.runners import pi_runner
+    ref_out = np.array([[[0.1, 0.7, 0.2]]])  # stacked: [sample][1, 3]
+    fake = {"outputs": [ref_out], "compact": [[pi_runner.compact_output(np, ref_out[0])]],
+            "meta": {"model_id": "m", "model_sha256": "a" * 64, "runtime": ag.REFERENCE_RUNTIME}}
+    monkeypatch.setattr(ag, "load_reference", lambda art: fake)
+    same = page_agreement(None, [[0.1, 0.7, 0.2], [0.2, 1.4, 0.4]])  # a scaled copy: cosine 1
+    assert same.agree_cosine_min == pytest.approx(1.0) and same.agree_top1 == 1.0 and same.n == 2
+    assert same.agree_max_abs == pytest.approx(0.7) and same.reference.startswith("m@aaaaaaaaaaaa")
+    off = page_agreement(None, [[0.7, 0.1, 0.2]])
+    assert off.agree_cosine_min < 0.6 and off.agree_top1 == 0.0 and not off.passed
+    nan = page_agreement(None, [[0.1, None, 0.2]])
+    assert not nan.passed and nan.agree_max_abs is None
+    missing = page_agreement(None, [[0.1, 0.7]])
+    assert not missing.passed and "0 outputs" in missing.reason
 
 
 # -------------------------------------------------------------------------- real campaigns
@@ -181,6 +189,7 @@ def test_web_campaign_runs_beside_native_and_the_report_labels_it(ws):
     assert {"/model/model.json", "/model/chunk_1.dat", "/inputs.bin", "/index.html"} <= set(w["served"])
     agree = prov["agreement"]
     assert agree["agree_cosine_min"] >= 0.999 and agree["agree_top1"] == 1.0 and agree["n"] == 1
+    assert agree["passed"] and agree["input"].startswith("seeded random")
     assert prov["model_sha256"] == json.loads(
         (ws / "models" / "mobilenet_v1" / "meta.json").read_text())["web"]["sha256"]
     assert not _browsers_of(ws)
