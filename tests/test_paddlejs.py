@@ -256,14 +256,15 @@ def test_broken_model_json_fails_with_the_console_line(mobilenet, tmp_path):
     shutil.copytree(mobilenet.dir / "web", web)
     (web / "model.json").write_text('{"ops": [')  # truncated
     arrays, spec = _inputs(mobilenet)
-    start = time.monotonic()
     doc = pp.run_page(web, arrays, spec, TINY, 60, tmp_path / "job")
     assert not doc["ok"]
     # Paddle.js's loader rejects a promise nobody awaits: the driver's exception line names it.
     assert "uncaught exception" in doc["error"] and "Unexpected end of JSON input" in doc["error"], \
         doc["error"]
     assert doc["console"]["exceptions"]
-    assert time.monotonic() - start < 45
+    # it stopped at the exception, not at the 60 s deadline (no wall-clock bound: a busy CI box
+    # starts Chromium slowly)
+    assert "no result within" not in doc["error"]
     assert not (_chromium_pids() - before)
 
 
@@ -286,6 +287,6 @@ def test_page_js_error_fails_fast_with_the_exception_and_stops_the_browser(mobil
     assert not doc["ok"]
     assert "uncaught exception" in doc["error"] and "boom from the test page" in doc["error"]
     assert "paddlejs-backend-webgl.js:1" in doc["console"]["exceptions"][0]
-    assert run.seconds < 30
+    assert run.error and "no result within" not in run.error  # stopped at the exception
     assert not any(cdp._alive(p) for p in pids)
     assert not (_chromium_pids() - before)
