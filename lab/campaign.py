@@ -170,9 +170,12 @@ def job_id_for(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def plan_jobs(spec: CampaignSpec, devices: list[Device],
-              model_hash: Callable[[str], str]) -> tuple[list[Job], list[Exclusion]]:
-    """Expand the campaign's cartesian product into jobs; list combinations that cannot run."""
+def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[str], str],
+              artifacts: dict[str, Any] | None = None) -> tuple[list[Job], list[Exclusion]]:
+    """Expand the campaign's cartesian product into jobs; list combinations that cannot run.
+
+    `artifacts` (model id -> lab.models.ModelArtifact), when given, lets planning refuse a backend
+    a model cannot run on (Paddle.js: multi-input or non-float32 models)."""
     where = f"{spec.path}: " if spec.path else ""
     chosen = [find_device(devices, d, where=where) for d in spec.devices]
     hashes = {m: model_hash(m) for m in spec.models}
@@ -183,7 +186,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     for dev, model, backend_id, precision, threads, batch in itertools.product(
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
-        reason = applicable(dev, backend_id, precision)
+        reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
         if reason:
             ex = Exclusion(dev.id, model, backend_id, reason)
             if ex not in excluded:
@@ -206,9 +209,13 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     return jobs, excluded
 
 
-def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
-    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device."""
+def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = None) -> str | None:
+    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device.
+
+    `artifact`: the model (optional), for rules that depend on it."""
     backend = BACKENDS[backend_id]
+    if backend.runtime == "paddle-js":
+        return _paddle_js_refusal(dev, backend_id, precision, artifact)
     if backend.runtime == "paddle-lite":
         if dev.transport == "local":
             return "Paddle Lite backends need an ARM device with a user-supplied benchmark_bin"
@@ -230,6 +237,22 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if chip is not None and chip.lower() != "nvidia":
             return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"
     return None
+
+
+def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: Any) -> str | None:
+    """Paddle.js: webgl only (wasm's runtime.wasm is CDN-only), fp32, a model with a web build
+    path, and a device whose browser the lab can drive (Chromium on `local`)."""
+    from .paddlejs_page import BACKENDS as PAGE_BACKENDS, WASM_REFUSAL, device_refusal
+    if backend_id not in PAGE_BACKENDS:
+        return WASM_REFUSAL if backend_id == "paddle-js-wasm" else f"{backend_id}: no page backend"
+    if precision != "fp32":
+        return f"{backend_id} runs fp32 only (Paddle.js feeds and computes float32), not {precision}"
+    if artifact is not None:
+        from .convert.paddlejs import web_refusal
+        reason = web_refusal(artifact)
+        if reason:
+            return reason
+    return device_refusal(dev)
 
 
 def _chip_vendor(chip_id: str) -> str | None:

@@ -391,6 +391,18 @@ def op_profile_section(rows: list[ResultRow], profiles: dict[str, list]) -> list
     return out
 
 
+# ---- browser (Paddle.js) rows ----------------------------------------------------------------
+def web_labels(store: Store, rows: list[ResultRow]) -> dict[str, str]:
+    """job id -> "web · <renderer label>" for ok browser rows (backends paddle-js-*), from the
+    stored provenance: a SwiftShader figure reads "software GPU emulation" beside the native rows."""
+    out = {}
+    for r in rows:
+        if r.ok and str(r.backend or "").startswith("paddle-js-"):
+            web = store.provenance(r.job_id).get("web") or {}
+            out[r.job_id] = "web · " + (web.get("label") or "renderer unknown")
+    return out
+
+
 # ---- provenance and raw data --------------------------------------------------------------
 def provenance_rows(store: Store, rows: list[ResultRow]) -> dict:
     """Provenance per job, plus the groups it shares (runner/runtime/host, model hashes): at 2,000
@@ -480,6 +492,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["baseline"] = (baseline_section(store, rows, store.results([baseline])) if baseline else None)
     s["baseline_name"] = baseline
     s["provenance"] = provenance_rows(store, rows)
+    s["web"] = web_labels(store, rows)
     s["data_json"] = embedded_data(rows, store.all_samples([r.job_id for r in rows]))
     return rep
 
