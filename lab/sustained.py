@@ -14,9 +14,11 @@ from typing import Any, Iterable
 from .records import SustainedWindow
 
 # Throttle onset: the first window whose p50 is more than this fraction slower than the first
-# window's p50. 10 %: well above the window-to-window spread of a quiet device (a few %), well
-# below what thermal throttling or a competing process does (tens of %).
-THROTTLE_SLOWDOWN = 0.10
+# window's p50. 20 %: above the window-to-window drift of a device with some background activity
+# (a few % on a quiet board; up to ~25 % over 30 s was measured on this lab's shared CI box with
+# the runner boosted), below what thermal throttling does on phones and passive boards (sustained
+# speed 50-80 % of burst) or what one competing busy process does.
+THROTTLE_SLOWDOWN = 0.20
 
 
 def windows_from_doc(doc: dict[str, Any], trial: int) -> list[SustainedWindow]:

@@ -290,10 +290,13 @@ def pareto_section(rows: list[ResultRow]) -> list[dict] | Unavailable:
 
 
 # ---- baseline -----------------------------------------------------------------------------
-def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[ResultRow]) -> dict:
+def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[ResultRow],
+                     allow: tuple[str, ...] = ()) -> dict:
     """Each configuration in both campaigns: `stats.compare` (baseline a, candidate b) of the raw
     samples gives the ratio of medians with its CI and the significance; without raw samples
-    (imports) the change is shown but untested."""
+    (imports) the change is shown but untested. Pairs whose context differs
+    (`comparability.differences`, minus `allow`) are "not comparable" and stay out of the counts."""
+    from ..comparability import context_of, differences, verdict_text
     base_by_key = {config_key(r): r for r in _ok(base_rows)}
     deltas: list[Delta] = []
     for r in _ok(rows):
@@ -305,6 +308,11 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
         ratio = r.p50_ms / b.p50_ms if b.p50_ms else None
         lo = hi = sig = None
         method = "untested: no raw samples stored (imported result?)"
+        diffs = differences(context_of(b, store.provenance(b.job_id)),
+                            context_of(r, store.provenance(r.job_id)), allow)
+        if diffs:
+            deltas.append(Delta(key, r, b, ratio, None, None, None, verdict_text(diffs), "not comparable"))
+            continue
         if any(cur_s) and any(base_s):
             c = stats.compare(base_s, cur_s)  # ratio = median(current) / median(baseline)
             ratio = c.ratio if c.ratio is not None else ratio
@@ -320,7 +328,8 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
     cur_keys = {config_key(r) for r in _ok(rows)}
     return {
         "deltas": sorted(deltas, key=lambda d: ({"regression": 0, "improvement": 1, "untested": 2,
-                                                 "unchanged": 3}[d.status], -(d.ratio or 0))),
+                                                 "unchanged": 3, "not comparable": 4}[d.status],
+                                                -(d.ratio or 0))),
         "counts": Counter(d.status for d in deltas),
         "only_current": len(cur_keys - set(base_by_key)),
         "only_baseline": len(set(base_by_key) - cur_keys),
@@ -413,7 +422,7 @@ def decode_embedded(blob: str) -> dict:
 # ------------------------------------------------------------------------------------ build
 def build_report(store: Store, campaigns: list[str], *, baseline: str | None = None,
                  profiles: list[str] | None = None, title: str | None = None,
-                 now: datetime | None = None) -> Report:
+                 now: datetime | None = None, allow_different: tuple[str, ...] = ()) -> Report:
     known = set(store.campaigns())
     if not campaigns:
         raise ConfigError("no campaign given", fix="pass --campaign NAME; stored: " + (", ".join(sorted(known)) or "none"))
@@ -444,7 +453,8 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["thermal"] = ok
     s["pareto"] = pareto_section(rows)
     s["advisor"] = advisor_section(rows, list(campaigns))
-    s["baseline"] = (baseline_section(store, rows, store.results([baseline])) if baseline else None)
+    s["baseline"] = (baseline_section(store, rows, store.results([baseline]), allow_different)
+                     if baseline else None)
     s["baseline_name"] = baseline
     s["provenance"] = provenance_rows(store, rows)
     s["data_json"] = embedded_data(rows, store.all_samples([r.job_id for r in rows]))
@@ -484,13 +494,14 @@ def render_html(rep: Report) -> str:
 
 
 def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, *, baseline: str | None = None,
-                 profiles: list[str] | None = None) -> Path:
+                 profiles: list[str] | None = None, allow_different: tuple[str, ...] = ()) -> Path:
     path = Path(store_path)
     if not path.exists():
         raise ConfigError(f"no results store at {path}", fix="run a campaign first (`lab run CAMPAIGN`) or pass --store")
     store = Store(path)
     try:
-        html = render_html(build_report(store, campaigns, baseline=baseline, profiles=profiles))
+        html = render_html(build_report(store, campaigns, baseline=baseline, profiles=profiles,
+                                        allow_different=allow_different))
     finally:
         store.close()
     out = Path(out)
