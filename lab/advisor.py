@@ -546,8 +546,16 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
     if not sides:
         notes.append("nothing measured for this model on this device: static rules and a "
                      "TOPS estimate only (run `lab advise ... --measure`)")
+    confidence = _confidence(verdict, contribs, sides, dev, margin)
+    # issue 18: a side measured on a busy host (lab/host_busy.py) lowers the confidence one level
+    used_jobs = {s.job_id for s in sides.values() if s.job_id}
+    busy = sorted(r.job_id for r in rows if r.busy_host and r.job_id in used_jobs)
+    if busy:
+        confidence = {"high": "medium", "medium": "low"}.get(confidence, confidence)
+        notes.append(f"measured on a busy host (job {', '.join(busy)}: other processes took a large "
+                     "share of the CPU): confidence lowered one level; re-measure on a quiet device")
     return Advice(model=model_id, device=device_id, chip=dev.chip, device_status=dev.status,
-                  verdict=verdict, confidence=_confidence(verdict, contribs, sides, dev, margin),
+                  verdict=verdict, confidence=confidence,
                   reasons=contribs, speedup=speedup, speedup_source=sp_src,
                   break_even=R.break_even(cpu, aipu) if cpu and aipu else None,
                   run_ids=sorted({s.job_id for s in sides.values() if s.job_id}),

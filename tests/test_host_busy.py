@@ -82,3 +82,31 @@ def test_real_probe_sees_a_pinned_hog():
         hog.wait()
         os.sched_setaffinity(0, old)
     assert share is not None and share > 0.5, detail  # we slept; the hog (and co-tenants) ran
+
+
+def test_advisor_lowers_confidence_for_a_busy_host(tmp_path):
+    """Same two measured sides as a confident answer; flag one busy and the confidence drops."""
+    from lab import advisor
+    from lab.records import Job, Measurement
+    from lab.store import Store
+
+    def job(backend, proc, prec="fp32"):
+        return Job(f"{backend}-{prec}", "c", "mate30", "kirin990", "cnn", "", backend, proc, prec, 1)
+
+    def answer(busy: bool):
+        store = Store(tmp_path / f"s{busy}.sqlite")
+        cpu, npu = job("paddle-lite-arm", "cpu"), job("paddle-lite-kirin-npu", "aipu")
+        store.plan_jobs([cpu, npu])
+        store.finish_job(cpu.job_id, "ok", measurement=Measurement(
+            cpu.job_id, p50_ms=30.0, ci_low_ms=29.0, ci_high_ms=31.0, load_ms=100.0, first_ms=5.0,
+            host_busy_share=0.5 if busy else 0.01, busy_host=busy))
+        store.finish_job(npu.job_id, "ok", measurement=Measurement(
+            npu.job_id, p50_ms=6.0, ci_low_ms=5.9, ci_high_ms=6.1, load_ms=1800.0, first_ms=60.0,
+            host_busy_share=0.01, busy_host=False))
+        rows = store.results()
+        store.close()
+        return advisor.advise("cnn", "mate30", rows=rows, devices=[], models_root=tmp_path / "none")
+
+    quiet, busy = answer(False), answer(True)
+    assert quiet.confidence == "high" and busy.confidence == "medium", (quiet.confidence, busy.confidence)
+    assert any("busy host" in n for n in busy.notes) and not any("busy host" in n for n in quiet.notes)

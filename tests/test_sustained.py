@@ -206,7 +206,7 @@ def sustained_with_hog(tmp_path, *, model: str, seconds: float, window: float, h
         boost(pid)
         cpus = sorted(os.sched_getaffinity(pid))
         stop.wait(hog_at)
-        with cpu_hog(cpus, per_cpu=2, seconds=seconds + 120):
+        with cpu_hog(cpus, per_cpu=3, seconds=seconds + 120):
             out["hog_uptime"] = uptime()
             _, err = proc.communicate(timeout=seconds + 600)
     finally:

@@ -56,13 +56,26 @@ def cmd_run(args) -> int:
         return 0
     name = prep.spec.name
     _log(f"campaign {name!r}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped"
-         f" (+{outcome.already_done} done before); results in {args.store}")
+         f" (+{outcome.already_done} done before){_busy_count(args.store, name)}; results in {args.store}")
     if summary.unfinished:
         _log(f"{summary.unfinished} jobs did not finish; `lab run --resume` runs them")
     for st in summary.devices.values():
         if not st.healthy:
             _log(f"device {st.device!r} marked unhealthy: {st.reason}")
     return outcome.exit_code
+
+
+def _busy_count(store_path, campaign: str) -> str:
+    """', N on a busy host' for the campaign's ok jobs flagged busy_host (lab/host_busy.py)."""
+    from ..host_busy import BUSY_HOST_SHARE
+    from ..store import Store
+    store = Store(store_path)
+    try:
+        n = sum(1 for r in store.results(campaign) if r.ok and r.busy_host)
+    finally:
+        store.close()
+    return (f", {n} on a busy host (other processes > {BUSY_HOST_SHARE:.0%} of the CPU: see the job notes)"
+            if n else "")
 
 
 def _dry_run(args, prep) -> int:
