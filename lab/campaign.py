@@ -252,6 +252,11 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend.runtime == "paddle-lite-python":
+        from .runtimes.paddle_lite_python import unavailable_reason
+        why = unavailable_reason(dev)
+        if why:
+            return why
     if backend_id == "paddle-inference-cpu" and precision != "fp32":
         return f"paddle-inference-cpu runs fp32 only here, not {precision}"
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":

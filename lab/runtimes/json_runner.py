@@ -177,6 +177,8 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
     if m.windows:
         m.throttle_onset_s, m.sustained_ratio, sustained_notes = sustained_summary(m.windows)
         m.notes.extend(sustained_notes)
+    for note in {(d.get("config") or {}).get("threads_note") for d in docs} - {None}:
+        m.notes.append(note)  # e.g. a runtime build that cannot set its thread count
     if not m.converged and not m.windows:
         m.notes.append("not converged: the target CI was not reached within max_seconds in "
                        f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")
