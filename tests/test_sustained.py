@@ -251,3 +251,26 @@ def test_five_minute_sustained_run_with_a_hog_at_minute_two(tmp_path):
     row, wins, hog = sustained_with_hog(tmp_path, model="mobilenet_v1", seconds=300, window=15, hog_at=120)
     hog_rel, table = _check_onset(row, wins, hog, 15)
     print(f"hog at {hog_rel:.1f} s; onset {row.throttle_onset_s:.1f} s; ratio {row.sustained_ratio:.2f}\n{table}")
+
+
+def test_report_ranks_first_and_last_window_and_flags_rank_changes(tmp_path):
+    """Chip A is faster at first and throttles; chip B is steady: ranks swap, both flagged."""
+    from lab.records import Job
+    from lab.report.render import build_report, render_html, sustained_section
+    s = Store(tmp_path / "s.sqlite")
+    jobs = [Job("ja", "c", "board-a", "rk3588", "m", "0" * 64, "paddle-inference-cpu", "cpu", "fp32", 2),
+            Job("jb", "c", "board-b", "generic-x86-cpu", "m", "0" * 64, "paddle-inference-cpu", "cpu", "fp32", 2)]
+    s.plan_jobs(jobs)
+    a = [_w(0, 10.0), _w(1, 11.0), _w(2, 25.0)]
+    b = [_w(0, 15.0), _w(1, 15.2), _w(2, 15.1)]
+    for job, wins in ((jobs[0], a), (jobs[1], b)):
+        onset, ratio, notes = summary(wins)
+        s.finish_job(job.job_id, "ok", measurement=Measurement(
+            job.job_id, p50_ms=wins[1].p50_ms, throttle_onset_s=onset, sustained_ratio=ratio,
+            samples=[[w.p50_ms for w in wins]], windows=wins, notes=notes))
+    (g,) = sustained_section(s, s.results("c"))
+    ranks = {e["row"].job_id: (e["rank_first"], e["rank_last"], e["rank_changed"]) for e in g["entries"]}
+    assert ranks == {"ja": (1, 2, True), "jb": (2, 1, True)} and g["chart"] is not None
+    html = render_html(build_report(s, ["c"]))
+    s.close()
+    assert 'id="sustained"' in html and html.count("rank changed") >= 2 and "minute 1 against minute N" in html

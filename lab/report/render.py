@@ -336,6 +336,39 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
     }
 
 
+# ---- sustained runs (issue 18) -------------------------------------------------------------
+def sustained_section(store: Store, rows: list[ResultRow]) -> list[dict] | None:
+    """Per model: the sustained configurations ranked by p50 in their first and in their last
+    window (rank changes flagged), the onset and ratio, and a p50-per-window chart."""
+    from ..sustained import ranks
+    ok = _ok(rows)
+    wins = store.windows([r.job_id for r in ok])
+    by_model: dict[str, list[ResultRow]] = {}
+    for r in ok:
+        if wins.get(r.job_id):
+            by_model.setdefault(r.model, []).append(r)
+    if not by_model:
+        return None
+    out = []
+    for model, group in sorted(by_model.items()):
+        first = {r.job_id: [w for w in wins[r.job_id] if w.trial == 0][0].p50_ms for r in group}
+        last = {r.job_id: [w for w in wins[r.job_id] if w.trial == 0][-1].p50_ms for r in group}
+        r_first, r_last = ranks(first), ranks(last)
+        entries = [{"row": r, "first_p50": first[r.job_id], "last_p50": last[r.job_id],
+                    "rank_first": r_first.get(r.job_id), "rank_last": r_last.get(r.job_id),
+                    "rank_changed": r_first.get(r.job_id) != r_last.get(r.job_id),
+                    "windows": len([w for w in wins[r.job_id] if w.trial == 0])}
+                   for r in sorted(group, key=lambda r: r_first.get(r.job_id, 10**9))]
+        chart = plots.window_chart(
+            f"{model}: p50 per window of the sustained run",
+            [(f"{r.chip} · {config_label(r)}", r.processor,
+              [((w.t_start_s + w.t_end_s) / 2, w.p50_ms) for w in wins[r.job_id] if w.trial == 0]) for r in group],
+            "p50 ms", alt=f"Line chart of p50 latency per window for {model}")
+        out.append({"model": model, "entries": entries, "chart": chart,
+                    "window_rows": [(r, w) for r in group for w in wins[r.job_id]]})
+    return out
+
+
 # ---- scoring / advisor --------------------------------------------------------------------
 def ranking_section(rows: list[ResultRow], profiles: list[str] | None) -> dict | Unavailable:
     """Ranked chips per selection profile via lab.scoring, plus the criteria heatmap data."""
@@ -451,6 +484,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["memory"] = {"rows": ok, "chart": plots.bar_chart("Peak resident memory (VmHWM) per configuration",
                                                         mem_bars, "MB", alt="Bar chart of peak memory")}
     s["thermal"] = ok
+    s["sustained"] = sustained_section(store, rows)
     s["pareto"] = pareto_section(rows)
     s["advisor"] = advisor_section(rows, list(campaigns))
     s["baseline"] = (baseline_section(store, rows, store.results([baseline]), allow_different)
