@@ -72,7 +72,8 @@ def context_of(row: ResultRow, provenance: dict[str, Any] | None) -> RunContext:
     return RunContext(
         job_id=row.job_id, campaign=row.campaign, label=f"{row.campaign}/{row.job_id}",
         runtime_version=runtime, runner_version=runner,
-        model_sha256=row.model_sha256 or prov.get("model_sha256"), threads=row.threads,
+        # what the device ran (the runner's hash: a legacy .pdmodel build differs from the .json one)
+        model_sha256=prov.get("model_sha256") or row.model_sha256, threads=row.threads,
         power_mode=row.options.get("power_mode") or config.get("power_mode"),
         governor=env.get("governor"), temp_start_c=row.temp_start_c,
         host_busy_share=row.host_busy_share, busy_host=busy)
