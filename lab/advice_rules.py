@@ -26,6 +26,9 @@ DENSE_SHARE_PAYS = 0.7  # conv/matmul share of MACs above which the NPU's MAC ar
 SPEEDUP_MARGIN = 1.15  # measured steady speedup below this (either way) is "either"
 INT8_ONLY_NPUS = frozenset({"rockchip_npu", "verisilicon_timvx"})  # run fully int8-quantised models only
 ASSUMED_UTILISATION = 0.3  # share of rated TOPS a real model reaches (estimate only, low confidence)
+# CPU fallback ops that together take less than this share of a measured AIPU run (its op profile,
+# job option `profile: ops`) are minor: the copies and CPU work they cost are within the noise
+MINOR_FALLBACK_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,20 @@ class Fallback:
 
 
 @dataclass(frozen=True)
+class MeasuredFallback:
+    """What the AIPU job's op profile says ran on the CPU, as shares of that run's op time."""
+
+    job_id: str
+    cpu_ops: dict[str, float]  # op type -> share of the profile's total time, largest first
+    iterations: int | None = None
+    source: str = ""
+
+    @property
+    def cpu_share(self) -> float:
+        return sum(self.cpu_ops.values())
+
+
+@dataclass(frozen=True)
 class Estimate:
     """AIPU steady latency from rated TOPS and model MACs: low confidence by construction."""
 
@@ -158,6 +175,7 @@ class AdviceInput:
     fallback: Fallback | None = None
     estimate: Estimate | None = None
     nnadapter_devices: tuple[str, ...] = ()
+    measured_fallback: MeasuredFallback | None = None  # from the AIPU job's op profile
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -378,6 +396,8 @@ def rule_busy_cpu(x: AdviceInput) -> Contribution | None:
 
 
 def rule_op_fallback(x: AdviceInput) -> Contribution | None:
+    if x.measured_fallback is not None:
+        return _measured_op_fallback(x.measured_fallback, x.fallback)
     f = x.fallback
     if f is None:
         return None
@@ -403,6 +423,30 @@ def rule_op_fallback(x: AdviceInput) -> Contribution | None:
                         f"{n_fb} of {f.total_ops} ops fall back to the CPU on {f.nnadapter_device} "
                         f"({ops}), leaving {f.subgraphs} NPU subgraph(s) and {f.cpu_segments} CPU "
                         "segment(s), with a CPU<->NPU copy at each boundary", ev)
+
+
+def _measured_op_fallback(m: MeasuredFallback, f: Fallback | None) -> Contribution:
+    """Fallback weighed by measured time: an op that takes 40 % of the AIPU run matters, one that
+    takes 1 % does not (under MINOR_FALLBACK_SHARE together: minor, no lean)."""
+    ev: dict[str, Any] = {"job_id": m.job_id, "cpu_time_share": round(m.cpu_share, 4),
+                          "cpu_ops_share": {k: round(v, 4) for k, v in m.cpu_ops.items()},
+                          "iterations": m.iterations, "source": m.source,
+                          "minor_below": MINOR_FALLBACK_SHARE}
+    if f is not None:
+        ev["static_fallback_ops"] = dict(f.fallback_ops)
+    where = f"in the measured AIPU run (op profile of job {m.job_id[:12]})"
+    if not m.cpu_ops:
+        return Contribution("op_fallback", "aipu", 0.5, f"no op ran on the CPU {where}", ev)
+    ops = ", ".join(f"{k} takes {100 * v:.0f} %" if v >= 0.005 else f"{k} takes {100 * v:.1f} %"
+                    for k, v in m.cpu_ops.items())
+    if m.cpu_share < MINOR_FALLBACK_SHARE:
+        return Contribution("op_fallback", "neutral", 0.0,
+                            f"CPU fallback: {ops} of the time {where}: minor (under "
+                            f"{100 * MINOR_FALLBACK_SHARE:.0f} % together)", ev)
+    weight = min(3.0, 5.0 * m.cpu_share)
+    return Contribution("op_fallback", "cpu", weight,
+                        f"CPU fallback: {ops} of the time {where}; that part runs no faster than "
+                        "on the CPU alone, plus a CPU<->NPU copy at each boundary", ev)
 
 
 def rule_latency_budget(x: AdviceInput) -> Contribution | None:

@@ -418,6 +418,7 @@ class Advice:
     estimate: R.Estimate | None
     options: R.Options
     notes: list[str] = field(default_factory=list)
+    measured_fallback: R.MeasuredFallback | None = None  # the AIPU job's op profile, where it has one
 
     @property
     def break_even_inferences(self) -> int | None:
@@ -452,6 +453,10 @@ class Advice:
                         "no_preload": self.options.no_preload, "busy_cpu": self.options.busy_cpu,
                         "power_budget_w": self.options.power_budget_w},
             "notes": list(self.notes),
+            "npu_fallback_measured": None if self.measured_fallback is None else {
+                "job_id": self.measured_fallback.job_id, "cpu_time_share": _r(self.measured_fallback.cpu_share),
+                "cpu_ops_share": {k: _r(v) for k, v in self.measured_fallback.cpu_ops.items()},
+                "iterations": self.measured_fallback.iterations, "source": self.measured_fallback.source},
         }
 
 
@@ -487,12 +492,15 @@ def _confidence(verdict: str, contribs: list[R.Contribution], sides: dict[str, R
 def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
            rows: list[ResultRow] | None = None, devices: list | None = None,
            models_root: str | Path = "models", store_path: str | Path | None = None,
-           devices_path: str | Path | None = None, job_ids: Iterable[str] | None = None) -> Advice:
+           devices_path: str | Path | None = None, job_ids: Iterable[str] | None = None,
+           op_profiles: dict[str, list] | None = None) -> Advice:
     """The answer for one model on one device.
 
     `rows` are result records (`Store.results()`); when None they are read from `store_path`.
     `devices` is the inventory; when None it is read from `devices_path` (missing file = empty).
     `job_ids`: answer from these jobs only (`--measure` passes the jobs it just ran).
+    `op_profiles`: job id -> op profile rows (`Store.op_profiles`); when None they are read from
+    `store_path` for the AIPU job, if any.
     """
     options = options or R.Options()
     if rows is None:
@@ -534,7 +542,8 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
     x = R.AdviceInput(model=m.facts, device=device_id, chip=dev.chip, has_aipu=dev.has_aipu,
                       aipu_name=dev.aipu_name, has_gpu=dev.has_gpu, options=options, cpu=sides.get("cpu"),
                       aipu=sides.get("aipu"), gpu=sides.get("gpu"), fallback=fallback,
-                      estimate=est, nnadapter_devices=used)
+                      estimate=est, nnadapter_devices=used,
+                      measured_fallback=measured_fallback(sides.get("aipu"), op_profiles, store_path))
     contribs = R.evaluate(x)
     verdict, margin = R.decide(contribs, x)
     speedup, sp_src = None, None
@@ -561,13 +570,14 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
                   run_ids=sorted({s.job_id for s in sides.values() if s.job_id}),
                   numbers={p: _side_numbers(sides.get(p)) for p in ("cpu", "aipu", "gpu")},
                   fallback=fallback, fallback_all=fallbacks, estimate=est, options=options,
-                  notes=notes)
+                  notes=notes, measured_fallback=x.measured_fallback)
 
 
 def advise_campaign(campaign: str, *, options: R.Options | None = None,
                     store_path: str | Path | None = None, rows: list[ResultRow] | None = None,
                     devices: list | None = None, devices_path: str | Path | None = None,
-                    models_root: str | Path = "models") -> list[Advice]:
+                    models_root: str | Path = "models",
+                    op_profiles: dict[str, list] | None = None) -> list[Advice]:
     """One answer per model x device of a stored campaign (evidence: every stored row)."""
     all_rows = load_rows(store_path) if rows is None else rows
     pairs = sorted({(r.model, r.device) for r in all_rows if r.campaign == campaign})
@@ -577,8 +587,33 @@ def advise_campaign(campaign: str, *, options: R.Options | None = None,
                           fix="known campaigns: " + (", ".join(known) or "none"))
     if devices is None:
         devices = load_inventory(devices_path)
-    return [advise(m, d, options=options, rows=all_rows, devices=devices, models_root=models_root)
+    return [advise(m, d, options=options, rows=all_rows, devices=devices, models_root=models_root,
+                   store_path=store_path, op_profiles=op_profiles)
             for m, d in pairs]
+
+
+def measured_fallback(aipu: R.Side | None, op_profiles: dict[str, list] | None,
+                      store_path: str | Path | None) -> R.MeasuredFallback | None:
+    """The CPU part of the AIPU job's op profile (lab.opprofile rows), None without one or when
+    the profiler does not say where each op ran."""
+    if aipu is None or not aipu.job_id:
+        return None
+    if op_profiles is None:
+        if store_path is None or not Path(store_path).exists():
+            return None
+        from .store import Store
+        store = Store(store_path)
+        try:
+            rows = store.op_profile(aipu.job_id)
+        finally:
+            store.close()
+    else:
+        rows = op_profiles.get(aipu.job_id) or []
+    if not rows or all(r.processor is None for r in rows):
+        return None
+    from .opprofile import processor_shares
+    return R.MeasuredFallback(job_id=aipu.job_id, cpu_ops=processor_shares(rows, "cpu"),
+                              iterations=rows[0].iterations, source=rows[0].source)
 
 
 # ------------------------------------------------------------------------------- loading helpers
@@ -587,7 +622,7 @@ def load_rows(store_path: str | Path | None) -> list[ResultRow]:
     if store_path is None or not Path(store_path).exists():
         return []
     from .store import Store
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         return store.results()
     finally:
@@ -629,6 +664,10 @@ def render_text(a: Advice) -> str:
         fb = ", ".join(f"{k} x{v}" for k, v in sorted(f.fallback_ops.items())) or "none"
         lines.append(f"  NPU ops ({f.nnadapter_device}): {f.supported_ops} mapped, CPU fallback: "
                      f"{fb}; {f.subgraphs} subgraph(s) (program-order approximation)")
+    if a.measured_fallback is not None:
+        mf = a.measured_fallback
+        ops = ", ".join(f"{k} {100 * v:.1f} %" for k, v in mf.cpu_ops.items()) or "none"
+        lines.append(f"  CPU time in the AIPU run (op profile, job {mf.job_id[:12]}): {ops}")
     lines.append("  reasons:")
     for c in a.reasons:
         tag = "!" if c.blocking else ("+" if c.direction != "neutral" else "·")

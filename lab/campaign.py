@@ -23,8 +23,10 @@ from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
-OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str}
-OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
+OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
+               "profile": str}
+OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
+                  "profile": ("ops",)}  # profile: ops = one extra profiled run after the timed trials
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
 PROTOCOL_TYPES = {f.name: f.type for f in fields(MeasurementProtocol)}

@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import signals
+    signals.install()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -67,9 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("lab: interrupted; finished jobs are stored, run again with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"lab: interrupted ({signals.interruption_name(exc)}); finished jobs are stored, "
+              "run again with --resume", file=sys.stderr)
+        return signals.exit_code(exc)
     except BrokenPipeError:
         return 0
 

@@ -34,6 +34,11 @@ def register(sub) -> None:
                            "governor, start_temp, host_busy")
     cmp_.add_argument("--format", dest="cmp_format", choices=["text", "json"], default="text")
     cmp_.set_defaults(func=cmd_compare)
+    ops = actions.add_parser("ops", help="a job's per-operator profile (campaign option profile: ops)")
+    ops.add_argument("job", help="job id (a unique prefix is enough)")
+    ops.add_argument("--format", dest="ops_format", choices=["table", "json"], default="table")
+    ops.add_argument("--top", type=int, default=0, metavar="N", help="only the N op types taking most time")
+    ops.set_defaults(func=cmd_ops)
 
 
 TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
@@ -52,7 +57,7 @@ TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
 
 
 def cmd_results(args) -> int:
-    store = Store(args.store, create=False)
+    store = Store(args.store, readonly=True)
     try:
         rows = store.results(args.campaign)
     finally:
@@ -184,4 +189,55 @@ def cmd_import(args) -> int:
     finally:
         store.close()
     print(f"imported {n} measurements from {path} into campaign {campaign!r}")
+    return 0
+
+
+def cmd_ops(args) -> int:
+    """`lab results ops JOB`: where the time of one job goes, per op type and processor."""
+    store = Store(args.store, create=False)
+    try:
+        row = store.find_job(args.job)
+        ops = store.op_profile(row.job_id)
+        notes = store.provenance(row.job_id).get("notes", []) if not ops else []
+    finally:
+        store.close()
+    if not ops:
+        why = next((n.split(": ", 1)[1] for n in notes if n.startswith("op profile unavailable: ")), None)
+        raise ConfigError(f"job {row.job_id} ({row.model} on {row.device}, {row.backend}) has no op profile"
+                          + (f": {why}" if why else ""),
+                          fix=None if why else "add `options: {profile: [ops]}` to the campaign and run it")
+    if args.top and args.top > 0:
+        shown = ops[:args.top]
+    else:
+        shown = ops
+    iters = ops[0].iterations
+    total = sum(r.total_ms for r in ops)
+    if args.ops_format == "json":
+        json.dump({"job_id": row.job_id, "campaign": row.campaign, "device": row.device, "model": row.model,
+                   "backend": row.backend, "processor": row.processor, "source": ops[0].source,
+                   "iterations": iters, "total_ms": total, "mean_ms": row.mean_ms,
+                   "ops": [{"op_type": r.op_type, "processor": r.processor, "calls": r.calls,
+                            "total_ms": r.total_ms, "per_inference_ms": r.per_inference_ms,
+                            "share": r.share} for r in shown]}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(f"job {row.job_id}: {row.model} on {row.device} ({row.backend}, {row.processor}); "
+          f"{ops[0].source}")
+    per_inf = total / iters if iters else None
+    line = f"profile: {_fmt(total)} ms over {iters or '?'} inference(s)"
+    if per_inf is not None:
+        line += f" = {_fmt(per_inf)} ms per inference"
+    if row.mean_ms:
+        line += f"; timed trials: mean {_fmt(row.mean_ms)} ms"
+    print(line)
+    header = ("op type", "processor", "calls", "total ms", "ms/inf", "share")
+    table = [(r.op_type, r.processor or "n/a", _fmt(r.calls), _fmt(r.total_ms), _fmt(r.per_inference_ms),
+              f"{100 * r.share:.1f} %") for r in shown]
+    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for t in table:
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    if len(shown) < len(ops):
+        print(f"... {len(ops) - len(shown)} more op type(s), {100 * sum(r.share for r in ops[len(shown):]):.1f} % "
+              "of the time")
     return 0

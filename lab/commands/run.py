@@ -48,9 +48,7 @@ def cmd_run(args) -> int:
                                 models_root=args.models_root, progress=not args.no_progress)
         mode = "fresh" if args.fresh else "resume" if args.resume else "plain"
         outcome = run_prepared(prep, args.store, opts, mode=mode, engine=args.engine,
-                               address=args.address, log=_log,
-                               interrupted_note="interrupted (Ctrl-C): not measured; "
-                                                "`lab run --resume` runs it")
+                               address=args.address, log=_log)
     summary = outcome.summary
     if summary is None:
         return 0

@@ -39,7 +39,7 @@ def load_rows(store_path: str, campaigns: list[str] | None) -> tuple[list[Result
         return [], f"no store at {store_path}: measured criterion unknown for every chip"
     from ..store import Store
 
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         if campaigns:
             have = set(store.campaigns())
