@@ -19,7 +19,7 @@ from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
 from .records import Device, Job, MeasurementProtocol
-from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
+from .yamlio import LineDict, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
@@ -155,7 +155,40 @@ def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
+    _check_sustained(proto, path, value)
     return proto
+
+
+def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> None:
+    """Sustained runs (sustained_s > 0): one long trial cut into >= 2 windows, inside timeout_s."""
+    line = value.line_of("sustained_s") if "sustained_s" in value else value.line_of("window_s")
+    if proto.sustained_s == 0:
+        if proto.window_s:
+            raise ConfigError("protocol window_s is set but sustained_s is 0", path=path, line=line,
+                              fix="set sustained_s (seconds of continuous running), or drop window_s")
+        return
+    if not 0 < proto.window_s <= proto.sustained_s / 2:
+        raise ConfigError(f"protocol window_s must be > 0 and at most half of sustained_s "
+                          f"({proto.sustained_s:g} s), got {proto.window_s:g}", path=path, line=line,
+                          fix="e.g. sustained_s: 600 with window_s: 30")
+    if proto.trials != 1:
+        raise ConfigError("a sustained run is one long trial, but protocol trials is "
+                          f"{proto.trials}", path=path, line=line, fix="set trials: 1")
+    if proto.timeout_s < proto.sustained_s + SUSTAINED_SLACK_S:
+        raise ConfigError(f"protocol timeout_s ({proto.timeout_s:g} s) leaves no room for a "
+                          f"{proto.sustained_s:g} s sustained run", path=path, line=line,
+                          fix=f"set timeout_s to at least sustained_s + {SUSTAINED_SLACK_S:g}")
+
+
+SUSTAINED_RUNTIMES = ("paddle-inference",)  # runtimes whose runner implements --sustained-s
+SUSTAINED_SLACK_S = 60.0  # per sustained trial, beyond sustained_s: model load, warm-up, teardown
+# protocol keys left out of a job's identity while at their default, so that adding them kept
+# the ids (and `--resume`) of campaigns planned before they existed
+_IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s")
+
+
+def protocol_identity(proto: MeasurementProtocol) -> dict[str, Any]:
+    return {k: v for k, v in asdict(proto).items() if not (k in _IDENTITY_DEFAULT_OFF and not v)}
 
 
 PROTOCOL_HINTS = {
@@ -187,6 +220,9 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
         reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
+        if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
+            reason = (f"sustained runs need a runner that reports windows ({', '.join(SUSTAINED_RUNTIMES)});"
+                      f" {backend.runtime} does not")
         if reason:
             ex = Exclusion(dev.id, model, backend_id, reason)
             if ex not in excluded:
@@ -199,7 +235,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
                         "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
-                        "protocol": asdict(spec.protocol)}
+                        "protocol": protocol_identity(spec.protocol)}
             job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
                       model=model, model_sha256=hashes[model], backend=backend_id,
                       processor=backend.processor, precision=precision, threads=threads, batch=batch,
