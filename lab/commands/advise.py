@@ -64,8 +64,8 @@ def cmd_advise(args) -> int:
         job_ids = None
         from ..models import is_zoo_model
         from pathlib import Path
-        if (not args.measure and is_zoo_model(args.model, args.models_root)
-                and not (Path(args.models_root) / args.model / "meta.json").exists()):
+        if (not args.measure and not (Path(args.models_root) / args.model / "meta.json").exists()
+                and is_zoo_model(args.model, args.models_root)):  # the cheap check first
             # a zoo model not built yet: build it now, and say so (the verdict needs its analysis)
             from ..orchestrate import ensure_artifact
             ensure_artifact(args.model, args.models_root, log=lambda m: print(m, file=sys.stderr))
