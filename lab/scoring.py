@@ -426,11 +426,12 @@ def load_model_flops(models_dir: str | Path = "models") -> dict[str, float]:
         return out
     for meta in root.glob("*/meta.json"):
         try:
-            doc = json.loads(meta.read_text(encoding="utf-8"))
+            from . import jsonio  # bounded and strict: meta.json is input like any other file
+            doc = jsonio.load_file(meta, what="model meta", max_bytes=64 * 1024 * 1024)
             v = doc.get("flops") if isinstance(doc, dict) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e30:
                 out[meta.parent.name] = float(v)
-        except (OSError, ValueError):
+        except ConfigError:
             continue  # unreadable meta: utilisation for that model stays unknown
     return out
 
