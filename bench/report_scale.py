@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.records import Job, Measurement, Protocol  # noqa: E402
+from lab.records import Job, Measurement, MeasurementProtocol  # noqa: E402
 from lab.store import Store  # noqa: E402
 
 BACKENDS = [("paddle-inference-cpu", "cpu", "fp32"), ("paddle-lite-arm", "cpu", "fp32"),
@@ -45,7 +45,7 @@ def fill(store: Store, n_jobs: int, n_samples: int, seed: int = 0) -> None:
         threads = 1 + (i // 5) % 4
         job = Job(job_id=f"j{i:06d}", campaign="scale", device=dev, chip=chip, model=model, model_sha256="cd" * 32,
                   backend=backend, processor=proc, precision=prec, threads=threads, options=(("onednn", True),),
-                  protocol=Protocol())
+                  protocol=MeasurementProtocol())
         base = rng.uniform(2, 80) / (3 if proc == "aipu" else 1)
         trials = [[base * (1 + rng.gauss(0, 0.03)) for _ in range(per_job // 3 + (1 if t < per_job % 3 else 0))]
                   for t in range(3)]

@@ -56,7 +56,7 @@ def inner(args) -> dict:
     from lab.runners import RUNNERS_DIR
     from lab.inventory import load_devices
     from lab.models import load_artifact
-    from lab.records import Job, Measurement, Protocol
+    from lab.records import Job, Measurement, MeasurementProtocol
     from lab.scheduler import Scheduler, SchedulerOptions
     from lab.store import Store
     from lab.transport.base import remote_join
@@ -93,7 +93,7 @@ def inner(args) -> dict:
     def campaign(name, devs):
         jobs = [Job(job_id=f"{name}-{d.id}-{k}", campaign=name, device=d.id, chip=d.chip, model=args.model,
                     model_sha256=artifact.sha256, backend="paddle-inference-cpu", processor="cpu",
-                    precision="fp32", threads=k + 1, protocol=Protocol(trials=1))
+                    precision="fp32", threads=k + 1, protocol=MeasurementProtocol(trials=1))
                 for d in devs for k in range(args.jobs)]
         store = Store(Path(args.tmp) / f"{name}.sqlite")
         store.plan_jobs(jobs)

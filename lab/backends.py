@@ -23,7 +23,9 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
 ]}
 
 PROCESSOR_CLASSES = ("cpu", "gpu", "aipu")
-PRECISIONS = ("fp32", "fp16", "int8", "int16", "bf16")
+# Precisions a job runs a model at (campaigns, imported results); each one has TOPS figures in
+# lab.catalog.TOPS_PRECISIONS, the wider set of formats chips are rated at.
+RUN_PRECISIONS = ("fp32", "fp16", "int8", "int16", "bf16")
 
 
 def get_backend(backend_id: str, *, where: str = "") -> Backend:

@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from .backends import BACKENDS, PRECISIONS, get_backend
+from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
-from .records import Device, Job, Protocol
+from .records import Device, Job, MeasurementProtocol
 from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
@@ -27,7 +27,7 @@ OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_f
 OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
-PROTOCOL_TYPES = {f.name: f.type for f in fields(Protocol)}
+PROTOCOL_TYPES = {f.name: f.type for f in fields(MeasurementProtocol)}
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class CampaignSpec:
     precisions: tuple[str, ...]
     batch: tuple[int, ...]
     options: tuple[tuple[str, tuple[Any, ...]], ...]
-    protocol: Protocol
+    protocol: MeasurementProtocol
     path: str = ""
     description: str = ""
 
@@ -104,9 +104,9 @@ def load_campaign(path: str | Path) -> CampaignSpec:
             get_backend(b, where=f"{path}:{doc.line_of('backends')}: ")
     precisions = str_list("precisions", ["fp32"])
     for p in precisions:
-        if p not in PRECISIONS:
+        if p not in RUN_PRECISIONS:
             raise ConfigError(f"unknown precision {p!r}", path=path, line=doc.line_of("precisions"),
-                              fix="use " + ", ".join(PRECISIONS))
+                              fix="use " + ", ".join(RUN_PRECISIONS))
     options: list[tuple[str, tuple]] = []
     if "options" in doc:
         opts = expect_type(doc["options"], dict, path=path, line=doc.line_of("options"),
@@ -131,9 +131,9 @@ def load_campaign(path: str | Path) -> CampaignSpec:
         path=path, description=str(doc.get("description", "")))
 
 
-def _protocol(value: Any, path: str, doc: LineDict) -> Protocol:
+def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     if value is None:
-        return Protocol()
+        return MeasurementProtocol()
     expect_type(value, dict, path=path, line=doc.line_of("protocol"), what="'protocol'", hint="a mapping")
     expect_keys(value, path=path, what="protocol", required=set(), allowed=set(PROTOCOL_TYPES))
     kwargs = {}
@@ -149,7 +149,7 @@ def _protocol(value: Any, path: str, doc: LineDict) -> Protocol:
             raise ConfigError(f"protocol '{key}' out of range: {v}", path=path, line=value.line_of(key),
                               fix=PROTOCOL_HINTS.get(key, "use a finite positive value"))
         kwargs[key] = want(v)
-    proto = Protocol(**kwargs)
+    proto = MeasurementProtocol(**kwargs)
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")

@@ -19,8 +19,10 @@ from .yamlio import LineDict, expect_keys, load_yaml
 
 DEFAULT_PATH = Path(__file__).parent / "data" / "chips.yaml"
 
-CONFIDENCE = ("V", "V3", "D", "U", "E")
-PRECISIONS = ("int4", "int8", "int16", "fp8", "fp16", "bf16", "tf32", "fp32")
+CONFIDENCE_CODES = ("V", "V3", "D", "U", "E")  # how a figure is known (see chips.yaml header)
+# Number formats a chip's TOPS are rated at (precision is data: never derived by a fixed ratio).
+# The precisions a job runs at are lab.backends.RUN_PRECISIONS, a subset of these.
+TOPS_PRECISIONS = ("int4", "int8", "int16", "fp8", "fp16", "bf16", "tf32", "fp32")
 PRICE_BASES = ("unit", "module", "board", "stick", "phone", "card", "cloud-hourly")
 SUPPLY_KINDS = ("production-stopped", "export-control", "single-source", "other")
 ACCEL_KINDS = ("npu", "gpu", "none")
@@ -223,8 +225,8 @@ def tops(chip: Chip, precision: str) -> Figure | None:
     Never derived from another precision. The Figure may have value None (e.g. Kirin: "not
     published"); its note says why.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown precision {precision!r}", fix="use one of " + ", ".join(PRECISIONS))
+    if precision not in TOPS_PRECISIONS:
+        raise ConfigError(f"unknown precision {precision!r}", fix="use one of " + ", ".join(TOPS_PRECISIONS))
     return chip.accelerator.tops.get(precision)
 
 
@@ -263,8 +265,8 @@ def _tagging(ctx: _Ctx, m: LineDict, what: str) -> tuple[str, str, bool]:
         raise ctx.err(f"{what}: unknown source {src!r}", m.line_of("source"),
                       fix="add it to the top-level 'sources:' table or use an existing id")
     conf = m.get("confidence")
-    if conf not in CONFIDENCE:
-        raise ctx.err(f"{what}: confidence must be one of {', '.join(CONFIDENCE)}, got {conf!r}",
+    if conf not in CONFIDENCE_CODES:
+        raise ctx.err(f"{what}: confidence must be one of {', '.join(CONFIDENCE_CODES)}, got {conf!r}",
                       m.line_of("confidence"), fix="tag it V, V3, D, U or E (reference/chips.md)")
     verified = m.get("verified", conf != "U")
     if not isinstance(verified, bool):
@@ -317,9 +319,9 @@ def _tops_map(ctx: _Ctx, raw: Any, what: str, line: int) -> dict[str, Figure]:
     m = _map(ctx, raw, what, line)
     out = {}
     for prec, fig in m.items():
-        if prec not in PRECISIONS:
+        if prec not in TOPS_PRECISIONS:
             raise ctx.err(f"{what}: unknown precision {prec!r}", m.line_of(prec),
-                          fix="use one of " + ", ".join(PRECISIONS))
+                          fix="use one of " + ", ".join(TOPS_PRECISIONS))
         f = _figure(ctx, fig, f"{what}.{prec}", m.line_of(prec))
         if f is not None:
             out[prec] = f
@@ -349,9 +351,9 @@ def _accel(ctx: _Ctx, raw: Any, what: str, line: int) -> Accelerator:
         raise ctx.err(f"{what}.processor must be aipu or gpu, got {proc!r}", m.line_of("processor"))
     unsupported = _str_list(ctx, m.get("unsupported"), f"{what}.unsupported", m.line_of("unsupported"))
     for p in unsupported:
-        if p not in PRECISIONS:
+        if p not in TOPS_PRECISIONS:
             raise ctx.err(f"{what}.unsupported: unknown precision {p!r}", m.line_of("unsupported"),
-                          fix="use one of " + ", ".join(PRECISIONS))
+                          fix="use one of " + ", ".join(TOPS_PRECISIONS))
     t = _tops_map(ctx, m.get("tops"), f"{what}.tops", m.line_of("tops"))
     both = set(unsupported) & set(p for p, f in t.items() if f.known)
     if both:

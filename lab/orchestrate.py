@@ -14,13 +14,13 @@ from typing import Callable
 from .campaign import CampaignSpec, Exclusion, load_campaign, plan_jobs
 from .errors import ConfigError
 from .inventory import find_device, load_devices
-from .records import Device, Job, Protocol
+from .records import Device, Job, MeasurementProtocol
 from .scheduler import RunSummary, Scheduler, SchedulerOptions
 from .store import Store
 
 Log = Callable[[str], None]
 FINISHED = ("ok", "failed", "skipped")
-ADVISE_PROTOCOL = Protocol(warmup=3, warmup_seconds=0.2, min_iters=20, min_seconds=0.5,
+ADVISE_PROTOCOL = MeasurementProtocol(warmup=3, warmup_seconds=0.2, min_iters=20, min_seconds=0.5,
                            max_seconds=5.0, target_rel_ci=0.05, trials=2, timeout_s=300.0)
 
 
@@ -161,7 +161,7 @@ def run_prepared(prep: Prepared, store_path: str | Path, options: SchedulerOptio
 def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
                        devices_path: str | Path, models_root: str | Path = "models",
                        scheduler_options: SchedulerOptions | None = None,
-                       protocol: Protocol | None = None, log: Log | None = None) -> tuple[str, list[str]]:
+                       protocol: MeasurementProtocol | None = None, log: Log | None = None) -> tuple[str, list[str]]:
     """`lab advise --measure`: a short campaign (every backend that applies to the device, fp32,
     1 thread) run before the advisor reads the store. Returns (campaign name, job ids) so the
     verdict quotes exactly these jobs."""

@@ -2,7 +2,7 @@
 
 Why one POSIX sh script through `transport.run`: the same probe works over local, SSH and any
 Linux board (dash, busybox ash), costs one round trip, and needs nothing installed on the device.
-Android devices are probed by `lab.probe_android.probe_android(transport)` (getprop, dumpsys),
+Android devices are probed by `lab.probe_android.probe_android(transport, timeout=...)` (getprop),
 imported lazily so this module does not depend on it. Figures the device does not expose stay
 None ("unknown"), never 0.
 """
@@ -266,7 +266,7 @@ def probe_transport(device, transport, *, timeout: float = PROBE_TIMEOUT_S) -> P
         rep = facts if isinstance(facts, ProbeReport) else report_from_android(device, facts)
         rep.device, rep.transport = device.id, "adb"
     else:
-        from .execute import device_python
+        from .runtimes.base import device_python
         python = device_python(device)
         res = transport.run(["sh", "-c", PROBE_SCRIPT, "hwlab-probe", python, PY_CODE], timeout=timeout)
         if res.rc != 0 and "os_name=" not in res.out:

@@ -12,7 +12,7 @@ devfreq node on Rockchip); MemTotal; `uname -m`.
 """
 from __future__ import annotations
 
-PROBE_SCRIPT = r"""
+ANDROID_PROBE_SCRIPT = r"""
 gp() { if command -v getprop >/dev/null 2>&1; then printf 'PROP %s=%s\n' "$1" "$(getprop "$1")"; fi; }
 command -v getprop >/dev/null 2>&1 && echo 'HAVE getprop'
 for k in ro.product.brand ro.product.model ro.product.device ro.board.platform ro.hardware \
@@ -136,9 +136,9 @@ def parse_probe(text: str) -> dict:
     return facts
 
 
-def probe_android(transport, timeout: float = 60.0) -> dict:
+def probe_android(transport, *, timeout: float) -> dict:
     """Run the probe script on the device and parse it (see `parse_probe`)."""
-    r = transport.run(PROBE_SCRIPT, timeout=timeout)
+    r = transport.run(ANDROID_PROBE_SCRIPT, timeout=timeout)
     facts = parse_probe(r.out)
     if r.rc != 0:
         facts["notes"].append(f"probe script exited {r.rc}: {r.err.strip()[:200]}")

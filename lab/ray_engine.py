@@ -277,6 +277,10 @@ class _DeviceHandle:
     device_id: str
     resource: str
 
+    def abort(self) -> None:
+        """Nothing runs in this process: the scheduler's stop flag makes RayExecutor cancel the
+        device's Ray task, which holds the device's real transport on its node."""
+
     def close(self) -> None:
         pass
 

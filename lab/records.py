@@ -47,7 +47,7 @@ class Backend:
 
 
 @dataclass(frozen=True)
-class Protocol:
+class MeasurementProtocol:
     """Measurement protocol; defaults per DESIGN.md, overridable per campaign."""
 
     warmup: int = 10
@@ -85,7 +85,7 @@ class Job:
     threads: int
     batch: int = 1
     options: tuple[tuple[str, Any], ...] = ()  # sorted (key, value) pairs, e.g. ("onednn", True)
-    protocol: Protocol = Protocol()
+    protocol: MeasurementProtocol = MeasurementProtocol()
 
     def option(self, key: str, default: Any = None) -> Any:
         return dict(self.options).get(key, default)

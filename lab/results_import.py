@@ -9,7 +9,7 @@ import csv
 import math
 from typing import IO
 
-from .backends import PRECISIONS
+from .backends import RUN_PRECISIONS
 from .campaign import job_id_for
 from .errors import ConfigError
 from .records import Job, Measurement
@@ -73,9 +73,9 @@ def parse_results_csv(fh: IO[str], path: str, campaign: str,
         threads = _int(row.get("threads", ""), "threads", path, line)
         batch = _int(row.get("batch", ""), "batch", path, line) or 1
         precision = row.get("precision") or "fp32"
-        if precision not in PRECISIONS:
+        if precision not in RUN_PRECISIONS:
             raise ConfigError(f"precision {precision!r} is not known", path=path, line=line,
-                              fix="use " + ", ".join(PRECISIONS))
+                              fix="use " + ", ".join(RUN_PRECISIONS))
         backend = row.get("backend") or f"external-{row['processor']}"
         source = row.get("source") or f"import:{path}"
         identity = {"campaign": campaign, "device": row["device"], "chip": row["chip"], "model": row["model"],

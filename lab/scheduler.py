@@ -129,13 +129,11 @@ class Scheduler:
         leave a runner loading the device that a `--resume` would then measure next to."""
         with self._lock:
             live = list(self._live.values())
-        for transport in live:
-            abort = getattr(transport, "abort", None)
-            if abort is not None:
-                try:
-                    abort()
-                except Exception:  # noqa: BLE001 - best effort on the way out
-                    pass
+        for transport in live:  # every Transport has abort() (lab/transport/base.py)
+            try:
+                transport.abort()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
         try:
             abort_active_sessions()
         except Exception:  # noqa: BLE001

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .records import Job, Protocol
+from .records import Job, MeasurementProtocol
 from .runners import RUNNERS_DIR
 from .telemetry import DEFAULT_IDLE_S, TelemetryResult, Window, analyze, hottest_c, iso_epoch, \
     parse_thermal_zones, parse_trace, pick_power
@@ -33,7 +33,7 @@ HEADER_WAIT_S = 15.0  # a sampler that has not written its header by then is tak
 STOP_WAIT_S = 10.0  # after the stop file, how long to wait for the samplers' '# end' lines
 
 
-def sampler_life_s(protocol: Protocol, idle_s: float) -> float:
+def sampler_life_s(protocol: MeasurementProtocol, idle_s: float) -> float:
     """Seconds after which the device's samplers end themselves (see SAMPLER_SETUP_S)."""
     return idle_s + SAMPLER_SETUP_S + protocol.trials * (protocol.timeout_s + TRIAL_SLACK_S)
 
@@ -103,7 +103,7 @@ class TelemetrySession:
     """
 
     def __init__(self, *, job: Job | None = None, idle_s: float | None = None,
-                 protocol: Protocol | None = None, nvml: bool | None = None,
+                 protocol: MeasurementProtocol | None = None, nvml: bool | None = None,
                  python: str = "python3", root: str = "", max_s: float | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  registry: SessionRegistry = ACTIVE_SESSIONS):
@@ -111,7 +111,7 @@ class TelemetrySession:
             protocol = protocol or job.protocol
             if nvml is None:
                 nvml = job.processor == "gpu"
-        protocol = protocol or Protocol()
+        protocol = protocol or MeasurementProtocol()
         if idle_s is None:
             idle_s = protocol.idle_baseline_s or DEFAULT_IDLE_S
         self.idle_s = float(idle_s)

@@ -49,7 +49,7 @@ def test_parse_empty_is_unknown_not_zero():
 def test_probe_kirin_double(kirin):
     t = ADBTransport(adb_device(kirin))
     try:
-        f = probe_android(t)
+        f = probe_android(t, timeout=30)
     finally:
         t.close()
     assert f["android"] and f["model"] == "ELE-AL00" and f["board_platform"] == "kirin990"
@@ -65,7 +65,7 @@ def test_probe_rk1808_double(tmp_path, adb_env):
     srv = start_double(tmp_path, adb_env, "rk1808")
     t = ADBTransport(adb_device(srv, "rk", chip="rk1808"))
     try:
-        f = probe_android(t)
+        f = probe_android(t, timeout=30)
     finally:
         t.close()
         srv.stop()

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.catalog import CONFIDENCE, PRECISIONS, load_catalog, tops
+from lab.backends import RUN_PRECISIONS
+from lab.catalog import CONFIDENCE_CODES, TOPS_PRECISIONS, load_catalog, tops
 from lab.cli import main
 from lab.errors import ConfigError
 
@@ -35,7 +36,7 @@ def test_every_figure_is_tagged(cat):
     for chip in cat:
         for f in chip.figures():
             assert f.source in cat.sources, (chip.id, f)
-            assert f.confidence in CONFIDENCE
+            assert f.confidence in CONFIDENCE_CODES
             if f.confidence == "U":
                 assert f.verified is False, (chip.id, f)
             if not f.known:
@@ -164,7 +165,7 @@ def test_chips_json_cli(capsys):
     assert set(EXPECTED) <= set(by)
     for d in data:
         assert {"id", "vendor", "tops", "sources"} <= set(d)
-        assert set(d["tops"]) <= set(PRECISIONS)
+        assert set(d["tops"]) <= set(TOPS_PRECISIONS)
     assert by["rk1808"]["tops"] == {"int8": 3.0, "int16": 0.3, "fp16": 0.1}
     assert by["kirin990"]["tops"]["int8"] is None
 
@@ -174,3 +175,9 @@ def test_chips_table_cli_runs():
     r = subprocess.run([sys.executable, "-m", "lab.cli", "chips"], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0 and "rk1808" in r.stdout and "kirin990-5g" in r.stdout
+
+
+def test_every_run_precision_can_be_looked_up_in_the_rated_tops():
+    """A job's precision is the key into a chip's TOPS (utilisation, scoring): it must be a rated one."""
+    assert set(RUN_PRECISIONS) <= set(TOPS_PRECISIONS)
+    assert {"fp32", "fp16", "int8", "int16"} <= set(RUN_PRECISIONS)

@@ -9,12 +9,12 @@ import pytest
 from lab.errors import InvalidMeasurement, RunnerError
 from lab.runtimes.json_runner import cpu_state_flags, measurement_from_docs
 from lab.runtimes.json_runner import read_runner_doc as _read_runner_doc
-from lab.records import Job, Protocol
+from lab.records import Job, MeasurementProtocol
 from lab.transport.base import RunResult
 
 JOB = Job(job_id="j1", campaign="c", device="d", chip="generic-x86-cpu", model="m", model_sha256="abc",
           backend="paddle-inference-cpu", processor="cpu", precision="fp32", threads=1,
-          protocol=Protocol(trials=2))
+          protocol=MeasurementProtocol(trials=2))
 
 
 class FileTransport:

@@ -1,58 +1,287 @@
-"""The arrows that must never exist (DESIGN.md): checked on the import statements of the source."""
+"""The arrows that must never exist (DESIGN.md), by any path, computed from the source.
+
+The module graph is read with `ast` from every file under lab/: module-level and function-level
+imports, relative imports resolved, `importlib.import_module("lab...")` with a literal name. A
+module that imports `a.b.c` also runs the packages `a` and `a.b` (their __init__), so reachability
+follows those implicit arrows too; cycles are computed on the written imports only (a package
+importing its own submodules, which import each other through the package, is how Python packages
+work, not a cycle). Nothing is whitelisted: a known violation fails here until it is removed.
+"""
 from __future__ import annotations
 
 import ast
+import textwrap
+from collections import deque
 from pathlib import Path
 
 import pytest
 
-LAB = Path(__file__).resolve().parents[1] / "lab"
+ROOT = Path(__file__).resolve().parents[1]
+
+# (source modules, forbidden targets, why): a source reaching a target by any path is a violation.
+DECISIONS = ("lab.report", "lab.scoring", "lab.advisor", "lab.advice_rules", "lab.stats", "lab.analysis")
+RULES = [
+    (DECISIONS, ("lab.scheduler", "lab.transport", "lab.commands", "lab.ray_engine"),
+     "decisions and reports are made from the store alone (`lab advise --measure` orchestrates first)"),
+    (("lab.transport",), ("lab.scheduler", "lab.store", "lab.report", "lab.commands"),
+     "a transport is a device connection, below everything that plans or stores"),
+]
+CLI_FLOOR = ("lab.cli", "lab.commands")  # the only modules that may import lab.commands
+# lab/runners/ files that never travel (host-side adapters and the package's own __init__)
+HOST_SIDE_RUNNERS = ("lab.runners", "lab.runners.benchmark_bin")
 
 
-def lab_imports(path: Path) -> set[str]:
-    """Modules of the `lab` package a file imports (relative imports resolved)."""
-    tree = ast.parse(path.read_text())
-    pkg = ".".join(path.relative_to(LAB.parent).with_suffix("").parts[:-1])
-    out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out |= {a.name for a in node.names if a.name.split(".")[0] == "lab"}
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            if mod.split(".")[0] == "lab":
-                out.add(mod)
-                out |= {f"{mod}.{a.name}" for a in node.names}
+# -- the graph ----------------------------------------------------------------------------------
+def modules(root: Path, package: str) -> dict[str, Path]:
+    """Dotted module name -> file, for every .py under root/package."""
+    out = {}
+    for path in sorted((root / package).rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        out[".".join(parts)] = path
     return out
 
 
-def files(sub: str) -> list[Path]:
-    p = LAB / sub
-    return sorted(p.rglob("*.py")) if p.is_dir() else [p.with_suffix(".py")]
+def _deepest(name: str, mods: dict[str, Path]) -> str | None:
+    while name and name not in mods:
+        name = name.rpartition(".")[0]
+    return name or None
 
 
-RULES = [  # (files, forbidden module prefixes, why)
-    ("transport", ["lab.scheduler", "lab.store", "lab.report"], "transport -> scheduler|store|report"),
-    ("report", ["lab.transport", "lab.scheduler", "lab.execute"], "a report is made from the store alone"),
-    ("stats", ["lab.transport"], "analysis never touches devices"),
-    ("scoring", ["lab.transport"], "analysis never touches devices"),
-    ("advisor", ["lab.transport"], "analysis never touches devices (--measure goes through the scheduler)"),
-    ("advice_rules", ["lab.transport", "lab.scheduler"], "analysis never touches devices"),
-]
+def written_imports(mod: str, path: Path, mods: dict[str, Path]) -> set[str]:
+    """Modules of the package that `mod` imports anywhere in its file (function bodies included)."""
+    top = mod.split(".")[0]
+    is_pkg = path.name == "__init__.py"
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                pkg = mod.split(".") if is_pkg else mod.split(".")[:-1]
+                pkg = pkg[: len(pkg) - (node.level - 1)]
+                base = ".".join(pkg + ([base] if base else []))
+            # `from pkg import sub` imports the submodule; `from mod import name` the module
+            names += [f"{base}.{a.name}" if f"{base}.{a.name}" in mods else base for a in node.names]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and ((isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                   or (isinstance(node.func, ast.Name) and node.func.id in ("import_module", "__import__")))):
+            names.append(node.args[0].value)
+    out = set()
+    for name in names:
+        if name.split(".")[0] != top:
+            continue
+        target = _deepest(name, mods)
+        if target and target != mod:
+            out.add(target)
+    return out
 
 
-@pytest.mark.parametrize("sub,forbidden,why", RULES, ids=[r[0] for r in RULES])
-def test_forbidden_arrows(sub, forbidden, why):
-    for path in files(sub):
-        bad = sorted(m for m in lab_imports(path) if any(m == f or m.startswith(f + ".") for f in forbidden))
-        assert not bad, f"{path.relative_to(LAB.parent)} imports {bad}: {why}"
+def import_graph(root: Path, package: str = "lab") -> dict[str, set[str]]:
+    mods = modules(root, package)
+    return {m: written_imports(m, p, mods) for m, p in mods.items()}
+
+
+def with_packages(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """Add the implicit arrows: importing a.b.c runs a.b (and a) first."""
+    out = {m: set(ts) for m, ts in graph.items()}
+    for m, targets in graph.items():
+        for t in targets:
+            parts = t.split(".")
+            for i in range(2, len(parts)):  # the top package (lab/__init__: a version string) is left out
+                parent = ".".join(parts[:i])
+                if parent in graph and parent != m:
+                    out[m].add(parent)
+    return out
+
+
+def path_to(graph: dict[str, set[str]], source: str, targets: tuple[str, ...]) -> list[str] | None:
+    """Shortest import chain from `source` to a module under one of `targets`, or None."""
+    def hit(m: str) -> bool:
+        return any(m == t or m.startswith(t + ".") for t in targets)
+    prev: dict[str, str | None] = {source: None}
+    todo = deque([source])
+    while todo:
+        v = todo.popleft()
+        for w in sorted(graph.get(v, ())):
+            if w in prev:
+                continue
+            prev[w] = v
+            if hit(w):
+                chain = [w]
+                while prev[chain[-1]] is not None:
+                    chain.append(prev[chain[-1]])
+                return chain[::-1]
+            todo.append(w)
+    return None
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one module (iterative Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+    for start in sorted(graph):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(graph[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            v, it = work[-1]
+            for w in it:
+                if w not in graph:
+                    continue
+                if w not in index:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        out.append(sorted(comp))
+    return sorted(out)
+
+
+def violations(root: Path, package: str = "lab", rules=None, floor=None,
+               travelling: tuple[str, str] | None = None) -> list[str]:
+    """Every broken rule, one line each with the import chain that breaks it."""
+    rules = RULES if rules is None else rules
+    floor = CLI_FLOOR if floor is None else floor
+    graph = import_graph(root, package)
+    full = with_packages(graph)
+    bad = [f"import cycle: {' -> '.join(c)} (and back)" for c in cycles(graph)]
+    commands = f"{package}.commands"
+    for m, targets in sorted(graph.items()):
+        if any(m == f or m.startswith(f + ".") for f in floor):
+            continue
+        for t in sorted(targets):
+            if t == commands or t.startswith(commands + "."):
+                bad.append(f"{m} imports {t}: only the CLI imports {commands}")
+    for sources, forbidden, why in rules:
+        for m in sorted(graph):
+            if not any(m == s or m.startswith(s + ".") for s in sources):
+                continue
+            if any(m == f or m.startswith(f + ".") for f in forbidden):
+                continue  # a module inside a forbidden area is not its own violation
+            chain = path_to(full, m, forbidden)
+            if chain:
+                bad.append(f"{' -> '.join(chain)}: {why}")
+    if travelling:
+        runners_pkg, host_side = travelling
+        for m, targets in sorted(graph.items()):
+            if m.startswith(runners_pkg + ".") and m not in host_side and targets:
+                bad.append(f"{m} imports {sorted(targets)}: runners travel to devices alone")
+    return bad
+
+
+# -- the real tree ------------------------------------------------------------------------------
+def test_lab_has_no_forbidden_arrow_and_no_cycle():
+    bad = violations(ROOT, travelling=("lab.runners", HOST_SIDE_RUNNERS))
+    assert not bad, "layering violations:\n" + "\n".join(bad)
+
+
+def test_the_graph_sees_the_real_tree():
+    """Guards the checker itself: arrows known to be there are found (function-level included)."""
+    graph = import_graph(ROOT)
+    assert len(graph) > 30
+    assert "lab.transport.base" in graph["lab.transport.ssh"]  # relative, module level
+    assert "lab.transport.local" in graph["lab.transport"]  # function level, `from .local import`
+    assert "lab.transport" in graph["lab.probe"]  # function level, `from .transport import ...`
 
 
 def test_travelling_runners_import_no_lab_module():
-    for path in sorted((LAB / "runners").glob("*.py")):
-        if path.name in ("__init__.py", "benchmark_bin.py"):  # host-side adapters live here too
-            continue
-        assert not lab_imports(path), f"{path.name} travels to devices alone and must not import lab.*"
+    graph = import_graph(ROOT)
+    for m in sorted(graph):
+        if m.startswith("lab.runners.") and m not in HOST_SIDE_RUNNERS:
+            assert not graph[m], f"{m} travels to devices alone and must not import lab.*: {graph[m]}"
+
+
+# -- the checker can fail: a small package with every kind of violation --------------------------
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(textwrap.dedent(text))
+
+
+@pytest.fixture
+def bad_pkg(tmp_path):
+    _write(tmp_path, {
+        "pkg/__init__.py": "",
+        "pkg/report/__init__.py": "from .render import render\n",
+        # report reaches the scheduler only through two hops, one of them inside a function
+        "pkg/report/render.py": "from .. import advisor\n\ndef render():\n    return advisor\n",
+        "pkg/advisor.py": "def measure():\n    from pkg.helpers import run_all\n    return run_all()\n",
+        "pkg/helpers.py": "import importlib\n\ndef run_all():\n"
+                          "    return importlib.import_module('pkg.scheduler')\n",
+        "pkg/scheduler.py": "from .transport import base\n",
+        "pkg/transport/__init__.py": "",
+        "pkg/transport/base.py": "X = 1\n",
+        # a cycle of three through a relative and an absolute import
+        "pkg/a.py": "from . import b\n",
+        "pkg/b.py": "import pkg.c\n",
+        "pkg/c.py": "def f():\n    from .a import thing\n",
+        # below the CLI floor
+        "pkg/commands/__init__.py": "",
+        "pkg/commands/run.py": "from ..scheduler import *\n",
+        "pkg/stats.py": "from pkg.commands.run import go\n",
+        "pkg/cli.py": "from .commands import run\n",
+        "pkg/runners/__init__.py": "",
+        "pkg/runners/pi_runner.py": "from pkg import helpers\n",
+        "pkg/clean.py": "import os\nfrom .transport.base import X\n",
+    })
+    return tmp_path
+
+
+def test_checker_finds_cycles_transitive_arrows_and_cli_imports(bad_pkg):
+    rules = [(("pkg.report", "pkg.stats", "pkg.advisor"), ("pkg.scheduler", "pkg.transport", "pkg.commands"),
+              "store alone"),
+             (("pkg.transport",), ("pkg.scheduler",), "below")]
+    bad = violations(bad_pkg, "pkg", rules=rules, floor=("pkg.cli", "pkg.commands"),
+                     travelling=("pkg.runners", ("pkg.runners",)))
+    text = "\n".join(bad)
+    assert "import cycle: pkg.a -> pkg.b -> pkg.c (and back)" in bad
+    assert "pkg.report.render -> pkg.advisor -> pkg.helpers -> pkg.scheduler: store alone" in bad
+    assert "pkg.report -> pkg.report.render -> pkg.advisor -> pkg.helpers -> pkg.scheduler: store alone" in bad
+    assert "pkg.advisor -> pkg.helpers -> pkg.scheduler: store alone" in bad
+    assert "pkg.stats imports pkg.commands.run: only the CLI imports pkg.commands" in bad
+    assert "pkg.stats -> pkg.commands: store alone" in bad
+    assert "pkg.runners.pi_runner imports ['pkg.helpers']: runners travel to devices alone" in bad
+    assert "pkg.cli" not in text and "pkg.clean" not in text and "pkg.transport" not in text
+    assert len(bad) == 7, text
+    # the package parent executes: reaching pkg.transport.base means reaching pkg.transport
+    assert path_to(with_packages(import_graph(bad_pkg, "pkg")), "pkg.clean", ("pkg.transport",)) == \
+        ["pkg.clean", "pkg.transport"]
+
+
+def test_checker_passes_a_clean_package(tmp_path):
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/store.py": "import json\n",
+                      "pkg/report/__init__.py": "from .render import go\n",
+                      "pkg/report/render.py": "from . import plots\nfrom ..store import load\n",
+                      "pkg/report/plots.py": "from .. import store\n"})
+    assert violations(tmp_path, "pkg", rules=[(("pkg.report",), ("pkg.scheduler",), "x")], floor=("pkg.cli",)) == []
+    assert cycles(import_graph(tmp_path, "pkg")) == []

@@ -18,7 +18,7 @@ from lab.runtimes import paddle_lite as lite_rt
 from lab.runtimes.base import JobContext, execute
 from lab.errors import ConfigError, RunnerError
 from lab.models import ModelArtifact
-from lab.records import InputSpec, Job, Protocol
+from lab.records import InputSpec, Job, MeasurementProtocol
 from lab.transport.adb import ADBTransport
 
 STANDIN = Path(__file__).parent / "data" / "benchmark_bin" / "standin_benchmark_bin.py"
@@ -67,7 +67,7 @@ def job(backend: str, *, trials: int = 3, precision: str = "fp32", **opts) -> Jo
                model="mnv1", model_sha256="x", backend=backend,
                processor="aipu" if "npu" in backend or "timvx" in backend else "cpu",
                precision=precision, threads=2, options=tuple(sorted(opts.items())),
-               protocol=Protocol(warmup=2, min_iters=5, trials=trials, timeout_s=60,
+               protocol=MeasurementProtocol(warmup=2, min_iters=5, trials=trials, timeout_s=60,
                                    idle_baseline_s=0.2))
 
 

@@ -181,9 +181,9 @@ def test_empty_pid_file_is_said_once(tmp_path):
 def test_runner_gpu_memory_is_not_replaced_by_telemetry():
     """lab/runtimes/json_runner.py measurement_from_docs: NVML's figure may sum every process on a shared GPU."""
     from lab.runtimes.json_runner import measurement_from_docs
-    from lab.records import Job, Protocol
+    from lab.records import Job, MeasurementProtocol
     job = Job("j1", "c", "gpu-server", "h200", "m", "", "paddle-inference-gpu", "gpu", "fp32", 1,
-              protocol=Protocol())
+              protocol=MeasurementProtocol())
     def doc(gpu):
         return {"timings": {"samples_ms": [2.0, 2.1, 2.05], "converged": True},
                 "memory": {"peak_rss_mb": 900.0, "gpu_mem_mb": gpu}}

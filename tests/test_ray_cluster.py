@@ -28,7 +28,7 @@ from lab import cli  # noqa: E402
 from lab.campaign import load_campaign, plan_jobs  # noqa: E402
 from lab.inventory import load_devices  # noqa: E402
 from lab.ray_engine import SyntheticExecutor, device_resource, run_with_ray  # noqa: E402
-from lab.records import Device, Job, Protocol  # noqa: E402
+from lab.records import Device, Job, MeasurementProtocol  # noqa: E402
 from lab.scheduler import Scheduler, SchedulerOptions  # noqa: E402
 from lab.store import Store  # noqa: E402
 
@@ -128,7 +128,7 @@ def test_campaign_local_then_resumed_on_ray_across_two_nodes(cluster, tmp_path, 
 def _synthetic_jobs(devices: list[str], n: int) -> list[Job]:
     return [Job(job_id=f"k-{d}-{i:02d}", campaign="kill", device=d, chip="generic-x86-cpu", model="none",
                 model_sha256="0" * 64, backend="paddle-inference-cpu", processor="cpu", precision="fp32",
-                threads=1, options=(("i", i),), protocol=Protocol())
+                threads=1, options=(("i", i),), protocol=MeasurementProtocol())
             for d in devices for i in range(n)]
 
 

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from lab.cli import main
-from lab.records import Job, Measurement, Protocol
+from lab.records import Job, Measurement, MeasurementProtocol
 from lab.report import build_report, render_html, write_report
 from lab import stats
 from lab.report.render import cpu_vs_aipu, decode_embedded
@@ -26,7 +26,7 @@ def make_job(campaign, device, model, backend="paddle-inference-cpu", processor=
     jid = re.sub(r"[^A-Za-z0-9_.-]", "_", jid)
     return Job(job_id=jid, campaign=campaign, device=device, chip=chip, model=model, model_sha256="ab" * 32,
                backend=backend, processor=processor, precision=precision, threads=threads,
-               options=(("onednn", True),), protocol=Protocol())
+               options=(("onednn", True),), protocol=MeasurementProtocol())
 
 
 def measurement(job, base_ms, *, rng, trials=3, n=40, spread=0.02, **extra):

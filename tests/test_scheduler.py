@@ -12,7 +12,7 @@ import time
 import pytest
 
 from lab.errors import DeviceUnreachable, HostKeyMismatch, RunnerError
-from lab.records import Device, Job, Measurement, Protocol
+from lab.records import Device, Job, Measurement, MeasurementProtocol
 from lab.scheduler import Scheduler, SchedulerOptions
 from lab.store import Store
 
@@ -27,7 +27,7 @@ def jobs_for(dev_ids, per_device=3, campaign="sched"):
         for k in range(per_device):
             out.append(Job(job_id=f"{d}-{k}", campaign=campaign, device=d, chip="generic-x86-cpu", model="m",
                            model_sha256="0" * 64, backend="paddle-inference-cpu", processor="cpu",
-                           precision="fp32", threads=k + 1, protocol=Protocol(trials=1)))
+                           precision="fp32", threads=k + 1, protocol=MeasurementProtocol(trials=1)))
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.records import Device, Job, Measurement, Protocol
+from lab.records import Device, Job, Measurement, MeasurementProtocol
 from lab.scheduler import Scheduler, SchedulerOptions
 from lab.store import Store
 from lab.transport.local import LocalTransport
@@ -29,7 +29,7 @@ def zone(root: Path, millideg: int, name: str = "thermal_zone0", ztype: str = "s
 def jobs(n: int, cooldown_s: float) -> list[Job]:
     return [Job(job_id=f"j{k}", campaign="cool", device="dev", chip="generic-x86-cpu", model="m",
                 model_sha256="0" * 64, backend="paddle-inference-cpu", processor="cpu",
-                precision="fp32", threads=1, protocol=Protocol(trials=1, cooldown_s=cooldown_s))
+                precision="fp32", threads=1, protocol=MeasurementProtocol(trials=1, cooldown_s=cooldown_s))
             for k in range(n)]
 
 

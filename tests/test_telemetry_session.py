@@ -89,9 +89,9 @@ def test_start_failure_never_raises(tmp_path):
 
 def test_job_kwarg_and_whole_job_fallback_as_execute_calls_it(tmp_path):
     """lab/execute.py today: TelemetrySession(job=job), start, stop_and_collect, no add_run."""
-    from lab.records import Job, Protocol
+    from lab.records import Job, MeasurementProtocol
     job = Job("j1", "c", "local", "chip", "m", "", "paddle-inference-cpu", "cpu", "fp32", 1,
-              protocol=Protocol(idle_baseline_s=0.2))
+              protocol=MeasurementProtocol(idle_baseline_s=0.2))
     tp = transport(tmp_path)
     sess = S.TelemetrySession(job=job, root=str(TREES / "x86_rapl"))
     assert sess.idle_s == 0.2 and sess.nvml is False
@@ -127,15 +127,15 @@ def test_stale_sampler_of_a_killed_orchestrator_is_stopped_by_the_next_session(t
 
 
 def test_sampler_life_is_bounded_by_the_job_protocol():
-    from lab.records import Protocol
-    sess = S.TelemetrySession(protocol=Protocol(trials=3, timeout_s=60.0, idle_baseline_s=10.0))
+    from lab.records import MeasurementProtocol
+    sess = S.TelemetrySession(protocol=MeasurementProtocol(trials=3, timeout_s=60.0, idle_baseline_s=10.0))
     assert sess.max_s == 10.0 + 120.0 + 3 * 90.0
 
 
 def test_sampler_life_without_a_protocol_is_the_default_protocols():
-    from lab.records import Protocol
+    from lab.records import MeasurementProtocol
     sess = S.TelemetrySession(idle_s=0.0)
-    assert sess.max_s == S.sampler_life_s(Protocol(), 0.0) == 120.0 + 3 * (600.0 + 30.0)
+    assert sess.max_s == S.sampler_life_s(MeasurementProtocol(), 0.0) == 120.0 + 3 * (600.0 + 30.0)
     assert S.TelemetrySession(idle_s=0.0, max_s=5).max_s == 5.0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..catalog import PRECISIONS, Catalog, Chip, load_catalog
+from ..catalog import TOPS_PRECISIONS, Catalog, Chip, load_catalog
 
 
 def register(subparsers) -> None:
@@ -52,7 +52,7 @@ def chip_json(chip: Chip) -> dict:
 def _tops_cell(chip: Chip) -> str:
     acc = chip.accelerator
     parts = []
-    for p in PRECISIONS:
+    for p in TOPS_PRECISIONS:
         if p in acc.tops:
             f = acc.tops[p]
             parts.append(f"{p} {'n/a' if f.value is None else f'{f.value:g}'} [{f.confidence}]")

@@ -1,9 +1,10 @@
-"""Transports: one protocol (run / push / pull / close) over local, SSH and ADB."""
+"""Transports: one protocol (run / push / pull / abort / check / close) over local, SSH and ADB."""
 from __future__ import annotations
 
-from .base import PushResult, RunResult, Transport, shell_command
+from .base import CheckResult, PushResult, RunResult, Transport, check_device, run_ok, shell_command
 
-__all__ = ["PushResult", "RunResult", "Transport", "shell_command", "open_transport", "close_quietly"]
+__all__ = ["CheckResult", "PushResult", "RunResult", "Transport", "check_device", "run_ok", "shell_command",
+           "open_transport", "close_quietly"]
 
 
 def open_transport(device):

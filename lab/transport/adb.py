@@ -5,7 +5,10 @@ Why this shape (see shared/reference/peers.md §6):
   temp file and is printed after a random marker, then the exit code after a second marker.
 - adb-shell's `shell()` has per-read timeouts only; `run()` keeps a wall-clock deadline, and on
   expiry drops the connection (its state is unknown), reconnects and kills the command by the PID
-  the wrapper recorded (children first: `pkill -P`, then the PID).
+  the wrapper recorded, with everything it started (`_KILL_TREE`: stop, recurse into `pgrep -P`
+  children, kill; a shell without job control puts `&` children in the caller's process group, so
+  there is no group to kill as over SSH). `abort()` does the same for every command running now,
+  over a second connection, so the blocked `run()` sees its command end and returns.
 - adb-shell's TCP transport ignores partial `send()`s, spins on a closed socket until its read
   timeout and leaves Nagle on (header and payload go in two writes: ~40 ms per packet);
   `_TcpTransport` writes fully, reports EOF at once and sets TCP_NODELAY.
@@ -31,13 +34,22 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import (CommandFailed, ConfigError, DeviceAuthFailed, DeviceTimeout,
+from ..errors import (ConfigError, DeviceAuthFailed, DeviceTimeout,
                       DeviceUnreachable, TransferError)
-from .base import PushResult, RunResult, remote_join, sha256_file, shell_command
+from .base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
+                   sha256_file, shell_command)
 
 DEFAULT_WORKDIR = "/data/local/tmp/hwlab"
 LARGE_FILE_BYTES = 64 * 1024 * 1024
 CHUNK_BYTES = 16 * 1024 * 1024
+KILL_TIMEOUT_S = 15.0
+
+# Kill the commands whose wrapper PID files are given, children first (stopped before the walk, so
+# none can start another while its parent is being killed). toybox and busybox have pgrep -P.
+_KILL_TREE = ('hwlab_kill() { kill -STOP "$1" 2>/dev/null; '
+              'for c in $(pgrep -P "$1" 2>/dev/null); do hwlab_kill "$c"; done; kill -9 "$1" 2>/dev/null; }; '
+              'for f in "$@"; do p=$(cat "$f" 2>/dev/null); [ -n "$p" ] && hwlab_kill "$p"; rm -f "$f"; done; '
+              'true')
 
 
 class ADBOffline(DeviceUnreachable):
@@ -332,7 +344,7 @@ class _ServerLink:
 class ADBTransport:
     """The lab's `Transport` over ADB (see module doc)."""
 
-    def __init__(self, device, *, key_path: Path | None = None, connect_timeout: float = 10.0,
+    def __init__(self, device, *, key_path: Path | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
                  large_file_bytes: int = LARGE_FILE_BYTES, chunk_bytes: int = CHUNK_BYTES,
                  chunk_attempts: int = 3, transfer_timeout: float = 300.0):
         self.device_id = device.id
@@ -342,16 +354,20 @@ class ADBTransport:
                               "(host:port for adb over TCP, or the USB serial)",
                               path=device.source or None, line=device.line or None)
         self.key_path = Path(key_path) if key_path else adb_key_path()
-        if device.adb_server:
-            self.link = _ServerLink(device, connect_timeout)
-        else:
-            self.link = _ShellLink(device, self.key_path, connect_timeout)
+        self._device, self._connect_timeout = device, connect_timeout
+        self.link = self._new_link()
         self.large_file_bytes = large_file_bytes
         self.chunk_bytes = chunk_bytes
         self.chunk_attempts = chunk_attempts
         self.transfer_timeout = transfer_timeout
         self._lock = threading.RLock()
+        self._running: set[str] = set()  # PID files of the commands running now (for abort())
         self.reconnects = 0
+
+    def _new_link(self):
+        if self._device.adb_server:
+            return _ServerLink(self._device, self._connect_timeout)
+        return _ShellLink(self._device, self.key_path, self._connect_timeout)
 
     # ---------------------------------------------------------------- run
     def run(self, cmd: Sequence[str] | str, timeout: float, *, env: Mapping[str, str] | None = None,
@@ -368,12 +384,15 @@ class ADBTransport:
                    f"rm -f {shlex.quote(errf)} {shlex.quote(pidf)}; printf '\\n%s %s\\n' {mark_rc} \"$rc\"")
         start = time.monotonic()
         with self._lock:
+            self._running.add(pidf)
             try:
                 raw = self.link.shell(wrapped, timeout)
             except DeviceTimeout:
                 self._kill_remote(pidf)
                 raise DeviceTimeout(self.device_id, f"command exceeded its {timeout:.0f} s deadline "
                                     f"(killed on the device): {text[:120]}") from None
+            finally:
+                self._running.discard(pidf)
         dur = time.monotonic() - start
         i_rc = raw.rfind("\n" + mark_rc + " ")
         i_err = raw.rfind("\n" + mark_err + "\n", 0, i_rc if i_rc >= 0 else None)
@@ -390,25 +409,34 @@ class ADBTransport:
         return RunResult(rc, out, err, dur)
 
     def _kill_remote(self, pidf: str) -> None:
-        """After a deadline: reconnect and kill the wrapped command, children first."""
-        q = shlex.quote(pidf)
+        """After a deadline: reconnect (the connection's state is unknown) and kill the command tree."""
         try:
             self.link.close()
             self.reconnects += 1
-            self.link.shell(f"p=$(cat {q} 2>/dev/null); [ -n \"$p\" ] && "
-                            f"{{ pkill -9 -P \"$p\" 2>/dev/null; kill -9 \"$p\" 2>/dev/null; }}; "
-                            f"rm -f {q}; true", 15.0)
+            self.link.shell(_kill_command([pidf]), KILL_TIMEOUT_S)
         except Exception:
             pass  # best effort: the device may be gone too
 
-    def check(self, cmd: Sequence[str] | str, timeout: float = 60.0) -> str:
-        """Run and require exit 0 (internal helper)."""
-        r = self.run(cmd, timeout)
-        if r.rc != 0:
-            raise CommandFailed(self.device_id, f"{cmd if isinstance(cmd, str) else ' '.join(cmd)}"
-                                f" exited {r.rc}: {(r.err or r.out).strip()[:200]}",
-                                rc=r.rc, stderr=r.err)
-        return r.out
+    def abort(self) -> None:
+        """Kill every command running now with what it started (the orchestrator's Ctrl-C).
+
+        Called from another thread while `run()` holds the connection: the kill goes over a second
+        adb-shell connection (the adb server's link is one `adb` process per call already), and the
+        blocked `run()` then returns the killed command's exit status."""
+        pidfs = sorted(self._running)
+        if not pidfs:
+            return
+        link = self.link if isinstance(self.link, _ServerLink) else self._new_link()
+        try:
+            link.shell(_kill_command(pidfs), KILL_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - best effort on the way out: the device may be gone
+            pass
+        finally:
+            if link is not self.link:
+                link.close()
+
+    def check(self, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
+        return check_device(self, timeout)
 
     # ---------------------------------------------------------------- files
     def remote_digest(self, remote: str, timeout: float = 120.0) -> tuple[int | None, str, str]:
@@ -418,7 +446,7 @@ class ADBTransport:
                   "if command -v sha256sum >/dev/null 2>&1; then h=\"sha256 $(sha256sum \"$f\" | cut -d' ' -f1)\"; "
                   "elif command -v md5sum >/dev/null 2>&1; then h=\"md5 $(md5sum \"$f\" | cut -d' ' -f1)\"; "
                   "else h='none -'; fi; echo \"HWLAB_STAT $s $h\"; else echo 'HWLAB_STAT missing'; fi")
-        out = self.check(script, timeout)
+        out = run_ok(self, script, timeout, what=f"stat of {remote}").out
         line = next((ln for ln in out.splitlines() if ln.startswith("HWLAB_STAT ")), "")
         parts = line.split()
         if len(parts) == 2 and parts[1] == "missing":
@@ -436,7 +464,7 @@ class ADBTransport:
             if _matches(have, size, digests):
                 return PushResult(remote, size, digests["sha256"], 0, True)
             parent = remote.rsplit("/", 1)[0] or "/"
-            self.check(f"mkdir -p {shlex.quote(parent)}")
+            run_ok(self, f"mkdir -p {shlex.quote(parent)}")
             part = remote + ".hwlab-part"
             if size > self.large_file_bytes:
                 sent = self._push_chunked(local, part, size)
@@ -449,8 +477,8 @@ class ADBTransport:
                                     f"{got[0]} bytes ({got[1]} {got[2][:12] or '-'}), expected {size} "
                                     f"bytes (sha256 {digests['sha256'][:12]})")
             mode = oct(local.stat().st_mode & 0o777)[2:]
-            self.check(f"chmod {mode} {shlex.quote(part)} && mv -f {shlex.quote(part)} "
-                       f"{shlex.quote(remote)}")
+            run_ok(self, f"chmod {mode} {shlex.quote(part)} && mv -f {shlex.quote(part)} "
+                   f"{shlex.quote(remote)}")
         return PushResult(remote, size, digests["sha256"], sent, False)
 
     def _push_once(self, local: Path, remote: str) -> int:
@@ -491,7 +519,7 @@ class ADBTransport:
                                             f"failed {attempt} times: {err}")
                 piece.unlink()
         qs = " ".join(shlex.quote(x) for x in names)
-        self.check(f"cat {qs} > {shlex.quote(part)} && rm -f {qs}", self.transfer_timeout)
+        run_ok(self, f"cat {qs} > {shlex.quote(part)} && rm -f {qs}", self.transfer_timeout)
         return sent
 
     def pull(self, remote: str, local: Path) -> Path:
@@ -513,8 +541,14 @@ class ADBTransport:
         return local
 
     def close(self) -> None:
+        """Abort what still runs (see abort()), then disconnect."""
+        self.abort()
         with self._lock:
             self.link.close()
+
+
+def _kill_command(pidfs: list[str]) -> str:
+    return "sh -c " + shlex.quote(_KILL_TREE) + " hwlab-kill " + " ".join(shlex.quote(f) for f in pidfs)
 
 
 def _md5(path: Path) -> str:

@@ -1,19 +1,32 @@
 """The transport protocol every device connection implements.
 
 Why one protocol: the scheduler, the probe and the runner adapters are written once against
-`run/push/pull/close`; local, SSH and ADB differ only underneath. Contract (DESIGN.md):
+`run/push/pull/abort/check/close`; local, SSH and ADB differ only underneath. Contract (DESIGN.md):
 - `run()` enforces a wall-clock deadline itself, drains stdout/stderr while waiting and returns
   the real exit code;
 - `push()` verifies size + sha256 on the device and skips files that are already there unchanged;
+- `abort()` kills every command the transport is running now and everything those started (the
+  orchestrator's Ctrl-C); the blocked `run()` returns a non-zero rc or raises a DeviceError, and
+  the transport stays usable; with nothing running it does nothing;
+- `check()` never raises for a device problem: it returns a `CheckResult` that says whether the
+  device answers and can hold the lab's files, and, when not, whether a retry may help (devlib's
+  transient vs stable target errors: offline or timed out vs refused key or broken shell);
 - every path and argument is shell-quoted (`shell_command`).
 """
 from __future__ import annotations
 
 import hashlib
 import shlex
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence, runtime_checkable
+
+from ..errors import CommandFailed, DeviceError, LabError, excerpt
+
+CONNECT_TIMEOUT_S = 10.0  # TCP connect + handshake + auth of one device connection
+CHECK_TIMEOUT_S = 15.0
+_CHECK_TOKEN = "hwlab-check-ok"
 
 
 @dataclass(frozen=True)
@@ -33,6 +46,18 @@ class PushResult:
     skipped: bool
 
 
+@dataclass(frozen=True)
+class CheckResult:
+    """What `Transport.check()` found. `transient` (only meaningful when not ok): a retry may help
+    (device offline, connection lost, no answer in time) as opposed to a stable fault that needs a
+    person (key refused, host key changed, work dir not writable, broken shell)."""
+
+    ok: bool
+    detail: str  # "answered in 0.04 s" or the error, naming the device
+    transient: bool = False
+    latency_s: float | None = None  # round trip of the check command; None when it did not answer
+
+
 @runtime_checkable
 class Transport(Protocol):
     device_id: str
@@ -50,8 +75,51 @@ class Transport(Protocol):
     def pull(self, remote: str, local: Path) -> Path:
         ...
 
-    def close(self) -> None:
+    def abort(self) -> None:
+        """Kill the commands running now and what they started; safe from another thread."""
         ...
+
+    def check(self, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
+        """Does the device answer and can it hold the lab's files? Never raises for device faults."""
+        ...
+
+    def close(self) -> None:
+        """Abort what still runs, then release the connection."""
+        ...
+
+
+def run_ok(transport: Transport, cmd: Sequence[str] | str, timeout: float = 60.0, *,
+           what: str | None = None) -> RunResult:
+    """`run()` that requires exit 0: CommandFailed (with an excerpt of the output) otherwise."""
+    res = transport.run(cmd, timeout)
+    if res.rc != 0:
+        label = what or (cmd if isinstance(cmd, str) else " ".join(str(a) for a in cmd))[:120]
+        raise CommandFailed(transport.device_id, f"{label} failed (exit {res.rc}): "
+                            f"{excerpt(res.err or res.out)}", rc=res.rc, stderr=res.err)
+    return res
+
+
+def check_device(transport: Transport, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
+    """The one `check()` every transport returns: one command that creates the work dir if needed,
+    proves it writable and echoes a token. A DeviceError becomes ok=False with its `transient`;
+    a bad device entry (ConfigError) is stable."""
+    wd = shlex.quote(transport.workdir)
+    probe = f".hwlab-check-{time.monotonic_ns()}"
+    cmd = (f"mkdir -p {wd} && : > {wd}/{probe} && rm -f {wd}/{probe} && echo {_CHECK_TOKEN}")
+    start = time.monotonic()
+    try:
+        res = transport.run(cmd, timeout)
+    except DeviceError as exc:
+        return CheckResult(False, str(exc), transient=bool(exc.transient))
+    except LabError as exc:  # ConfigError: the inventory entry itself is wrong
+        return CheckResult(False, str(exc), transient=False)
+    latency = round(time.monotonic() - start, 4)
+    if res.rc != 0 or _CHECK_TOKEN not in res.out:
+        return CheckResult(False, f"device {transport.device_id!r}: answered, but cannot use its work dir "
+                           f"{transport.workdir} (exit {res.rc}): {excerpt(res.err or res.out)}",
+                           transient=False, latency_s=latency)
+    return CheckResult(True, f"device {transport.device_id!r}: answered in {latency:.2f} s",
+                       latency_s=latency)
 
 
 def shell_command(cmd: Sequence[str] | str, *, env: Mapping[str, str] | None = None,

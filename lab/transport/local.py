@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..errors import DeviceTimeout, TransferError
-from .base import PushResult, RunResult, sha256_file, shell_command
+from .base import CHECK_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, sha256_file, shell_command
 
 
 class LocalTransport:
@@ -76,6 +76,9 @@ class LocalTransport:
         """Kill every command this transport is running now (Ctrl-C of the orchestrator)."""
         for proc in list(self._procs):
             _kill_group(proc)
+
+    def check(self, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
+        return check_device(self, timeout)
 
     def close(self) -> None:
         self.abort()

@@ -39,10 +39,10 @@ from typing import Mapping, Sequence
 
 from ..errors import (CommandFailed, DeviceAuthFailed, DeviceError, DeviceTimeout, DeviceUnreachable,
                       HostKeyMismatch, TransferError, excerpt)
-from .base import PushResult, RunResult, remote_join, shell_command
+from .base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
+                   shell_command)
 
 DEFAULT_PORT = 22
-CONNECT_TIMEOUT_S = 10.0
 KEEPALIVE_S = 15
 SFTP_OP_TIMEOUT_S = 60.0
 PID_MARK = "hwlab-pid:"
@@ -315,12 +315,8 @@ class SSHTransport:
         except Exception:  # noqa: BLE001 - connection already gone: the process dies with it or not at all
             pass
 
-    def check(self, cmd: Sequence[str] | str, timeout: float = 60, what: str = "command") -> RunResult:
-        res = self.run(cmd, timeout)
-        if res.rc != 0:
-            raise CommandFailed(self.device_id, f"{what} failed (exit {res.rc}): {excerpt(res.err or res.out)}",
-                                rc=res.rc, stderr=res.err)
-        return res
+    def check(self, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
+        return check_device(self, timeout)
 
     # -- files --------------------------------------------------------------------------------
     def _sftp_client(self):
@@ -396,7 +392,7 @@ class SSHTransport:
             try:
                 sftp.posix_rename(tmp, remote)
             except IOError:
-                self.check(["mv", "-f", tmp, remote], what="rename pushed file")
+                run_ok(self, ["mv", "-f", tmp, remote], what="rename pushed file")
             self._write_record(sftp, remote, (size, digest, sftp.stat(remote).st_mtime))
         except TransferError:
             self._remove_quietly(tmp)
@@ -464,7 +460,7 @@ class SSHTransport:
         try:
             sftp.stat(path)
         except FileNotFoundError:
-            self.check(["mkdir", "-p", path], what=f"mkdir {path}")
+            run_ok(self, ["mkdir", "-p", path], what=f"mkdir {path}")
         self._dirs.add(path)
 
     def _transfer_error(self, what: str, exc: BaseException) -> DeviceError:
@@ -530,6 +526,9 @@ class SSHTransport:
                 pass
 
     def close(self) -> None:
+        """Abort what still runs (a closed channel alone leaves the runner going), then disconnect."""
+        if self._pids and self._alive():
+            self.abort()
         with self._lock:
             if self._sftp is not None:
                 try:
