@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 TEST_STAMP := $(VENV)/.hwlab-test-installed
 $(TEST_STAMP): $(STAMP)
 	$(PIP) install -q -e '.[test,ray]'
+	bash scripts/setup-lite-opt.sh .venv-lite || echo "paddle_lite_opt unavailable: the Paddle Lite conversion tests will skip"
 	touch $(TEST_STAMP)
 
 # Real Paddle Inference on this machine: build the demo models, run the demo campaign, write the report.

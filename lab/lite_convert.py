@@ -3,7 +3,7 @@
 Why the user's tool: there is no paddlelite wheel for CPython 3.11 or aarch64 (paddle.md §2.6), and
 the opt version must match the benchmark_bin/runtime on the device. The tool comes from
 HWLAB_PADDLE_LITE_OPT (a `paddle_lite_opt` script or the `opt` binary; same flags) or
-`paddle_lite_opt` on PATH.
+`paddle_lite_opt` on PATH, else the one `scripts/setup-lite-opt.sh` puts in `.venv-lite/`.
 
 Per target (paddle.md §2.2-2.3, §3):
 - arm: `--valid_targets=arm`; fp16 -> `--enable_fp16=true` (needs an arm82-fp16 runtime build);
@@ -15,7 +15,11 @@ Per target (paddle.md §2.2-2.3, §3):
 - rockchip-npu / timvx: `--valid_targets=rockchip_npu,arm` / `verisilicon_timvx,arm`. These NPUs
   run only FULLY-quantised int8 models, which opt cannot make from fp32 (its quantisation is
   weight-only): the source model must already be a PaddleSlim full-quant model, declared by the
-  artifact tag `quantization: int8-full`; otherwise this refuses with that explanation.
+  artifact tag `quantization: int8-full`, or made by `lab models quantize` (tag `int8-ptq`:
+  weights AND activations of conv/matmul quantised, quantize_linear/dequantize_linear ops, which
+  opt folds into int8 NPU subgraphs); otherwise this refuses with that explanation.
+After a conversion, opt's printed partition (lab/lite_opt_output.py: NPU subgraph count, ops left
+on the CPU) goes into `<target>.json` and the model's meta.json under `lite.<target>`.
 Input is always the legacy `.pdmodel` + `.pdiparams` (Paddle Lite cannot read `.json`).
 Output: `<artifact dir>/lite/<target>.nb` plus `<target>.json` with the command and hashes.
 """
@@ -51,7 +55,8 @@ TARGETS = {t.name: t for t in [
 ]}
 ALIASES = {"huawei_kirin_npu": "kirin-npu", "rockchip_npu": "rockchip-npu",
            "verisilicon_timvx": "timvx", "cpu": "arm", "gpu": "opencl"}
-FULL_INT8_TAGS = ("int8-full", "full-int8", "full_quant")
+FULL_INT8_TAGS = ("int8-full", "full-int8", "full_quant", "int8-ptq")
+_LOCAL_OPT = Path(__file__).resolve().parent.parent / ".venv-lite" / "bin" / "paddle_lite_opt"
 
 
 def find_opt() -> Path:
@@ -62,7 +67,7 @@ def find_opt() -> Path:
             raise ConfigError(f"{ENV_VAR}={env} is not an executable file",
                               fix="point it at paddle_lite_opt or the opt binary")
         return p
-    found = shutil.which("paddle_lite_opt")
+    found = shutil.which("paddle_lite_opt") or (str(_LOCAL_OPT) if _LOCAL_OPT.is_file() else None)
     if not found:
         raise ConfigError(f"paddle_lite_opt not found: set {ENV_VAR} to your paddle_lite_opt (or opt "
                           "binary) or put it on PATH",
@@ -91,7 +96,8 @@ def opt_args(artifact, target: LiteTarget, out_prefix: Path, *, precision: str |
             raise ConfigError(
                 f"model {artifact.id}: target {target.name} runs only fully-quantised int8 models and "
                 "paddle_lite_opt cannot make one from an fp32 model (its --quant_model is weight-only)",
-                fix="quantise it with PaddleSlim (full quantisation, e.g. is_full_quantize: 1), register "
+                fix=f"run `lab models quantize {artifact.id}` and convert {artifact.id}-int8, or "
+                    "quantise it with PaddleSlim (full quantisation, e.g. is_full_quantize: 1), register "
                     "the result with tag quantization: int8-full, and convert that")
     args = [f"--model_file={artifact.pdmodel_path}", f"--param_file={artifact.legacy_pdiparams_path}",
             "--optimize_out_type=naive_buffer", f"--optimize_out={out_prefix}",
@@ -136,8 +142,28 @@ def convert(artifact, target: str, *, precision: str | None = None, quant: str |
     if p.returncode != 0 or not nb.is_file():
         raise LabError(f"model {artifact.id}: paddle_lite_opt for {t.name} failed (exit {p.returncode}"
                        f"{', no ' + nb.name if not nb.is_file() else ''}): {excerpt(p.stdout + p.stderr)}")
-    meta_path.write_text(json.dumps({
-        "target": t.name, "tool": str(tool), "args": args, "command": cmd,
-        "source_sha256": src_sha, "nb_sha256": sha256_file(nb), "seconds": round(time.monotonic() - start, 3),
-        "output_tail": excerpt(p.stdout + p.stderr, 600)}, indent=1))
+    from .lite_opt_output import parse
+    report = parse(p.stdout + p.stderr)
+    doc = {"target": t.name, "tool": str(tool), "args": args, "command": cmd,
+           "source_sha256": src_sha, "nb_sha256": sha256_file(nb),
+           "seconds": round(time.monotonic() - start, 3),
+           "output_tail": excerpt(p.stdout + p.stderr, 600), "partition": report.to_dict()}
+    meta_path.write_text(json.dumps(doc, indent=1))
+    _record_in_model_meta(artifact, t.name, doc)
     return nb
+
+
+def _record_in_model_meta(artifact, target: str, doc: dict) -> None:
+    """`lite.<target>` in models/<id>/meta.json: the .nb, its hash and opt's partition."""
+    from .models import _write_json_atomic
+    path = Path(artifact.dir) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    part = doc["partition"]
+    meta.setdefault("lite", {})[target] = {
+        "nb": f"lite/{target}.nb", "nb_sha256": doc["nb_sha256"],
+        "valid_targets": TARGETS[target].valid_targets, "npu_subgraphs": part["npu_subgraphs"],
+        "npu_ops": part["npu_ops"], "cpu_ops": part["cpu_ops"], "seconds": doc["seconds"]}
+    _write_json_atomic(path, meta)

@@ -44,7 +44,7 @@ LEGACY_MODEL_FILE = "legacy.pdmodel"
 LEGACY_PARAMS_FILE = "legacy.pdiparams"
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool")
-LAB_ARCHS = ("text_lstm", "tiny_mlp", "tiny_detector")
+LAB_ARCHS = ("text_lstm", "tiny_mlp", "tiny_detector", "digits_cnn")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -731,7 +731,9 @@ def _lab_architectures() -> dict[str, Callable[..., Any]]:
             keep = paddle.nonzero(logits > self.logit_threshold)
             return paddle.gather_nd(boxes, keep), paddle.gather_nd(logits, keep)
 
-    return {"text_lstm": TextLSTM, "tiny_mlp": TinyMLP, "tiny_detector": TinyDetector}
+    from .digits import architectures as digits_architectures  # trained on bundled data
+    return {"text_lstm": TextLSTM, "tiny_mlp": TinyMLP, "tiny_detector": TinyDetector,
+            **digits_architectures()}
 
 
 def _count(layer: Any, inputs: list[dict[str, Any]]) -> dict[str, Any]:

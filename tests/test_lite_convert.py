@@ -92,6 +92,7 @@ def test_rockchip_needs_full_int8(tmp_path, fake_opt):
 def test_missing_tool_names_env_var(tmp_path, monkeypatch):
     monkeypatch.delenv("HWLAB_PADDLE_LITE_OPT", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(lite_convert, "_LOCAL_OPT", tmp_path / "no-venv-lite" / "paddle_lite_opt")
     with pytest.raises(ConfigError, match="HWLAB_PADDLE_LITE_OPT"):
         lite_convert.convert(make_artifact(tmp_path), "arm")
 

@@ -188,6 +188,7 @@ def test_fp16_on_cpu_is_a_clean_error(tmp_path):
     (["--trt"], "--trt needs --device gpu"),
     (["--device", "gpu", "--precision", "int8"], "int8 needs --trt"),
     (["--input", "bad"], "bad --input"),
+    (["--precision", "int8", "--onednn", "off"], "oneDNN int8"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, extra, needle):
     args = ["--model-file", tmp_path / "m.json", "--params-file", tmp_path / "p", "--input", "x:1x16:float32"]

@@ -8,6 +8,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -64,6 +65,9 @@ def register(sub) -> None:
     _common(an)
     an.set_defaults(func=cmd_analyze)
 
+    from . import models_quant  # quantize / accuracy / agreement (int8 and correctness)
+    models_quant.register_actions(actions, _common)
+
 
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
@@ -78,13 +82,15 @@ def cmd_build(args) -> int:
     ids = list(zoo) if args.all else args.ids
     if not ids:
         raise ConfigError("no model to build", fix=f"name ids ({', '.join(zoo)}) or pass --all")
-    unknown = [m for m in ids if m not in zoo]
+    # Quantised and registered models are not in the zoo: accepted when built (--lite-target).
+    unknown = [m for m in ids if m not in zoo and not (Path(args.root) / m / "meta.json").is_file()]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
                           fix=f"zoo models: {', '.join(zoo)}")
     converted = 0
     for mid in ids:
-        art = models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
+        art = (models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
+               if mid in zoo else models.load_artifact(mid, args.root))
         for target in args.lite_target:
             # Hook for Paddle Lite conversion (owned by lab/lite_convert.py): imported only on demand.
             try:

@@ -31,6 +31,17 @@ CI of the median: distribution-free, from order statistics. For n sorted samples
 [x_(l), x_(u)] with l, u from Binomial(n, 1/2) covers the true median with probability >= 95%.
 The relative CI reported is the half-width (x_(u) - x_(l)) / 2 divided by the sample median.
 
+Output check (``--reference-inputs FILE.npz``): AFTER timing, the runner feeds each sample of the
+host's reference input set (keys ``in:<input name>``, arrays N x run shape) and writes compact
+outputs into ``outputs_check`` (compact_output: whole values for outputs up to WHOLE_MAX elements,
+else a fixed strided sample of SAMPLE_SIZE elements; top-k, argmax, sum, sum of squares). The host
+compares them with its fp32 reference (lab/agreement.py); the time it took is reported so its share
+of the job's device time is known.
+
+Precision int8: on CPU oneDNN int8 (``enable_onednn_int8``) over a quantised model
+(quantize_linear/dequantize_linear ops from lab/quantize.py); on GPU TensorRT int8 with the
+model's own scales (``use_calib_mode=False``: no calibration on the device).
+
 Any exception (and SIGTERM) ends in ok=false, a one-line error, exit code 3, and a JSON document
 with whatever was measured so far.
 """
@@ -52,6 +63,11 @@ SCHEMA = "hwlab.runner/1"
 RUNNER = "pi_runner"
 RUNNER_VERSION = "1.0.0"
 EXIT_FAILED = 3
+
+OUTPUTS_CHECK_SCHEMA = "hwlab.outputs_check/1"
+WHOLE_MAX = 4096    # outputs up to this many elements travel whole
+SAMPLE_SIZE = 1024  # larger ones: elements at flat indices (k * numel) // SAMPLE_SIZE
+TOPK = 5
 
 SUPPORTED_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "int8", "bool")
 
@@ -297,6 +313,8 @@ def build_parser():
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--target-rel-ci", type=float, default=0.02)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
+                   help="after timing, run these inputs (keys in:<name>) and report compact outputs")
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
@@ -314,12 +332,14 @@ def model_format(path):
 def validate(args):
     if args.threads < 1:
         raise RunnerFailure("--threads must be >= 1, got %d" % args.threads)
-    if args.device == "cpu" and args.precision != "fp32":
-        raise RunnerFailure("precision %s is not supported on --device cpu (only fp32); use --device gpu"
-                            % args.precision)
+    if args.device == "cpu" and args.precision not in ("fp32", "int8"):
+        raise RunnerFailure("precision %s is not supported on --device cpu (fp32, or int8 with oneDNN); "
+                            "use --device gpu" % args.precision)
+    if args.device == "cpu" and args.precision == "int8" and args.onednn != "on":
+        raise RunnerFailure("precision int8 on CPU runs through oneDNN int8: drop --onednn off")
     if args.trt and args.device != "gpu":
         raise RunnerFailure("--trt needs --device gpu")
-    if args.precision == "int8" and not args.trt:
+    if args.device == "gpu" and args.precision == "int8" and not args.trt:
         raise RunnerFailure("precision int8 needs --trt (TensorRT); Paddle Inference GPU alone is fp32/fp16")
     if args.max_iters and args.max_iters < max(1, args.min_iters):
         raise RunnerFailure("--max-iters (%d) must be >= --min-iters (%d)" % (args.max_iters, args.min_iters))
@@ -367,6 +387,11 @@ def make_config(pi, args, fmt, doc):
         if args.onednn == "on":
             on = getattr(config, "enable_onednn", None) or config.enable_mkldnn
             on()
+            if args.precision == "int8":
+                on8 = getattr(config, "enable_onednn_int8", None) or getattr(config, "enable_mkldnn_int8", None)
+                if on8 is None:
+                    raise RunnerFailure("this paddle has no enable_onednn_int8: cannot run int8 on CPU")
+                on8()
         else:
             off = getattr(config, "disable_onednn", None) or getattr(config, "disable_mkldnn", None)
             if off is None:
@@ -538,6 +563,9 @@ def measure(args, doc):
     for h in out_handles:
         h.copy_to_cpu()
 
+    if args.reference_inputs:
+        doc["outputs_check"] = run_reference_set(np, predictor, model_inputs, args.reference_inputs)
+
     if args.device == "gpu":
         try:
             reserved = paddle.device.cuda.max_memory_reserved(args.gpu_id)
@@ -545,6 +573,69 @@ def measure(args, doc):
             doc["memory"]["gpu_mem_note"] = "paddle allocator max_memory_reserved (this process)"
         except Exception as exc:
             doc["memory"]["gpu_mem_note"] = "unavailable: " + _one_line(exc)
+
+
+def compact_output(np, arr):
+    """A JSON-able summary of one output tensor that the host can compare (lab/agreement.py).
+
+    Non-finite elements become None in values/sample and are counted in ``nonfinite``.
+    """
+    flat = np.asarray(arr).astype("float64").ravel()
+    n = int(flat.size)
+    finite = np.isfinite(flat)
+    d = {"shape": [int(x) for x in np.shape(arr)], "numel": n, "nonfinite": int(n - finite.sum())}
+    safe = np.where(finite, flat, 0.0)
+    d["sum"] = float(safe.sum())
+    d["sumsq"] = float((safe * safe).sum())
+    if n == 0:
+        d.update(values=[], argmax=None, topk=[])
+        return d
+    ranked = np.where(finite, flat, -np.inf)
+    d["argmax"] = int(np.argmax(ranked))
+    top = np.argsort(-ranked, kind="stable")[:min(TOPK, n)]
+    d["topk"] = [[int(i), float(flat[i]) if finite[i] else None] for i in top]
+
+    def listed(values, ok):
+        return [float(v) if good else None for v, good in zip(values.tolist(), ok.tolist())]
+
+    if n <= WHOLE_MAX:
+        d["values"] = listed(flat, finite)
+    else:
+        pick = (np.arange(SAMPLE_SIZE) * n) // SAMPLE_SIZE
+        d["sample"] = listed(flat[pick], finite[pick])
+    return d
+
+
+def run_reference_set(np, predictor, input_names, path):
+    """Feed each reference sample (after timing) and return the ``outputs_check`` document."""
+    t0 = time.perf_counter()
+    if not os.path.isfile(path):
+        raise RunnerFailure("reference inputs not found: %s" % path)
+    with open(path, "rb") as fh:
+        file_sha = hashlib.sha256(fh.read()).hexdigest()
+    with np.load(path, allow_pickle=False) as z:
+        feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
+    if sorted(feeds) != sorted(input_names):
+        raise RunnerFailure("reference inputs %s hold [%s], the model wants [%s]"
+                            % (path, ", ".join(sorted(feeds)), ", ".join(input_names)))
+    counts = set(len(a) for a in feeds.values())
+    if len(counts) != 1:
+        raise RunnerFailure("reference inputs %s: inputs have different sample counts" % path)
+    n = counts.pop()
+    out_names = predictor.get_output_names()
+    outputs = []
+    for i in range(n):
+        for name in input_names:
+            arr = np.ascontiguousarray(feeds[name][i])
+            h = predictor.get_input_handle(name)
+            h.reshape(list(arr.shape))
+            h.copy_from_cpu(arr)
+        predictor.run()
+        outputs.append([compact_output(np, predictor.get_output_handle(o).copy_to_cpu())
+                        for o in out_names])
+    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": n, "file_sha256": file_sha,
+            "output_names": list(out_names), "outputs": outputs,
+            "seconds": time.perf_counter() - t0}
 
 
 def new_doc(args, argv):
