@@ -20,7 +20,6 @@ run dim of the inputs when given, else 1).
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -218,6 +217,16 @@ def _obj(value: Any, what: str, path: Path) -> dict:
     return value
 
 
+def _load_pir_doc(path: Path) -> Any:
+    """The JSON of a PIR program, bounded in size and depth, no NaN/Infinity (jsonio)."""
+    from . import jsonio
+    try:
+        return jsonio.load_file(path, what="model file")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: not a Paddle PIR program ({str(exc).split(': ', 1)[-1]})",
+                          fix="give a .json saved by paddle.jit.save (PIR) or a .pdmodel") from None
+
+
 def _pir_attr_value(at: Any) -> Any:
     if not isinstance(at, dict):
         return at
@@ -238,8 +247,7 @@ _PIR_SLOTS = {  # positional operands of the ops whose cost we estimate
 
 
 def _parse_pir(path: Path) -> _Program:
-    from . import jsonio  # bounded depth, no NaN/Infinity: a model file is input like any other
-    doc = jsonio.load_file(path, what="model file")
+    doc = _load_pir_doc(path)
     if not isinstance(doc, dict) or not isinstance(doc.get("base_code"), dict) \
             or doc["base_code"].get("magic") != "pir":
         raise ConfigError(f"{path}: not a Paddle PIR program (no 'pir' magic)",
@@ -319,9 +327,8 @@ def _parse_pir(path: Path) -> _Program:
 def pir_op_names(path: Path | str) -> list[str]:
     """Raw op names ("pd_op.conv2d", dialect prefix kept) of a PIR program in program order,
     nested regions inline; the same bounds and checks as the full parser."""
-    from . import jsonio
     path = Path(path)
-    doc = jsonio.load_file(path, what="model file")
+    doc = _load_pir_doc(path)
     program = _obj(_obj(doc, "the document", path).get("program"), "'program'", path)
     out: list[str] = []
 

@@ -1,7 +1,8 @@
 """`lab chips`: list the chip catalog (table or JSON) with TOPS per precision and sources."""
 from __future__ import annotations
 
-import json
+from .. import jsonio
+from ..textsafe import console
 import sys
 
 from ..catalog import TOPS_PRECISIONS, Catalog, Chip, load_catalog
@@ -74,7 +75,6 @@ def _price_cell(chip: Chip) -> str:
 
 
 def render_table(catalog: Catalog) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=f"chip catalog ({len(catalog)} chips)", show_lines=False)
@@ -87,13 +87,13 @@ def render_table(catalog: Catalog) -> None:
             f"{pw.low:g}-{pw.high:g}" if pw.low is not None and pw.high is not None else f"{pw.typical:g}")
         t.add_row(chip.id, chip.vendor, chip.accelerator.kind, _tops_cell(chip),
                   "n/a" if nm is None else f"{nm:g}", w, _price_cell(chip))
-    Console(width=None if sys.stdout.isatty() else 200).print(t)
+    console(width=None if sys.stdout.isatty() else 200).print(t)
 
 
 def run(args) -> int:
     catalog = load_catalog(args.catalog)
     if args.format == "json":
-        print(json.dumps([chip_json(c) for c in catalog], indent=2))
+        print(jsonio.dumps([chip_json(c) for c in catalog], indent=2))
     else:
         render_table(catalog)
     return 0

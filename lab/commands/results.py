@@ -1,9 +1,10 @@
 """`lab results`: show stored measurements; `lab results import FILE.csv`: add outside measurements."""
 from __future__ import annotations
 
+from .. import jsonio
+from ..textsafe import console, csv_cell, one_line
 import csv
 import io
-import json
 import sys
 
 from ..errors import ConfigError
@@ -59,16 +60,16 @@ def cmd_results(args) -> int:
             print(f"no {args.status} jobs" + (f" in campaign {', '.join(args.campaign)}" if args.campaign else ""))
             return 0
     if args.format == "json":
-        json.dump([r.to_json() for r in rows], sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(jsonio.dumps([r.to_json() for r in rows], indent=1) + "\n")
     elif args.format == "csv":
         docs = [r.to_json() for r in rows]
         fields = list(docs[0]) if docs else []
         w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         for d in docs:
-            w.writerow({k: ("" if v is None else json.dumps(v, sort_keys=True) if k == "options" else v)
-                        for k, v in d.items()})
+            w.writerow({k: csv_cell("" if v is None else jsonio.dumps(v, sort_keys=True)
+                                    if k == "options" else one_line(v) if isinstance(v, str) else
+                                    jsonio.finite(v)) for k, v in d.items()})
     else:
         _print_table(rows)
     return 0
@@ -89,21 +90,20 @@ def _print_table(rows: list[ResultRow]) -> None:
         print("no results stored yet (run `lab run campaigns/demo.yaml`)")
         return
     try:
-        from rich.console import Console
         from rich.table import Table
         table = Table(show_lines=False, box=None, header_style="bold")
         for col in TABLE_COLUMNS:
             table.add_column(col, no_wrap=True)
         for r in rows:
             table.add_row(*[show(r) for show in TABLE_COLUMNS.values()])
-        Console(width=None if sys.stdout.isatty() else 250).print(table)
+        console(width=None if sys.stdout.isatty() else 250).print(table)
     except ImportError:
         print("\t".join(TABLE_COLUMNS))
         for r in rows:
-            print("\t".join(show(r) for show in TABLE_COLUMNS.values()))
+            print("\t".join(one_line(show(r)) for show in TABLE_COLUMNS.values()))
     failed = [r for r in rows if r.status == "failed"]
     for r in failed[:20]:
-        print(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}")
+        print(one_line(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}"))
 
 
 def cmd_import(args) -> int:
@@ -125,5 +125,5 @@ def cmd_import(args) -> int:
         n = store.import_rows(campaign, pairs)
     finally:
         store.close()
-    print(f"imported {n} measurements from {path} into campaign {campaign!r}")
+    print(one_line(f"imported {n} measurements from {path} into campaign {campaign!r}"))
     return 0

@@ -1,7 +1,9 @@
 """`lab score --profile P`: rank catalog chips for a selection profile, with measurements."""
 from __future__ import annotations
 
-import json
+from .. import jsonio
+from ..textsafe import console
+from .. import argtypes
 import sys
 from pathlib import Path
 
@@ -25,8 +27,8 @@ def register(subparsers) -> None:
                    help="extra profiles YAML (added to, and overriding, the built-in ones)")
     p.add_argument("--models-dir", metavar="DIR", default="models",
                    help="where models/<id>/meta.json give FLOPs for utilisation (default ./models)")
-    p.add_argument("--draws", type=int, default=1000, help="Monte Carlo weight draws (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
+    p.add_argument("--draws", type=argtypes.integer(1, 100_000, what="a draw count"), default=1000, help="Monte Carlo weight draws (default 1000)")
+    p.add_argument("--seed", type=argtypes.integer(0, 2 ** 32 - 1, what="a seed"), default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.set_defaults(func=run)
 
@@ -59,10 +61,9 @@ def _cell(v):
 
 
 def render_table(results: list[ChipScore], profile, note: str, draws: int, seed: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    con = Console(width=None if sys.stdout.isatty() else 220)
+    con = console(width=None if sys.stdout.isatty() else 220)
     short = {"domain": "dom", "supply": "supply", "tops": f"TOPS {profile.precision}", "frequency": "freq",
              "memory": "mem", "video_isp": "video/ISP", "price": "price", "measured": "measured"}
     t = Table(title=f"profile {profile.id}: {profile.description}", title_justify="left")
@@ -102,7 +103,7 @@ def run(args) -> int:
     flops = load_model_flops(args.models_dir)
     results = score_chips(catalog, profile, rows, flops=flops, draws=args.draws, seed=args.seed)
     if args.format == "json":
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        print(jsonio.dumps([r.to_json() for r in results], indent=2))
     else:
         render_table(results, profile, note, args.draws, args.seed)
     return 0
