@@ -10,7 +10,6 @@ Analysis only: reads the catalog, the profile and store rows; never touches devi
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -770,7 +769,7 @@ def _profile(m: Any, path: str, assumptions: dict) -> Profile:
     tg = m["targets"]
     if not isinstance(tg, dict):
         raise _perr(path, m.line_of("targets"), f"{what}: targets must be a mapping")
-    measured_raw = m.get("measured") or {"latency": 1}
+    measured_raw = m.get("measured") or LineDict.of({"latency": 1}, m.line_of("measured"))
     if not isinstance(measured_raw, dict):
         raise _perr(path, m.line_of("measured"), f"{what}: measured must map latency/energy/throughput to weights")
     measured = {}

@@ -97,7 +97,7 @@ def _guarded(method):
     def wrapper(self, *args, **kwargs):
         try:
             return method(self, *args, **kwargs)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             from .errors import ConfigError
             raise ConfigError(f"the results store is damaged or unusable: {exc}", path=str(self.path),
                               fix="restore it from a copy, or point --store at another file") from None
@@ -123,6 +123,8 @@ class Store:
             self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
                                        isolation_level=None)
             self._db.row_factory = sqlite3.Row
+            # text that is not UTF-8 (a damaged page, a foreign writer) is shown, not a crash
+            self._db.text_factory = lambda b: b.decode("utf-8", "replace")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA foreign_keys=ON")
@@ -130,7 +132,7 @@ class Store:
             self._add_new_columns()
             self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
-        except (sqlite3.DatabaseError, OSError) as exc:
+        except (sqlite3.DatabaseError, OSError, UnicodeDecodeError) as exc:  # damaged bytes in messages
             raise ConfigError(f"cannot use this file as the results store: {exc}", path=str(path),
                               fix="point --store at a lab SQLite store or a new file name") from None
 
@@ -197,7 +199,7 @@ class Store:
     def job_status(self, campaign: str) -> dict[str, str]:
         with self._lock:
             rows = self._db.execute("SELECT job_id, status FROM jobs WHERE campaign=?", (campaign,))
-            return {r["job_id"]: r["status"] for r in rows}
+            return {_text(r["job_id"]) or "": _text(r["status"]) or "" for r in rows}
 
     @_guarded
     def mark_running(self, job_id: str) -> None:
@@ -245,7 +247,7 @@ class Store:
     @_guarded
     def campaigns(self) -> list[str]:
         with self._lock:
-            return [r[0] for r in self._db.execute(
+            return [_text(r[0]) or "" for r in self._db.execute(
                 "SELECT DISTINCT campaign FROM jobs ORDER BY campaign")]
 
     @_guarded
