@@ -13,6 +13,7 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
     Backend("paddle-inference-gpu", "gpu", "paddle-inference"),
     Backend("paddle-inference-trt", "gpu", "paddle-inference"),
     Backend("paddle-lite-arm", "cpu", "paddle-lite", lite_backend="arm"),
+    Backend("paddle-lite-python", "cpu", "paddle-lite-python"),
     Backend("paddle-lite-opencl", "gpu", "paddle-lite", lite_backend="opencl,arm"),
     Backend("paddle-lite-kirin-npu", "aipu", "paddle-lite", nnadapter_device="huawei_kirin_npu",
             lite_backend="nnadapter,arm"),

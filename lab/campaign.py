@@ -23,8 +23,10 @@ from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
-OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str}
-OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
+OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
+               "profile": str}
+OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
+                  "profile": ("ops",)}  # profile: ops = one extra profiled run after the timed trials
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
 MAX_JOBS = 1_000_000  # planned jobs per campaign; a plan of 100k takes seconds, not minutes
@@ -230,6 +232,11 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend.runtime == "paddle-lite-python":
+        from .runtimes.paddle_lite_python import unavailable_reason
+        why = unavailable_reason(dev)
+        if why:
+            return why
     if backend_id == "paddle-inference-cpu" and precision != "fp32":
         return f"paddle-inference-cpu runs fp32 only here, not {precision}"
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":

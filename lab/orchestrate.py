@@ -96,7 +96,7 @@ def stored_status(store_path: str | Path, campaign: str) -> dict[str, str]:
     """job id -> stored status for a campaign ({} when there is no store yet)."""
     if not Path(store_path).is_file():
         return {}
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         return store.job_status(campaign)
     finally:
@@ -148,9 +148,11 @@ def run_prepared(prep: Prepared, store_path: str | Path, options: SchedulerOptio
                 summary = run_with_ray(store, prep.devices, todo, options, address=address)
             else:
                 summary = Scheduler(store, prep.devices, options).run(todo)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from .signals import interruption_name
             store.reset_running(spec.name, interrupted_note or
-                                "interrupted: not measured; `lab run --resume` runs it")
+                                f"interrupted ({interruption_name(exc)}): not measured; "
+                                "`lab run --resume` runs it")
             raise
         summary.already_done = done
         return RunOutcome(len(jobs), done, summary)

@@ -129,6 +129,9 @@ class Measurement:
     samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
     provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env
     notes: list[str] = field(default_factory=list)
+    # per-operator profile of the extra profiled trial (job option `profile: ops`): a
+    # lab.opprofile.OpProfile, stored in its own table, never a figure of the timed trials
+    op_profile: Any = None
 
 
 # ------------------------------------------------------------------------------ read side
@@ -169,7 +172,7 @@ class _ResultRowReading:
 
 # the figures of a Measurement: one column each in the store, one field each in ResultRow
 MEASUREMENT_FIGURES = tuple(f.name for f in fields(Measurement)
-                            if f.name not in ("job_id", "samples", "provenance", "notes"))
+                            if f.name not in ("job_id", "samples", "provenance", "notes", "op_profile"))
 ResultRow = make_dataclass("ResultRow", [
     ("job_id", "str"), ("campaign", "str"), ("device", "str"), ("chip", "str | None"), ("model", "str"),
     ("backend", "str | None"), ("processor", "str | None"), ("precision", "str | None"),

@@ -24,7 +24,22 @@ def cmd_report(args) -> int:
     from ..report import write_report  # matplotlib is imported only when a report is made
 
     if not args.campaign:
-        raise ConfigError("which campaign? pass --campaign NAME", fix="`lab results` lists the stored campaigns")
+        from pathlib import Path as _P
+        if not _P(args.store).is_file():
+            raise ConfigError(f"no results store at {args.store}", fix="run a campaign first "
+                              "(`lab run campaigns/demo.yaml`) or pass --store PATH")
+        from ..store import Store
+        store = Store(args.store)
+        try:
+            names = store.campaigns()
+        finally:
+            store.close()
+        print("campaigns in " + str(args.store) + " (pass one with `lab report --campaign NAME`):")
+        for name in names:
+            print(f"  {name}")
+        if not names:
+            print("  (none yet: run `lab run campaigns/demo.yaml`)")
+        return 0
     if args.baseline and args.baseline in args.campaign:
         raise ConfigError(f"--baseline {args.baseline!r} is also a --campaign", fix="compare two different campaigns")
     from ..outpaths import check_output, under

@@ -29,6 +29,7 @@ from markupsafe import Markup
 from .. import advisor, scoring, stats
 from ..catalog import load_catalog
 from ..errors import ConfigError
+from ..quality import classify
 from ..records import ResultRow
 from ..store import ROW_FIELDS, Store
 from ..tradeoffs import BreakEven, break_even, pareto_front
@@ -186,12 +187,16 @@ def summarize_rows(rows: list[ResultRow], specs: dict[str, Any]) -> dict:
         "processors": sorted({r.processor for r in rows if r.processor}),
         "first_start": min(started) if started else None,
         "last_finish": max(finished) if finished else None,
-        "not_converged": [r for r in rows if r.ok and r.converged is False],
+        # data quality: lab.quality.classify, the one judgement the run summary and advisor share
+        "not_converged": [r for r in rows if r.ok and "not_converged" in classify(r).flags],
+        "wide_ci": [Noted(r, classify(r).text()) for r in rows
+                    if r.ok and "wide_ci" in classify(r).flags],
+        "busy_host": [r for r in rows if r.ok and "busy_host" in classify(r).flags],
         # ok rows whose convergence is unknown: imports carry no raw samples to judge it by
         "convergence_unknown": [Noted(r, "imported: no raw samples" if _imported(r)
                                       else "the run reported no convergence")
                                 for r in rows if r.ok and r.converged is None],
-        "throttled": [r for r in rows if r.throttled is True],
+        "throttled": [r for r in rows if "throttled" in classify(r).flags],
         "failed": [Noted(r, _short_error(r.error)) for r in rows if r.status == "failed"],
         "skipped": [Noted(r, _short_error(r.error)) for r in rows if r.status == "skipped"],
         "unfinished": [r for r in rows if r.status in ("planned", "running")],
@@ -351,13 +356,39 @@ def ranking_section(rows: list[ResultRow], profiles: list[str] | None) -> dict |
     return {"profiles": out}
 
 
-def advisor_section(rows: list[ResultRow], campaigns: list[str]) -> dict | Unavailable:
+def advisor_section(rows: list[ResultRow], campaigns: list[str],
+                    op_profiles: dict[str, list] | None = None) -> dict | Unavailable:
     """lab.advisor's answer for every model x device of the campaigns, from these rows only (no
-    inventory: a device is known by its name and chip, as for imported results)."""
-    answers = [a.to_dict() for c in campaigns for a in advisor.advise_campaign(c, rows=rows, devices=[])]
+    inventory: a device is known by its name and chip, as for imported results); fallback ops are
+    weighed by the AIPU job's op profile where one is stored."""
+    answers = [a.to_dict() for c in campaigns
+               for a in advisor.advise_campaign(c, rows=rows, devices=[], op_profiles=op_profiles or {})]
     if not answers:
         return Unavailable("no model x device pairs to advise on")
     return {"answers": answers}
+
+
+_PROC_ORDER = {"cpu": 0, "aipu": 1, "gpu": 2}
+
+
+def op_profile_section(rows: list[ResultRow], profiles: dict[str, list]) -> list[dict] | Unavailable:
+    """Per model: where the time goes in each profiled job (`profile: ops`), CPU and AIPU runs side
+    by side in one chart, and the top ops of each as a table."""
+    ok = [r for r in _ok(rows) if profiles.get(r.job_id)]
+    if not ok:
+        return Unavailable("no job of these campaigns has an op profile (add `options: {profile: [ops]}` "
+                           "to a campaign to get one)")
+    out = []
+    for model in sorted({r.model for r in ok}):
+        jobs = sorted((r for r in ok if r.model == model),
+                      key=lambda r: (_PROC_ORDER.get(r.processor or "", 9), r.device, config_key(r)))
+        panels = [(config_label(r), [(o.op_type, o.share, o.processor) for o in profiles[r.job_id]]) for r in jobs]
+        chart = plots.op_profile_chart(f"{model}: share of op time per op type", panels,
+                                       alt=f"Bar charts of the per-operator time share of {model}, one per job")
+        out.append({"model": model, "chart": chart,
+                    "jobs": [{"row": r, "ops": profiles[r.job_id][:plots.OP_TOP_N],
+                              "more": max(0, len(profiles[r.job_id]) - plots.OP_TOP_N)} for r in jobs]})
+    return out
 
 
 # ---- provenance and raw data --------------------------------------------------------------
@@ -443,7 +474,9 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
                                                         mem_bars, "MB", alt="Bar chart of peak memory")}
     s["thermal"] = ok
     s["pareto"] = pareto_section(rows)
-    s["advisor"] = advisor_section(rows, list(campaigns))
+    op_profiles = store.op_profiles([r.job_id for r in ok])
+    s["op_profiles"] = op_profile_section(rows, op_profiles)
+    s["advisor"] = advisor_section(rows, list(campaigns), op_profiles)
     s["baseline"] = (baseline_section(store, rows, store.results([baseline])) if baseline else None)
     s["baseline_name"] = baseline
     s["provenance"] = provenance_rows(store, rows)
@@ -488,7 +521,7 @@ def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, 
     path = Path(store_path)
     if not path.exists():
         raise ConfigError(f"no results store at {path}", fix="run a campaign first (`lab run CAMPAIGN`) or pass --store")
-    store = Store(path)
+    store = Store(path, readonly=True)
     try:
         html = render_html(build_report(store, campaigns, baseline=baseline, profiles=profiles))
     finally:

@@ -189,8 +189,19 @@ def measure(args, doc):
     t0 = time.perf_counter()
     config = lite.MobileConfig()
     config.set_model_from_file(args.model_file)
-    config.set_threads(args.threads)
-    config.set_power_mode(getattr(lite.PowerMode, POWER_MODES[args.power_mode]))
+    # x86 builds of the API (the PyPI wheel) have neither setter: record that the request was not
+    # applied rather than pretend it was
+    applied = []
+    if hasattr(config, "set_threads"):
+        config.set_threads(args.threads)
+        applied.append("threads")
+    if hasattr(config, "set_power_mode") and hasattr(lite, "PowerMode"):
+        config.set_power_mode(getattr(lite.PowerMode, POWER_MODES[args.power_mode]))
+        applied.append("power_mode")
+    doc["config"]["applied"] = applied
+    if "threads" not in applied:
+        doc["config"]["threads_note"] = ("this paddlelite build has no MobileConfig.set_threads: "
+                                         "it ran with its own default thread count")
     if args.nnadapter_device:
         config.set_nnadapter_device_names([args.nnadapter_device])
         if args.nnadapter_context:
@@ -227,6 +238,7 @@ def measure(args, doc):
         w_iters += 1
     t["warmup_iters"], t["warmup_ms_total"] = w_iters, w_total * 1e3
     samples = t["samples_ms"]
+    up_start = read_uptime()  # the sampler's clock: telemetry cuts power to exactly this window
     start, converged, reason = clock(), False, "max_seconds"
     next_check = 10
     while True:
@@ -244,7 +256,19 @@ def measure(args, doc):
             if elapsed >= args.max_seconds:
                 break
     t["steady_seconds"] = clock() - start
+    up_end = read_uptime()
+    if up_start is not None and up_end is not None:
+        doc["clock"] = {"name": "uptime", "steady_start": up_start, "steady_end": up_end}
     t["converged"], t["stop_reason"], t["rel_ci"] = converged, reason, median_ci(samples)[1]
+
+
+def read_uptime():
+    """Seconds since boot from /proc/uptime (None where there is no procfs); as pi_runner."""
+    try:
+        with open("/proc/uptime") as fh:
+            return float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _out_from_argv(argv):

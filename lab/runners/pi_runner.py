@@ -48,6 +48,7 @@ with whatever was measured so far.
 from __future__ import print_function
 
 import argparse
+import gc
 import glob
 import hashlib
 import json
@@ -318,6 +319,9 @@ def build_parser():
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
+    p.add_argument("--profile-ops", action="store_true",
+                   help="per-operator profile of the steady iterations (Config.enable_profile); the "
+                        "table goes into the JSON as op_profile. Use for an extra trial, never a timed one")
     return p
 
 
@@ -521,6 +525,8 @@ def measure(args, doc):
     timings = doc["timings"]
     t0 = time.perf_counter()
     config = make_config(pi, args, fmt, doc)
+    if args.profile_ops:
+        config.enable_profile()
     predictor = pi.create_predictor(config)
     timings["load_ms"] = (time.perf_counter() - t0) * 1e3
 
@@ -553,6 +559,8 @@ def measure(args, doc):
     sys.stderr.flush()
     # The steady window on the device's uptime clock: the telemetry sampler stamps its lines with
     # the same clock, so power can be cut to exactly this window (lab/telemetry.py).
+    if args.profile_ops:
+        reset_op_profiler()  # the table then covers the steady iterations only
     up_start = read_uptime()
     steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds, args.target_rel_ci,
                  args.max_iters, timings)
@@ -573,6 +581,119 @@ def measure(args, doc):
             doc["memory"]["gpu_mem_note"] = "paddle allocator max_memory_reserved (this process)"
         except Exception as exc:
             doc["memory"]["gpu_mem_note"] = "unavailable: " + _one_line(exc)
+
+    if args.profile_ops:
+        # Paddle prints the table to fd 1 when the predictor is destroyed: destroy it here, with
+        # fd 1 captured, while nothing else holds it (the tensor handles do not).
+        box = [predictor]
+        del predictor
+        text = capture_fd1(lambda: (box.pop(), gc.collect()))
+        prof = parse_profile_table(text)
+        prof["iterations"] = len(timings["samples_ms"])
+        prof["steady_ms_total"] = sum(timings["samples_ms"])
+        doc["op_profile"] = prof
+
+
+# ------------------------------------------------------------------------ per-operator profile
+
+def reset_op_profiler():
+    """Forget what the profiler saw so far (graph passes, load, first run, warm-up)."""
+    import importlib
+    for name in ("paddle.base.core", "paddle.fluid.core"):
+        try:
+            core = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(core, "reset_profiler"):
+            core.reset_profiler()
+            return
+    raise RunnerFailure("this paddle has no core.reset_profiler: the op profile would include loading "
+                        "and warm-up")
+
+
+def _flush_c_stdout():
+    """Flush C stdio: with fd 1 on a file, what C++ wrote may still sit in libc's buffer."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # no libc symbols (static builds): std::endl flushed most of it anyway
+        pass
+
+
+def capture_fd1(action):
+    """Run action() with file descriptor 1 sent to a temporary file; return what was written.
+
+    Also runs it in a temporary working directory: Paddle's profiler writes ./profile.log there.
+    """
+    import shutil
+    import tempfile
+    sys.stdout.flush()
+    tmpdir = tempfile.mkdtemp(prefix="pi_runner_profile_")
+    path = os.path.join(tmpdir, "stdout.txt")
+    cwd = os.getcwd()
+    saved = os.dup(1)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.dup2(fd, 1)
+        os.chdir(tmpdir)
+        action()
+        _flush_c_stdout()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(fd)
+        os.chdir(cwd)
+    try:
+        with open(path) as fh:
+            return fh.read()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def parse_profile_table(text):
+    """Paddle Inference's profiler report (printed when the predictor is destroyed) -> dict.
+
+    Reads the first `Event Summary` (the report that merges all threads): one event per line,
+    `name calls total min max ave ratio`, times in the report's unit (ms). Indented lines are
+    nested events, already inside their parent's time: skipped, and counted.
+    Returns {"place", "time_unit", "events": [{event, calls, total_ms, min_ms, max_ms, ave_ms,
+    ratio}], "nested_skipped"}, or {"error": ...} when there is no such table.
+    """
+    place, unit, events, nested = None, "ms", [], 0
+    in_table = False
+    for raw in (text or "").replace("\r", "").split("\n"):
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not in_table:
+            if stripped.startswith("Place:") and place is None:
+                place = stripped.split(":", 1)[1].strip()
+            elif stripped.startswith("Time unit:"):
+                unit = stripped.split(":", 1)[1].strip()
+            elif stripped.startswith("Event ") and "Calls" in stripped and "Total" in stripped:
+                in_table = True
+            continue
+        if not stripped or stripped.startswith("-"):
+            if events or nested:
+                break  # the first table ended
+            continue
+        if line[:1].isspace():
+            nested += 1
+            continue
+        parts = stripped.rsplit(None, 6)
+        if len(parts) != 7:
+            break
+        try:
+            nums = [float(x) for x in parts[1:]]
+        except ValueError:
+            break
+        events.append({"event": parts[0], "calls": int(nums[0]), "total_ms": nums[1], "min_ms": nums[2],
+                       "max_ms": nums[3], "ave_ms": nums[4], "ratio": nums[5]})
+    if not events:
+        tail = [x.strip() for x in (text or "").splitlines() if x.strip()][-2:]
+        return {"error": "the profiler printed no event table" + (": " + " | ".join(tail) if tail else "")}
+    if unit != "ms":
+        return {"error": "profiler time unit %r, expected ms" % unit}
+    return {"place": place, "time_unit": unit, "events": events, "nested_skipped": nested}
 
 
 def compact_output(np, arr):

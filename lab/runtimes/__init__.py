@@ -8,8 +8,9 @@ from ..errors import ConfigError
 from .base import Runtime
 from .paddle_inference import PaddleInference
 from .paddle_lite import PaddleLite
+from .paddle_lite_python import PaddleLitePython
 
-RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite())}
+RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython())}
 
 
 def get_runtime(name: str) -> Runtime:

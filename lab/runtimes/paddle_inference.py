@@ -11,6 +11,7 @@ from .json_runner import JsonRunnerRuntime
 class PaddleInference(JsonRunnerRuntime):
     name = "paddle-inference"
     runner_file = "pi_runner.py"
+    profiles_ops = True  # Config.enable_profile(): pi_runner --profile-ops
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
         job, artifact = ctx.job, ctx.artifact
