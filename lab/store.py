@@ -136,10 +136,10 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
             db.row_factory = sqlite3.Row
             db.text_factory = _lenient_text
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read this file as the results store: {exc}", path=str(path),
                               fix="point --store at a lab SQLite store") from None
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:  # damaged bytes in the message
         raise ConfigError(f"cannot read this file as the results store: {exc}", path=str(path),
                           fix="point --store at a lab SQLite store") from None
     return db

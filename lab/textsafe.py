@@ -38,22 +38,3 @@ def csv_cell(value: Any) -> Any:
     if isinstance(value, str) and value.startswith(FORMULA_LEAD):
         return "'" + value
     return value
-
-
-def console(**kwargs):
-    """A rich Console that renders every string as plain text: markup and emoji codes off,
-    control characters escaped. Use it for every rich table or message the lab prints."""
-    from rich.console import Console
-    from rich.text import Text
-
-    class _SafeConsole(Console):
-        def render_str(self, text: str, **kw) -> Text:  # every str cell/message passes here
-            kw["markup"] = False
-            kw["emoji"] = False
-            kw["highlight"] = False
-            return super().render_str(one_line(text), **kw)
-
-    kwargs.setdefault("markup", False)
-    kwargs.setdefault("emoji", False)
-    kwargs.setdefault("highlight", False)
-    return _SafeConsole(**kwargs)
