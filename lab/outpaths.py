@@ -57,6 +57,10 @@ def check_output(path: str | Path, *, flag: str = "-o") -> Path:
         raise ConfigError(f"{flag} {text[:200]}: {real.split('/')[1] and '/' + real.split('/')[1]} "
                           "is a kernel interface, not a place to write files",
                           fix="write into a normal folder")
+    blocker = next((q for q in reversed(p.parents) if q.exists() and not q.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"cannot write {text[:200]}: {blocker} is a file, not a directory",
+                          fix="give a path whose folders are folders, e.g. reports/demo/index.html")
     try:
         st = os.stat(p)
     except FileNotFoundError:
@@ -67,10 +71,6 @@ def check_output(path: str | Path, *, flag: str = "-o") -> Path:
         kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file (a device, pipe or socket)"
         raise ConfigError(f"{flag} {text[:200]} is {kind}; the lab writes only regular files",
                           fix="give a file path such as reports/demo/index.html")
-    blocker = next((q for q in reversed(p.parents) if q.exists() and not q.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"cannot write {text[:200]}: {blocker} is a file, not a directory",
-                          fix="give a path whose folders are folders, e.g. reports/demo/index.html")
     return p
 
 
