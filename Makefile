@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 TEST_STAMP := $(VENV)/.hwlab-test-installed
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,ray,serving,onnx]'
+	$(PIP) install -q -e '.[test,ray,serving,onnx,web]'
+	VENV=$(VENV) bash scripts/install-web-deps.sh
 	bash scripts/setup-lite-opt.sh .venv-lite || echo "paddle_lite_opt unavailable: the Paddle Lite conversion tests will skip"
 	touch $(TEST_STAMP)
 

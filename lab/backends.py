@@ -21,6 +21,10 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
             lite_backend="nnadapter,arm"),
     Backend("paddle-lite-timvx", "aipu", "paddle-lite", nnadapter_device="verisilicon_timvx",
             lite_backend="nnadapter,arm"),
+    # Paddle.js in a browser: "gpu" is the WebGL device the page asks for; a software renderer
+    # (SwiftShader) is labelled "software GPU emulation" in results and report (lab/cdp.py).
+    Backend("paddle-js-webgl", "gpu", "paddle-js"),
+    Backend("paddle-js-wasm", "cpu", "paddle-js"),  # refused at planning: runtime.wasm is CDN-only
 ]}
 
 PROCESSOR_CLASSES = ("cpu", "gpu", "aipu")

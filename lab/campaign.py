@@ -19,7 +19,7 @@ from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
 from .records import Device, Job, MeasurementProtocol
-from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
+from .yamlio import LineDict, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
@@ -156,7 +156,40 @@ def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
+    _check_sustained(proto, path, value)
     return proto
+
+
+def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> None:
+    """Sustained runs (sustained_s > 0): one long trial cut into >= 2 windows, inside timeout_s."""
+    line = value.line_of("sustained_s") if "sustained_s" in value else value.line_of("window_s")
+    if proto.sustained_s == 0:
+        if proto.window_s:
+            raise ConfigError("protocol window_s is set but sustained_s is 0", path=path, line=line,
+                              fix="set sustained_s (seconds of continuous running), or drop window_s")
+        return
+    if not 0 < proto.window_s <= proto.sustained_s / 2:
+        raise ConfigError(f"protocol window_s must be > 0 and at most half of sustained_s "
+                          f"({proto.sustained_s:g} s), got {proto.window_s:g}", path=path, line=line,
+                          fix="e.g. sustained_s: 600 with window_s: 30")
+    if proto.trials != 1:
+        raise ConfigError("a sustained run is one long trial, but protocol trials is "
+                          f"{proto.trials}", path=path, line=line, fix="set trials: 1")
+    if proto.timeout_s < proto.sustained_s + SUSTAINED_SLACK_S:
+        raise ConfigError(f"protocol timeout_s ({proto.timeout_s:g} s) leaves no room for a "
+                          f"{proto.sustained_s:g} s sustained run", path=path, line=line,
+                          fix=f"set timeout_s to at least sustained_s + {SUSTAINED_SLACK_S:g}")
+
+
+SUSTAINED_RUNTIMES = ("paddle-inference",)  # runtimes whose runner implements --sustained-s
+SUSTAINED_SLACK_S = 60.0  # per sustained trial, beyond sustained_s: model load, warm-up, teardown
+# protocol keys left out of a job's identity while at their default, so that adding them kept
+# the ids (and `--resume`) of campaigns planned before they existed
+_IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s")
+
+
+def protocol_identity(proto: MeasurementProtocol) -> dict[str, Any]:
+    return {k: v for k, v in asdict(proto).items() if not (k in _IDENTITY_DEFAULT_OFF and not v)}
 
 
 PROTOCOL_HINTS = {
@@ -171,9 +204,12 @@ def job_id_for(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def plan_jobs(spec: CampaignSpec, devices: list[Device],
-              model_hash: Callable[[str], str]) -> tuple[list[Job], list[Exclusion]]:
-    """Expand the campaign's cartesian product into jobs; list combinations that cannot run."""
+def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[str], str],
+              artifacts: dict[str, Any] | None = None) -> tuple[list[Job], list[Exclusion]]:
+    """Expand the campaign's cartesian product into jobs; list combinations that cannot run.
+
+    `artifacts` (model id -> lab.models.ModelArtifact), when given, lets planning refuse a backend
+    a model cannot run on (Paddle.js: multi-input or non-float32 models)."""
     where = f"{spec.path}: " if spec.path else ""
     chosen = [find_device(devices, d, where=where) for d in spec.devices]
     hashes = {m: model_hash(m) for m in spec.models}
@@ -189,14 +225,18 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     jobs: list[Job] = []
     seen: set[str] = set()  # job ids planned so far: the duplicate check is O(1) per job
     excluded: dict[Exclusion, None] = {}  # ordered set
-    why_not: dict[tuple[str, str, str], str | None] = {}  # applicability per device/backend/prec
-    protocol = asdict(spec.protocol)
+    why_not: dict[tuple[str, str, str, str], str | None] = {}  # per device/model/backend/precision
+    protocol = protocol_identity(spec.protocol)
     for dev, model, backend_id, precision, threads, batch in itertools.product(
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
-        key = (dev.id, backend_id, precision)
+        key = (dev.id, model, backend_id, precision)  # the rules may depend on the model's artifact
         if key not in why_not:
-            why_not[key] = applicable(dev, backend_id, precision)
+            reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
+            if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
+                reason = (f"sustained runs need a runner that reports windows "
+                          f"({', '.join(SUSTAINED_RUNTIMES)}); {backend.runtime} does not")
+            why_not[key] = reason
         reason = why_not[key]
         if reason:
             excluded.setdefault(Exclusion(dev.id, model, backend_id, reason), None)
@@ -220,9 +260,13 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     return jobs, list(excluded)
 
 
-def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
-    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device."""
+def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = None) -> str | None:
+    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device.
+
+    `artifact`: the model (optional), for rules that depend on it."""
     backend = BACKENDS[backend_id]
+    if backend.runtime == "paddle-js":
+        return _paddle_js_refusal(dev, backend_id, precision, artifact)
     if backend.runtime == "paddle-lite":
         if dev.transport == "local":
             return "Paddle Lite backends need an ARM device with a user-supplied benchmark_bin"
@@ -244,6 +288,22 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if chip is not None and chip.lower() != "nvidia":
             return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"
     return None
+
+
+def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: Any) -> str | None:
+    """Paddle.js: webgl only (wasm's runtime.wasm is CDN-only), fp32, a model with a web build
+    path, and a device whose browser the lab can drive (Chromium on `local`)."""
+    from .paddlejs_page import BACKENDS as PAGE_BACKENDS, WASM_REFUSAL, device_refusal
+    if backend_id not in PAGE_BACKENDS:
+        return WASM_REFUSAL if backend_id == "paddle-js-wasm" else f"{backend_id}: no page backend"
+    if precision != "fp32":
+        return f"{backend_id} runs fp32 only (Paddle.js feeds and computes float32), not {precision}"
+    if artifact is not None:
+        from .convert.paddlejs import web_refusal
+        reason = web_refusal(artifact)
+        if reason:
+            return reason
+    return device_refusal(dev)
 
 
 def _chip_vendor(chip_id: str) -> str | None:

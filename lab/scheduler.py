@@ -147,6 +147,12 @@ class Scheduler:
             abort_active_sessions()
         except Exception:  # noqa: BLE001
             pass
+        cdp = sys.modules.get("lab.cdp")  # only when a browser job ran in this process
+        try:
+            if cdp is not None:
+                cdp.close_all()
+        except Exception:  # noqa: BLE001
+            pass
 
     # -- one device -----------------------------------------------------------------------------
     def _device_worker(self, dev_id: str, queue: list[Job], sem: threading.Semaphore, progress) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .opprofile import OpRow
-from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow
+from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow, SustainedWindow
 
 SCHEMA_VERSION = 1
 
@@ -49,11 +49,17 @@ CREATE TABLE IF NOT EXISTS measurements (
 CREATE TABLE IF NOT EXISTS samples (
   job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
   idx INTEGER NOT NULL, ms REAL NOT NULL, PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+  job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
+  {", ".join(f"{f.name} {'INTEGER' if f.type == 'int' else 'REAL'}"
+             for f in fields(SustainedWindow) if f.name != "trial")},
+  PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS op_profiles (
   job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, op_type TEXT NOT NULL,
   processor TEXT NOT NULL DEFAULT '', calls INTEGER, total_ms REAL NOT NULL, share REAL NOT NULL,
   iterations INTEGER, source TEXT, PRIMARY KEY (job_id, op_type, processor)) WITHOUT ROWID;
 """
+WINDOW_FIELDS = [f.name for f in fields(SustainedWindow)]
 
 # the columns of a results row: ResultRow's fields (every Measurement figure among them), options aside
 ROW_FIELDS = [f.name for f in fields(ResultRow) if f.name != "options"]
@@ -269,6 +275,7 @@ class Store:
                        (status, error, now_iso(), job_id))
             db.execute("DELETE FROM op_profiles WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM samples WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM windows WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM measurements WHERE job_id=?", (job_id,))
             if measurement is not None:
                 self._insert_measurement(db, job_id, measurement)
@@ -282,6 +289,9 @@ class Store:
         db.executemany("INSERT INTO samples VALUES (?,?,?,?)",
                        [(job_id, t, i, float(ms)) for t, trial in enumerate(m.samples)
                         for i, ms in enumerate(trial)])
+        db.executemany(f"INSERT INTO windows (job_id, {', '.join(WINDOW_FIELDS)}) VALUES "
+                       f"(?, {', '.join('?' * len(WINDOW_FIELDS))})",
+                       [(job_id, *(getattr(w, k) for k in WINDOW_FIELDS)) for w in m.windows])
         prof = m.op_profile
         if prof is not None and prof.rows:
             db.executemany("INSERT INTO op_profiles VALUES (?,?,?,?,?,?,?,?)",
@@ -298,6 +308,7 @@ class Store:
                            (now_iso(), job.job_id))
                 db.execute("DELETE FROM op_profiles WHERE job_id=?", (job.job_id,))
                 db.execute("DELETE FROM samples WHERE job_id=?", (job.job_id,))
+                db.execute("DELETE FROM windows WHERE job_id=?", (job.job_id,))
                 db.execute("DELETE FROM measurements WHERE job_id=?", (job.job_id,))
                 self._insert_measurement(db, job.job_id, m)
         return len(jobs_and_measurements)
@@ -380,6 +391,21 @@ class Store:
                 if (wanted is None or r["job_id"] in wanted) and _number(r["ms"]) is not None:
                     out.setdefault(r["job_id"], {}).setdefault(r["trial"], []).append(r["ms"])
         return {j: [t[k] for k in sorted(t)] for j, t in out.items()}
+
+    @_guarded
+    def windows(self, job_ids: Iterable[str] | str | None = None) -> dict[str, list[SustainedWindow]]:
+        """Sustained runs' windows (typed), by job id, in (trial, idx) order; jobs without none."""
+        if isinstance(job_ids, str):
+            job_ids = [job_ids]
+        wanted = set(job_ids) if job_ids is not None else None
+        with self._lock:
+            rows = self._db.execute(f"SELECT job_id, {', '.join(WINDOW_FIELDS)} FROM windows "
+                                    "ORDER BY job_id, trial, idx").fetchall()
+        out: dict[str, list[SustainedWindow]] = {}
+        for r in rows:
+            if wanted is None or r["job_id"] in wanted:
+                out.setdefault(r["job_id"], []).append(SustainedWindow(**{k: r[k] for k in WINDOW_FIELDS}))
+        return out
 
     @_guarded
     def provenance(self, job_id: str) -> dict[str, Any]:

@@ -43,6 +43,9 @@ def register(sub) -> None:
     b.add_argument("--onnx-int8", action="store_true",
                    help="also an int8 ONNX (ONNX Runtime quantize_static, QDQ per-channel); "
                         "implies --onnx")
+    b.add_argument("--web", action="store_true",
+                   help="also convert to a Paddle.js model (models/ID/web/; needs "
+                        "scripts/install-web-deps.sh)")
     _common(b)
     b.set_defaults(func=cmd_build)
 
@@ -106,7 +109,7 @@ def cmd_build(args) -> int:
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
                           fix=models.suggest(unknown[0], args.root) + f"zoo models: {', '.join(zoo)}")
-    converted = 0
+    converted = web = onnx = 0
     for mid in ids:
         art = (models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
                if mid in zoo else models.load_artifact(mid, args.root))
@@ -124,9 +127,14 @@ def cmd_build(args) -> int:
         if args.onnx or args.onnx_int8:
             from ..convert import onnx_out
             onnx_out.export(art, int8=args.onnx_int8, force=args.force, log=_log)
-            converted += 1
+            onnx += 1
+        if args.web:
+            from ..convert import paddlejs
+            paddlejs.convert(art, force=args.force, log=_log)
+            web += 1
     print(f"built {len(ids)} model(s) under {args.root}/" +
-          (f", {converted} conversion(s)" if converted else ""))
+          (f", {converted} Paddle Lite conversion(s)" if converted else "") +
+          (f", {onnx} ONNX export(s)" if onnx else "") + (f", {web} Paddle.js model(s)" if web else ""))
     return 0
 
 

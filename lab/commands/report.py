@@ -13,6 +13,8 @@ def register(sub) -> None:
                    help="campaign to report (repeatable; several are shown together)")
     p.add_argument("--baseline", metavar="NAME", help="campaign to compare against (change per configuration, "
                    "significance test, regressions highlighted)")
+    p.add_argument("--allow-different", action="append", default=[], metavar="FIELD",
+                   help="baseline pairs whose FIELD differs still count (repeatable; see `lab results compare`)")
     p.add_argument("--profile", action="append", metavar="ID", default=None,
                    help="selection profile for the chip ranking (repeatable; default: all profiles)")
     p.add_argument("-o", "--output", metavar="PATH",
@@ -48,7 +50,10 @@ def cmd_report(args) -> int:
     out = check_output(args.output if args.output else
                        under("reports", "+".join(args.campaign), what="campaign name") / "index.html")
     t0 = time.perf_counter()
-    path = write_report(args.store, args.campaign, out, baseline=args.baseline, profiles=args.profile)
+    from ..comparability import check_allowed
+    allow = check_allowed(args.allow_different)
+    path = write_report(args.store, args.campaign, out, baseline=args.baseline, profiles=args.profile,
+                        allow_different=allow)
     size = path.stat().st_size
     print(one_line(f"report: {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s)"))
     return 0

@@ -29,6 +29,16 @@ def register(sub) -> None:
     imp.add_argument("--campaign", dest="import_campaign", default=None,
                      help="campaign name to store them under (default: imported-<file stem>)")
     imp.set_defaults(func=cmd_import)
+    cmp_ = actions.add_parser("compare", help="compare run B against run A (campaigns or job ids), "
+                              "refusing pairs whose context differs")
+    cmp_.add_argument("a", help="baseline: a campaign name or a job id")
+    cmp_.add_argument("b", help="candidate: a campaign name or a job id")
+    cmp_.add_argument("--allow-different", action="append", default=[], metavar="FIELD",
+                      help="compare pairs even when FIELD differs (repeatable): "
+                           "runtime_version, runner_version, model_sha256, threads, power_mode, "
+                           "governor, start_temp, host_busy")
+    cmp_.add_argument("--format", dest="cmp_format", choices=["text", "json"], default="text")
+    cmp_.set_defaults(func=cmd_compare)
     ops = actions.add_parser("ops", help="a job's per-operator profile (campaign option profile: ops)")
     ops.add_argument("job", help="job id (a unique prefix is enough)")
     ops.add_argument("--format", dest="ops_format", choices=["table", "json"], default="table")
@@ -120,6 +130,54 @@ def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None
     failed = [r for r in rows if r.status == "failed"]
     for r in failed[:20]:
         print(one_line(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}"), file=out)
+
+
+def cmd_compare(args) -> int:
+    from ..comparability import check_allowed, compare_pair, context_of, pair_rows
+    from ..report.render import config_label
+    allow = check_allowed(args.allow_different)
+    store = Store(args.store, create=False)
+    try:
+        side = {}
+        for name in (args.a, args.b):
+            rows = [r for r in store.results(name) if r.ok]
+            if not rows:
+                rows = [r for r in store.results() if r.job_id == name and r.ok]
+            if not rows:
+                raise ConfigError(f"{name!r} is neither a campaign nor a job id with ok results in {args.store}",
+                                  fix="see `lab results` for the stored campaigns and job ids")
+            side[name] = rows
+        rows_a, rows_b = side[args.a], side[args.b]
+        if len(rows_a) == 1 and len(rows_b) == 1 and rows_a[0].job_id in (args.a, args.b):
+            pairs, only_a, only_b = [(rows_a[0], rows_b[0])], [], []
+        else:
+            pairs, only_a, only_b = pair_rows(rows_a, rows_b)
+        results = [compare_pair(context_of(ra, store.provenance(ra.job_id)),
+                                context_of(rb, store.provenance(rb.job_id)),
+                                store.samples(ra.job_id), store.samples(rb.job_id),
+                                config_label(ra, with_model=True), allow) for ra, rb in pairs]
+    finally:
+        store.close()
+    counts = {k: sum(1 for r in results if r.outcome == k)
+              for k in ("faster", "slower", "no significant difference", "untested", "not comparable")}
+    if args.cmp_format == "json":
+        json.dump({"a": args.a, "b": args.b, "pairs": [r.to_json() for r in results], "counts": counts,
+                   "only_a": [r.job_id for r in only_a], "only_b": [r.job_id for r in only_b]},
+                  sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(f"B = {args.b} against A = {args.a}: {len(results)} pairs")
+    for r in results:
+        if r.comparable:
+            ci = (f" [{_fmt(r.ratio_ci[0])}-{_fmt(r.ratio_ci[1])}]" if r.ratio_ci[0] is not None else "")
+            print(f"  {r.config}: B/A p50 {_fmt(r.ratio)}{ci}: {r.outcome}")
+        else:
+            print(f"  {r.config}: not comparable: " + "; ".join(str(d) for d in r.differences))
+    print(f"B faster in {counts['faster']}, slower in {counts['slower']}, no significant difference in "
+          f"{counts['no significant difference']}; not comparable: {counts['not comparable']}"
+          + (f"; untested (no raw samples): {counts['untested']}" if counts["untested"] else "")
+          + (f"; only in A: {len(only_a)}" if only_a else "") + (f"; only in B: {len(only_b)}" if only_b else ""))
+    return 0
 
 
 def cmd_import(args) -> int:

@@ -4,13 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import argtypes, jsonio
 from ..textsafe import one_line
 from ..catalog import load_catalog
 from ..errors import ConfigError
 from ..records import ResultRow
-from ..scoring import CRITERIA, ChipScore, load_model_flops, load_profiles, score_chips
+
+if TYPE_CHECKING:
+    from ..scoring import ChipScore
 
 
 def register(subparsers) -> None:
@@ -67,7 +70,7 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
                  wide: bool = False, width: int | None = None, file=None, console=None) -> None:
     """The ranking as a table that never cuts chip ids or figures (lab.tables): criteria columns
     of low weight make room first, with a note; then why each n/a `measured` is n/a."""
-    from ..scoring import UNKNOWN_PRIOR
+    from ..scoring import CRITERIA, UNKNOWN_PRIOR
     from ..tables import Col, print_table
 
     if console is not None:  # tests: a recording rich Console
@@ -114,6 +117,7 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
 
 
 def run(args) -> int:
+    from ..scoring import load_model_flops, load_profiles, score_chips
     profiles = load_profiles(args.profiles)
     if args.profile is None:
         print("profiles (pass one with `lab score --profile ID`):")

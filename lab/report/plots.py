@@ -204,6 +204,28 @@ def _processor_legend(ax, processors) -> None:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="processor")
 
 
+def window_chart(title: str, series: Sequence[tuple[str, str | None, Sequence[tuple[float, float]]]],
+                 ylabel: str, *, alt: str) -> Chart | None:
+    """Sustained runs: one line per configuration, p50 per window against the window's mid time (s)."""
+    series = [(label, proc, [(x, y) for x, y in pts if y is not None and math.isfinite(y)])
+              for label, proc, pts in series]
+    series = [s for s in series if s[2]]
+    if not series:
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(8.0, 3.0)
+        ax = fig.add_subplot()
+        for label, proc, pts in series[:MAX_BARS]:
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", markersize=2.5, linewidth=1,
+                    label=_clip(label, 40), color=PROCESSOR_COLORS.get(proc or "") if len(series) == 1 else None)
+        ax.set_xlabel("seconds into the sustained run")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.set_title(_clip(title, 90), loc="left")
+        ax.legend(fontsize=6, loc="best")
+        return Chart(_svg_uri(fig), alt)
+
+
 OP_TOP_N = 10  # op types per panel of the op-profile charts
 
 

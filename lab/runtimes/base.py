@@ -28,7 +28,7 @@ from ..runners import RUNNERS_DIR
 from ..transport.base import Transport, remote_join
 
 # Measurement attributes that belong to the job itself, never copied from telemetry.
-_NOT_FROM_TELEMETRY = ("job_id", "samples", "provenance", "notes")
+_NOT_FROM_TELEMETRY = ("job_id", "samples", "provenance", "notes", "windows")
 
 
 @dataclass
@@ -181,6 +181,9 @@ def merge_telemetry(m: Measurement, tele: dict[str, Any] | None) -> None:
             setattr(m, key, value)
     if m.power_w is None and not m.power_note:
         m.power_note = "power unavailable: no reason recorded by telemetry"
+    if m.windows and tele.get("_per_window"):
+        from ..sustained import merge_window_telemetry
+        m.windows = merge_window_telemetry(m.windows, tele["_per_window"])
     m.provenance["telemetry"] = tele.get("_detail")
 
 

@@ -158,6 +158,9 @@ def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = 
 def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, Any] | None = None
                           ) -> Measurement:
     """The trials' runner documents -> one Measurement (stats over all trials' raw samples)."""
+    from ..host_busy import host_busy_figures
+    from ..sustained import summary as sustained_summary
+    from ..sustained import windows_from_doc
     from ..stats import summarize
     from .base import merge_telemetry
     trials = [[float(x) for x in d["timings"]["samples_ms"]] for d in docs]
@@ -185,9 +188,15 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
         "stats_method": st.method,
     }
     m.notes.extend(cpu_state_flags(docs))
+    m.host_busy_share, m.busy_host, busy_notes = host_busy_figures(d.get("env") for d in docs)
+    m.notes.extend(busy_notes)
+    m.windows = [w for i, d in enumerate(docs) for w in windows_from_doc(d, i)]
+    if m.windows:
+        m.throttle_onset_s, m.sustained_ratio, sustained_notes = sustained_summary(m.windows)
+        m.notes.extend(sustained_notes)
     for note in {(d.get("config") or {}).get("threads_note") for d in docs} - {None}:
         m.notes.append(note)  # e.g. a runtime build that cannot set its thread count
-    if not m.converged:
+    if not m.converged and not m.windows:
         m.notes.append("not converged: the target CI was not reached within max_seconds in "
                        f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")
     if tele is not None:

@@ -161,7 +161,6 @@ class PaddleLite(Runtime):
             cat = ctx.transport.run(["cat", spec.result_path], timeout=30)
             text = cat.out + "\n" + text
         parsed = check_trial(ctx.job, ctx.device, trial, parse_output(text), res.rc, text)
-        n = parsed.repeats or spec.repeats
         return TrialResult(samples_ms=[parsed.avg_ms], load_ms=parsed.init_ms, first_ms=parsed.first_ms,
                            converged=None, peak_rss_mb=parsed.mem_peak_mb, command=str(prepared.command),
                            telemetry_doc=trial_doc(parsed, spec.repeats), raw=(parsed, text))
