@@ -81,11 +81,8 @@ def load_npu_ops(path: str | Path | None = None) -> NpuOps:
     p = str(path or NPU_OPS_PATH)
     if p in _NPU_CACHE:
         return _NPU_CACHE[p]
-    import yaml
-    try:
-        doc = yaml.safe_load(Path(p).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read NPU op lists: {exc}", path=p) from None
+    from .yamlio import load_yaml  # bounded: aliases, nesting, tags, finite numbers
+    doc = load_yaml(p, what="NPU op lists")
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), dict):
         raise ConfigError("NPU op lists need a 'devices:' mapping", path=p)
     sources = doc.get("sources") or {}
@@ -171,23 +168,8 @@ def op_sequence(model_file: str | Path) -> list[str]:
     """Op names of a program in program order (PIR names kept with their dialect prefix)."""
     path = Path(model_file)
     if path.suffix.lower() == ".json":
-        try:
-            doc = json.loads(path.read_bytes())
-            regions = doc["program"]["regions"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LabError(f"{path}: not a Paddle PIR program ({exc})") from None
-        out: list[str] = []
-
-        def walk(region_list: list[Any]) -> None:
-            for region in region_list or []:
-                for block in region.get("blocks", []):
-                    for op in block.get("ops", []):
-                        out.append(str(op.get("#", "")))
-                        if op.get("regions"):
-                            walk(op["regions"])
-
-        walk(regions)
-        return out
+        from . import analysis  # bounded, type-checked walk: a model file is input
+        return analysis.pir_op_names(path)
     from . import analysis  # legacy protobuf: the analysis module owns the ProgramDesc reader
     return [_identity_scale(op) for op in analysis._parse_pdmodel(path).ops]
 

@@ -29,6 +29,7 @@ OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_form
                   "profile": ("ops",)}  # profile: ops = one extra profiled run after the timed trials
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
+MAX_JOBS = 1_000_000  # planned jobs per campaign; a plan of 100k takes seconds, not minutes
 PROTOCOL_TYPES = {f.name: f.type for f in fields(MeasurementProtocol)}
 
 
@@ -214,19 +215,31 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
     hashes = {m: model_hash(m) for m in spec.models}
     option_keys = [k for k, _ in spec.options]
     option_values = [v for _, v in spec.options] or [()]
+    n_combos = len(chosen) * len(spec.models) * len(spec.backends) * len(spec.precisions) \
+        * len(spec.threads) * len(spec.batch)
+    for values in option_values if spec.options else ():
+        n_combos *= len(values)
+    if n_combos > MAX_JOBS:
+        raise ConfigError(f"the campaign expands to {n_combos} jobs, over the limit of {MAX_JOBS}",
+                          path=spec.path or None, fix="split it into several campaigns")
     jobs: list[Job] = []
-    excluded: list[Exclusion] = []
+    seen: set[str] = set()  # job ids planned so far: the duplicate check is O(1) per job
+    excluded: dict[Exclusion, None] = {}  # ordered set
+    why_not: dict[tuple[str, str, str, str], str | None] = {}  # per device/model/backend/precision
+    protocol = protocol_identity(spec.protocol)
     for dev, model, backend_id, precision, threads, batch in itertools.product(
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
-        reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
-        if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
-            reason = (f"sustained runs need a runner that reports windows ({', '.join(SUSTAINED_RUNTIMES)});"
-                      f" {backend.runtime} does not")
+        key = (dev.id, model, backend_id, precision)  # the rules may depend on the model's artifact
+        if key not in why_not:
+            reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
+            if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
+                reason = (f"sustained runs need a runner that reports windows "
+                          f"({', '.join(SUSTAINED_RUNTIMES)}); {backend.runtime} does not")
+            why_not[key] = reason
+        reason = why_not[key]
         if reason:
-            ex = Exclusion(dev.id, model, backend_id, reason)
-            if ex not in excluded:
-                excluded.append(ex)
+            excluded.setdefault(Exclusion(dev.id, model, backend_id, reason), None)
             continue
         for combo in (itertools.product(*option_values) if spec.options else [()]):
             options = tuple(sorted(zip(option_keys, combo)))
@@ -235,14 +248,16 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
                         "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
-                        "protocol": protocol_identity(spec.protocol)}
-            job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
-                      model=model, model_sha256=hashes[model], backend=backend_id,
-                      processor=backend.processor, precision=precision, threads=threads, batch=batch,
-                      options=options, protocol=spec.protocol)
-            if all(j.job_id != job.job_id for j in jobs):
-                jobs.append(job)
-    return jobs, excluded
+                        "protocol": protocol}
+            job_id = job_id_for(identity)
+            if job_id in seen:
+                continue
+            seen.add(job_id)
+            jobs.append(Job(job_id=job_id, campaign=spec.name, device=dev.id, chip=dev.chip,
+                            model=model, model_sha256=hashes[model], backend=backend_id,
+                            processor=backend.processor, precision=precision, threads=threads,
+                            batch=batch, options=options, protocol=spec.protocol))
+    return jobs, list(excluded)
 
 
 def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = None) -> str | None:

@@ -12,7 +12,6 @@ Analysis only: reads the catalog, the profile and store rows; never touches devi
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -435,11 +434,12 @@ def load_model_flops(models_dir: str | Path = "models") -> dict[str, float]:
         return out
     for meta in root.glob("*/meta.json"):
         try:
-            doc = json.loads(meta.read_text(encoding="utf-8"))
+            from . import jsonio  # bounded and strict: meta.json is input like any other file
+            doc = jsonio.load_file(meta, what="model meta", max_bytes=64 * 1024 * 1024)
             v = doc.get("flops") if isinstance(doc, dict) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e30:
                 out[meta.parent.name] = float(v)
-        except (OSError, ValueError):
+        except ConfigError:
             continue  # unreadable meta: utilisation for that model stays unknown
     return out
 
@@ -777,7 +777,7 @@ def _profile(m: Any, path: str, assumptions: dict) -> Profile:
     tg = m["targets"]
     if not isinstance(tg, dict):
         raise _perr(path, m.line_of("targets"), f"{what}: targets must be a mapping")
-    measured_raw = m.get("measured") or {"latency": 1}
+    measured_raw = m.get("measured") or LineDict.of({"latency": 1}, m.line_of("measured"))
     if not isinstance(measured_raw, dict):
         raise _perr(path, m.line_of("measured"), f"{what}: measured must map latency/energy/throughput to weights")
     measured = {}

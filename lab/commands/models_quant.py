@@ -5,6 +5,7 @@ Thin: parse, call lab.quantize / lab.accuracy / lab.agreement, print. Exit 1 whe
 """
 from __future__ import annotations
 
+from .. import argtypes
 import json
 import sys
 
@@ -15,7 +16,7 @@ def register_actions(actions, common) -> None:
     q.add_argument("id", help="a built model (zoo or user, with a legacy .pdmodel)")
     q.add_argument("--algo", choices=["abs_max", "hist", "KL"], default="abs_max",
                    help="activation calibration algorithm (default abs_max)")
-    q.add_argument("--calib-batches", type=int, default=8, metavar="N",
+    q.add_argument("--calib-batches", type=argtypes.integer(1, 100_000, what="a batch count"), default=8, metavar="N",
                    help="calibration batches (default 8)")
     q.add_argument("--calib-data", metavar="FILE.npz|DIR",
                    help="calibration inputs (keys = input names); default: the model's own data "

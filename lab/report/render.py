@@ -584,17 +584,5 @@ def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, 
                                         allow_different=allow_different))
     finally:
         store.close()
-    out = Path(out)
-    blocker = next((p for p in reversed(out.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"cannot write {out}: {blocker} is a file, not a directory",
-                          fix="give -o a path whose folders are folders, e.g. reports/demo/index.html")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the folder for {out}: {exc.strerror or exc}",
-                          fix="give -o a writable path") from None
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    from ..outpaths import write_text  # checked, atomic; device nodes are never replaced
+    return write_text(out, html)
