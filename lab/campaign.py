@@ -23,8 +23,16 @@ from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
-OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str}
-OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
+OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
+               # serving-http (docs/serving.md): LoadGen scenario and the endpoint's configuration
+               "scenario": str, "target_qps": (int, float), "latency_bound_ms": (int, float),
+               "percentile": float, "instances": int, "max_batch": int, "max_queue_delay_ms": (int, float),
+               "endpoint": str, "endpoint_format": str, "port": int}
+OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
+                  "scenario": ("singlestream", "server", "offline", "sweep"),
+                  "endpoint_format": ("v2", "pipeline")}
+SERVING_OPTIONS = ("scenario", "target_qps", "latency_bound_ms", "percentile", "instances", "max_batch",
+                   "max_queue_delay_ms", "endpoint", "endpoint_format", "port")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
 PROTOCOL_TYPES = {f.name: f.type for f in fields(MeasurementProtocol)}
@@ -118,11 +126,13 @@ def load_campaign(path: str | Path) -> CampaignSpec:
             if not isinstance(values, list):
                 values = [values]
             for v in values:
-                expect_type(v, OPTION_KEYS[key], path=path, line=opts.line_of(key), what=f"option {key!r}",
-                            hint=OPTION_KEYS[key].__name__)
+                types = OPTION_KEYS[key]
+                expect_type(v, types, path=path, line=opts.line_of(key), what=f"option {key!r}",
+                            hint="a number" if isinstance(types, tuple) else types.__name__)
                 if key in OPTION_CHOICES and v not in OPTION_CHOICES[key]:
                     raise ConfigError(f"option {key!r}: {v!r} is not valid", path=path, line=opts.line_of(key),
                                       fix="use " + ", ".join(OPTION_CHOICES[key]))
+                _check_serving_option(key, v, path, opts.line_of(key))
             options.append((key, tuple(values)))
     return CampaignSpec(
         name=name, devices=str_list("devices"), models=str_list("models"), backends=backends,
@@ -189,15 +199,18 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
             continue
         for combo in (itertools.product(*option_values) if spec.options else [()]):
             options = tuple(sorted(zip(option_keys, combo)))
-            if backend.runtime != "paddle-inference":
+            if backend.runtime not in ("paddle-inference", "serving"):
                 options = tuple(o for o in options if o[0] != "onednn")
+            if backend.runtime != "serving":
+                options = tuple(o for o in options if o[0] not in SERVING_OPTIONS)
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
                         "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
                         "protocol": asdict(spec.protocol)}
+            processor = serving_processor(dev) if backend.runtime == "serving" else backend.processor
             job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
                       model=model, model_sha256=hashes[model], backend=backend_id,
-                      processor=backend.processor, precision=precision, threads=threads, batch=batch,
+                      processor=processor, precision=precision, threads=threads, batch=batch,
                       options=options, protocol=spec.protocol)
             if all(j.job_id != job.job_id for j in jobs):
                 jobs.append(job)
@@ -216,6 +229,11 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend.runtime == "serving":
+        if dev.transport not in ("local", "ssh"):
+            return "serving-http needs a local or SSH device (the load comes from the lab host)"
+        if precision != "fp32":
+            return f"serving-http serves fp32 models here, not {precision}"
     if backend_id == "paddle-inference-cpu" and precision != "fp32":
         return f"paddle-inference-cpu runs fp32 only here, not {precision}"
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":
@@ -223,6 +241,31 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if chip is not None and chip.lower() != "nvidia":
             return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"
     return None
+
+
+def _check_serving_option(key: str, value: Any, path: str, line: int | None) -> None:
+    """Serving options that parse but cannot work: one line naming the file, line and fix."""
+    if key == "endpoint":
+        from .serving.endpoint import parse_base_url
+        try:
+            parse_base_url(value)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), path=path, line=line) from None
+    elif key in ("target_qps", "latency_bound_ms") and not value > 0:
+        raise ConfigError(f"option {key!r} must be > 0, got {value!r}", path=path, line=line)
+    elif key == "percentile" and not 0.5 <= value < 1.0:
+        raise ConfigError(f"option 'percentile' {value!r} is out of range", path=path, line=line,
+                          fix="use e.g. 0.9 or 0.99")
+    elif key in ("instances", "max_batch") and value < 1:
+        raise ConfigError(f"option {key!r} must be >= 1, got {value!r}", path=path, line=line)
+    elif key in ("max_queue_delay_ms", "port") and value < 0:
+        raise ConfigError(f"option {key!r} must be >= 0, got {value!r}", path=path, line=line)
+
+
+def serving_processor(dev: Device) -> str:
+    """serving-http runs where the device computes: on an NVIDIA chip the GPU, else the CPU."""
+    vendor = _chip_vendor(dev.chip)
+    return "gpu" if vendor is not None and vendor.lower() == "nvidia" else "cpu"
 
 
 def _chip_vendor(chip_id: str) -> str | None:

@@ -177,7 +177,8 @@ def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
         raise ConfigError(f"--measure: device {device_id!r} is disabled in {dev.source}:{dev.line}",
                           fix="set 'enabled: true' or drop --measure")
     art = ensure_artifact(model_id, models_root, log)
-    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None)
+    # batch-1 latency backends only: a serving job measures QPS under load, not what advice asks
+    backends = tuple(b for b in BACKENDS if BACKENDS[b].runtime != "serving" and applicable(dev, b, "fp32") is None)
     if not backends:
         raise ConfigError(f"--measure: no backend applies to device {device_id!r}")
     spec = CampaignSpec(name=f"advise-{model_id}-{device_id}", devices=(device_id,),

@@ -8,8 +8,9 @@ from ..errors import ConfigError
 from .base import Runtime
 from .paddle_inference import PaddleInference
 from .paddle_lite import PaddleLite
+from .serving import Serving
 
-RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite())}
+RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), Serving())}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
-from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -52,16 +51,12 @@ class Endpoint:
 
 def endpoint(url: str, model: str, fmt: str = "v2") -> Endpoint:
     """Parse a base URL (``http://127.0.0.1:8000``) into an Endpoint for `model` in `fmt`."""
+    from lab.serving.endpoint import parse_base_url
     if fmt not in FORMATS:
         raise ConfigError(f"unknown serving request format {fmt!r}", fix=f"use one of {', '.join(FORMATS)}")
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ConfigError(f"endpoint {url!r} is not an http://host:port URL",
-                          fix="give e.g. http://127.0.0.1:8000 (https is not supported)")
-    port = parts.port or 80
-    prefix = parts.path.rstrip("/")
+    host, port, prefix = parse_base_url(url)
     path = f"{prefix}/v2/models/{model}/infer" if fmt == "v2" else f"{prefix}/{model}/prediction"
-    return Endpoint(parts.hostname, port, path, fmt, model)
+    return Endpoint(host, port, path, fmt, model)
 
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
