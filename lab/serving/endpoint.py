@@ -201,6 +201,14 @@ def _q(x: str) -> str:
     return shlex.quote(str(x))
 
 
+def _alive_sh(pid: int) -> str:
+    """POSIX sh test "pid runs": a zombie counts as gone (the runner is orphaned by nohup's shell,
+    and an init that does not reap, as in containers, leaves it a zombie that `kill -0` still sees)."""
+    return (f"{{ s=$(ps -o stat= -p {pid} 2>/dev/null) || s=; "
+            f"if [ -z \"$s\" ] && ! command -v ps >/dev/null 2>&1; then kill -0 {pid} 2>/dev/null && s=R; fi; "
+            f"case \"$s\" in ''|Z*) false;; *) true;; esac; }}")
+
+
 class DeviceServer:
     """The runner started on a device through a transport (local or SSH), with a bounded lifetime.
 
@@ -235,7 +243,7 @@ class DeviceServer:
         except (ValueError, IndexError):
             raise ServingError(f"could not start the serving runner on {self.device}: {res.err or res.out}")
         deadline = time.monotonic() + self.ready_timeout
-        probe_cmd = f"cat {_q(self.ready_path)} 2>/dev/null; kill -0 {self.pid} 2>/dev/null || echo __DEAD__"
+        probe_cmd = f"cat {_q(self.ready_path)} 2>/dev/null; {_alive_sh(self.pid)} || echo __DEAD__"
         while time.monotonic() < deadline:
             out = self.t.run(probe_cmd, timeout=30).out
             if out.strip().startswith("{"):
@@ -263,7 +271,7 @@ class DeviceServer:
     def alive(self) -> bool:
         if self.pid is None:
             return False
-        return self.t.run(f"kill -0 {self.pid} 2>/dev/null", timeout=30).rc == 0
+        return self.t.run(_alive_sh(self.pid), timeout=30).rc == 0
 
     def failure(self) -> str | None:
         if self.alive():
@@ -275,9 +283,10 @@ class DeviceServer:
         if self.pid is None:
             return False
         steps = max(1, int(grace / 0.25))
+        alive = _alive_sh(self.pid)
         cmd = (f"kill -TERM {self.pid} 2>/dev/null || exit 0; i=0; "
-               f"while kill -0 {self.pid} 2>/dev/null && [ $i -lt {steps} ]; do sleep 0.25; i=$((i+1)); done; "
-               f"if kill -0 {self.pid} 2>/dev/null; then kill -KILL {self.pid}; echo __KILLED__; fi")
+               f"while {alive} && [ $i -lt {steps} ]; do sleep 0.25; i=$((i+1)); done; "
+               f"if {alive}; then kill -KILL {self.pid}; echo __KILLED__; fi")
         try:
             res = self.t.run(cmd, timeout=grace + 30)
         finally:
