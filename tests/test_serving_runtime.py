@@ -260,3 +260,25 @@ def test_over_ssh_the_lab_starts_the_endpoint_on_the_netns_host_and_loads_it_fro
     assert "ready on 127.0.0.1" in (logs / "serving_runner.log").read_text()
     summary = (logs / "server" / "mlperf_log_summary.txt").read_text()
     assert "Result is : VALID" in summary
+
+
+def test_cloud_serving_scores_measured_max_qps_per_dollar_and_cost_per_million():
+    from lab.catalog import load_catalog
+    from lab.records import ResultRow
+    from lab.scoring import cost_per_million, hourly_usd, load_profiles, measures_for, score_measured
+    t4 = load_catalog().get("nvidia-t4")
+    usd_h, why = hourly_usd(t4)
+    assert usd_h and "USD/h" in why
+    prof = load_profiles()["cloud-serving"]
+    base = dict(job_id="j", campaign="c", device="d", chip="nvidia-t4", model="mobilenet_v2", status="ok",
+                precision="fp32", processor="gpu", threads=1, batch=1)
+    rows = [ResultRow(**base, backend="paddle-inference-gpu", p50_ms=2.0),
+            ResultRow(**dict(base, job_id="s"), backend="serving-http", p50_ms=40.0, scenario="sweep", qps=800.0,
+                      valid=True, latency_bound_ms=50.0, instances=2, max_batch=1)]
+    m = measures_for(t4, prof, rows, {})["mobilenet_v2"]
+    assert m.latency_ms == 2.0 and m.throughput_ips == 500.0  # the serving row is not a batch-1 latency
+    assert m.serving_qps == 800.0 and m.requests_per_usd == pytest.approx(800 * 3600 / usd_h)
+    crit = score_measured(t4, prof, {"mobilenet_v2": m})
+    assert "serving" in crit.value and "requests_per_usd" in crit.reason
+    assert cost_per_million(800.0, usd_h) == pytest.approx(usd_h / (800 * 3600) * 1e6)
+    assert cost_per_million(None, usd_h) is None and hourly_usd(load_catalog().get("rk1808"))[0] is None
