@@ -470,6 +470,14 @@ def build_app(args, engines, stats, hooks, state):
         return JSONResponse(doc)
 
     async def infer(request):
+        try:
+            return await _infer(request)
+        except Exception as exc:  # never a bare 500: say what broke, in the answer and the log
+            import traceback
+            log("error in infer: %s" % traceback.format_exc().strip().replace("\n", " | "))
+            return err(500, "%s: %s" % (type(exc).__name__, exc))
+
+    async def _infer(request):
         if not known(request):
             return err(404, "unknown model %r (this server has %r)" % (request.path_params["name"], args.name))
         body = await request.body()
