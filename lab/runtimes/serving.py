@@ -35,6 +35,8 @@ SCENARIOS = {"singlestream": "SingleStream", "server": "Server", "offline": "Off
 # The sanity bound (docs/serving.md): the max QPS a sweep reports can exceed what the instances
 # could serve at batch-1 latency only through batching; otherwise by at most this margin.
 SANITY_MARGIN = 0.25
+SWEEP_REL_TOL = 0.08    # bisection stops when the bracket is within 8 % ...
+SWEEP_MAX_POINTS = 7    # ... or after this many Server runs
 
 
 @dataclass(frozen=True)
@@ -217,10 +219,15 @@ def _settings(ctx: JobContext, opts: ServingOptions, scenario: str, target_qps: 
     p = ctx.job.protocol
     pct = opts.percentile if scenario == "Server" else 0.9
     bound = opts.latency_bound_ms
+    min_q = early_stopping_min_queries(pct)
+    max_s = max(p.max_seconds, p.min_seconds)
+    if scenario == "Server" and target_qps:
+        # LoadGen needs min_q queries for a verdict: a low rate gets the time to issue them
+        max_s = max(max_s, 1.5 * min_q / target_qps)
     return LoadSettings(scenario=scenario, target_qps=target_qps, latency_bound_ms=bound if scenario == "Server" else None,
                         percentile=pct, expected_latency_ms=expected_latency_ms,
-                        min_duration_s=max(0.5, p.min_seconds), max_duration_s=max(p.max_seconds, p.min_seconds),
-                        min_queries=early_stopping_min_queries(pct),
+                        min_duration_s=max(0.5, p.min_seconds), max_duration_s=max_s,
+                        min_queries=min_q,
                         connections=max(16, 4 * opts.instances * opts.max_batch),
                         request_timeout_s=min(60.0, max(5.0, 20.0 * bound / 1000.0)))
 
@@ -252,7 +259,7 @@ def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -
         return run_scenario(url, model, samples, _settings(ctx, opts, "Server", round(q, 3)),
                             out_dir=out / f"server-{q:.3f}", **kw)
 
-    sw = sweep(measure, lo, hi, rel_tol=0.05, max_points=8)
+    sw = sweep(measure, lo, hi, rel_tol=SWEEP_REL_TOL, max_points=SWEEP_MAX_POINTS)
     sanity = sanity_bound(opts.instances, opts.max_batch, single.p50_ms)
     doc["singlestream"], doc["offline"] = single.to_dict(), offline.to_dict()
     doc["sweep"] = {"max_qps": sw.max_qps, "latency_bound_ms": sw.latency_bound_ms, "percentile": sw.percentile,
