@@ -282,3 +282,28 @@ def test_cloud_serving_scores_measured_max_qps_per_dollar_and_cost_per_million()
     assert "serving" in crit.value and "requests_per_usd" in crit.reason
     assert cost_per_million(800.0, usd_h) == pytest.approx(usd_h / (800 * 3600) * 1e6)
     assert cost_per_million(None, usd_h) is None and hourly_usd(load_catalog().get("rk1808"))[0] is None
+
+
+def test_report_shows_the_qps_p99_curve_max_qps_and_cost_per_million(tmp_path):
+    from lab.records import Job, Measurement
+    from lab.report.render import build_report, render_html
+    from lab.scoring import cost_per_million, hourly_usd
+    from lab.catalog import load_catalog
+    from lab.store import Store
+    store = Store(tmp_path / "lab.sqlite")
+    job = Job("s1", "srv", "t4box", "nvidia-t4", "mobilenet_v1", "0" * 64, "serving-http", "gpu", "fp32", 1,
+              options=(("instances", 2), ("scenario", "sweep")))
+    store.save_campaign("srv", {"name": "srv"})
+    store.plan_jobs([job])
+    pts = [{"target_qps": q, "qps": q, "p50_ms": 5.0, "p90_ms": 8.0, "p99_ms": p99, "valid": v, "summary_path": ""}
+           for q, p99, v in ((100, 12.0, True), (200, 30.0, True), (300, 400.0, False))]
+    m = Measurement("s1", p50_ms=5.0, p90_ms=8.0, p99_ms=30.0, scenario="sweep", qps=200.0, latency_bound_ms=50.0,
+                    valid=True, instances=2, max_batch=1,
+                    provenance={"serving": {"sweep": {"points": pts, "max_qps": 200.0}}})
+    store.finish_job("s1", "ok", measurement=m)
+    html = render_html(build_report(store, ["srv"]))
+    store.close()
+    usd_h, _ = hourly_usd(load_catalog().get("nvidia-t4"))
+    assert "Serving: QPS under a latency bound" in html and "Line chart of p99 latency against offered QPS" in html
+    assert "Max QPS under 50 ms for" in html and "<b>200.0</b>" in html
+    assert f"{cost_per_million(200.0, usd_h):.3f}" in html

@@ -33,6 +33,7 @@ from ..records import ResultRow
 from ..store import ROW_FIELDS, Store
 from ..tradeoffs import BreakEven, break_even, pareto_front
 from . import plots
+from .serving import serving_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -443,6 +444,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
                                                         mem_bars, "MB", alt="Bar chart of peak memory")}
     s["thermal"] = ok
     s["pareto"] = pareto_section(rows)
+    s["serving"] = serving_section(store, rows, config_label)
     s["advisor"] = advisor_section(rows, list(campaigns))
     s["baseline"] = (baseline_section(store, rows, store.results([baseline])) if baseline else None)
     s["baseline_name"] = baseline
