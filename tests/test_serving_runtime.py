@@ -105,7 +105,7 @@ def zoo(tmp_path_factory):
 @pytest.mark.slow
 def test_local_sweep_of_mobilenet_1_and_2_instances_gives_a_qps_p99_curve(zoo, tmp_path):
     """The must-show: max QPS under the bound per instance count, confirmed by a Server run."""
-    bound = 400
+    bound = 1500  # p90; generous: the shared 2-core box runs at load 15-40 (see docs/serving.md)
     camp = _campaign(tmp_path, f"  scenario: [sweep]\n  instances: [1, 2]\n  latency_bound_ms: [{bound}]\n"
                      "  percentile: [0.9]", models="mobilenet_v1",
                      protocol="protocol:\n  min_seconds: 2\n  max_seconds: 12\n  trials: 1\n  timeout_s: 400\n")
