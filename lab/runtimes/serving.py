@@ -255,26 +255,30 @@ def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -
     hi = max((offline.qps or 1.0) * 1.1, 1.0)
     lo = min(opts.target_qps or 0.3 * hi, 0.9 * hi)
 
+    runs = [0]
+
     def measure(q: float):
+        runs[0] += 1  # a rate may be run twice (a halved bracket): each run keeps its own logs
         return run_scenario(url, model, samples, _settings(ctx, opts, "Server", round(q, 3)),
-                            out_dir=out / f"server-{q:.3f}", **kw)
+                            out_dir=out / f"server-{runs[0]:02d}-{q:.3f}qps", **kw)
 
     sw = sweep(measure, lo, hi, rel_tol=SWEEP_REL_TOL, max_points=SWEEP_MAX_POINTS)
     sanity = sanity_bound(opts.instances, opts.max_batch, single.p50_ms)
     doc["singlestream"], doc["offline"] = single.to_dict(), offline.to_dict()
-    doc["sweep"] = {"max_qps": sw.max_qps, "latency_bound_ms": sw.latency_bound_ms, "percentile": sw.percentile,
+    max_qps = sw.best.target_qps if sw.best is not None else None  # the rate LoadGen ran (rounded)
+    doc["sweep"] = {"max_qps": max_qps, "latency_bound_ms": sw.latency_bound_ms, "percentile": sw.percentile,
                     "converged": sw.converged, "note": sw.note, "sanity_bound_qps": sanity,
                     "points": [asdict(p) for p in sw.points]}
     if sw.best is None:
         raise RunnerError(f"job {ctx.job.job_id} on {ctx.job.device}: no rate held the p{sw.percentile * 100:g} bound "
                           f"of {opts.latency_bound_ms:g} ms ({sw.note}); logs in {out}")
-    if sw.max_qps is not None and sanity is not None and sw.max_qps > sanity:
-        notes.append(f"max QPS {sw.max_qps:.1f} exceeds the batch-1 sanity bound {sanity:.1f} "
+    if max_qps is not None and sanity is not None and max_qps > sanity:
+        notes.append(f"max QPS {max_qps:.1f} exceeds the batch-1 sanity bound {sanity:.1f} "
                      f"(instances x 1000 / p50 x max_batch x {1 + SANITY_MARGIN}): check the endpoint")
     if not sw.converged:
         notes.append(f"sweep not converged: {sw.note}")
     best = sw.best.to_dict()
-    doc.update(scenario="sweep", qps=sw.max_qps, valid=sw.best.valid, converged=sw.converged, result=best)
+    doc.update(scenario="sweep", qps=max_qps, valid=sw.best.valid, converged=sw.converged, result=best)
     return doc
 
 
