@@ -378,3 +378,10 @@ def test_client_parses_content_length_chunked_and_incomplete_answers():
     assert _parse(bytearray(chunked[:-6]), eof=False) is None
     r = _parse(bytearray(b"HTTP/1.0 200 OK\r\nConnection: close\r\n\r\nxyz"), eof=True)
     assert r.body == b"xyz" and r.closed
+
+
+def test_sweep_after_halving_does_not_rerun_the_rate_that_failed():
+    measure, calls = _fake(30.0)
+    res = sweep(measure, 40, 400, rel_tol=0.05, max_points=10)
+    assert calls.count(40) == 1 and 20 in calls and 400 not in calls
+    assert res.max_qps is not None and 20 <= res.max_qps <= 30 and res.converged

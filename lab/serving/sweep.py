@@ -80,7 +80,8 @@ def sweep(measure: Callable[[float], LoadResult], lo: float, hi: float, *, rel_t
             break
     if best is None:
         return result(None, False, f"no rate down to {hi:.3g} QPS held the bound")
-    if len(points) < max_points:
+    halved = len(points) > 1  # then hi is a rate that already failed: not run again
+    if len(points) < max_points and not halved:
         r = run(hi)
         if r.valid:
             best = r
