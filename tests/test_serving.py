@@ -289,10 +289,10 @@ def test_sigterm_and_max_seconds_stop_the_server(tmp_path):
     srv = LocalServer(ServerSpec(name="m", noop=True, max_seconds=60), tmp_path / "a").start()
     t0 = time.monotonic()
     os.kill(srv.ready.pid, signal.SIGTERM)
-    assert srv.proc.wait(timeout=10) == 0 and time.monotonic() - t0 < 10
+    assert srv.proc.wait(timeout=20) == 0 and time.monotonic() - t0 < 20  # generous: a busy shared box
     assert "stopping: SIGTERM" in tail(srv.log_path)
     srv = LocalServer(ServerSpec(name="m", noop=True, max_seconds=1.5), tmp_path / "b").start()
-    assert srv.proc.wait(timeout=12) == 0
+    assert srv.proc.wait(timeout=25) == 0
     assert "stopping: max_seconds" in tail(srv.log_path)
 
 
