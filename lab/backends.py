@@ -13,6 +13,7 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
     Backend("paddle-inference-gpu", "gpu", "paddle-inference"),
     Backend("paddle-inference-trt", "gpu", "paddle-inference"),
     Backend("paddle-lite-arm", "cpu", "paddle-lite", lite_backend="arm"),
+    Backend("paddle-lite-python", "cpu", "paddle-lite-python"),
     Backend("paddle-lite-opencl", "gpu", "paddle-lite", lite_backend="opencl,arm"),
     Backend("paddle-lite-kirin-npu", "aipu", "paddle-lite", nnadapter_device="huawei_kirin_npu",
             lite_backend="nnadapter,arm"),
@@ -23,6 +24,10 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
     # processor: "cpu" as declared; planning sets "gpu" on devices whose chip is an NVIDIA GPU
     # (campaign.serving_processor), where the runner serves with Paddle Inference's GPU predictor
     Backend("serving-http", "cpu", "serving"),
+    # Paddle.js in a browser: "gpu" is the WebGL device the page asks for; a software renderer
+    # (SwiftShader) is labelled "software GPU emulation" in results and report (lab/cdp.py).
+    Backend("paddle-js-webgl", "gpu", "paddle-js"),
+    Backend("paddle-js-wasm", "cpu", "paddle-js"),  # refused at planning: runtime.wasm is CDN-only
 ]}
 
 PROCESSOR_CLASSES = ("cpu", "gpu", "aipu")

@@ -19,7 +19,7 @@ from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
 from .records import Device, Job, MeasurementProtocol
-from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
+from .yamlio import LineDict, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
@@ -27,10 +27,12 @@ OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_f
                # serving-http (docs/serving.md): LoadGen scenario and the endpoint's configuration
                "scenario": str, "target_qps": (int, float), "latency_bound_ms": (int, float),
                "percentile": float, "instances": int, "max_batch": int, "max_queue_delay_ms": (int, float),
-               "endpoint": str, "endpoint_format": str, "port": int}
+               "endpoint": str, "endpoint_format": str, "port": int,
+               "profile": str}
 OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
                   "scenario": ("singlestream", "server", "offline", "sweep"),
-                  "endpoint_format": ("v2", "pipeline")}
+                  "endpoint_format": ("v2", "pipeline"),
+                  "profile": ("ops",)}  # profile: ops = one extra profiled run after the timed trials
 SERVING_OPTIONS = ("scenario", "target_qps", "latency_bound_ms", "percentile", "instances", "max_batch",
                    "max_queue_delay_ms", "endpoint", "endpoint_format", "port")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -163,7 +165,40 @@ def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
+    _check_sustained(proto, path, value)
     return proto
+
+
+def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> None:
+    """Sustained runs (sustained_s > 0): one long trial cut into >= 2 windows, inside timeout_s."""
+    line = value.line_of("sustained_s") if "sustained_s" in value else value.line_of("window_s")
+    if proto.sustained_s == 0:
+        if proto.window_s:
+            raise ConfigError("protocol window_s is set but sustained_s is 0", path=path, line=line,
+                              fix="set sustained_s (seconds of continuous running), or drop window_s")
+        return
+    if not 0 < proto.window_s <= proto.sustained_s / 2:
+        raise ConfigError(f"protocol window_s must be > 0 and at most half of sustained_s "
+                          f"({proto.sustained_s:g} s), got {proto.window_s:g}", path=path, line=line,
+                          fix="e.g. sustained_s: 600 with window_s: 30")
+    if proto.trials != 1:
+        raise ConfigError("a sustained run is one long trial, but protocol trials is "
+                          f"{proto.trials}", path=path, line=line, fix="set trials: 1")
+    if proto.timeout_s < proto.sustained_s + SUSTAINED_SLACK_S:
+        raise ConfigError(f"protocol timeout_s ({proto.timeout_s:g} s) leaves no room for a "
+                          f"{proto.sustained_s:g} s sustained run", path=path, line=line,
+                          fix=f"set timeout_s to at least sustained_s + {SUSTAINED_SLACK_S:g}")
+
+
+SUSTAINED_RUNTIMES = ("paddle-inference",)  # runtimes whose runner implements --sustained-s
+SUSTAINED_SLACK_S = 60.0  # per sustained trial, beyond sustained_s: model load, warm-up, teardown
+# protocol keys left out of a job's identity while at their default, so that adding them kept
+# the ids (and `--resume`) of campaigns planned before they existed
+_IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s")
+
+
+def protocol_identity(proto: MeasurementProtocol) -> dict[str, Any]:
+    return {k: v for k, v in asdict(proto).items() if not (k in _IDENTITY_DEFAULT_OFF and not v)}
 
 
 PROTOCOL_HINTS = {
@@ -178,9 +213,12 @@ def job_id_for(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def plan_jobs(spec: CampaignSpec, devices: list[Device],
-              model_hash: Callable[[str], str]) -> tuple[list[Job], list[Exclusion]]:
-    """Expand the campaign's cartesian product into jobs; list combinations that cannot run."""
+def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[str], str],
+              artifacts: dict[str, Any] | None = None) -> tuple[list[Job], list[Exclusion]]:
+    """Expand the campaign's cartesian product into jobs; list combinations that cannot run.
+
+    `artifacts` (model id -> lab.models.ModelArtifact), when given, lets planning refuse a backend
+    a model cannot run on (Paddle.js: multi-input or non-float32 models)."""
     where = f"{spec.path}: " if spec.path else ""
     chosen = [find_device(devices, d, where=where) for d in spec.devices]
     hashes = {m: model_hash(m) for m in spec.models}
@@ -191,7 +229,10 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     for dev, model, backend_id, precision, threads, batch in itertools.product(
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
-        reason = applicable(dev, backend_id, precision)
+        reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
+        if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
+            reason = (f"sustained runs need a runner that reports windows ({', '.join(SUSTAINED_RUNTIMES)});"
+                      f" {backend.runtime} does not")
         if reason:
             ex = Exclusion(dev.id, model, backend_id, reason)
             if ex not in excluded:
@@ -206,7 +247,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
                         "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
-                        "protocol": asdict(spec.protocol)}
+                        "protocol": protocol_identity(spec.protocol)}
             processor = serving_processor(dev) if backend.runtime == "serving" else backend.processor
             job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
                       model=model, model_sha256=hashes[model], backend=backend_id,
@@ -217,9 +258,13 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     return jobs, excluded
 
 
-def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
-    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device."""
+def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = None) -> str | None:
+    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device.
+
+    `artifact`: the model (optional), for rules that depend on it."""
     backend = BACKENDS[backend_id]
+    if backend.runtime == "paddle-js":
+        return _paddle_js_refusal(dev, backend_id, precision, artifact)
     if backend.runtime == "paddle-lite":
         if dev.transport == "local":
             return "Paddle Lite backends need an ARM device with a user-supplied benchmark_bin"
@@ -234,6 +279,11 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
             return "serving-http needs a local or SSH device (the load comes from the lab host)"
         if precision != "fp32":
             return f"serving-http serves fp32 models here, not {precision}"
+    if backend.runtime == "paddle-lite-python":
+        from .runtimes.paddle_lite_python import unavailable_reason
+        why = unavailable_reason(dev)
+        if why:
+            return why
     if backend_id == "paddle-inference-cpu" and precision != "fp32":
         return f"paddle-inference-cpu runs fp32 only here, not {precision}"
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":
@@ -266,6 +316,22 @@ def serving_processor(dev: Device) -> str:
     """serving-http runs where the device computes: on an NVIDIA chip the GPU, else the CPU."""
     vendor = _chip_vendor(dev.chip)
     return "gpu" if vendor is not None and vendor.lower() == "nvidia" else "cpu"
+
+
+def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: Any) -> str | None:
+    """Paddle.js: webgl only (wasm's runtime.wasm is CDN-only), fp32, a model with a web build
+    path, and a device whose browser the lab can drive (Chromium on `local`)."""
+    from .paddlejs_page import BACKENDS as PAGE_BACKENDS, WASM_REFUSAL, device_refusal
+    if backend_id not in PAGE_BACKENDS:
+        return WASM_REFUSAL if backend_id == "paddle-js-wasm" else f"{backend_id}: no page backend"
+    if precision != "fp32":
+        return f"{backend_id} runs fp32 only (Paddle.js feeds and computes float32), not {precision}"
+    if artifact is not None:
+        from .convert.paddlejs import web_refusal
+        reason = web_refusal(artifact)
+        if reason:
+            return reason
+    return device_refusal(dev)
 
 
 def _chip_vendor(chip_id: str) -> str | None:

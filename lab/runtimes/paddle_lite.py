@@ -15,6 +15,7 @@ not runner JSON, and reports only init / first / min / max / avg. So:
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import shlex
 import statistics
@@ -23,8 +24,9 @@ from typing import Any
 
 from ..errors import ConfigError, RunnerError, excerpt
 from ..records import Device, Job, Measurement
-from ..runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_output,
-                                     supports_memory_profile)
+from ..opprofile import OpProfile, from_lite
+from ..runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_op_profile, parse_output,
+                                     supports_memory_profile, supports_op_time_profile)
 from ..transport.base import remote_join, sha256_file
 from .base import (JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir, input_shapes,
                    median_or_none, push_model)
@@ -145,7 +147,8 @@ class PaddleLite(Runtime):
         if backend.processor == "gpu":
             transport.run(["mkdir", "-p", spec.opencl_cache_dir], timeout=30)
         return PreparedJob(command=command, model_sha256=model_hash, notes=notes,
-                           extra={"spec": spec, "old": old, "memory": memory})
+                           extra={"spec": spec, "old": old, "memory": memory,
+                                  "op_flag": supports_op_time_profile(help_text)})
 
     def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int,
                   session: Any | None) -> TrialResult:
@@ -158,10 +161,33 @@ class PaddleLite(Runtime):
             cat = ctx.transport.run(["cat", spec.result_path], timeout=30)
             text = cat.out + "\n" + text
         parsed = check_trial(ctx.job, ctx.device, trial, parse_output(text), res.rc, text)
-        n = parsed.repeats or spec.repeats
         return TrialResult(samples_ms=[parsed.avg_ms], load_ms=parsed.init_ms, first_ms=parsed.first_ms,
                            converged=None, peak_rss_mb=parsed.mem_peak_mb, command=str(prepared.command),
                            telemetry_doc=trial_doc(parsed, spec.repeats), raw=(parsed, text))
+
+    def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
+        """One more benchmark_bin run for its profiler tables (tests/data/benchmark_bin/README.md).
+
+        Paddle Lite prints them only from a `--with_profile=ON` build; `--enable_op_time_profile`
+        is passed where `--help` lists it (v2.10-v2.12 accept it and do nothing). At least 10
+        warm-ups, so the 10 runs the concise summary leaves out are warm-ups, not repeats.
+        """
+        spec = prepared.extra["spec"]
+        if prepared.extra["old"]:
+            return OpProfile.unavailable("the <= v2.9 benchmark_bin writes its result to a file; "
+                                         "op profiles are read from v2.10+ tools only")
+        pspec = dataclasses.replace(spec, warmup=max(spec.warmup, 10), enable_memory_profile=False,
+                                    enable_op_time_profile=bool(prepared.extra.get("op_flag")))
+        res = ctx.transport.run(build_shell(pspec), timeout=ctx.job.protocol.timeout_s)
+        text = res.out + ("\n" + res.err if res.err else "")
+        check_trial(ctx.job, ctx.device, -1, parse_output(text), res.rc, text)
+        prof = parse_op_profile(text)
+        if prof is None:
+            return OpProfile.unavailable(
+                "benchmark_bin printed no profiler table: Paddle Lite prints per-op times only when "
+                "built with --with_profile=ON (LITE_WITH_PROFILE); --enable_op_time_profile alone "
+                "does nothing in v2.10-v2.12")
+        return from_lite(prof)
 
     def measurement(self, ctx: JobContext, prepared: PreparedJob,
                     trials: list[TrialResult]) -> Measurement:
@@ -176,7 +202,7 @@ def check_trial(job: Job, device: Device, trial: int, parsed, rc: int, text: str
     """A trial counts only if benchmark_bin exited 0, printed a full result, and (for an NNAdapter
     backend) did not say the NPU was dropped: a CPU fallback must never be stored as an AIPU figure."""
     from ..backends import BACKENDS
-    where = f"job {job.job_id} on {device.id}: trial {trial + 1}"
+    where = f"job {job.job_id} on {device.id}: " + (f"trial {trial + 1}" if trial >= 0 else "profiled run")
     if not parsed.ok:
         raise RunnerError(f"{where}: {parsed.error} (exit {rc}; output: {excerpt(text, 300)})")
     if rc != 0:
