@@ -21,6 +21,9 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
             lite_backend="nnadapter,arm"),
     Backend("paddle-lite-timvx", "aipu", "paddle-lite", nnadapter_device="verisilicon_timvx",
             lite_backend="nnadapter,arm"),
+    # processor: "cpu" as declared; planning sets "gpu" on devices whose chip is an NVIDIA GPU
+    # (campaign.serving_processor), where the runner serves with Paddle Inference's GPU predictor
+    Backend("serving-http", "cpu", "serving"),
     # Paddle.js in a browser: "gpu" is the WebGL device the page asks for; a software renderer
     # (SwiftShader) is labelled "software GPU emulation" in results and report (lab/cdp.py).
     Backend("paddle-js-webgl", "gpu", "paddle-js"),

@@ -24,9 +24,17 @@ from .yamlio import LineDict, expect_keys, expect_type, load_yaml
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
 OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
+               # serving-http (docs/serving.md): LoadGen scenario and the endpoint's configuration
+               "scenario": str, "target_qps": (int, float), "latency_bound_ms": (int, float),
+               "percentile": float, "instances": int, "max_batch": int, "max_queue_delay_ms": (int, float),
+               "endpoint": str, "endpoint_format": str, "port": int,
                "profile": str}
 OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
+                  "scenario": ("singlestream", "server", "offline", "sweep"),
+                  "endpoint_format": ("v2", "pipeline"),
                   "profile": ("ops",)}  # profile: ops = one extra profiled run after the timed trials
+SERVING_OPTIONS = ("scenario", "target_qps", "latency_bound_ms", "percentile", "instances", "max_batch",
+                   "max_queue_delay_ms", "endpoint", "endpoint_format", "port")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
 MAX_JOBS = 1_000_000  # planned jobs per campaign; a plan of 100k takes seconds, not minutes
@@ -121,11 +129,13 @@ def load_campaign(path: str | Path) -> CampaignSpec:
             if not isinstance(values, list):
                 values = [values]
             for v in values:
-                expect_type(v, OPTION_KEYS[key], path=path, line=opts.line_of(key), what=f"option {key!r}",
-                            hint=OPTION_KEYS[key].__name__)
+                types = OPTION_KEYS[key]
+                expect_type(v, types, path=path, line=opts.line_of(key), what=f"option {key!r}",
+                            hint="a number" if isinstance(types, tuple) else types.__name__)
                 if key in OPTION_CHOICES and v not in OPTION_CHOICES[key]:
                     raise ConfigError(f"option {key!r}: {v!r} is not valid", path=path, line=opts.line_of(key),
                                       fix="use " + ", ".join(OPTION_CHOICES[key]))
+                _check_serving_option(key, v, path, opts.line_of(key))
             options.append((key, tuple(values)))
     return CampaignSpec(
         name=name, devices=str_list("devices"), models=str_list("models"), backends=backends,
@@ -243,8 +253,10 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
             continue
         for combo in (itertools.product(*option_values) if spec.options else [()]):
             options = tuple(sorted(zip(option_keys, combo)))
-            if backend.runtime != "paddle-inference":
+            if backend.runtime not in ("paddle-inference", "serving"):
                 options = tuple(o for o in options if o[0] != "onednn")
+            if backend.runtime != "serving":
+                options = tuple(o for o in options if o[0] not in SERVING_OPTIONS)
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
                         "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
@@ -253,9 +265,10 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
             if job_id in seen:
                 continue
             seen.add(job_id)
+            processor = serving_processor(dev) if backend.runtime == "serving" else backend.processor
             jobs.append(Job(job_id=job_id, campaign=spec.name, device=dev.id, chip=dev.chip,
                             model=model, model_sha256=hashes[model], backend=backend_id,
-                            processor=backend.processor, precision=precision, threads=threads,
+                            processor=processor, precision=precision, threads=threads,
                             batch=batch, options=options, protocol=spec.protocol))
     return jobs, list(excluded)
 
@@ -276,6 +289,11 @@ def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = Non
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend.runtime == "serving":
+        if dev.transport not in ("local", "ssh"):
+            return "serving-http needs a local or SSH device (the load comes from the lab host)"
+        if precision != "fp32":
+            return f"serving-http serves fp32 models here, not {precision}"
     if backend.runtime == "paddle-lite-python":
         from .runtimes.paddle_lite_python import unavailable_reason
         why = unavailable_reason(dev)
@@ -288,6 +306,31 @@ def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = Non
         if chip is not None and chip.lower() != "nvidia":
             return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"
     return None
+
+
+def _check_serving_option(key: str, value: Any, path: str, line: int | None) -> None:
+    """Serving options that parse but cannot work: one line naming the file, line and fix."""
+    if key == "endpoint":
+        from .serving.endpoint import parse_base_url
+        try:
+            parse_base_url(value)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), path=path, line=line) from None
+    elif key in ("target_qps", "latency_bound_ms") and not value > 0:
+        raise ConfigError(f"option {key!r} must be > 0, got {value!r}", path=path, line=line)
+    elif key == "percentile" and not 0.5 <= value < 1.0:
+        raise ConfigError(f"option 'percentile' {value!r} is out of range", path=path, line=line,
+                          fix="use e.g. 0.9 or 0.99")
+    elif key in ("instances", "max_batch") and value < 1:
+        raise ConfigError(f"option {key!r} must be >= 1, got {value!r}", path=path, line=line)
+    elif key in ("max_queue_delay_ms", "port") and value < 0:
+        raise ConfigError(f"option {key!r} must be >= 0, got {value!r}", path=path, line=line)
+
+
+def serving_processor(dev: Device) -> str:
+    """serving-http runs where the device computes: on an NVIDIA chip the GPU, else the CPU."""
+    vendor = _chip_vendor(dev.chip)
+    return "gpu" if vendor is not None and vendor.lower() == "nvidia" else "cpu"
 
 
 def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: Any) -> str | None:

@@ -202,8 +202,8 @@ def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
                           fix="set 'enabled: true' or drop --measure")
     art = ensure_artifact(model_id, models_root, log)
     # the browser backends answer "how does it run in a web page", not "which chip": a campaign
-    # names them explicitly (campaigns/web.yaml)
-    backends = tuple(b for b in BACKENDS if BACKENDS[b].runtime != "paddle-js"
+    # names them explicitly (campaigns/web.yaml); serving measures QPS under load, not batch-1 latency
+    backends = tuple(b for b in BACKENDS if BACKENDS[b].runtime not in ("paddle-js", "serving")
                      and applicable(dev, b, "fp32", art) is None)
     if not backends:
         raise ConfigError(f"--measure: no backend applies to device {device_id!r}")

@@ -133,6 +133,14 @@ class Measurement:
     # last-window p50 / first-window p50 (> 1: slower at the end)
     throttle_onset_s: float | None = None
     sustained_ratio: float | None = None
+    # serving (issue 14): LoadGen's scenario and verdict; qps is the scenario's figure of merit
+    # (Server/sweep: the scheduled Poisson rate held; Offline/SingleStream: completed samples/s)
+    scenario: str | None = None  # SingleStream | Server | Offline | sweep
+    qps: float | None = None
+    latency_bound_ms: float | None = None
+    valid: bool | None = None  # LoadGen's VALID/INVALID, early stopping included
+    instances: int | None = None
+    max_batch: int | None = None
     source: str = "lab"  # lab | import:<file> | benchmark_bin ...
     samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
     provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env

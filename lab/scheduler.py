@@ -101,7 +101,8 @@ class Scheduler:
 
     def _default_executor(self, job: Job, device: Device, transport) -> Measurement:
         from .execute import execute_job
-        return execute_job(job, device, transport, models_root=self.opts.models_root)
+        return execute_job(job, device, transport, models_root=self.opts.models_root,
+                           keep_root=self.store.path.parent)
 
     def stop(self) -> None:
         self._stop.set()

@@ -34,6 +34,7 @@ from ..records import ResultRow
 from ..store import ROW_FIELDS, Store
 from ..tradeoffs import BreakEven, break_even, pareto_front
 from . import plots
+from .serving import serving_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -531,6 +532,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["pareto"] = pareto_section(rows)
     op_profiles = store.op_profiles([r.job_id for r in ok])
     s["op_profiles"] = op_profile_section(rows, op_profiles)
+    s["serving"] = serving_section(store, rows, config_label)
     s["advisor"] = advisor_section(rows, list(campaigns), op_profiles)
     s["baseline"] = (baseline_section(store, rows, store.results([baseline]), allow_different)
                      if baseline else None)

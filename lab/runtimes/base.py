@@ -41,6 +41,7 @@ class JobContext:
     artifact: Any  # lab.models.ModelArtifact
     backend: Backend
     telemetry_root: str = ""  # prefixes /sys and /proc for the sampler (tests: a fake sysfs)
+    keep_root: str = ""  # orchestrator dir for logs kept with the job (the store's dir; "" = results/)
 
     @property
     def where(self) -> str:
