@@ -355,6 +355,7 @@ class Store:
         pos = [(k, first.get(k), "text" if k in _TEXT_FIELDS else "bool" if k in _BOOL_FIELDS
                  else "int" if k in _INT_FIELDS else "num") for k in ROW_FIELDS]
         opt_i = first.get("options_json")
+        opt_cache: dict[str, dict[str, Any]] = {}
         for r in rows:
             d = {}
             for k, i, kind in pos:  # values as typed; what a damaged store holds instead: unknown
@@ -379,8 +380,13 @@ class Store:
                 d[k] = d[k] or ""
             if d["n_samples"] is None:
                 d["n_samples"] = 0
-            options = _json_cell(None if opt_i is None else r[opt_i], {})
-            out.append(ResultRow(**d, options={str(k): v for k, v in options.items()}))
+            cell = None if opt_i is None else r[opt_i]
+            options = opt_cache.get(cell) if isinstance(cell, str) else None
+            if options is None:  # campaigns repeat a few option sets: parse each text once
+                options = {str(k): v for k, v in _json_cell(cell, {}).items()}
+                if isinstance(cell, str):
+                    opt_cache[cell] = options
+            out.append(ResultRow(**d, options=dict(options)))
         return out
 
     @_guarded
