@@ -23,7 +23,9 @@ from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
-OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str}
+# accuracy: after timing, run the model's eval set and store accuracy_top1 (lab/runtimes/checks.py)
+OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
+               "accuracy": bool}
 OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
@@ -170,10 +172,15 @@ def job_id_for(identity: dict[str, Any]) -> str:
 
 def plan_jobs(spec: CampaignSpec, devices: list[Device],
               model_hash: Callable[[str], str]) -> tuple[list[Job], list[Exclusion]]:
-    """Expand the campaign's cartesian product into jobs; list combinations that cannot run."""
+    """Expand the campaign's cartesian product into jobs; list combinations that cannot run.
+
+    `model_hash(artifact id)`: the sha256 of the model a job runs, asked only for combinations
+    that can run: `models.artifact_id` (an int8 job of model M runs `M-int8`).
+    """
+    from .models import INT8_SUFFIX, artifact_id
     where = f"{spec.path}: " if spec.path else ""
     chosen = [find_device(devices, d, where=where) for d in spec.devices]
-    hashes = {m: model_hash(m) for m in spec.models}
+    hashes: dict[str, str] = {}
     option_keys = [k for k, _ in spec.options]
     option_values = [v for _, v in spec.options] or [()]
     jobs: list[Job] = []
@@ -182,21 +189,33 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
         reason = applicable(dev, backend_id, precision)
+        if reason is None and model.endswith(INT8_SUFFIX) and precision != "int8":
+            reason = f"{model} is a quantised model: run it at precision int8, not {precision}"
         if reason:
             ex = Exclusion(dev.id, model, backend_id, reason)
             if ex not in excluded:
                 excluded.append(ex)
             continue
+        art_id = artifact_id(model, precision)
+        if art_id not in hashes:
+            hashes[art_id] = model_hash(art_id)
         for combo in (itertools.product(*option_values) if spec.options else [()]):
             options = tuple(sorted(zip(option_keys, combo)))
+            if precision == "int8" and backend_id == "paddle-inference-cpu" and \
+                    dict(options).get("onednn") is False:
+                ex = Exclusion(dev.id, model, backend_id, "int8 on CPU runs through oneDNN int8: "
+                               "not with option onednn: false")
+                if ex not in excluded:
+                    excluded.append(ex)
+                continue
             if backend.runtime != "paddle-inference":
                 options = tuple(o for o in options if o[0] != "onednn")
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
-                        "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
+                        "model_sha256": hashes[art_id], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
                         "protocol": asdict(spec.protocol)}
             job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
-                      model=model, model_sha256=hashes[model], backend=backend_id,
+                      model=model, model_sha256=hashes[art_id], backend=backend_id,
                       processor=backend.processor, precision=precision, threads=threads, batch=batch,
                       options=options, protocol=spec.protocol)
             if all(j.job_id != job.job_id for j in jobs):
@@ -216,8 +235,8 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
-    if backend_id == "paddle-inference-cpu" and precision != "fp32":
-        return f"paddle-inference-cpu runs fp32 only here, not {precision}"
+    if precision not in backend.precisions:
+        return f"{backend_id} cannot run {precision}: {backend.precision_note}"
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":
         chip = _chip_vendor(dev.chip)
         if chip is not None and chip.lower() != "nvidia":

@@ -52,12 +52,25 @@ class RunOutcome:
 
 
 def ensure_artifact(model_id: str, root: str | Path, log: Log = _quiet):
-    """The built model; zoo models not built yet are built now (user models must exist)."""
+    """The built model; zoo models not built yet are built now (user models must exist), and
+    `<model>-int8` not built yet is quantised now from its fp32 model (default recipe, as
+    `lab models quantize <model>`; one that fails its agreement check is kept and used: its
+    jobs store the failed check, which is the point)."""
     from . import models
     root = str(root)
     try:
         return models.load_artifact(model_id, root=root)
     except ConfigError:
+        if model_id.endswith(models.INT8_SUFFIX) and not (Path(root) / model_id / "meta.json").exists():
+            from .quantize import quantize
+            parent = model_id[:-len(models.INT8_SUFFIX)]
+            ensure_artifact(parent, root, log)
+            log(f"quantising {parent!r} to int8 (first use; `lab models quantize {parent}` with "
+                "options makes it your way) ...")
+            res = quantize(parent, root, log=log)
+            if not res.passed:
+                log(f"warning: {model_id} FAILED its agreement check ({res.summary}); measured anyway")
+            return res.artifact
         zoo = models.load_zoo(models.default_zoo_path(root))
         if model_id not in zoo:
             known = sorted(set(zoo) | {p.parent.name for p in Path(root).glob("*/meta.json")})
@@ -87,9 +100,38 @@ def prepare(campaign_path: str | Path, devices_path: str | Path, models_root: st
         elif not d.enabled:
             raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
                               path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
-    hashes = {m: ensure_artifact(m, models_root, log).sha256 for m in spec.models}
-    jobs, excluded = plan_jobs(spec, devices, hashes.__getitem__)
+    arts: dict[str, object] = {}
+
+    def model_hash(art_id: str) -> str:
+        arts[art_id] = ensure_artifact(art_id, models_root, log)
+        return arts[art_id].sha256
+
+    jobs, excluded = plan_jobs(spec, devices, model_hash)
+    if not dry_run:
+        prepare_checks(list(arts.values()), jobs, log)
     return Prepared(devices, spec, jobs, excluded)
+
+
+def prepare_checks(artifacts, jobs: list[Job], log: Log = _quiet) -> None:
+    """Host side of the output checks, before any job runs: the fp32 reference of every model
+    (cached in models/<id>/reference.npz) and, for `accuracy` jobs, an eval set (bad input named
+    now, not after an hour of measuring)."""
+    from . import agreement
+    from .accuracy import eval_set_for
+    from .errors import LabError
+    from .models import artifact_id
+    for art in artifacts:
+        ref_art = agreement.reference_artifact(art)
+        if agreement.cached_reference(ref_art) is None:
+            log(f"computing the fp32 host reference of {ref_art.id} ({agreement.REFERENCE_SET_SIZE} "
+                "inputs) ...")
+            try:
+                agreement.load_reference(ref_art)
+            except LabError as exc:  # its jobs run and say that no check could be made
+                log(f"warning: no fp32 host reference for {ref_art.id}: {exc}")
+    by_id = {a.id: a for a in artifacts}
+    for aid in sorted({artifact_id(j.model, j.precision) for j in jobs if j.option("accuracy")}):
+        eval_set_for(by_id[aid])
 
 
 def stored_status(store_path: str | Path, campaign: str) -> dict[str, str]:
@@ -185,6 +227,7 @@ def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
                         batch=(1,), options=(), protocol=protocol or ADVISE_PROTOCOL,
                         description="lab advise --measure")
     jobs, excluded = plan_jobs(spec, devices, lambda _m: art.sha256)
+    prepare_checks([art], jobs, log)
     for ex in excluded:
         log(f"not planned: {ex.backend}: {ex.reason}")
     opts = scheduler_options or SchedulerOptions(progress=False, models_root=str(models_root))
