@@ -94,6 +94,8 @@ class ModelMeasure:
     batch: int
     utilisation: float | None
     utilisation_note: str
+    agree_ok: bool | None = None  # output check of that row (rows that failed it never count)
+    accuracy_top1: float | None = None
 
 
 @dataclass
@@ -454,7 +456,9 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
         return r.batch if isinstance(r.batch, int) and r.batch > 0 else 1
 
     for r in rows:
-        if r.chip == chip.id and r.ok and r.model in p.reference_models and lat(r):
+        # a result whose outputs failed the agreement check is fast but wrong: never a figure
+        if r.chip == chip.id and r.ok and r.model in p.reference_models and lat(r) and \
+                r.agree_ok is not False:
             by_model.setdefault(r.model, []).append(r)
     for model, rs in by_model.items():
         best = min(rs, key=lambda r: (batch(r) != 1, r.precision != p.precision, lat(r)))
@@ -464,7 +468,8 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
         out[model] = ModelMeasure(model=model, latency_ms=lat(best), energy_mj=e, throughput_ips=thr,
                                   precision=best.precision, backend=best.backend,
                                   processor=best.processor, batch=batch(best),
-                                  utilisation=util, utilisation_note=note)
+                                  utilisation=util, utilisation_note=note, agree_ok=best.agree_ok,
+                                  accuracy_top1=best.accuracy_top1)
     return out
 
 
