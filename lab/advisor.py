@@ -215,6 +215,12 @@ def model_facts(model_id: str, models_root: str | Path = "models") -> _Model:
                                                       if a.quant_ops else ""),
                          domain=art.tags.get("domain"))
     shas = tuple(h for h in (art.sha256, art.legacy_sha256) if h)
+    try:  # int8 jobs of this model run <model>-int8 (lab.models.artifact_id): same model
+        from .models import artifact_id
+        q = load_artifact(artifact_id(model_id, "int8"), models_root) if art.parent is None else None
+        shas += tuple(h for h in ((q.sha256, q.legacy_sha256) if q else ()) if h)
+    except ConfigError:
+        pass
     return _Model(facts, ops, notes, shas or None)
 
 

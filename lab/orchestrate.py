@@ -114,8 +114,8 @@ def prepare(campaign_path: str | Path, devices_path: str | Path, models_root: st
 
 def prepare_checks(artifacts, jobs: list[Job], log: Log = _quiet) -> None:
     """Host side of the output checks, before any job runs: the fp32 reference of every model
-    (cached in models/<id>/reference.npz) and, for `accuracy` jobs, an eval set (bad input named
-    now, not after an hour of measuring)."""
+    (cached in models/<id>/reference.npz) and, for `accuracy` jobs, the eval set (a bad eval file
+    is bad input, named now; a model without one is said now, and its jobs store n/a)."""
     from . import agreement
     from .accuracy import eval_set_for
     from .errors import LabError
@@ -131,7 +131,13 @@ def prepare_checks(artifacts, jobs: list[Job], log: Log = _quiet) -> None:
                 log(f"warning: no fp32 host reference for {ref_art.id}: {exc}")
     by_id = {a.id: a for a in artifacts}
     for aid in sorted({artifact_id(j.model, j.precision) for j in jobs if j.option("accuracy")}):
-        eval_set_for(by_id[aid])
+        art = by_id[aid]
+        if art.eval_data is None and not agreement.reference_artifact(art).eval_data and \
+                art.tags.get("eval") is None:
+            log(f"note: {aid} has no eval set: its accuracy_top1 stays n/a (`lab models accuracy "
+                f"{aid} --eval-data eval.npz` records one)")
+            continue
+        eval_set_for(art)
 
 
 def stored_status(store_path: str | Path, campaign: str) -> dict[str, str]:
