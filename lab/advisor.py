@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from . import advice_rules as R
 from .errors import ConfigError, LabError
+from .quality import classify
 from .records import ResultRow
 from .tradeoffs import BreakEven
 
@@ -50,6 +51,7 @@ class NpuOps:
     ignore: frozenset[str]
     fusions: tuple[Fusion, ...]
     aliases: dict[str, str]
+    removed: dict[str, str] = field(default_factory=dict)  # op -> the inference pass deleting it
 
     def normalise(self, raw: str) -> str | None:
         """One op name as Paddle Lite knows it (legacy name), or None for structure/constants.
@@ -102,8 +104,11 @@ def load_npu_ops(path: str | Path | None = None) -> NpuOps:
     fusions = tuple(Fusion(op=f["op"], after=frozenset(f.get("after") or ()),
                            becomes=f.get("becomes"), pass_name=f.get("pass", ""))
                     for f in doc.get("fusions") or [])
+    removed = {str(r["op"]): str(r.get("pass", "")) for r in doc.get("removed_at_inference") or []
+               if isinstance(r, dict) and r.get("op")}
     table = NpuOps(devices=devices, ignore=frozenset(doc.get("ignore") or ()), fusions=fusions,
-                   aliases={str(k): str(v) for k, v in (doc.get("pir_aliases") or {}).items()})
+                   aliases={str(k): str(v) for k, v in (doc.get("pir_aliases") or {}).items()},
+                   removed=removed)
     _NPU_CACHE[p] = table
     return table
 
@@ -123,9 +128,14 @@ def partition(raw_ops: Iterable[str], nnadapter_device: str, table: NpuOps | Non
                           path=str(NPU_OPS_PATH), fix="known: " + ", ".join(table.devices))
     seq: list[str] = []
     fused: dict[str, int] = {}
+    removed: dict[str, int] = {}
     for raw in raw_ops:
         op = table.normalise(raw)
         if op is None:
+            continue
+        if op in table.removed:  # deleted by an inference pass: neither NPU op nor fallback
+            key = f"{op} ({table.removed[op]})"
+            removed[key] = removed.get(key, 0) + 1
             continue
         fusion = next((f for f in table.fusions if f.op == op and seq and seq[-1] in f.after), None)
         if fusion is not None:
@@ -152,7 +162,8 @@ def partition(raw_ops: Iterable[str], nnadapter_device: str, table: NpuOps | Non
         prev = ok
     return R.Fallback(nnadapter_device=nnadapter_device, supported_ops=supported,
                       fallback_ops=fallback, subgraphs=subgraphs, cpu_segments=cpu_segments,
-                      fused=fused, needs_quantized=dev.needs_quantized, source=dev.source)
+                      fused=fused, needs_quantized=dev.needs_quantized, source=dev.source,
+                      removed=removed)
 
 
 # ------------------------------------------------------------------------------- model facts
@@ -178,7 +189,20 @@ def op_sequence(model_file: str | Path) -> list[str]:
         walk(regions)
         return out
     from . import analysis  # legacy protobuf: the analysis module owns the ProgramDesc reader
-    return [op.type for op in analysis._parse_pdmodel(path).ops]
+    return [_identity_scale(op) for op in analysis._parse_pdmodel(path).ops]
+
+
+def _identity_scale(op: Any) -> str:
+    """`identity_scale` for a scale op that multiplies by 1 and adds 0 (the inference passes
+    delete it; npu_ops.yaml `removed_at_inference`), else the op type."""
+    if op.type == "scale":
+        a = op.attrs or {}
+        try:
+            if float(a.get("scale", 0)) == 1.0 and float(a.get("bias", 1)) == 0.0:
+                return "identity_scale"
+        except (TypeError, ValueError):
+            pass
+    return op.type
 
 
 @dataclass
@@ -317,7 +341,7 @@ def _side(r: ResultRow, candidates: int = 1) -> R.Side:
                   power_w=r.power_w, peak_rss_mb=r.peak_rss_mb, source=r.source or "lab",
                   job_id=r.job_id or "", campaign=r.campaign or "", candidates=candidates,
                   agree_ok=r.agree_ok, agree_cosine_min=r.agree_cosine_min, agree_top1=r.agree_top1,
-                  accuracy_top1=r.accuracy_top1)
+                  accuracy_top1=r.accuracy_top1, quality=classify(r).reasons)
 
 
 def measured_rows(rows: list[ResultRow], device: str, model: str, *,
@@ -422,7 +446,7 @@ class Advice:
     device: str
     chip: str | None
     device_status: str
-    verdict: str  # cpu | aipu | gpu | either
+    verdict: str  # cpu | aipu | gpu | either (the set follows the device: `accelerator`)
     confidence: str  # high | medium | low
     reasons: list[R.Contribution]
     speedup: float | None  # cpu p50 / aipu p50 (> 1: AIPU faster)
@@ -435,6 +459,17 @@ class Advice:
     estimate: R.Estimate | None
     options: R.Options
     notes: list[str] = field(default_factory=list)
+    measured_fallback: R.MeasuredFallback | None = None  # the AIPU job's op profile, where it has one
+    accelerator: str | None = "aipu"  # aipu | gpu | None (CPU only): what the question compares
+    confidence_reasons: list[str] = field(default_factory=list)  # why confidence is not higher
+
+    @property
+    def verdicts(self) -> tuple[str, ...]:
+        acc = self.accelerator
+        if acc is None:
+            return ("cpu",)
+        extra = ("gpu",) if acc == "aipu" and self.numbers.get("gpu") else ()
+        return ("cpu", acc, *extra, "either")
 
     @property
     def break_even_inferences(self) -> int | None:
@@ -447,7 +482,7 @@ class Advice:
             return {"nnadapter_device": f.nnadapter_device, "supported_ops": f.supported_ops,
                     "fallback_ops": dict(f.fallback_ops), "subgraphs": f.subgraphs,
                     "cpu_segments": f.cpu_segments, "fused_by_opt": dict(f.fused),
-                    "source": f.source}
+                    "removed_at_inference": dict(f.removed), "source": f.source}
         est = None
         if self.estimate is not None:
             e = self.estimate
@@ -457,7 +492,8 @@ class Advice:
         return {
             "schema": ADVICE_SCHEMA, "model": self.model, "device": self.device, "chip": self.chip,
             "device_status": self.device_status, "verdict": self.verdict,
-            "confidence": self.confidence, "reasons": [c.to_dict() for c in self.reasons],
+            "confidence": self.confidence, "confidence_reasons": list(self.confidence_reasons),
+            "accelerator": self.accelerator, "verdicts": list(self.verdicts), "reasons": [c.to_dict() for c in self.reasons],
             "speedup": _r(self.speedup), "speedup_source": self.speedup_source,
             "break_even_inferences": self.break_even_inferences,
             "break_even": None if self.break_even is None else self.break_even.to_dict(),
@@ -469,6 +505,10 @@ class Advice:
                         "no_preload": self.options.no_preload, "busy_cpu": self.options.busy_cpu,
                         "power_budget_w": self.options.power_budget_w},
             "notes": list(self.notes),
+            "npu_fallback_measured": None if self.measured_fallback is None else {
+                "job_id": self.measured_fallback.job_id, "cpu_time_share": _r(self.measured_fallback.cpu_share),
+                "cpu_ops_share": {k: _r(v) for k, v in self.measured_fallback.cpu_ops.items()},
+                "iterations": self.measured_fallback.iterations, "source": self.measured_fallback.source},
         }
 
 
@@ -486,32 +526,66 @@ def _side_numbers(s: R.Side | None) -> dict[str, Any] | None:
             "peak_rss_mb": s.peak_rss_mb, "source": s.source, "job_id": s.job_id,
             "campaign": s.campaign, "candidates": s.candidates, "selection": s.selection,
             "agree_ok": s.agree_ok, "agree_cosine_min": s.agree_cosine_min,
-            "accuracy_top1": s.accuracy_top1}
+            "accuracy_top1": s.accuracy_top1, "quality": list(s.quality)}
 
 
-def _confidence(verdict: str, contribs: list[R.Contribution], sides: dict[str, R.Side],
-                dev: DeviceFacts, margin: float) -> str:
-    if any(c.blocking and c.rule == "no_accelerator" for c in contribs):
-        return "high"
-    cpu, other = sides.get("cpu"), sides.get("aipu") or sides.get("gpu")
+LEVELS = ("low", "medium", "high")
+
+
+def _confidence(contribs: list[R.Contribution], x: R.AdviceInput,
+                margin: float) -> tuple[str, list[str]]:
+    """How far to trust the verdict, and why it is not higher.
+
+    Base: `high` when CPU and accelerator were both measured by the lab with CIs (or the chip has
+    nothing to offload to), `medium` with imports or without CIs, or with one side measured and a
+    clear margin, else `low`. Data quality lowers it one step (lab.quality.classify: not
+    converged, wide CI, throttled, busy host) and names each row's problem; a verdict resting on
+    the rated-TOPS estimate alone is `low`.
+    """
+    sides = {p: s for p, s in (("cpu", x.cpu), ("aipu", x.aipu), ("gpu", x.gpu)) if s is not None}
+    why: list[str] = []
+    if x.accel is None or any(c.blocking and c.rule == "no_accelerator" for c in contribs):
+        return "high", why
+    cpu, other = x.cpu, x.acc
     if cpu is not None and other is not None:
-        if cpu.has_ci and other.has_ci and cpu.source == "lab" and other.source == "lab":
-            return "high"
-        return "medium"
-    if sides and margin >= 2.0:
-        return "medium"
-    return "low"
+        level = "high" if (cpu.has_ci and other.has_ci and not cpu.imported
+                           and not other.imported) else "medium"
+        if level == "medium":
+            why.append("a side is imported or has no CI")
+    elif sides and margin >= 2.0:
+        level = "medium"
+        why.append(f"only {', '.join(p.upper() for p in sides)} measured")
+    else:
+        level = "low"
+        why.append("nothing measured for both CPU and " + R.ACCEL_NAME[x.accel])
+    if other is None and x.estimate is not None and x.estimate.aipu_ms is not None \
+            and any(c.rule == "estimate" and c.direction != "neutral" for c in contribs):
+        level = "low"
+        why.append(f"the {R.ACCEL_NAME[x.accel]} side is an estimate from rated TOPS, not a "
+                   "measurement")
+    flagged = [(p, s.quality) for p, s in sides.items() if s.quality]
+    if flagged:
+        level = LEVELS[max(0, LEVELS.index(level) - 1)]
+        why += [f"{p.upper()} row {s_job(sides[p])}: {'; '.join(q)}" for p, q in flagged]
+    return level, why
+
+
+def s_job(s: R.Side) -> str:
+    return s.job_id or "?"
 
 
 def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
            rows: list[ResultRow] | None = None, devices: list | None = None,
            models_root: str | Path = "models", store_path: str | Path | None = None,
-           devices_path: str | Path | None = None, job_ids: Iterable[str] | None = None) -> Advice:
+           devices_path: str | Path | None = None, job_ids: Iterable[str] | None = None,
+           op_profiles: dict[str, list] | None = None) -> Advice:
     """The answer for one model on one device.
 
     `rows` are result records (`Store.results()`); when None they are read from `store_path`.
     `devices` is the inventory; when None it is read from `devices_path` (missing file = empty).
     `job_ids`: answer from these jobs only (`--measure` passes the jobs it just ran).
+    `op_profiles`: job id -> op profile rows (`Store.op_profiles`); when None they are read from
+    `store_path` for the AIPU job, if any.
     """
     options = options or R.Options()
     if rows is None:
@@ -553,32 +627,36 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
     x = R.AdviceInput(model=m.facts, device=device_id, chip=dev.chip, has_aipu=dev.has_aipu,
                       aipu_name=dev.aipu_name, has_gpu=dev.has_gpu, options=options, cpu=sides.get("cpu"),
                       aipu=sides.get("aipu"), gpu=sides.get("gpu"), fallback=fallback,
-                      estimate=est, nnadapter_devices=used)
+                      estimate=est, nnadapter_devices=used,
+                      measured_fallback=measured_fallback(sides.get("aipu"), op_profiles, store_path))
     contribs = R.evaluate(x)
     verdict, margin = R.decide(contribs, x)
+    confidence, conf_why = _confidence(contribs, x, margin)
     speedup, sp_src = None, None
-    cpu, aipu = sides.get("cpu"), sides.get("aipu")
-    if cpu and aipu and cpu.p50_ms and aipu.p50_ms:
-        speedup, sp_src = cpu.p50_ms / aipu.p50_ms, "measured"
-    elif cpu and cpu.p50_ms and est and est.aipu_ms and not est.assumes_quantized:
+    cpu, acc = sides.get("cpu"), x.acc
+    if cpu and acc and cpu.p50_ms and acc.p50_ms:
+        speedup, sp_src = cpu.p50_ms / acc.p50_ms, "measured"
+    elif x.accel == "aipu" and cpu and cpu.p50_ms and est and est.aipu_ms and not est.assumes_quantized:
         speedup, sp_src = cpu.p50_ms / est.aipu_ms, "estimate"
     if not sides:
         notes.append("nothing measured for this model on this device: static rules and a "
                      "TOPS estimate only (run `lab advise ... --measure`)")
     return Advice(model=model_id, device=device_id, chip=dev.chip, device_status=dev.status,
-                  verdict=verdict, confidence=_confidence(verdict, contribs, sides, dev, margin),
+                  verdict=verdict, confidence=confidence, confidence_reasons=conf_why,
+                  accelerator=x.accel,
                   reasons=contribs, speedup=speedup, speedup_source=sp_src,
-                  break_even=R.break_even(cpu, aipu) if cpu and aipu else None,
+                  break_even=R.break_even(cpu, acc, x.accel) if cpu and acc else None,
                   run_ids=sorted({s.job_id for s in sides.values() if s.job_id}),
                   numbers={p: _side_numbers(sides.get(p)) for p in ("cpu", "aipu", "gpu")},
                   fallback=fallback, fallback_all=fallbacks, estimate=est, options=options,
-                  notes=notes)
+                  notes=notes, measured_fallback=x.measured_fallback)
 
 
 def advise_campaign(campaign: str, *, options: R.Options | None = None,
                     store_path: str | Path | None = None, rows: list[ResultRow] | None = None,
                     devices: list | None = None, devices_path: str | Path | None = None,
-                    models_root: str | Path = "models") -> list[Advice]:
+                    models_root: str | Path = "models",
+                    op_profiles: dict[str, list] | None = None) -> list[Advice]:
     """One answer per model x device of a stored campaign (evidence: every stored row)."""
     all_rows = load_rows(store_path) if rows is None else rows
     pairs = sorted({(r.model, r.device) for r in all_rows if r.campaign == campaign})
@@ -588,8 +666,33 @@ def advise_campaign(campaign: str, *, options: R.Options | None = None,
                           fix="known campaigns: " + (", ".join(known) or "none"))
     if devices is None:
         devices = load_inventory(devices_path)
-    return [advise(m, d, options=options, rows=all_rows, devices=devices, models_root=models_root)
+    return [advise(m, d, options=options, rows=all_rows, devices=devices, models_root=models_root,
+                   store_path=store_path, op_profiles=op_profiles)
             for m, d in pairs]
+
+
+def measured_fallback(aipu: R.Side | None, op_profiles: dict[str, list] | None,
+                      store_path: str | Path | None) -> R.MeasuredFallback | None:
+    """The CPU part of the AIPU job's op profile (lab.opprofile rows), None without one or when
+    the profiler does not say where each op ran."""
+    if aipu is None or not aipu.job_id:
+        return None
+    if op_profiles is None:
+        if store_path is None or not Path(store_path).exists():
+            return None
+        from .store import Store
+        store = Store(store_path)
+        try:
+            rows = store.op_profile(aipu.job_id)
+        finally:
+            store.close()
+    else:
+        rows = op_profiles.get(aipu.job_id) or []
+    if not rows or all(r.processor is None for r in rows):
+        return None
+    from .opprofile import processor_shares
+    return R.MeasuredFallback(job_id=aipu.job_id, cpu_ops=processor_shares(rows, "cpu"),
+                              iterations=rows[0].iterations, source=rows[0].source)
 
 
 # ------------------------------------------------------------------------------- loading helpers
@@ -598,7 +701,7 @@ def load_rows(store_path: str | Path | None) -> list[ResultRow]:
     if store_path is None or not Path(store_path).exists():
         return []
     from .store import Store
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         return store.results()
     finally:
@@ -631,8 +734,11 @@ def render_text(a: Advice) -> str:
                  else f", {R.fmt_num(n['energy_mj_per_inf'])} mJ/inf")
             lines.append(f"  {p.upper():<4} p50 {ms(n['p50_ms'])}{ci}, load+first "
                          f"{ms(n['load_plus_first_ms'])}{e}  ({n['backend']}, {n['selection']})")
+    acc = (a.accelerator or "aipu").upper()
+    if a.confidence_reasons and a.confidence != "high":
+        lines.append(f"  confidence {a.confidence}: " + "; ".join(a.confidence_reasons))
     if a.speedup is not None:
-        lines.append(f"  speedup (CPU/AIPU steady): {a.speedup:.2f}x ({a.speedup_source})")
+        lines.append(f"  speedup (CPU/{acc} steady): {a.speedup:.2f}x ({a.speedup_source})")
     if a.break_even is not None:
         lines.append(f"  break-even: {a.break_even.reason}")
     if a.fallback is not None:
@@ -640,6 +746,10 @@ def render_text(a: Advice) -> str:
         fb = ", ".join(f"{k} x{v}" for k, v in sorted(f.fallback_ops.items())) or "none"
         lines.append(f"  NPU ops ({f.nnadapter_device}): {f.supported_ops} mapped, CPU fallback: "
                      f"{fb}; {f.subgraphs} subgraph(s) (program-order approximation)")
+    if a.measured_fallback is not None:
+        mf = a.measured_fallback
+        ops = ", ".join(f"{k} {100 * v:.1f} %" for k, v in mf.cpu_ops.items()) or "none"
+        lines.append(f"  CPU time in the AIPU run (op profile, job {mf.job_id[:12]}): {ops}")
     lines.append("  reasons:")
     for c in a.reasons:
         tag = "!" if c.blocking else ("+" if c.direction != "neutral" else "·")

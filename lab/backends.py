@@ -21,6 +21,7 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
             precision_note="TensorRT runs fp32, fp16 and int8 (with the model's own scales)"),
     Backend("paddle-lite-arm", "cpu", "paddle-lite", lite_backend="arm", precisions=_LITE,
             precision_note=_LITE_NOTE),
+    Backend("paddle-lite-python", "cpu", "paddle-lite-python"),
     Backend("paddle-lite-opencl", "gpu", "paddle-lite", lite_backend="opencl,arm",
             precisions=_LITE, precision_note=_LITE_NOTE),
     Backend("paddle-lite-kirin-npu", "aipu", "paddle-lite", nnadapter_device="huawei_kirin_npu",
@@ -29,6 +30,10 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
             lite_backend="nnadapter,arm", precisions=_LITE, precision_note=_LITE_NOTE),
     Backend("paddle-lite-timvx", "aipu", "paddle-lite", nnadapter_device="verisilicon_timvx",
             lite_backend="nnadapter,arm", precisions=_LITE, precision_note=_LITE_NOTE),
+    # Paddle.js in a browser: "gpu" is the WebGL device the page asks for; a software renderer
+    # (SwiftShader) is labelled "software GPU emulation" in results and report (lab/cdp.py).
+    Backend("paddle-js-webgl", "gpu", "paddle-js"),
+    Backend("paddle-js-wasm", "cpu", "paddle-js"),  # refused at planning: runtime.wasm is CDN-only
 ]}
 
 PROCESSOR_CLASSES = ("cpu", "gpu", "aipu")

@@ -19,14 +19,15 @@ from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
 from .records import Device, Job, MeasurementProtocol
-from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
+from .yamlio import LineDict, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
 # accuracy: after timing, run the model's eval set and store accuracy_top1 (lab/runtimes/checks.py)
 OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
-               "accuracy": bool}
-OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel")}
+               "profile": str, "accuracy": bool}
+OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
+                  "profile": ("ops",)}  # profile: ops = one extra profiled run after the timed trials
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
 PROTOCOL_TYPES = {f.name: f.type for f in fields(MeasurementProtocol)}
@@ -155,7 +156,40 @@ def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
+    _check_sustained(proto, path, value)
     return proto
+
+
+def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> None:
+    """Sustained runs (sustained_s > 0): one long trial cut into >= 2 windows, inside timeout_s."""
+    line = value.line_of("sustained_s") if "sustained_s" in value else value.line_of("window_s")
+    if proto.sustained_s == 0:
+        if proto.window_s:
+            raise ConfigError("protocol window_s is set but sustained_s is 0", path=path, line=line,
+                              fix="set sustained_s (seconds of continuous running), or drop window_s")
+        return
+    if not 0 < proto.window_s <= proto.sustained_s / 2:
+        raise ConfigError(f"protocol window_s must be > 0 and at most half of sustained_s "
+                          f"({proto.sustained_s:g} s), got {proto.window_s:g}", path=path, line=line,
+                          fix="e.g. sustained_s: 600 with window_s: 30")
+    if proto.trials != 1:
+        raise ConfigError("a sustained run is one long trial, but protocol trials is "
+                          f"{proto.trials}", path=path, line=line, fix="set trials: 1")
+    if proto.timeout_s < proto.sustained_s + SUSTAINED_SLACK_S:
+        raise ConfigError(f"protocol timeout_s ({proto.timeout_s:g} s) leaves no room for a "
+                          f"{proto.sustained_s:g} s sustained run", path=path, line=line,
+                          fix=f"set timeout_s to at least sustained_s + {SUSTAINED_SLACK_S:g}")
+
+
+SUSTAINED_RUNTIMES = ("paddle-inference",)  # runtimes whose runner implements --sustained-s
+SUSTAINED_SLACK_S = 60.0  # per sustained trial, beyond sustained_s: model load, warm-up, teardown
+# protocol keys left out of a job's identity while at their default, so that adding them kept
+# the ids (and `--resume`) of campaigns planned before they existed
+_IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s")
+
+
+def protocol_identity(proto: MeasurementProtocol) -> dict[str, Any]:
+    return {k: v for k, v in asdict(proto).items() if not (k in _IDENTITY_DEFAULT_OFF and not v)}
 
 
 PROTOCOL_HINTS = {
@@ -170,13 +204,14 @@ def job_id_for(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def plan_jobs(spec: CampaignSpec, devices: list[Device],
-              model_hash: Callable[[str], str]) -> tuple[list[Job], list[Exclusion]]:
+def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[str], str],
+              artifacts: dict[str, Any] | None = None) -> tuple[list[Job], list[Exclusion]]:
     """Expand the campaign's cartesian product into jobs; list combinations that cannot run.
 
     `model_hash(artifact id)`: the sha256 of the model a job runs, asked only for combinations
     that can run: `models.artifact_id` (an int8 job of model M runs `M-int8`).
-    """
+    `artifacts` (model id -> lab.models.ModelArtifact), when given, lets planning refuse a backend
+    a model cannot run on (Paddle.js: multi-input or non-float32 models)."""
     from .models import INT8_SUFFIX, artifact_id
     where = f"{spec.path}: " if spec.path else ""
     chosen = [find_device(devices, d, where=where) for d in spec.devices]
@@ -188,9 +223,12 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     for dev, model, backend_id, precision, threads, batch in itertools.product(
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
-        reason = applicable(dev, backend_id, precision)
+        reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
         if reason is None and model.endswith(INT8_SUFFIX) and precision != "int8":
             reason = f"{model} is a quantised model: run it at precision int8, not {precision}"
+        if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
+            reason = (f"sustained runs need a runner that reports windows ({', '.join(SUSTAINED_RUNTIMES)});"
+                      f" {backend.runtime} does not")
         if reason:
             ex = Exclusion(dev.id, model, backend_id, reason)
             if ex not in excluded:
@@ -213,7 +251,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
                         "model_sha256": hashes[art_id], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
-                        "protocol": asdict(spec.protocol)}
+                        "protocol": protocol_identity(spec.protocol)}
             job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
                       model=model, model_sha256=hashes[art_id], backend=backend_id,
                       processor=backend.processor, precision=precision, threads=threads, batch=batch,
@@ -223,9 +261,13 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device],
     return jobs, excluded
 
 
-def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
-    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device."""
+def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = None) -> str | None:
+    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device.
+
+    `artifact`: the model (optional), for rules that depend on it."""
     backend = BACKENDS[backend_id]
+    if backend.runtime == "paddle-js":
+        return _paddle_js_refusal(dev, backend_id, precision, artifact)
     if backend.runtime == "paddle-lite":
         if dev.transport == "local":
             return "Paddle Lite backends need an ARM device with a user-supplied benchmark_bin"
@@ -235,13 +277,35 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend.runtime == "paddle-lite-python":
+        from .runtimes.paddle_lite_python import unavailable_reason
+        why = unavailable_reason(dev)
+        if why:
+            return why
     if precision not in backend.precisions:
-        return f"{backend_id} cannot run {precision}: {backend.precision_note}"
+        return (f"{backend_id} cannot run {precision}: " +
+                (backend.precision_note or f"it runs {', '.join(backend.precisions)}"))
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":
         chip = _chip_vendor(dev.chip)
         if chip is not None and chip.lower() != "nvidia":
             return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"
     return None
+
+
+def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: Any) -> str | None:
+    """Paddle.js: webgl only (wasm's runtime.wasm is CDN-only), fp32, a model with a web build
+    path, and a device whose browser the lab can drive (Chromium on `local`)."""
+    from .paddlejs_page import BACKENDS as PAGE_BACKENDS, WASM_REFUSAL, device_refusal
+    if backend_id not in PAGE_BACKENDS:
+        return WASM_REFUSAL if backend_id == "paddle-js-wasm" else f"{backend_id}: no page backend"
+    if precision != "fp32":
+        return f"{backend_id} runs fp32 only (Paddle.js feeds and computes float32), not {precision}"
+    if artifact is not None:
+        from .convert.paddlejs import web_refusal
+        reason = web_refusal(artifact)
+        if reason:
+            return reason
+    return device_refusal(dev)
 
 
 def _chip_vendor(chip_id: str) -> str | None:

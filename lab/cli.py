@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lab", allow_abbrev=False,
                      description="hwlab: benchmark PaddlePaddle models on devices and choose the chip to "
                      "ship on.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"lab (hwlab) {__version__}")
     parser.add_argument("--devices", default="devices.yaml", metavar="PATH",
                         help="device inventory (default ./devices.yaml)")
     parser.add_argument("--store", default="results/lab.sqlite", metavar="PATH",
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from . import signals
+    signals.install()
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -70,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"lab: error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("lab: interrupted; finished jobs are stored, run again with --resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"lab: interrupted ({signals.interruption_name(exc)}); finished jobs are stored, "
+              "run again with --resume", file=sys.stderr)
+        return signals.exit_code(exc)
     except BrokenPipeError:
         return 0
 

@@ -48,6 +48,7 @@ class LiteTarget:
 
 TARGETS = {t.name: t for t in [
     LiteTarget("arm", "arm"),
+    LiteTarget("x86", "x86"),  # the paddlelite wheel's own kernels: Paddle Lite on an x86 host
     LiteTarget("opencl", "opencl,arm"),
     LiteTarget("kirin-npu", "huawei_kirin_npu,arm"),
     LiteTarget("rockchip-npu", "rockchip_npu,arm", needs_full_int8=True),
@@ -87,6 +88,10 @@ def opt_args(artifact, target: LiteTarget, out_prefix: Path, *, precision: str |
              quant: str | None = None) -> list[str]:
     """The opt flags for one conversion (flag names from lite/api/tools/opt.cc; booleans as 'true')."""
     if not (artifact.pdmodel_path and artifact.legacy_pdiparams_path):
+        from .convert.onnx_in import lite_refusal  # models imported from ONNX say why
+        reason = lite_refusal(artifact)
+        if reason:
+            raise ConfigError(f"model {artifact.id}: no Paddle Lite target: {reason}")
         raise ConfigError(f"model {artifact.id}: no legacy .pdmodel/.pdiparams; Paddle Lite cannot "
                           "read PIR .json models", fix="rebuild it with the legacy export "
                                                        "(FLAGS_enable_pir_api=0)")

@@ -376,6 +376,30 @@ def _artifact_from_meta(meta: dict[str, Any], mdir: Path) -> ModelArtifact:
         eval_data=meta.get("eval_data"))
 
 
+def suggest(model_id: str, root: Path | str = "models") -> str:
+    """'did you mean 'x'? ' for a model id close to a zoo or built id ('' when none is close):
+    the one did-you-mean every command that takes a model id uses."""
+    import difflib
+    known: set[str] = set()
+    try:
+        known |= set(load_zoo(default_zoo_path(root)))
+    except ConfigError:
+        pass
+    try:
+        known |= {p.parent.name for p in Path(root).glob("*/meta.json")}
+    except OSError:
+        pass
+    close = difflib.get_close_matches(model_id or "", sorted(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def is_zoo_model(model_id: str, root: Path | str = "models") -> bool:
+    try:
+        return model_id in load_zoo(default_zoo_path(root))
+    except ConfigError:
+        return False
+
+
 def load_artifact(model_id: str, root: Path | str = "models") -> ModelArtifact:
     """Read models/<id>/meta.json and check that every recorded file is there."""
     if not _ID_RE.match(model_id or ""):
@@ -383,9 +407,14 @@ def load_artifact(model_id: str, root: Path | str = "models") -> ModelArtifact:
     mdir = Path(root) / model_id
     meta = _read_meta(root, model_id)
     if meta is None:
+        if not is_zoo_model(model_id, root):
+            raise ConfigError(f"unknown model {model_id!r}: not built under {root}/ and not in the "
+                              "zoo", fix=suggest(model_id, root) + "see `lab models list`, or "
+                              f"register your own files with `lab models add {model_id} "
+                              "--model-file PATH ...`")
+        opt = "" if str(root) == "models" else f" --models-root {root}"
         raise ConfigError(f"model {model_id!r} is not built ({_meta_path(root, model_id)} "
-                          f"missing)", fix=f"run `lab models build {model_id}`, or register your "
-                          f"own files with `lab models add {model_id} --model-file PATH ...`")
+                          f"missing)", fix=f"run `lab models build {model_id}{opt}`")
     if meta.get("schema") != META_SCHEMA:
         raise ConfigError(f"model {model_id!r}: meta schema {meta.get('schema')!r} is not "
                           f"{META_SCHEMA!r}", path=str(_meta_path(root, model_id)),
@@ -436,7 +465,7 @@ def build(model_id: str, out_root: Path | str = "models", *, zoo_path: Path | st
     if model_id not in zoo:
         raise ConfigError(f"unknown model {model_id!r}",
                           path=str(zoo_path or default_zoo_path(out_root)),
-                          fix=f"zoo models: {', '.join(sorted(zoo))}")
+                          fix=suggest(model_id, out_root) + f"zoo models: {', '.join(sorted(zoo))}")
     entry = zoo[model_id]
     key = build_key(entry)
     mdir = Path(out_root) / model_id

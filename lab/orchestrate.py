@@ -100,16 +100,41 @@ def prepare(campaign_path: str | Path, devices_path: str | Path, models_root: st
         elif not d.enabled:
             raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
                               path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
-    arts: dict[str, object] = {}
+    arts = {m: ensure_artifact(m, models_root, log) for m in spec.models}
+    built = dict(arts)  # artifact id -> artifact: int8 jobs of model M run M-int8 (on demand)
 
     def model_hash(art_id: str) -> str:
-        arts[art_id] = ensure_artifact(art_id, models_root, log)
-        return arts[art_id].sha256
+        if art_id not in built:
+            built[art_id] = ensure_artifact(art_id, models_root, log)
+        return built[art_id].sha256
 
-    jobs, excluded = plan_jobs(spec, devices, model_hash)
+    jobs, excluded = plan_jobs(spec, devices, model_hash, arts)
     if not dry_run:
-        prepare_checks(list(arts.values()), jobs, log)
+        ensure_web_builds(jobs, arts, log)
+        from .models import artifact_id
+        used = {artifact_id(j.model, j.precision) for j in jobs}
+        prepare_checks([a for k, a in built.items() if k in used], jobs, log)
     return Prepared(devices, spec, jobs, excluded)
+
+
+def ensure_web_builds(jobs: list[Job], arts: dict, log: Log = _quiet) -> None:
+    """Build the Paddle.js form of every model a planned paddle-js job needs (reused when current);
+    a converter that is not installed is refused with the exact command to run."""
+    from .backends import BACKENDS
+    needed = sorted({j.model for j in jobs if BACKENDS[j.backend].runtime == "paddle-js"})
+    if not needed:
+        return
+    from .convert import paddlejs
+    for model in needed:
+        if paddlejs.current_web(arts[model]) is not None:
+            continue
+        try:
+            paddlejs.convert(arts[model], log=log)
+        except ConfigError as exc:
+            raise ConfigError(f"model {model!r} needs its Paddle.js form for the planned "
+                              f"paddle-js jobs and it could not be built: {exc}",
+                              fix=f"run `{paddlejs.build_command(model)}` (after "
+                                  "`bash scripts/install-web-deps.sh`)") from None
 
 
 def prepare_checks(artifacts, jobs: list[Job], log: Log = _quiet) -> None:
@@ -144,7 +169,7 @@ def stored_status(store_path: str | Path, campaign: str) -> dict[str, str]:
     """job id -> stored status for a campaign ({} when there is no store yet)."""
     if not Path(store_path).is_file():
         return {}
-    store = Store(store_path)
+    store = Store(store_path, readonly=True)
     try:
         return store.job_status(campaign)
     finally:
@@ -196,9 +221,11 @@ def run_prepared(prep: Prepared, store_path: str | Path, options: SchedulerOptio
                 summary = run_with_ray(store, prep.devices, todo, options, address=address)
             else:
                 summary = Scheduler(store, prep.devices, options).run(todo)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
+            from .signals import interruption_name
             store.reset_running(spec.name, interrupted_note or
-                                "interrupted: not measured; `lab run --resume` runs it")
+                                f"interrupted ({interruption_name(exc)}): not measured; "
+                                "`lab run --resume` runs it")
             raise
         summary.already_done = done
         return RunOutcome(len(jobs), done, summary)
@@ -225,7 +252,10 @@ def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
         raise ConfigError(f"--measure: device {device_id!r} is disabled in {dev.source}:{dev.line}",
                           fix="set 'enabled: true' or drop --measure")
     art = ensure_artifact(model_id, models_root, log)
-    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None)
+    # the browser backends answer "how does it run in a web page", not "which chip": a campaign
+    # names them explicitly (campaigns/web.yaml)
+    backends = tuple(b for b in BACKENDS if BACKENDS[b].runtime != "paddle-js"
+                     and applicable(dev, b, "fp32", art) is None)
     if not backends:
         raise ConfigError(f"--measure: no backend applies to device {device_id!r}")
     spec = CampaignSpec(name=f"advise-{model_id}-{device_id}", devices=(device_id,),

@@ -2,8 +2,10 @@
 
 Why this shape: chip selection mixes brochure figures of uneven quality with what the lab
 measured. Each criterion is one small function returning a score in [0, 1] *or None with a
-reason*: unknown is never scored 0; its weight is dropped and the remaining weights renormalised,
-and `coverage` says how much of the profile's weight was actually known. Hard constraints exclude
+reason*: unknown is never scored 0. Nor may a chip gain rank through what is unknown about it:
+an unknown criterion counts at the conservative prior UNKNOWN_PRIOR (worse than a typical chip),
+and the stability draws sample it over [0, 2 x prior] so its uncertainty shows; `coverage` says how
+much of the profile's weight was actually known. Hard constraints exclude
 chips with a reason. Robustness (seeded +-20% weight Monte Carlo) and a Pareto front over
 latency, energy and price tell the user how much to trust the ranking. Rules: docs/scoring.md.
 Analysis only: reads the catalog, the profile and store rows; never touches devices.
@@ -27,6 +29,10 @@ CRITERIA = ("domain", "supply", "tops", "frequency", "memory", "video_isp", "pri
 METRICS = ("power_w", "memory_gb", "decode_1080p30", "encode_1080p30", "isp_mp", "tops",
            "process_nm", "price_usd", "accelerator", "nnadapter", "domain")
 PURCHASE_BASES = ("unit", "module", "board", "stick", "phone", "card")
+
+# Unknown criteria (docs/scoring.md "Unknowns"): scored at this conservative prior, never at 0 and
+# never above a known figure's typical score; the stability draws sample U(0, 2 x prior).
+UNKNOWN_PRIOR = 0.25
 
 # supply criterion (criterion 2): penalties subtracted from 1.0, documented in docs/scoring.md
 ADVANCED_NODE_NM = 14.0
@@ -370,27 +376,23 @@ def score_price(chip: Chip, p: Profile) -> Criterion:
 
 def score_measured(chip: Chip, p: Profile, measures: dict[str, ModelMeasure],
                    compare_on: tuple[str, ...] | None = None, context: str = "") -> Criterion:
-    """Weighted mean of latency / energy / throughput sub-scores over the reference models.
+    """Weighted mean of latency / energy / throughput sub-scores over the profile's reference models.
 
-    `compare_on`: the reference models every compared chip has measured (`score_chips` sets it),
-    so chips are never ranked on different models; an empty tuple means they share none and the
-    criterion is unknown. None: every model this chip has (one chip on its own).
+    Every chip is scored on every reference model, model by model (like with like): a model the
+    chip has not measured, or a figure it lacks, counts at UNKNOWN_PRIOR, so a chip never gains by
+    having measured only its easiest model, and a true measurement better than the prior can only
+    raise it. `compare_on` and `context` are kept for callers; the per-model prior replaces them.
+    Unknown (None) when the chip has no ok row of any reference model, or none of the sub-scores'
+    figures is known for any model.
     """
     w = p.weights["measured"]
     if not measures:
         return Criterion("measured", w, None, None,
-                         f"unknown: no ok measurement of {', '.join(p.reference_models)} on this chip")
-    if compare_on is not None:
-        if not compare_on:
-            return Criterion("measured", w, None, None,
-                             f"unknown: measured {', '.join(measures)} only, and the compared chips "
-                             f"share no reference model ({context}); scores of different models "
-                             "are not comparable")
-        left = [m for m in measures if m not in compare_on]
-        measures = {m: measures[m] for m in compare_on if m in measures}
-        context = (f"compared on {', '.join(compare_on)} (measured on every compared chip)"
-                   + (f"; not used: {', '.join(left)}" if left else ""))
-    subs, why = {}, ([context] if context else [])
+                         f"unknown: no ok measurement of {', '.join(p.reference_models) or '(none)'} "
+                         "on this chip")
+    models = [m for m in p.reference_models] or list(measures)
+    missing = [m for m in models if m not in measures]
+    subs, why = {}, []
     spec = {"latency": ("latency_ms", log_down), "energy": ("energy_mj", log_down),
             "throughput": ("throughput_ips", log_up)}
     for sub, sw in p.measured.items():
@@ -398,14 +400,21 @@ def score_measured(chip: Chip, p: Profile, measures: dict[str, ModelMeasure],
             continue
         attr, fn = spec[sub]
         lo, hi = p.targets[attr]
-        vals = [(m, getattr(mm, attr)) for m, mm in measures.items() if getattr(mm, attr) is not None]
+        vals = [(m, getattr(measures[m], attr)) for m in models
+                if m in measures and getattr(measures[m], attr) is not None]
         if not vals:
             why.append(f"{sub} unknown")
             continue
-        subs[sub] = sum(fn(v, lo, hi) for _, v in vals) / len(vals)
-        why.append(f"{sub}: " + ", ".join(f"{m} {v:.4g}" for m, v in vals) + f" ({attr}, log {lo:g}..{hi:g})")
+        known = dict(vals)
+        subs[sub] = sum(fn(known[m], lo, hi) if m in known else UNKNOWN_PRIOR
+                        for m in models) / len(models)
+        why.append(f"{sub}: " + ", ".join(f"{m} {v:.4g}" for m, v in vals) + f" ({attr}, log {lo:g}..{hi:g})"
+                   + (f"; {', '.join(m for m in models if m not in known)} at the prior "
+                      f"{UNKNOWN_PRIOR:g}" if len(known) < len(models) else ""))
     if not subs:
         return Criterion("measured", w, None, None, "unknown: " + "; ".join(why))
+    if missing:
+        why.append(f"not measured here: {', '.join(missing)}")
     tot = sum(p.measured[k] for k in subs)
     s = sum(p.measured[k] * v for k, v in subs.items()) / tot
     return Criterion("measured", w, s, {k: round(v, 4) for k, v in subs.items()}, "; ".join(why))
@@ -554,26 +563,35 @@ def check(chip: Chip, p: Profile, c: Constraint) -> tuple[bool | None, str]:
 
 # -------------------------------------------------------------------------------------- scoring
 
-def combine(criteria: dict[str, Criterion]) -> tuple[float | None, float]:
-    """(score 0..100 over known criteria with their weights renormalised, coverage)."""
-    total = sum(c.weight for c in criteria.values() if c.weight > 0)
+def combine(criteria: dict[str, Criterion], in_play: Iterable[str] | None = None
+            ) -> tuple[float | None, float]:
+    """(score 0..100, coverage). Known criteria count at their score, unknown ones at
+    UNKNOWN_PRIOR; `in_play`: the criteria that count (default every weighted one; `score_chips`
+    leaves out those unknown for every chip, which shifts all chips alike). None when nothing is
+    known about the chip."""
+    play = set(CRITERIA if in_play is None else in_play)
+    total = sum(c.weight for k, c in criteria.items() if c.weight > 0)
     known = [c for c in criteria.values() if c.weight > 0 and c.score is not None]
     kw = sum(c.weight for c in known)
     if total <= 0 or kw <= 0:
         return None, 0.0
-    return 100.0 * sum(c.weight * c.score for c in known) / kw, kw / total
+    counted = [c for k, c in criteria.items() if c.weight > 0 and (k in play or c.score is not None)]
+    den = sum(c.weight for c in counted)
+    num = sum(c.weight * (c.score if c.score is not None else UNKNOWN_PRIOR) for c in counted)
+    return 100.0 * num / den, kw / total
 
 
 def score_chip(chip: Chip, p: Profile, rows: Iterable[ResultRow] = (), flops: dict[str, float] | None = None,
                *, measures: dict[str, ModelMeasure] | None = None,
-               compare_on: tuple[str, ...] | None = None, context: str = "") -> ChipScore:
+               compare_on: tuple[str, ...] | None = None, context: str = "",
+               in_play: Iterable[str] | None = None) -> ChipScore:
     """All criteria + constraints for one chip (no rank/stability/Pareto: those need the field)."""
     if measures is None:
         measures = measures_for(chip, p, rows, flops or {})
     crit = {name: fn(chip, p) for name, fn in SCORERS.items()}
     crit["measured"] = score_measured(chip, p, measures, compare_on, context)
     crit = {k: crit[k] for k in CRITERIA}
-    score, coverage = combine(crit)
+    score, coverage = combine(crit, in_play)
     cs = ChipScore(chip=chip.id, name=chip.name, score=score, coverage=coverage, criteria=crit,
                    measures=measures, price_usd=crit["price"].value)
     fails = []
@@ -604,9 +622,11 @@ def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Itera
     rows = list(rows)
     chips = list(catalog)
     measures = {c.id: measures_for(c, profile, rows, flops or {}) for c in chips}
-    compare_on, context = common_models(profile, measures)
-    scores = [score_chip(c, profile, rows, flops, measures=measures[c.id], compare_on=compare_on,
-                         context=context) for c in chips]
+    scores = [score_chip(c, profile, rows, flops, measures=measures[c.id]) for c in chips]
+    # criteria unknown for every chip cannot tell chips apart: leave them out of every score
+    in_play = {k for k in CRITERIA if any(s.criteria[k].score is not None for s in scores)}
+    for s in scores:
+        s.score, _ = combine(s.criteria, in_play)
     inc = sorted((s for s in scores if not s.excluded and s.score is not None),
                  key=lambda s: (-round(s.score, 9), s.chip))
     for i, s in enumerate(inc, 1):
@@ -620,22 +640,6 @@ def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Itera
     return inc + rest
 
 
-def common_models(p: Profile, measures: dict[str, dict[str, ModelMeasure]]
-                  ) -> tuple[tuple[str, ...] | None, str]:
-    """The reference models every measured chip has (profile order), and who measured what.
-
-    Why: mobilenet_v1 on one chip against mobilenet_v2 on another is not a chip comparison.
-    None when at most one chip is measured (nothing to compare against).
-    """
-    have = {chip: set(ms) for chip, ms in measures.items() if ms}
-    if len(have) < 2:
-        return None, ""
-    common = tuple(m for m in p.reference_models if all(m in s for s in have.values()))
-    who = "; ".join(f"{chip}: {', '.join(m for m in p.reference_models if m in s)}"
-                    for chip, s in sorted(have.items()))
-    return common, who
-
-
 def stability(ranked: list[ChipScore], p: Profile, *, draws: int = 1000, seed: int = 0,
               spread: float = 0.2) -> None:
     """Seeded Monte Carlo: every weight x U(1-spread, 1+spread); share of draws in which each chip
@@ -644,16 +648,20 @@ def stability(ranked: list[ChipScore], p: Profile, *, draws: int = 1000, seed: i
         return
     import numpy as np
 
-    names = [k for k in CRITERIA if p.weights[k] > 0]
+    names = [k for k in CRITERIA if p.weights[k] > 0
+             and any(c.criteria[k].score is not None for c in ranked)]
     w = np.array([p.weights[k] for k in names])
     s = np.array([[c.criteria[k].score if c.criteria[k].score is not None else 0.0 for k in names]
                   for c in ranked])
     known = np.array([[c.criteria[k].score is not None for k in names] for c in ranked], dtype=float)
     rng = np.random.default_rng(seed)
     wd = w[None, :] * rng.uniform(1 - spread, 1 + spread, size=(draws, len(names)))
-    num = wd @ (s * known).T
-    den = wd @ known.T
-    tot = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    # an unknown criterion: a fresh U(0, 2 x prior) per draw and chip (its uncertainty, not 0)
+    prior = rng.uniform(0.0, 2 * UNKNOWN_PRIOR, size=(draws, len(ranked), len(names)))
+    filled = s[None, :, :] * known[None, :, :] + prior * (1 - known[None, :, :])
+    num = np.einsum("dk,dck->dc", wd, filled)
+    den = wd.sum(axis=1)[:, None]
+    tot = num / den
     # ties broken by nominal order (index), as the nominal ranking does by chip id
     order = np.lexsort((np.broadcast_to(np.arange(len(ranked)), tot.shape), -np.round(tot, 9)), axis=1)
     ranks = np.empty_like(order)

@@ -7,15 +7,18 @@ job, and `--resume` can tell done from not done by job id.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow
+from .opprofile import OpRow
+from .records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow, SustainedWindow
 
 SCHEMA_VERSION = 1
 
@@ -44,7 +47,17 @@ CREATE TABLE IF NOT EXISTS measurements (
 CREATE TABLE IF NOT EXISTS samples (
   job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
   idx INTEGER NOT NULL, ms REAL NOT NULL, PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS windows (
+  job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, trial INTEGER NOT NULL,
+  {", ".join(f"{f.name} {'INTEGER' if f.type == 'int' else 'REAL'}"
+             for f in fields(SustainedWindow) if f.name != "trial")},
+  PRIMARY KEY (job_id, trial, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS op_profiles (
+  job_id TEXT NOT NULL REFERENCES jobs(job_id) ON DELETE CASCADE, op_type TEXT NOT NULL,
+  processor TEXT NOT NULL DEFAULT '', calls INTEGER, total_ms REAL NOT NULL, share REAL NOT NULL,
+  iterations INTEGER, source TEXT, PRIMARY KEY (job_id, op_type, processor)) WITHOUT ROWID;
 """
+WINDOW_FIELDS = [f.name for f in fields(SustainedWindow)]
 
 # the columns of a results row: ResultRow's fields (every Measurement figure among them), options aside
 ROW_FIELDS = [f.name for f in fields(ResultRow) if f.name != "options"]
@@ -53,20 +66,59 @@ _INT_FIELDS = {"threads", "batch", "attempts"} | {n for n, t in _MEASURE_TYPES.i
                                                    if t.startswith("int") and n in MEASURE_FIELDS}
 
 
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection; permission problems are named as such."""
+    from .errors import ConfigError
+    if not os.access(path, os.R_OK):
+        raise ConfigError("permission denied: cannot read the results store", path=str(path),
+                          fix="make it readable (chmod a+r) or copy it somewhere readable")
+    uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+    try:
+        db = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.OperationalError:
+        # a WAL store in a read-only folder cannot get its -shm file: read it as an immutable archive
+        try:
+            db = sqlite3.connect(uri + "&immutable=1", uri=True, timeout=30, check_same_thread=False,
+                                 isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"cannot read this file as the results store: {exc}", path=str(path),
+                              fix="point --store at a lab SQLite store") from None
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(f"cannot read this file as the results store: {exc}", path=str(path),
+                          fix="point --store at a lab SQLite store") from None
+    return db
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Store:
-    def __init__(self, path: str | Path = "results/lab.sqlite", *, create: bool = True):
+    def __init__(self, path: str | Path = "results/lab.sqlite", *, create: bool = True,
+                 readonly: bool = False):
         """Open (and by default create) a store. Problems with the file are the user's to fix:
-        ConfigError naming the path, never a sqlite traceback."""
+        ConfigError naming the path, never a sqlite traceback.
+
+        `readonly`: the read commands' mode (SQLite `mode=ro`): a shared archive, a 444 file or a
+        read-only mount serves `results`, `score`, `advise` and `report`; nothing is written."""
         from .errors import ConfigError
         self.path = Path(path)
-        if not create and not self.path.is_file():
+        self.readonly = readonly
+        if (readonly or not create) and not self.path.is_file():
             raise ConfigError("no results store here", path=str(path),
                               fix="run a campaign first with `lab run campaigns/demo.yaml`, or pass --store PATH")
         self._lock = threading.RLock()
+        if readonly:
+            self._db = _open_readonly(self.path)
+            return
+        if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+            raise ConfigError("permission denied: the results store is not readable and writable "
+                              "by this user", path=str(path),
+                              fix="fix its permissions (chmod u+rw) or pass --store with a writable copy")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False,
@@ -155,7 +207,9 @@ class Store:
         with self._tx() as db:
             db.execute("UPDATE jobs SET status=?, error=?, finished_at=? WHERE job_id=?",
                        (status, error, now_iso(), job_id))
+            db.execute("DELETE FROM op_profiles WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM samples WHERE job_id=?", (job_id,))
+            db.execute("DELETE FROM windows WHERE job_id=?", (job_id,))
             db.execute("DELETE FROM measurements WHERE job_id=?", (job_id,))
             if measurement is not None:
                 self._insert_measurement(db, job_id, measurement)
@@ -169,6 +223,14 @@ class Store:
         db.executemany("INSERT INTO samples VALUES (?,?,?,?)",
                        [(job_id, t, i, float(ms)) for t, trial in enumerate(m.samples)
                         for i, ms in enumerate(trial)])
+        db.executemany(f"INSERT INTO windows (job_id, {', '.join(WINDOW_FIELDS)}) VALUES "
+                       f"(?, {', '.join('?' * len(WINDOW_FIELDS))})",
+                       [(job_id, *(getattr(w, k) for k in WINDOW_FIELDS)) for w in m.windows])
+        prof = m.op_profile
+        if prof is not None and prof.rows:
+            db.executemany("INSERT INTO op_profiles VALUES (?,?,?,?,?,?,?,?)",
+                           [(job_id, r.op_type, r.processor or "", r.calls, r.total_ms, r.share,
+                             r.iterations, r.source) for r in prof.rows])
 
     def import_rows(self, campaign: str, jobs_and_measurements: list[tuple[Job, Measurement]]) -> int:
         """Store measurements made elsewhere (vendor tables, other tools) as finished jobs."""
@@ -177,7 +239,9 @@ class Store:
             for job, m in jobs_and_measurements:
                 db.execute("UPDATE jobs SET status='ok', error=NULL, finished_at=? WHERE job_id=?",
                            (now_iso(), job.job_id))
+                db.execute("DELETE FROM op_profiles WHERE job_id=?", (job.job_id,))
                 db.execute("DELETE FROM samples WHERE job_id=?", (job.job_id,))
+                db.execute("DELETE FROM windows WHERE job_id=?", (job.job_id,))
                 db.execute("DELETE FROM measurements WHERE job_id=?", (job.job_id,))
                 self._insert_measurement(db, job.job_id, m)
         return len(jobs_and_measurements)
@@ -208,8 +272,10 @@ class Store:
         with self._lock:
             rows = self._db.execute(sql, params).fetchall()
         out = []
+        have = set(rows[0].keys()) if rows else set()
         for r in rows:
-            d = {k: r[k] for k in ROW_FIELDS}
+            # a read-only store from an older lab may lack newer figures: unknown, not an error
+            d = {k: (r[k] if k in have else None) for k in ROW_FIELDS}
             for k in _BOOL_FIELDS:
                 d[k] = None if d[k] is None else bool(d[k])
             for k in _INT_FIELDS:
@@ -243,6 +309,20 @@ class Store:
                     out.setdefault(r["job_id"], {}).setdefault(r["trial"], []).append(r["ms"])
         return {j: [t[k] for k in sorted(t)] for j, t in out.items()}
 
+    def windows(self, job_ids: Iterable[str] | str | None = None) -> dict[str, list[SustainedWindow]]:
+        """Sustained runs' windows (typed), by job id, in (trial, idx) order; jobs without none."""
+        if isinstance(job_ids, str):
+            job_ids = [job_ids]
+        wanted = set(job_ids) if job_ids is not None else None
+        with self._lock:
+            rows = self._db.execute(f"SELECT job_id, {', '.join(WINDOW_FIELDS)} FROM windows "
+                                    "ORDER BY job_id, trial, idx").fetchall()
+        out: dict[str, list[SustainedWindow]] = {}
+        for r in rows:
+            if wanted is None or r["job_id"] in wanted:
+                out.setdefault(r["job_id"], []).append(SustainedWindow(**{k: r[k] for k in WINDOW_FIELDS}))
+        return out
+
     def provenance(self, job_id: str) -> dict[str, Any]:
         with self._lock:
             row = self._db.execute("SELECT provenance_json, notes_json FROM measurements WHERE job_id=?",
@@ -252,6 +332,40 @@ class Store:
         prov = json.loads(row[0] or "{}")
         prov["notes"] = json.loads(row[1] or "[]")
         return prov
+
+    def op_profile(self, job_id: str) -> list[OpRow]:
+        """A job's per-operator profile (job option `profile: ops`), largest total first; [] if none."""
+        return self.op_profiles([job_id]).get(job_id, [])
+
+    def op_profiles(self, job_ids: Iterable[str] | None = None) -> dict[str, list[OpRow]]:
+        """Op profiles by job id (only jobs that have one), each largest total first."""
+        wanted = None if job_ids is None else set(job_ids)
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM op_profiles ORDER BY job_id, total_ms DESC, op_type")
+            out: dict[str, list[OpRow]] = {}
+            for r in rows:
+                if wanted is None or r["job_id"] in wanted:
+                    out.setdefault(r["job_id"], []).append(OpRow(
+                        op_type=r["op_type"], processor=r["processor"] or None,
+                        calls=None if r["calls"] is None else int(r["calls"]), total_ms=r["total_ms"],
+                        share=r["share"], iterations=None if r["iterations"] is None else int(r["iterations"]),
+                        source=r["source"] or ""))
+        return out
+
+    def find_job(self, prefix: str) -> ResultRow:
+        """The one job whose id starts with `prefix` (ConfigError naming the problem otherwise)."""
+        from .errors import ConfigError
+        with self._lock:
+            ids = [r[0] for r in self._db.execute(
+                "SELECT job_id FROM jobs WHERE substr(job_id, 1, ?) = ? ORDER BY job_id LIMIT 6",
+                (len(prefix), prefix))]
+        if not prefix or not ids:
+            raise ConfigError(f"no job {prefix!r} in {self.path}",
+                              fix="take a job id from `lab results --format json` (a prefix is enough)")
+        if len(ids) > 1:
+            raise ConfigError(f"job id prefix {prefix!r} is ambiguous ({', '.join(ids[:5])}"
+                              f"{', ...' if len(ids) > 5 else ''})", fix="give more characters of the id")
+        return next(r for r in self.results() if r.job_id == ids[0])
 
     def dataframe(self, campaigns: Iterable[str] | str | None = None):
         import pandas as pd

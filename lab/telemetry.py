@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Sequence
 
@@ -487,6 +487,7 @@ class TelemetryResult:
     trace_file: str | None = None
 
     windows: list[Window] = field(default_factory=list)
+    per_window: dict[str, list["WindowTelemetry"]] = field(default_factory=dict)  # sustained runs
 
     def fields(self) -> dict:
         return power_fields(self)
@@ -502,6 +503,8 @@ class TelemetryResult:
             "throttle_reasons": self.throttle_reasons, "temps": self.temps, "notes": self.notes,
             "trace_file": self.trace_file,
             "windows": [[w.start, w.end, w.iterations, w.note] for w in self.windows]}
+        if self.per_window:
+            out["_per_window"] = {k: [asdict(w) for w in v] for k, v in self.per_window.items()}
         return out
 
 
@@ -596,6 +599,49 @@ def _power_figures(res, s: PowerSeries, windows, idle, idle_s_wanted, notes):
                              f"(2 x {period:g} s / {dur:.2f} s), sampling {stat:.1%} "
                              "(std/sqrt(n) of sampled power)")
     notes.append(f"uncertainty ±{res.uncertainty_rel:.1%} ({res.uncertainty_model})")
+
+
+# --------------------------------------------------------------------------------------------
+# per-window figures of a sustained run (issue 18)
+
+@dataclass(frozen=True)
+class WindowTelemetry:
+    """What the trace says about one window of a sustained run; None = not measured there."""
+
+    temp_c: float | None = None  # hottest SoC zone (or GPU), max in the window
+    cpu_mhz: float | None = None  # fastest CPU cluster, mean in the window
+    accel_mhz: float | None = None  # NPU devfreq or NVML SM clock, mean in the window (fastest)
+    power_w: float | None = None  # the job's power source, energy in the window / its length
+
+
+def window_telemetry(tr: Trace, spans: Sequence[tuple[float, float]],
+                     power: PowerSeries | None = None) -> list[WindowTelemetry]:
+    """Temperature, clocks and power for each (start, end) span on the sampler clock."""
+    temps = _temp_columns(tr)
+    cpu = [(c.name, 1e-3) for c in tr.columns if c.name.startswith("cpu.") and c.unit == "kHz"]
+    accel = ([(c.name, 1e-6) for c in tr.columns if c.name.startswith("npu.") and c.unit == "Hz"]
+             + [(c.name, 1.0) for c in tr.columns if c.name.endswith(".sm_clock") and c.unit == "MHz"])
+    series = power if power is not None else pick_power(tr)[0]
+
+    def values(name, scale, a, b):
+        t, v = tr.series(name)
+        return [x * scale for ti, x in zip(t, v) if isinstance(x, float) and a <= ti <= b]
+
+    def fastest_mean(cols, a, b):
+        means = [statistics.fmean(v) for name, sc in cols for v in [values(name, sc, a, b)] if v]
+        return max(means) if means else None
+
+    out = []
+    for a, b in spans:
+        hottest = [max(v) for name, sc in temps for v in [values(name, sc, a, b)] if v]
+        watts = None
+        if series is not None and b > a:
+            e = energy_between(series, a, b)
+            watts = None if e is None else e / (b - a)
+        out.append(WindowTelemetry(temp_c=max(hottest) if hottest else None,
+                                   cpu_mhz=fastest_mean(cpu, a, b), accel_mhz=fastest_mean(accel, a, b),
+                                   power_w=watts))
+    return out
 
 
 def is_soc_zone(zone_type: str) -> bool:

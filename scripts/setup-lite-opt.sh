@@ -8,7 +8,7 @@ set -euo pipefail
 VENV="${1:-.venv-lite}"
 WHEEL_VERSION="${PADDLELITE_VERSION:-2.13rc0}"
 OPT="$VENV/bin/paddle_lite_opt"
-if [[ -x "$OPT" ]] && "$VENV/bin/python" -c "import paddlelite.lite" >/dev/null 2>&1; then
+if [[ -x "$OPT" ]] && "$VENV/bin/python" -c "import paddlelite.lite, numpy" >/dev/null 2>&1; then
   echo "$OPT"; exit 0
 fi
 PY=""
@@ -28,6 +28,7 @@ if [[ "$(uname -m)" != "x86_64" ]]; then
 fi
 rm -rf "$VENV"
 "$PY" -m venv "$VENV"
-"$VENV/bin/pip" install -q --disable-pip-version-check "paddlelite==$WHEEL_VERSION" >&2
-"$VENV/bin/python" -c "import paddlelite.lite" >&2
+# numpy: lite_runner.py (the paddle-lite-python backend) feeds inputs with it; the wheel omits it
+"$VENV/bin/pip" install -q --disable-pip-version-check "paddlelite==$WHEEL_VERSION" "numpy<2" >&2
+"$VENV/bin/python" -c "import paddlelite.lite, numpy" >&2
 echo "$OPT"

@@ -84,6 +84,7 @@ class Sshd:
     netns: str | None = None
     client_pub: Path | None = None
     host_key: Path | None = None
+    sftp: bool = True  # False: no sftp subsystem, like dropbear/busybox boards without sftp-server
     proc: subprocess.Popen | None = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -106,7 +107,7 @@ class Sshd:
             f"PidFile {self.root / 'sshd.pid'}", f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
             "PasswordAuthentication no", "KbdInteractiveAuthentication no", "PubkeyAuthentication yes",
             "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password", "UseDNS no",
-            f"Subsystem sftp {SFTP_SERVER}", "LogLevel INFO", "MaxSessions 64", "MaxStartups 100:30:200",
+            *([f"Subsystem sftp {SFTP_SERVER}"] if self.sftp else []), "LogLevel INFO", "MaxSessions 64", "MaxStartups 100:30:200",
             "ClientAliveInterval 0", "",
         ]))
         return cfg
@@ -250,7 +251,7 @@ class FleetHost:
 class NetnsFleet:
     """N hosts, each in its own network namespace with its own sshd, reached from a client netns."""
 
-    def __init__(self, n: int, root: Path, client_pub: Path, *, start: bool = True):
+    def __init__(self, n: int, root: Path, client_pub: Path, *, start: bool = True, sftp: bool = True):
         sweep_stale_namespaces()
         self.root = Path(root)
         self.token = str(os.getpid())
@@ -270,7 +271,7 @@ class NetnsFleet:
                 _ip("-n", self.client_ns, "link", "set", f"vc{i}", "up")
                 _ip("-n", ns, "link", "set", f"vh{i}", "up")
                 sshd = Sshd(self.root / f"host{i}", addr=f"10.77.{i}.2", port=22, netns=ns,
-                            client_pub=client_pub)
+                            client_pub=client_pub, sftp=sftp)
                 self.hosts.append(FleetHost(i, ns, f"10.77.{i}.2", sshd))
             if start:
                 for h in self.hosts:

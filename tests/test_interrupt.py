@@ -31,7 +31,10 @@ def _device_processes(workdir: Path) -> list[str]:
     return [ln for ln in out.splitlines() if str(workdir) in ln and ("pi_runner" in ln or "sampler" in ln)]
 
 
-def test_ctrl_c_kills_the_device_side_and_resume_finishes(tmp_path):
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
+                         ids=["ctrl-c", "sigterm", "sighup"])
+def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, code):
+    """Ctrl-C, SIGTERM (timeout, CI, systemd) and SIGHUP (a closed terminal) end a run alike."""
     from lab import models
     models.build("tiny_mlp", out_root=REPO / "models")
     workdir = tmp_path / "device"
@@ -53,13 +56,14 @@ def test_ctrl_c_kills_the_device_side_and_resume_finishes(tmp_path):
             time.sleep(0.1)
         assert _device_processes(workdir), "the runner never started"
         time.sleep(1.0)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         err = proc.communicate(timeout=60)[1]
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, err
-    assert "interrupted" in err and "Traceback" not in err
+    assert proc.returncode == code, err
+    name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
+    assert f"interrupted ({name})" in err and "Traceback" not in err
     deadline = time.monotonic() + 10
     while _device_processes(workdir) and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -70,3 +74,33 @@ def test_ctrl_c_kills_the_device_side_and_resume_finishes(tmp_path):
                          timeout=300)
     assert res.returncode == 0, res.stderr
     assert set(_statuses(store).values()) == {"ok"} and len(_statuses(store)) == 2
+
+
+def test_timeout_s_term_then_resume(tmp_path):
+    """The issue's check, literally: `timeout -s TERM 5 lab run ...` leaves nothing running on the
+    device, the job back to planned, and `--resume` completes it."""
+    from lab import models
+    models.build("tiny_mlp", out_root=REPO / "models")
+    workdir = tmp_path / "device"
+    inv = tmp_path / "devices.yaml"
+    inv.write_text(f"devices:\n  - id: local\n    chip: generic-x86-cpu\n    transport: local\n"
+                   f"    workdir: {workdir}\n")
+    camp = tmp_path / "c.yaml"
+    camp.write_text("name: intr\ndevices: [local]\nmodels: [tiny_mlp]\nbackends: [paddle-inference-cpu]\n"
+                    "protocol:\n  warmup: 1\n  warmup_seconds: 0.05\n  min_iters: 5\n"
+                    "  min_seconds: 30\n  max_seconds: 40\n  target_rel_ci: 0.5\n  trials: 1\n  timeout_s: 120\n")
+    store = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "lab.cli", "--devices", str(inv), "--store", str(store), "run", str(camp),
+           "--models-root", str(REPO / "models"), "--no-progress"]
+    res = subprocess.run(["timeout", "-s", "TERM", "8", *cmd], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 124, res.stderr  # timeout's own code for "I had to stop it"
+    assert "interrupted (SIGTERM)" in res.stderr and "Traceback" not in res.stderr
+    deadline = time.monotonic() + 10
+    while _device_processes(workdir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _device_processes(workdir), "runner or sampler left running after SIGTERM"
+    assert set(_statuses(store).values()) == {"planned"}
+    res = subprocess.run([*cmd, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert set(_statuses(store).values()) == {"ok"}

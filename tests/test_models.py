@@ -105,7 +105,7 @@ def test_parse_input_arg_rejects(text):
 def test_load_artifact_not_built(tmp_path):
     with pytest.raises(ConfigError) as err:
         models.load_artifact("mobilenet_v1", root=tmp_path)
-    assert "run `lab models build mobilenet_v1`" in str(err.value)
+    assert "run `lab models build mobilenet_v1 --models-root" in str(err.value)
 
 
 def test_load_artifact_rejects_path_like_ids(tmp_path):

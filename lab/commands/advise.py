@@ -62,6 +62,13 @@ def cmd_advise(args) -> int:
                                   devices_path=args.devices, models_root=args.models_root)
     else:
         job_ids = None
+        from ..models import is_zoo_model
+        from pathlib import Path
+        if (not args.measure and is_zoo_model(args.model, args.models_root)
+                and not (Path(args.models_root) / args.model / "meta.json").exists()):
+            # a zoo model not built yet: build it now, and say so (the verdict needs its analysis)
+            from ..orchestrate import ensure_artifact
+            ensure_artifact(args.model, args.models_root, log=lambda m: print(m, file=sys.stderr))
         if args.measure:  # the verdict quotes exactly the jobs just measured, nothing older
             from ..orchestrate import measure_for_advice
             name, job_ids = measure_for_advice(args.model, args.device, store_path=args.store,

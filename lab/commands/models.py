@@ -15,7 +15,8 @@ from ..errors import ConfigError
 
 def _common(parser, top: bool = False) -> None:
     """--root/--models-root and --zoo, accepted before or after the action."""
-    parser.add_argument("--root", "--models-root", dest="root", metavar="DIR",
+    parser.add_argument("--root", dest="root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--models-root", dest="root", metavar="DIR",
                         default="models" if top else argparse.SUPPRESS,
                         help="where built models live (default ./models)")
     parser.add_argument("--zoo", metavar="PATH", default=None if top else argparse.SUPPRESS,
@@ -35,6 +36,14 @@ def register(sub) -> None:
     b.add_argument("--lite-target", action="append", default=[], metavar="TARGET",
                    help="also convert to a Paddle Lite .nb for TARGET (arm, huawei_kirin_npu, "
                         "...; repeatable; needs paddle_lite_opt)")
+    b.add_argument("--onnx", action="store_true",
+                   help="also export to ONNX (paddle2onnx, opset 13) under models/<id>/onnx/")
+    b.add_argument("--onnx-int8", action="store_true",
+                   help="also an int8 ONNX (ONNX Runtime quantize_static, QDQ per-channel); "
+                        "implies --onnx")
+    b.add_argument("--web", action="store_true",
+                   help="also convert to a Paddle.js model (models/ID/web/; needs "
+                        "scripts/install-web-deps.sh)")
     _common(b)
     b.set_defaults(func=cmd_build)
 
@@ -52,6 +61,17 @@ def register(sub) -> None:
                    help="input run shape, e.g. x:1x3x224x224:float32 (repeat per input)")
     _common(a)
     a.set_defaults(func=cmd_add)
+
+    im = actions.add_parser("import", help="convert an .onnx model into the zoo (x2paddle), "
+                                           "checked against ONNX Runtime")
+    im.add_argument("file", metavar="FILE.onnx")
+    im.add_argument("--name", metavar="ID", help="model id (default: the file's stem)")
+    im.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE[:DTYPE]",
+                    help="ONNX input run shape, e.g. input:1x3x224x224:float32 (needed for "
+                         "dynamic dimensions past the batch)")
+    im.add_argument("--force", action="store_true", help="convert again even when cached")
+    _common(im)
+    im.set_defaults(func=cmd_import)
 
     s = actions.add_parser("show", help="one model's meta (files, hashes, FLOPs, analysis)")
     s.add_argument("id")
@@ -86,8 +106,8 @@ def cmd_build(args) -> int:
     unknown = [m for m in ids if m not in zoo and not (Path(args.root) / m / "meta.json").is_file()]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
-                          fix=f"zoo models: {', '.join(zoo)}")
-    converted = 0
+                          fix=models.suggest(unknown[0], args.root) + f"zoo models: {', '.join(zoo)}")
+    converted = web = onnx = 0
     for mid in ids:
         art = (models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
                if mid in zoo else models.load_artifact(mid, args.root))
@@ -102,8 +122,17 @@ def cmd_build(args) -> int:
                                   "install (lab/lite_convert.py missing)") from None
             lite_convert.convert(art, target)
             converted += 1
+        if args.onnx or args.onnx_int8:
+            from ..convert import onnx_out
+            onnx_out.export(art, int8=args.onnx_int8, force=args.force, log=_log)
+            onnx += 1
+        if args.web:
+            from ..convert import paddlejs
+            paddlejs.convert(art, force=args.force, log=_log)
+            web += 1
     print(f"built {len(ids)} model(s) under {args.root}/" +
-          (f", {converted} Paddle Lite conversion(s)" if converted else ""))
+          (f", {converted} Paddle Lite conversion(s)" if converted else "") +
+          (f", {onnx} ONNX export(s)" if onnx else "") + (f", {web} Paddle.js model(s)" if web else ""))
     return 0
 
 
@@ -143,6 +172,21 @@ def cmd_add(args) -> int:
                                 zoo_path=args.zoo)
     print(f"registered {art.id} ({art.model_format}) under {art.dir}/, sha256 {art.sha256[:12]}, "
           f"MACs {_fmt_int(art.flops)}, params {_fmt_int(art.params)}")
+    return 0
+
+
+def cmd_import(args) -> int:
+    from .. import models
+    from ..convert import onnx_in
+    inputs = [models.parse_input_arg(text) for text in args.input]
+    art = onnx_in.import_onnx(args.file, args.name, inputs, args.root, zoo_path=args.zoo,
+                              force=args.force, log=_log)
+    meta = json.loads((art.dir / "meta.json").read_text())["onnx_import"]
+    agree = meta["agreement"]
+    mapping = ", ".join(f"{k} -> {v}" for k, v in meta["input_map"].items())
+    print(f"imported {art.id} under {art.dir}/ (inputs {mapping}), sha256 {art.sha256[:12]}; "
+          f"vs ONNX Runtime: cosine {agree.get('cosine')}, max_abs {agree.get('max_abs')}, "
+          f"top1 {agree.get('top1')}" + (f" ({agree['error']})" if agree.get("error") else ""))
     return 0
 
 

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 from ..errors import ConfigError
-from ..power_import import apply_meter, read_meter_csv
-from ..store import Store
 
 
 def register(sub) -> None:
@@ -22,6 +20,8 @@ def register(sub) -> None:
 
 
 def cmd_import(args) -> int:
+    from ..power_import import apply_meter, read_meter_csv  # here: other commands never pay for it
+    from ..store import Store
     series = read_meter_csv(args.file)
     store = Store(args.store)
     try:

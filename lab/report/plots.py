@@ -202,3 +202,72 @@ def _processor_legend(ax, processors) -> None:
                for p in sorted(processors, key=lambda p: p or "~")]
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="processor")
+
+
+def window_chart(title: str, series: Sequence[tuple[str, str | None, Sequence[tuple[float, float]]]],
+                 ylabel: str, *, alt: str) -> Chart | None:
+    """Sustained runs: one line per configuration, p50 per window against the window's mid time (s)."""
+    series = [(label, proc, [(x, y) for x, y in pts if y is not None and math.isfinite(y)])
+              for label, proc, pts in series]
+    series = [s for s in series if s[2]]
+    if not series:
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(8.0, 3.0)
+        ax = fig.add_subplot()
+        for label, proc, pts in series[:MAX_BARS]:
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", markersize=2.5, linewidth=1,
+                    label=_clip(label, 40), color=PROCESSOR_COLORS.get(proc or "") if len(series) == 1 else None)
+        ax.set_xlabel("seconds into the sustained run")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.set_title(_clip(title, 90), loc="left")
+        ax.legend(fontsize=6, loc="best")
+        return Chart(_svg_uri(fig), alt)
+
+
+OP_TOP_N = 10  # op types per panel of the op-profile charts
+
+
+def op_profile_chart(title: str, panels: Sequence[tuple[str, Sequence[tuple[str, float, str | None]]]],
+                     *, alt: str) -> Chart | None:
+    """Per-operator time share, one panel per job side by side (CPU, then AIPU, then GPU runs).
+
+    Each panel lists (op type, share 0..1, processor the op ran on); bars are coloured by that
+    processor, so a CPU fallback op inside an AIPU run shows in the CPU colour. Top OP_TOP_N per
+    panel; the rest is summed into one "other" bar so the shares still add up.
+    """
+    panels = [(t, [o for o in ops if o[1] is not None and math.isfinite(o[1])]) for t, ops in panels]
+    panels = [(t, ops) for t, ops in panels if ops]
+    if not panels:
+        return None
+    shown = []
+    for t, ops in panels:
+        top = sorted(ops, key=lambda o: -o[1])[:OP_TOP_N]
+        rest = sum(o[1] for o in ops) - sum(o[1] for o in top)
+        if len(ops) > len(top):
+            top.append((f"other ({len(ops) - len(top)} op types)", rest, None))
+        shown.append((t, top))
+    n_bars = max(len(ops) for _, ops in shown)
+    labels = [_clip(o[0], 40) for _, ops in shown for o in ops]
+    procs = {o[2] for _, ops in shown for o in ops}
+    with matplotlib.rc_context(_RC):
+        width = min(16.0, 1.0 + 4.2 * len(shown))
+        fig = Figure(figsize=(width, 1.2 + 0.24 * n_bars))
+        height = 1.2 + 0.24 * n_bars
+        label_in = 0.35 + 0.058 * max(len(t) for t in labels)  # ~8 pt per char, as _new_figure
+        fig.subplots_adjust(left=min(0.5, label_in / width), right=1 - 1.1 / width,
+                            top=1 - 0.6 / height, bottom=0.45 / height,
+                            wspace=min(1.5, label_in / (width / len(shown))) + 0.1)
+        axes = fig.subplots(1, len(shown), squeeze=False)[0]
+        for ax, (t, ops) in zip(axes, shown):
+            ys = list(range(len(ops)))[::-1]
+            ax.barh(ys, [100 * o[1] for o in ops], height=0.7,
+                    color=[PROCESSOR_COLORS.get(o[2] or "", OTHER_COLOR) for o in ops])
+            ax.set_yticks(ys, [_clip(o[0], 40) for o in ops])
+            ax.set_xlabel("% of op time")
+            ax.set_xlim(0, 100)
+            ax.set_title(_clip(t, 48), loc="left")
+        fig.suptitle(_clip(title, 110), x=0.01, ha="left", fontsize=9)
+        _processor_legend(axes[-1], procs)
+        return Chart(_svg_uri(fig), alt)

@@ -261,6 +261,7 @@ class BenchSpec:
     gpu_precision: Optional[str] = None
     opencl_cache_dir: Optional[str] = None
     enable_memory_profile: bool = False
+    enable_op_time_profile: bool = False  # profiled trial only (profile: ops); see parse_op_profile
     lib_dir: Optional[str] = None  # prepended to LD_LIBRARY_PATH (NNAdapter HAL + vendor DDK)
     cwd: Optional[str] = None
     cpu_mask: Optional[str] = None  # hex mask for `taskset` (big-core pinning)
@@ -329,6 +330,8 @@ def build_args(spec: BenchSpec) -> List[str]:
         argv.append(f"--input_data_path={spec.input_data_path}")
     if spec.output_data_path:
         argv.append(f"--output_data_path={spec.output_data_path}")
+    if spec.enable_op_time_profile:
+        argv.append("--enable_op_time_profile=true")
     return argv
 
 
@@ -377,3 +380,108 @@ def is_old_tool(help_text: str) -> bool:
     """<= v2.9 has `--optimized_model_path` and no `--optimized_model_file`."""
     text = help_text or ""
     return "optimized_model_path" in text and "optimized_model_file" not in text
+
+
+# ---------------------------------------------------------------- per-operator profile
+
+@dataclass(frozen=True)
+class LiteOpLine:
+    """One row of a Paddle Lite profiler summary (lite/core/profile/profiler.cc `Summary`).
+
+    `avg_ms` is the mean time per inference of this row (concise: summed over `called` instances);
+    `place` is KerneAttr(Place), `<target>/<precision>/<layout>` (e.g. arm/float/NCHW).
+    """
+
+    op_type: str
+    place: str
+    kernel_func: Optional[str]
+    avg_ms: float
+    called: Optional[int]  # instances per inference (concise CalledTimes; 1 per detailed row)
+
+
+@dataclass(frozen=True)
+class LiteOpProfile:
+    kind: str  # concise | detailed
+    lines: List[LiteOpLine]
+    timing_cycles: Optional[int]  # laps the timers saw ("Timing cycle = N", concise only)
+    excluded: int  # first laps left out of the averages ("Exclude N warm-ups")
+
+    @property
+    def iterations(self) -> Optional[int]:
+        """Inferences the averages cover (cycles - excluded), None when the table does not say."""
+        if self.timing_cycles is None:
+            return None
+        return max(0, self.timing_cycles - self.excluded)
+
+
+_SUMMARY = re.compile(r"^=+ (Concise|Detailed) (\w+) Profiler Summary: .*?, Exclude (\d+) warm-ups =+$")
+_CYCLE = re.compile(r"^Timing cycle = (\d+)$")
+_PCT = re.compile(r"^-?\d+(?:\.\d+)?%$")
+
+
+def _profile_row(tokens: List[str], header: List[str], concise: bool) -> Optional[LiteOpLine]:
+    """A table row, located from its Avg(%) column: cells left of it may be blank (setw)."""
+    pct = next((i for i, t in enumerate(tokens) if _PCT.match(t)), None)
+    back = 3 if concise else 4  # Avg Min Max [Last] before Avg(%)
+    if pct is None or pct < back + 2:
+        return None
+    avg = _f(tokens[pct - back])
+    if avg is None:
+        return None
+    called = None
+    if concise and "CalledTimes" in header and len(tokens) > pct + 2 and tokens[pct + 2].isdigit():
+        called = int(tokens[pct + 2])
+    func = tokens[2] if "KernelFuncName" in header and pct - back > 2 else None
+    return LiteOpLine(op_type=tokens[0], place=tokens[1], kernel_func=func, avg_ms=avg,
+                      called=called if concise else 1)
+
+
+def parse_op_profile(text: str) -> Optional[LiteOpProfile]:
+    """The dispatch (kernel run) time per op from benchmark_bin output, None when it has none.
+
+    Prefers the last Concise Dispatch summary (all inferences after the first 10, one row per op
+    type x place x kernel function, with CalledTimes); falls back to the last Detailed Dispatch
+    summary (one row per op instance, averages over the inferences after the first). Create
+    summaries (InferShape time) are skipped. Only a `--with_profile=ON` build prints these.
+    """
+    text = (text or "").replace("\r", "")
+    blocks = []  # (kind, excluded, cycles, lines)
+    cycles = None  # type: Optional[int]
+    current = None  # type: Optional[list]
+    header = []  # type: List[str]
+    for raw in text.split("\n"):
+        line = raw.strip()
+        cm = _CYCLE.match(line)
+        if cm:
+            cycles = int(cm.group(1))
+            continue
+        sm = _SUMMARY.match(line)
+        if sm:
+            kind, what, excl = sm.group(1).lower(), sm.group(2), int(sm.group(3))
+            current = None
+            if what == "Dispatch":
+                current = [kind, excl, cycles if kind == "concise" else None, []]
+                blocks.append(current)
+            cycles, header = None, []
+            continue
+        if current is None:
+            continue
+        if line.startswith("OperatorType"):
+            header = line.split()
+            continue
+        row = _profile_row(line.split(), header, current[0] == "concise") if line and header else None
+        if row is None:
+            current = None  # the table ended (blank line, log line, memory report ...)
+            continue
+        current[3].append(row)
+    for kind in ("concise", "detailed"):
+        found = [b for b in blocks if b[0] == kind and b[3]]
+        if found:
+            b = found[-1]
+            return LiteOpProfile(kind=kind, lines=b[3], timing_cycles=b[2], excluded=b[1])
+    return None
+
+
+def supports_op_time_profile(help_text: str) -> bool:
+    """The flag exists (it is accepted; the tables come from a --with_profile build)."""
+    return "enable_op_time_profile" in (help_text or "")

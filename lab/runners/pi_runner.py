@@ -50,6 +50,7 @@ with whatever was measured so far.
 from __future__ import print_function
 
 import argparse
+import gc
 import glob
 import hashlib
 import json
@@ -274,6 +275,90 @@ def model_sha256(model_file, params_file):
     return h.hexdigest()
 
 
+# ------------------------------------------------------------------------------- busy-host probe
+# Why: a benchmark on a host where other processes compete for the CPU measures the competition.
+# Share of the CPU time taken by OTHER processes during a window, from /proc:
+#   others = (busy jiffies of the CPUs this process may run on, from /proc/stat 'cpuN' lines)
+#            - (this process's utime + stime, all its threads, from /proc/self/stat)
+#   share  = others / (all jiffies of those CPUs, idle included), clamped to [0, 1].
+# busy = user+nice+system+irq+softirq+steal (guest is inside user); idle and iowait are not busy.
+# The lab's own telemetry sampler runs beside the runner and counts as "other" (a few % of a core).
+# Where /proc/stat or /proc/self/stat is missing the share is None with a note, never 0.
+
+def parse_proc_stat(text, cpus=None):
+    """(busy, total) jiffies summed over 'cpuN' lines for N in cpus, or the 'cpu' line when cpus
+    is None or no listed CPU has a line. None when the text has no usable line."""
+    lines = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu"):
+            try:
+                lines[parts[0]] = [int(x) for x in parts[1:9]]
+            except ValueError:
+                continue
+    rows = [lines["cpu%d" % c] for c in (cpus or ()) if "cpu%d" % c in lines]
+    if not rows and "cpu" in lines:
+        rows = [lines["cpu"]]
+    if not rows:
+        return None
+    busy = total = 0
+    for v in rows:
+        v = (v + [0] * 8)[:8]
+        total += sum(v)
+        busy += sum(v) - v[3] - v[4]
+    return busy, total
+
+
+def parse_self_stat(text):
+    """utime + stime (jiffies) of a /proc/PID/stat line; None when malformed."""
+    try:
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after pid and comm
+    except (IndexError, ValueError):
+        return None
+
+
+def affinity_cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_snapshot(cpus=None):
+    """(busy, total, self) jiffies now, or a string saying why they cannot be read."""
+    stat, own = _read("/proc/stat"), _read("/proc/self/stat")
+    if stat is None or own is None:
+        return "no /proc/stat or /proc/self/stat on this device"
+    bt = parse_proc_stat(stat, cpus)
+    me = parse_self_stat(own)
+    if bt is None or me is None:
+        return "cannot parse /proc/stat or /proc/self/stat"
+    return bt[0], bt[1], me
+
+
+def busy_share(a, b):
+    """Other processes' share of the CPU time between two snapshots: (share, detail) or (None, why)."""
+    if isinstance(a, str) or isinstance(b, str):
+        return None, (a if isinstance(a, str) else b)
+    d_busy, d_total, d_self = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    if d_total <= 0:
+        return None, "no CPU time elapsed in /proc/stat during the window"
+    share = min(1.0, max(0.0, float(d_busy - d_self) / d_total))
+    return share, {"others_jiffies": d_busy - d_self, "self_jiffies": d_self, "total_jiffies": d_total}
+
+
+def record_busy(doc, a, b, cpus):
+    share, detail = busy_share(a, b)
+    doc["env"]["host_busy_share"] = share
+    if share is None:
+        doc["env"]["host_busy_note"] = detail
+    else:
+        detail["cpus"] = cpus
+        detail["method"] = "/proc/stat busy jiffies of the allowed CPUs minus /proc/self/stat utime+stime"
+        doc["env"]["host_busy"] = detail
+
+
 # --------------------------------------------------------------------------------- argument parsing
 
 def parse_input_spec(text):
@@ -315,6 +400,10 @@ def build_parser():
     p.add_argument("--min-seconds", type=float, default=2.0)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--target-rel-ci", type=float, default=0.02)
+    p.add_argument("--sustained-s", type=float, default=0.0,
+                   help="run continuously for this many seconds instead of the converging steady "
+                        "phase, reporting per --window-s window (0 = off)")
+    p.add_argument("--window-s", type=float, default=0.0, help="window length of a sustained run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
                    help="after timing, run these inputs (keys in:<name>) and report compact outputs")
@@ -323,6 +412,9 @@ def build_parser():
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
+    p.add_argument("--profile-ops", action="store_true",
+                   help="per-operator profile of the steady iterations (Config.enable_profile); the "
+                        "table goes into the JSON as op_profile. Use for an extra trial, never a timed one")
     return p
 
 
@@ -356,6 +448,8 @@ def validate(args):
             raise RunnerFailure("--%s must be >= 0" % name.replace("_", "-"))
     if args.target_rel_ci <= 0:
         raise RunnerFailure("--target-rel-ci must be > 0")
+    if args.sustained_s < 0 or (args.sustained_s > 0 and not 0 < args.window_s <= args.sustained_s):
+        raise RunnerFailure("--sustained-s must be >= 0, and with it 0 < --window-s <= --sustained-s")
     if args.vocab_max < 1:
         raise RunnerFailure("--vocab-max must be >= 1")
     if not args.input:
@@ -500,6 +594,54 @@ def steady_state(run, min_iters, min_seconds, max_seconds, target_rel_ci, max_it
     return timings
 
 
+def percentile_sorted(s, q):
+    """Linear-interpolated percentile q (0-100) of sorted samples (numpy's default method)."""
+    if not s:
+        return None
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def sustained(run, seconds, window_s, target_rel_ci, timings, clock=time.perf_counter,
+              uptime=read_uptime, cpus=None, snapshot=busy_snapshot):
+    """Run continuously for `seconds`, cut into windows of `window_s` (the last may be shorter).
+
+    Every sample goes to timings["samples_ms"] (the job's figures are over the whole run); each
+    window records its iterations, p50/p90, its start/end relative to the run's start
+    (t_start_s/t_end_s, perf_counter) and on the device's uptime clock (clock_start/clock_end, the
+    telemetry sampler's clock), and the other processes' share of the CPU during it.
+    """
+    samples = timings["samples_ms"]
+    windows = []
+    start = clock()
+    w_start, w_first, w_up, w_busy = start, 0, uptime(), snapshot(cpus)
+    while True:
+        t = clock()
+        run()
+        now = clock()
+        samples.append((now - t) * 1e3)
+        done = now - start >= seconds
+        if now - w_start >= window_s or done:
+            ordered = sorted(samples[w_first:])
+            up, busy = uptime(), snapshot(cpus)
+            windows.append({"idx": len(windows), "t_start_s": w_start - start, "t_end_s": now - start,
+                            "clock_start": w_up, "clock_end": up, "n": len(ordered),
+                            "p50_ms": median_of_sorted(ordered), "p90_ms": percentile_sorted(ordered, 90),
+                            "host_busy_share": busy_share(w_busy, busy)[0]})
+            timings["steady_seconds"] = now - start
+            w_start, w_first, w_up, w_busy = now, len(samples), up, busy
+        if done:
+            break
+    rel = median_ci(samples)[3]
+    timings["steady_seconds"] = clock() - start
+    timings["converged"] = rel is not None and rel <= target_rel_ci
+    timings["stop_reason"] = "sustained"
+    timings["rel_ci"] = rel
+    return {"seconds": seconds, "window_s": window_s, "windows": windows}
+
+
 def measure(args, doc):
     """Fill doc in place; raises on failure (the caller records what was measured)."""
     validate(args)
@@ -526,6 +668,8 @@ def measure(args, doc):
     timings = doc["timings"]
     t0 = time.perf_counter()
     config = make_config(pi, args, fmt, doc)
+    if args.profile_ops:
+        config.enable_profile()
     predictor = pi.create_predictor(config)
     timings["load_ms"] = (time.perf_counter() - t0) * 1e3
 
@@ -558,10 +702,19 @@ def measure(args, doc):
     sys.stderr.flush()
     # The steady window on the device's uptime clock: the telemetry sampler stamps its lines with
     # the same clock, so power can be cut to exactly this window (lab/telemetry.py).
+    cpus = affinity_cpus()
+    busy_start = busy_snapshot(cpus)
+    if args.profile_ops:
+        reset_op_profiler()  # the table then covers the steady iterations only
     up_start = read_uptime()
-    steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds, args.target_rel_ci,
-                 args.max_iters, timings)
+    if args.sustained_s > 0 and not args.profile_ops:  # the extra profiled run is a fixed count
+        doc["sustained"] = sustained(predictor.run, args.sustained_s, args.window_s,
+                                     args.target_rel_ci, timings, cpus=cpus)
+    else:
+        steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds,
+                     args.target_rel_ci, args.max_iters, timings)
     up_end = read_uptime()
+    record_busy(doc, busy_start, busy_snapshot(cpus), cpus)
     if up_start is not None and up_end is not None:
         doc["clock"] = {"name": "uptime", "steady_start": up_start, "steady_end": up_end}
     # The predictor must still produce outputs after the loop.
@@ -580,6 +733,119 @@ def measure(args, doc):
             doc["memory"]["gpu_mem_note"] = "paddle allocator max_memory_reserved (this process)"
         except Exception as exc:
             doc["memory"]["gpu_mem_note"] = "unavailable: " + _one_line(exc)
+
+    if args.profile_ops:
+        # Paddle prints the table to fd 1 when the predictor is destroyed: destroy it here, with
+        # fd 1 captured, while nothing else holds it (the tensor handles do not).
+        box = [predictor]
+        del predictor
+        text = capture_fd1(lambda: (box.pop(), gc.collect()))
+        prof = parse_profile_table(text)
+        prof["iterations"] = len(timings["samples_ms"])
+        prof["steady_ms_total"] = sum(timings["samples_ms"])
+        doc["op_profile"] = prof
+
+
+# ------------------------------------------------------------------------ per-operator profile
+
+def reset_op_profiler():
+    """Forget what the profiler saw so far (graph passes, load, first run, warm-up)."""
+    import importlib
+    for name in ("paddle.base.core", "paddle.fluid.core"):
+        try:
+            core = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(core, "reset_profiler"):
+            core.reset_profiler()
+            return
+    raise RunnerFailure("this paddle has no core.reset_profiler: the op profile would include loading "
+                        "and warm-up")
+
+
+def _flush_c_stdout():
+    """Flush C stdio: with fd 1 on a file, what C++ wrote may still sit in libc's buffer."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except Exception:  # no libc symbols (static builds): std::endl flushed most of it anyway
+        pass
+
+
+def capture_fd1(action):
+    """Run action() with file descriptor 1 sent to a temporary file; return what was written.
+
+    Also runs it in a temporary working directory: Paddle's profiler writes ./profile.log there.
+    """
+    import shutil
+    import tempfile
+    sys.stdout.flush()
+    tmpdir = tempfile.mkdtemp(prefix="pi_runner_profile_")
+    path = os.path.join(tmpdir, "stdout.txt")
+    cwd = os.getcwd()
+    saved = os.dup(1)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.dup2(fd, 1)
+        os.chdir(tmpdir)
+        action()
+        _flush_c_stdout()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(fd)
+        os.chdir(cwd)
+    try:
+        with open(path) as fh:
+            return fh.read()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def parse_profile_table(text):
+    """Paddle Inference's profiler report (printed when the predictor is destroyed) -> dict.
+
+    Reads the first `Event Summary` (the report that merges all threads): one event per line,
+    `name calls total min max ave ratio`, times in the report's unit (ms). Indented lines are
+    nested events, already inside their parent's time: skipped, and counted.
+    Returns {"place", "time_unit", "events": [{event, calls, total_ms, min_ms, max_ms, ave_ms,
+    ratio}], "nested_skipped"}, or {"error": ...} when there is no such table.
+    """
+    place, unit, events, nested = None, "ms", [], 0
+    in_table = False
+    for raw in (text or "").replace("\r", "").split("\n"):
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not in_table:
+            if stripped.startswith("Place:") and place is None:
+                place = stripped.split(":", 1)[1].strip()
+            elif stripped.startswith("Time unit:"):
+                unit = stripped.split(":", 1)[1].strip()
+            elif stripped.startswith("Event ") and "Calls" in stripped and "Total" in stripped:
+                in_table = True
+            continue
+        if not stripped or stripped.startswith("-"):
+            if events or nested:
+                break  # the first table ended
+            continue
+        if line[:1].isspace():
+            nested += 1
+            continue
+        parts = stripped.rsplit(None, 6)
+        if len(parts) != 7:
+            break
+        try:
+            nums = [float(x) for x in parts[1:]]
+        except ValueError:
+            break
+        events.append({"event": parts[0], "calls": int(nums[0]), "total_ms": nums[1], "min_ms": nums[2],
+                       "max_ms": nums[3], "ave_ms": nums[4], "ratio": nums[5]})
+    if not events:
+        tail = [x.strip() for x in (text or "").splitlines() if x.strip()][-2:]
+        return {"error": "the profiler printed no event table" + (": " + " | ".join(tail) if tail else "")}
+    if unit != "ms":
+        return {"error": "profiler time unit %r, expected ms" % unit}
+    return {"place": place, "time_unit": unit, "events": events, "nested_skipped": nested}
 
 
 def compact_output(np, arr):
@@ -674,12 +940,14 @@ def new_doc(args, argv):
         "protocol": {"warmup": args.warmup, "warmup_seconds": args.warmup_seconds,
                      "min_iters": args.min_iters, "min_seconds": args.min_seconds,
                      "max_seconds": args.max_seconds, "target_rel_ci": args.target_rel_ci,
-                     "max_iters": args.max_iters or None},
+                     "max_iters": args.max_iters or None, "sustained_s": args.sustained_s or None,
+                     "window_s": args.window_s or None},
         "env": {"python": platform.python_version(), "paddle": None, "numpy": None,
                 "hostname": socket.gethostname(), "machine": platform.machine(),
                 "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                 "governor": cpu_governor(), "freq_khz_start": cpu_freqs_khz(), "freq_khz_end": None,
-                "temps_c_start": thermal_temps_c(), "temps_c_end": None, "pid": os.getpid()},
+                "temps_c_start": thermal_temps_c(), "temps_c_end": None, "pid": os.getpid(),
+                "host_busy_share": None},
         "timings": {"load_ms": None, "first_ms": None, "warmup_iters": 0, "warmup_ms_total": None,
                     "samples_ms": [], "steady_seconds": None, "converged": False, "stop_reason": None,
                     "rel_ci": None, "clock": "time.perf_counter around predictor.run()"},

@@ -7,9 +7,12 @@ from __future__ import annotations
 from ..errors import ConfigError
 from .base import Runtime
 from .paddle_inference import PaddleInference
+from .paddle_js import PaddleJs
 from .paddle_lite import PaddleLite
+from .paddle_lite_python import PaddleLitePython
 
-RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite())}
+RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython(),
+                                                      PaddleJs())}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..opprofile import OpProfile
 from ..records import Backend, Device, InputSpec, Job, Measurement
 from ..runners import RUNNERS_DIR
 from ..transport.base import Transport, remote_join
 
 # Measurement attributes that belong to the job itself, never copied from telemetry.
-_NOT_FROM_TELEMETRY = ("job_id", "samples", "provenance", "notes")
+_NOT_FROM_TELEMETRY = ("job_id", "samples", "provenance", "notes", "windows")
 
 
 @dataclass
@@ -115,6 +116,13 @@ class Runtime:
         `output_checks`); None: nothing came back (the job's notes say so)."""
         return None
 
+    def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
+        """One extra run with the runtime's per-operator profiler (job option `profile: ops`),
+        called after the timed trials and outside the telemetry session. A runtime that cannot
+        profile keeps this default: no rows, and the reason."""
+        return OpProfile.unavailable(f"runtime {self.name or type(self).__name__} cannot profile "
+                                     "per operator")
+
 
 # ------------------------------------------------------------------------------ the job path
 def execute(runtime: Runtime, ctx: JobContext, *, telemetry: bool = True) -> Measurement:
@@ -142,7 +150,26 @@ def execute(runtime: Runtime, ctx: JobContext, *, telemetry: bool = True) -> Mea
     m.provenance["trials_seconds"] = round(seconds, 3)  # the job's device time (checks' share)
     checks.apply(m, ctx, runtime, ctx.checks,
                  runtime.check_outputs(ctx, prepared, trials) if ctx.checks is not None else None)
+    if ctx.job.option("profile") == "ops":
+        m.op_profile = profile_ops(runtime, ctx, prepared, m)
     return m
+
+
+def profile_ops(runtime: Runtime, ctx: JobContext, prepared: PreparedJob, m: Measurement) -> OpProfile:
+    """The extra profiled run: its failure or absence is a note on the job, never a failed job
+    (the timed figures stand on their own)."""
+    from ..errors import LabError
+    try:
+        prof = runtime.profile(ctx, prepared)
+    except LabError as exc:
+        prof = OpProfile.unavailable(f"the profiled run failed: {exc}")
+    if prof.available:
+        m.notes.append(f"op profile: {len(prof.rows)} op type(s) over {prof.iterations or '?'} "
+                       f"inference(s) of an extra run ({prof.source}); the timed trials ran without it")
+        m.notes.extend(prof.notes)
+    else:
+        m.notes.append(f"op profile unavailable: {prof.reason}")
+    return prof
 
 
 def open_session(ctx: JobContext, runtime: Runtime):
@@ -177,6 +204,9 @@ def merge_telemetry(m: Measurement, tele: dict[str, Any] | None) -> None:
             setattr(m, key, value)
     if m.power_w is None and not m.power_note:
         m.power_note = "power unavailable: no reason recorded by telemetry"
+    if m.windows and tele.get("_per_window"):
+        from ..sustained import merge_window_telemetry
+        m.windows = merge_window_telemetry(m.windows, tele["_per_window"])
     m.provenance["telemetry"] = tele.get("_detail")
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidMeasurement, RunnerError, excerpt
+from ..opprofile import OpProfile, from_paddle_inference
 from ..records import Job, Measurement
 from ..transport.base import RunResult, Transport, remote_join
 from .checks import CheckOutputs
@@ -30,6 +31,7 @@ class JsonRunnerRuntime(Runtime):
     """A runtime driven by a Python runner that writes one runner JSON per trial."""
 
     runner_file: str = ""
+    profiles_ops: bool = False  # the runner takes --profile-ops and writes `op_profile` (pi_runner)
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
         """The files to push (model first) and the sha256 the runner must report."""
@@ -96,6 +98,21 @@ class JsonRunnerRuntime(Runtime):
             return None
         return CheckOutputs(outputs=oc.get("outputs"), seconds=oc.get("seconds"),
                             eval_argmax=ev.get("argmax"), eval_seconds=ev.get("seconds"))
+
+    def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
+        """One more runner process with --profile-ops: warm-up as the protocol says, then exactly
+        `min_iters` profiled inferences (a fixed count: no CI target, no minimum time)."""
+        if not self.profiles_ops:
+            return super().profile(ctx, prepared)
+        n = str(max(1, ctx.job.protocol.min_iters))
+        out_remote = remote_join(ctx.results_dir, f"{ctx.job.job_id}-ops-{uuid.uuid4().hex[:8]}.json")
+        cmd = list(prepared.command) + ["--profile-ops", "--min-iters", n, "--max-iters", n,
+                                        "--min-seconds", "0", "--target-rel-ci", "1",
+                                        "--out", out_remote, "--seed", "0"]
+        res = ctx.transport.run(cmd, timeout=ctx.job.protocol.timeout_s)
+        doc = read_runner_doc(ctx.transport, out_remote, res, ctx.job, prepared.model_sha256)
+        device = (doc.get("config") or {}).get("device") or "cpu"
+        return from_paddle_inference(doc.get("op_profile"), device)
 
 
 def trial_from_doc(doc: dict[str, Any]) -> TrialResult:
@@ -170,6 +187,9 @@ def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = 
 def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, Any] | None = None
                           ) -> Measurement:
     """The trials' runner documents -> one Measurement (stats over all trials' raw samples)."""
+    from ..host_busy import host_busy_figures
+    from ..sustained import summary as sustained_summary
+    from ..sustained import windows_from_doc
     from ..stats import summarize
     from .base import merge_telemetry
     trials = [[float(x) for x in d["timings"]["samples_ms"]] for d in docs]
@@ -197,7 +217,15 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
         "stats_method": st.method,
     }
     m.notes.extend(cpu_state_flags(docs))
-    if not m.converged:
+    m.host_busy_share, m.busy_host, busy_notes = host_busy_figures(d.get("env") for d in docs)
+    m.notes.extend(busy_notes)
+    m.windows = [w for i, d in enumerate(docs) for w in windows_from_doc(d, i)]
+    if m.windows:
+        m.throttle_onset_s, m.sustained_ratio, sustained_notes = sustained_summary(m.windows)
+        m.notes.extend(sustained_notes)
+    for note in {(d.get("config") or {}).get("threads_note") for d in docs} - {None}:
+        m.notes.append(note)  # e.g. a runtime build that cannot set its thread count
+    if not m.converged and not m.windows:
         m.notes.append("not converged: the target CI was not reached within max_seconds in "
                        f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")
     if tele is not None:

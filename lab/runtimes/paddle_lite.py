@@ -30,9 +30,10 @@ from typing import Any
 
 from ..errors import ConfigError, RunnerError, excerpt
 from ..records import Device, Job, Measurement
-from ..runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_output, parse_values,
-                                     supports_input_data, supports_memory_profile,
-                                     supports_output_data)
+from ..opprofile import OpProfile, from_lite
+from ..runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_op_profile, parse_output,
+                                     parse_values, supports_input_data, supports_memory_profile,
+                                     supports_op_time_profile, supports_output_data)
 from ..transport.base import remote_join, sha256_file
 from .base import (JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir, input_shapes,
                    median_or_none, push_model)
@@ -186,7 +187,8 @@ class PaddleLite(Runtime):
         check_plan, check_note = prepare_checks(ctx, help_text, lite_dir, results_dir)
         return PreparedJob(command=command, model_sha256=model_hash, notes=notes,
                            extra={"spec": spec, "old": old, "memory": memory,
-                                  "check_plan": check_plan, "check_note": check_note})
+                                  "check_plan": check_plan, "check_note": check_note,
+                                  "op_flag": supports_op_time_profile(help_text)})
 
     def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int,
                   session: Any | None) -> TrialResult:
@@ -245,6 +247,30 @@ class PaddleLite(Runtime):
         return CheckOutputs(stats=[c["stats"] for c in checked],
                             note="agreement is weak: benchmark_bin gave only the mean/std of each output")
 
+    def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
+        """One more benchmark_bin run for its profiler tables (tests/data/benchmark_bin/README.md).
+
+        Paddle Lite prints them only from a `--with_profile=ON` build; `--enable_op_time_profile`
+        is passed where `--help` lists it (v2.10-v2.12 accept it and do nothing). At least 10
+        warm-ups, so the 10 runs the concise summary leaves out are warm-ups, not repeats.
+        """
+        spec = prepared.extra["spec"]
+        if prepared.extra["old"]:
+            return OpProfile.unavailable("the <= v2.9 benchmark_bin writes its result to a file; "
+                                         "op profiles are read from v2.10+ tools only")
+        pspec = dataclasses.replace(spec, warmup=max(spec.warmup, 10), enable_memory_profile=False,
+                                    enable_op_time_profile=bool(prepared.extra.get("op_flag")))
+        res = ctx.transport.run(build_shell(pspec), timeout=ctx.job.protocol.timeout_s)
+        text = res.out + ("\n" + res.err if res.err else "")
+        check_trial(ctx.job, ctx.device, -1, parse_output(text), res.rc, text)
+        prof = parse_op_profile(text)
+        if prof is None:
+            return OpProfile.unavailable(
+                "benchmark_bin printed no profiler table: Paddle Lite prints per-op times only when "
+                "built with --with_profile=ON (LITE_WITH_PROFILE); --enable_op_time_profile alone "
+                "does nothing in v2.10-v2.12")
+        return from_lite(prof)
+
     def measurement(self, ctx: JobContext, prepared: PreparedJob,
                     trials: list[TrialResult]) -> Measurement:
         results = [t.raw[0] for t in trials]
@@ -258,7 +284,7 @@ def check_trial(job: Job, device: Device, trial: int, parsed, rc: int, text: str
     """A trial counts only if benchmark_bin exited 0, printed a full result, and (for an NNAdapter
     backend) did not say the NPU was dropped: a CPU fallback must never be stored as an AIPU figure."""
     from ..backends import BACKENDS
-    where = f"job {job.job_id} on {device.id}: trial {trial + 1}"
+    where = f"job {job.job_id} on {device.id}: " + (f"trial {trial + 1}" if trial >= 0 else "profiled run")
     if not parsed.ok:
         raise RunnerError(f"{where}: {parsed.error} (exit {rc}; output: {excerpt(text, 300)})")
     if rc != 0:

@@ -122,6 +122,7 @@ class SSHTransport:
         self._pids: dict = {}  # channel -> remote process group id (for abort())
         self._client = None
         self._sftp = None
+        self.no_sftp: str | None = None  # why files go over the exec channel (None: SFTP works)
         self._home: str | None = None
         self._dirs: set[str] = set()  # remote directories known to exist
         # remote path -> (size, sha256, mtime) when this connection last verified it by sha256 on the
@@ -320,16 +321,19 @@ class SSHTransport:
 
     # -- files --------------------------------------------------------------------------------
     def _sftp_client(self):
+        """The SFTP session, or None on hosts without an sftp subsystem (dropbear or busybox
+        images without sftp-server): files then travel over the exec channel (`_exec_push`)."""
         with self._lock:
-            if self._sftp is None:
+            if self._sftp is None and self.no_sftp is None:
                 try:
                     self._sftp = self._client.open_sftp()
                     # per-operation bound: a peer that vanishes without a RST fails a push in
                     # SFTP_OP_TIMEOUT_S instead of the kernel's ~15 min TCP give-up
                     self._sftp.get_channel().settimeout(SFTP_OP_TIMEOUT_S)
                 except (self._paramiko.SSHException, OSError, EOFError) as exc:
-                    raise DeviceUnreachable(self.device_id, f"cannot open SFTP (is the sftp subsystem "
-                                            f"enabled in sshd_config?): {exc}") from None
+                    if not self._alive():
+                        raise DeviceUnreachable(self.device_id, f"connection lost opening SFTP: {exc}") from None
+                    self.no_sftp = f"no SFTP on the device ({exc}): files go over the exec channel"
             return self._sftp
 
     def remote_hash(self, remote: str) -> tuple[int, str] | None:
@@ -353,6 +357,8 @@ class SSHTransport:
         size = local.stat().st_size
         digest = local_sha256(local)
         sftp = self._sftp_client()
+        if sftp is None:
+            return self._exec_push(local, remote, size, digest)
         try:
             # SFTP stat first: no shell session (and no hashing) unless the size already matches.
             try:
@@ -498,6 +504,8 @@ class SSHTransport:
         local.parent.mkdir(parents=True, exist_ok=True)
         tmp = local.with_name(local.name + ".part")
         sftp = self._sftp_client()
+        if sftp is None:
+            return self._exec_pull(remote, local, tmp)
         try:
             try:
                 size = sftp.stat(remote).st_size
@@ -513,6 +521,91 @@ class SSHTransport:
         except (self._paramiko.SSHException, OSError, EOFError) as exc:
             tmp.unlink(missing_ok=True)
             raise self._transfer_error(f"pull {remote}", exc) from None
+        return local
+
+    # -- files without SFTP: the exec channel ---------------------------------------------------
+    def _exec_push(self, local: Path, remote: str, size: int, digest: str) -> PushResult:
+        """`cat > part` over an exec channel, then sha256 on the device and rename: the same
+        verify-then-rename contract and skip-if-unchanged (by the device's sha256) as SFTP."""
+        have = self.remote_hash(remote)
+        if have == (size, digest):
+            self._verified[remote] = (size, digest, 0.0)
+            return PushResult(remote, size, digest, 0, True)
+        parent = posixpath.dirname(remote) or "."
+        if parent not in self._dirs:
+            run_ok(self, ["mkdir", "-p", parent], what=f"mkdir {parent}")
+            self._dirs.add(parent)
+        tmp = remote_join(parent, f".{posixpath.basename(remote)}.hwlab-part-{uuid.uuid4().hex[:8]}")
+        try:
+            sent = self._exec_send(local, tmp)
+            if sent != size:
+                raise TransferError(self.device_id, f"push {local} -> {remote}: sent {sent} of {size} bytes "
+                                    "(file changed while pushing?)")
+            got = self.remote_hash(tmp)
+            if got != (size, digest):
+                raise TransferError(self.device_id, f"push {local} -> {remote}: the device has "
+                                    f"{got[0] if got else 'no file'} bytes / sha256 "
+                                    f"{got[1][:12] if got else '-'}, expected {size} / {digest[:12]}")
+            run_ok(self, ["mv", "-f", tmp, remote], what="rename pushed file")
+        except TransferError:
+            self._remove_quietly(tmp)
+            raise
+        except (self._paramiko.SSHException, OSError, EOFError) as exc:
+            self._remove_quietly(tmp)
+            raise self._transfer_error(f"push {local} -> {remote}", exc) from None
+        self._verified[remote] = (size, digest, 0.0)
+        self.bytes_sent += size
+        return PushResult(remote, size, digest, size, False)
+
+    def _exec_send(self, local: Path, remote: str) -> int:
+        """Stream a file into `cat > remote` on the device; returns the bytes sent."""
+        chan = self._transport().open_session(timeout=self.connect_timeout)
+        try:
+            chan.settimeout(SFTP_OP_TIMEOUT_S)
+            chan.exec_command("cat > " + shlex.quote(remote))
+            sent = 0
+            with open(local, "rb") as src:
+                while True:
+                    block = src.read(1 << 18)
+                    if not block:
+                        break
+                    chan.sendall(block)
+                    sent += len(block)
+            chan.shutdown_write()
+            rc = chan.recv_exit_status()
+            if rc != 0:
+                err = chan.recv_stderr(4096).decode(errors="replace")
+                raise TransferError(self.device_id, f"cat > {remote} exited {rc}: {excerpt(err)}")
+            return sent
+        finally:
+            chan.close()
+
+    def _exec_pull(self, remote: str, local: Path, tmp: Path) -> Path:
+        """`cat remote` over an exec channel, checked against the device's size and sha256."""
+        have = self.remote_hash(remote)
+        if have is None:
+            raise TransferError(self.device_id, f"pull {remote}: not found", transient=False)
+        chan = self._transport().open_session(timeout=self.connect_timeout)
+        try:
+            chan.settimeout(SFTP_OP_TIMEOUT_S)
+            chan.exec_command("cat " + shlex.quote(remote))
+            with open(tmp, "wb") as dst:
+                while True:
+                    block = chan.recv(1 << 18)
+                    if not block:
+                        break
+                    dst.write(block)
+            rc = chan.recv_exit_status()
+        except (self._paramiko.SSHException, OSError, EOFError) as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._transfer_error(f"pull {remote}", exc) from None
+        finally:
+            chan.close()
+        if rc != 0 or (tmp.stat().st_size, local_sha256(tmp)) != have:
+            tmp.unlink(missing_ok=True)
+            raise TransferError(self.device_id, f"pull {remote}: the copy does not match the device's "
+                                f"{have[0]} bytes / sha256 {have[1][:12]} (exit {rc})")
+        os.replace(tmp, local)
         return local
 
     def abort(self) -> None:

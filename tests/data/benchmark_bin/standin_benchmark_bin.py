@@ -17,6 +17,9 @@ fingerprint mean 0.001 / std 0.00349 (written as 0.001 each). The printed mean a
 standard deviation (n-1, as lite::compute_standard_deviation with is_sample true) are of those
 values; flavour "develop" also has `--output_data_path` (one file per output, values written as
 text, whitespace-separated) and `--input_data_type`.
+With --enable_op_time_profile=true it behaves as a `--with_profile=ON` build (a real one prints these
+on every run, whatever the flag): the Concise Dispatch summary that RuntimeProgram's destructor logs
+(lite/core/profile/profiler.cc), on stderr, consistent with the times it printed.
 Standard library only, Python 3.7+.
 """
 import hashlib
@@ -46,6 +49,40 @@ USAGE = ("benchmark_bin: \nNote: \n  If load the optimized model, set --optimize
          "  Otherwise, set --uncombined_model_dir for uncomnbined paddle model or set --model_file "
          "and param_file for combined paddle model. \n"
          "For detailed usage info: ./benchmark_bin --help \n\n")
+
+
+# (op type, KerneAttr(Place), KernelFuncName, share of the run, CalledTimes) per backend
+PROFILE_OPS = {
+    "nnadapter": [("subgraph", "nnadapter/any/NCHW", "NotImpl", 0.80, 1),
+                  ("softmax", "arm/float/NCHW", "NotImpl", 0.20, 1)],
+    "opencl": [("conv2d", "opencl/float16/ImageDefault", "conv2d_1x1_simple", 0.85, 27),
+               ("io_copy", "opencl/any/any", "HostToOpenCL", 0.10, 1),
+               ("softmax", "arm/float/NCHW", "NotImpl", 0.05, 1)],
+    "arm": [("conv2d", "arm/float/NCHW", "conv1x1s1_gemm_fp32", 0.80, 13),
+            ("conv2d", "arm/float/NCHW", "conv_3x3s2_direct_fp32", 0.03, 1),
+            ("depthwise_conv2d", "arm/float/NCHW", "conv_depthwise_3x3_fp32", 0.14, 13),
+            ("fc", "arm/float/NCHW", "NotImpl", 0.02, 1),
+            ("pool2d", "arm/float/NCHW", "NotImpl", 0.005, 1),
+            ("softmax", "arm/float/NCHW", "NotImpl", 0.005, 1)],
+}
+
+
+def op_profile_text(backends, runs):
+    kept = runs[10:] or runs[-1:]
+    avg = sum(kept) / len(kept)
+    ops = PROFILE_OPS["nnadapter" if "nnadapter" in backends else
+                      "opencl" if "opencl" in backends else "arm"]
+    out = ["[I 11/29 10:12:33.412 ...ite/lite/core/program.h:217 ~RuntimeProgram]\n",
+           "Timing cycle = %d\n" % len(runs),
+           "===== Concise Dispatch Profiler Summary: N/A, Exclude 10 warm-ups =====\n",
+           "%-20s %-30s %-24s %-7s %-7s %-7s %-7s %-7s %-11s\n" % (
+               "OperatorType", "KerneAttr(Place)", "KernelFuncName", "Avg(ms)", "Min(ms)", "Max(ms)",
+               "Avg(%)", "GOPs", "CalledTimes")]
+    for op, place, func, share, called in ops:
+        a = avg * share
+        out.append("%-20s %-30s %-24s %-7.3f %-7.3f %-7.3f %.2f%%    %-7.3f %-11d\n"
+                   % (op, place, func, a, a * 0.97, a * 1.05, share * 100, 0.0, called))
+    return "".join(out) + "\n"
 
 
 def main(argv):
@@ -187,6 +224,9 @@ def main(argv):
         else:
             ss.append("\nMemory Usage(unit: MB):\ninit  = %-12.3f\npeak  = %-12.3f\n" % (-0.001, 61.25))
     sys.stdout.write("".join(ss) + "\n")
+    if flags["enable_op_time_profile"] == "true":
+        sys.stdout.flush()
+        sys.stderr.write(op_profile_text(backends, runs))
     if memory and FLAVOUR != "v2.11":
         sys.stdout.write("stop monitoring memory!\n")
     return 0

@@ -1,0 +1,273 @@
+"""`lab models import FILE.onnx`: an ONNX model into the zoo layout through x2paddle.
+
+Why this shape:
+- The ONNX file is checked on the host first (readable protobuf, onnx.checker, --input specs
+  against the graph's inputs), so bad input is one ConfigError line before any tool runs.
+- x2paddle 1.6.0 writes only the PIR `model.json` + `.pdiparams` and renames every tensor to
+  `x2paddle_<name>` (`.`, `-`, `:`, `/`, ... become `_`); the mapping ONNX input -> Paddle input is
+  recorded in meta.json (`onnx_import.input_map`) and the zoo inputs carry the Paddle names.
+- x2paddle names a failing node by its first output; the host maps that back to the ONNX node name
+  and op, so a conversion error is one line naming both.
+- The imported model is checked against ONNX Runtime on seeded reference inputs (cosine, max abs,
+  top1) and the figures are recorded in meta.json (`onnx_import.agreement`).
+- Paddle Lite needs a legacy `.pdmodel`; re-exporting x2paddle's code with FLAGS_enable_pir_api=0
+  fails in paddle 3.3.1 (`paddle.matmul` has no legacy-static path), so Lite targets are refused
+  for imported models with that reason (`lite_refusal`).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .. import models
+from ..errors import ConfigError, LabError
+from ..records import InputSpec
+from . import worker
+
+SOURCE = "onnx"
+SOURCE_FILE = "onnx/source.onnx"
+LITE_REASON = ("imported from ONNX through x2paddle, which writes only the PIR .json; Paddle Lite "
+               "needs a legacy .pdmodel and re-exporting the converted model to it fails in paddle "
+               "3.3.1 (paddle.matmul has no legacy static-graph path)")
+_X2P_CHARS = " .*?\\/-:;"
+
+
+@dataclass(frozen=True)
+class OnnxInput:
+    name: str
+    dims: tuple[int, ...]  # -1 where the graph leaves a dimension symbolic or unknown
+    dtype: str
+
+
+@dataclass(frozen=True)
+class OnnxGraph:
+    path: Path
+    opset: int
+    inputs: tuple[OnnxInput, ...]
+    outputs: tuple[str, ...]
+    nodes_by_output: dict[str, tuple[str, str]]  # x2paddle node name -> (onnx node name, op)
+
+
+def x2paddle_name(name: str) -> str:
+    """The tensor name x2paddle gives an ONNX name (decoder.make_variable_name)."""
+    for ch in _X2P_CHARS:
+        name = name.replace(ch, "_")
+    return "x2paddle_" + name
+
+
+def read_graph(path: Path | str) -> OnnxGraph:
+    """Load and check an .onnx file; every problem is one ConfigError naming the file."""
+    import onnx
+    from onnx import helper
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"ONNX file {p} does not exist")
+    try:
+        model = onnx.load(str(p))
+    except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
+        raise ConfigError(f"not a readable ONNX model ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else 'truncated or corrupt'})",
+                          path=str(p), fix="export it again; the file may be truncated") from None
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 - onnx.checker.ValidationError
+        first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+        raise ConfigError(f"invalid ONNX model: {first[:300]}", path=str(p)) from None
+    if not model.graph.node:
+        raise ConfigError("the ONNX graph has no nodes", path=str(p))
+    init = {t.name for t in model.graph.initializer}
+    inputs = []
+    for vi in model.graph.input:
+        if vi.name in init:
+            continue
+        tt = vi.type.tensor_type
+        try:
+            dtype = helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+        except Exception:  # noqa: BLE001 - unknown element type
+            dtype = f"onnx-type-{tt.elem_type}"
+        dims = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1
+                     for d in tt.shape.dim)
+        inputs.append(OnnxInput(vi.name, dims, dtype))
+    nodes = {}
+    for node in model.graph.node:
+        if node.output:
+            nodes[x2paddle_name(node.output[0])[len("x2paddle_"):]] = (node.name or node.output[0],
+                                                                       node.op_type)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return OnnxGraph(p, opset, tuple(inputs), tuple(o.name for o in model.graph.output), nodes)
+
+
+def resolve_inputs(graph: OnnxGraph, given: list[InputSpec]) -> list[InputSpec]:
+    """ONNX inputs with run shapes: from --input where given, else the graph (dynamic batch -> 1)."""
+    where = str(graph.path)
+    by_name = {i.name: i for i in graph.inputs}
+    names = ", ".join(by_name) or "none"
+    seen = set()
+    for spec in given:
+        if spec.name not in by_name:
+            raise ConfigError(f"--input {spec.name}: the graph has no input {spec.name!r} "
+                              f"(inputs: {names})", path=where)
+        if spec.name in seen:
+            raise ConfigError(f"--input {spec.name} given twice", path=where)
+        seen.add(spec.name)
+    out = []
+    for gi in graph.inputs:
+        spec = next((s for s in given if s.name == gi.name), None)
+        shown = "x".join("?" if d == -1 else str(d) for d in gi.dims)
+        if spec is None:
+            if any(d == -1 for d in gi.dims[1:]) or not gi.dims:
+                raise ConfigError(f"input {gi.name} has shape [{shown}] with dynamic dimensions "
+                                  f"past the batch", path=where,
+                                  fix=f"pass --input {gi.name}:SHAPE:{gi.dtype}")
+            run = tuple(1 if d == -1 else d for d in gi.dims)
+            out.append(InputSpec(gi.name, gi.dims, gi.dtype, run))
+            continue
+        if spec.dtype != gi.dtype:
+            raise ConfigError(f"--input {gi.name}: dtype {spec.dtype} but the graph wants "
+                              f"{gi.dtype}", path=where)
+        if len(spec.run_shape) != len(gi.dims) or any(
+                d != -1 and d != r for d, r in zip(gi.dims, spec.run_shape)):
+            raise ConfigError(f"--input {gi.name}: shape {'x'.join(map(str, spec.run_shape))} "
+                              f"does not fit the graph's [{shown}]", path=where)
+        out.append(InputSpec(gi.name, gi.dims, gi.dtype, spec.run_shape))
+    return out
+
+
+def _conversion_error(graph: OnnxGraph, res: dict) -> ConfigError:
+    where = str(graph.path)
+    if res.get("kind") == "node":
+        onnx_name, op = graph.nodes_by_output.get(res["node"], (res["node"], res["op"]))
+        hint = (" (Conv without an explicit kernel_shape attribute? x2paddle needs it)"
+                if op == "Conv" else "")
+        return ConfigError(f"x2paddle cannot convert node {onnx_name!r} (op {op}){hint}",
+                           path=where)
+    if res.get("kind") == "unsupported":
+        ops = res.get("ops") or []
+        first = [f"{n!r} ({op})" for n, op in graph.nodes_by_output.values() if op in ops][:3]
+        return ConfigError(f"x2paddle does not support op {', '.join(ops) or '?'}: node "
+                           f"{', '.join(first) or '?'}", path=where,
+                           fix="replace the op before exporting, or run the .onnx with ONNX "
+                               "Runtime directly")
+    return ConfigError(f"x2paddle failed: {res.get('error', '?')}", path=where)
+
+
+def _default_id(path: Path) -> str:
+    stem = "".join(c if c.isalnum() or c in "_.-" else "_" for c in path.stem).lstrip("_.-")
+    return (stem or "onnx_model")[:64]
+
+
+def import_onnx(onnx_file: Path | str, model_id: str | None = None,
+                inputs: list[InputSpec] | None = None, root: Path | str = "models", *,
+                zoo_path: Path | str | None = None, force: bool = False, timeout: float = 900.0,
+                log: Callable[[str], None] | None = None) -> models.ModelArtifact:
+    """Convert an .onnx file into `<root>/<id>/` (PIR .json + .pdiparams + the source .onnx)."""
+    src = Path(onnx_file)
+    graph = read_graph(src)
+    specs = resolve_inputs(graph, list(inputs or []))
+    model_id = model_id or _default_id(src)
+    if not models._ID_RE.match(model_id):
+        raise ConfigError(f"model id {model_id!r}: use letters, digits, _ . - (max 64)",
+                          fix="pass --name ID")
+    zoo_file = Path(zoo_path) if zoo_path else models.default_zoo_path(root)
+    if zoo_file.exists() and model_id in models.load_zoo(zoo_file):
+        raise ConfigError(f"model id {model_id!r} is a zoo model", path=str(zoo_file),
+                          fix="pass --name with another id")
+    src_sha = models.sha256_file(src)
+    mdir = Path(root) / model_id
+    key = {"source_sha256": src_sha, "inputs": [models._input_to_json(s) for s in specs],
+           "x2paddle": models._version("x2paddle")}
+    old = models._read_meta(root, model_id)
+    if old and old.get("source") not in (SOURCE, None):
+        raise ConfigError(f"model id {model_id!r} is already a {old.get('source')} model under "
+                          f"{mdir}", fix="pass --name with another id")
+    if old and not force and (old.get("onnx_import") or {}).get("key") == key:
+        art = models.load_artifact(model_id, root)
+        if not models.verify_artifact(art):
+            if log:
+                log(f"{model_id}: up to date (sha256 {art.sha256[:12]})")
+            return art
+
+    started = time.monotonic()
+    Path(root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.import-", dir=str(root)))
+    try:
+        dynamic_past_batch = any(d == -1 for s in specs for d in s.shape[1:])
+        shape_dict = (repr({x2paddle_name(s.name)[len("x2paddle_"):]: list(s.run_shape)
+                            for s in specs}) if dynamic_past_batch else None)
+        made = tmp / "x2p" / "inference_model"
+        input_map = {s.name: x2paddle_name(s.name) for s in specs}
+        check = {"onnx": str(src.resolve()), "paddle_model": str(made / "model.json"),
+                 "paddle_params": str(made / "model.pdiparams"),
+                 "inputs": [dict(models._input_to_json(s), paddle_name=input_map[s.name])
+                            for s in specs]}
+        res = worker.run("import", {"onnx": str(src.resolve()), "save_dir": str(tmp / "x2p"),
+                                    "input_shape_dict": shape_dict, "agree": check},
+                         timeout=timeout)
+        if not res.get("ok"):
+            raise _conversion_error(graph, res)
+        if not (made / "model.json").is_file() or not (made / "model.pdiparams").is_file():
+            raise LabError(f"model {model_id!r}: x2paddle wrote no inference_model/model.json")
+        from .. import analysis
+        paddle_inputs = [i.name for i in analysis.analyze(made / "model.json").inputs]
+        if sorted(paddle_inputs) != sorted(input_map.values()):
+            raise LabError(f"model {model_id!r}: x2paddle's inputs {paddle_inputs} do not map to "
+                           f"the ONNX inputs {[s.name for s in specs]}")
+        agreement = res.get("agreement") or {}
+        if not agreement.pop("ok", False):
+            agreement = {"error": agreement.get("error", "not run"), "cosine": None,
+                         "max_abs": None, "top1": None}
+        mdir.mkdir(parents=True, exist_ok=True)
+        (mdir / "meta.json").unlink(missing_ok=True)
+        (mdir / "onnx").mkdir(exist_ok=True)
+        shutil.copyfile(src, mdir / SOURCE_FILE)
+        os.replace(made / "model.json", mdir / models.MODEL_FILE)
+        os.replace(made / "model.pdiparams", mdir / models.PARAMS_FILE)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    paddle_specs = [InputSpec(input_map[s.name], s.shape, s.dtype, s.run_shape) for s in specs]
+    res_an = analysis.analyze(mdir / models.MODEL_FILE, params_file=mdir / models.PARAMS_FILE,
+                              run_shapes={s.name: s.run_shape for s in paddle_specs})
+    files = {rel: models.sha256_file(mdir / rel)
+             for rel in (models.MODEL_FILE, models.PARAMS_FILE, SOURCE_FILE)}
+    flops, note = res_an.estimated_macs(paddle_specs)
+    meta = {
+        "schema": models.META_SCHEMA, "id": model_id, "source": SOURCE, "format": "json",
+        "build_key": None, "builder_version": models.BUILDER_VERSION, "zoo_entry": None,
+        "model_file": models.MODEL_FILE, "params_file": models.PARAMS_FILE,
+        "legacy_model_file": None, "legacy_params_file": None,
+        "files": files, "sha256": models.files_sha256(mdir / models.MODEL_FILE,
+                                                      mdir / models.PARAMS_FILE),
+        "legacy_sha256": None,
+        "inputs": [models._input_to_json(s) for s in paddle_specs],
+        "flops": flops, "flops_note": note, "params": res_an.params,
+        "persistable_numel": res_an.persistable_numel, "tags": {},
+        "built_with": {"paddle": models.paddle_version(), "x2paddle": key["x2paddle"],
+                       "onnx": models._version("onnx"),
+                       "onnxruntime": models._version("onnxruntime")},
+        "origin": {"onnx_file": str(src.resolve())},
+        "onnx_import": {"key": key, "source_file": SOURCE_FILE, "source_sha256": src_sha,
+                        "opset": graph.opset, "input_map": input_map,
+                        "onnx_inputs": [models._input_to_json(s) for s in specs],
+                        "agreement": agreement, "lite": LITE_REASON},
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.monotonic() - started, 2),
+        "op_histogram": dict(res_an.op_histogram), "analysis": res_an.to_dict(),
+    }
+    models._write_json_atomic(mdir / "meta.json", meta)
+    if log:
+        log(f"{model_id}: imported in {meta['build_seconds']:.1f} s, agreement cosine "
+            f"{agreement.get('cosine')}, max_abs {agreement.get('max_abs')}")
+    return models._artifact_from_meta(meta, mdir)
+
+
+def lite_refusal(artifact: models.ModelArtifact) -> str | None:
+    """Why a Paddle Lite target cannot take this model, or None when it can."""
+    if getattr(artifact, "source", None) == SOURCE and artifact.pdmodel_path is None:
+        return LITE_REASON
+    return None

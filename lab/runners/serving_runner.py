@@ -1,0 +1,604 @@
+#!/usr/bin/env python3
+"""Serving runner: a KServe v2 / Triton HTTP inference endpoint with Paddle Inference predictors.
+
+Why standalone: this file is copied alone to servers (Python 3.7+), so it imports only the standard
+library, numpy, paddle, starlette and uvicorn (the heavy ones lazily, so the host can import it for
+its constants). The lab's load generator (lab/serving) drives it with MLPerf LoadGen over HTTP; the
+same client drives Triton or any other v2 server, because the protocol is the v2 one:
+
+  GET  /v2/health/live, /v2/health/ready        200 once the predictors are loaded
+  GET  /v2/models/{name}                        metadata: inputs/outputs (name, datatype, shape)
+  GET  /v2/models/{name}/ready
+  POST /v2/models/{name}/infer                  JSON tensors in, JSON tensors out
+  GET  /v2/models/{name}/stats                  Triton-shaped statistics: inference and execution
+                                                counts and a batch-size histogram (what the
+                                                dynamic batcher really did)
+
+Execution: ``--instances N`` worker threads, each with its own predictor (``--threads`` CPU math
+threads each), each running one batch at a time from one shared queue. With ``--max-batch B > 1``
+a worker that takes a request waits up to ``--max-queue-delay-ms`` for more, concatenates up to B
+rows along dim 0, runs once and splits the outputs (Triton's dynamic batcher, per instance).
+
+Lifetime is bounded: ``--max-seconds`` stops the server by itself (and a watchdog thread hard-exits
+if a clean stop hangs), SIGTERM/SIGINT stop it cleanly with exit code 0. ``--port 0`` binds a free
+port; the bound port and pid go to ``--ready-file`` (JSON, written atomically once the endpoint
+answers). Failures before ready (model load, port in use) exit 3 with one ``serving_runner: error:``
+line on stderr.
+
+Test modes: ``--noop`` serves no model (a zero tensor per request; for the load generator's own
+capacity benchmark and synthetic endpoints), ``--service-ms`` adds a fixed service time per batch
+(a queue whose latency rises with load), ``--inject-stall-ms X --stall-every N`` stalls every N-th
+request by X ms (the coordinated-omission test), ``--inject-crash-after N`` exits abruptly after N
+requests (the crash-mid-run test).
+"""
+from __future__ import print_function
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+RUNNER = "serving_runner"
+RUNNER_VERSION = "1.0.0"
+EXIT_FAILED = 3
+EXIT_CRASH_INJECTED = 70
+
+# v2 datatype <-> numpy dtype name
+V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "INT16": "int16", "INT32": "int32",
+               "INT64": "int64", "FP16": "float16", "FP32": "float32", "FP64": "float64"}
+NUMPY_TO_V2 = dict((v, k) for k, v in V2_TO_NUMPY.items())
+
+
+class RunnerFailure(Exception):
+    """A problem the runner reports as one ``serving_runner: error:`` line and exit code 3."""
+
+
+class BadRequest(Exception):
+    """A malformed inference request: answered 400 with {"error": message}."""
+
+
+def log(msg):
+    sys.stderr.write("%s %s: %s\n" % (time.strftime("%H:%M:%S"), RUNNER, msg))
+    sys.stderr.flush()
+
+
+# ------------------------------------------------------------------------------- arguments
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog=RUNNER, description="KServe v2 HTTP endpoint over Paddle Inference")
+    p.add_argument("--model-file", help=".json / .pdmodel (not with --noop)")
+    p.add_argument("--params-file", help=".pdiparams")
+    p.add_argument("--name", default="model", help="model name in the v2 URLs")
+    p.add_argument("--input", action="append", default=[], metavar="NAME:SHAPE:DTYPE",
+                   help="declared input, e.g. x:-1x3x224x224:float32 (metadata + a warm-up run that "
+                        "learns the output shapes; -1 dims run as 1)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0 = any free port (see --ready-file)")
+    p.add_argument("--ready-file", help="JSON {port, pid, ...} written once the endpoint answers")
+    p.add_argument("--instances", type=int, default=1, help="predictor workers, one batch at a time each")
+    p.add_argument("--threads", type=int, default=1, help="CPU math threads per instance")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--gpu-id", type=int, default=0)
+    p.add_argument("--onednn", choices=("on", "off"), default="off")
+    p.add_argument("--max-batch", type=int, default=1, help=">1 turns dynamic batching on")
+    p.add_argument("--max-queue-delay-ms", type=float, default=0.0)
+    p.add_argument("--max-seconds", type=float, required=True, help="the server stops by itself after this")
+    p.add_argument("--noop", action="store_true", help="no model: answer a zero tensor")
+    p.add_argument("--noop-output-shape", default="1", help="per-row output shape of --noop (comma list)")
+    p.add_argument("--service-ms", type=float, default=0.0, help="test: fixed service time per batch")
+    p.add_argument("--inject-stall-ms", type=float, default=0.0, help="test: stall this long ...")
+    p.add_argument("--stall-every", type=int, default=0, help="... every N-th request")
+    p.add_argument("--inject-crash-after", type=int, default=0, help="test: exit abruptly after N requests")
+    args = p.parse_args(argv)
+    if args.noop == bool(args.model_file):
+        p.error("give exactly one of --model-file or --noop")
+    if args.instances < 1 or args.threads < 1 or args.max_batch < 1:
+        p.error("--instances, --threads and --max-batch must be >= 1")
+    if args.max_seconds <= 0:
+        p.error("--max-seconds must be > 0")
+    if args.inject_stall_ms and args.stall_every < 1:
+        p.error("--inject-stall-ms needs --stall-every N >= 1")
+    return args
+
+
+# ------------------------------------------------------------------------------- engines
+class NoopEngine(object):
+    """No model: a zero FP32 tensor of shape [rows] + --noop-output-shape per call."""
+
+    def __init__(self, args):
+        self.row_shape = [int(x) for x in args.noop_output_shape.split(",") if x.strip()]
+        self.inputs = [{"name": "x", "datatype": "FP32", "shape": [-1, 4]}]
+        self.outputs = [{"name": "y", "datatype": "FP32", "shape": [-1] + self.row_shape}]
+        self.platform = "noop"
+
+    def infer(self, arrays):
+        import numpy as np
+        rows = len(next(iter(arrays.values()))) if arrays else 1
+        return [("y", np.zeros([rows] + self.row_shape, dtype="float32"))]
+
+
+class PaddleEngine(object):
+    """One Paddle Inference predictor (one per instance)."""
+
+    def __init__(self, args):
+        import paddle.inference as pi
+        config = pi.Config(args.model_file, args.params_file)
+        if hasattr(config, "disable_glog_info"):
+            config.disable_glog_info()
+        if args.device == "cpu":
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(args.threads)
+            if args.onednn == "on":
+                (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
+            else:
+                off = getattr(config, "disable_onednn", None) or getattr(config, "disable_mkldnn", None)
+                if off is not None:
+                    off()
+        else:
+            config.enable_use_gpu(256, args.gpu_id)
+        # Paddle 3.3.1: enable_memory_optim breaks create_predictor on .json (PIR) models.
+        if args.model_file.endswith(".pdmodel"):
+            config.enable_memory_optim()
+        self.predictor = pi.create_predictor(config)
+        self.input_names = list(self.predictor.get_input_names())
+        self.output_names = list(self.predictor.get_output_names())
+        declared = dict((d[0], d) for d in (parse_input(t) for t in args.input))
+        unknown = sorted(set(declared) - set(self.input_names))
+        if unknown:
+            raise RunnerFailure("--input %s: the model has no such input (it has %s)"
+                                % (", ".join(unknown), ", ".join(self.input_names)))
+        self.inputs, self.outputs = [], []
+        for n in self.input_names:
+            if n in declared:
+                _, shape, dtype = declared[n]
+                self.inputs.append({"name": n, "datatype": NUMPY_TO_V2[dtype], "shape": shape})
+            else:  # Paddle Inference does not say a .json model's input shapes before a reshape
+                h = self.predictor.get_input_handle(n)
+                self.inputs.append({"name": n, "datatype": _v2_type(h.type()), "shape": [-1]})
+        self.platform = "paddle_inference"
+        if len(declared) == len(self.input_names):
+            self._warm_up(declared)
+        else:
+            self.outputs = [{"name": n, "datatype": "FP32", "shape": [-1]} for n in self.output_names]
+
+    def _warm_up(self, declared):
+        """One run at the declared shapes (-1 -> 1): warms the predictor, gives output metadata."""
+        import numpy as np
+        arrays = dict((n, np.zeros([1 if d < 0 else d for d in shape], dtype=dtype))
+                      for n, shape, dtype in declared.values())
+        for name, arr in self.infer(arrays):
+            shape = [int(d) for d in arr.shape]
+            if shape and any(s[1][0] < 0 for s in declared.values()):
+                shape[0] = -1
+            self.outputs.append({"name": name, "datatype": NUMPY_TO_V2.get(str(arr.dtype), "FP32"),
+                                 "shape": shape})
+
+    def infer(self, arrays):
+        for spec in self.inputs:
+            n, want = spec["name"], spec["shape"]
+            if n not in arrays:
+                raise BadRequest("missing input %r (the model's inputs: %s)" % (n, ", ".join(self.input_names)))
+            got = list(arrays[n].shape)
+            if want != [-1] and (len(got) != len(want) or any(w >= 0 and w != g for w, g in zip(want, got))):
+                raise BadRequest("input %r: shape %s does not fit the model's %s" % (n, got, want))
+            h = self.predictor.get_input_handle(n)
+            h.reshape(list(arrays[n].shape))
+            h.copy_from_cpu(arrays[n])
+        self.predictor.run()
+        return [(n, self.predictor.get_output_handle(n).copy_to_cpu()) for n in self.output_names]
+
+
+def parse_input(text):
+    """NAME:SHAPE:DTYPE (shape dims joined by x, -1 for dynamic) -> (name, [dims], dtype)."""
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or parts[2] not in NUMPY_TO_V2:
+        raise RunnerFailure("--input %r: expected NAME:SHAPE:DTYPE, e.g. x:-1x3x224x224:float32" % text)
+    try:
+        dims = [int(d) for d in parts[1].split("x")]
+    except ValueError:
+        raise RunnerFailure("--input %r: shape must be integers joined by x" % text)
+    return parts[0], dims, parts[2]
+
+
+def _v2_type(paddle_dtype):
+    text = str(paddle_dtype).lower()
+    for key, v2 in (("float32", "FP32"), ("float16", "FP16"), ("float64", "FP64"), ("int64", "INT64"),
+                    ("int32", "INT32"), ("uint8", "UINT8"), ("int8", "INT8"), ("bool", "BOOL")):
+        if key in text:
+            return v2
+    return "FP32"
+
+
+# ------------------------------------------------------------------------------- v2 tensors
+def decode_inputs(doc, want_arrays=True):
+    """v2 request JSON -> ({name: ndarray}, rows). Data may be flat or nested (row-major)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
+        raise BadRequest("the request needs a non-empty 'inputs' list")
+    arrays, rows = {}, None
+    for t in doc["inputs"]:
+        if not isinstance(t, dict) or not all(k in t for k in ("name", "shape", "datatype", "data")):
+            raise BadRequest("each input needs name, shape, datatype and data")
+        shape = t["shape"]
+        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise BadRequest("input %r: shape must be a non-empty list of non-negative ints" % t["name"])
+        if t["datatype"] not in V2_TO_NUMPY:
+            raise BadRequest("input %r: datatype %r not supported" % (t["name"], t["datatype"]))
+        rows = shape[0] if rows is None else rows
+        if shape[0] != rows:
+            raise BadRequest("inputs disagree on the batch dimension")
+        if want_arrays:
+            import numpy as np
+            try:
+                arr = np.asarray(t["data"], dtype=V2_TO_NUMPY[t["datatype"]])
+            except (TypeError, ValueError) as exc:
+                raise BadRequest("input %r: data is not %s: %s" % (t["name"], t["datatype"], exc))
+            n = 1
+            for d in shape:
+                n *= d
+            if arr.size != n:
+                raise BadRequest("input %r: %d values for shape %s" % (t["name"], arr.size, shape))
+            arrays[t["name"]] = arr.reshape(shape)
+    return arrays, rows
+
+
+def encode_outputs(outputs):
+    out = []
+    for name, arr in outputs:
+        out.append({"name": name, "datatype": NUMPY_TO_V2.get(str(arr.dtype), "FP32"),
+                    "shape": [int(d) for d in arr.shape], "data": arr.ravel().tolist()})
+    return out
+
+
+# ------------------------------------------------------------------------------- execution
+class Stats(object):
+    """Server-side counts, read by /stats: requests, executions, batch-size histogram."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.executions = 0
+        self.batches = {}  # batch rows -> [count, ns]
+
+    def executed(self, rows, ns):
+        with self.lock:
+            self.executions += 1
+            c = self.batches.setdefault(rows, [0, 0])
+            c[0] += 1
+            c[1] += ns
+
+
+class Item(object):
+    __slots__ = ("arrays", "rows", "future", "loop", "t_enq")
+
+    def __init__(self, arrays, rows, future, loop):
+        self.arrays, self.rows, self.future, self.loop = arrays, rows, future, loop
+        self.t_enq = time.monotonic()
+
+
+def _resolve(fut, value, exc):
+    if fut.done():
+        return
+    if exc is not None:
+        fut.set_exception(exc)
+    else:
+        fut.set_result(value)
+
+
+class Instance(threading.Thread):
+    """One predictor worker: takes a request (and, with batching, more up to the delay), runs it."""
+
+    def __init__(self, idx, engine, work, args, stats, hooks):
+        threading.Thread.__init__(self, name="instance-%d" % idx)
+        self.daemon = True
+        self.engine, self.work, self.args, self.stats, self.hooks = engine, work, args, stats, hooks
+
+    def _gather(self, first, carry):
+        import queue as _queue
+        batch, rows = [first], first.rows
+        if self.args.max_batch <= 1:
+            return batch, None
+        deadline = first.t_enq + self.args.max_queue_delay_ms / 1000.0
+        while rows < self.args.max_batch:
+            wait = deadline - time.monotonic()
+            try:
+                nxt = self.work.get(timeout=wait) if wait > 0 else self.work.get_nowait()
+            except _queue.Empty:
+                break
+            if nxt is None:  # stop: leave the sentinel for the others, finish this batch
+                self.work.put(None)
+                break
+            if rows + nxt.rows > self.args.max_batch:
+                return batch, nxt
+            batch.append(nxt)
+            rows += nxt.rows
+        return batch, None
+
+    def run(self):
+        import numpy as np
+        carry = None
+        while True:
+            first = carry if carry is not None else self.work.get()
+            carry = None
+            if first is None:
+                return
+            batch, carry = self._gather(first, carry)
+            t0 = time.perf_counter()
+            try:
+                self.hooks.before_execute(len(batch))
+                if len(batch) == 1:
+                    outs = [self.engine.infer(batch[0].arrays)]
+                else:
+                    names = list(batch[0].arrays)
+                    merged = dict((n, np.concatenate([b.arrays[n] for b in batch], axis=0)) for n in names)
+                    joined = self.engine.infer(merged)
+                    outs, start = [], 0
+                    for b in batch:
+                        outs.append([(n, a[start:start + b.rows]) for n, a in joined])
+                        start += b.rows
+                self.stats.executed(sum(b.rows for b in batch), int((time.perf_counter() - t0) * 1e9))
+                for b, o in zip(batch, outs):
+                    b.loop.call_soon_threadsafe(_resolve, b.future, o, None)
+            except Exception as exc:  # answered 500 (400 for BadRequest) per request
+                for b in batch:
+                    b.loop.call_soon_threadsafe(_resolve, b.future, None, exc)
+
+
+class Hooks(object):
+    """The test-mode behaviours (service time, stalls, crash), one place for both paths."""
+
+    def __init__(self, args):
+        self.args = args
+        self.lock = threading.Lock()
+        self.count = 0
+
+    def on_request(self):
+        """Called per request in the event loop; may stall the whole server or crash it."""
+        a = self.args
+        with self.lock:
+            self.count += 1
+            n = self.count
+        if a.inject_crash_after and n > a.inject_crash_after:
+            log("fatal: injected crash after %d requests" % a.inject_crash_after)
+            os._exit(EXIT_CRASH_INJECTED)
+        if a.inject_stall_ms and n % a.stall_every == 0:
+            time.sleep(a.inject_stall_ms / 1000.0)  # stop-the-world, like a GC pause
+
+    def before_execute(self, _n):
+        if self.args.service_ms:
+            time.sleep(self.args.service_ms / 1000.0)
+
+
+# ------------------------------------------------------------------------------- HTTP app
+def build_app(args, engines, stats, hooks, state):
+    """The starlette app; `engines[0]` describes the model (all instances load the same files)."""
+    import asyncio
+    import queue as _queue
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    meta = {"name": args.name, "versions": ["1"], "platform": engines[0].platform,
+            "inputs": engines[0].inputs, "outputs": engines[0].outputs}
+    inline = args.noop and not args.service_ms and args.max_batch <= 1
+    work = _queue.Queue()
+    workers = []
+    if not inline:
+        for i, eng in enumerate(engines):
+            w = Instance(i, eng, work, args, stats, hooks)
+            w.start()
+            workers.append(w)
+    state["work"], state["workers"] = work, workers
+
+    def err(status, message):
+        return JSONResponse({"error": message}, status_code=status)
+
+    def known(request):
+        return request.path_params["name"] == args.name
+
+    async def live(_request):
+        return JSONResponse({"live": True})
+
+    async def ready(_request):
+        return JSONResponse({"ready": True})
+
+    async def model_meta(request):
+        if not known(request):
+            return err(404, "unknown model %r (this server has %r)" % (request.path_params["name"], args.name))
+        return JSONResponse(meta)
+
+    async def model_ready(request):
+        return JSONResponse({"name": args.name, "ready": True}) if known(request) else err(404, "unknown model")
+
+    async def model_stats(request):
+        if not known(request):
+            return err(404, "unknown model")
+        with stats.lock:
+            batch_stats = [{"batch_size": k, "compute_infer": {"count": v[0], "ns": v[1]}}
+                           for k, v in sorted(stats.batches.items())]
+            doc = {"model_stats": [{"name": args.name, "version": "1", "inference_count": stats.requests,
+                                    "execution_count": stats.executions, "batch_stats": batch_stats}]}
+        return JSONResponse(doc)
+
+    async def infer(request):
+        if not known(request):
+            return err(404, "unknown model %r (this server has %r)" % (request.path_params["name"], args.name))
+        body = await request.body()
+        try:
+            doc = json.loads(body.decode("utf-8"))
+            arrays, rows = decode_inputs(doc, want_arrays=not inline)
+        except BadRequest as exc:
+            return err(400, str(exc))
+        except ValueError as exc:
+            return err(400, "request body is not JSON: %s" % exc)
+        hooks.on_request()
+        with stats.lock:
+            stats.requests += 1
+        if inline:
+            engine = engines[0]
+            outs = engine.infer({"x": [0] * rows})
+            stats.executed(rows, 0)
+        else:
+            if args.max_batch > 1 and rows > args.max_batch:
+                return err(400, "batch of %d rows is larger than --max-batch %d" % (rows, args.max_batch))
+            loop = asyncio.get_event_loop()
+            fut = loop.create_future()
+            work.put(Item(arrays, rows, fut, loop))
+            try:
+                outs = await fut
+            except BadRequest as exc:
+                return err(400, str(exc))
+            except Exception as exc:
+                return err(500, "%s: %s" % (type(exc).__name__, exc))
+        resp = {"model_name": args.name, "model_version": "1", "outputs": encode_outputs(outs)}
+        if isinstance(doc, dict) and "id" in doc:
+            resp["id"] = doc["id"]
+        return Response(json.dumps(resp), media_type="application/json")
+
+    routes = [Route("/v2/health/live", live), Route("/v2/health/ready", ready),
+              Route("/v2/models/{name}", model_meta), Route("/v2/models/{name}/ready", model_ready),
+              Route("/v2/models/{name}/stats", model_stats),
+              Route("/v2/models/{name}/infer", infer, methods=["POST"]),
+              Route("/v2/models/{name}/versions/{version}/infer", infer, methods=["POST"])]
+    return Starlette(routes=routes)
+
+
+# ------------------------------------------------------------------------------- lifecycle
+def bind_socket(host, port):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; without it the
+    # response headers and body wait on Nagle + delayed ACK (~40 ms per keep-alive request).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise RunnerFailure("cannot bind %s:%d: %s (port in use? pass --port 0 for a free one)" % (host, port, exc))
+    sock.listen(2048)
+    return sock
+
+
+def write_ready(path, doc):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f)
+    os.rename(tmp, path)
+
+
+def make_server(app):
+    import uvicorn
+
+    class _Server(uvicorn.Server):
+        """uvicorn without its own signal handling: this runner owns SIGTERM and the lifetime."""
+
+        def install_signal_handlers(self):  # uvicorn < 0.29
+            pass
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # uvicorn >= 0.29 (re-raises signals after shutdown otherwise)
+            yield
+
+    kw = dict(log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30)
+    try:
+        config = uvicorn.Config(app, timeout_graceful_shutdown=2, **kw)
+    except TypeError:  # older uvicorn
+        config = uvicorn.Config(app, **kw)
+    return _Server(config)
+
+
+def watchdog(deadline_box, code_box):
+    """Hard stop: if a clean stop has not finished by the deadline, exit anyway."""
+    while True:
+        time.sleep(0.2)
+        if time.monotonic() > deadline_box[0]:
+            log("watchdog: clean stop did not finish in time, exiting")
+            os._exit(code_box[0])
+
+
+def serve(args):
+    import asyncio
+    t0 = time.monotonic()
+    hard = [t0 + args.max_seconds + 10.0]
+    code = [0]
+    wd = threading.Thread(target=watchdog, args=(hard, code), name="watchdog")
+    wd.daemon = True
+    wd.start()
+
+    sock = bind_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    engines = []
+    try:
+        n_eng = 1 if args.noop else args.instances
+        for _ in range(n_eng):
+            engines.append(NoopEngine(args) if args.noop else PaddleEngine(args))
+        while len(engines) < args.instances:
+            engines.append(engines[0])  # noop: one engine object serves all instances
+    except RunnerFailure:
+        raise
+    except Exception as exc:
+        raise RunnerFailure("cannot load the model: %s: %s" % (type(exc).__name__, exc))
+    load_s = time.monotonic() - t0
+    stats, hooks, state = Stats(), Hooks(args), {}
+    app = build_app(args, engines, stats, hooks, state)
+    server = make_server(app)
+    stop_reason = []
+
+    def stop(reason):
+        if not stop_reason:
+            stop_reason.append(reason)
+            log("stopping: %s" % reason)
+            hard[0] = min(hard[0], time.monotonic() + 8.0)
+        server.should_exit = True
+
+    async def main():
+        loop = asyncio.get_event_loop()
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGINT, "SIGINT")):
+            loop.add_signal_handler(sig, stop, name)
+        remaining = args.max_seconds - (time.monotonic() - t0)
+        loop.call_later(max(0.0, remaining), stop, "max_seconds")
+        task = loop.create_task(server.serve(sockets=[sock]))
+        while not server.started and not task.done():
+            await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+            raise RunnerFailure("uvicorn stopped before it was ready")
+        info = {"runner": RUNNER, "runner_version": RUNNER_VERSION, "pid": os.getpid(), "host": args.host,
+                "port": port, "name": args.name, "instances": args.instances, "threads": args.threads,
+                "max_batch": args.max_batch, "max_queue_delay_ms": args.max_queue_delay_ms,
+                "noop": bool(args.noop), "load_s": round(load_s, 3),
+                "inputs": engines[0].inputs, "outputs": engines[0].outputs}
+        if args.ready_file:
+            write_ready(args.ready_file, info)
+        log("ready on %s:%d (pid %d, %d instance(s), max_batch %d, load %.2fs)"
+            % (args.host, port, os.getpid(), args.instances, args.max_batch, load_s))
+        await task
+
+    asyncio.run(main())
+    for _ in state.get("workers", []):
+        state["work"].put(None)
+    for w in state.get("workers", []):
+        w.join(timeout=2.0)
+    log("stopped (%s) after %.1fs: %d requests, %d executions, batch sizes %s"
+        % (stop_reason[0] if stop_reason else "server exit", time.monotonic() - t0, stats.requests,
+           stats.executions, json.dumps(dict((str(k), v[0]) for k, v in sorted(stats.batches.items())))))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        serve(args)
+    except RunnerFailure as exc:
+        log("error: %s" % exc)
+        return EXIT_FAILED
+    except Exception as exc:  # one line, never a silent hang
+        log("error: %s: %s" % (type(exc).__name__, exc))
+        return EXIT_FAILED
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

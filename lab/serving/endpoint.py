@@ -1,0 +1,175 @@
+"""The serving runner's command line, its ready file, and a local process handle.
+
+Why apart from the load generator: phase 2's serving runtime starts the runner on a device through
+a transport (push the runner, run `server_argv(...)` in the background, read the ready file, tail
+the log on failure); tests and benches start it here as a local process. Both use the same argv
+builder and ready-file parser; `LocalServer` is only the loopback flavour of that handle.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.errors import RunnerError
+
+RUNNER_PATH = Path(__file__).resolve().parent.parent / "runners" / "serving_runner.py"
+
+
+class ServingError(RunnerError):
+    """The endpoint failed (exited, hung, refused): the message carries its last log lines."""
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What the runner serves and how: one value per runner flag."""
+
+    name: str = "model"
+    model_file: str | None = None
+    params_file: str | None = None
+    noop: bool = False
+    instances: int = 1
+    threads: int = 1
+    max_batch: int = 1
+    max_queue_delay_ms: float = 0.0
+    device: str = "cpu"
+    onednn: str = "off"
+    host: str = "127.0.0.1"
+    port: int = 0
+    max_seconds: float = 600.0
+    service_ms: float = 0.0
+    inject_stall_ms: float = 0.0
+    stall_every: int = 0
+    inject_crash_after: int = 0
+    noop_output_shape: str = "1"
+    inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # (name, shape, dtype), -1 = dynamic
+
+
+def server_argv(spec: ServerSpec, *, python: str = sys.executable, runner: str | Path = RUNNER_PATH,
+                ready_file: str) -> list[str]:
+    """argv that starts the runner (a list: quote it with shlex.join for a remote shell)."""
+    argv = [python, str(runner), "--name", spec.name, "--host", spec.host, "--port", str(spec.port),
+            "--ready-file", ready_file, "--instances", str(spec.instances), "--threads", str(spec.threads),
+            "--max-batch", str(spec.max_batch), "--max-queue-delay-ms", repr(spec.max_queue_delay_ms),
+            "--max-seconds", repr(spec.max_seconds), "--device", spec.device, "--onednn", spec.onednn]
+    if spec.noop:
+        argv += ["--noop", "--noop-output-shape", spec.noop_output_shape]
+    else:
+        if not spec.model_file:
+            raise ValueError("ServerSpec needs model_file unless noop")
+        argv += ["--model-file", spec.model_file]
+        if spec.params_file:
+            argv += ["--params-file", spec.params_file]
+        for name, shape, dtype in spec.inputs:
+            argv += ["--input", f"{name}:{'x'.join(str(d) for d in shape)}:{dtype}"]
+    if spec.service_ms:
+        argv += ["--service-ms", repr(spec.service_ms)]
+    if spec.inject_stall_ms:
+        argv += ["--inject-stall-ms", repr(spec.inject_stall_ms), "--stall-every", str(spec.stall_every)]
+    if spec.inject_crash_after:
+        argv += ["--inject-crash-after", str(spec.inject_crash_after)]
+    return argv
+
+
+@dataclass(frozen=True)
+class Ready:
+    """The runner's ready file: where it listens and what it loaded."""
+
+    pid: int
+    host: str
+    port: int
+    name: str
+    instances: int
+    max_batch: int
+    load_s: float
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
+def parse_ready(text: str) -> Ready:
+    try:
+        d = json.loads(text)
+        return Ready(int(d["pid"]), str(d["host"]), int(d["port"]), str(d["name"]), int(d["instances"]),
+                     int(d["max_batch"]), float(d["load_s"]), d)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServingError(f"serving runner ready file is malformed ({exc}): {text[:200]!r}") from exc
+
+
+def tail(path: Path | str, lines: int = 12) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class LocalServer:
+    """The runner as a local child process (loopback): start, wait ready, check, stop."""
+
+    def __init__(self, spec: ServerSpec, workdir: Path | str, *, python: str = sys.executable,
+                 ready_timeout: float = 60.0):
+        self.spec, self.dir, self.python, self.ready_timeout = spec, Path(workdir), python, ready_timeout
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.ready_path = self.dir / "serving.ready.json"
+        self.log_path = self.dir / "serving.log"
+        self.proc: subprocess.Popen | None = None
+        self.ready: Ready | None = None
+
+    def start(self) -> "LocalServer":
+        self.ready_path.unlink(missing_ok=True)
+        argv = server_argv(self.spec, python=self.python, ready_file=str(self.ready_path))
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self.ready_path.exists():
+                self.ready = parse_ready(self.ready_path.read_text())
+                return self
+            if self.proc.poll() is not None:
+                raise ServingError(f"serving runner exited with code {self.proc.returncode} before it was "
+                                   f"ready; last log lines:\n{tail(self.log_path)}")
+            time.sleep(0.05)
+        self.stop()
+        raise ServingError(f"serving runner not ready after {self.ready_timeout:.0f}s (killed); "
+                           f"last log lines:\n{tail(self.log_path)}")
+
+    @property
+    def url(self) -> str:
+        assert self.ready is not None, "start() first"
+        return self.ready.url
+
+    def failure(self) -> str | None:
+        """None while the server runs; else why it stopped, with its last log lines."""
+        if self.proc is None or self.proc.poll() is None:
+            return None
+        return f"serving runner exited with code {self.proc.returncode}; last log lines:\n{tail(self.log_path)}"
+
+    def stop(self, grace: float = 10.0) -> int | None:
+        """SIGTERM, wait `grace` seconds, then SIGKILL the process group. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *_exc) -> None:
+        self.stop()

@@ -1,0 +1,124 @@
+"""The highest QPS an endpoint holds under a latency bound, by bisection over LoadGen Server runs.
+
+Why bisection on LoadGen's verdict: "holds the bound" is exactly what LoadGen's Server scenario
+judges (the percentile latency under the bound, with early stopping, over a Poisson arrival
+process), and validity is monotone enough in the rate for bisection: below capacity the tail is
+short, past it the queue grows without limit. The bracket: `lo` must hold (checked first, halved up
+to `max_halvings` times if not), `hi` is an upper bound such as the Offline throughput (it is tried
+once; if it holds, it is the answer). Bounded: at most `max_points` runs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from lab.serving.loadgen import LoadResult
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    target_qps: float
+    qps: float | None
+    p50_ms: float | None
+    p90_ms: float | None
+    p99_ms: float | None
+    valid: bool
+    summary_path: str
+
+
+@dataclass
+class SweepResult:
+    """`max_qps`: the highest target rate that held the bound (None: none did, see `note`)."""
+
+    max_qps: float | None
+    latency_bound_ms: float | None
+    percentile: float
+    points: list[SweepPoint] = field(default_factory=list)
+    best: LoadResult | None = None
+    converged: bool = False
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _point(r: LoadResult) -> SweepPoint:
+    return SweepPoint(r.target_qps or 0.0, r.qps, r.p50_ms, r.p90_ms, r.p99_ms, r.valid, r.summary_path)
+
+
+def sweep(measure: Callable[[float], LoadResult], lo: float, hi: float, *, rel_tol: float = 0.05,
+          max_points: int = 10, max_halvings: int = 3) -> SweepResult:
+    """Bisect [lo, hi] with `measure(qps) -> LoadResult` (a Server run at that rate).
+
+    Stops when (hi - lo) / hi <= rel_tol or after max_points runs (converged=False then).
+    """
+    if not 0 < lo < hi:
+        raise ValueError(f"sweep needs 0 < lo < hi (got {lo}, {hi})")
+    points: list[SweepPoint] = []
+    best: LoadResult | None = None
+    first: LoadResult | None = None
+
+    def run(q: float) -> LoadResult:
+        nonlocal first
+        r = measure(q)
+        first = first or r
+        points.append(_point(r))
+        return r
+
+    def result(max_qps, converged, note=""):
+        ref = best or first
+        return SweepResult(max_qps, ref.latency_bound_ms if ref else None, ref.percentile if ref else 0.99,
+                           sorted(points, key=lambda p: p.target_qps), best, converged, note)
+
+    for _ in range(max_halvings + 1):
+        r = run(lo)
+        if r.valid:
+            best = r
+            break
+        hi, lo = lo, lo / 2.0
+        if len(points) >= max_points:
+            break
+    if best is None:
+        return result(None, False, f"no rate down to {hi:.3g} QPS held the bound")
+    if len(points) < max_points:
+        r = run(hi)
+        if r.valid:
+            best = r
+            return result(hi, True, "the upper end of the bracket held the bound")
+    while len(points) < max_points and (hi - lo) / hi > rel_tol:
+        mid = (lo + hi) / 2.0
+        r = run(mid)
+        if r.valid:
+            lo, best = mid, r
+        else:
+            hi = mid
+    converged = (hi - lo) / hi <= rel_tol
+    return result(lo, converged, "" if converged else f"stopped after {max_points} runs")
+
+
+def server_sweep(url: str, model: str, inputs, base, out_dir, *, lo: float, hi: float | None = None,
+                 fmt: str = "v2", server=None, instances: int | None = None, max_batch: int | None = None,
+                 rel_tol: float = 0.05, max_points: int = 10) -> SweepResult:
+    """Sweep an endpoint: `base` is a Server LoadSettings (bound, percentile, durations); its
+    target_qps is replaced per point. Without `hi`, an Offline run's throughput x1.1 is the upper
+    end (a rate the endpoint cannot complete cannot hold any bound). Logs: out_dir/qps-<rate>/."""
+    from dataclasses import replace
+    from pathlib import Path
+
+    from lab.serving.loadgen import LoadSettings, run_scenario
+
+    out = Path(out_dir)
+    kw = dict(fmt=fmt, server=server, instances=instances, max_batch=max_batch)
+    if hi is None:
+        off = run_scenario(url, model, inputs, LoadSettings("Offline", target_qps=max(lo * 4, 100.0),
+                                                            min_duration_s=base.min_duration_s,
+                                                            max_duration_s=base.max_duration_s,
+                                                            connections=base.connections),
+                           out_dir=out / "offline", **kw)
+        hi = max((off.qps or lo) * 1.1, lo * 1.25)
+
+    def measure(q: float) -> LoadResult:
+        return run_scenario(url, model, inputs, replace(base, scenario="Server", target_qps=round(q, 3)),
+                            out_dir=out / f"qps-{q:.3f}", **kw)
+
+    return sweep(measure, lo, hi, rel_tol=rel_tol, max_points=max_points)

@@ -1,0 +1,126 @@
+"""ort_runner.py: real ONNX Runtime, same JSON and protocol as pi_runner.py."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.onnx_graphs import tiny_cnn
+
+REPO = Path(__file__).resolve().parents[1]
+ORT = REPO / "lab" / "runners" / "ort_runner.py"
+PI = REPO / "lab" / "runners" / "pi_runner.py"
+FAST = ["--warmup", "3", "--warmup-seconds", "0", "--min-iters", "20", "--min-seconds", "0.2",
+        "--max-seconds", "3"]
+# The protocol functions ort_runner.py copies from pi_runner.py (runners travel alone).
+MIRRORED = ("median_ci_indices", "median_of_sorted", "median_ci", "_read", "cpu_model", "_cpu_dirs",
+            "cpu_freqs_khz", "cpu_governor", "thermal_temps_c", "peak_rss", "utc_now",
+            "read_uptime", "_one_line", "parse_input_spec", "_terminate",
+            "install_signal_handlers", "make_inputs", "steady_check_every", "warm_up",
+            "steady_state", "finish")
+
+
+def _functions(path: Path) -> dict[str, str]:
+    text = path.read_text()
+    tree = ast.parse(text)
+    return {n.name: ast.get_source_segment(text, n) for n in tree.body
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+
+
+def run(tmp_path, *args):
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, str(ORT), "--out", str(out), *map(str, args)],
+                       capture_output=True, text=True, timeout=120)
+    return p, json.loads(out.read_text()) if out.exists() else None
+
+
+def test_protocol_block_mirrors_pi_runner():
+    ort, pi = _functions(ORT), _functions(PI)
+    drift = [name for name in MIRRORED if ort.get(name) != pi.get(name)]
+    assert not drift, f"ort_runner.py drifted from pi_runner.py in {drift}: copy them again"
+
+
+def test_runner_json_same_schema_as_pi_runner(tmp_path):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    p, doc = run(tmp_path, "--model-file", model, "--input", "image.in:2x3x16x16:float32",
+                 "--threads", "2", *FAST)
+    assert p.returncode == 0, p.stderr
+    assert doc["ok"] and doc["schema"] == "hwlab.runner/1" and doc["runner"] == "ort_runner"
+    # every key pi_runner documents is there (docs/architecture.md "Runner JSON")
+    for section, keys in {"model": ["path", "format", "sha256"],
+                          "config": ["threads", "device", "precision", "batch", "inputs"],
+                          "protocol": ["warmup", "warmup_seconds", "min_iters", "min_seconds",
+                                       "max_seconds", "target_rel_ci", "max_iters"],
+                          "timings": ["load_ms", "first_ms", "warmup_iters", "samples_ms",
+                                      "steady_seconds", "converged", "stop_reason", "rel_ci"],
+                          "memory": ["peak_rss_mb", "rss_source", "gpu_mem_mb"]}.items():
+        missing = [k for k in keys if k not in doc[section]]
+        assert not missing, (section, missing)
+    t = doc["timings"]
+    assert t["load_ms"] > 0 and t["first_ms"] > 0 and len(t["samples_ms"]) >= 20
+    assert t["warmup_iters"] >= 3 and doc["memory"]["rss_source"] == "VmHWM"
+    assert doc["model"]["format"] == "onnx" and len(doc["model"]["sha256"]) == 64
+    c = doc["config"]
+    assert (c["intra_op_threads"], c["inter_op_threads"], c["execution_mode"],
+            c["graph_optimization"]) == (2, 1, "sequential", "all")
+    assert c["providers"] == ["CPUExecutionProvider"] and c["batch"] == 2
+    assert doc["env"]["onnxruntime"] and doc["outputs"][0]["shape"] == [2, 10]
+
+
+def test_max_iters_fixed_count(tmp_path):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    p, doc = run(tmp_path, "--model-file", model, "--input", "image.in:1x3x16x16:float32",
+                 "--warmup", "1", "--warmup-seconds", "0", "--min-iters", "5", "--max-iters", "7",
+                 "--min-seconds", "0", "--target-rel-ci", "1e-9")
+    assert p.returncode == 0 and len(doc["timings"]["samples_ms"]) == 7
+    assert doc["timings"]["stop_reason"] == "max_iters" and not doc["timings"]["converged"]
+
+
+@pytest.mark.parametrize("spec, needle", [
+    ("x:1x3x16x16:float32", "inputs do not match the model: model wants [image.in], got [x]"),
+    ("image.in:1x3x8x8:float32", "does not fit the model's"),
+    ("image.in:1x3x16x16:int64", "dtype int64 but the model wants tensor(float)"),
+])
+def test_bad_input_is_ok_false(tmp_path, spec, needle):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    p, doc = run(tmp_path, "--model-file", model, "--input", spec, *FAST)
+    assert p.returncode == 3 and doc["ok"] is False and needle in doc["error"], doc["error"]
+    assert doc["timings"]["load_ms"] is not None  # what was measured so far is kept
+
+
+def test_gpu_without_cuda_provider_says_what_to_install(tmp_path):
+    import onnxruntime
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has CUDA")
+    model = tiny_cnn(tmp_path / "m.onnx")
+    p, doc = run(tmp_path, "--model-file", model, "--input", "image.in:1x3x16x16:float32",
+                 "--device", "gpu", *FAST)
+    assert p.returncode == 3 and "no CUDAExecutionProvider" in doc["error"]
+    assert "install onnxruntime-gpu" in doc["error"] and doc["timings"]["load_ms"] is None
+
+
+def test_truncated_model_is_ok_false(tmp_path):
+    model = tiny_cnn(tmp_path / "m.onnx")
+    model.write_bytes(model.read_bytes()[:100])
+    p, doc = run(tmp_path, "--model-file", model, "--input", "image.in:1x3x16x16:float32", *FAST)
+    assert p.returncode == 3 and doc["ok"] is False and doc["model"]["sha256"]
+    assert "\n" not in doc["error"]
+
+
+def test_runs_on_python_3_7_without_onnxruntime(tmp_path):
+    from tests.test_runner_portability import _python37
+    py37 = _python37()
+    if py37 is None:
+        pytest.skip("no python3.7 interpreter on this machine")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"\0")
+    out = tmp_path / "r.json"
+    p = subprocess.run([py37, str(ORT), "--model-file", str(model), "--input", "x:1x3:float32",
+                        "--out", str(out)], capture_output=True, text=True, timeout=60)
+    doc = json.loads(out.read_text())
+    assert p.returncode == 3 and doc["ok"] is False and doc["env"]["python"].startswith("3.7")
+    assert "No module named" in doc["error"]
