@@ -23,12 +23,13 @@ from .yamlio import LineDict, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
+# accuracy: after timing, run the model's eval set and store accuracy_top1 (lab/runtimes/checks.py)
 OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
                # serving-http (docs/serving.md): LoadGen scenario and the endpoint's configuration
                "scenario": str, "target_qps": (int, float), "latency_bound_ms": (int, float),
                "percentile": float, "instances": int, "max_batch": int, "max_queue_delay_ms": (int, float),
                "endpoint": str, "endpoint_format": str, "port": int,
-               "profile": str}
+               "profile": str, "accuracy": bool}
 OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
                   "scenario": ("singlestream", "server", "offline", "sweep"),
                   "endpoint_format": ("v2", "pipeline"),
@@ -218,11 +219,14 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
               artifacts: dict[str, Any] | None = None) -> tuple[list[Job], list[Exclusion]]:
     """Expand the campaign's cartesian product into jobs; list combinations that cannot run.
 
+    `model_hash(artifact id)`: the sha256 of the model a job runs, asked only for combinations
+    that can run: `models.artifact_id` (an int8 job of model M runs `M-int8`).
     `artifacts` (model id -> lab.models.ModelArtifact), when given, lets planning refuse a backend
     a model cannot run on (Paddle.js: multi-input or non-float32 models)."""
+    from .models import INT8_SUFFIX, artifact_id
     where = f"{spec.path}: " if spec.path else ""
     chosen = [find_device(devices, d, where=where) for d in spec.devices]
-    hashes = {m: model_hash(m) for m in spec.models}
+    hashes: dict[str, str] = {}
     option_keys = [k for k, _ in spec.options]
     option_values = [v for _, v in spec.options] or [()]
     n_combos = len(chosen) * len(spec.models) * len(spec.backends) * len(spec.precisions) \
@@ -243,6 +247,8 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
         key = (dev.id, model, backend_id, precision)  # the rules may depend on the model's artifact
         if key not in why_not:
             reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
+            if reason is None and model.endswith(INT8_SUFFIX) and precision != "int8":
+                reason = f"{model} is a quantised model: run it at precision int8, not {precision}"
             if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
                 reason = (f"sustained runs need a runner that reports windows "
                           f"({', '.join(SUSTAINED_RUNTIMES)}); {backend.runtime} does not")
@@ -251,14 +257,22 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
         if reason:
             excluded.setdefault(Exclusion(dev.id, model, backend_id, reason), None)
             continue
+        art_id = artifact_id(model, precision)
+        if art_id not in hashes:
+            hashes[art_id] = model_hash(art_id)
         for combo in (itertools.product(*option_values) if spec.options else [()]):
             options = tuple(sorted(zip(option_keys, combo)))
+            if precision == "int8" and backend_id == "paddle-inference-cpu" and \
+                    dict(options).get("onednn") is False:
+                excluded.setdefault(Exclusion(dev.id, model, backend_id, "int8 on CPU runs through "
+                                              "oneDNN int8: not with option onednn: false"), None)
+                continue
             if backend.runtime not in ("paddle-inference", "serving"):
                 options = tuple(o for o in options if o[0] != "onednn")
             if backend.runtime != "serving":
                 options = tuple(o for o in options if o[0] not in SERVING_OPTIONS)
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
-                        "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
+                        "model_sha256": hashes[art_id], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
                         "protocol": protocol}
             job_id = job_id_for(identity)
@@ -267,7 +281,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
             seen.add(job_id)
             processor = serving_processor(dev) if backend.runtime == "serving" else backend.processor
             jobs.append(Job(job_id=job_id, campaign=spec.name, device=dev.id, chip=dev.chip,
-                            model=model, model_sha256=hashes[model], backend=backend_id,
+                            model=model, model_sha256=hashes[art_id], backend=backend_id,
                             processor=processor, precision=precision, threads=threads,
                             batch=batch, options=options, protocol=spec.protocol))
     return jobs, list(excluded)
@@ -299,8 +313,9 @@ def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = Non
         why = unavailable_reason(dev)
         if why:
             return why
-    if backend_id == "paddle-inference-cpu" and precision != "fp32":
-        return f"paddle-inference-cpu runs fp32 only here, not {precision}"
+    if precision not in backend.precisions:
+        return (f"{backend_id} cannot run {precision}: " +
+                (backend.precision_note or f"it runs {', '.join(backend.precisions)}"))
     if backend.processor == "gpu" and backend.runtime == "paddle-inference":
         chip = _chip_vendor(dev.chip)
         if chip is not None and chip.lower() != "nvidia":

@@ -1,7 +1,8 @@
 """`lab` command line: parse args, call the API, print. Exit 0 ok / 1 jobs failed / 2 bad input.
 
 Thin on purpose: each subcommand lives in `lab/commands/<name>.py` with `register(subparsers)`;
-the handler it sets as `func` returns the exit code.
+the handler it sets as `func` returns the exit code. A `_`-prefixed module there is a helper of
+one command (e.g. `_models_quant` under `lab models`), not a command of its own.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="results store (default results/lab.sqlite)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # helpers of a command (e.g. _models_quant under `models`)
+            continue
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
     for child in sub.choices.values():

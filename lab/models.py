@@ -98,6 +98,9 @@ class ModelArtifact:
     files: dict[str, str] = field(default_factory=dict)  # relative name -> sha256
     built_with: dict[str, str] = field(default_factory=dict)
     analysis: dict[str, Any] | None = None  # cached lab.analysis.ModelAnalysis (as dict)
+    parent: str | None = None  # the fp32 model an `-int8` model was quantised from (lab.quantize)
+    status: str = "ok"  # "failed": a quantised model that failed its agreement check (kept)
+    eval_data: str | None = None  # a user's eval .npz recorded by `lab models accuracy --eval-data`
 
     @property
     def model_path(self) -> Path:
@@ -131,6 +134,17 @@ class ModelStatus:
 
 
 # ------------------------------------------------------------------------------------ utilities
+INT8_SUFFIX = "-int8"  # `lab models quantize ID` makes model ID-int8 (lab/quantize.py)
+
+
+def artifact_id(model: str, precision: str) -> str:
+    """The model a job runs: a campaign names the fp32 model, and its int8 jobs run the
+    quantised `<model>-int8` (built on demand by lab.orchestrate)."""
+    if precision == "int8" and not model.endswith(INT8_SUFFIX):
+        return model + INT8_SUFFIX
+    return model
+
+
 def sha256_file(path: Path | str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -355,6 +369,27 @@ def _meta_problem(meta: Any) -> str | None:
     return None
 
 
+def read_meta(model_id: str, root: Path | str = "models") -> dict[str, Any] | None:
+    """A model's meta.json as a dict (None when the model is not built)."""
+    return _read_meta(root, model_id)
+
+
+def write_meta(model_id: str, root: Path | str, meta: dict[str, Any]) -> None:
+    """Replace a model's meta.json atomically (a reader never sees half a file)."""
+    _write_json_atomic(_meta_path(root, model_id), meta)
+
+
+def update_meta(model_id: str, root: Path | str = "models", **sections: Any) -> dict[str, Any]:
+    """Set top-level sections of a built model's meta.json (agreement, accuracy, status, lite ...)
+    and write it back atomically; returns the new meta."""
+    meta = _read_meta(root, model_id)
+    if meta is None:
+        raise ConfigError(f"model {model_id!r} is not built", fix=f"run `lab models build {model_id}`")
+    meta.update(sections)
+    write_meta(model_id, root, meta)
+    return meta
+
+
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".meta.", dir=str(path.parent))
@@ -380,7 +415,9 @@ def _artifact_from_meta(meta: dict[str, Any], mdir: Path) -> ModelArtifact:
         flops=meta.get("flops"), flops_note=meta.get("flops_note", ""), params=meta.get("params"),
         op_histogram=dict(meta.get("op_histogram") or {}), source=meta.get("source", "zoo"),
         tags=dict(meta.get("tags") or {}), files=dict(meta.get("files") or {}),
-        built_with=dict(meta.get("built_with") or {}), analysis=meta.get("analysis"))
+        built_with=dict(meta.get("built_with") or {}), analysis=meta.get("analysis"),
+        parent=(meta.get("parent") or {}).get("id"), status=meta.get("status", "ok"),
+        eval_data=meta.get("eval_data"))
 
 
 def suggest(model_id: str, root: Path | str = "models") -> str:

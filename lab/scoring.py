@@ -101,6 +101,8 @@ class ModelMeasure:
     utilisation_note: str
     serving_qps: float | None = None  # max QPS held under the latency bound (a serving sweep)
     requests_per_usd: float | None = None  # serving_qps x 3600 / cloud USD per hour
+    agree_ok: bool | None = None  # output check of that row (rows that failed it never count)
+    accuracy_top1: float | None = None
 
 
 @dataclass
@@ -468,6 +470,8 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
     for r in rows:
         if r.chip != chip.id or not r.ok or r.model not in p.reference_models:
             continue
+        if r.agree_ok is False:  # outputs failed the agreement check: fast but wrong, never a figure
+            continue
         if r.scenario is not None:  # a serving job: its latency is under load, not batch-1
             if r.scenario == "sweep" and r.valid and _num(r.qps):
                 serving[r.model] = max(serving.get(r.model, 0.0), float(r.qps))
@@ -483,7 +487,8 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
         out[model] = ModelMeasure(model=model, latency_ms=lat(best), energy_mj=e, throughput_ips=thr,
                                   precision=best.precision, backend=best.backend,
                                   processor=best.processor, batch=batch(best),
-                                  utilisation=util, utilisation_note=note)
+                                  utilisation=util, utilisation_note=note, agree_ok=best.agree_ok,
+                                  accuracy_top1=best.accuracy_top1)
     for model, qps in serving.items():
         m = out.get(model) or ModelMeasure(model, None, None, None, None, "serving-http", None, 1, None, "")
         m.serving_qps = qps

@@ -87,8 +87,8 @@ def register(sub) -> None:
     _common(an)
     an.set_defaults(func=cmd_analyze)
 
-    from . import models_quant  # quantize / accuracy / agreement (int8 and correctness)
-    models_quant.register_actions(actions, _common)
+    from . import _models_quant  # quantize / accuracy / agreement (int8 and correctness)
+    _models_quant.register_actions(actions, _common)
 
 
 def _log(msg: str) -> None:

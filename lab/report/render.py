@@ -216,8 +216,9 @@ def latency_groups(rows: list[ResultRow]) -> list[dict]:
         group = sorted(by_model[model], key=lambda r: (_num(r.p50_ms) is None, _num(r.p50_ms) or 0.0))
         ok = _ok(group)
         bars = [plots.Bar(config_label(r), _num(r.p50_ms), _num(r.ci_low_ms), _num(r.ci_high_ms),
-                          r.processor, "not converged" if r.converged is False else
-                          ("throttled" if r.throttled else "")) for r in ok]
+                          r.processor, "fast but wrong" if r.agree_ok is False else
+                          ("not converged" if r.converged is False else
+                           ("throttled" if r.throttled else ""))) for r in ok]
         chart = plots.bar_chart(f"{model}: steady-state median latency (95% CI)", bars, "ms per inference",
                                 alt=f"Bar chart of median latency for model {model} per configuration")
         out.append({"model": model, "rows": group, "chart": chart})
