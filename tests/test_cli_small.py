@@ -134,4 +134,4 @@ def test_make_demo_prints_the_report_path_once():
     demo = make.split("\ndemo:")[1].split("\n\n")[0]
     assert "echo" not in demo  # `lab report` prints "report: PATH" itself
     src = (REPO / "lab" / "commands" / "report.py").read_text()
-    assert 'print(f"report: {path}' in src
+    assert 'report: {path}' in src  # printed by the command, once

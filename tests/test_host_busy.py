@@ -109,4 +109,5 @@ def test_advisor_lowers_confidence_for_a_busy_host(tmp_path):
 
     quiet, busy = answer(False), answer(True)
     assert quiet.confidence == "high" and busy.confidence == "medium", (quiet.confidence, busy.confidence)
-    assert any("busy host" in n for n in busy.notes) and not any("busy host" in n for n in quiet.notes)
+    assert any("busy host" in n for n in busy.confidence_reasons)
+    assert not any("busy host" in n for n in quiet.confidence_reasons)
