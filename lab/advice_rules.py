@@ -25,6 +25,7 @@ SMALL_MODEL_MACS = 50e6  # unmeasured proxy: < 50 M MACs runs in a few ms on a p
 DENSE_SHARE_PAYS = 0.7  # conv/matmul share of MACs above which the NPU's MAC arrays do the work
 SPEEDUP_MARGIN = 1.15  # measured steady speedup below this (either way) is "either"
 INT8_ONLY_NPUS = frozenset({"rockchip_npu", "verisilicon_timvx"})  # run fully int8-quantised models only
+ACCURACY_DROP = 0.02  # top-1 lost between sides beyond which accuracy leans the verdict
 ASSUMED_UTILISATION = 0.3  # share of rated TOPS a real model reaches (estimate only, low confidence)
 # CPU fallback ops that together take less than this share of a measured AIPU run (its op profile,
 # job option `profile: ops`) are minor: the copies and CPU work they cost are within the noise
@@ -64,6 +65,11 @@ class Side:
     job_id: str = ""
     campaign: str = ""
     candidates: int = 1  # ok configurations of this processor class the fastest was chosen from
+    # output correctness of this row (lab/agreement.py); False: fast but wrong
+    agree_ok: bool | None = None
+    agree_cosine_min: float | None = None
+    agree_top1: float | None = None
+    accuracy_top1: float | None = None
     quality: tuple[str, ...] = ()  # lab.quality.classify reasons (not converged, wide CI, ...)
 
     @property
@@ -692,9 +698,38 @@ def rule_estimate(x: AdviceInput) -> Contribution | None:
     return Contribution("estimate", "neutral", 0.0, text, ev)
 
 
+def rule_output_correctness(x: AdviceInput) -> Contribution | None:
+    """A side whose outputs failed the agreement check is never recommended (blocking, with the
+    numbers); where both sides measured accuracy, a drop beyond ACCURACY_DROP is evidence."""
+    sides = {p: s for p, s in (("cpu", x.cpu), ("aipu", x.aipu), ("gpu", x.gpu)) if s is not None}
+    wrong = [p for p, s in sides.items() if s.agree_ok is False]
+    if wrong:
+        good = [p for p, s in sides.items() if s.agree_ok is not False]
+        ev = {f"{p}_{k}": getattr(sides[p], k) for p in wrong
+              for k in ("agree_cosine_min", "agree_top1", "accuracy_top1", "backend", "precision", "job_id")}
+        nums = "; ".join(f"{p.upper()} ({sides[p].backend} {sides[p].precision}) cosine_min "
+                         f"{fmt_num(sides[p].agree_cosine_min)}, top1 agreement "
+                         f"{fmt_num(sides[p].agree_top1)}" for p in wrong)
+        return Contribution("output_correctness", good[0] if len(good) == 1 else "neutral", 3.0,
+                            f"fast but wrong: outputs failed the agreement check with the fp32 "
+                            f"reference ({nums}); never recommended", ev, blocking=True)
+    acc = {p: s.accuracy_top1 for p, s in sides.items() if s.accuracy_top1 is not None}
+    if len(acc) >= 2:
+        best = max(acc, key=acc.get)
+        drop = acc[best] - min(acc.values())
+        ev = {f"{p}_accuracy_top1": a for p, a in acc.items()}
+        if drop > ACCURACY_DROP:
+            return Contribution("output_correctness", best, 1.0, f"accuracy top-1 drops by "
+                                f"{drop:.3f} off the {best.upper()} ({', '.join(f'{p.upper()} {a:.3f}' for p, a in acc.items())})", ev)
+        return Contribution("output_correctness", "neutral", 0.0, "accuracy top-1 within "
+                            f"{ACCURACY_DROP} across sides ({', '.join(f'{p.upper()} {a:.3f}' for p, a in acc.items())})", ev)
+    return None
+
+
 RULES: tuple[Callable[[AdviceInput], Contribution | None], ...] = (
-    rule_no_accelerator, rule_model_too_small, rule_variable_shapes, rule_data_dependent_output,
-    rule_first_inference_budget, rule_preload, rule_dense_compute, rule_quantized, rule_power, rule_busy_cpu,
+    rule_output_correctness, rule_no_accelerator, rule_model_too_small, rule_variable_shapes,
+    rule_data_dependent_output, rule_first_inference_budget, rule_preload, rule_dense_compute,
+    rule_quantized, rule_power, rule_busy_cpu,
     rule_op_fallback, rule_latency_budget, rule_measured_speed, rule_start_cost, rule_gpu,
     rule_estimate,
 )

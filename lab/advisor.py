@@ -81,11 +81,8 @@ def load_npu_ops(path: str | Path | None = None) -> NpuOps:
     p = str(path or NPU_OPS_PATH)
     if p in _NPU_CACHE:
         return _NPU_CACHE[p]
-    import yaml
-    try:
-        doc = yaml.safe_load(Path(p).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read NPU op lists: {exc}", path=p) from None
+    from .yamlio import load_yaml  # bounded: aliases, nesting, tags, finite numbers
+    doc = load_yaml(p, what="NPU op lists")
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), dict):
         raise ConfigError("NPU op lists need a 'devices:' mapping", path=p)
     sources = doc.get("sources") or {}
@@ -171,23 +168,8 @@ def op_sequence(model_file: str | Path) -> list[str]:
     """Op names of a program in program order (PIR names kept with their dialect prefix)."""
     path = Path(model_file)
     if path.suffix.lower() == ".json":
-        try:
-            doc = json.loads(path.read_bytes())
-            regions = doc["program"]["regions"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LabError(f"{path}: not a Paddle PIR program ({exc})") from None
-        out: list[str] = []
-
-        def walk(region_list: list[Any]) -> None:
-            for region in region_list or []:
-                for block in region.get("blocks", []):
-                    for op in block.get("ops", []):
-                        out.append(str(op.get("#", "")))
-                        if op.get("regions"):
-                            walk(op["regions"])
-
-        walk(regions)
-        return out
+        from . import analysis  # bounded, type-checked walk: a model file is input
+        return analysis.pir_op_names(path)
     from . import analysis  # legacy protobuf: the analysis module owns the ProgramDesc reader
     return [_identity_scale(op) for op in analysis._parse_pdmodel(path).ops]
 
@@ -239,6 +221,12 @@ def model_facts(model_id: str, models_root: str | Path = "models") -> _Model:
                                                       if a.quant_ops else ""),
                          domain=art.tags.get("domain"))
     shas = tuple(h for h in (art.sha256, art.legacy_sha256) if h)
+    try:  # int8 jobs of this model run <model>-int8 (lab.models.artifact_id): same model
+        from .models import artifact_id
+        q = load_artifact(artifact_id(model_id, "int8"), models_root) if art.parent is None else None
+        shas += tuple(h for h in ((q.sha256, q.legacy_sha256) if q else ()) if h)
+    except ConfigError:
+        pass
     return _Model(facts, ops, notes, shas or None)
 
 
@@ -334,7 +322,8 @@ def _side(r: ResultRow, candidates: int = 1) -> R.Side:
                   load_ms=r.load_ms, first_ms=r.first_ms, energy_mj_per_inf=r.energy_per_inf_mj,
                   power_w=r.power_w, peak_rss_mb=r.peak_rss_mb, source=r.source or "lab",
                   job_id=r.job_id or "", campaign=r.campaign or "", candidates=candidates,
-                  quality=classify(r).reasons)
+                  agree_ok=r.agree_ok, agree_cosine_min=r.agree_cosine_min, agree_top1=r.agree_top1,
+                  accuracy_top1=r.accuracy_top1, quality=classify(r).reasons)
 
 
 def measured_rows(rows: list[ResultRow], device: str, model: str, *,
@@ -367,6 +356,15 @@ def measured_rows(rows: list[ResultRow], device: str, model: str, *,
         notes.append(f"evidence: only the {len(wanted)} job(s) just measured")
     out: dict[str, tuple[ResultRow, int]] = {}
     for proc, rs in groups.items():
+        # fast but wrong (agreement failed) never speaks for a class that has a right row; when
+        # every row failed, the fastest stays so that rule_output_correctness blocks it
+        right = [r for r in rs if r.agree_ok is not False]
+        if notes is not None and right and len(right) < len(rs):
+            notes.append(f"{proc.upper()}: left out {len(rs) - len(right)} configuration(s) whose "
+                         "outputs failed the agreement check (fast but wrong): " + ", ".join(
+                             f"{r.backend} {r.precision} cosine_min {r.agree_cosine_min}"
+                             for r in rs if r.agree_ok is False))
+        rs = right or rs
         newest_first = sorted(rs, key=lambda r: r.finished_at or "", reverse=True)
         out[proc] = (min(newest_first, key=lambda r: r.latency_ms), len(rs))  # ties: the most recent
     return out
@@ -509,7 +507,8 @@ def _side_numbers(s: R.Side | None) -> dict[str, Any] | None:
             "energy_mj_per_inf": s.energy_mj_per_inf, "power_w": s.power_w,
             "peak_rss_mb": s.peak_rss_mb, "source": s.source, "job_id": s.job_id,
             "campaign": s.campaign, "candidates": s.candidates, "selection": s.selection,
-            "quality": list(s.quality)}
+            "agree_ok": s.agree_ok, "agree_cosine_min": s.agree_cosine_min,
+            "accuracy_top1": s.accuracy_top1, "quality": list(s.quality)}
 
 
 LEVELS = ("low", "medium", "high")

@@ -9,6 +9,7 @@ wrong for Rockchip NPU v1 at 30:3:1). `lab/scoring.py` reads these records; the 
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -498,9 +499,31 @@ def _chip(ctx: _Ctx, m: LineDict) -> Chip:
         line=m.line)
 
 
+_CACHE: dict[tuple, Catalog] = {}
+
+
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Load and validate a chip catalog (default: the built-in lab/data/chips.yaml)."""
+    """Load and validate a chip catalog (default: the built-in lab/data/chips.yaml).
+
+    Cached per file version (path, mtime, size): the inventory, the planner and the importer
+    each ask for it, and parsing it is most of a small command's time. Chips are frozen."""
     p = str(path or DEFAULT_PATH)
+    try:
+        st = os.stat(p)
+        key = (p, st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key in _CACHE:
+        return _CACHE[key]
+    catalog = _load_catalog(p)
+    if key is not None:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = catalog
+    return catalog
+
+
+def _load_catalog(p: str) -> Catalog:
     doc = load_yaml(p, what="chip catalog")
     if not isinstance(doc, dict):
         raise ConfigError("chip catalog must be a mapping with 'sources:' and 'chips:'", path=p, line=1)

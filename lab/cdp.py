@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -135,6 +136,21 @@ def _alive(pid: int) -> bool:
         return False
 
 
+_LIVE: "set[LocalChromium]" = set()  # browsers started and not yet closed (for `close_all`)
+_LIVE_LOCK = threading.Lock()
+
+
+def close_all() -> int:
+    """Stop every browser this process started and has not closed: the scheduler calls it on
+    Ctrl-C/SIGTERM, since the page runs in a job thread that is never joined then and Chromium
+    (in its own session) would outlive `lab run`. Returns how many were stopped."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for browser in live:
+        browser.close()
+    return len(live)
+
+
 class LocalChromium:
     """A headless Chromium on this host, always stopped by `close()` / the context manager."""
 
@@ -158,6 +174,8 @@ class LocalChromium:
         with open(self.stderr_path, "wb") as err:
             self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                          stderr=err, start_new_session=True)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
         port_file = Path(self.profile) / "DevToolsActivePort"
         deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
@@ -186,6 +204,8 @@ class LocalChromium:
         return self.proc is not None and self.proc.poll() is None
 
     def close(self) -> None:
+        with _LIVE_LOCK:
+            _LIVE.discard(self)
         if self.proc is not None:
             _kill_tree(self.proc)
         shutil.rmtree(self.profile, ignore_errors=True)

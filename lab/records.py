@@ -44,6 +44,9 @@ class Backend:
     runtime: str  # a key of lab.runtimes.RUNTIMES: paddle-inference | paddle-lite | paddle-js
     nnadapter_device: str | None = None  # huawei_kirin_npu | rockchip_npu | verisilicon_timvx
     lite_backend: str | None = None  # benchmark_bin --backend value
+    # precisions it runs, with the reason for the others (lab.campaign.applicable refuses them)
+    precisions: tuple[str, ...] = ("fp32",)
+    precision_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,11 +131,28 @@ class Measurement:
     # (from /proc, by the runner) and the flag it raises past docs' threshold; None = not measured
     host_busy_share: float | None = None
     busy_host: bool | None = None
+    # output correctness (issue 13): the job's outputs on the reference input set against the
+    # model's fp32 host reference (lab/agreement.py), and top-1 on the model's eval set when the
+    # campaign asks for `accuracy`; None = no check could be made (a note says why)
+    agree_cosine_min: float | None = None
+    agree_max_abs: float | None = None
+    agree_top1: float | None = None
+    agree_reference: str | None = None
+    agree_ok: bool | None = None
+    accuracy_top1: float | None = None
     # sustained runs (issue 18, lab/sustained.py): seconds from the run's start to the first window
     # more than THROTTLE_SLOWDOWN slower than the first (None: no onset, or not a sustained run), and
     # last-window p50 / first-window p50 (> 1: slower at the end)
     throttle_onset_s: float | None = None
     sustained_ratio: float | None = None
+    # serving (issue 14): LoadGen's scenario and verdict; qps is the scenario's figure of merit
+    # (Server/sweep: the scheduled Poisson rate held; Offline/SingleStream: completed samples/s)
+    scenario: str | None = None  # SingleStream | Server | Offline | sweep
+    qps: float | None = None
+    latency_bound_ms: float | None = None
+    valid: bool | None = None  # LoadGen's VALID/INVALID, early stopping included
+    instances: int | None = None
+    max_batch: int | None = None
     source: str = "lab"  # lab | import:<file> | benchmark_bin ...
     samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
     provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env

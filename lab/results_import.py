@@ -13,16 +13,27 @@ from .backends import RUN_PRECISIONS
 from .campaign import job_id_for
 from .errors import ConfigError
 from .records import Job, Measurement
+from .textsafe import one_line
 
 HEADER = ["device", "chip", "model", "backend", "processor", "precision", "threads", "batch", "p50_ms",
           "p90_ms", "mean_ms", "load_ms", "first_ms", "energy_mj_per_inf", "peak_rss_mb", "source"]
 REQUIRED = ["device", "chip", "model", "processor"]
+MAX_NAME = 256
 NUMERIC = ["p50_ms", "p90_ms", "mean_ms", "load_ms", "first_ms", "energy_mj_per_inf", "peak_rss_mb"]
 
 
 def parse_results_csv(fh: IO[str], path: str, campaign: str,
                       chip_ids: set[str] | None = None) -> list[tuple[Job, Measurement]]:
     reader = csv.DictReader(fh)
+    try:
+        return _parse(reader, path, campaign, chip_ids)
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, a NUL byte, a broken quote
+        raise ConfigError(f"not a results CSV: {exc}", path=path, line=reader.line_num or None,
+                          fix="one measurement per row, the documented header first") from None
+
+
+def _parse(reader: csv.DictReader, path: str, campaign: str,
+           chip_ids: set[str] | None) -> list[tuple[Job, Measurement]]:
     if not reader.fieldnames:
         raise ConfigError("empty CSV: no header", path=path, line=1, fix="first line: " + ",".join(HEADER))
     names = [n.strip() for n in reader.fieldnames]
@@ -51,6 +62,12 @@ def parse_results_csv(fh: IO[str], path: str, campaign: str,
         for key in REQUIRED:
             if not row.get(key):
                 raise ConfigError(f"empty {key!r}", path=path, line=line, fix=f"fill in {key}")
+        for key in ("device", "model", "backend", "source"):
+            value = row.get(key) or ""
+            if len(value) > MAX_NAME or one_line(value) != value:
+                raise ConfigError(f"{key} {value[:40]!r}: names are at most {MAX_NAME} characters "
+                                  "without control characters", path=path, line=line,
+                                  fix="use a plain name")
         if row["processor"] not in ("cpu", "gpu", "aipu"):
             raise ConfigError(f"processor {row['processor']!r} is not cpu, gpu or aipu", path=path, line=line,
                               fix="use cpu, gpu or aipu")

@@ -101,7 +101,8 @@ class Scheduler:
 
     def _default_executor(self, job: Job, device: Device, transport) -> Measurement:
         from .execute import execute_job
-        return execute_job(job, device, transport, models_root=self.opts.models_root)
+        return execute_job(job, device, transport, models_root=self.opts.models_root,
+                           keep_root=self.store.path.parent)
 
     def stop(self) -> None:
         self._stop.set()
@@ -145,6 +146,12 @@ class Scheduler:
                 pass
         try:
             abort_active_sessions()
+        except Exception:  # noqa: BLE001
+            pass
+        cdp = sys.modules.get("lab.cdp")  # only when a browser job ran in this process
+        try:
+            if cdp is not None:
+                cdp.close_all()
         except Exception:  # noqa: BLE001
             pass
 

@@ -12,7 +12,6 @@ Analysis only: reads the catalog, the profile and store rows; never touches devi
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +99,10 @@ class ModelMeasure:
     batch: int
     utilisation: float | None
     utilisation_note: str
+    serving_qps: float | None = None  # max QPS held under the latency bound (a serving sweep)
+    requests_per_usd: float | None = None  # serving_qps x 3600 / cloud USD per hour
+    agree_ok: bool | None = None  # output check of that row (rows that failed it never count)
+    accuracy_top1: float | None = None
 
 
 @dataclass
@@ -392,7 +395,7 @@ def score_measured(chip: Chip, p: Profile, measures: dict[str, ModelMeasure],
     missing = [m for m in models if m not in measures]
     subs, why = {}, []
     spec = {"latency": ("latency_ms", log_down), "energy": ("energy_mj", log_down),
-            "throughput": ("throughput_ips", log_up)}
+            "throughput": ("throughput_ips", log_up), "serving": ("requests_per_usd", log_up)}
     for sub, sw in p.measured.items():
         if sw <= 0:
             continue
@@ -435,11 +438,12 @@ def load_model_flops(models_dir: str | Path = "models") -> dict[str, float]:
         return out
     for meta in root.glob("*/meta.json"):
         try:
-            doc = json.loads(meta.read_text(encoding="utf-8"))
+            from . import jsonio  # bounded and strict: meta.json is input like any other file
+            doc = jsonio.load_file(meta, what="model meta", max_bytes=64 * 1024 * 1024)
             v = doc.get("flops") if isinstance(doc, dict) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e30:
                 out[meta.parent.name] = float(v)
-        except (OSError, ValueError):
+        except ConfigError:
             continue  # unreadable meta: utilisation for that model stays unknown
     return out
 
@@ -462,9 +466,19 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
     def batch(r: ResultRow) -> int:
         return r.batch if isinstance(r.batch, int) and r.batch > 0 else 1
 
+    serving: dict[str, float] = {}
     for r in rows:
-        if r.chip == chip.id and r.ok and r.model in p.reference_models and lat(r):
+        if r.chip != chip.id or not r.ok or r.model not in p.reference_models:
+            continue
+        if r.agree_ok is False:  # outputs failed the agreement check: fast but wrong, never a figure
+            continue
+        if r.scenario is not None:  # a serving job: its latency is under load, not batch-1
+            if r.scenario == "sweep" and r.valid and _num(r.qps):
+                serving[r.model] = max(serving.get(r.model, 0.0), float(r.qps))
+            continue
+        if lat(r):
             by_model.setdefault(r.model, []).append(r)
+    usd_h, _ = hourly_usd(chip)
     for model, rs in by_model.items():
         best = min(rs, key=lambda r: (batch(r) != 1, r.precision != p.precision, lat(r)))
         thr = max(batch(r) * 1000.0 / lat(r) for r in rs)
@@ -473,8 +487,31 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
         out[model] = ModelMeasure(model=model, latency_ms=lat(best), energy_mj=e, throughput_ips=thr,
                                   precision=best.precision, backend=best.backend,
                                   processor=best.processor, batch=batch(best),
-                                  utilisation=util, utilisation_note=note)
+                                  utilisation=util, utilisation_note=note, agree_ok=best.agree_ok,
+                                  accuracy_top1=best.accuracy_top1)
+    for model, qps in serving.items():
+        m = out.get(model) or ModelMeasure(model, None, None, None, None, "serving-http", None, 1, None, "")
+        m.serving_qps = qps
+        m.requests_per_usd = qps * 3600.0 / usd_h if usd_h else None
+        out[model] = m
     return out
+
+
+def hourly_usd(chip: Chip) -> tuple[float | None, str]:
+    """The chip's cloud price per hour in USD (typical of the catalog's range), or None and why."""
+    pr = next((x for x in chip.prices if x.basis == "cloud-hourly"), None)
+    if pr is None or pr.typical is None:
+        return None, "no cloud-hourly price in the catalog"
+    if pr.currency != "USD":
+        return None, f"cloud-hourly price in {pr.currency}, not USD"
+    return pr.typical, f"{pr.typical:g} USD/h [{pr.confidence}{', estimate' if pr.estimate else ''}]"
+
+
+def cost_per_million(qps: float | None, usd_per_hour: float | None) -> float | None:
+    """USD per million requests at `qps` sustained on a chip rented at `usd_per_hour`."""
+    if not qps or not usd_per_hour or qps <= 0:
+        return None
+    return usd_per_hour / (qps * 3600.0) * 1e6
 
 
 def _utilisation(chip: Chip, row: ResultRow, lat_ms: float, batch: int, macs: float | None) -> tuple[float | None, str]:
@@ -692,7 +729,7 @@ def pareto(ranked: list[ChipScore]) -> None:
 _PROFILE_KEYS = {"id", "description", "domain", "precision", "weights", "targets", "measured",
                  "reference_models", "price_bases", "amortisation", "min_coverage", "constraints"}
 _TARGET_KEYS = {"tops", "frequency", "memory_gb", "bandwidth_gbs", "video", "price_usd",
-                "latency_ms", "energy_mj", "throughput_ips"}
+                "latency_ms", "energy_mj", "throughput_ips", "requests_per_usd"}
 _VIDEO_KEYS = {"decode_1080p30", "encode_1080p30", "isp_mp", "av1_decode"}
 
 
@@ -777,18 +814,19 @@ def _profile(m: Any, path: str, assumptions: dict) -> Profile:
     tg = m["targets"]
     if not isinstance(tg, dict):
         raise _perr(path, m.line_of("targets"), f"{what}: targets must be a mapping")
-    measured_raw = m.get("measured") or {"latency": 1}
+    measured_raw = m.get("measured") or LineDict.of({"latency": 1}, m.line_of("measured"))
     if not isinstance(measured_raw, dict):
         raise _perr(path, m.line_of("measured"), f"{what}: measured must map latency/energy/throughput to weights")
     measured = {}
     need = {"tops", "frequency", "memory_gb", "price_usd"}
     for k, v in measured_raw.items():
-        if k not in ("latency", "energy", "throughput"):
+        if k not in ("latency", "energy", "throughput", "serving"):
             raise _perr(path, measured_raw.line_of(k), f"{what}: measured key {k!r}",
-                        fix="use latency, energy, throughput")
+                        fix="use latency, energy, throughput, serving")
         measured[k] = _pos_num(v, path, measured_raw.line_of(k), f"measured {k}")
         if measured[k] > 0:
-            need.add({"latency": "latency_ms", "energy": "energy_mj", "throughput": "throughput_ips"}[k])
+            need.add({"latency": "latency_ms", "energy": "energy_mj", "throughput": "throughput_ips",
+                      "serving": "requests_per_usd"}[k])
     expect_keys(tg, path=path, what=f"{what} targets", required=need, allowed=_TARGET_KEYS)
     targets: dict[str, Any] = {}
     for k, v in tg.items():

@@ -57,7 +57,9 @@ def print_table(cols: Sequence[Col], rows: Sequence[Sequence[Any]], *, title: st
     from rich.text import Text
 
     file = file or sys.stdout
-    cells = [[("" if c is None else str(c)) for c in r] for r in rows]
+    from .textsafe import one_line  # control characters shown escaped, never sent to the terminal
+    cells = [[("" if c is None else one_line(c)) for c in r] for r in rows]
+    title = None if title is None else one_line(title)
     if width is None:
         width = terminal_width(file)
     pad = 3 if boxed else 2

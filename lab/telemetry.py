@@ -563,6 +563,9 @@ def _power_figures(res, s: PowerSeries, windows, idle, idle_s_wanted, notes):
         return
     e_total = sum(energies)
     dur = res.window_s
+    if not dur or not math.isfinite(dur) or dur <= 0 or not math.isfinite(e_total):
+        res.power_note = "power unavailable: the job window has no duration"
+        return
     res.power_w = e_total / dur
     res.sensor_period_s = s.period_s or None
     if res.iterations > 0:

@@ -246,3 +246,69 @@ def test_lite_job_without_power_sensor_says_why(kirin, tmp_path, monkeypatch):
         m = run_lite_job(job("paddle-lite-arm", trials=1), dev, t, art, root=str(kirin.root))
     assert m.power_w is None and m.power_note.startswith("power unavailable")
     assert "no battery node" in m.power_note and m.temp_start_c == 41.0  # thermal still read
+
+
+# ----------------------------------------------------------------- output checks (issue 13)
+def _with_reference(tmp_path: Path):
+    """A small fake model with a host reference written in agreement's cache format (no paddle:
+    the comparison and benchmark_bin's input/output files are under test, not the model)."""
+    import json as _json
+
+    import numpy as np
+
+    from lab import agreement
+    d = tmp_path / "models" / "tiny"
+    d.mkdir(parents=True)
+    (d / "inference.pdmodel").write_bytes(b"program" * 10)
+    (d / "inference.pdiparams").write_bytes(b"\x00" * 64)
+    sha = hashlib.sha256((d / "inference.pdmodel").read_bytes() + (d / "inference.pdiparams").read_bytes()).hexdigest()
+    art = ModelArtifact(id="tiny", dir=d, json_path=None, pdiparams_path=None, pdmodel_path=d / "inference.pdmodel",
+                        legacy_pdiparams_path=d / "inference.pdiparams", sha256=sha,
+                        inputs=[InputSpec("x", (-1, 1, 4, 4), "float32", (1, 1, 4, 4))], flops=None, params=None,
+                        op_histogram={}, source="zoo", legacy_sha256=sha)
+    rng = np.random.RandomState(0)
+    n = agreement.REFERENCE_SET_SIZE
+    x = rng.rand(n, 1, 1, 4, 4).astype("float32")
+    out = rng.randn(n, 1, 10).astype("float32")
+    meta = {"model_id": "tiny", "model_sha256": sha, "n": n, "source": "test", "runtime": "test fp32",
+            "n_outputs": 1}
+    np.savez(d / agreement.REFERENCE_FILE, meta=np.array(_json.dumps(meta)), **{"in:x": x, "out:0": out})
+    return art, x, out
+
+
+def _table(tmp_path: Path, x, out, perturb: bool) -> Path:
+    import json as _json
+    table = {}
+    for i in range(3):
+        vals = out[i].ravel()[::-1] if perturb else out[i].ravel()
+        table[hashlib.sha256(lite_rt._value_text(x[i]).encode()).hexdigest()] = [[float(v) for v in vals]]
+    p = tmp_path / "outputs.json"
+    p.write_text(_json.dumps(table))
+    return p
+
+
+@pytest.mark.parametrize("flavour,perturb,weak,ok", [
+    ("develop", False, False, True),   # --output_data_path: every value compared
+    ("v2.12", False, True, True),      # mean/std only: weak, still passes
+    ("develop", True, False, False),   # a device that computes something else: fast but wrong
+    ("v2.12", True, True, True),       # reversed values keep mean/std: the weak check cannot see it
+])
+def test_lite_output_check_rides_on_the_trials(kirin, tmp_path, flavour, perturb, weak, ok):
+    art, x, out = _with_reference(tmp_path)
+    table = _table(tmp_path, x, out, perturb)
+    binary = make_bin(tmp_path, flavour, patch=('OUTPUTS_TABLE = ""', f'OUTPUTS_TABLE = "{table}"'))
+    dev = adb_device(kirin, benchmark_bin=str(binary))
+    t = ADBTransport(dev)
+    try:
+        m = run_lite_job(job("paddle-lite-arm"), dev, t, art, telemetry=False)
+    finally:
+        t.close()
+    assert m.agree_ok is ok, m.notes
+    assert ("weak" in m.agree_reference) is weak and m.agree_reference.startswith("tiny@")
+    if weak:
+        assert m.agree_cosine_min is None and any("weak" in n for n in m.notes)
+    else:
+        assert (m.agree_cosine_min > 0.9999) is ok and m.agree_top1 is not None
+    cmds = m.provenance["commands"]
+    assert m.provenance["checks"]["agreement"]["n"] == 3  # one reference sample per trial
+    assert all("--input_data_path=" not in c for c in cmds)  # the timing command as planned

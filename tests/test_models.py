@@ -61,7 +61,7 @@ def test_zoo_good_entry(tmp_path):
     (GOOD_ENTRY.replace("seed: 3", "seed: -1"), "'seed' must be"),
     (GOOD_ENTRY.replace("builder: {arch: tiny_mlp, kwargs: {in_features: 8}}", "builder: x"),
      "'builder' must be"),
-    ("models: [\n", "invalid YAML"),
+    ("models: [\n", "not valid YAML"),
     ("nothing: 1\n", "top-level 'models:'"),
 ])
 def test_zoo_errors_name_file_and_line(tmp_path, body, needle):

@@ -474,7 +474,8 @@ def _sub_scores(p, lat, energy):
     out = {"latency": log_down(lat, *p.targets["latency_ms"]),
            "throughput": log_up(1000.0 / lat, *p.targets["throughput_ips"])
            if "throughput_ips" in p.targets else 1.0,
-           "energy": log_down(energy, *p.targets["energy_mj"]) if "energy_mj" in p.targets else 1.0}
+           "energy": log_down(energy, *p.targets["energy_mj"]) if "energy_mj" in p.targets else 1.0,
+           "serving": 1.0}  # no serving rows here: that sub-score stays unknown, not low
     return all(out[k] >= UNKNOWN_PRIOR for k, w in p.measured.items() if w > 0)
 
 

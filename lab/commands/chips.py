@@ -1,9 +1,9 @@
 """`lab chips`: list the chip catalog (table or JSON) with TOPS per precision and sources."""
 from __future__ import annotations
 
-import json
 import sys
 
+from .. import jsonio
 from ..catalog import TOPS_PRECISIONS, Catalog, Chip, load_catalog
 
 
@@ -96,7 +96,7 @@ def render_table(catalog: Catalog, *, wide: bool = False, width: int | None = No
 def run(args) -> int:
     catalog = load_catalog(args.catalog)
     if args.format == "json":
-        print(json.dumps([chip_json(c) for c in catalog], indent=2))
+        print(jsonio.dumps([chip_json(c) for c in catalog], indent=2))
     else:
         render_table(catalog, wide=args.wide)
     return 0

@@ -4,6 +4,8 @@ Thin: argument parsing and printing only; the work is in `lab.models` and `lab.a
 """
 from __future__ import annotations
 
+from .. import jsonio
+from ..textsafe import clean, one_line
 import argparse
 import importlib
 import json
@@ -85,8 +87,8 @@ def register(sub) -> None:
     _common(an)
     an.set_defaults(func=cmd_analyze)
 
-    from . import models_quant  # quantize / accuracy / agreement (int8 and correctness)
-    models_quant.register_actions(actions, _common)
+    from . import _models_quant  # quantize / accuracy / agreement (int8 and correctness)
+    _models_quant.register_actions(actions, _common)
 
 
 def _log(msg: str) -> None:
@@ -149,19 +151,18 @@ def cmd_list(args) -> int:
     from .. import models
     rows = models.list_models(args.root, args.zoo)
     if args.format == "json":
-        json.dump([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
+        print(jsonio.dumps([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
                     "params": r.params, "sha256": r.sha256, "note": r.note or None,
                     "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype,
                                 "run_shape": list(i.run_shape)} for i in r.inputs]}
-                   for r in rows], sys.stdout, indent=1)
-        print()
+                   for r in rows], indent=1))
         return 0
     print(f"{'id':<16} {'source':<6} {'built':<5} {'MACs':>8} {'params':>8} {'sha256':<12} inputs")
     for r in rows:
         inputs = ", ".join(f"{i.name}:{'x'.join(map(str, i.shape))}:{i.dtype}" for i in r.inputs)
-        print(f"{r.id:<16} {r.source:<6} {'yes' if r.built else 'no':<5} {_fmt_int(r.flops):>8} "
-              f"{_fmt_int(r.params):>8} {(r.sha256 or '-')[:12]:<12} {inputs}"
-              + (f"  ({r.note})" if r.note else ""))
+        print(one_line(f"{r.id:<16} {r.source:<6} {'yes' if r.built else 'no':<5} "
+                       f"{_fmt_int(r.flops):>8} {_fmt_int(r.params):>8} "
+                       f"{(r.sha256 or '-')[:12]:<12} {inputs}" + (f"  ({r.note})" if r.note else "")))
     return 0
 
 
@@ -193,9 +194,8 @@ def cmd_import(args) -> int:
 def cmd_show(args) -> int:
     from .. import models
     art = models.load_artifact(args.id, args.root)
-    meta = json.loads((art.dir / "meta.json").read_text())
-    json.dump(meta, sys.stdout, indent=1, sort_keys=True)
-    print()
+    meta = jsonio.load_file(art.dir / "meta.json", what="model meta")
+    print(jsonio.dumps(meta, indent=1, sort_keys=True))
     return 0
 
 
@@ -217,8 +217,7 @@ def cmd_analyze(args) -> int:
         else:
             res = analysis.analysis_for(art)
     if args.format == "json":
-        json.dump(res.to_dict(), sys.stdout, indent=1, sort_keys=True)
-        print()
+        print(jsonio.dumps(res.to_dict(), indent=1, sort_keys=True))
     else:
-        print(res.to_text())
+        print(clean(res.to_text()))
     return 0

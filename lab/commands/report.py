@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from ..errors import ConfigError
+from ..textsafe import one_line
 
 
 def register(sub) -> None:
@@ -44,14 +44,16 @@ def cmd_report(args) -> int:
         return 0
     if args.baseline and args.baseline in args.campaign:
         raise ConfigError(f"--baseline {args.baseline!r} is also a --campaign", fix="compare two different campaigns")
-    out = Path(args.output) if args.output else Path("reports") / "+".join(args.campaign) / "index.html"
-    if out.exists() and out.is_dir():
-        raise ConfigError(f"{out} is a directory", fix="give -o a file path such as reports/demo/index.html")
+    from ..outpaths import check_output, under
+    # a campaign name is data (it may come from someone else's store): it names one folder
+    # under reports/, never a path; -o is checked before anything is rendered
+    out = check_output(args.output if args.output else
+                       under("reports", "+".join(args.campaign), what="campaign name") / "index.html")
     t0 = time.perf_counter()
     from ..comparability import check_allowed
     allow = check_allowed(args.allow_different)
     path = write_report(args.store, args.campaign, out, baseline=args.baseline, profiles=args.profile,
                         allow_different=allow)
     size = path.stat().st_size
-    print(f"report: {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s)")
+    print(one_line(f"report: {path} ({size / 1e6:.2f} MB, {time.perf_counter() - t0:.1f} s)"))
     return 0

@@ -6,9 +6,11 @@ import io
 import json
 import sys
 
+from .. import jsonio
 from ..errors import ConfigError
 from ..records import ResultRow
 from ..store import Store
+from ..textsafe import csv_cell, one_line
 
 
 def register(sub) -> None:
@@ -89,16 +91,16 @@ def cmd_results(args) -> int:
             print(f"no {args.status} jobs" + (f" in campaign {', '.join(args.campaign)}" if args.campaign else ""))
             return 0
     if args.format == "json":
-        json.dump([r.to_json() for r in rows], sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(jsonio.dumps([r.to_json() for r in rows], indent=1) + "\n")
     elif args.format == "csv":
         docs = [r.to_json() for r in rows]
         fields = list(docs[0]) if docs else []
         w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         for d in docs:
-            w.writerow({k: ("" if v is None else json.dumps(v, sort_keys=True) if k == "options" else v)
-                        for k, v in d.items()})
+            w.writerow({k: csv_cell("" if v is None else jsonio.dumps(v, sort_keys=True)
+                                    if k == "options" else one_line(v) if isinstance(v, str) else
+                                    jsonio.finite(v)) for k, v in d.items()})
     else:
         _print_table(rows, wide=args.wide)
     return 0
@@ -127,7 +129,7 @@ def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None
                 width=width, file=out)
     failed = [r for r in rows if r.status == "failed"]
     for r in failed[:20]:
-        print(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}", file=out)
+        print(one_line(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}"), file=out)
 
 
 def cmd_compare(args) -> int:
@@ -197,7 +199,7 @@ def cmd_import(args) -> int:
         n = store.import_rows(campaign, pairs)
     finally:
         store.close()
-    print(f"imported {n} measurements from {path} into campaign {campaign!r}")
+    print(one_line(f"imported {n} measurements from {path} into campaign {campaign!r}"))
     return 0
 
 

@@ -1,6 +1,7 @@
 """`lab run CAMPAIGN`: parse arguments, call lab.orchestrate, print what happened."""
 from __future__ import annotations
 
+from .. import argtypes
 import sys
 
 from ..errors import ConfigError
@@ -20,8 +21,8 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local threads (default) or a Ray cluster (pip install .[ray])")
     p.add_argument("--address", default="auto", help="Ray address for --engine ray (auto | host:port)")
-    p.add_argument("--max-parallel", type=int, default=8, metavar="N", help="devices measured at once")
-    p.add_argument("--retries", type=int, default=2, help="retries for transient device errors")
+    p.add_argument("--max-parallel", type=argtypes.integer(1, 1024, what="a device count"), default=8, metavar="N", help="devices measured at once")
+    p.add_argument("--retries", type=argtypes.integer(0, 100, what="a retry count"), default=2, help="retries for transient device errors")
     p.add_argument("--models-root", default="models", help="where built models live (default models/)")
     p.add_argument("--no-progress", action="store_true",
                    help="no live view: one line per job start and end instead (what a pipe gets)")

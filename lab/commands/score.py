@@ -2,14 +2,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .. import argtypes, jsonio
+from ..textsafe import one_line
 from ..catalog import load_catalog
 from ..errors import ConfigError
 from ..records import ResultRow
-from ..scoring import CRITERIA, ChipScore, load_model_flops, load_profiles, score_chips
+
+if TYPE_CHECKING:
+    from ..scoring import ChipScore
 
 
 def register(subparsers) -> None:
@@ -28,8 +32,8 @@ def register(subparsers) -> None:
     p.add_argument("--models-root", dest="models_dir", metavar="DIR", default="models",
                    help="where models/<id>/meta.json give FLOPs for utilisation (default ./models)")
     p.add_argument("--models-dir", dest="models_dir", help=argparse.SUPPRESS)  # old spelling
-    p.add_argument("--draws", type=int, default=1000, help="Monte Carlo weight draws (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
+    p.add_argument("--draws", type=argtypes.integer(1, 100_000, what="a draw count"), default=1000, help="Monte Carlo weight draws (default 1000)")
+    p.add_argument("--seed", type=argtypes.integer(0, 2 ** 32 - 1, what="a seed"), default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--wide", action="store_true", help="table: every column, whatever the terminal width")
     p.set_defaults(func=run)
@@ -66,7 +70,7 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
                  wide: bool = False, width: int | None = None, file=None, console=None) -> None:
     """The ranking as a table that never cuts chip ids or figures (lab.tables): criteria columns
     of low weight make room first, with a note; then why each n/a `measured` is n/a."""
-    from ..scoring import UNKNOWN_PRIOR
+    from ..scoring import CRITERIA, UNKNOWN_PRIOR
     from ..tables import Col, print_table
 
     if console is not None:  # tests: a recording rich Console
@@ -113,11 +117,12 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
 
 
 def run(args) -> int:
+    from ..scoring import load_model_flops, load_profiles, score_chips
     profiles = load_profiles(args.profiles)
     if args.profile is None:
         print("profiles (pass one with `lab score --profile ID`):")
         for pid in sorted(profiles):
-            print(f"  {pid}: {profiles[pid].description}")
+            print(one_line(f"  {pid}: {profiles[pid].description}"))
         return 0
     if args.profile not in profiles:
         raise ConfigError(f"unknown profile {args.profile!r}", path=args.profiles,
@@ -130,7 +135,13 @@ def run(args) -> int:
     flops = load_model_flops(args.models_dir)
     results = score_chips(catalog, profile, rows, flops=flops, draws=args.draws, seed=args.seed)
     if args.format == "json":
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        print(jsonio.dumps([r.to_json() for r in results], indent=2))
     else:
-        render_table(results, profile, note, args.draws, args.seed, wide=args.wide)
+        import io
+        from ..tables import terminal_width
+        from ..textsafe import clean
+        buf = io.StringIO()  # names in notes and reasons come from files: shown as text
+        render_table(results, profile, note, args.draws, args.seed, wide=args.wide,
+                     width=terminal_width(sys.stdout), file=buf)
+        sys.stdout.write(clean(buf.getvalue()))
     return 0

@@ -34,6 +34,7 @@ from ..records import ResultRow
 from ..store import ROW_FIELDS, Store
 from ..tradeoffs import BreakEven, break_even, pareto_front
 from . import plots
+from .serving import serving_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -215,8 +216,9 @@ def latency_groups(rows: list[ResultRow]) -> list[dict]:
         group = sorted(by_model[model], key=lambda r: (_num(r.p50_ms) is None, _num(r.p50_ms) or 0.0))
         ok = _ok(group)
         bars = [plots.Bar(config_label(r), _num(r.p50_ms), _num(r.ci_low_ms), _num(r.ci_high_ms),
-                          r.processor, "not converged" if r.converged is False else
-                          ("throttled" if r.throttled else "")) for r in ok]
+                          r.processor, "fast but wrong" if r.agree_ok is False else
+                          ("not converged" if r.converged is False else
+                           ("throttled" if r.throttled else ""))) for r in ok]
         chart = plots.bar_chart(f"{model}: steady-state median latency (95% CI)", bars, "ms per inference",
                                 alt=f"Bar chart of median latency for model {model} per configuration")
         out.append({"model": model, "rows": group, "chart": chart})
@@ -531,6 +533,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["pareto"] = pareto_section(rows)
     op_profiles = store.op_profiles([r.job_id for r in ok])
     s["op_profiles"] = op_profile_section(rows, op_profiles)
+    s["serving"] = serving_section(store, rows, config_label)
     s["advisor"] = advisor_section(rows, list(campaigns), op_profiles)
     s["baseline"] = (baseline_section(store, rows, store.results([baseline]), allow_different)
                      if baseline else None)
@@ -584,17 +587,5 @@ def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, 
                                         allow_different=allow_different))
     finally:
         store.close()
-    out = Path(out)
-    blocker = next((p for p in reversed(out.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"cannot write {out}: {blocker} is a file, not a directory",
-                          fix="give -o a path whose folders are folders, e.g. reports/demo/index.html")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the folder for {out}: {exc.strerror or exc}",
-                          fix="give -o a writable path") from None
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    from ..outpaths import write_text  # checked, atomic; device nodes are never replaced
+    return write_text(out, html)

@@ -36,7 +36,9 @@ host's reference input set (keys ``in:<input name>``, arrays N x run shape) and 
 outputs into ``outputs_check`` (compact_output: whole values for outputs up to WHOLE_MAX elements,
 else a fixed strided sample of SAMPLE_SIZE elements; top-k, argmax, sum, sum of squares). The host
 compares them with its fp32 reference (lab/agreement.py); the time it took is reported so its share
-of the job's device time is known.
+of the job's device time is known. Eval set (``--eval-inputs FILE.npz``, same layout, no labels:
+they stay on the host): after that, the argmax of the first output per sample goes into
+``eval_check``; the host scores it against the labels (lab/accuracy.py).
 
 Precision int8: on CPU oneDNN int8 (``enable_onednn_int8``) over a quantised model
 (quantize_linear/dequantize_linear ops from lab/quantize.py); on GPU TensorRT int8 with the
@@ -66,6 +68,7 @@ RUNNER_VERSION = "1.0.0"
 EXIT_FAILED = 3
 
 OUTPUTS_CHECK_SCHEMA = "hwlab.outputs_check/1"
+EVAL_CHECK_SCHEMA = "hwlab.eval_check/1"
 WHOLE_MAX = 4096    # outputs up to this many elements travel whole
 SAMPLE_SIZE = 1024  # larger ones: elements at flat indices (k * numel) // SAMPLE_SIZE
 TOPK = 5
@@ -404,6 +407,8 @@ def build_parser():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
                    help="after timing, run these inputs (keys in:<name>) and report compact outputs")
+    p.add_argument("--eval-inputs", default=None, metavar="FILE.npz",
+                   help="after timing, the argmax of output 0 per sample of this set (in:<name>)")
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
@@ -718,6 +723,8 @@ def measure(args, doc):
 
     if args.reference_inputs:
         doc["outputs_check"] = run_reference_set(np, predictor, model_inputs, args.reference_inputs)
+    if args.eval_inputs:
+        doc["eval_check"] = run_eval_set(np, predictor, model_inputs, args.eval_inputs)
 
     if args.device == "gpu":
         try:
@@ -875,21 +882,42 @@ def compact_output(np, arr):
 def run_reference_set(np, predictor, input_names, path):
     """Feed each reference sample (after timing) and return the ``outputs_check`` document."""
     t0 = time.perf_counter()
+    outputs, file_sha, out_names = [], None, predictor.get_output_names()
+    for outs, file_sha in feed_samples(np, predictor, input_names, path, "reference inputs"):
+        outputs.append([compact_output(np, o) for o in outs])
+    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": len(outputs), "file_sha256": file_sha,
+            "output_names": list(out_names), "outputs": outputs,
+            "seconds": time.perf_counter() - t0}
+
+
+def run_eval_set(np, predictor, input_names, path):
+    """Feed each eval sample (after timing): argmax of the first output, per sample."""
+    t0 = time.perf_counter()
+    argmax, file_sha, classes = [], None, None
+    for outs, file_sha in feed_samples(np, predictor, input_names, path, "eval inputs"):
+        flat = np.asarray(outs[0]).ravel()
+        classes = int(flat.size)
+        argmax.append(int(np.argmax(flat)))
+    return {"schema": EVAL_CHECK_SCHEMA, "n": len(argmax), "file_sha256": file_sha,
+            "classes": classes, "argmax": argmax, "seconds": time.perf_counter() - t0}
+
+
+def feed_samples(np, predictor, input_names, path, what):
+    """Yield (outputs, file sha256) per sample of an .npz set (keys in:<input name>, N x run shape)."""
     if not os.path.isfile(path):
-        raise RunnerFailure("reference inputs not found: %s" % path)
+        raise RunnerFailure("%s not found: %s" % (what, path))
     with open(path, "rb") as fh:
         file_sha = hashlib.sha256(fh.read()).hexdigest()
     with np.load(path, allow_pickle=False) as z:
         feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
     if sorted(feeds) != sorted(input_names):
-        raise RunnerFailure("reference inputs %s hold [%s], the model wants [%s]"
-                            % (path, ", ".join(sorted(feeds)), ", ".join(input_names)))
+        raise RunnerFailure("%s %s hold [%s], the model wants [%s]"
+                            % (what, path, ", ".join(sorted(feeds)), ", ".join(input_names)))
     counts = set(len(a) for a in feeds.values())
     if len(counts) != 1:
-        raise RunnerFailure("reference inputs %s: inputs have different sample counts" % path)
+        raise RunnerFailure("%s %s: inputs have different sample counts" % (what, path))
     n = counts.pop()
     out_names = predictor.get_output_names()
-    outputs = []
     for i in range(n):
         for name in input_names:
             arr = np.ascontiguousarray(feeds[name][i])
@@ -897,11 +925,7 @@ def run_reference_set(np, predictor, input_names, path):
             h.reshape(list(arr.shape))
             h.copy_from_cpu(arr)
         predictor.run()
-        outputs.append([compact_output(np, predictor.get_output_handle(o).copy_to_cpu())
-                        for o in out_names])
-    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": n, "file_sha256": file_sha,
-            "output_names": list(out_names), "outputs": outputs,
-            "seconds": time.perf_counter() - t0}
+        yield [predictor.get_output_handle(o).copy_to_cpu() for o in out_names], file_sha
 
 
 def new_doc(args, argv):

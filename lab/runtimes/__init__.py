@@ -10,9 +10,10 @@ from .paddle_inference import PaddleInference
 from .paddle_js import PaddleJs
 from .paddle_lite import PaddleLite
 from .paddle_lite_python import PaddleLitePython
+from .serving import Serving
 
 RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython(),
-                                                      PaddleJs())}
+                                                      PaddleJs(), Serving())}
 
 
 def get_runtime(name: str) -> Runtime:

@@ -3,7 +3,9 @@
 Why a layer of its own: Paddle Inference's pi_runner, the ONNX Runtime runner and the browser
 runner all speak the same document (docs/architecture.md "Runner JSON"), so reading it back,
 validating it and turning the trials into a Measurement are written here once. A JSON runtime
-only says which runner it pushes, which model files, and which runner arguments.
+only says which runner it pushes, which model files, and which runner arguments. With
+`output_checks = True` its runner must accept `--reference-inputs F.npz` (-> `outputs_check`) and
+`--eval-inputs F.npz` (-> `eval_check`), as pi_runner does; they ride on the last trial.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from ..errors import InvalidMeasurement, RunnerError, excerpt
 from ..opprofile import OpProfile, from_paddle_inference
 from ..records import Job, Measurement
 from ..transport.base import RunResult, Transport, remote_join
+from .checks import CheckOutputs
 from .base import (JobContext, PreparedJob, Runtime, TrialResult, device_python, ensure_results_dir,
                    median_or_none, push_model, push_runner)
 
@@ -45,11 +48,26 @@ class JsonRunnerRuntime(Runtime):
         ensure_results_dir(ctx)
         command = [device_python(ctx.device), runner_remote,
                    *self.runner_args(ctx, [remote[f.name] for f in files])]
-        return PreparedJob(command=command, model_sha256=expect_sha)
+        return PreparedJob(command=command, model_sha256=expect_sha,
+                           extra={"check_args": self.push_checks(ctx)})
+
+    def push_checks(self, ctx: JobContext) -> list[str]:
+        """Push the reference / eval inputs; the runner arguments that run them after timing."""
+        checks, args = ctx.checks, []
+        if checks is None:
+            return args
+        check_dir = remote_join(ctx.transport.workdir, "checks", f"{ctx.artifact.id}-{ctx.artifact.sha256[:12]}")
+        for flag, local in (("--reference-inputs", checks.reference_file),
+                            ("--eval-inputs", checks.eval_file)):
+            if local is not None:
+                args += [flag, ctx.transport.push(Path(local), remote_join(check_dir, Path(local).name)).remote]
+        return args
 
     def trial_command(self, ctx: JobContext, prepared: PreparedJob, trial: int, out_remote: str,
                       session: Any | None) -> list[str]:
         cmd = list(prepared.command) + ["--out", out_remote, "--seed", str(trial)]
+        if trial == ctx.last_trial:
+            cmd += prepared.extra.get("check_args", [])
         if session is not None and session.nvml and session.started:
             cmd += ["--pid-file", session.runner_pid_file]  # GPU memory of this runner, not all
         return cmd
@@ -69,6 +87,17 @@ class JsonRunnerRuntime(Runtime):
         m = measurement_from_docs(ctx.job, [t.raw for t in trials])
         m.notes.extend(prepared.notes)
         return m
+
+    def check_outputs(self, ctx: JobContext, prepared: PreparedJob,
+                      trials: list[TrialResult]) -> CheckOutputs | None:
+        doc = trials[-1].raw if trials else None
+        if not isinstance(doc, dict):
+            return None
+        oc, ev = doc.get("outputs_check") or {}, doc.get("eval_check") or {}
+        if not oc and not ev:
+            return None
+        return CheckOutputs(outputs=oc.get("outputs"), seconds=oc.get("seconds"),
+                            eval_argmax=ev.get("argmax"), eval_seconds=ev.get("seconds"))
 
     def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
         """One more runner process with --profile-ops: warm-up as the protocol says, then exactly

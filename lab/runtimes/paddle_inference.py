@@ -11,6 +11,7 @@ from .json_runner import JsonRunnerRuntime
 class PaddleInference(JsonRunnerRuntime):
     name = "paddle-inference"
     runner_file = "pi_runner.py"
+    output_checks = True  # pi_runner --reference-inputs / --eval-inputs
     profiles_ops = True  # Config.enable_profile(): pi_runner --profile-ops
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:

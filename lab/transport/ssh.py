@@ -222,6 +222,11 @@ class SSHTransport:
             raise DeviceUnreachable(self.device_id, f"SSH connection to {self.host}:{self.port} is closed")
         return t
 
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
+        """A local port that reaches `remote_host:remote_port` on the device (lab.transport.forward)."""
+        from .forward import ssh_forward
+        return ssh_forward(self._transport(), self.device_id, remote_port, remote_host)
+
     def expand(self, path: str) -> str:
         """Expand a leading `~` with the device's $HOME (asked once)."""
         if path == "~" or path.startswith("~/"):
