@@ -298,11 +298,8 @@ def test_lite_output_check_rides_on_the_trials(kirin, tmp_path, flavour, perturb
     table = _table(tmp_path, x, out, perturb)
     binary = make_bin(tmp_path, flavour, patch=('OUTPUTS_TABLE = ""', f'OUTPUTS_TABLE = "{table}"'))
     dev = adb_device(kirin, benchmark_bin=str(binary))
-    t = ADBTransport(dev)
-    try:
+    with closing(ADBTransport(dev)) as t:
         m = run_lite_job(job("paddle-lite-arm"), dev, t, art, telemetry=False)
-    finally:
-        t.close()
     assert m.agree_ok is ok, m.notes
     assert ("weak" in m.agree_reference) is weak and m.agree_reference.startswith("tiny@")
     if weak:
