@@ -23,6 +23,7 @@ from typing import Any
 
 from . import cdp
 from .errors import ConfigError, LabError, excerpt
+from .records import MeasurementProtocol
 
 _LAB = Path(__file__).resolve().parent
 PAGE_DIR = _LAB / "runners" / "web"
@@ -38,16 +39,20 @@ WASM_REFUSAL = ("paddle-js-wasm is refused: @paddlejs/paddlejs-backend-wasm 1.0.
                 "package does not contain it, so it cannot be served locally (no CDN in the lab)")
 
 
+_DEFAULT = MeasurementProtocol()
+
+
 @dataclass(frozen=True)
 class PageProtocol:
-    """The measurement protocol, as pi_runner's flags (same names, same meaning)."""
+    """The measurement protocol, as pi_runner's flags (same names, same meaning): the loop fields of
+    MeasurementProtocol with its defaults (one definition), plus max_iters (0 = no cap) for tests."""
 
-    warmup: int = 10
-    warmup_seconds: float = 1.0
-    min_iters: int = 50
-    min_seconds: float = 2.0
-    max_seconds: float = 20.0
-    target_rel_ci: float = 0.02
+    warmup: int = _DEFAULT.warmup
+    warmup_seconds: float = _DEFAULT.warmup_seconds
+    min_iters: int = _DEFAULT.min_iters
+    min_seconds: float = _DEFAULT.min_seconds
+    max_seconds: float = _DEFAULT.max_seconds
+    target_rel_ci: float = _DEFAULT.target_rel_ci
     max_iters: int = 0
 
 

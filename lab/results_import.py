@@ -118,28 +118,29 @@ def _parse(reader: csv.DictReader, path: str, campaign: str,
     return out
 
 
-def _number(text: str, key: str, path: str, line: int) -> float | None:
+def _cell(text: str, key: str, path: str, line: int, convert, kind: str, fix: str):
+    """A cell read by `convert`; an empty cell is unknown (None), never 0."""
     if text == "":
         return None
     try:
-        v = float(text)
+        return convert(text)
     except ValueError:
-        raise ConfigError(f"{key} {text!r} is not a number", path=path, line=line,
-                          fix="use a plain number, or leave the cell empty when unknown") from None
-    if math.isnan(v) or v < 0 or math.isinf(v):
+        raise ConfigError(f"{key} {text!r} is not {kind}", path=path, line=line, fix=fix) from None
+
+
+def _number(text: str, key: str, path: str, line: int) -> float | None:
+    v = _cell(text, key, path, line, float, "a number",
+              "use a plain number, or leave the cell empty when unknown")
+    if v is not None and (math.isnan(v) or v < 0 or math.isinf(v)):
         raise ConfigError(f"{key} {text!r} must be a non-negative number", path=path, line=line,
                           fix="leave the cell empty when unknown (empty = unknown, never 0)")
     return v
 
 
 def _int(text: str, key: str, path: str, line: int) -> int | None:
-    if text == "":
+    v = _cell(text, key, path, line, int, "an integer", "use a whole number")
+    if v is None:
         return None
-    try:
-        v = int(text)
-    except ValueError:
-        raise ConfigError(f"{key} {text!r} is not an integer", path=path, line=line, fix="use a whole number") \
-            from None
     limit = 1024 if key == "threads" else 65536
     if not 1 <= v <= limit:
         raise ConfigError(f"{key} must be between 1 and {limit}", path=path, line=line,

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timezone
 from typing import Callable, Sequence
+
+from .records import Measurement
 
 DEFAULT_IDLE_S = 10.0
 MIN_PERIODS = 10  # a window shorter than this many sensor periods is flagged
@@ -462,19 +465,17 @@ class Window:
     note: str = ""  # how the window was placed (e.g. approximate)
 
 
+# The figures a job's Measurement carries (POWER_FIELDS), declared once there: same names and types,
+# all unknown (None) until measured.
+_MeasuredFields = make_dataclass("_MeasuredFields", [
+    (f.name, f.type, field(default=None)) for f in dataclass_fields(Measurement) if f.name in POWER_FIELDS])
+
+
 @dataclass
-class TelemetryResult:
-    power_w: float | None = None
-    idle_w: float | None = None
-    energy_mj_per_inf: float | None = None
-    energy_net_mj_per_inf: float | None = None
-    power_source: str | None = None
-    power_note: str | None = None
-    temp_start_c: float | None = None
+class TelemetryResult(_MeasuredFields):
+    """The power/thermal fields of Measurement (inherited) and what only the telemetry detail keeps."""
+
     temp_end_c: float | None = None
-    temp_max_c: float | None = None
-    throttled: bool | None = None
-    gpu_mem_mb: float | None = None
     gpu_mem_scope: str | None = None  # runner process | all compute processes | device delta over idle
     uncertainty_rel: float | None = None
     uncertainty_model: str = ""

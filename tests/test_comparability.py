@@ -4,14 +4,12 @@ count and model build."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
+from helpers import lab_cli, repo_env
 from lab.comparability import (FIELDS, START_TEMP_MARGIN_C, RunContext, check_allowed, context_of, differences,
                                pair_rows, verdict_text)
 from lab.errors import ConfigError
@@ -86,8 +84,7 @@ def test_context_reads_row_and_provenance():
 
 # ------------------------------------------------------------------------------ real campaigns
 def _lab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return lab_cli(*args, cwd=cwd, env=repo_env())
 
 
 def _campaign(ws, name, threads, fmt):

@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from helpers import lab_cli as lab, local_workspace
 from lab.campaign import applicable
 from lab.convert import paddlejs as pjs
 from lab.errors import ConfigError
@@ -107,11 +105,6 @@ PROTOCOL = ("protocol: {warmup: 0, warmup_seconds: 0, min_iters: 1, min_seconds:
             "           target_rel_ci: 0.5, trials: 1, timeout_s: 300}\n")
 
 
-def lab(*args, cwd, env=None):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600, env=env)
-
-
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A workspace with mobilenet_v1 built for Paddle Inference only (the web form is built on
@@ -119,15 +112,7 @@ def ws(tmp_path_factory):
     workspace starts (its profile lives under TMPDIR) can be found by path."""
     ws = tmp_path_factory.mktemp("web-campaign")
     (ws / "tmp").mkdir()
-    (ws / "devices.yaml").write_text(textwrap.dedent(f"""
-        devices:
-          - id: local
-            chip: generic-x86-cpu
-            transport: local
-            workdir: {ws / 'device'}
-        """))
-    res = lab("models", "--root", ws / "models", "build", "mobilenet_v1", cwd=ws)
-    assert res.returncode == 0, res.stderr
+    local_workspace(ws, "mobilenet_v1")
     assert not (ws / "models" / "mobilenet_v1" / "web").exists()
     return ws
 

@@ -2,20 +2,18 @@
 protocol keys, the store table, and real runs on `local` with a CPU hog started mid-run."""
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
 import threading
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
+from helpers import config_error, lab_cli, repo_env
 from lab import telemetry as T
 from lab.campaign import load_campaign, plan_jobs, protocol_identity
-from lab.errors import ConfigError
 from lab.inventory import load_devices
 from lab.records import Measurement, MeasurementProtocol, SustainedWindow
 from lab.runners import pi_runner
@@ -133,9 +131,8 @@ def _campaign(tmp_path, protocol: str, backends: str = "[paddle-inference-cpu]")
     ("{sustained_s: -1}", "out of range"),
 ])
 def test_sustained_protocol_is_validated(tmp_path, protocol, msg):
-    with pytest.raises(ConfigError) as e:
-        load_campaign(_campaign(tmp_path, protocol))
-    assert msg in str(e.value) and "c.yaml" in str(e.value)
+    text = config_error(load_campaign, _campaign(tmp_path, protocol))
+    assert msg in text and "c.yaml" in text
 
 
 def test_sustained_keys_keep_old_job_ids_and_exclude_runners_without_windows(tmp_path):
@@ -173,8 +170,7 @@ def test_store_keeps_windows_and_summary_figures(tmp_path):
 
 # ------------------------------------------------------------------------ real runs with a hog
 def _lab(*args, cwd, timeout=900):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return lab_cli(*args, cwd=cwd, timeout=timeout, env=repo_env())
 
 
 def sustained_with_hog(tmp_path, *, model: str, seconds: float, window: float, hog_at: float):
@@ -198,7 +194,7 @@ def sustained_with_hog(tmp_path, *, model: str, seconds: float, window: float, h
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "--devices", "devices.yaml", "--store", "s.sqlite",
                              "run", "c.yaml", "--models-root", "models", "--no-progress"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+                            env=repo_env())
     stop = threading.Event()
     try:
         pid = find_process(b"--sustained-s", timeout=300, alive=lambda: proc.poll() is None)
