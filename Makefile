@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 
 TEST_STAMP := $(VENV)/.hwlab-test-installed
 $(TEST_STAMP): $(STAMP)
-	$(PIP) install -q -e '.[test,ray,serving,onnx]'
+	$(PIP) install -q -e '.[test,ray,serving,onnx,web]'
+	VENV=$(VENV) bash scripts/install-web-deps.sh
 	bash scripts/setup-lite-opt.sh .venv-lite || echo "paddle_lite_opt unavailable: the Paddle Lite conversion tests will skip"
 	touch $(TEST_STAMP)
 
@@ -24,7 +25,6 @@ demo: $(STAMP)
 	$(VENV)/bin/lab models build mobilenet_v1 mobilenet_v2
 	$(VENV)/bin/lab run campaigns/demo.yaml --fresh --no-progress
 	$(VENV)/bin/lab report --campaign demo -o reports/demo/index.html
-	@echo "report: reports/demo/index.html"
 
 # The whole test suite, with the Debian packages it starts (sshd, chromium, busybox, shellcheck).
 test: $(TEST_STAMP)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import threading
@@ -29,7 +28,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
 def outer(args) -> dict:
-    from sshd_fleet import NetnsFleet, keygen, netns_missing_reason, write_inventory
+    from sshd_fleet import NetnsFleet, keygen, netns_missing_reason, run_inner, write_inventory
     reason = netns_missing_reason()
     if reason:
         raise SystemExit(f"ssh_parallel: {reason}")
@@ -46,10 +45,7 @@ def outer(args) -> dict:
             cmd = fleet.client_cmd([sys.executable, __file__, "--inner", "--inventory", str(inv),
                                     "--jobs", str(args.jobs), "--seconds", str(args.seconds),
                                     "--model", args.model, "--tmp", str(tmp)])
-            res = subprocess.run(cmd, capture_output=True, text=True)
-            if res.returncode != 0:
-                raise SystemExit(f"inner run failed: {res.stderr[-3000:]}")
-            return json.loads(res.stdout.strip().splitlines()[-1])
+            return run_inner(cmd)
 
 
 def inner(args) -> dict:
@@ -147,12 +143,9 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=3, help="jobs per device")
     p.add_argument("--seconds", type=float, default=2.0, help="duration of each synthetic job")
     p.add_argument("--model", default="tiny_mlp", help="zoo model whose files are pushed")
-    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--inventory", help=argparse.SUPPRESS)
-    p.add_argument("--tmp", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.inner:
-        print(json.dumps(inner(args)))
+    from sshd_fleet import bench_args
+    args = bench_args(p, inner)
+    if args is None:
         return
     result = outer(args)
     print(json.dumps(result, indent=1))

@@ -74,14 +74,10 @@ def main() -> None:
     p.add_argument("--mb", type=int, default=100)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--link", choices=["netns", "loopback"], default="netns")
-    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--inventory", help=argparse.SUPPRESS)
-    p.add_argument("--tmp", help=argparse.SUPPRESS)
-    args = p.parse_args()
-    if args.inner:
-        print(json.dumps(measure(args)))
+    from sshd_fleet import NetnsFleet, Sshd, bench_args, keygen, netns_missing_reason, run_inner, write_inventory
+    args = bench_args(p, measure)
+    if args is None:
         return
-    from sshd_fleet import NetnsFleet, Sshd, keygen, netns_missing_reason, write_inventory
     with tempfile.TemporaryDirectory(prefix="hwlab-push-") as tmp:
         tmp = Path(tmp)
         key = keygen(tmp / "id_ed25519")
@@ -100,12 +96,9 @@ def main() -> None:
             inv = write_inventory(tmp / "devices.yaml", [dict(
                 id="pushbench", host=server.addr, port=server.port, user="root", key_file=str(key),
                 known_hosts=str(kh), workdir=str(server.workdir))])
-            res = subprocess.run(wrap([sys.executable, __file__, "--inner", "--inventory", str(inv), "--tmp",
-                                       str(tmp), "--mb", str(args.mb), "--reps", str(args.reps), "--link",
-                                       args.link]), capture_output=True, text=True)
-            if res.returncode != 0:
-                raise SystemExit(f"inner run failed: {res.stderr[-3000:]}")
-            result = json.loads(res.stdout.strip().splitlines()[-1])
+            result = run_inner(wrap([sys.executable, __file__, "--inner", "--inventory", str(inv), "--tmp",
+                                     str(tmp), "--mb", str(args.mb), "--reps", str(args.reps), "--link",
+                                     args.link]))
         finally:
             if fleet is not None:
                 fleet.close()

@@ -33,7 +33,7 @@ class Accuracy:
 def load_eval(path: Path | str, art) -> tuple[dict[str, Any], Any]:
     """Validated (inputs {name: [N, *run_shape]}, labels [N]) from an eval .npz."""
     import numpy as np
-    from .quantize import _fit
+    from .host_infer import fit_samples
     p = Path(path)
     fix = ("numpy.savez(path, labels=int_array, " +
            ", ".join(f"{i.name}=array" for i in art.inputs) + ")")
@@ -54,7 +54,7 @@ def load_eval(path: Path | str, art) -> tuple[dict[str, Any], Any]:
     missing = [i.name for i in art.inputs if i.name not in data]
     if missing:
         raise ConfigError(f"eval data {p}: no array for input(s) {', '.join(missing)}", fix=fix)
-    inputs = {i.name: _fit(data[i.name], i, f"eval data {p}", "") for i in art.inputs}
+    inputs = {i.name: fit_samples(data[i.name], i, f"eval data {p}", "") for i in art.inputs}
     for name, arr in inputs.items():
         if len(arr) != len(labels):
             raise ConfigError(f"eval data {p}: input {name!r} has {len(arr)} samples, 'labels' "
@@ -72,42 +72,56 @@ def builtin_eval(art) -> tuple[dict[str, Any], Any, str] | None:
         f"{digits.EVAL_TAG} held-out split ({len(y)} images)"
 
 
-def measure(art, *, eval_data: Path | str | None = None, threads: int = 1) -> Accuracy:
-    """Top-1 accuracy of `art` on its eval set; recorded in its meta.json."""
-    import numpy as np
-    from .host_infer import predict
-    if eval_data is not None:
-        inputs, labels = load_eval(eval_data, art)
-        source = f"file {Path(eval_data)}"
-    else:
+def eval_set_for(art, *, eval_data: Path | str | None = None) -> tuple[dict[str, Any], Any, str]:
+    """(inputs, labels, source) of a model's eval set: `eval_data` when given, else the model's
+    own (digits), else the eval .npz recorded in its meta (or its fp32 parent's, for an -int8
+    model) by `lab models accuracy --eval-data`. ConfigError when it has none."""
+    if eval_data is None:
         found = builtin_eval(art)
-        if found is None:
+        if found is not None:
+            return found
+        eval_data = art.eval_data
+        if eval_data is None and art.parent:
+            from .models import read_meta
+            eval_data = (read_meta(art.parent, Path(art.dir).parent) or {}).get("eval_data")
+        if eval_data is None:
             raise ConfigError(f"model {art.id!r} has no eval set of its own",
-                              fix="pass --eval-data eval.npz (labels + one array per input)")
-        inputs, labels, source = found
+                              fix=f"`lab models accuracy {art.id} --eval-data eval.npz` (labels + one "
+                                  "array per input) records one")
+    inputs, labels = load_eval(eval_data, art)
+    return inputs, labels, f"file {Path(eval_data)}"
+
+
+def top1(logits: Any, labels: Any, where: str) -> tuple[int, int]:
+    """(correct, n) for first-output logits [N, classes...] or argmaxes [N] against labels."""
+    import numpy as np
+    arr = np.asarray(logits)
+    pred = arr if arr.ndim == 1 else np.argmax(arr.reshape(len(labels), -1), axis=1)
+    classes = None if arr.ndim == 1 else arr.reshape(len(labels), -1).shape[1]
+    if classes is not None and (labels.min() < 0 or labels.max() >= classes):
+        raise ConfigError(f"{where}: labels span {int(labels.min())}..{int(labels.max())} but the "
+                          f"model has {classes} classes", fix=f"labels must be in 0..{classes - 1}")
+    return int((pred == labels).sum()), int(len(labels))
+
+
+def measure(art, *, eval_data: Path | str | None = None, threads: int = 1) -> Accuracy:
+    """Top-1 accuracy of `art` on its eval set; recorded in its meta.json (with the eval file,
+    so campaigns with `accuracy: true` find it)."""
+    from .host_infer import predict
+    inputs, labels, source = eval_set_for(art, eval_data=eval_data)
     mode = "int8" if art.tags.get("precision") == "int8" else "fp32"
     batched = all(i.shape and i.shape[0] == -1 for i in art.inputs)
     files = (art.pdmodel_path, art.legacy_pdiparams_path) if art.pdmodel_path else \
         (art.model_path, art.params_path)
     outs = predict(files[0], files[1], inputs, mode=mode, threads=threads, batched=batched)
-    logits = outs[0].reshape(len(labels), -1)
-    classes = logits.shape[1]
-    if labels.min() < 0 or labels.max() >= classes:
-        where = f"eval data {eval_data}" if eval_data else f"model {art.id!r} eval set"
-        raise ConfigError(f"{where}: labels span {int(labels.min())}..{int(labels.max())} but the "
-                          f"model has {classes} classes", fix=f"labels must be in 0..{classes - 1}")
-    correct = int((np.argmax(logits, axis=1) == labels).sum())
-    acc = Accuracy(round(correct / len(labels), 6), int(len(labels)), correct, source,
+    where = f"eval data {eval_data}" if eval_data else f"model {art.id!r} eval set"
+    correct, n = top1(outs[0], labels, where)
+    acc = Accuracy(round(correct / n, 6), n, correct, source,
                    f"paddle-inference cpu oneDNN {mode}", art.sha256)
-    _store(art, acc)
+    from .models import update_meta
+    sections: dict[str, Any] = {"accuracy": dict(acc.to_dict(), measured_at=time.strftime(
+        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))}
+    if eval_data is not None:
+        sections["eval_data"] = str(Path(eval_data).resolve())
+    update_meta(art.id, Path(art.dir).parent, **sections)
     return acc
-
-
-def _store(art, acc: Accuracy) -> None:
-    import json
-    from .models import _write_json_atomic
-    path = Path(art.dir) / "meta.json"
-    meta = json.loads(path.read_text())
-    meta["accuracy"] = dict(acc.to_dict(), measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                                     time.gmtime()))
-    _write_json_atomic(path, meta)

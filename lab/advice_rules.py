@@ -25,6 +25,7 @@ SMALL_MODEL_MACS = 50e6  # unmeasured proxy: < 50 M MACs runs in a few ms on a p
 DENSE_SHARE_PAYS = 0.7  # conv/matmul share of MACs above which the NPU's MAC arrays do the work
 SPEEDUP_MARGIN = 1.15  # measured steady speedup below this (either way) is "either"
 INT8_ONLY_NPUS = frozenset({"rockchip_npu", "verisilicon_timvx"})  # run fully int8-quantised models only
+ACCURACY_DROP = 0.02  # top-1 lost between sides beyond which accuracy leans the verdict
 ASSUMED_UTILISATION = 0.3  # share of rated TOPS a real model reaches (estimate only, low confidence)
 # CPU fallback ops that together take less than this share of a measured AIPU run (its op profile,
 # job option `profile: ops`) are minor: the copies and CPU work they cost are within the noise
@@ -64,6 +65,12 @@ class Side:
     job_id: str = ""
     campaign: str = ""
     candidates: int = 1  # ok configurations of this processor class the fastest was chosen from
+    # output correctness of this row (lab/agreement.py); False: fast but wrong
+    agree_ok: bool | None = None
+    agree_cosine_min: float | None = None
+    agree_top1: float | None = None
+    accuracy_top1: float | None = None
+    quality: tuple[str, ...] = ()  # lab.quality.classify reasons (not converged, wide CI, ...)
 
     @property
     def imported(self) -> bool:
@@ -119,6 +126,7 @@ class Fallback:
     fused: dict[str, int] = field(default_factory=dict)  # op -> count absorbed by opt fusions
     needs_quantized: bool = False
     source: str = ""
+    removed: dict[str, int] = field(default_factory=dict)  # "op (pass)" -> count deleted at inference
 
     @property
     def total_ops(self) -> int:
@@ -177,13 +185,45 @@ class AdviceInput:
     nnadapter_devices: tuple[str, ...] = ()
     measured_fallback: MeasuredFallback | None = None  # from the AIPU job's op profile
 
+    @property
+    def accel(self) -> str | None:
+        """The accelerator class the question is about on this device: `aipu` (an NPU, or a chip
+        the catalog does not know), `gpu` (no NPU, a GPU), or None (neither: CPU only)."""
+        if self.aipu is not None or self.has_aipu:
+            return "aipu"
+        if self.gpu is not None or self.has_gpu:
+            return "gpu"
+        return "aipu" if self.has_aipu is None else None
+
+    @property
+    def acc(self) -> Side | None:
+        """The measured side of `accel`."""
+        return {"aipu": self.aipu, "gpu": self.gpu}.get(self.accel or "")
+
+    @property
+    def verdicts(self) -> tuple[str, ...]:
+        """The answers this device allows: cpu | <accel> (| gpu) | either; only cpu with neither."""
+        acc = self.accel
+        if acc is None:
+            return ("cpu",)
+        extra = ("gpu",) if acc == "aipu" and (self.gpu is not None) else ()
+        return ("cpu", acc, *extra, "either")
+
+
+ACCEL_NAME = {"aipu": "AIPU", "gpu": "GPU", None: "accelerator"}
+OVERHEAD = {"aipu": "NPU transfer and scheduling overhead",
+            "gpu": "host<->GPU copies and kernel-launch overhead",
+            None: "offload overhead"}
+
 
 # ------------------------------------------------------------------------------------ helpers
-def break_even(cpu: Side | None, aipu: Side | None) -> BreakEven:
-    """`lab.tradeoffs.break_even` (the lab's one definition) for two measured sides."""
+def break_even(cpu: Side | None, aipu: Side | None, accel: str = "aipu") -> BreakEven:
+    """`lab.tradeoffs.break_even` (the lab's one definition) for two measured sides; `accel`
+    names the accelerator side (`gpu` on a device whose accelerator is a GPU)."""
     return tradeoffs.break_even(
         cpu_start_ms=cpu.start_ms if cpu else None, cpu_p50_ms=cpu.p50_ms if cpu else None,
-        aipu_start_ms=aipu.start_ms if aipu else None, aipu_p50_ms=aipu.p50_ms if aipu else None)
+        aipu_start_ms=aipu.start_ms if aipu else None, aipu_p50_ms=aipu.p50_ms if aipu else None,
+        accel=accel)
 
 
 def fmt_num(v: float | None) -> str:
@@ -226,19 +266,35 @@ def rule_no_accelerator(x: AdviceInput) -> Contribution | None:
 
 
 def rule_model_too_small(x: AdviceInput) -> Contribution | None:
+    """The guide: under ~10 ms on the CPU a model stays on the CPU. Decides on its own (blocking)
+    unless a measurement shows the accelerator faster end to end (its measured steady latency,
+    copies included, beats the CPU's by SPEEDUP_MARGIN); then it only leans."""
+    acc, name = x.acc, ACCEL_NAME[x.accel]
+    faster = (acc is not None and acc.p50_ms is not None and x.cpu is not None
+              and x.cpu.p50_ms is not None and acc.p50_ms * SPEEDUP_MARGIN < x.cpu.p50_ms)
+    why = OVERHEAD[x.accel]
     if x.cpu is not None and x.cpu.p50_ms is not None:
-        if x.cpu.p50_ms < SMALL_MODEL_MS:
-            return Contribution("model_too_small", "cpu", 2.0,
+        if x.cpu.p50_ms >= SMALL_MODEL_MS:
+            return None
+        ev = {**_side_ev(x.cpu), "threshold_ms": SMALL_MODEL_MS, "measured": True}
+        if faster:
+            ev["accelerator_p50_ms"] = acc.p50_ms
+            return Contribution("model_too_small", "cpu", 1.0,
                                 f"the CPU already runs it in {_fmt(x.cpu.p50_ms)} (< "
-                                f"{SMALL_MODEL_MS:g} ms): NPU transfer and scheduling overhead "
-                                "eats any gain", {**_side_ev(x.cpu), "threshold_ms": SMALL_MODEL_MS})
-        return None
+                                f"{SMALL_MODEL_MS:g} ms), but the {name} measured faster end to end "
+                                f"({_fmt(acc.p50_ms)}), so this does not decide alone", ev)
+        return Contribution("model_too_small", "cpu", 3.0,
+                            f"the CPU already runs it in {_fmt(x.cpu.p50_ms)} (< "
+                            f"{SMALL_MODEL_MS:g} ms): {why} eats any gain, and no measurement "
+                            f"shows the {name} faster", ev, blocking=True)
     macs = x.model.macs
     if macs is not None and macs < SMALL_MODEL_MACS:
-        return Contribution("model_too_small", "cpu", 1.0,
-                            f"only {macs / 1e6:.2g} M MACs (< {SMALL_MODEL_MACS / 1e6:g} M): likely "
-                            f"under {SMALL_MODEL_MS:g} ms on a CPU (not measured)",
-                            {"macs": macs, "threshold_macs": SMALL_MODEL_MACS, "measured": False})
+        ev = {"macs": macs, "threshold_macs": SMALL_MODEL_MACS, "measured": False,
+              "threshold_ms": SMALL_MODEL_MS}
+        return Contribution("model_too_small", "cpu", 3.0,
+                            f"only {macs / 1e6:.2g} M MACs (< {SMALL_MODEL_MACS / 1e6:g} M): "
+                            f"estimated under {SMALL_MODEL_MS:g} ms on a CPU (not measured), where "
+                            f"{why} eats any gain", ev, blocking=True)
     return None
 
 
@@ -277,6 +333,7 @@ def rule_first_inference_budget(x: AdviceInput) -> Contribution | None:
     if budget is None:
         return None
     preload = not x.options.no_preload
+    acc, name = x.accel, ACCEL_NAME[x.accel]
 
     def cost(s: Side | None) -> float | None:
         if s is None:
@@ -284,29 +341,59 @@ def rule_first_inference_budget(x: AdviceInput) -> Contribution | None:
         return s.first_ms if preload else s.start_ms
 
     what = "first inference (model preloaded)" if preload else "load + first inference"
-    c, a = cost(x.cpu), cost(x.aipu)
-    ev = {"budget_ms": budget, "preload": preload, "cpu_ms": c, "aipu_ms": a}
+    c, a = cost(x.cpu), cost(x.acc)
+    ev = {"budget_ms": budget, "preload": preload, "cpu_ms": c, "aipu_ms": a, "accelerator": acc}
     if c is not None and a is not None:
         if a > budget >= c:
             return Contribution("first_inference_budget", "cpu", 3.0,
-                                f"{what}: AIPU {_fmt(a)} misses the {_fmt(budget)} budget, CPU "
+                                f"{what}: {name} {_fmt(a)} misses the {_fmt(budget)} budget, CPU "
                                 f"{_fmt(c)} meets it", ev, blocking=True)
         if c > budget >= a:
-            return Contribution("first_inference_budget", "aipu", 3.0,
-                                f"{what}: CPU {_fmt(c)} misses the {_fmt(budget)} budget, AIPU "
+            return Contribution("first_inference_budget", acc, 3.0,
+                                f"{what}: CPU {_fmt(c)} misses the {_fmt(budget)} budget, {name} "
                                 f"{_fmt(a)} meets it", ev, blocking=True)
         met = "both meet" if max(a, c) <= budget else "neither meets"
         return Contribution("first_inference_budget", "neutral", 0.0,
-                            f"{what}: CPU {_fmt(c)}, AIPU {_fmt(a)}; {met} the {_fmt(budget)} budget",
+                            f"{what}: CPU {_fmt(c)}, {name} {_fmt(a)}; {met} the {_fmt(budget)} budget",
                             ev)
+    if acc is None:
+        state = ("not measured" if c is None else
+                 f"the CPU {'meets' if c <= budget else 'misses'} it ({_fmt(c)})")
+        return Contribution("first_inference_budget", "neutral", 0.0,
+                            f"{what} budget {_fmt(budget)}: {state}; there is no accelerator to "
+                            "compare", ev)
     if preload:
         return Contribution("first_inference_budget", "neutral", 0.0,
                             f"first-inference budget {_fmt(budget)} with the model preloaded: the "
-                            "NPU graph build happens before; not measured here", ev)
+                            f"{name} graph build happens before; not measured here", ev)
+    build = ("an NPU builds/compiles its graph at load (often seconds)" if acc == "aipu" else
+             "a GPU initialises its context and kernels at load (often seconds)")
     return Contribution("first_inference_budget", "cpu", 1.5,
                         f"strict load-to-first-prediction budget ({_fmt(budget)}) without "
-                        "preloading: an NPU builds/compiles its graph at load (often seconds), "
-                        "the CPU does not (not measured: run with --measure)", ev)
+                        f"preloading: {build}, the CPU does not (not measured: run with --measure)",
+                        ev)
+
+
+def rule_preload(x: AdviceInput) -> Contribution | None:
+    """--no-preload without a first-inference budget: the load counts toward the first answer."""
+    if not x.options.no_preload or x.options.first_inference_budget_ms is not None:
+        return None
+    c, a, name = x.cpu, x.acc, ACCEL_NAME[x.accel]
+    cs, as_ = (c.start_ms if c else None), (a.start_ms if a else None)
+    ev = {"no_preload": True, "cpu_load_plus_first_ms": cs, "accelerator_load_plus_first_ms": as_}
+    if cs is not None and as_ is not None:
+        side = "cpu" if cs < as_ else x.accel
+        return Contribution("preload", side if abs(cs - as_) > 0 else "neutral", 1.0,
+                            f"loaded on demand (--no-preload): load + first inference is CPU "
+                            f"{_fmt(cs)}, {name} {_fmt(as_)}", ev)
+    if x.accel is None:
+        return Contribution("preload", "neutral", 0.0,
+                            "loaded on demand (--no-preload): load time counts toward the first "
+                            f"prediction (CPU load + first: {_fmt(cs)})", ev)
+    return Contribution("preload", "cpu", 0.5,
+                        "loaded on demand (--no-preload): the accelerator's graph build/initialisation "
+                        f"counts toward the first prediction (not measured: CPU {_fmt(cs)}, {name} "
+                        f"{_fmt(as_)})", ev)
 
 
 def rule_dense_compute(x: AdviceInput) -> Contribution | None:
@@ -316,15 +403,22 @@ def rule_dense_compute(x: AdviceInput) -> Contribution | None:
     ev = {"conv_matmul_share": round(share, 3), "threshold": DENSE_SHARE_PAYS,
           "note": x.model.dense_share_note}
     macs = x.model.macs
+    unit = {"aipu": "the NPU", "gpu": "the GPU", None: "an accelerator"}[x.accel]
     if share >= DENSE_SHARE_PAYS and macs is not None and macs < SMALL_MODEL_MACS:
         ev["macs"] = macs
         return Contribution("dense_compute", "neutral", 0.0,
                             f"{share:.0%} of the compute is dense Conv2D/MatMul, but only "
-                            f"{macs / 1e6:.2g} M MACs: too little work for the NPU to pay", ev)
+                            f"{macs / 1e6:.2g} M MACs: too little work for {unit} to pay", ev)
+    if share >= DENSE_SHARE_PAYS and x.accel is not None:
+        built = ("what NPU MAC arrays are built for" if x.accel == "aipu" else
+                 "what GPU tensor cores and wide SIMD are built for")
+        return Contribution("dense_compute", x.accel, 2.0,
+                            f"{share:.0%} of the compute is dense Conv2D/MatMul: {built} "
+                            "(ResNet/MobileNet-like)", ev)
     if share >= DENSE_SHARE_PAYS:
-        return Contribution("dense_compute", "aipu", 2.0,
-                            f"{share:.0%} of the compute is dense Conv2D/MatMul: what NPU MAC "
-                            "arrays are built for (ResNet/MobileNet-like)", ev)
+        return Contribution("dense_compute", "neutral", 0.0,
+                            f"{share:.0%} of the compute is dense Conv2D/MatMul, but the chip has no "
+                            "accelerator to run it on", ev)
     return Contribution("dense_compute", "neutral", 0.0,
                         f"only {share:.0%} of the compute is dense Conv2D/MatMul", ev)
 
@@ -337,10 +431,15 @@ def rule_quantized(x: AdviceInput) -> Contribution | None:
         return None
     ev = {"quantized": q, "note": x.model.quant_note, "npu_needs_int8": needs,
           "nnadapter_devices": list(x.nnadapter_devices)}
-    if q:
+    if q and x.accel == "aipu":
         return Contribution("quantized", "aipu", 1.5,
                             "the model is int8-quantised: NPUs run int8 at their highest rated "
                             "TOPS", ev)
+    if q:
+        return Contribution("quantized", "neutral", 0.0,
+                            "the model is int8-quantised" + (
+                                ": a GPU runs int8 only through TensorRT int8 kernels"
+                                if x.accel == "gpu" else ""), ev)
     if needs and x.has_aipu:
         npu = ", ".join(x.nnadapter_devices) or "this NPU"
         text = (f"the model is not quantised (fp32), and {npu} runs only fully int8-quantised "
@@ -356,43 +455,65 @@ def rule_quantized(x: AdviceInput) -> Contribution | None:
 
 def rule_power(x: AdviceInput) -> Contribution | None:
     budget = x.options.power_budget_w
-    c, a = x.cpu, x.aipu
+    c, a, acc, name = x.cpu, x.acc, x.accel, ACCEL_NAME[x.accel]
     ce = c.energy_mj_per_inf if c else None
     ae = a.energy_mj_per_inf if a else None
     cw = c.power_w if c else None
     aw = a.power_w if a else None
     ev = {"power_budget_w": budget, "cpu_power_w": cw, "aipu_power_w": aw,
-          "cpu_energy_mj_per_inf": ce, "aipu_energy_mj_per_inf": ae}
+          "cpu_energy_mj_per_inf": ce, "aipu_energy_mj_per_inf": ae, "accelerator": acc}
     if budget is not None and cw is not None and aw is not None:
         if cw > budget >= aw:
-            return Contribution("power", "aipu", 3.0, f"CPU draws {cw:.2f} W, over the {budget:g} W "
-                                f"budget; AIPU {aw:.2f} W fits", ev, blocking=True)
+            return Contribution("power", acc, 3.0, f"CPU draws {cw:.2f} W, over the {budget:g} W "
+                                f"budget; {name} {aw:.2f} W fits", ev, blocking=True)
         if aw > budget >= cw:
-            return Contribution("power", "cpu", 3.0, f"AIPU draws {aw:.2f} W, over the {budget:g} W "
+            return Contribution("power", "cpu", 3.0, f"{name} draws {aw:.2f} W, over the {budget:g} W "
                                 f"budget; CPU {cw:.2f} W fits", ev, blocking=True)
-    if ce is not None and ae is not None and ce > 0 and ae > 0:
+    head = f"power budget {budget:g} W: " if budget is not None else ""
+    if budget is not None and cw is not None and aw is not None:
+        met = "both fit" if max(cw, aw) <= budget else "neither fits"
+        head = f"power budget {budget:g} W: CPU {cw:.2f} W, {name} {aw:.2f} W ({met}); "
+    if ce is not None and ae is not None and ce > 0 and ae > 0 and acc is not None:
         ratio = ce / ae
         if ratio >= SPEEDUP_MARGIN or ratio <= 1 / SPEEDUP_MARGIN:
-            side = "aipu" if ratio > 1 else "cpu"
+            side = acc if ratio > 1 else "cpu"
             w = 2.0 if budget is not None else 1.0
             return Contribution("power", side, w,
-                                f"energy per inference: CPU {fmt_num(ce)} mJ, AIPU {fmt_num(ae)} mJ "
-                                f"({max(ratio, 1 / ratio):.2f}x less on the {side.upper()})", ev)
-        return Contribution("power", "neutral", 0.0, f"energy per inference similar: CPU {fmt_num(ce)} "
-                            f"mJ, AIPU {fmt_num(ae)} mJ", ev)
-    if budget is not None and x.has_aipu:
+                                f"{head}energy per inference: CPU {fmt_num(ce)} mJ, {name} "
+                                f"{fmt_num(ae)} mJ ({max(ratio, 1 / ratio):.2f}x less on the "
+                                f"{side.upper()})", ev)
+        return Contribution("power", "neutral", 0.0, f"{head}energy per inference similar: CPU "
+                            f"{fmt_num(ce)} mJ, {name} {fmt_num(ae)} mJ", ev)
+    if budget is None:
+        return None
+    if head.count(";"):
+        return Contribution("power", "neutral", 0.0, head.rstrip("; "), ev)
+    if acc == "aipu":
         return Contribution("power", "aipu", 1.0,
                             f"low-power use ({budget:g} W budget): NPUs do more inferences per "
                             "joule than CPUs on dense models (no power measured here)", ev)
-    return None
+    if acc == "gpu":
+        return Contribution("power", "neutral", 0.0,
+                            f"power budget {budget:g} W: no power measured for this model on this "
+                            "device (a GPU card draws tens to hundreds of W under load; measure "
+                            "with telemetry to decide)", ev)
+    return Contribution("power", "neutral", 0.0,
+                        f"power budget {budget:g} W: the CPU is the only processor here"
+                        + (f" (measured {cw:.2f} W: {'fits' if cw <= budget else 'over budget'})"
+                           if cw is not None else " (no power measured)"), ev)
 
 
 def rule_busy_cpu(x: AdviceInput) -> Contribution | None:
-    if not x.options.busy_cpu or not x.has_aipu:
+    if not x.options.busy_cpu:
         return None
-    return Contribution("busy_cpu", "aipu", 1.5,
-                        "the CPU is busy with other work (game, video, camera): offloading keeps "
-                        "inference from competing for its cores", {"busy_cpu": True})
+    if x.accel is None:
+        return Contribution("busy_cpu", "neutral", 0.0,
+                            "the CPU is busy with other work, but this chip has no accelerator to "
+                            "offload to: expect slower, noisier CPU inference", {"busy_cpu": True})
+    return Contribution("busy_cpu", x.accel, 1.5,
+                        "the CPU is busy with other work (game, video, camera): offloading to the "
+                        f"{ACCEL_NAME[x.accel]} keeps inference from competing for its cores",
+                        {"busy_cpu": True})
 
 
 def rule_op_fallback(x: AdviceInput) -> Contribution | None:
@@ -470,7 +591,10 @@ def rule_latency_budget(x: AdviceInput) -> Contribution | None:
             return Contribution("latency_budget", "neutral", 0.0,
                                 f"latency budget {_fmt(budget)}: nothing measured; the AIPU "
                                 f"estimate is {_fmt(est)}{est_note} (low confidence)", ev)
-        return None
+        return Contribution("latency_budget", "neutral", 0.0,
+                            f"latency budget {_fmt(budget)}: nothing measured for this model on this "
+                            "device, so whether it is met is unknown (run `lab advise ... --measure`)",
+                            ev)
     if len(meets) == 1:
         p = meets[0]
         return Contribution("latency_budget", p, 3.0,
@@ -485,50 +609,51 @@ def rule_latency_budget(x: AdviceInput) -> Contribution | None:
 
 
 def rule_measured_speed(x: AdviceInput) -> Contribution | None:
-    c, a = x.cpu, x.aipu
+    c, a, acc, name = x.cpu, x.acc, x.accel, ACCEL_NAME[x.accel]
     if c is None or a is None or c.p50_ms is None or a.p50_ms is None or a.p50_ms <= 0:
         return None
     speedup = c.p50_ms / a.p50_ms
     overlap = (c.has_ci and a.has_ci and c.ci_low_ms <= a.ci_high_ms and a.ci_low_ms <= c.ci_high_ms)
-    ev = {"cpu": _side_ev(c), "aipu": _side_ev(a), "speedup": round(speedup, 3),
+    ev = {"cpu": _side_ev(c), acc: _side_ev(a), "speedup": round(speedup, 3),
           "ci_overlap": bool(overlap)}
     if overlap or 1 / SPEEDUP_MARGIN < speedup < SPEEDUP_MARGIN:
         return Contribution("measured_speed", "neutral", 0.0,
-                            f"steady latency about the same: CPU {_fmt(c.p50_ms)}, AIPU "
+                            f"steady latency about the same: CPU {_fmt(c.p50_ms)}, {name} "
                             f"{_fmt(a.p50_ms)}" + (" (CIs overlap)" if overlap else ""), ev)
-    side = "aipu" if speedup > 1 else "cpu"
+    side = acc if speedup > 1 else "cpu"
     factor = speedup if speedup > 1 else 1 / speedup
     weight = 3.0 if factor >= 2 else 2.0
     return Contribution("measured_speed", side, weight,
-                        f"measured steady latency: CPU {_fmt(c.p50_ms)}, AIPU {_fmt(a.p50_ms)} "
+                        f"measured steady latency: CPU {_fmt(c.p50_ms)}, {name} {_fmt(a.p50_ms)} "
                         f"({factor:.2f}x faster on the {side.upper()})", ev)
 
 
 def rule_start_cost(x: AdviceInput) -> Contribution | None:
-    """Informative: where CPU and AIPU cross in total time (load + first + steady runs)."""
-    c, a = x.cpu, x.aipu
+    """Informative: where CPU and accelerator cross in total time (load + first + steady runs)."""
+    c, a, acc, name = x.cpu, x.acc, x.accel, ACCEL_NAME[x.accel]
     if c is None or a is None or c.start_ms is None or a.start_ms is None:
         return None
-    be = break_even(c, a)
+    be = break_even(c, a, acc)
     n = be.inferences
-    ev = {"cpu_load_ms": c.load_ms, "cpu_first_ms": c.first_ms, "aipu_load_ms": a.load_ms,
-          "aipu_first_ms": a.first_ms, "break_even_inferences": n, "break_even": be.to_dict()}
+    ev = {"cpu_load_ms": c.load_ms, "cpu_first_ms": c.first_ms, f"{acc}_load_ms": a.load_ms,
+          f"{acc}_first_ms": a.first_ms, "break_even_inferences": n, "break_even": be.to_dict()}
     starts = f"load+first {_fmt(a.start_ms)} vs CPU {_fmt(c.start_ms)}"
-    if n is not None and be.ahead_after == "aipu":
-        text = f"the AIPU starts slower ({starts}) but runs faster: it is ahead from inference #{n} on"
+    if n is not None and be.ahead_after == acc:
+        text = f"the {name} starts slower ({starts}) but runs faster: it is ahead from inference #{n} on"
     elif n is not None:
-        text = (f"the AIPU starts faster ({starts}) but runs slower: the CPU is ahead from "
+        text = (f"the {name} starts faster ({starts}) but runs slower: the CPU is ahead from "
                 f"inference #{n} on")
     elif a.start_ms <= c.start_ms:
-        text = f"the AIPU is also not slower to start ({starts}); {be.reason}"
+        text = f"the {name} is also not slower to start ({starts}); {be.reason}"
     else:
-        text = f"the AIPU starts slower ({starts}) and does not run faster: it never catches up"
+        text = f"the {name} starts slower ({starts}) and does not run faster: it never catches up"
     return Contribution("start_cost", "neutral", 0.0, text, ev)
 
 
 def rule_gpu(x: AdviceInput) -> Contribution | None:
+    """A GPU next to an NPU (the GPU-only case is CPU-vs-GPU in the rules above)."""
     g = x.gpu
-    if g is None or g.p50_ms is None:
+    if g is None or g.p50_ms is None or x.accel != "aipu":
         return None
     best = min((s for s in (x.cpu, x.aipu) if s is not None and s.p50_ms is not None),
                key=lambda s: s.p50_ms, default=None)
@@ -544,7 +669,7 @@ def rule_gpu(x: AdviceInput) -> Contribution | None:
 
 def rule_estimate(x: AdviceInput) -> Contribution | None:
     e = x.estimate
-    if e is None or x.aipu is not None:
+    if e is None or x.aipu is not None or x.accel != "aipu":
         return None
     ev = {"aipu_estimate_ms": e.aipu_ms, "precision": e.precision, "tops": e.tops,
           "assumed_utilisation": e.utilisation, "note": e.note, "confidence": "low"}
@@ -573,9 +698,38 @@ def rule_estimate(x: AdviceInput) -> Contribution | None:
     return Contribution("estimate", "neutral", 0.0, text, ev)
 
 
+def rule_output_correctness(x: AdviceInput) -> Contribution | None:
+    """A side whose outputs failed the agreement check is never recommended (blocking, with the
+    numbers); where both sides measured accuracy, a drop beyond ACCURACY_DROP is evidence."""
+    sides = {p: s for p, s in (("cpu", x.cpu), ("aipu", x.aipu), ("gpu", x.gpu)) if s is not None}
+    wrong = [p for p, s in sides.items() if s.agree_ok is False]
+    if wrong:
+        good = [p for p, s in sides.items() if s.agree_ok is not False]
+        ev = {f"{p}_{k}": getattr(sides[p], k) for p in wrong
+              for k in ("agree_cosine_min", "agree_top1", "accuracy_top1", "backend", "precision", "job_id")}
+        nums = "; ".join(f"{p.upper()} ({sides[p].backend} {sides[p].precision}) cosine_min "
+                         f"{fmt_num(sides[p].agree_cosine_min)}, top1 agreement "
+                         f"{fmt_num(sides[p].agree_top1)}" for p in wrong)
+        return Contribution("output_correctness", good[0] if len(good) == 1 else "neutral", 3.0,
+                            f"fast but wrong: outputs failed the agreement check with the fp32 "
+                            f"reference ({nums}); never recommended", ev, blocking=True)
+    acc = {p: s.accuracy_top1 for p, s in sides.items() if s.accuracy_top1 is not None}
+    if len(acc) >= 2:
+        best = max(acc, key=acc.get)
+        drop = acc[best] - min(acc.values())
+        ev = {f"{p}_accuracy_top1": a for p, a in acc.items()}
+        if drop > ACCURACY_DROP:
+            return Contribution("output_correctness", best, 1.0, f"accuracy top-1 drops by "
+                                f"{drop:.3f} off the {best.upper()} ({', '.join(f'{p.upper()} {a:.3f}' for p, a in acc.items())})", ev)
+        return Contribution("output_correctness", "neutral", 0.0, "accuracy top-1 within "
+                            f"{ACCURACY_DROP} across sides ({', '.join(f'{p.upper()} {a:.3f}' for p, a in acc.items())})", ev)
+    return None
+
+
 RULES: tuple[Callable[[AdviceInput], Contribution | None], ...] = (
-    rule_no_accelerator, rule_model_too_small, rule_variable_shapes, rule_data_dependent_output,
-    rule_first_inference_budget, rule_dense_compute, rule_quantized, rule_power, rule_busy_cpu,
+    rule_output_correctness, rule_no_accelerator, rule_model_too_small, rule_variable_shapes,
+    rule_data_dependent_output, rule_first_inference_budget, rule_preload, rule_dense_compute,
+    rule_quantized, rule_power, rule_busy_cpu,
     rule_op_fallback, rule_latency_budget, rule_measured_speed, rule_start_cost, rule_gpu,
     rule_estimate,
 )
@@ -591,12 +745,15 @@ def decide(contribs: list[Contribution], x: AdviceInput) -> tuple[str, float]:
     Returns (verdict, margin). `either` when the balance is within 1.0 (no rule set clearly
     prefers one side) or when blocking rules contradict each other.
     """
-    blocks = {c.direction for c in contribs if c.blocking and c.direction != "neutral"}
+    allowed = x.verdicts  # the verdict set follows the device: never `aipu` without an NPU
+    if allowed == ("cpu",):
+        return "cpu", math.inf
+    blocks = {c.direction for c in contribs if c.blocking and c.direction in allowed}
     if len(blocks) == 1:
         return blocks.pop(), math.inf
     if len(blocks) > 1:
         return "either", 0.0
-    score: dict[str, float] = {"cpu": 0.0, "aipu": 0.0, "gpu": 0.0}
+    score: dict[str, float] = {d: 0.0 for d in allowed if d != "either"}
     for c in contribs:
         if c.direction in score:
             score[c.direction] += c.weight

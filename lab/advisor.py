@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from . import advice_rules as R
 from .errors import ConfigError, LabError
+from .quality import classify
 from .records import ResultRow
 from .tradeoffs import BreakEven
 
@@ -50,6 +51,7 @@ class NpuOps:
     ignore: frozenset[str]
     fusions: tuple[Fusion, ...]
     aliases: dict[str, str]
+    removed: dict[str, str] = field(default_factory=dict)  # op -> the inference pass deleting it
 
     def normalise(self, raw: str) -> str | None:
         """One op name as Paddle Lite knows it (legacy name), or None for structure/constants.
@@ -79,11 +81,8 @@ def load_npu_ops(path: str | Path | None = None) -> NpuOps:
     p = str(path or NPU_OPS_PATH)
     if p in _NPU_CACHE:
         return _NPU_CACHE[p]
-    import yaml
-    try:
-        doc = yaml.safe_load(Path(p).read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read NPU op lists: {exc}", path=p) from None
+    from .yamlio import load_yaml  # bounded: aliases, nesting, tags, finite numbers
+    doc = load_yaml(p, what="NPU op lists")
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), dict):
         raise ConfigError("NPU op lists need a 'devices:' mapping", path=p)
     sources = doc.get("sources") or {}
@@ -102,8 +101,11 @@ def load_npu_ops(path: str | Path | None = None) -> NpuOps:
     fusions = tuple(Fusion(op=f["op"], after=frozenset(f.get("after") or ()),
                            becomes=f.get("becomes"), pass_name=f.get("pass", ""))
                     for f in doc.get("fusions") or [])
+    removed = {str(r["op"]): str(r.get("pass", "")) for r in doc.get("removed_at_inference") or []
+               if isinstance(r, dict) and r.get("op")}
     table = NpuOps(devices=devices, ignore=frozenset(doc.get("ignore") or ()), fusions=fusions,
-                   aliases={str(k): str(v) for k, v in (doc.get("pir_aliases") or {}).items()})
+                   aliases={str(k): str(v) for k, v in (doc.get("pir_aliases") or {}).items()},
+                   removed=removed)
     _NPU_CACHE[p] = table
     return table
 
@@ -123,9 +125,14 @@ def partition(raw_ops: Iterable[str], nnadapter_device: str, table: NpuOps | Non
                           path=str(NPU_OPS_PATH), fix="known: " + ", ".join(table.devices))
     seq: list[str] = []
     fused: dict[str, int] = {}
+    removed: dict[str, int] = {}
     for raw in raw_ops:
         op = table.normalise(raw)
         if op is None:
+            continue
+        if op in table.removed:  # deleted by an inference pass: neither NPU op nor fallback
+            key = f"{op} ({table.removed[op]})"
+            removed[key] = removed.get(key, 0) + 1
             continue
         fusion = next((f for f in table.fusions if f.op == op and seq and seq[-1] in f.after), None)
         if fusion is not None:
@@ -152,7 +159,8 @@ def partition(raw_ops: Iterable[str], nnadapter_device: str, table: NpuOps | Non
         prev = ok
     return R.Fallback(nnadapter_device=nnadapter_device, supported_ops=supported,
                       fallback_ops=fallback, subgraphs=subgraphs, cpu_segments=cpu_segments,
-                      fused=fused, needs_quantized=dev.needs_quantized, source=dev.source)
+                      fused=fused, needs_quantized=dev.needs_quantized, source=dev.source,
+                      removed=removed)
 
 
 # ------------------------------------------------------------------------------- model facts
@@ -160,25 +168,23 @@ def op_sequence(model_file: str | Path) -> list[str]:
     """Op names of a program in program order (PIR names kept with their dialect prefix)."""
     path = Path(model_file)
     if path.suffix.lower() == ".json":
-        try:
-            doc = json.loads(path.read_bytes())
-            regions = doc["program"]["regions"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LabError(f"{path}: not a Paddle PIR program ({exc})") from None
-        out: list[str] = []
-
-        def walk(region_list: list[Any]) -> None:
-            for region in region_list or []:
-                for block in region.get("blocks", []):
-                    for op in block.get("ops", []):
-                        out.append(str(op.get("#", "")))
-                        if op.get("regions"):
-                            walk(op["regions"])
-
-        walk(regions)
-        return out
+        from . import analysis  # bounded, type-checked walk: a model file is input
+        return analysis.pir_op_names(path)
     from . import analysis  # legacy protobuf: the analysis module owns the ProgramDesc reader
-    return [op.type for op in analysis._parse_pdmodel(path).ops]
+    return [_identity_scale(op) for op in analysis._parse_pdmodel(path).ops]
+
+
+def _identity_scale(op: Any) -> str:
+    """`identity_scale` for a scale op that multiplies by 1 and adds 0 (the inference passes
+    delete it; npu_ops.yaml `removed_at_inference`), else the op type."""
+    if op.type == "scale":
+        a = op.attrs or {}
+        try:
+            if float(a.get("scale", 0)) == 1.0 and float(a.get("bias", 1)) == 0.0:
+                return "identity_scale"
+        except (TypeError, ValueError):
+            pass
+    return op.type
 
 
 @dataclass
@@ -215,6 +221,12 @@ def model_facts(model_id: str, models_root: str | Path = "models") -> _Model:
                                                       if a.quant_ops else ""),
                          domain=art.tags.get("domain"))
     shas = tuple(h for h in (art.sha256, art.legacy_sha256) if h)
+    try:  # int8 jobs of this model run <model>-int8 (lab.models.artifact_id): same model
+        from .models import artifact_id
+        q = load_artifact(artifact_id(model_id, "int8"), models_root) if art.parent is None else None
+        shas += tuple(h for h in ((q.sha256, q.legacy_sha256) if q else ()) if h)
+    except ConfigError:
+        pass
     return _Model(facts, ops, notes, shas or None)
 
 
@@ -309,7 +321,9 @@ def _side(r: ResultRow, candidates: int = 1) -> R.Side:
                   p50_ms=r.latency_ms, ci_low_ms=r.ci_low_ms, ci_high_ms=r.ci_high_ms,
                   load_ms=r.load_ms, first_ms=r.first_ms, energy_mj_per_inf=r.energy_per_inf_mj,
                   power_w=r.power_w, peak_rss_mb=r.peak_rss_mb, source=r.source or "lab",
-                  job_id=r.job_id or "", campaign=r.campaign or "", candidates=candidates)
+                  job_id=r.job_id or "", campaign=r.campaign or "", candidates=candidates,
+                  agree_ok=r.agree_ok, agree_cosine_min=r.agree_cosine_min, agree_top1=r.agree_top1,
+                  accuracy_top1=r.accuracy_top1, quality=classify(r).reasons)
 
 
 def measured_rows(rows: list[ResultRow], device: str, model: str, *,
@@ -344,6 +358,15 @@ def measured_rows(rows: list[ResultRow], device: str, model: str, *,
         notes.append(f"evidence: only the {len(wanted)} job(s) just measured")
     out: dict[str, tuple[ResultRow, int]] = {}
     for proc, rs in groups.items():
+        # fast but wrong (agreement failed) never speaks for a class that has a right row; when
+        # every row failed, the fastest stays so that rule_output_correctness blocks it
+        right = [r for r in rs if r.agree_ok is not False]
+        if notes is not None and right and len(right) < len(rs):
+            notes.append(f"{proc.upper()}: left out {len(rs) - len(right)} configuration(s) whose "
+                         "outputs failed the agreement check (fast but wrong): " + ", ".join(
+                             f"{r.backend} {r.precision} cosine_min {r.agree_cosine_min}"
+                             for r in rs if r.agree_ok is False))
+        rs = right or rs
         newest_first = sorted(rs, key=lambda r: r.finished_at or "", reverse=True)
         out[proc] = (min(newest_first, key=lambda r: r.latency_ms), len(rs))  # ties: the most recent
     return out
@@ -431,7 +454,7 @@ class Advice:
     device: str
     chip: str | None
     device_status: str
-    verdict: str  # cpu | aipu | gpu | either
+    verdict: str  # cpu | aipu | gpu | either (the set follows the device: `accelerator`)
     confidence: str  # high | medium | low
     reasons: list[R.Contribution]
     speedup: float | None  # cpu p50 / aipu p50 (> 1: AIPU faster)
@@ -445,6 +468,16 @@ class Advice:
     options: R.Options
     notes: list[str] = field(default_factory=list)
     measured_fallback: R.MeasuredFallback | None = None  # the AIPU job's op profile, where it has one
+    accelerator: str | None = "aipu"  # aipu | gpu | None (CPU only): what the question compares
+    confidence_reasons: list[str] = field(default_factory=list)  # why confidence is not higher
+
+    @property
+    def verdicts(self) -> tuple[str, ...]:
+        acc = self.accelerator
+        if acc is None:
+            return ("cpu",)
+        extra = ("gpu",) if acc == "aipu" and self.numbers.get("gpu") else ()
+        return ("cpu", acc, *extra, "either")
 
     @property
     def break_even_inferences(self) -> int | None:
@@ -457,7 +490,7 @@ class Advice:
             return {"nnadapter_device": f.nnadapter_device, "supported_ops": f.supported_ops,
                     "fallback_ops": dict(f.fallback_ops), "subgraphs": f.subgraphs,
                     "cpu_segments": f.cpu_segments, "fused_by_opt": dict(f.fused),
-                    "source": f.source}
+                    "removed_at_inference": dict(f.removed), "source": f.source}
         est = None
         if self.estimate is not None:
             e = self.estimate
@@ -467,7 +500,8 @@ class Advice:
         return {
             "schema": ADVICE_SCHEMA, "model": self.model, "device": self.device, "chip": self.chip,
             "device_status": self.device_status, "verdict": self.verdict,
-            "confidence": self.confidence, "reasons": [c.to_dict() for c in self.reasons],
+            "confidence": self.confidence, "confidence_reasons": list(self.confidence_reasons),
+            "accelerator": self.accelerator, "verdicts": list(self.verdicts), "reasons": [c.to_dict() for c in self.reasons],
             "speedup": _r(self.speedup), "speedup_source": self.speedup_source,
             "break_even_inferences": self.break_even_inferences,
             "break_even": None if self.break_even is None else self.break_even.to_dict(),
@@ -498,21 +532,54 @@ def _side_numbers(s: R.Side | None) -> dict[str, Any] | None:
             "first_ms": s.first_ms, "load_plus_first_ms": s.start_ms,
             "energy_mj_per_inf": s.energy_mj_per_inf, "power_w": s.power_w,
             "peak_rss_mb": s.peak_rss_mb, "source": s.source, "job_id": s.job_id,
-            "campaign": s.campaign, "candidates": s.candidates, "selection": s.selection}
+            "campaign": s.campaign, "candidates": s.candidates, "selection": s.selection,
+            "agree_ok": s.agree_ok, "agree_cosine_min": s.agree_cosine_min,
+            "accuracy_top1": s.accuracy_top1, "quality": list(s.quality)}
 
 
-def _confidence(verdict: str, contribs: list[R.Contribution], sides: dict[str, R.Side],
-                dev: DeviceFacts, margin: float) -> str:
-    if any(c.blocking and c.rule == "no_accelerator" for c in contribs):
-        return "high"
-    cpu, other = sides.get("cpu"), sides.get("aipu") or sides.get("gpu")
+LEVELS = ("low", "medium", "high")
+
+
+def _confidence(contribs: list[R.Contribution], x: R.AdviceInput,
+                margin: float) -> tuple[str, list[str]]:
+    """How far to trust the verdict, and why it is not higher.
+
+    Base: `high` when CPU and accelerator were both measured by the lab with CIs (or the chip has
+    nothing to offload to), `medium` with imports or without CIs, or with one side measured and a
+    clear margin, else `low`. Data quality lowers it one step (lab.quality.classify: not
+    converged, wide CI, throttled, busy host) and names each row's problem; a verdict resting on
+    the rated-TOPS estimate alone is `low`.
+    """
+    sides = {p: s for p, s in (("cpu", x.cpu), ("aipu", x.aipu), ("gpu", x.gpu)) if s is not None}
+    why: list[str] = []
+    if x.accel is None or any(c.blocking and c.rule == "no_accelerator" for c in contribs):
+        return "high", why
+    cpu, other = x.cpu, x.acc
     if cpu is not None and other is not None:
-        if cpu.has_ci and other.has_ci and cpu.source == "lab" and other.source == "lab":
-            return "high"
-        return "medium"
-    if sides and margin >= 2.0:
-        return "medium"
-    return "low"
+        level = "high" if (cpu.has_ci and other.has_ci and not cpu.imported
+                           and not other.imported) else "medium"
+        if level == "medium":
+            why.append("a side is imported or has no CI")
+    elif sides and margin >= 2.0:
+        level = "medium"
+        why.append(f"only {', '.join(p.upper() for p in sides)} measured")
+    else:
+        level = "low"
+        why.append("nothing measured for both CPU and " + R.ACCEL_NAME[x.accel])
+    if other is None and x.estimate is not None and x.estimate.aipu_ms is not None \
+            and any(c.rule == "estimate" and c.direction != "neutral" for c in contribs):
+        level = "low"
+        why.append(f"the {R.ACCEL_NAME[x.accel]} side is an estimate from rated TOPS, not a "
+                   "measurement")
+    flagged = [(p, s.quality) for p, s in sides.items() if s.quality]
+    if flagged:
+        level = LEVELS[max(0, LEVELS.index(level) - 1)]
+        why += [f"{p.upper()} row {s_job(sides[p])}: {'; '.join(q)}" for p, q in flagged]
+    return level, why
+
+
+def s_job(s: R.Side) -> str:
+    return s.job_id or "?"
 
 
 def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
@@ -572,11 +639,12 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
                       measured_fallback=measured_fallback(sides.get("aipu"), op_profiles, store_path))
     contribs = R.evaluate(x)
     verdict, margin = R.decide(contribs, x)
+    confidence, conf_why = _confidence(contribs, x, margin)
     speedup, sp_src = None, None
-    cpu, aipu = sides.get("cpu"), sides.get("aipu")
-    if cpu and aipu and cpu.p50_ms and aipu.p50_ms:
-        speedup, sp_src = cpu.p50_ms / aipu.p50_ms, "measured"
-    elif cpu and cpu.p50_ms and est and est.aipu_ms and not est.assumes_quantized:
+    cpu, acc = sides.get("cpu"), x.acc
+    if cpu and acc and cpu.p50_ms and acc.p50_ms:
+        speedup, sp_src = cpu.p50_ms / acc.p50_ms, "measured"
+    elif x.accel == "aipu" and cpu and cpu.p50_ms and est and est.aipu_ms and not est.assumes_quantized:
         speedup, sp_src = cpu.p50_ms / est.aipu_ms, "estimate"
     if not sides:
         notes.append("nothing measured for this model on this device: static rules and a "
@@ -585,9 +653,10 @@ def advise(model_id: str, device_id: str, *, options: R.Options | None = None,
     if fw:
         notes.append(fw)
     return Advice(model=model_id, device=device_id, chip=dev.chip, device_status=dev.status,
-                  verdict=verdict, confidence=_confidence(verdict, contribs, sides, dev, margin),
+                  verdict=verdict, confidence=confidence, confidence_reasons=conf_why,
+                  accelerator=x.accel,
                   reasons=contribs, speedup=speedup, speedup_source=sp_src,
-                  break_even=R.break_even(cpu, aipu) if cpu and aipu else None,
+                  break_even=R.break_even(cpu, acc, x.accel) if cpu and acc else None,
                   run_ids=sorted({s.job_id for s in sides.values() if s.job_id}),
                   numbers={p: _side_numbers(sides.get(p)) for p in ("cpu", "aipu", "gpu")},
                   fallback=fallback, fallback_all=fallbacks, estimate=est, options=options,
@@ -676,8 +745,11 @@ def render_text(a: Advice) -> str:
                  else f", {R.fmt_num(n['energy_mj_per_inf'])} mJ/inf")
             lines.append(f"  {p.upper():<4} p50 {ms(n['p50_ms'])}{ci}, load+first "
                          f"{ms(n['load_plus_first_ms'])}{e}  ({n['backend']}, {n['selection']})")
+    acc = (a.accelerator or "aipu").upper()
+    if a.confidence_reasons and a.confidence != "high":
+        lines.append(f"  confidence {a.confidence}: " + "; ".join(a.confidence_reasons))
     if a.speedup is not None:
-        lines.append(f"  speedup (CPU/AIPU steady): {a.speedup:.2f}x ({a.speedup_source})")
+        lines.append(f"  speedup (CPU/{acc} steady): {a.speedup:.2f}x ({a.speedup_source})")
     if a.break_even is not None:
         lines.append(f"  break-even: {a.break_even.reason}")
     if a.fallback is not None:

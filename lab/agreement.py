@@ -15,6 +15,9 @@ model, an NPU run, a runner's `outputs_check`) is compared output by output, sam
   `agree_max_abs` (largest absolute difference), `agree_top1` (share of samples whose argmax of
   the first output equals the reference's).
 - THRESHOLDS per precision: a result passes when cosine_min >= cosine and top1 >= top1.
+- weak check (benchmark_bin without --output_data_path): only the per-output mean and standard
+  deviation it prints; passes when both are within WEAK_TOLERANCE[precision] x the reference's
+  standard deviation. Cosine, max_abs and top1 stay unknown (None).
 Pure numpy on the host; paddle runs only in lab.host_infer's child process.
 """
 from __future__ import annotations
@@ -38,7 +41,12 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "fp32": {"cosine": 0.9999, "top1": 1.0},
     "fp16": {"cosine": 0.999, "top1": 0.875},
     "int8": {"cosine": 0.99, "top1": 0.75},
+    "bf16": {"cosine": 0.995, "top1": 0.875},
+    "int16": {"cosine": 0.999, "top1": 0.875},
 }
+WEAK_TOLERANCE: dict[str, float] = {"fp32": 0.001, "fp16": 0.02, "bf16": 0.05, "int16": 0.02,
+                                    "int8": 0.1}
+REFERENCE_INPUTS_FILE = "reference_inputs.npz"  # what travels to devices: inputs only
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,39 @@ def compare(reference: list[list[dict]], candidate: list[list[dict]], precision:
                      round(top1, 4), len(reference), precision, passed, reason, reference_name, th)
 
 
+def compare_stats(reference_outputs: list[Any], stats: list[list[tuple[float | None, float | None]]],
+                  precision: str, reference_name: str = "") -> Agreement:
+    """Weak check: per sample, per output (mean, std) as benchmark_bin prints them, against the
+    same figures of the reference's full outputs (stacked arrays [N, ...] per output)."""
+    import numpy as np
+    th = thresholds_for(precision)
+    tol = WEAK_TOLERANCE[precision]
+    name = f"{reference_name} (weak: mean/std only)"
+    if not stats or len(stats) > len(reference_outputs[0]):
+        return Agreement(None, None, None, len(stats), precision, False,
+                         f"{len(stats)} candidate samples for {len(reference_outputs[0])} reference "
+                         "samples", name, th)
+    worst = 0.0
+    for i, per_out in enumerate(stats):
+        if len(per_out) != len(reference_outputs):
+            return Agreement(None, None, None, len(stats), precision, False,
+                             f"sample {i}: {len(per_out)} outputs, reference has "
+                             f"{len(reference_outputs)}", name, th)
+        for j, (mean, std) in enumerate(per_out):
+            ref = np.asarray(reference_outputs[j][i], dtype="float64").ravel()
+            rmean, rstd = float(ref.mean()), float(ref.std(ddof=1) if ref.size > 1 else 0.0)
+            if mean is None or std is None or not (math.isfinite(mean) and math.isfinite(std)):
+                worst = math.inf
+                continue
+            scale = rstd if rstd > 0 else max(abs(rmean), 1e-12)
+            worst = max(worst, abs(mean - rmean) / scale, abs(std - rstd) / scale)
+    passed = worst <= tol
+    reason = "" if passed else (f"mean/std differ by {worst:.3g} x the reference's std (needs <= "
+                                f"{tol})")
+    return Agreement(None, None, None, len(stats), precision, passed, reason, name,
+                     dict(th, weak_tolerance=tol))
+
+
 def compact_all(outputs: list[Any]) -> list[list[dict]]:
     """Stacked outputs (one array [N, ...] per model output) -> compact [sample][output]."""
     import numpy as np
@@ -162,22 +203,48 @@ def _fp32_files(art) -> tuple[Path, Path]:
     return art.model_path, art.params_path
 
 
+def reference_artifact(art):
+    """The model whose fp32 host outputs judge `art`: the fp32 parent of a quantised model,
+    else the model itself."""
+    if not art.parent:
+        return art
+    from .models import load_artifact
+    return load_artifact(art.parent, Path(art.dir).parent)
+
+
+def cached_reference(art) -> dict[str, Any] | None:
+    """The cached reference of `art` when it is there and made for its sha256 (no inference)."""
+    import numpy as np
+    path = reference_path(art)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("model_sha256") != art.sha256 or meta.get("n") != REFERENCE_SET_SIZE:
+                return None
+            inputs = {k[3:]: z[k] for k in z.files if k.startswith("in:")}
+            outs = [z[f"out:{j}"] for j in range(meta["n_outputs"])]
+    except (OSError, ValueError, KeyError):
+        return None
+    return {"inputs": inputs, "outputs": outs, "compact": compact_all(outs), "meta": meta,
+            "path": path}
+
+
 def load_reference(art) -> dict[str, Any]:
     """The cached fp32 reference of `art`, computed when missing or made for another sha256.
 
     Returns {"inputs": {...}, "outputs": [stacked arrays], "compact": [[...]], "meta": {...}}.
+    Computing it runs paddle on the host: `lab run` does it when it prepares a campaign, never
+    while jobs run (it would disturb measurements on the `local` device).
     """
+    import os
     import numpy as np
     from .host_infer import predict
+    found = cached_reference(art)
+    if found is not None:
+        return found
     path = reference_path(art)
-    if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"]))
-            if meta.get("model_sha256") == art.sha256 and meta.get("n") == REFERENCE_SET_SIZE:
-                inputs = {k[3:]: z[k] for k in z.files if k.startswith("in:")}
-                outs = [z[f"out:{j}"] for j in range(meta["n_outputs"])]
-                return {"inputs": inputs, "outputs": outs, "compact": compact_all(outs),
-                        "meta": meta, "path": path}
     inputs, source = reference_inputs(art)
     model, params = _fp32_files(art)
     outs = predict(model, params, inputs, mode="fp32-ref")
@@ -185,11 +252,28 @@ def load_reference(art) -> dict[str, Any]:
             "source": source, "runtime": REFERENCE_RUNTIME, "n_outputs": len(outs)}
     arrays = {f"in:{k}": v for k, v in inputs.items()}
     arrays.update({f"out:{j}": o for j, o in enumerate(outs)})
-    tmp = path.with_name(".reference.tmp.npz")
+    tmp = path.with_name(f".reference.{os.getpid()}.{id(arrays)}.tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     tmp.replace(path)
     return {"inputs": inputs, "outputs": outs, "compact": compact_all(outs), "meta": meta,
             "path": path}
+
+
+def reference_inputs_file(ref: dict[str, Any]) -> Path:
+    """The reference inputs alone (keys `in:<input name>`, N x run shape), next to the reference:
+    the file runners get as `--reference-inputs` (outputs stay on the host)."""
+    import os
+    import numpy as np
+    path = Path(ref["path"]).with_name(REFERENCE_INPUTS_FILE)
+    stamp = path.with_suffix(".sha")
+    key = ref["meta"]["model_sha256"]
+    if path.is_file() and stamp.is_file() and stamp.read_text() == key:
+        return path
+    tmp = path.with_name(f".ref-in.{os.getpid()}.{id(ref)}.tmp.npz")
+    np.savez(tmp, **{f"in:{k}": v for k, v in ref["inputs"].items()})
+    tmp.replace(path)
+    stamp.write_text(key)
+    return path
 
 
 def reference_name(ref: dict[str, Any]) -> str:

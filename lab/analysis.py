@@ -20,7 +20,6 @@ run dim of the inputs when given, else 1).
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -190,9 +189,42 @@ def _pir_type(tt: Any) -> tuple[list[int] | None, str | None]:
     data = tt.get("D")
     if kind.endswith("t_dtensor") and isinstance(data, list) and len(data) >= 2:
         dt = data[0].get("#", "") if isinstance(data[0], dict) else ""
-        shape = data[1] if isinstance(data[1], list) else None
-        return shape, _PIR_DTYPES.get(dt.split(".", 1)[-1])
+        return _int_list(data[1]), _PIR_DTYPES.get(str(dt).split(".", 1)[-1])
     return None, None
+
+
+def _int_list(value: Any) -> list[int] | None:
+    """A shape: a list of integers, else None (unknown); model files are input like any other."""
+    if isinstance(value, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        return value
+    return None
+
+
+def _seq(value: Any, what: str, path: Path) -> list:
+    """A list the PIR walker iterates (absent = empty); anything else is a malformed program."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigError(f"{path}: not a Paddle PIR program ({what} is a {type(value).__name__}, "
+                          "not a list)", fix="export the model again with paddle.jit.save")
+    return value
+
+
+def _obj(value: Any, what: str, path: Path) -> dict:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: not a Paddle PIR program ({what} is a {type(value).__name__}, "
+                          "not an object)", fix="export the model again with paddle.jit.save")
+    return value
+
+
+def _load_pir_doc(path: Path) -> Any:
+    """The JSON of a PIR program, bounded in size and depth, no NaN/Infinity (jsonio)."""
+    from . import jsonio
+    try:
+        return jsonio.load_file(path, what="model file")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: not a Paddle PIR program ({str(exc).split(': ', 1)[-1]})",
+                          fix="give a .json saved by paddle.jit.save (PIR) or a .pdmodel") from None
 
 
 def _pir_attr_value(at: Any) -> Any:
@@ -215,13 +247,13 @@ _PIR_SLOTS = {  # positional operands of the ops whose cost we estimate
 
 
 def _parse_pir(path: Path) -> _Program:
-    try:
-        doc = json.loads(path.read_bytes())
-        regions = doc["program"]["regions"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise LabError(f"{path}: not a Paddle PIR program ({type(exc).__name__}: {exc})") from None
-    if not isinstance(doc.get("base_code"), dict) or doc["base_code"].get("magic") != "pir":
-        raise LabError(f"{path}: not a Paddle PIR program (no 'pir' magic)")
+    doc = _load_pir_doc(path)
+    if not isinstance(doc, dict) or not isinstance(doc.get("base_code"), dict) \
+            or doc["base_code"].get("magic") != "pir":
+        raise ConfigError(f"{path}: not a Paddle PIR program (no 'pir' magic)",
+                          fix="give a .json saved by paddle.jit.save (PIR) or a .pdmodel")
+    program = _obj(doc.get("program"), "'program'", path)
+    regions = _seq(program.get("regions"), "'program.regions'", path)
     shapes: dict[int, tuple[list[int] | None, str | None]] = {}
     ops: list[_Op] = []
     inputs: list[InputSpec] = []
@@ -231,12 +263,14 @@ def _parse_pir(path: Path) -> _Program:
 
     def walk(region_list: list[Any]) -> None:
         nonlocal params, trainable, persist
-        for region in region_list or []:
-            for block in region.get("blocks", []):
-                for arg in block.get("args", []) or []:
-                    if isinstance(arg, dict) and "%" in arg:
+        for region in _seq(region_list, "regions", path):
+            for block in _seq(_obj(region, "a region", path).get("blocks"), "blocks", path):
+                block = _obj(block, "a block", path)
+                for arg in _seq(block.get("args"), "block args", path):
+                    if isinstance(arg, dict) and isinstance(arg.get("%"), (int, str)):
                         shapes[arg["%"]] = _pir_type(arg.get("TT"))
-                for op in block.get("ops", []):
+                for op in _seq(block.get("ops"), "block ops", path):
+                    op = _obj(op, "an op", path)
                     raw = str(op.get("#", ""))
                     outs_raw = op.get("O")
                     outs_list = outs_raw if isinstance(outs_raw, list) else (
@@ -244,13 +278,13 @@ def _parse_pir(path: Path) -> _Program:
                     out_types = []
                     for o in outs_list:
                         t = _pir_type(o.get("TT")) if isinstance(o, dict) else (None, None)
-                        if isinstance(o, dict) and "%" in o:
+                        if isinstance(o, dict) and isinstance(o.get("%"), (int, str)):
                             shapes[o["%"]] = t
                         out_types.append(t)
                     if raw == "p":  # parameter: A = [?, ?, ?, name], OA = [persistable, stop_gradient, trainable]
                         shape, dtype = out_types[0] if out_types else (None, None)
                         numel = _numel(shape)
-                        oa = op.get("OA") or []
+                        oa = op.get("OA") if isinstance(op.get("OA"), list) else []
                         if numel is not None:
                             persist += numel
                             if dtype in _WEIGHT_DTYPES:
@@ -261,14 +295,15 @@ def _parse_pir(path: Path) -> _Program:
                         continue
                     name = _pir_name(raw)
                     attrs = {}
-                    for a in op.get("A", []) or []:
-                        if isinstance(a, dict) and "N" in a:
+                    for a in _seq(op.get("A"), "op attributes", path):
+                        if isinstance(a, dict) and isinstance(a.get("N"), str):
                             attrs[a["N"]] = _pir_attr_value(a.get("AT"))
-                    in_ids = [i.get("%") for i in op.get("I", []) or [] if isinstance(i, dict)]
+                    in_ids = [i.get("%") for i in _seq(op.get("I"), "op inputs", path)
+                              if isinstance(i, dict) and isinstance(i.get("%"), (int, str))]
                     in_shapes = [shapes.get(i, (None, None))[0] for i in in_ids]
                     if name == "data":
                         shape, dtype = out_types[0] if out_types else (None, None)
-                        decl = attrs.get("shape") if isinstance(attrs.get("shape"), list) else shape
+                        decl = _int_list(attrs.get("shape")) or shape
                         inputs.append(InputSpec(str(attrs.get("name", f"input{len(inputs)}")),
                                                 tuple(decl or ()),
                                                 str(attrs.get("dtype") or dtype or "unknown")))
@@ -287,6 +322,27 @@ def _parse_pir(path: Path) -> _Program:
 
     walk(regions)
     return _Program(ops, inputs, outputs, params, trainable, persist, weight_dtypes)
+
+
+def pir_op_names(path: Path | str) -> list[str]:
+    """Raw op names ("pd_op.conv2d", dialect prefix kept) of a PIR program in program order,
+    nested regions inline; the same bounds and checks as the full parser."""
+    path = Path(path)
+    doc = _load_pir_doc(path)
+    program = _obj(_obj(doc, "the document", path).get("program"), "'program'", path)
+    out: list[str] = []
+
+    def walk(region_list: Any) -> None:
+        for region in _seq(region_list, "regions", path):
+            for block in _seq(_obj(region, "a region", path).get("blocks"), "blocks", path):
+                for op in _seq(_obj(block, "a block", path).get("ops"), "block ops", path):
+                    op = _obj(op, "an op", path)
+                    out.append(str(op.get("#", "")))
+                    if op.get("regions"):
+                        walk(op["regions"])
+
+    walk(program.get("regions"))
+    return out
 
 
 # ------------------------------------------------------------------------- legacy (.pdmodel)
@@ -328,9 +384,10 @@ def _parse_pdmodel(path: Path) -> _Program:
     try:
         prog.ParseFromString(path.read_bytes())
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
-        raise LabError(f"{path}: not a Paddle ProgramDesc ({type(exc).__name__}: {exc})") from None
+        raise ConfigError(f"{path}: not a Paddle ProgramDesc ({type(exc).__name__}: "
+                          f"{str(exc)[:120]})", fix="give a .pdmodel saved by paddle") from None
     if not prog.blocks:
-        raise LabError(f"{path}: empty ProgramDesc")
+        raise ConfigError(f"{path}: empty ProgramDesc", fix="give a .pdmodel saved by paddle")
     var_info: dict[str, tuple[list[int] | None, str | None, bool]] = {}
     for block in prog.blocks:
         for v in block.vars:
@@ -456,8 +513,10 @@ def _op_macs(op: _Op, fill: int, batch: int = 1) -> tuple[str, int | None]:
         hidden, isize = op.attrs.get("hidden_size"), op.attrs.get("input_size")
         layers = int(op.attrs.get("num_layers") or 1)
         dirs = 2 if op.attrs.get("is_bidirec") else 1
-        if x is None or len(x) < 3 or not hidden:
-            return kind, None
+        if x is None or len(x) < 3 or not hidden or not all(
+                isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 20
+                for v in (hidden, layers, int(isize or x[2]))) or layers > 1000:
+            return kind, None  # absent or absurd attributes: unknown, not a hang or a crash
         tb = _numel(x[:2], fill, batch)  # [T, B, I]: T*B = run batch x dyn_fill either way
         width = int(isize or x[2])
         total = 0
@@ -523,7 +582,10 @@ def analyze(model_file: Path | str, *, params_file: Path | str | None = None,
         if base in PLUMBING:
             continue
         hist[base] += 1
-        cls, n = _op_macs(op, fill, batch)
+        try:
+            cls, n = _op_macs(op, fill, batch)
+        except (TypeError, ValueError, IndexError, AttributeError):  # attributes of a wrong type
+            cls, n = _kind(op.type), None
         if n is None:
             if cls != "other":
                 unknown += 1

@@ -19,16 +19,26 @@ from .backends import BACKENDS, RUN_PRECISIONS, get_backend
 from .errors import ConfigError
 from .inventory import find_device
 from .records import Device, Job, MeasurementProtocol
-from .yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
+from .yamlio import LineDict, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
                  "batch", "options", "protocol"}
+# accuracy: after timing, run the model's eval set and store accuracy_top1 (lab/runtimes/checks.py)
 OPTION_KEYS = {"onednn": bool, "power_mode": str, "memory_optim": bool, "model_format": str,
-               "profile": str}
+               # serving-http (docs/serving.md): LoadGen scenario and the endpoint's configuration
+               "scenario": str, "target_qps": (int, float), "latency_bound_ms": (int, float),
+               "percentile": float, "instances": int, "max_batch": int, "max_queue_delay_ms": (int, float),
+               "endpoint": str, "endpoint_format": str, "port": int,
+               "profile": str, "accuracy": bool}
 OPTION_CHOICES = {"power_mode": ("big", "little", "all", "no-bind"), "model_format": ("json", "pdmodel"),
+                  "scenario": ("singlestream", "server", "offline", "sweep"),
+                  "endpoint_format": ("v2", "pipeline"),
                   "profile": ("ops",)}  # profile: ops = one extra profiled run after the timed trials
+SERVING_OPTIONS = ("scenario", "target_qps", "latency_bound_ms", "percentile", "instances", "max_batch",
+                   "max_queue_delay_ms", "endpoint", "endpoint_format", "port")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 LIMITS = {"threads": 1024, "batch": 65536}
+MAX_JOBS = 1_000_000  # planned jobs per campaign; a plan of 100k takes seconds, not minutes
 PROTOCOL_TYPES = {f.name: f.type for f in fields(MeasurementProtocol)}
 
 
@@ -120,11 +130,13 @@ def load_campaign(path: str | Path) -> CampaignSpec:
             if not isinstance(values, list):
                 values = [values]
             for v in values:
-                expect_type(v, OPTION_KEYS[key], path=path, line=opts.line_of(key), what=f"option {key!r}",
-                            hint=OPTION_KEYS[key].__name__)
+                types = OPTION_KEYS[key]
+                expect_type(v, types, path=path, line=opts.line_of(key), what=f"option {key!r}",
+                            hint="a number" if isinstance(types, tuple) else types.__name__)
                 if key in OPTION_CHOICES and v not in OPTION_CHOICES[key]:
                     raise ConfigError(f"option {key!r}: {v!r} is not valid", path=path, line=opts.line_of(key),
                                       fix="use " + ", ".join(OPTION_CHOICES[key]))
+                _check_serving_option(key, v, path, opts.line_of(key))
             options.append((key, tuple(values)))
     return CampaignSpec(
         name=name, devices=str_list("devices"), models=str_list("models"), backends=backends,
@@ -155,7 +167,40 @@ def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     if proto.max_seconds < proto.min_seconds:
         raise ConfigError("protocol max_seconds is below min_seconds", path=path,
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
+    _check_sustained(proto, path, value)
     return proto
+
+
+def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> None:
+    """Sustained runs (sustained_s > 0): one long trial cut into >= 2 windows, inside timeout_s."""
+    line = value.line_of("sustained_s") if "sustained_s" in value else value.line_of("window_s")
+    if proto.sustained_s == 0:
+        if proto.window_s:
+            raise ConfigError("protocol window_s is set but sustained_s is 0", path=path, line=line,
+                              fix="set sustained_s (seconds of continuous running), or drop window_s")
+        return
+    if not 0 < proto.window_s <= proto.sustained_s / 2:
+        raise ConfigError(f"protocol window_s must be > 0 and at most half of sustained_s "
+                          f"({proto.sustained_s:g} s), got {proto.window_s:g}", path=path, line=line,
+                          fix="e.g. sustained_s: 600 with window_s: 30")
+    if proto.trials != 1:
+        raise ConfigError("a sustained run is one long trial, but protocol trials is "
+                          f"{proto.trials}", path=path, line=line, fix="set trials: 1")
+    if proto.timeout_s < proto.sustained_s + SUSTAINED_SLACK_S:
+        raise ConfigError(f"protocol timeout_s ({proto.timeout_s:g} s) leaves no room for a "
+                          f"{proto.sustained_s:g} s sustained run", path=path, line=line,
+                          fix=f"set timeout_s to at least sustained_s + {SUSTAINED_SLACK_S:g}")
+
+
+SUSTAINED_RUNTIMES = ("paddle-inference",)  # runtimes whose runner implements --sustained-s
+SUSTAINED_SLACK_S = 60.0  # per sustained trial, beyond sustained_s: model load, warm-up, teardown
+# protocol keys left out of a job's identity while at their default, so that adding them kept
+# the ids (and `--resume`) of campaigns planned before they existed
+_IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s")
+
+
+def protocol_identity(proto: MeasurementProtocol) -> dict[str, Any]:
+    return {k: v for k, v in asdict(proto).items() if not (k in _IDENTITY_DEFAULT_OFF and not v)}
 
 
 PROTOCOL_HINTS = {
@@ -170,45 +215,85 @@ def job_id_for(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def plan_jobs(spec: CampaignSpec, devices: list[Device],
-              model_hash: Callable[[str], str]) -> tuple[list[Job], list[Exclusion]]:
-    """Expand the campaign's cartesian product into jobs; list combinations that cannot run."""
+def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[str], str],
+              artifacts: dict[str, Any] | None = None) -> tuple[list[Job], list[Exclusion]]:
+    """Expand the campaign's cartesian product into jobs; list combinations that cannot run.
+
+    `model_hash(artifact id)`: the sha256 of the model a job runs, asked only for combinations
+    that can run: `models.artifact_id` (an int8 job of model M runs `M-int8`).
+    `artifacts` (model id -> lab.models.ModelArtifact), when given, lets planning refuse a backend
+    a model cannot run on (Paddle.js: multi-input or non-float32 models)."""
+    from .models import INT8_SUFFIX, artifact_id
     where = f"{spec.path}: " if spec.path else ""
     chosen = [find_device(devices, d, where=where) for d in spec.devices]
-    hashes = {m: model_hash(m) for m in spec.models}
+    hashes: dict[str, str] = {}
     option_keys = [k for k, _ in spec.options]
     option_values = [v for _, v in spec.options] or [()]
+    n_combos = len(chosen) * len(spec.models) * len(spec.backends) * len(spec.precisions) \
+        * len(spec.threads) * len(spec.batch)
+    for values in option_values if spec.options else ():
+        n_combos *= len(values)
+    if n_combos > MAX_JOBS:
+        raise ConfigError(f"the campaign expands to {n_combos} jobs, over the limit of {MAX_JOBS}",
+                          path=spec.path or None, fix="split it into several campaigns")
     jobs: list[Job] = []
-    excluded: list[Exclusion] = []
+    seen: set[str] = set()  # job ids planned so far: the duplicate check is O(1) per job
+    excluded: dict[Exclusion, None] = {}  # ordered set
+    why_not: dict[tuple[str, str, str, str], str | None] = {}  # per device/model/backend/precision
+    protocol = protocol_identity(spec.protocol)
     for dev, model, backend_id, precision, threads, batch in itertools.product(
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
-        reason = applicable(dev, backend_id, precision)
+        key = (dev.id, model, backend_id, precision)  # the rules may depend on the model's artifact
+        if key not in why_not:
+            reason = applicable(dev, backend_id, precision, (artifacts or {}).get(model))
+            if reason is None and model.endswith(INT8_SUFFIX) and precision != "int8":
+                reason = f"{model} is a quantised model: run it at precision int8, not {precision}"
+            if not reason and spec.protocol.sustained_s and backend.runtime not in SUSTAINED_RUNTIMES:
+                reason = (f"sustained runs need a runner that reports windows "
+                          f"({', '.join(SUSTAINED_RUNTIMES)}); {backend.runtime} does not")
+            why_not[key] = reason
+        reason = why_not[key]
         if reason:
-            ex = Exclusion(dev.id, model, backend_id, reason)
-            if ex not in excluded:
-                excluded.append(ex)
+            excluded.setdefault(Exclusion(dev.id, model, backend_id, reason), None)
             continue
+        art_id = artifact_id(model, precision, backend.runtime)
+        if art_id not in hashes:
+            hashes[art_id] = model_hash(art_id)
         for combo in (itertools.product(*option_values) if spec.options else [()]):
             options = tuple(sorted(zip(option_keys, combo)))
-            if backend.runtime != "paddle-inference":
+            if precision == "int8" and backend_id == "paddle-inference-cpu" and \
+                    dict(options).get("onednn") is False:
+                excluded.setdefault(Exclusion(dev.id, model, backend_id, "int8 on CPU runs through "
+                                              "oneDNN int8: not with option onednn: false"), None)
+                continue
+            if backend.runtime not in ("paddle-inference", "serving"):
                 options = tuple(o for o in options if o[0] != "onednn")
+            if backend.runtime != "serving":
+                options = tuple(o for o in options if o[0] not in SERVING_OPTIONS)
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
-                        "model_sha256": hashes[model], "backend": backend_id, "precision": precision,
+                        "model_sha256": hashes[art_id], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
-                        "protocol": asdict(spec.protocol)}
-            job = Job(job_id=job_id_for(identity), campaign=spec.name, device=dev.id, chip=dev.chip,
-                      model=model, model_sha256=hashes[model], backend=backend_id,
-                      processor=backend.processor, precision=precision, threads=threads, batch=batch,
-                      options=options, protocol=spec.protocol)
-            if all(j.job_id != job.job_id for j in jobs):
-                jobs.append(job)
-    return jobs, excluded
+                        "protocol": protocol}
+            job_id = job_id_for(identity)
+            if job_id in seen:
+                continue
+            seen.add(job_id)
+            processor = serving_processor(dev) if backend.runtime == "serving" else backend.processor
+            jobs.append(Job(job_id=job_id, campaign=spec.name, device=dev.id, chip=dev.chip,
+                            model=model, model_sha256=hashes[art_id], backend=backend_id,
+                            processor=processor, precision=precision, threads=threads,
+                            batch=batch, options=options, protocol=spec.protocol))
+    return jobs, list(excluded)
 
 
-def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
-    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device."""
+def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = None) -> str | None:
+    """Why a backend cannot run on a device (None when it can). Checked at plan time, not on the device.
+
+    `artifact`: the model (optional), for rules that depend on it."""
     backend = BACKENDS[backend_id]
+    if backend.runtime == "paddle-js":
+        return _paddle_js_refusal(dev, backend_id, precision, artifact)
     if backend.runtime == "paddle-lite":
         if dev.transport == "local":
             return "Paddle Lite backends need an ARM device with a user-supplied benchmark_bin"
@@ -218,6 +303,11 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
         if backend.nnadapter_device and backend.nnadapter_device not in dev.nnadapter_libs:
             return (f"device {dev.id!r} lists no nnadapter_libs for {backend.nnadapter_device} "
                     "(add the HAL + DDK library directory under nnadapter_libs)")
+    if backend.runtime == "serving":
+        if dev.transport not in ("local", "ssh"):
+            return "serving-http needs a local or SSH device (the load comes from the lab host)"
+        if precision != "fp32":
+            return f"serving-http serves fp32 models here, not {precision}"
     if backend.runtime == "paddle-lite-python":
         from .runtimes.paddle_lite_python import unavailable_reason
         why = unavailable_reason(dev)
@@ -225,16 +315,58 @@ def applicable(dev: Device, backend_id: str, precision: str) -> str | None:
             return why
     if backend.runtime == "onnxruntime":
         from .runtimes.onnxruntime import unavailable_reason as ort_reason
-        why = ort_reason(dev, backend_id, precision)
+        why = ort_reason(dev)
         if why:
             return why
-    if backend_id == "paddle-inference-cpu" and precision != "fp32":
-        return f"paddle-inference-cpu runs fp32 only here, not {precision}"
+    if precision not in backend.precisions:
+        return (f"{backend_id} cannot run {precision}: " +
+                (backend.precision_note or f"it runs {', '.join(backend.precisions)}"))
     if backend.processor == "gpu" and backend.runtime in ("paddle-inference", "onnxruntime"):
         chip = _chip_vendor(dev.chip)
         if chip is not None and chip.lower() != "nvidia":
             return f"chip {dev.chip!r} has no NVIDIA GPU for {backend_id}"
     return None
+
+
+def _check_serving_option(key: str, value: Any, path: str, line: int | None) -> None:
+    """Serving options that parse but cannot work: one line naming the file, line and fix."""
+    if key == "endpoint":
+        from .serving.endpoint import parse_base_url
+        try:
+            parse_base_url(value)
+        except ConfigError as exc:
+            raise ConfigError(str(exc), path=path, line=line) from None
+    elif key in ("target_qps", "latency_bound_ms") and not value > 0:
+        raise ConfigError(f"option {key!r} must be > 0, got {value!r}", path=path, line=line)
+    elif key == "percentile" and not 0.5 <= value < 1.0:
+        raise ConfigError(f"option 'percentile' {value!r} is out of range", path=path, line=line,
+                          fix="use e.g. 0.9 or 0.99")
+    elif key in ("instances", "max_batch") and value < 1:
+        raise ConfigError(f"option {key!r} must be >= 1, got {value!r}", path=path, line=line)
+    elif key in ("max_queue_delay_ms", "port") and value < 0:
+        raise ConfigError(f"option {key!r} must be >= 0, got {value!r}", path=path, line=line)
+
+
+def serving_processor(dev: Device) -> str:
+    """serving-http runs where the device computes: on an NVIDIA chip the GPU, else the CPU."""
+    vendor = _chip_vendor(dev.chip)
+    return "gpu" if vendor is not None and vendor.lower() == "nvidia" else "cpu"
+
+
+def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: Any) -> str | None:
+    """Paddle.js: webgl only (wasm's runtime.wasm is CDN-only), fp32, a model with a web build
+    path, and a device whose browser the lab can drive (Chromium on `local`)."""
+    from .paddlejs_page import BACKENDS as PAGE_BACKENDS, WASM_REFUSAL, device_refusal
+    if backend_id not in PAGE_BACKENDS:
+        return WASM_REFUSAL if backend_id == "paddle-js-wasm" else f"{backend_id}: no page backend"
+    if precision != "fp32":
+        return f"{backend_id} runs fp32 only (Paddle.js feeds and computes float32), not {precision}"
+    if artifact is not None:
+        from .convert.paddlejs import web_refusal
+        reason = web_refusal(artifact)
+        if reason:
+            return reason
+    return device_refusal(dev)
 
 
 def _chip_vendor(chip_id: str) -> str | None:

@@ -9,10 +9,11 @@ wrong for Rockchip NPU v1 at 30:3:1). `lab/scoring.py` reads these records; the 
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import ConfigError
 from .yamlio import LineDict, expect_keys, load_yaml
@@ -313,6 +314,17 @@ def _str_list(ctx: _Ctx, raw: Any, what: str, line: int) -> tuple[str, ...]:
     return tuple(raw)
 
 
+def _known_list(ctx: _Ctx, m: LineDict, key: str, what: str, noun: str,
+                known: Sequence[str]) -> tuple[str, ...]:
+    """`m[key]` as a list of strings, each one of `known`: an unknown one is named with its line."""
+    items = _str_list(ctx, m.get(key), f"{what}.{key}", m.line_of(key))
+    for x in items:
+        if x not in known:
+            raise ctx.err(f"{what}.{key}: unknown {noun} {x!r}", m.line_of(key),
+                          fix="use one of " + ", ".join(known))
+    return items
+
+
 def _tops_map(ctx: _Ctx, raw: Any, what: str, line: int) -> dict[str, Figure]:
     if raw is None:
         return {}
@@ -349,11 +361,7 @@ def _accel(ctx: _Ctx, raw: Any, what: str, line: int) -> Accelerator:
     proc = m.get("processor")
     if proc not in (None, "aipu", "gpu"):
         raise ctx.err(f"{what}.processor must be aipu or gpu, got {proc!r}", m.line_of("processor"))
-    unsupported = _str_list(ctx, m.get("unsupported"), f"{what}.unsupported", m.line_of("unsupported"))
-    for p in unsupported:
-        if p not in TOPS_PRECISIONS:
-            raise ctx.err(f"{what}.unsupported: unknown precision {p!r}", m.line_of("unsupported"),
-                          fix="use one of " + ", ".join(TOPS_PRECISIONS))
+    unsupported = _known_list(ctx, m, "unsupported", what, "precision", TOPS_PRECISIONS)
     t = _tops_map(ctx, m.get("tops"), f"{what}.tops", m.line_of("tops"))
     both = set(unsupported) & set(p for p, f in t.items() if f.known)
     if both:
@@ -466,11 +474,7 @@ def _chip(ctx: _Ctx, m: LineDict) -> Chip:
     domain = _str_list(ctx, m.get("domain"), f"{what}.domain", m.line_of("domain"))
     if not domain:
         raise ctx.err(f"{what}.domain must list at least one tag", m.line_of("domain"))
-    nna = _str_list(ctx, m.get("nnadapter"), f"{what}.nnadapter", m.line_of("nnadapter"))
-    for n in nna:
-        if n not in NNADAPTER_DEVICES:
-            raise ctx.err(f"{what}.nnadapter: unknown NNAdapter device {n!r}", m.line_of("nnadapter"),
-                          fix="use one of " + ", ".join(NNADAPTER_DEVICES))
+    nna = _known_list(ctx, m, "nnadapter", what, "NNAdapter device", NNADAPTER_DEVICES)
     prices = _prices(ctx, m.get("price"), f"{what}.price", m.line_of("price"))
     if not prices and not m.get("price_note"):
         raise ctx.err(f"{what}: no price and no price_note", m.line,
@@ -495,9 +499,31 @@ def _chip(ctx: _Ctx, m: LineDict) -> Chip:
         line=m.line)
 
 
+_CACHE: dict[tuple, Catalog] = {}
+
+
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Load and validate a chip catalog (default: the built-in lab/data/chips.yaml)."""
+    """Load and validate a chip catalog (default: the built-in lab/data/chips.yaml).
+
+    Cached per file version (path, mtime, size): the inventory, the planner and the importer
+    each ask for it, and parsing it is most of a small command's time. Chips are frozen."""
     p = str(path or DEFAULT_PATH)
+    try:
+        st = os.stat(p)
+        key = (p, st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key in _CACHE:
+        return _CACHE[key]
+    catalog = _load_catalog(p)
+    if key is not None:
+        if len(_CACHE) > 8:
+            _CACHE.clear()
+        _CACHE[key] = catalog
+    return catalog
+
+
+def _load_catalog(p: str) -> Catalog:
     doc = load_yaml(p, what="chip catalog")
     if not isinstance(doc, dict):
         raise ConfigError("chip catalog must be a mapping with 'sources:' and 'chips:'", path=p, line=1)

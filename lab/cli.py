@@ -1,12 +1,15 @@
 """`lab` command line: parse args, call the API, print. Exit 0 ok / 1 jobs failed / 2 bad input.
 
 Thin on purpose: each subcommand lives in `lab/commands/<name>.py` with `register(subparsers)`;
-the handler it sets as `func` returns the exit code.
+the handler it sets as `func` returns the exit code. A `_`-prefixed module there is a helper of
+one command (e.g. `_models_quant` under `lab models`), not a command of its own.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import pkgutil
 import sys
 
@@ -16,8 +19,9 @@ from .errors import ConfigError, LabError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
-        sys.stderr.write(f"lab: error: {message} (see 'lab {self.prog.split(' ', 1)[-1]} --help')\n"
-                         if " " in self.prog else f"lab: error: {message} (see 'lab --help')\n")
+        from .textsafe import one_line
+        sys.stderr.write(f"lab: error: {one_line(message)} (see 'lab {self.prog.split(' ', 1)[-1]} --help')\n"
+                         if " " in self.prog else f"lab: error: {one_line(message)} (see 'lab --help')\n")
         raise SystemExit(2)
 
 
@@ -25,12 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lab", allow_abbrev=False,
                      description="hwlab: benchmark PaddlePaddle models on devices and choose the chip to "
                      "ship on.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"lab (hwlab) {__version__}")
     parser.add_argument("--devices", default="devices.yaml", metavar="PATH",
                         help="device inventory (default ./devices.yaml)")
     parser.add_argument("--store", default="results/lab.sqlite", metavar="PATH",
                         help="results store (default results/lab.sqlite)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):  # helpers of a command (e.g. _models_quant under `models`)
+            continue
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(sub)
     for child in sub.choices.values():
@@ -53,8 +61,55 @@ def _add_globals(parser: argparse.ArgumentParser) -> None:
                 _add_globals(child)
 
 
+def _error(message: str) -> None:
+    """One line on stderr, names shown as text (no control sequences, no embedded newlines)."""
+    from .textsafe import one_line
+    try:
+        sys.stderr.write(f"lab: error: {one_line(message)}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # stderr itself is gone: the exit code still says it
+
+
+def _flush_stdout() -> int | None:
+    """Flush stdout now, so a full disk (/dev/full) or a closed pipe is one line, not a
+    traceback at interpreter exit. Returns an exit code when the output was lost."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _park_stdout()
+        return 0
+    except OSError as exc:
+        _park_stdout()
+        _error(f"cannot write the output: {exc.strerror or exc}")
+        return 1
+    return None
+
+
+def _park_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush has nothing left to fail on."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+_PARSER: argparse.ArgumentParser | None = None
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The parser, built once per process (argparse parsers are reusable; building one imports
+    and registers every command, which tests calling main() many times should not repeat)."""
+    global _PARSER
+    if _PARSER is None:
+        _PARSER = build_parser()
+    return _PARSER
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
@@ -62,19 +117,29 @@ def main(argv: list[str] | None = None) -> int:
     from . import signals
     signals.install()
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
     except ConfigError as exc:
-        print(f"lab: error: {exc}", file=sys.stderr)
-        return 2
+        code = 2
+        _error(str(exc))
     except LabError as exc:
-        print(f"lab: error: {exc}", file=sys.stderr)
-        return 1
+        code = 1
+        _error(str(exc))
     except KeyboardInterrupt as exc:
         print(f"lab: interrupted ({signals.interruption_name(exc)}); finished jobs are stored, "
               "run again with --resume", file=sys.stderr)
         return signals.exit_code(exc)
     except BrokenPipeError:
+        _park_stdout()
         return 0
+    except OSError as exc:  # a path the user gave: too long, under /proc, no permission, disk full
+        where = f"{exc.filename}: " if getattr(exc, "filename", None) else ""
+        if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+            _error(f"{where}{exc.strerror or exc}")
+            return 1
+        _error(f"{where}{exc.strerror or exc}")
+        return 2
+    lost = _flush_stdout()
+    return code if lost is None else (code or lost)
 
 
 if __name__ == "__main__":

@@ -17,13 +17,13 @@ from .transport.base import Transport
 
 
 def execute_job(job: Job, device: Device, transport: Transport, *, models_root: str | Path = "models",
-                telemetry: bool = True, telemetry_root: str = "") -> Measurement:
-    from .models import load_artifact
+                telemetry: bool = True, telemetry_root: str = "", keep_root: str | Path = "") -> Measurement:
+    from .models import artifact_id, load_artifact
     backend = BACKENDS[job.backend]
-    artifact = load_artifact(job.model, root=str(models_root))
+    artifact = load_artifact(artifact_id(job.model, job.precision, backend.runtime), root=str(models_root))
     if artifact.sha256 != job.model_sha256:
         raise ConfigError(f"job {job.job_id}: model {job.model!r} changed since the campaign was planned",
                           fix="plan again (lab run without --resume re-plans with the new hash)")
     ctx = JobContext(job=job, device=device, transport=transport, artifact=artifact, backend=backend,
-                     telemetry_root=telemetry_root)
+                     telemetry_root=telemetry_root, keep_root=str(keep_root))
     return execute(get_runtime(backend.runtime), ctx, telemetry=telemetry)

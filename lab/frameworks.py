@@ -11,8 +11,7 @@ ratio), per (device, model, threads, precision).
   Lite backend), else (e.g. int8 run only by ONNX Runtime) the fastest Paddle fp32 row, said so
   and left out of the claim's tally; the cells give every runtime's p50 [95% CI] and its latency ratio to that
   baseline with the CI of the ratio. "faster"/"slower" only when the CI excludes 1.
-- Agreement per cell: the job's own output check (`provenance.checks.agreement`, per job) where
-  stored; else the build-time check of the file the job ran (`provenance.model_agreement`, e.g.
+- Agreement per cell: the job's own output check (`agree_*` of the row) where stored; else the build-time check of the file the job ran (`provenance.model_agreement`, e.g.
   the .onnx against Paddle Inference), labelled `build`; the fp32 Paddle Inference row is the
   reference itself.
 Pure: rows, samples and provenance in, typed records out.
@@ -77,9 +76,8 @@ def runtime_of(r: ResultRow) -> str | None:
 
 def agreement_of(prov: dict[str, Any], r: ResultRow) -> Agree | None:
     """The agreement a row carries: per job, else the build-time check of its model file."""
-    ag = ((prov.get("checks") or {}).get("agreement")) if prov else None
-    if ag:
-        return Agree(ag.get("agree_cosine_min"), ag.get("agree_top1"), ag.get("passed"), "job")
+    if r.agree_cosine_min is not None or r.agree_ok is not None:
+        return Agree(r.agree_cosine_min, r.agree_top1, r.agree_ok, "job")
     mag = prov.get("model_agreement") if prov else None
     if mag:
         return Agree(mag.get("cosine"), mag.get("top1"), mag.get("passed"), "build")

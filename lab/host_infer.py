@@ -14,14 +14,34 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from .errors import LabError, excerpt
+from .errors import ConfigError, LabError, excerpt
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # precision -> (oneDNN, oneDNN int8). fp32 reference runs without oneDNN: independent of the
 # fused int8 path it judges.
 MODES = {"fp32-ref": (False, False), "fp32": (True, False), "int8": (True, True)}
+
+
+def fit_samples(arr: Any, spec, where: str, fix: str) -> Any:
+    """One input's sample array (calibration, eval) -> [N, *run_shape], or a ConfigError naming
+    the file: accepts N x run shape, N x run shape without its batch-1 axis, or one run shape."""
+    import numpy as np
+    if str(arr.dtype) != spec.dtype:
+        raise ConfigError(f"{where}: input {spec.name!r} has dtype {arr.dtype}, the model wants "
+                          f"{spec.dtype}", fix=fix or f"save it with .astype('{spec.dtype}')")
+    run = tuple(spec.run_shape)
+    if arr.ndim == len(run) + 1 and tuple(arr.shape[1:]) == run:
+        return arr
+    if run[0] == 1 and arr.ndim == len(run) and tuple(arr.shape[1:]) == run[1:]:
+        return arr.reshape((arr.shape[0],) + run)
+    if tuple(arr.shape) == run:
+        return arr[np.newaxis]
+    raise ConfigError(f"{where}: input {spec.name!r} has shape {list(arr.shape)}, expected N x "
+                      f"{list(run)} (or N x {list(run[1:])})",
+                      fix=fix or "save one array per model input, samples on the first axis")
 
 
 def predict(model_file: Path | str, params_file: Path | str, inputs: dict, *, mode: str = "fp32-ref",

@@ -66,7 +66,7 @@ def _device(entry: LineDict, path: str, chip_ids: set[str]) -> Device:
     if transport is None:
         raise ConfigError("device: missing required key 'transport'", path=path, line=entry.line,
                           fix="add 'transport: local|ssh|adb'")
-    if transport not in TRANSPORT_KEYS:
+    if not isinstance(transport, str) or transport not in TRANSPORT_KEYS:
         raise ConfigError(f"unknown transport {transport!r}", path=path, line=entry.line_of("transport"),
                           fix="use local, ssh or adb")
     where = f"device {entry.get('id', '?')!r}"

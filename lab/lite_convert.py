@@ -160,15 +160,18 @@ def convert(artifact, target: str, *, precision: str | None = None, quant: str |
 
 def _record_in_model_meta(artifact, target: str, doc: dict) -> None:
     """`lite.<target>` in models/<id>/meta.json: the .nb, its hash and opt's partition."""
-    from .models import _write_json_atomic
-    path = Path(artifact.dir) / "meta.json"
+    from .models import read_meta, update_meta
+    root, model_id = Path(artifact.dir).parent, Path(artifact.dir).name
     try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError):
+        meta = read_meta(model_id, root)
+    except ConfigError:
+        return
+    if meta is None:
         return
     part = doc["partition"]
-    meta.setdefault("lite", {})[target] = {
+    lite = dict(meta.get("lite") or {})
+    lite[target] = {
         "nb": f"lite/{target}.nb", "nb_sha256": doc["nb_sha256"],
         "valid_targets": TARGETS[target].valid_targets, "npu_subgraphs": part["npu_subgraphs"],
         "npu_ops": part["npu_ops"], "cpu_ops": part["cpu_ops"], "seconds": doc["seconds"]}
-    _write_json_atomic(path, meta)
+    update_meta(model_id, root, lite=lite)

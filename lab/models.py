@@ -98,6 +98,9 @@ class ModelArtifact:
     files: dict[str, str] = field(default_factory=dict)  # relative name -> sha256
     built_with: dict[str, str] = field(default_factory=dict)
     analysis: dict[str, Any] | None = None  # cached lab.analysis.ModelAnalysis (as dict)
+    parent: str | None = None  # the fp32 model an `-int8` model was quantised from (lab.quantize)
+    status: str = "ok"  # "failed": a quantised model that failed its agreement check (kept)
+    eval_data: str | None = None  # a user's eval .npz recorded by `lab models accuracy --eval-data`
 
     @property
     def model_path(self) -> Path:
@@ -131,6 +134,21 @@ class ModelStatus:
 
 
 # ------------------------------------------------------------------------------------ utilities
+INT8_SUFFIX = "-int8"  # `lab models quantize ID` makes model ID-int8 (lab/quantize.py)
+
+
+SELF_QUANTISING_RUNTIMES = ("onnxruntime",)  # make their int8 model from the fp32 one themselves
+
+
+def artifact_id(model: str, precision: str, runtime: str | None = None) -> str:
+    """The model a job runs: a campaign names the fp32 model, and its int8 jobs run the
+    quantised `<model>-int8` (built on demand by lab.orchestrate), except on a runtime that
+    quantises the fp32 model with its own tool (ONNX Runtime's static QDQ, lab.convert.onnx_out)."""
+    if precision == "int8" and not model.endswith(INT8_SUFFIX) and runtime not in SELF_QUANTISING_RUNTIMES:
+        return model + INT8_SUFFIX
+    return model
+
+
 def sha256_file(path: Path | str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -212,19 +230,17 @@ def load_zoo(path: Path | str | None = None) -> dict[str, ZooEntry]:
     """Read and validate a zoo file; every problem is a one-line ConfigError naming file:line."""
     zoo_path = Path(path) if path else default_zoo_path()
     spath = str(zoo_path)
+    from .yamlio import MAX_BYTES, loads_yaml  # bounded: aliases, nesting, tags, finite numbers
     try:
-        text = zoo_path.read_text()
+        if zoo_path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"model zoo is over the {MAX_BYTES} byte limit", path=spath)
+        text = zoo_path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError(f"cannot read model zoo: {exc.strerror}", path=spath) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=spath,
-                          line=mark.line + 1 if mark else None) from None
+    data = loads_yaml(text, spath)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise ConfigError("expected a top-level 'models:' list", path=spath)
-    lines = _entry_lines(text)
+    lines = getattr(data["models"], "item_lines", None) or _entry_lines(text)
     allowed = {"id", "builder", "inputs", "seed", "tags"}
     zoo: dict[str, ZooEntry] = {}
     for i, raw in enumerate(data["models"]):
@@ -302,13 +318,80 @@ def _meta_path(root: Path | str, model_id: str) -> Path:
 
 def _read_meta(root: Path | str, model_id: str) -> dict[str, Any] | None:
     path = _meta_path(root, model_id)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.exists():
         return None
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"model {model_id!r}: unreadable meta ({exc})", path=str(path),
-                          fix=f"run `lab models build {model_id} --force`") from None
+    from . import jsonio
+    fix = f"run `lab models build {model_id} --force`"
+    try:
+        meta = jsonio.load_file(path, what="model meta", max_bytes=64 * 1024 * 1024)
+    except ConfigError as exc:
+        raise ConfigError(f"model {model_id!r}: unreadable meta ({exc})", fix=fix) from None
+    problem = _meta_problem(meta)
+    if problem:
+        raise ConfigError(f"model {model_id!r}: damaged meta: {problem}", path=str(path), fix=fix)
+    return meta
+
+
+def _meta_problem(meta: Any) -> str | None:
+    """What is wrong with a meta.json document (None when it has the shape the lab writes)."""
+    import math
+    if not isinstance(meta, dict):
+        return f"a JSON object is expected, not {type(meta).__name__}"
+    for key in ("id", "sha256"):
+        if not isinstance(meta.get(key), str):
+            return f"{key!r} must be a string"
+    for key in ("model_file", "params_file", "legacy_model_file", "legacy_params_file",
+                "legacy_sha256", "format", "source", "flops_note", "schema"):
+        if meta.get(key) is not None and not isinstance(meta[key], str):
+            return f"{key!r} must be a string"
+    for key in ("model_file", "params_file", "legacy_model_file", "legacy_params_file"):
+        rel = meta.get(key)
+        if rel and (rel.startswith("/") or ".." in rel.split("/")):
+            return f"{key!r} {rel[:60]!r} must name a file inside the model's folder"
+    for key in ("flops", "params"):
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))
+                              or not math.isfinite(v) or v < 0):
+            return f"{key!r} must be a non-negative number"
+    for key in ("files", "tags", "built_with", "op_histogram"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            return f"{key!r} must be an object"
+    files = meta.get("files") or {}
+    if any(not isinstance(k, str) or k.startswith("/") or ".." in k.split("/") for k in files):
+        return "'files' must name files inside the model's folder"
+    inputs = meta.get("inputs", [])
+    if not isinstance(inputs, list):
+        return "'inputs' must be a list"
+    for i in inputs:
+        if (not isinstance(i, dict) or not isinstance(i.get("name"), str)
+                or not isinstance(i.get("dtype"), str) or not isinstance(i.get("shape"), list)
+                or not all(isinstance(x, int) and not isinstance(x, bool) for x in i["shape"])
+                or not isinstance(i.get("run_shape") or [], list)
+                or not all(isinstance(x, int) and not isinstance(x, bool)
+                           for x in i.get("run_shape") or [])):
+            return "each input must be {name, shape: [int], dtype, run_shape: [int]}"
+    return None
+
+
+def read_meta(model_id: str, root: Path | str = "models") -> dict[str, Any] | None:
+    """A model's meta.json as a dict (None when the model is not built)."""
+    return _read_meta(root, model_id)
+
+
+def write_meta(model_id: str, root: Path | str, meta: dict[str, Any]) -> None:
+    """Replace a model's meta.json atomically (a reader never sees half a file)."""
+    _write_json_atomic(_meta_path(root, model_id), meta)
+
+
+def update_meta(model_id: str, root: Path | str = "models", **sections: Any) -> dict[str, Any]:
+    """Set top-level sections of a built model's meta.json (agreement, accuracy, status, lite ...)
+    and write it back atomically; returns the new meta."""
+    meta = _read_meta(root, model_id)
+    if meta is None:
+        raise ConfigError(f"model {model_id!r} is not built", fix=f"run `lab models build {model_id}`")
+    meta.update(sections)
+    write_meta(model_id, root, meta)
+    return meta
 
 
 def read_meta(model_id: str, root: Path | str = "models") -> dict[str, Any] | None:
@@ -357,7 +440,33 @@ def _artifact_from_meta(meta: dict[str, Any], mdir: Path) -> ModelArtifact:
         flops=meta.get("flops"), flops_note=meta.get("flops_note", ""), params=meta.get("params"),
         op_histogram=dict(meta.get("op_histogram") or {}), source=meta.get("source", "zoo"),
         tags=dict(meta.get("tags") or {}), files=dict(meta.get("files") or {}),
-        built_with=dict(meta.get("built_with") or {}), analysis=meta.get("analysis"))
+        built_with=dict(meta.get("built_with") or {}), analysis=meta.get("analysis"),
+        parent=(meta.get("parent") or {}).get("id"), status=meta.get("status", "ok"),
+        eval_data=meta.get("eval_data"))
+
+
+def suggest(model_id: str, root: Path | str = "models") -> str:
+    """'did you mean 'x'? ' for a model id close to a zoo or built id ('' when none is close):
+    the one did-you-mean every command that takes a model id uses."""
+    import difflib
+    known: set[str] = set()
+    try:
+        known |= set(load_zoo(default_zoo_path(root)))
+    except ConfigError:
+        pass
+    try:
+        known |= {p.parent.name for p in Path(root).glob("*/meta.json")}
+    except OSError:
+        pass
+    close = difflib.get_close_matches(model_id or "", sorted(known), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def is_zoo_model(model_id: str, root: Path | str = "models") -> bool:
+    try:
+        return model_id in load_zoo(default_zoo_path(root))
+    except ConfigError:
+        return False
 
 
 def load_artifact(model_id: str, root: Path | str = "models") -> ModelArtifact:
@@ -367,9 +476,14 @@ def load_artifact(model_id: str, root: Path | str = "models") -> ModelArtifact:
     mdir = Path(root) / model_id
     meta = _read_meta(root, model_id)
     if meta is None:
+        if not is_zoo_model(model_id, root):
+            raise ConfigError(f"unknown model {model_id!r}: not built under {root}/ and not in the "
+                              "zoo", fix=suggest(model_id, root) + "see `lab models list`, or "
+                              f"register your own files with `lab models add {model_id} "
+                              "--model-file PATH ...`")
+        opt = "" if str(root) == "models" else f" --models-root {root}"
         raise ConfigError(f"model {model_id!r} is not built ({_meta_path(root, model_id)} "
-                          f"missing)", fix=f"run `lab models build {model_id}`, or register your "
-                          f"own files with `lab models add {model_id} --model-file PATH ...`")
+                          f"missing)", fix=f"run `lab models build {model_id}{opt}`")
     if meta.get("schema") != META_SCHEMA:
         raise ConfigError(f"model {model_id!r}: meta schema {meta.get('schema')!r} is not "
                           f"{META_SCHEMA!r}", path=str(_meta_path(root, model_id)),
@@ -420,7 +534,7 @@ def build(model_id: str, out_root: Path | str = "models", *, zoo_path: Path | st
     if model_id not in zoo:
         raise ConfigError(f"unknown model {model_id!r}",
                           path=str(zoo_path or default_zoo_path(out_root)),
-                          fix=f"zoo models: {', '.join(sorted(zoo))}")
+                          fix=suggest(model_id, out_root) + f"zoo models: {', '.join(sorted(zoo))}")
     entry = zoo[model_id]
     key = build_key(entry)
     mdir = Path(out_root) / model_id

@@ -52,12 +52,25 @@ class RunOutcome:
 
 
 def ensure_artifact(model_id: str, root: str | Path, log: Log = _quiet):
-    """The built model; zoo models not built yet are built now (user models must exist)."""
+    """The built model; zoo models not built yet are built now (user models must exist), and
+    `<model>-int8` not built yet is quantised now from its fp32 model (default recipe, as
+    `lab models quantize <model>`; one that fails its agreement check is kept and used: its
+    jobs store the failed check, which is the point)."""
     from . import models
     root = str(root)
     try:
         return models.load_artifact(model_id, root=root)
     except ConfigError:
+        if model_id.endswith(models.INT8_SUFFIX) and not (Path(root) / model_id / "meta.json").exists():
+            from .quantize import quantize
+            parent = model_id[:-len(models.INT8_SUFFIX)]
+            ensure_artifact(parent, root, log)
+            log(f"quantising {parent!r} to int8 (first use; `lab models quantize {parent}` with "
+                "options makes it your way) ...")
+            res = quantize(parent, root, log=log)
+            if not res.passed:
+                log(f"warning: {model_id} FAILED its agreement check ({res.summary}); measured anyway")
+            return res.artifact
         zoo = models.load_zoo(models.default_zoo_path(root))
         if model_id not in zoo:
             known = sorted(set(zoo) | {p.parent.name for p in Path(root).glob("*/meta.json")})
@@ -88,11 +101,73 @@ def prepare(campaign_path: str | Path, devices_path: str | Path, models_root: st
             raise ConfigError(f"campaign names device {dev_id!r}, which is disabled in {d.source}:{d.line}",
                               path=spec.path, fix="set 'enabled: true' for it or remove it from the campaign")
     arts = {m: ensure_artifact(m, models_root, log) for m in spec.models}
-    jobs, excluded = plan_jobs(spec, devices, lambda m: arts[m].sha256)
+    built = dict(arts)  # artifact id -> artifact: int8 jobs of model M run M-int8 (on demand)
+
+    def model_hash(art_id: str) -> str:
+        if art_id not in built:
+            built[art_id] = ensure_artifact(art_id, models_root, log)
+        return built[art_id].sha256
+
+    jobs, excluded = plan_jobs(spec, devices, model_hash, arts)
     if not dry_run:
+        ensure_web_builds(jobs, arts, log)
         from .runtimes.onnxruntime import prepare_models
         prepare_models(arts, jobs, log)  # the .onnx files of onnxruntime jobs, made on the host now
+        from .backends import BACKENDS
+        from .models import artifact_id
+        used = {artifact_id(j.model, j.precision, BACKENDS[j.backend].runtime) for j in jobs}
+        prepare_checks([a for k, a in built.items() if k in used], jobs, log)
     return Prepared(devices, spec, jobs, excluded)
+
+
+def ensure_web_builds(jobs: list[Job], arts: dict, log: Log = _quiet) -> None:
+    """Build the Paddle.js form of every model a planned paddle-js job needs (reused when current);
+    a converter that is not installed is refused with the exact command to run."""
+    from .backends import BACKENDS
+    needed = sorted({j.model for j in jobs if BACKENDS[j.backend].runtime == "paddle-js"})
+    if not needed:
+        return
+    from .convert import paddlejs
+    for model in needed:
+        if paddlejs.current_web(arts[model]) is not None:
+            continue
+        try:
+            paddlejs.convert(arts[model], log=log)
+        except ConfigError as exc:
+            raise ConfigError(f"model {model!r} needs its Paddle.js form for the planned "
+                              f"paddle-js jobs and it could not be built: {exc}",
+                              fix=f"run `{paddlejs.build_command(model)}` (after "
+                                  "`bash scripts/install-web-deps.sh`)") from None
+
+
+def prepare_checks(artifacts, jobs: list[Job], log: Log = _quiet) -> None:
+    """Host side of the output checks, before any job runs: the fp32 reference of every model
+    (cached in models/<id>/reference.npz) and, for `accuracy` jobs, the eval set (a bad eval file
+    is bad input, named now; a model without one is said now, and its jobs store n/a)."""
+    from . import agreement
+    from .accuracy import eval_set_for
+    from .errors import LabError
+    from .backends import BACKENDS
+    from .models import artifact_id
+    for art in artifacts:
+        ref_art = agreement.reference_artifact(art)
+        if agreement.cached_reference(ref_art) is None:
+            log(f"computing the fp32 host reference of {ref_art.id} ({agreement.REFERENCE_SET_SIZE} "
+                "inputs) ...")
+            try:
+                agreement.load_reference(ref_art)
+            except LabError as exc:  # its jobs run and say that no check could be made
+                log(f"warning: no fp32 host reference for {ref_art.id}: {exc}")
+    by_id = {a.id: a for a in artifacts}
+    for aid in sorted({artifact_id(j.model, j.precision, BACKENDS[j.backend].runtime)
+                       for j in jobs if j.option("accuracy")}):
+        art = by_id[aid]
+        if art.eval_data is None and not agreement.reference_artifact(art).eval_data and \
+                art.tags.get("eval") is None:
+            log(f"note: {aid} has no eval set: its accuracy_top1 stays n/a (`lab models accuracy "
+                f"{aid} --eval-data eval.npz` records one)")
+            continue
+        eval_set_for(art)
 
 
 def stored_status(store_path: str | Path, campaign: str) -> dict[str, str]:
@@ -182,9 +257,11 @@ def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
         raise ConfigError(f"--measure: device {device_id!r} is disabled in {dev.source}:{dev.line}",
                           fix="set 'enabled: true' or drop --measure")
     art = ensure_artifact(model_id, models_root, log)
-    # the processor question: Paddle's own backends (framework baselines are campaigns' business)
-    backends = tuple(b for b in BACKENDS if applicable(dev, b, "fp32") is None
-                     and BACKENDS[b].runtime != "onnxruntime")
+    # the processor question: Paddle's own backends; the browser backends answer "how does it run in
+    # a web page" (campaigns/web.yaml), serving measures QPS under load, and other frameworks are
+    # baselines a campaign names (campaigns/frameworks.yaml)
+    backends = tuple(b for b in BACKENDS if BACKENDS[b].runtime not in ("paddle-js", "serving", "onnxruntime")
+                     and applicable(dev, b, "fp32", art) is None)
     if not backends:
         raise ConfigError(f"--measure: no backend applies to device {device_id!r}")
     spec = CampaignSpec(name=f"advise-{model_id}-{device_id}", devices=(device_id,),
@@ -192,6 +269,7 @@ def measure_for_advice(model_id: str, device_id: str, *, store_path: str | Path,
                         batch=(1,), options=(), protocol=protocol or ADVISE_PROTOCOL,
                         description="lab advise --measure")
     jobs, excluded = plan_jobs(spec, devices, lambda _m: art.sha256)
+    prepare_checks([art], jobs, log)
     for ex in excluded:
         log(f"not planned: {ex.backend}: {ex.reason}")
     opts = scheduler_options or SchedulerOptions(progress=False, models_root=str(models_root))

@@ -9,6 +9,7 @@ The host and the device clocks must agree (NTP); the note says so.
 from __future__ import annotations
 
 import csv
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,28 +22,55 @@ TIME_NAMES = {"timestamp", "time", "t", "ts", "epoch", "datetime", "date"}
 WATT_NAMES = {"w", "watt", "watts", "power", "power_w", "p"}
 VOLT_NAMES = {"v", "volt", "volts", "voltage", "voltage_v", "u"}
 AMP_NAMES = {"a", "amp", "amps", "current", "current_a", "i"}
+MAX_BYTES = 256 * 1024 * 1024  # a day at 100 Hz is ~300 MB; split longer logs
+MAX_FIELD = 64  # characters in one cell: a timestamp or a number, never more
+MAX_W = 100_000.0  # 100 kW: above any bench supply; larger is a unit or parse mistake
+EPOCH_RANGE = (0.0, 4_102_444_800.0)  # 1970 .. 2100
 
 
 def parse_time(text: str) -> float:
     """Epoch seconds from epoch seconds or ISO-8601 (naive ISO = UTC)."""
     text = text.strip()
+    if len(text) > MAX_FIELD:
+        raise ValueError("timestamp too long")
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
-        pass
-    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        value = dt.timestamp()
+    if not (math.isfinite(value) and EPOCH_RANGE[0] <= value <= EPOCH_RANGE[1]):
+        raise ValueError(f"timestamp {text!r} is not between 1970 and 2100")
+    return value
+
+
+def _watts(*cells: str) -> float:
+    """W, or V x A, as a finite non-negative number below MAX_W (ValueError otherwise)."""
+    values = []
+    for c in cells:
+        if len(c.strip()) > MAX_FIELD:
+            raise ValueError("cell too long")
+        values.append(float(c))
+    w = values[0] if len(values) == 1 else values[0] * values[1]
+    if not math.isfinite(w) or not all(math.isfinite(v) and v >= 0 for v in values) or w > MAX_W:
+        raise ValueError(f"power {w!r} W is not a finite number between 0 and {MAX_W:g}")
+    return w
 
 
 def read_meter_csv(path: str | Path) -> PowerSeries:
     """`timestamp,W` or `timestamp,V,A`, with or without a header; ConfigError names file:line."""
     path = Path(path)
     try:
-        rows = list(csv.reader(path.read_text().splitlines()))
+        if path.stat().st_size > MAX_BYTES:
+            raise ConfigError(f"meter CSV is over {MAX_BYTES} bytes", path=str(path),
+                              fix="split the log per campaign")
+        rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read meter CSV: {exc}", path=str(path)) from None
+        raise ConfigError(f"cannot read meter CSV: {str(exc)[:160]}", path=str(path)) from None
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, a NUL byte
+        raise ConfigError(f"not a meter CSV: {exc}", path=str(path),
+                          fix="use 'timestamp,W' or 'timestamp,V,A' rows") from None
     rows = [(i + 1, r) for i, r in enumerate(rows) if r and any(c.strip() for c in r)]
     if not rows:
         raise ConfigError("meter CSV is empty", path=str(path))
@@ -60,7 +88,7 @@ def read_meter_csv(path: str | Path) -> PowerSeries:
         vi = next((i for i, n in enumerate(names) if n in VOLT_NAMES), None)
         ai = next((i for i, n in enumerate(names) if n in AMP_NAMES), None)
         if ti is None or (wi is None and (vi is None or ai is None)):
-            raise ConfigError(f"header {','.join(rows[0][1])!r} has no timestamp plus W or V,A "
+            raise ConfigError(f"header {','.join(rows[0][1])[:120]!r} has no timestamp plus W or V,A "
                               "columns", path=str(path), line=rows[0][0],
                               fix="use 'timestamp,W' or 'timestamp,V,A'")
         cols = (ti, wi) if wi is not None else (ti, vi, ai)
@@ -75,13 +103,13 @@ def read_meter_csv(path: str | Path) -> PowerSeries:
     for line, r in rows:
         try:
             ts = parse_time(r[cols[0]])
-            w = float(r[cols[1]]) if len(cols) == 2 else float(r[cols[1]]) * float(r[cols[2]])
-        except (ValueError, IndexError):
-            raise ConfigError(f"bad row {','.join(r)!r}", path=str(path), line=line,
-                              fix="timestamps as epoch seconds or ISO-8601, numbers for W / V / A") \
-                from None
+            w = _watts(*(r[c] for c in cols[1:]))
+        except (ValueError, IndexError, OverflowError) as exc:
+            raise ConfigError(f"bad row {','.join(r)[:120]!r} ({str(exc)[:80]})", path=str(path),
+                              line=line, fix="timestamps as epoch seconds (1970-2100) or ISO-8601, "
+                              "non-negative finite numbers for W / V / A") from None
         if t and ts <= t[-1]:
-            raise ConfigError(f"timestamp {r[cols[0]]!r} is not after the previous row",
+            raise ConfigError(f"timestamp {r[cols[0]][:40]!r} is not after the previous row",
                               path=str(path), line=line, fix="sort the meter log by time")
         t.append(ts)
         p.append(w)
@@ -100,18 +128,32 @@ def job_windows(trials: list[dict[str, Any]], samples: list[list[float]]) -> tup
     """Steady windows in epoch seconds: [finished_at - sum(steady samples), finished_at] per
     trial, and the start of the first trial (for the idle baseline before it)."""
     windows, first = [], None
-    for i, tr in enumerate(trials):
-        fin, start = tr.get("finished_at"), tr.get("started_at")
-        if start:
-            s = parse_time(start)
-            first = s if first is None else min(first, s)
-        if not fin or i >= len(samples) or not samples[i]:
+    for i, tr in enumerate(trials if isinstance(trials, list) else []):
+        if not isinstance(tr, dict):
+            continue  # a damaged provenance record: this trial has no window
+        fin, start = _time_or_none(tr.get("finished_at")), _time_or_none(tr.get("started_at"))
+        if start is not None:
+            first = start if first is None else min(first, start)
+        if fin is None or i >= len(samples) or not samples[i]:
             continue
-        end = parse_time(fin)
-        windows.append(Window(end - sum(samples[i]) / 1000.0, end, len(samples[i]), f"trial{i}",
+        end = fin
+        steady_s = sum(samples[i]) / 1000.0
+        if not (math.isfinite(steady_s) and 0 < steady_s < 86400 * 7):
+            continue  # no steady time (or a damaged sample list): no window
+        windows.append(Window(end - steady_s, end, len(samples[i]), f"trial{i}",
                               "steady window = the trial's steady samples ending at its "
                               "finished_at (wall clock)"))
     return windows, first
+
+
+def _time_or_none(value: Any) -> float | None:
+    """parse_time() of a stored time; absent or damaged -> None (no window from it)."""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or value == "":
+        return None
+    try:
+        return parse_time(str(value))
+    except (ValueError, OverflowError):
+        return None
 
 
 def idle_window(first: float, idle_s: float, ends: list[tuple[float, str]],
@@ -136,10 +178,13 @@ def idle_window(first: float, idle_s: float, ends: list[tuple[float, str]],
 def apply_meter(store, series: PowerSeries, device: str, campaign: str | None = None, *,
                 idle_s: float = 10.0, write: bool = True) -> list[tuple[dict, TelemetryResult]]:
     """Figures for every ok job of `device` whose steady windows the meter covers."""
+    if not (math.isfinite(idle_s) and 0 <= idle_s <= 86400):
+        raise ConfigError(f"idle window {idle_s!r} s is not between 0 and 86400 s",
+                          fix="e.g. --idle-s 10")
     out = []
     # every job that ran on the device, any campaign or status: each one's load ends the idle
-    ends = [(parse_time(r["finished_at"]), r["job_id"]) for r in store.results_rows(None)
-            if r["device"] == device and r.get("finished_at")]
+    ends = [(t, r["job_id"]) for r in store.results_rows(None)
+            if r["device"] == device and (t := _time_or_none(r.get("finished_at"))) is not None]
     for row in store.results_rows(campaign):
         if row["device"] != device or row["status"] != "ok":
             continue

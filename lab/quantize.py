@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import ConfigError, LabError, excerpt
+from .host_infer import fit_samples
+from .models import INT8_SUFFIX
 
 ALGOS = ("abs_max", "hist", "KL")
 ENGINES = ("paddle", "paddleslim")
-SUFFIX = "-int8"
+SUFFIX = INT8_SUFFIX
 QUANTIZABLE_OPS = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "matmul", "matmul_v2")
 WEIGHT_QUANTIZE_TYPE = "channel_wise_abs_max"
 QUANT_TAG = "int8-ptq"  # models' `quantization` tag (lite_convert accepts it for the int8 NPUs)
@@ -61,24 +63,6 @@ def _np():
     return np
 
 
-def _fit(arr: Any, spec, where: str, fix: str) -> Any:
-    """One input's calibration array -> [N, *run_shape], or a ConfigError naming the file."""
-    np = _np()
-    if str(arr.dtype) != spec.dtype:
-        raise ConfigError(f"{where}: input {spec.name!r} has dtype {arr.dtype}, the model wants "
-                          f"{spec.dtype}", fix=fix or f"save it with .astype('{spec.dtype}')")
-    run = tuple(spec.run_shape)
-    if arr.ndim == len(run) + 1 and tuple(arr.shape[1:]) == run:
-        return arr
-    if run[0] == 1 and arr.ndim == len(run) and tuple(arr.shape[1:]) == run[1:]:
-        return arr.reshape((arr.shape[0],) + run)
-    if tuple(arr.shape) == run:
-        return arr[np.newaxis]
-    raise ConfigError(f"{where}: input {spec.name!r} has shape {list(arr.shape)}, expected N x "
-                      f"{list(run)} (or N x {list(run[1:])})",
-                      fix=fix or "save one array per model input, samples on the first axis")
-
-
 def _load_npz(path: Path, inputs) -> dict[str, Any]:
     np = _np()
     try:
@@ -93,7 +77,7 @@ def _load_npz(path: Path, inputs) -> dict[str, Any]:
         raise ConfigError(f"calibration data {path}: no array for input(s) {', '.join(missing)} "
                           f"(has {', '.join(sorted(data)) or 'nothing'})",
                           fix="numpy.savez(path, " + ", ".join(f"{n}=array" for n in names) + ")")
-    return {i.name: _fit(data[i.name], i, f"calibration data {path}", "") for i in inputs}
+    return {i.name: fit_samples(data[i.name], i, f"calibration data {path}", "") for i in inputs}
 
 
 def load_calibration(path: Path | str, inputs) -> dict[str, Any]:
@@ -119,7 +103,7 @@ def load_calibration(path: Path | str, inputs) -> dict[str, Any]:
                 arr = np.load(f, allow_pickle=False)
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"calibration data {f}: not a readable .npy ({exc})") from None
-            parts.append({inputs[0].name: _fit(arr, inputs[0], f"calibration data {f}", "")})
+            parts.append({inputs[0].name: fit_samples(arr, inputs[0], f"calibration data {f}", "")})
     return {i.name: np.concatenate([d[i.name] for d in parts]) for i in inputs}
 
 
@@ -188,7 +172,7 @@ def quantize(model_id: str, root: Path | str = "models", *, algo: str = "abs_max
     key = _recipe_key(parent.legacy_sha256 or parent.sha256, recipe, calib)
     qid = int8_id(model_id)
     qdir = Path(root) / qid
-    old = models._read_meta(root, qid)
+    old = models.read_meta(qid, root)
     if old and not force and old.get("build_key") == key:
         try:
             art = models.load_artifact(qid, root)
@@ -247,7 +231,7 @@ def quantize(model_id: str, root: Path | str = "models", *, algo: str = "abs_max
     mfile, pfile = qdir / models.LEGACY_MODEL_FILE, qdir / models.LEGACY_PARAMS_FILE
     ag = agreement.check_host((mfile, pfile), parent, "int8")
     sha = models.files_sha256(mfile, pfile)
-    pmeta = models._read_meta(root, model_id) or {}
+    pmeta = models.read_meta(model_id, root) or {}
     meta = {
         "schema": models.META_SCHEMA, "id": qid, "source": "quantized", "format": "pdmodel",
         "build_key": key, "builder_version": models.BUILDER_VERSION, "zoo_entry": None,
@@ -278,7 +262,7 @@ def quantize(model_id: str, root: Path | str = "models", *, algo: str = "abs_max
         "op_histogram": {}, "analysis": None,
     }
     models._attach_analysis(meta, qdir, True)
-    models._write_json_atomic(qdir / "meta.json", meta)
+    models.write_meta(qid, root, meta)
     art = models.load_artifact(qid, root)
     return QuantResult(art, ag.passed, agreement.summary(ag), seconds, False)
 

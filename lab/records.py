@@ -41,9 +41,12 @@ class Device:
 class Backend:
     id: str
     processor: str  # cpu | gpu | aipu
-    runtime: str  # paddle-inference | paddle-lite
+    runtime: str  # a key of lab.runtimes.RUNTIMES: paddle-inference | paddle-lite | paddle-js
     nnadapter_device: str | None = None  # huawei_kirin_npu | rockchip_npu | verisilicon_timvx
     lite_backend: str | None = None  # benchmark_bin --backend value
+    # precisions it runs, with the reason for the others (lab.campaign.applicable refuses them)
+    precisions: tuple[str, ...] = ("fp32",)
+    precision_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class MeasurementProtocol:
     timeout_s: float = 600.0
     idle_baseline_s: float = 0.0  # issue 5: >= 10 s where power is measured
     sample_hz: float = 20.0
+    # sustained runs (issue 18; 0 = off): run continuously for sustained_s, report per window_s
+    sustained_s: float = 0.0
+    window_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,28 @@ class Measurement:
     # (from /proc, by the runner) and the flag it raises past docs' threshold; None = not measured
     host_busy_share: float | None = None
     busy_host: bool | None = None
+    # output correctness (issue 13): the job's outputs on the reference input set against the
+    # model's fp32 host reference (lab/agreement.py), and top-1 on the model's eval set when the
+    # campaign asks for `accuracy`; None = no check could be made (a note says why)
+    agree_cosine_min: float | None = None
+    agree_max_abs: float | None = None
+    agree_top1: float | None = None
+    agree_reference: str | None = None
+    agree_ok: bool | None = None
+    accuracy_top1: float | None = None
+    # sustained runs (issue 18, lab/sustained.py): seconds from the run's start to the first window
+    # more than THROTTLE_SLOWDOWN slower than the first (None: no onset, or not a sustained run), and
+    # last-window p50 / first-window p50 (> 1: slower at the end)
+    throttle_onset_s: float | None = None
+    sustained_ratio: float | None = None
+    # serving (issue 14): LoadGen's scenario and verdict; qps is the scenario's figure of merit
+    # (Server/sweep: the scheduled Poisson rate held; Offline/SingleStream: completed samples/s)
+    scenario: str | None = None  # SingleStream | Server | Offline | sweep
+    qps: float | None = None
+    latency_bound_ms: float | None = None
+    valid: bool | None = None  # LoadGen's VALID/INVALID, early stopping included
+    instances: int | None = None
+    max_batch: int | None = None
     source: str = "lab"  # lab | import:<file> | benchmark_bin ...
     samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
     provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env
@@ -132,6 +160,28 @@ class Measurement:
     # per-operator profile of the extra profiled trial (job option `profile: ops`): a
     # lab.opprofile.OpProfile, stored in its own table, never a figure of the timed trials
     op_profile: Any = None
+    windows: list["SustainedWindow"] = field(default_factory=list)  # sustained runs, per window
+
+
+@dataclass(frozen=True)
+class SustainedWindow:
+    """One window of a sustained run (store table `windows`). Times in seconds from the run's start;
+    clock_* on the device's uptime clock; telemetry figures None where not measured."""
+
+    trial: int
+    idx: int
+    t_start_s: float
+    t_end_s: float
+    n: int
+    p50_ms: float | None
+    p90_ms: float | None
+    host_busy_share: float | None = None
+    clock_start: float | None = None
+    clock_end: float | None = None
+    temp_c: float | None = None
+    cpu_mhz: float | None = None
+    accel_mhz: float | None = None
+    power_w: float | None = None
 
 
 # ------------------------------------------------------------------------------ read side
@@ -172,7 +222,8 @@ class _ResultRowReading:
 
 # the figures of a Measurement: one column each in the store, one field each in ResultRow
 MEASUREMENT_FIGURES = tuple(f.name for f in fields(Measurement)
-                            if f.name not in ("job_id", "samples", "provenance", "notes", "op_profile"))
+                            if f.name not in ("job_id", "samples", "provenance", "notes", "windows",
+                                              "op_profile"))
 ResultRow = make_dataclass("ResultRow", [
     ("job_id", "str"), ("campaign", "str"), ("device", "str"), ("chip", "str | None"), ("model", "str"),
     ("backend", "str | None"), ("processor", "str | None"), ("precision", "str | None"),

@@ -13,16 +13,27 @@ from .backends import RUN_PRECISIONS
 from .campaign import job_id_for
 from .errors import ConfigError
 from .records import Job, Measurement
+from .textsafe import one_line
 
 HEADER = ["device", "chip", "model", "backend", "processor", "precision", "threads", "batch", "p50_ms",
           "p90_ms", "mean_ms", "load_ms", "first_ms", "energy_mj_per_inf", "peak_rss_mb", "source"]
 REQUIRED = ["device", "chip", "model", "processor"]
+MAX_NAME = 256
 NUMERIC = ["p50_ms", "p90_ms", "mean_ms", "load_ms", "first_ms", "energy_mj_per_inf", "peak_rss_mb"]
 
 
 def parse_results_csv(fh: IO[str], path: str, campaign: str,
                       chip_ids: set[str] | None = None) -> list[tuple[Job, Measurement]]:
     reader = csv.DictReader(fh)
+    try:
+        return _parse(reader, path, campaign, chip_ids)
+    except csv.Error as exc:  # a field over csv's 128 KiB limit, a NUL byte, a broken quote
+        raise ConfigError(f"not a results CSV: {exc}", path=path, line=reader.line_num or None,
+                          fix="one measurement per row, the documented header first") from None
+
+
+def _parse(reader: csv.DictReader, path: str, campaign: str,
+           chip_ids: set[str] | None) -> list[tuple[Job, Measurement]]:
     if not reader.fieldnames:
         raise ConfigError("empty CSV: no header", path=path, line=1, fix="first line: " + ",".join(HEADER))
     names = [n.strip() for n in reader.fieldnames]
@@ -51,6 +62,12 @@ def parse_results_csv(fh: IO[str], path: str, campaign: str,
         for key in REQUIRED:
             if not row.get(key):
                 raise ConfigError(f"empty {key!r}", path=path, line=line, fix=f"fill in {key}")
+        for key in ("device", "model", "backend", "source"):
+            value = row.get(key) or ""
+            if len(value) > MAX_NAME or one_line(value) != value:
+                raise ConfigError(f"{key} {value[:40]!r}: names are at most {MAX_NAME} characters "
+                                  "without control characters", path=path, line=line,
+                                  fix="use a plain name")
         if row["processor"] not in ("cpu", "gpu", "aipu"):
             raise ConfigError(f"processor {row['processor']!r} is not cpu, gpu or aipu", path=path, line=line,
                               fix="use cpu, gpu or aipu")
@@ -101,28 +118,29 @@ def parse_results_csv(fh: IO[str], path: str, campaign: str,
     return out
 
 
-def _number(text: str, key: str, path: str, line: int) -> float | None:
+def _cell(text: str, key: str, path: str, line: int, convert, kind: str, fix: str):
+    """A cell read by `convert`; an empty cell is unknown (None), never 0."""
     if text == "":
         return None
     try:
-        v = float(text)
+        return convert(text)
     except ValueError:
-        raise ConfigError(f"{key} {text!r} is not a number", path=path, line=line,
-                          fix="use a plain number, or leave the cell empty when unknown") from None
-    if math.isnan(v) or v < 0 or math.isinf(v):
+        raise ConfigError(f"{key} {text!r} is not {kind}", path=path, line=line, fix=fix) from None
+
+
+def _number(text: str, key: str, path: str, line: int) -> float | None:
+    v = _cell(text, key, path, line, float, "a number",
+              "use a plain number, or leave the cell empty when unknown")
+    if v is not None and (math.isnan(v) or v < 0 or math.isinf(v)):
         raise ConfigError(f"{key} {text!r} must be a non-negative number", path=path, line=line,
                           fix="leave the cell empty when unknown (empty = unknown, never 0)")
     return v
 
 
 def _int(text: str, key: str, path: str, line: int) -> int | None:
-    if text == "":
+    v = _cell(text, key, path, line, int, "an integer", "use a whole number")
+    if v is None:
         return None
-    try:
-        v = int(text)
-    except ValueError:
-        raise ConfigError(f"{key} {text!r} is not an integer", path=path, line=line, fix="use a whole number") \
-            from None
     limit = 1024 if key == "threads" else 65536
     if not 1 <= v <= limit:
         raise ConfigError(f"{key} must be between 1 and {limit}", path=path, line=line,

@@ -35,7 +35,8 @@ class SchedulerOptions:
     backoff_s: float = 1.0  # first retry delay, doubled each time
     unhealthy_after: int = 3  # consecutive failed jobs before a device is given up on
     models_root: str = "models"
-    progress: bool = True
+    progress: bool = True  # report progress at all (stderr)
+    live: bool = True  # on a terminal: the live table; False (or not a terminal): one line per job
     thermal_root: str = ""  # prefix of the devices' /sys for the cooldown (tests: a fake sysfs)
     cooldown_poll_s: float = COOLDOWN_POLL_S  # how often the thermal zones are read while cooling
 
@@ -63,6 +64,13 @@ class RunSummary:
     skipped: int = 0
     already_done: int = 0
     devices: dict[str, DeviceState] = field(default_factory=dict)
+    qualities: list = field(default_factory=list)  # lab.quality.Quality of every ok job
+
+    @property
+    def quality_text(self) -> str:
+        """' (3 not converged, 1 busy host)' or '' (lab.quality.summarize)."""
+        from .quality import summarize
+        return summarize(self.qualities)
 
     @property
     def unfinished(self) -> int:
@@ -93,7 +101,8 @@ class Scheduler:
 
     def _default_executor(self, job: Job, device: Device, transport) -> Measurement:
         from .execute import execute_job
-        return execute_job(job, device, transport, models_root=self.opts.models_root)
+        return execute_job(job, device, transport, models_root=self.opts.models_root,
+                           keep_root=self.store.path.parent)
 
     def stop(self) -> None:
         self._stop.set()
@@ -105,7 +114,8 @@ class Scheduler:
         self.summary.planned = len(jobs)
         for dev, q in queues.items():
             self.summary.devices[dev] = DeviceState(dev, total=len(q))
-        progress = _Progress(self.summary, enabled=self.opts.progress)
+        progress = _Progress(self.summary, enabled=self.opts.progress, live=self.opts.live,
+                             queues=queues)
         sem = threading.Semaphore(max(1, self.opts.max_parallel))
         threads = [threading.Thread(target=self._device_worker, args=(dev, q, sem, progress),
                                     name=f"device-{dev}", daemon=True) for dev, q in queues.items()]
@@ -136,6 +146,12 @@ class Scheduler:
                 pass
         try:
             abort_active_sessions()
+        except Exception:  # noqa: BLE001
+            pass
+        cdp = sys.modules.get("lab.cdp")  # only when a browser job ran in this process
+        try:
+            if cdp is not None:
+                cdp.close_all()
         except Exception:  # noqa: BLE001
             pass
 
@@ -254,14 +270,19 @@ class Scheduler:
         self.store.finish_job(job.job_id, status, measurement=measurement, error=error)
         with self._lock:
             state.done += 1
+            state.current = ""  # between jobs: nothing runs (the next job sets it)
             setattr(state, status, getattr(state, status) + 1)
             self.summary.ran += status != "skipped"
             setattr(self.summary, status, getattr(self.summary, status) + 1)
             if status == "ok" and measurement is not None:
+                from .quality import LABELS, classify
+                q = classify(measurement)
+                self.summary.qualities.append(q)
                 value = measurement.p50_ms if measurement.p50_ms is not None else measurement.mean_ms
                 figure = f"p50 {value:.2f} ms" if measurement.p50_ms is not None else (
                     f"mean {value:.2f} ms" if value is not None else "no latency")
-                state.last = f"{job.model} {job.backend} t{job.threads}: {figure}"
+                state.last = f"{job.model} {job.backend} t{job.threads}: {figure}" + (
+                    f" ({', '.join(LABELS[f] for f in q.flags)})" if q.flags else "")
             else:
                 state.last = f"{job.model} {job.backend}: {status}: {(error or '')[:120]}"
 
@@ -272,19 +293,28 @@ def _open_transport(device: Device):
 
 
 class _Progress:
-    """Live per-device view on a terminal (rich); one line per finished job otherwise."""
+    """Live per-device view on a terminal (rich), with elapsed time and an ETA from the protocol
+    bounds (lab.duration); otherwise (not a terminal, or `live` off) one line per job start and
+    end, each with elapsed time and ETA, so a piped or `make` run is never silent."""
 
-    def __init__(self, summary: RunSummary, enabled: bool):
+    def __init__(self, summary: RunSummary, enabled: bool, live: bool = True,
+                 queues: dict[str, list[Job]] | None = None):
         self.summary = summary
         self.enabled = enabled
+        self.want_live = live
         self.live = None
+        self.queues = queues or {}
         self._printed: dict[str, int] = {}
+        self._started: dict[str, str] = {}
+        self._job_t0: dict[str, float] = {}
         self._lock = threading.Lock()
+        self.t0 = time.monotonic()
 
     def start(self) -> None:
+        self.t0 = time.monotonic()
         if not self.enabled:
             return
-        if sys.stderr.isatty():
+        if self.want_live and sys.stderr.isatty():
             try:
                 from rich.console import Console
                 from rich.live import Live
@@ -293,9 +323,30 @@ class _Progress:
             except Exception:  # noqa: BLE001 - fall back to plain lines
                 self.live = None
 
+    def eta_s(self) -> float:
+        """Upper-bound seconds left: per device, the high bound of the jobs not done (the running
+        one less what it has run), devices in parallel."""
+        from .duration import job_bounds
+        now = time.monotonic()
+        left = 0.0
+        for dev, q in self.queues.items():
+            st = self.summary.devices.get(dev)
+            done = st.done if st else 0
+            rest = q[done:]
+            t = sum(job_bounds(j.protocol)[1] for j in rest)
+            if rest and dev in self._job_t0 and st and st.current:
+                t -= min(job_bounds(rest[0].protocol)[1], now - self._job_t0[dev])
+            left = max(left, t)
+        return left
+
+    def clock(self) -> str:
+        from .duration import fmt_s
+        return (f"elapsed {fmt_s(time.monotonic() - self.t0)}, ETA <= {fmt_s(self.eta_s())} "
+                "(protocol bounds)")
+
     def _table(self):
         from rich.table import Table
-        table = Table(title="hwlab campaign", expand=False)
+        table = Table(title=f"hwlab campaign: {self.clock()}", expand=False)
         for col in ("device", "done", "ok", "failed", "skipped", "now", "last"):
             table.add_column(col)
         for s in self.summary.devices.values():
@@ -307,13 +358,26 @@ class _Progress:
         if not self.enabled:
             return
         with self._lock:
+            for s in self.summary.devices.values():  # when each device's job started (ETA)
+                if s.current and self._started.get(s.device) != f"{s.done}:{s.current}":
+                    self._job_t0[s.device] = time.monotonic()
             if self.live is not None:
+                for s in self.summary.devices.values():
+                    self._started[s.device] = f"{s.done}:{s.current}"
                 self.live.update(self._table())
                 return
             for s in self.summary.devices.values():
+                key = f"{s.done}:{s.current}"
+                if s.current and self._started.get(s.device) != key:
+                    self._started[s.device] = key
+                    if s.current.startswith("cooling down"):
+                        continue
+                    print(f"[{s.device}] {s.done + 1}/{s.total} started: {s.current} ({self.clock()})",
+                          file=sys.stderr, flush=True)
                 if self._printed.get(s.device, 0) < s.done:
                     self._printed[s.device] = s.done
-                    print(f"[{s.device}] {s.done}/{s.total} {s.last}", file=sys.stderr, flush=True)
+                    print(f"[{s.device}] {s.done}/{s.total} {s.last} ({self.clock()})",
+                          file=sys.stderr, flush=True)
 
     def stop(self) -> None:
         if self.live is not None:

@@ -2,15 +2,16 @@
 
 Why this shape: chip selection mixes brochure figures of uneven quality with what the lab
 measured. Each criterion is one small function returning a score in [0, 1] *or None with a
-reason*: unknown is never scored 0; its weight is dropped and the remaining weights renormalised,
-and `coverage` says how much of the profile's weight was actually known. Hard constraints exclude
+reason*: unknown is never scored 0. Nor may a chip gain rank through what is unknown about it:
+an unknown criterion counts at the conservative prior UNKNOWN_PRIOR (worse than a typical chip),
+and the stability draws sample it over [0, 2 x prior] so its uncertainty shows; `coverage` says how
+much of the profile's weight was actually known. Hard constraints exclude
 chips with a reason. Robustness (seeded +-20% weight Monte Carlo) and a Pareto front over
 latency, energy and price tell the user how much to trust the ranking. Rules: docs/scoring.md.
 Analysis only: reads the catalog, the profile and store rows; never touches devices.
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,10 @@ CRITERIA = ("domain", "supply", "tops", "frequency", "memory", "video_isp", "pri
 METRICS = ("power_w", "memory_gb", "decode_1080p30", "encode_1080p30", "isp_mp", "tops",
            "process_nm", "price_usd", "accelerator", "nnadapter", "domain")
 PURCHASE_BASES = ("unit", "module", "board", "stick", "phone", "card")
+
+# Unknown criteria (docs/scoring.md "Unknowns"): scored at this conservative prior, never at 0 and
+# never above a known figure's typical score; the stability draws sample U(0, 2 x prior).
+UNKNOWN_PRIOR = 0.25
 
 # supply criterion (criterion 2): penalties subtracted from 1.0, documented in docs/scoring.md
 ADVANCED_NODE_NM = 14.0
@@ -94,6 +99,10 @@ class ModelMeasure:
     batch: int
     utilisation: float | None
     utilisation_note: str
+    serving_qps: float | None = None  # max QPS held under the latency bound (a serving sweep)
+    requests_per_usd: float | None = None  # serving_qps x 3600 / cloud USD per hour
+    agree_ok: bool | None = None  # output check of that row (rows that failed it never count)
+    accuracy_top1: float | None = None
 
 
 @dataclass
@@ -368,42 +377,45 @@ def score_price(chip: Chip, p: Profile) -> Criterion:
 
 def score_measured(chip: Chip, p: Profile, measures: dict[str, ModelMeasure],
                    compare_on: tuple[str, ...] | None = None, context: str = "") -> Criterion:
-    """Weighted mean of latency / energy / throughput sub-scores over the reference models.
+    """Weighted mean of latency / energy / throughput sub-scores over the profile's reference models.
 
-    `compare_on`: the reference models every compared chip has measured (`score_chips` sets it),
-    so chips are never ranked on different models; an empty tuple means they share none and the
-    criterion is unknown. None: every model this chip has (one chip on its own).
+    Every chip is scored on every reference model, model by model (like with like): a model the
+    chip has not measured, or a figure it lacks, counts at UNKNOWN_PRIOR, so a chip never gains by
+    having measured only its easiest model, and a true measurement better than the prior can only
+    raise it. `compare_on` and `context` are kept for callers; the per-model prior replaces them.
+    Unknown (None) when the chip has no ok row of any reference model, or none of the sub-scores'
+    figures is known for any model.
     """
     w = p.weights["measured"]
     if not measures:
         return Criterion("measured", w, None, None,
-                         f"unknown: no ok measurement of {', '.join(p.reference_models)} on this chip")
-    if compare_on is not None:
-        if not compare_on:
-            return Criterion("measured", w, None, None,
-                             f"unknown: measured {', '.join(measures)} only, and the compared chips "
-                             f"share no reference model ({context}); scores of different models "
-                             "are not comparable")
-        left = [m for m in measures if m not in compare_on]
-        measures = {m: measures[m] for m in compare_on if m in measures}
-        context = (f"compared on {', '.join(compare_on)} (measured on every compared chip)"
-                   + (f"; not used: {', '.join(left)}" if left else ""))
-    subs, why = {}, ([context] if context else [])
+                         f"unknown: no ok measurement of {', '.join(p.reference_models) or '(none)'} "
+                         "on this chip")
+    models = [m for m in p.reference_models] or list(measures)
+    missing = [m for m in models if m not in measures]
+    subs, why = {}, []
     spec = {"latency": ("latency_ms", log_down), "energy": ("energy_mj", log_down),
-            "throughput": ("throughput_ips", log_up)}
+            "throughput": ("throughput_ips", log_up), "serving": ("requests_per_usd", log_up)}
     for sub, sw in p.measured.items():
         if sw <= 0:
             continue
         attr, fn = spec[sub]
         lo, hi = p.targets[attr]
-        vals = [(m, getattr(mm, attr)) for m, mm in measures.items() if getattr(mm, attr) is not None]
+        vals = [(m, getattr(measures[m], attr)) for m in models
+                if m in measures and getattr(measures[m], attr) is not None]
         if not vals:
             why.append(f"{sub} unknown")
             continue
-        subs[sub] = sum(fn(v, lo, hi) for _, v in vals) / len(vals)
-        why.append(f"{sub}: " + ", ".join(f"{m} {v:.4g}" for m, v in vals) + f" ({attr}, log {lo:g}..{hi:g})")
+        known = dict(vals)
+        subs[sub] = sum(fn(known[m], lo, hi) if m in known else UNKNOWN_PRIOR
+                        for m in models) / len(models)
+        why.append(f"{sub}: " + ", ".join(f"{m} {v:.4g}" for m, v in vals) + f" ({attr}, log {lo:g}..{hi:g})"
+                   + (f"; {', '.join(m for m in models if m not in known)} at the prior "
+                      f"{UNKNOWN_PRIOR:g}" if len(known) < len(models) else ""))
     if not subs:
         return Criterion("measured", w, None, None, "unknown: " + "; ".join(why))
+    if missing:
+        why.append(f"not measured here: {', '.join(missing)}")
     tot = sum(p.measured[k] for k in subs)
     s = sum(p.measured[k] * v for k, v in subs.items()) / tot
     return Criterion("measured", w, s, {k: round(v, 4) for k, v in subs.items()}, "; ".join(why))
@@ -426,11 +438,12 @@ def load_model_flops(models_dir: str | Path = "models") -> dict[str, float]:
         return out
     for meta in root.glob("*/meta.json"):
         try:
-            doc = json.loads(meta.read_text(encoding="utf-8"))
+            from . import jsonio  # bounded and strict: meta.json is input like any other file
+            doc = jsonio.load_file(meta, what="model meta", max_bytes=64 * 1024 * 1024)
             v = doc.get("flops") if isinstance(doc, dict) else None
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0:
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1e30:
                 out[meta.parent.name] = float(v)
-        except (OSError, ValueError):
+        except ConfigError:
             continue  # unreadable meta: utilisation for that model stays unknown
     return out
 
@@ -453,9 +466,19 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
     def batch(r: ResultRow) -> int:
         return r.batch if isinstance(r.batch, int) and r.batch > 0 else 1
 
+    serving: dict[str, float] = {}
     for r in rows:
-        if r.chip == chip.id and r.ok and r.model in p.reference_models and lat(r):
+        if r.chip != chip.id or not r.ok or r.model not in p.reference_models:
+            continue
+        if r.agree_ok is False:  # outputs failed the agreement check: fast but wrong, never a figure
+            continue
+        if r.scenario is not None:  # a serving job: its latency is under load, not batch-1
+            if r.scenario == "sweep" and r.valid and _num(r.qps):
+                serving[r.model] = max(serving.get(r.model, 0.0), float(r.qps))
+            continue
+        if lat(r):
             by_model.setdefault(r.model, []).append(r)
+    usd_h, _ = hourly_usd(chip)
     for model, rs in by_model.items():
         best = min(rs, key=lambda r: (batch(r) != 1, r.precision != p.precision, lat(r)))
         thr = max(batch(r) * 1000.0 / lat(r) for r in rs)
@@ -464,8 +487,31 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
         out[model] = ModelMeasure(model=model, latency_ms=lat(best), energy_mj=e, throughput_ips=thr,
                                   precision=best.precision, backend=best.backend,
                                   processor=best.processor, batch=batch(best),
-                                  utilisation=util, utilisation_note=note)
+                                  utilisation=util, utilisation_note=note, agree_ok=best.agree_ok,
+                                  accuracy_top1=best.accuracy_top1)
+    for model, qps in serving.items():
+        m = out.get(model) or ModelMeasure(model, None, None, None, None, "serving-http", None, 1, None, "")
+        m.serving_qps = qps
+        m.requests_per_usd = qps * 3600.0 / usd_h if usd_h else None
+        out[model] = m
     return out
+
+
+def hourly_usd(chip: Chip) -> tuple[float | None, str]:
+    """The chip's cloud price per hour in USD (typical of the catalog's range), or None and why."""
+    pr = next((x for x in chip.prices if x.basis == "cloud-hourly"), None)
+    if pr is None or pr.typical is None:
+        return None, "no cloud-hourly price in the catalog"
+    if pr.currency != "USD":
+        return None, f"cloud-hourly price in {pr.currency}, not USD"
+    return pr.typical, f"{pr.typical:g} USD/h [{pr.confidence}{', estimate' if pr.estimate else ''}]"
+
+
+def cost_per_million(qps: float | None, usd_per_hour: float | None) -> float | None:
+    """USD per million requests at `qps` sustained on a chip rented at `usd_per_hour`."""
+    if not qps or not usd_per_hour or qps <= 0:
+        return None
+    return usd_per_hour / (qps * 3600.0) * 1e6
 
 
 def _utilisation(chip: Chip, row: ResultRow, lat_ms: float, batch: int, macs: float | None) -> tuple[float | None, str]:
@@ -549,26 +595,35 @@ def check(chip: Chip, p: Profile, c: Constraint) -> tuple[bool | None, str]:
 
 # -------------------------------------------------------------------------------------- scoring
 
-def combine(criteria: dict[str, Criterion]) -> tuple[float | None, float]:
-    """(score 0..100 over known criteria with their weights renormalised, coverage)."""
-    total = sum(c.weight for c in criteria.values() if c.weight > 0)
+def combine(criteria: dict[str, Criterion], in_play: Iterable[str] | None = None
+            ) -> tuple[float | None, float]:
+    """(score 0..100, coverage). Known criteria count at their score, unknown ones at
+    UNKNOWN_PRIOR; `in_play`: the criteria that count (default every weighted one; `score_chips`
+    leaves out those unknown for every chip, which shifts all chips alike). None when nothing is
+    known about the chip."""
+    play = set(CRITERIA if in_play is None else in_play)
+    total = sum(c.weight for k, c in criteria.items() if c.weight > 0)
     known = [c for c in criteria.values() if c.weight > 0 and c.score is not None]
     kw = sum(c.weight for c in known)
     if total <= 0 or kw <= 0:
         return None, 0.0
-    return 100.0 * sum(c.weight * c.score for c in known) / kw, kw / total
+    counted = [c for k, c in criteria.items() if c.weight > 0 and (k in play or c.score is not None)]
+    den = sum(c.weight for c in counted)
+    num = sum(c.weight * (c.score if c.score is not None else UNKNOWN_PRIOR) for c in counted)
+    return 100.0 * num / den, kw / total
 
 
 def score_chip(chip: Chip, p: Profile, rows: Iterable[ResultRow] = (), flops: dict[str, float] | None = None,
                *, measures: dict[str, ModelMeasure] | None = None,
-               compare_on: tuple[str, ...] | None = None, context: str = "") -> ChipScore:
+               compare_on: tuple[str, ...] | None = None, context: str = "",
+               in_play: Iterable[str] | None = None) -> ChipScore:
     """All criteria + constraints for one chip (no rank/stability/Pareto: those need the field)."""
     if measures is None:
         measures = measures_for(chip, p, rows, flops or {})
     crit = {name: fn(chip, p) for name, fn in SCORERS.items()}
     crit["measured"] = score_measured(chip, p, measures, compare_on, context)
     crit = {k: crit[k] for k in CRITERIA}
-    score, coverage = combine(crit)
+    score, coverage = combine(crit, in_play)
     cs = ChipScore(chip=chip.id, name=chip.name, score=score, coverage=coverage, criteria=crit,
                    measures=measures, price_usd=crit["price"].value)
     fails = []
@@ -599,9 +654,11 @@ def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Itera
     rows = list(rows)
     chips = list(catalog)
     measures = {c.id: measures_for(c, profile, rows, flops or {}) for c in chips}
-    compare_on, context = common_models(profile, measures)
-    scores = [score_chip(c, profile, rows, flops, measures=measures[c.id], compare_on=compare_on,
-                         context=context) for c in chips]
+    scores = [score_chip(c, profile, rows, flops, measures=measures[c.id]) for c in chips]
+    # criteria unknown for every chip cannot tell chips apart: leave them out of every score
+    in_play = {k for k in CRITERIA if any(s.criteria[k].score is not None for s in scores)}
+    for s in scores:
+        s.score, _ = combine(s.criteria, in_play)
     inc = sorted((s for s in scores if not s.excluded and s.score is not None),
                  key=lambda s: (-round(s.score, 9), s.chip))
     for i, s in enumerate(inc, 1):
@@ -615,22 +672,6 @@ def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Itera
     return inc + rest
 
 
-def common_models(p: Profile, measures: dict[str, dict[str, ModelMeasure]]
-                  ) -> tuple[tuple[str, ...] | None, str]:
-    """The reference models every measured chip has (profile order), and who measured what.
-
-    Why: mobilenet_v1 on one chip against mobilenet_v2 on another is not a chip comparison.
-    None when at most one chip is measured (nothing to compare against).
-    """
-    have = {chip: set(ms) for chip, ms in measures.items() if ms}
-    if len(have) < 2:
-        return None, ""
-    common = tuple(m for m in p.reference_models if all(m in s for s in have.values()))
-    who = "; ".join(f"{chip}: {', '.join(m for m in p.reference_models if m in s)}"
-                    for chip, s in sorted(have.items()))
-    return common, who
-
-
 def stability(ranked: list[ChipScore], p: Profile, *, draws: int = 1000, seed: int = 0,
               spread: float = 0.2) -> None:
     """Seeded Monte Carlo: every weight x U(1-spread, 1+spread); share of draws in which each chip
@@ -639,16 +680,20 @@ def stability(ranked: list[ChipScore], p: Profile, *, draws: int = 1000, seed: i
         return
     import numpy as np
 
-    names = [k for k in CRITERIA if p.weights[k] > 0]
+    names = [k for k in CRITERIA if p.weights[k] > 0
+             and any(c.criteria[k].score is not None for c in ranked)]
     w = np.array([p.weights[k] for k in names])
     s = np.array([[c.criteria[k].score if c.criteria[k].score is not None else 0.0 for k in names]
                   for c in ranked])
     known = np.array([[c.criteria[k].score is not None for k in names] for c in ranked], dtype=float)
     rng = np.random.default_rng(seed)
     wd = w[None, :] * rng.uniform(1 - spread, 1 + spread, size=(draws, len(names)))
-    num = wd @ (s * known).T
-    den = wd @ known.T
-    tot = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+    # an unknown criterion: a fresh U(0, 2 x prior) per draw and chip (its uncertainty, not 0)
+    prior = rng.uniform(0.0, 2 * UNKNOWN_PRIOR, size=(draws, len(ranked), len(names)))
+    filled = s[None, :, :] * known[None, :, :] + prior * (1 - known[None, :, :])
+    num = np.einsum("dk,dck->dc", wd, filled)
+    den = wd.sum(axis=1)[:, None]
+    tot = num / den
     # ties broken by nominal order (index), as the nominal ranking does by chip id
     order = np.lexsort((np.broadcast_to(np.arange(len(ranked)), tot.shape), -np.round(tot, 9)), axis=1)
     ranks = np.empty_like(order)
@@ -684,7 +729,7 @@ def pareto(ranked: list[ChipScore]) -> None:
 _PROFILE_KEYS = {"id", "description", "domain", "precision", "weights", "targets", "measured",
                  "reference_models", "price_bases", "amortisation", "min_coverage", "constraints"}
 _TARGET_KEYS = {"tops", "frequency", "memory_gb", "bandwidth_gbs", "video", "price_usd",
-                "latency_ms", "energy_mj", "throughput_ips"}
+                "latency_ms", "energy_mj", "throughput_ips", "requests_per_usd"}
 _VIDEO_KEYS = {"decode_1080p30", "encode_1080p30", "isp_mp", "av1_decode"}
 
 
@@ -769,18 +814,19 @@ def _profile(m: Any, path: str, assumptions: dict) -> Profile:
     tg = m["targets"]
     if not isinstance(tg, dict):
         raise _perr(path, m.line_of("targets"), f"{what}: targets must be a mapping")
-    measured_raw = m.get("measured") or {"latency": 1}
+    measured_raw = m.get("measured") or LineDict.of({"latency": 1}, m.line_of("measured"))
     if not isinstance(measured_raw, dict):
         raise _perr(path, m.line_of("measured"), f"{what}: measured must map latency/energy/throughput to weights")
     measured = {}
     need = {"tops", "frequency", "memory_gb", "price_usd"}
     for k, v in measured_raw.items():
-        if k not in ("latency", "energy", "throughput"):
+        if k not in ("latency", "energy", "throughput", "serving"):
             raise _perr(path, measured_raw.line_of(k), f"{what}: measured key {k!r}",
-                        fix="use latency, energy, throughput")
+                        fix="use latency, energy, throughput, serving")
         measured[k] = _pos_num(v, path, measured_raw.line_of(k), f"measured {k}")
         if measured[k] > 0:
-            need.add({"latency": "latency_ms", "energy": "energy_mj", "throughput": "throughput_ips"}[k])
+            need.add({"latency": "latency_ms", "energy": "energy_mj", "throughput": "throughput_ips",
+                      "serving": "requests_per_usd"}[k])
     expect_keys(tg, path=path, what=f"{what} targets", required=need, allowed=_TARGET_KEYS)
     targets: dict[str, Any] = {}
     for k, v in tg.items():

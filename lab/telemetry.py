@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass
+from dataclasses import fields as dataclass_fields
 from datetime import datetime, timezone
 from typing import Callable, Sequence
+
+from .records import Measurement
 
 DEFAULT_IDLE_S = 10.0
 MIN_PERIODS = 10  # a window shorter than this many sensor periods is flagged
@@ -462,19 +465,17 @@ class Window:
     note: str = ""  # how the window was placed (e.g. approximate)
 
 
+# The figures a job's Measurement carries (POWER_FIELDS), declared once there: same names and types,
+# all unknown (None) until measured.
+_MeasuredFields = make_dataclass("_MeasuredFields", [
+    (f.name, f.type, field(default=None)) for f in dataclass_fields(Measurement) if f.name in POWER_FIELDS])
+
+
 @dataclass
-class TelemetryResult:
-    power_w: float | None = None
-    idle_w: float | None = None
-    energy_mj_per_inf: float | None = None
-    energy_net_mj_per_inf: float | None = None
-    power_source: str | None = None
-    power_note: str | None = None
-    temp_start_c: float | None = None
+class TelemetryResult(_MeasuredFields):
+    """The power/thermal fields of Measurement (inherited) and what only the telemetry detail keeps."""
+
     temp_end_c: float | None = None
-    temp_max_c: float | None = None
-    throttled: bool | None = None
-    gpu_mem_mb: float | None = None
     gpu_mem_scope: str | None = None  # runner process | all compute processes | device delta over idle
     uncertainty_rel: float | None = None
     uncertainty_model: str = ""
@@ -487,6 +488,7 @@ class TelemetryResult:
     trace_file: str | None = None
 
     windows: list[Window] = field(default_factory=list)
+    per_window: dict[str, list["WindowTelemetry"]] = field(default_factory=dict)  # sustained runs
 
     def fields(self) -> dict:
         return power_fields(self)
@@ -502,6 +504,8 @@ class TelemetryResult:
             "throttle_reasons": self.throttle_reasons, "temps": self.temps, "notes": self.notes,
             "trace_file": self.trace_file,
             "windows": [[w.start, w.end, w.iterations, w.note] for w in self.windows]}
+        if self.per_window:
+            out["_per_window"] = {k: [asdict(w) for w in v] for k, v in self.per_window.items()}
         return out
 
 
@@ -559,6 +563,9 @@ def _power_figures(res, s: PowerSeries, windows, idle, idle_s_wanted, notes):
         return
     e_total = sum(energies)
     dur = res.window_s
+    if not dur or not math.isfinite(dur) or dur <= 0 or not math.isfinite(e_total):
+        res.power_note = "power unavailable: the job window has no duration"
+        return
     res.power_w = e_total / dur
     res.sensor_period_s = s.period_s or None
     if res.iterations > 0:
@@ -596,6 +603,49 @@ def _power_figures(res, s: PowerSeries, windows, idle, idle_s_wanted, notes):
                              f"(2 x {period:g} s / {dur:.2f} s), sampling {stat:.1%} "
                              "(std/sqrt(n) of sampled power)")
     notes.append(f"uncertainty ±{res.uncertainty_rel:.1%} ({res.uncertainty_model})")
+
+
+# --------------------------------------------------------------------------------------------
+# per-window figures of a sustained run (issue 18)
+
+@dataclass(frozen=True)
+class WindowTelemetry:
+    """What the trace says about one window of a sustained run; None = not measured there."""
+
+    temp_c: float | None = None  # hottest SoC zone (or GPU), max in the window
+    cpu_mhz: float | None = None  # fastest CPU cluster, mean in the window
+    accel_mhz: float | None = None  # NPU devfreq or NVML SM clock, mean in the window (fastest)
+    power_w: float | None = None  # the job's power source, energy in the window / its length
+
+
+def window_telemetry(tr: Trace, spans: Sequence[tuple[float, float]],
+                     power: PowerSeries | None = None) -> list[WindowTelemetry]:
+    """Temperature, clocks and power for each (start, end) span on the sampler clock."""
+    temps = _temp_columns(tr)
+    cpu = [(c.name, 1e-3) for c in tr.columns if c.name.startswith("cpu.") and c.unit == "kHz"]
+    accel = ([(c.name, 1e-6) for c in tr.columns if c.name.startswith("npu.") and c.unit == "Hz"]
+             + [(c.name, 1.0) for c in tr.columns if c.name.endswith(".sm_clock") and c.unit == "MHz"])
+    series = power if power is not None else pick_power(tr)[0]
+
+    def values(name, scale, a, b):
+        t, v = tr.series(name)
+        return [x * scale for ti, x in zip(t, v) if isinstance(x, float) and a <= ti <= b]
+
+    def fastest_mean(cols, a, b):
+        means = [statistics.fmean(v) for name, sc in cols for v in [values(name, sc, a, b)] if v]
+        return max(means) if means else None
+
+    out = []
+    for a, b in spans:
+        hottest = [max(v) for name, sc in temps for v in [values(name, sc, a, b)] if v]
+        watts = None
+        if series is not None and b > a:
+            e = energy_between(series, a, b)
+            watts = None if e is None else e / (b - a)
+        out.append(WindowTelemetry(temp_c=max(hottest) if hottest else None,
+                                   cpu_mhz=fastest_mean(cpu, a, b), accel_mhz=fastest_mean(accel, a, b),
+                                   power_w=watts))
+    return out
 
 
 def is_soc_zone(zone_type: str) -> bool:

@@ -21,7 +21,7 @@ from typing import Callable
 from .records import Job, MeasurementProtocol
 from .runners import RUNNERS_DIR
 from .telemetry import DEFAULT_IDLE_S, TelemetryResult, Window, analyze, hottest_c, iso_epoch, \
-    parse_thermal_zones, parse_trace, pick_power
+    parse_thermal_zones, parse_trace, pick_power, window_telemetry
 from .transport.base import Transport, remote_join, shell_command
 
 # The sampler's -M bound: an orchestrator killed with -9 cannot touch the stop file, so the sampler
@@ -121,6 +121,8 @@ class TelemetrySession:
         self.registry = registry
         self.marks: list[Mark] = []
         self.windows: list[Window] = []
+        # sustained runs: (trial label, [(start, end)] per window on the sampler clock)
+        self.sustained_spans: list[tuple[str, list[tuple[float, float]]]] = []
         self.started = False
         self.start_error: str | None = None
         self.has_power: bool | None = None
@@ -213,6 +215,7 @@ class TelemetrySession:
         """One trial's steady window from its runner JSON (see class doc for the clock rules).
         Call after mark('trial-start'), the runner, mark('trial-end')."""
         doc = doc or {}
+        self._add_sustained(doc, label)
         timings = doc.get("timings") or {}
         samples = timings.get("samples_ms") or []
         n = len(samples)
@@ -239,6 +242,15 @@ class TelemetrySession:
             start = max(start, start_mark.clock)
         return self.add_window(start, end, n, label, "steady window approximate: placed just "
                                "before the trial's end mark (process teardown included)")
+
+    def _add_sustained(self, doc: dict, label: str) -> None:
+        """A sustained run's windows (runner `sustained.windows`, on the uptime clock) are kept so
+        that stop_and_collect gives temperature, clocks and power per window."""
+        wins = (doc.get("sustained") or {}).get("windows") or []
+        spans = [(float(w["clock_start"]), float(w["clock_end"])) for w in wins
+                 if w.get("clock_start") is not None and w.get("clock_end") is not None]
+        if spans and len(spans) == len(wins):
+            self.sustained_spans.append((label, spans))
 
     # -- collect ----------------------------------------------------------------------------
     def request_stop(self) -> None:
@@ -296,6 +308,7 @@ class TelemetrySession:
                               "the whole job incl. model load and warm-up")]
         res = analyze(tr, windows, idle, idle_s_wanted=self.idle_s, gpu_pids_note=self.pids_note)
         res.windows = windows
+        res.per_window = {label: window_telemetry(tr, spans) for label, spans in self.sustained_spans}
         res.trace_file = str(local[0])
         return res
 

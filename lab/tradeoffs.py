@@ -39,31 +39,35 @@ def _ms(v: float) -> str:
 
 
 def break_even(*, cpu_start_ms: float | None, cpu_p50_ms: float | None,
-               aipu_start_ms: float | None, aipu_p50_ms: float | None) -> BreakEven:
+               aipu_start_ms: float | None, aipu_p50_ms: float | None,
+               accel: str = "aipu") -> BreakEven:
     """The one break-even of the lab (`lab advise`, the report's CPU-vs-AIPU table), see BreakEven.
 
     start = load + first inference (the guide's "load to first prediction"); p50 = steady median.
+    `accel`: what the accelerator side is called (`aipu`, or `gpu` on a device whose accelerator
+    is a GPU); it names the side in `ahead_*` and in the reason.
     """
+    acc = accel.upper()
     figs = {"CPU load+first": cpu_start_ms, "CPU p50": cpu_p50_ms,
-            "AIPU load+first": aipu_start_ms, "AIPU p50": aipu_p50_ms}
+            f"{acc} load+first": aipu_start_ms, f"{acc} p50": aipu_p50_ms}
     missing = [k for k, v in figs.items() if v is None or not math.isfinite(v)]
     if missing:
         return BreakEven(None, None, None, "break-even n/a: " + ", ".join(missing) + " not measured")
     c0, cp, a0, ap = float(cpu_start_ms), float(cpu_p50_ms), float(aipu_start_ms), float(aipu_p50_ms)
-    first = "aipu" if a0 < c0 else "cpu" if c0 < a0 else None
-    steady = "aipu" if ap < cp else "cpu" if cp < ap else None
+    first = accel if a0 < c0 else "cpu" if c0 < a0 else None
+    steady = accel if ap < cp else "cpu" if cp < ap else None
     if steady is None or first is None or first == steady:
         # no crossing: the side that starts no slower also runs no slower
         lead = first or steady
         if lead is None:
             return BreakEven(None, None, None, "same load+first and steady latency: level at every count")
-        other = "cpu" if lead == "aipu" else "aipu"
+        other = "cpu" if lead == accel else accel
         how = ("starts and runs faster" if first and steady else
                "runs faster from the same start" if steady else "starts faster at the same steady latency")
         return BreakEven(None, first, lead, f"{lead.upper()} ahead at every count ({how} than the "
                          f"{other.upper()})")
     # first != steady: the steady-faster side catches up once its steady gain covers the start gap
-    late0, latep, early0, earlyp = (a0, ap, c0, cp) if steady == "aipu" else (c0, cp, a0, ap)
+    late0, latep, early0, earlyp = (a0, ap, c0, cp) if steady == accel else (c0, cp, a0, ap)
 
     def caught_up(k: int) -> bool:
         return late0 + (k - 1) * latep <= early0 + (k - 1) * earlyp

@@ -2,7 +2,7 @@
 # Debian packages the test suite starts for real: OpenSSH server (SSH fleet tests), Chromium
 # (report rendering), busybox + mksh + toybox + shellcheck (sampler.sh portability), iproute2
 # (network namespaces), adb (the real adb server path), hey + wrk (the closed-loop tools of the
-# coordinated-omission bench).
+# coordinated-omission bench), tmux (tables in a real terminal).
 set -euo pipefail
 need=()
 command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || need+=(openssh-server)
@@ -17,6 +17,7 @@ command -v toybox >/dev/null 2>&1 || need+=(toybox)    # ... with toybox tools, 
 command -v adb >/dev/null 2>&1 || need+=(adb)          # the real adb server against the adbd double
 command -v hey >/dev/null 2>&1 || need+=(hey)          # closed-loop load (bench/coordinated_omission.py)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)          # closed loop with its own latency correction (same bench)
+command -v tmux >/dev/null 2>&1 || need+=(tmux)        # tables seen in a real 80/120-column terminal
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "install-test-deps: need root to apt-get install ${need[*]}" >&2

@@ -14,7 +14,9 @@ interpreter exit, and stale ones from dead test processes are swept at the next 
 """
 from __future__ import annotations
 
+import argparse
 import atexit
+import json
 import os
 import re
 import shutil
@@ -322,3 +324,29 @@ if __name__ == "__main__":  # manual check: python tests/sshd_fleet.py N
         with NetnsFleet(int(sys.argv[1]) if len(sys.argv) > 1 else 2, Path(tmp), Path(str(key) + ".pub")) as f:
             print([h.addr for h in f.hosts], netns_names())
     print("after:", [n for n in netns_names() if n.startswith(NS_PREFIX)])
+
+
+# ---------------------------------------------------------------- benchmarks' inner half
+# The SSH benchmarks run in two halves: the outer one starts the servers (and namespaces), then
+# re-runs the same script with hidden flags inside the client namespace, which prints its figures
+# as one JSON line.
+
+def bench_args(p: argparse.ArgumentParser, inner) -> argparse.Namespace | None:
+    """Parse a benchmark's arguments (the inner half's hidden flags added); in the inner half, run
+    `inner(args)`, print its JSON and return None, else return the arguments."""
+    p.add_argument("--inner", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--inventory", help=argparse.SUPPRESS)
+    p.add_argument("--tmp", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if not args.inner:
+        return args
+    print(json.dumps(inner(args)))
+    return None
+
+
+def run_inner(argv: list[str]) -> dict:
+    """Run the inner half (`argv`, already wrapped for its namespace); its JSON line as a dict."""
+    res = subprocess.run(argv, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"inner run failed: {res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])

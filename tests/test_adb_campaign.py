@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest_adb import Faults, adb_key, start_double  # noqa: F401
+from helpers import lab_cli
 from test_lite_exec import make_bin, make_libs
 from test_lite_convert import FAKE_OPT
 
@@ -26,8 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def lab(*args, cwd, env):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=900)
+    return lab_cli(*args, cwd=cwd, env=env, timeout=900)
 
 
 @pytest.fixture(scope="module")

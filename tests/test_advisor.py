@@ -40,10 +40,13 @@ def test_rule_no_accelerator_blocks_cpu_and_defers_to_gpu_chips():
 
 def test_rule_model_too_small_measured_and_from_macs():
     c = R.rule_model_too_small(inp(cpu=side("cpu", 3.0)))
-    assert c.direction == "cpu" and c.weight == 2.0 and c.evidence["p50_ms"] == 3.0
+    assert c.direction == "cpu" and c.blocking and c.evidence["p50_ms"] == 3.0
     assert R.rule_model_too_small(inp(cpu=side("cpu", 30.0))) is None
     small = R.rule_model_too_small(inp(model=R.ModelFacts("m", macs=10_000)))
-    assert small.direction == "cpu" and small.evidence["measured"] is False
+    assert small.direction == "cpu" and small.evidence["measured"] is False and small.blocking
+    # a measurement showing the AIPU faster end to end: it only leans
+    lean = R.rule_model_too_small(inp(cpu=side("cpu", 3.0), aipu=side("aipu", 1.0)))
+    assert lean.direction == "cpu" and not lean.blocking and "faster" in lean.text
     assert R.rule_model_too_small(inp(model=R.ModelFacts("m", macs=500_000_000))) is None
 
 
@@ -128,7 +131,8 @@ def test_rule_power_budget_and_energy():
 
 def test_rule_busy_cpu():
     assert R.rule_busy_cpu(inp(options=R.Options(busy_cpu=True))).direction == "aipu"
-    assert R.rule_busy_cpu(inp(options=R.Options(busy_cpu=True), has_aipu=False)) is None
+    none = R.rule_busy_cpu(inp(options=R.Options(busy_cpu=True), has_aipu=False))
+    assert none.direction == "neutral" and "no accelerator" in none.text  # the flag still speaks
     assert R.rule_busy_cpu(inp()) is None
 
 

@@ -320,4 +320,5 @@ def test_cli_analyze_file_json_and_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "does not exist" in err and err.count("\n") == 1
     rc = main(["models", "--root", str(tmp_path), "analyze", "not_built"])
-    assert rc == 2 and "lab models build not_built" in capsys.readouterr().err
+    err = capsys.readouterr().err  # not a zoo model: it cannot be built, only registered
+    assert rc == 2 and "unknown model 'not_built'" in err and "lab models add not_built" in err

@@ -5,6 +5,7 @@ import textwrap
 
 import pytest
 
+from helpers import config_error
 from lab.campaign import load_campaign, plan_jobs
 from lab.errors import ConfigError
 from lab.records import Device
@@ -71,9 +72,8 @@ def test_options_expand(tmp_path):
     ("- just\n- a list\n", "must be a mapping"),
 ])
 def test_malformed_campaigns(tmp_path, text, needle):
-    with pytest.raises(ConfigError) as exc:
-        load_campaign(write(tmp_path, text))
-    assert needle in str(exc.value) and "c.yaml" in str(exc.value)
+    msg = config_error(load_campaign, write(tmp_path, text))
+    assert needle in msg and "c.yaml" in msg
 
 
 def test_unknown_device(tmp_path):

@@ -1,35 +1,20 @@
 """Bad input from the command line: exit 2, exactly one line on stderr, no traceback."""
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import lab_cli, one_line_error, write_local_devices
 
 
-def lab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=120)
-
-
-def one_line_error(res, *needles):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
+def lab(*args):
+    return lab_cli(*args, timeout=120)
 
 
 @pytest.fixture()
 def ws(tmp_path):
-    (tmp_path / "devices.yaml").write_text("devices:\n  - id: local\n    chip: generic-x86-cpu\n"
-                                           "    transport: local\n")
+    write_local_devices(tmp_path)
     (tmp_path / "c.yaml").write_text(textwrap.dedent("""
         name: t
         devices: [local]

@@ -10,10 +10,12 @@ from lab.campaign import applicable
 from lab.records import Device, ResultRow
 
 
-def row(job, backend, p50, precision="fp32", threads=1, device="local", model="m", processor="cpu"):
+def row(job, backend, p50, precision="fp32", threads=1, device="local", model="m", processor="cpu",
+        **figures):
     return ResultRow(job_id=job, campaign="c", device=device, chip="generic-x86-cpu", model=model,
                      backend=backend, processor=processor, precision=precision, threads=threads,
-                     batch=1, status="ok", p50_ms=p50, ci_low_ms=p50 * 0.95, ci_high_ms=p50 * 1.05)
+                     batch=1, status="ok", p50_ms=p50, ci_low_ms=p50 * 0.95, ci_high_ms=p50 * 1.05,
+                     **figures)
 
 
 def trials(p50, seed):
@@ -24,10 +26,10 @@ def trials(p50, seed):
 def test_table_ratio_ci_agreement_and_claim():
     rows = [row("pi", "paddle-inference-cpu", 10.0), row("ort", "onnxruntime-cpu", 6.0),
             row("pi2", "paddle-inference-cpu", 6.0, threads=2), row("ort2", "onnxruntime-cpu", 6.0, threads=2),
-            row("q8", "onnxruntime-cpu", 3.0, precision="int8")]
+            row("q8", "onnxruntime-cpu", 3.0, precision="int8", agree_cosine_min=0.95,
+                agree_top1=0.5, agree_ok=False)]
     samples = {r.job_id: trials(r.p50_ms, i) for i, r in enumerate(rows)}
-    prov = {"ort": {"model_agreement": {"cosine": 0.99999, "top1": 1.0}},
-            "q8": {"checks": {"agreement": {"agree_cosine_min": 0.95, "agree_top1": 0.5, "passed": False}}}}
+    prov = {"ort": {"model_agreement": {"cosine": 0.99999, "top1": 1.0}}}
     comp = frameworks.compare_frameworks(rows, samples, prov)
     by = {(fr.threads, fr.precision): fr for fr in comp.rows}
     t1 = {c.row.job_id: c for c in by[(1, "fp32")].cells}
@@ -69,7 +71,7 @@ def test_advisor_sides_ignore_other_runtimes_and_note_says_it():
 
 
 @pytest.mark.parametrize("backend, precision, chip, needle", [
-    ("onnxruntime-cpu", "fp16", "generic-x86-cpu", "onnxruntime-cpu runs fp32 (paddle2onnx) and int8"),
+    ("onnxruntime-cpu", "fp16", "generic-x86-cpu", "onnxruntime-cpu cannot run fp16: ONNX Runtime runs fp32"),
     ("onnxruntime-gpu", "fp32", "generic-x86-cpu", "has no NVIDIA GPU for onnxruntime-gpu"),
 ])
 def test_planning_refusals(backend, precision, chip, needle):

@@ -2,28 +2,26 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from helpers import REPO, job_rows, local_tiny_run
+
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _statuses(store: Path) -> dict[str, str]:
-    if not store.exists():
-        return {}
-    db = sqlite3.connect(str(store), timeout=30)
-    try:
-        return dict(db.execute("SELECT job_id, status FROM jobs WHERE campaign='intr'"))
-    except sqlite3.OperationalError:
-        return {}
-    finally:
-        db.close()
+    return {r["job_id"]: r["status"] for r in job_rows(store, "intr")}
+
+
+def campaign(*, threads: str, min_s: float, max_s: float) -> str:
+    """Campaign 'intr': tiny_mlp on `local`, each job running min_s..max_s so a signal lands mid-job."""
+    return ("name: intr\ndevices: [local]\nmodels: [tiny_mlp]\nbackends: [paddle-inference-cpu]\n"
+            f"{threads}protocol:\n  warmup: 1\n  warmup_seconds: 0.05\n  min_iters: 5\n"
+            f"  min_seconds: {min_s}\n  max_seconds: {max_s}\n  target_rel_ci: 0.5\n  trials: 1\n  timeout_s: 120\n")
 
 
 def _device_processes(workdir: Path) -> list[str]:
@@ -31,23 +29,19 @@ def _device_processes(workdir: Path) -> list[str]:
     return [ln for ln in out.splitlines() if str(workdir) in ln and ("pi_runner" in ln or "sampler" in ln)]
 
 
+def _left_running(workdir: Path, grace_s: float = 10.0) -> list[str]:
+    """The device-side processes still there after up to `grace_s` for them to go."""
+    deadline = time.monotonic() + grace_s
+    while _device_processes(workdir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _device_processes(workdir)
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["ctrl-c", "sigterm", "sighup"])
 def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, code):
     """Ctrl-C, SIGTERM (timeout, CI, systemd) and SIGHUP (a closed terminal) end a run alike."""
-    from lab import models
-    models.build("tiny_mlp", out_root=REPO / "models")
-    workdir = tmp_path / "device"
-    inv = tmp_path / "devices.yaml"
-    inv.write_text(f"devices:\n  - id: local\n    chip: generic-x86-cpu\n    transport: local\n"
-                   f"    workdir: {workdir}\n")
-    camp = tmp_path / "c.yaml"
-    camp.write_text("name: intr\ndevices: [local]\nmodels: [tiny_mlp]\nbackends: [paddle-inference-cpu]\n"
-                    "threads: [1, 2]\nprotocol:\n  warmup: 1\n  warmup_seconds: 0.05\n  min_iters: 5\n"
-                    "  min_seconds: 8\n  max_seconds: 10\n  target_rel_ci: 0.5\n  trials: 1\n  timeout_s: 120\n")
-    store = tmp_path / "s.sqlite"
-    cmd = [sys.executable, "-m", "lab.cli", "--devices", str(inv), "--store", str(store), "run", str(camp),
-           "--models-root", str(REPO / "models"), "--no-progress"]
+    cmd, store, workdir = local_tiny_run(tmp_path, campaign(threads="threads: [1, 2]\n", min_s=8, max_s=10))
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
@@ -64,10 +58,7 @@ def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, c
     assert proc.returncode == code, err
     name = "Ctrl-C" if sig == signal.SIGINT else signal.Signals(sig).name
     assert f"interrupted ({name})" in err and "Traceback" not in err
-    deadline = time.monotonic() + 10
-    while _device_processes(workdir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _device_processes(workdir), "runner or sampler left running after Ctrl-C"
+    assert not _left_running(workdir), "runner or sampler left running after Ctrl-C"
     assert "ok" not in _statuses(store).values()
     assert "running" not in _statuses(store).values(), "an interrupted job goes back to planned"
     res = subprocess.run(cmd[:-1] + ["--resume", "--no-progress"], cwd=REPO, capture_output=True, text=True,
@@ -79,27 +70,12 @@ def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, c
 def test_timeout_s_term_then_resume(tmp_path):
     """The issue's check, literally: `timeout -s TERM 5 lab run ...` leaves nothing running on the
     device, the job back to planned, and `--resume` completes it."""
-    from lab import models
-    models.build("tiny_mlp", out_root=REPO / "models")
-    workdir = tmp_path / "device"
-    inv = tmp_path / "devices.yaml"
-    inv.write_text(f"devices:\n  - id: local\n    chip: generic-x86-cpu\n    transport: local\n"
-                   f"    workdir: {workdir}\n")
-    camp = tmp_path / "c.yaml"
-    camp.write_text("name: intr\ndevices: [local]\nmodels: [tiny_mlp]\nbackends: [paddle-inference-cpu]\n"
-                    "protocol:\n  warmup: 1\n  warmup_seconds: 0.05\n  min_iters: 5\n"
-                    "  min_seconds: 30\n  max_seconds: 40\n  target_rel_ci: 0.5\n  trials: 1\n  timeout_s: 120\n")
-    store = tmp_path / "s.sqlite"
-    cmd = [sys.executable, "-m", "lab.cli", "--devices", str(inv), "--store", str(store), "run", str(camp),
-           "--models-root", str(REPO / "models"), "--no-progress"]
+    cmd, store, workdir = local_tiny_run(tmp_path, campaign(threads="", min_s=30, max_s=40))
     res = subprocess.run(["timeout", "-s", "TERM", "8", *cmd], cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 124, res.stderr  # timeout's own code for "I had to stop it"
     assert "interrupted (SIGTERM)" in res.stderr and "Traceback" not in res.stderr
-    deadline = time.monotonic() + 10
-    while _device_processes(workdir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _device_processes(workdir), "runner or sampler left running after SIGTERM"
+    assert not _left_running(workdir), "runner or sampler left running after SIGTERM"
     assert set(_statuses(store).values()) == {"planned"}
     res = subprocess.run([*cmd, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

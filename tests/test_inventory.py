@@ -58,70 +58,43 @@ def test_valid_ssh_and_adb_entries(tmp_path):
     assert devs[1].line == 5
 
 
+def ssh_entry(*extra: str, id: str = "b") -> str:
+    """One ssh device entry after an empty first line, as the inline files here start: its lines
+    are 2..6 and `extra` keys follow from line 7."""
+    return "\n".join(["", f"- id: {id}", "  chip: rk1808", "  transport: ssh", "  host: h", "  user: u",
+                      *(f"  {x}" for x in extra)]) + "\n"
+
+
+LOCAL_A = "- id: a\n  chip: rk1808\n  transport: local\n"
+
+
 def test_unknown_key_names_line_and_suggests(tmp_path):
-    msg = err(tmp_path, """
-        - id: b
-          chip: rk1808
-          transport: ssh
-          host: h
-          user: u
-          hostt: typo
-        """)
+    msg = err(tmp_path, ssh_entry("hostt: typo"))
     assert "devices.yaml:7" in msg and "'hostt'" in msg and "did you mean 'host'" in msg
 
 
 def test_wrong_type(tmp_path):
-    msg = err(tmp_path, """
-        - id: b
-          chip: rk1808
-          transport: ssh
-          host: h
-          user: u
-          port: "twenty-two"
-        """)
+    msg = err(tmp_path, ssh_entry('port: "twenty-two"'))
     assert ":7:" in msg and "port" in msg and "integer" in msg
 
 
 def test_duplicate_id(tmp_path):
-    msg = err(tmp_path, """
-        - id: a
-          chip: rk1808
-          transport: local
-        - id: a
-          chip: rk1808
-          transport: local
-        """)
+    msg = err(tmp_path, "\n" + LOCAL_A + LOCAL_A)
     assert "duplicate device id 'a'" in msg and ":5:" in msg and "line 2" in msg
 
 
 def test_unknown_chip(tmp_path):
-    msg = err(tmp_path, """
-        - id: a
-          chip: rk1809
-          transport: local
-        """)
+    msg = err(tmp_path, "\n" + LOCAL_A.replace("rk1808", "rk1809"))
     assert "unknown chip 'rk1809'" in msg and "did you mean 'rk1808'" in msg and ":3:" in msg
 
 
 def test_missing_field(tmp_path):
-    msg = err(tmp_path, """
-        - id: a
-          chip: rk1808
-          transport: ssh
-          host: h
-        """)
+    msg = err(tmp_path, "\n- id: a\n  chip: rk1808\n  transport: ssh\n  host: h\n")
     assert "missing required key 'user'" in msg
 
 
 def test_secret_refused(tmp_path):
-    msg = err(tmp_path, """
-        - id: a
-          chip: rk1808
-          transport: ssh
-          host: h
-          user: u
-          password: hunter2
-        """)
+    msg = err(tmp_path, ssh_entry("password: hunter2", id="a"))
     assert "secret" in msg and "key_file" in msg and "hunter2" not in msg
 
 
@@ -131,14 +104,7 @@ def test_bad_yaml_and_duplicate_key(tmp_path):
 
 
 def test_bad_policy_and_missing_file(tmp_path):
-    msg = err(tmp_path, """
-        - id: a
-          chip: rk1808
-          transport: ssh
-          host: h
-          user: u
-          host_key_policy: trust-me
-        """)
+    msg = err(tmp_path, ssh_entry("host_key_policy: trust-me", id="a"))
     assert "host_key_policy" in msg and "accept-new" in msg
     with pytest.raises(ConfigError, match="not found"):
         load_devices(tmp_path / "nope.yaml", chip_ids=CHIPS)

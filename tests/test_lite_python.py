@@ -3,23 +3,17 @@ running an x86 `.nb` made by the real opt, through `lab run` on `local`."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import lab_cli as lab
 from lab.campaign import applicable
 from lab.records import Device
 from lab.runtimes import paddle_lite_python as lpy
 
 REPO = Path(__file__).resolve().parents[1]
 LOCAL = Device(id="local", chip="generic-x86-cpu", transport="local")
-
-
-def lab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
 
 
 def test_planning_names_the_setup_command_when_paddlelite_is_missing(monkeypatch, tmp_path):

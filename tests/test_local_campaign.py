@@ -2,45 +2,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from helpers import lab_cli as lab, local_campaign, local_workspace
+
 pytestmark = pytest.mark.slow
-
-
-def lab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=600)
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     ws = tmp_path_factory.mktemp("local-campaign")
-    (ws / "devices.yaml").write_text(textwrap.dedent(f"""
-        devices:
-          - id: local
-            chip: generic-x86-cpu
-            transport: local
-            workdir: {ws / 'device'}
-        """))
-    (ws / "c.yaml").write_text(textwrap.dedent("""
-        name: e2e
-        devices: [local]
-        models: [tiny_mlp]
-        backends: [paddle-inference-cpu]
-        threads: [1]
-        options: {onednn: [true, false], model_format: [json, pdmodel]}
-        protocol: {warmup: 3, warmup_seconds: 0.05, min_iters: 20, min_seconds: 0.2, max_seconds: 1.0,
-                   target_rel_ci: 0.2, trials: 3, timeout_s: 120}
-        """))
-    res = lab("models", "--root", ws / "models", "build", "tiny_mlp", cwd=ws)
-    assert res.returncode == 0, res.stderr
-    return ws
+    return local_workspace(ws, "tiny_mlp", local_campaign(
+        "e2e", "tiny_mlp", options="{onednn: [true, false], model_format: [json, pdmodel]}",
+        protocol="{warmup: 3, warmup_seconds: 0.05, min_iters: 20, min_seconds: 0.2, max_seconds: 1.0, "
+                 "target_rel_ci: 0.2, trials: 3, timeout_s: 120}"))
 
 
 def test_campaign_runs_and_results_are_complete(ws):

@@ -61,7 +61,7 @@ def test_zoo_good_entry(tmp_path):
     (GOOD_ENTRY.replace("seed: 3", "seed: -1"), "'seed' must be"),
     (GOOD_ENTRY.replace("builder: {arch: tiny_mlp, kwargs: {in_features: 8}}", "builder: x"),
      "'builder' must be"),
-    ("models: [\n", "invalid YAML"),
+    ("models: [\n", "not valid YAML"),
     ("nothing: 1\n", "top-level 'models:'"),
 ])
 def test_zoo_errors_name_file_and_line(tmp_path, body, needle):
@@ -105,7 +105,7 @@ def test_parse_input_arg_rejects(text):
 def test_load_artifact_not_built(tmp_path):
     with pytest.raises(ConfigError) as err:
         models.load_artifact("mobilenet_v1", root=tmp_path)
-    assert "run `lab models build mobilenet_v1`" in str(err.value)
+    assert "run `lab models build mobilenet_v1 --models-root" in str(err.value)
 
 
 def test_load_artifact_rejects_path_like_ids(tmp_path):

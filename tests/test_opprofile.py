@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from conftest_adb import adb_env, adb_key, kirin  # noqa: F401 - fixtures for the ADB tests below
+from helpers import lab_cli as lab, local_campaign, local_workspace
 from lab.opprofile import OpProfile, from_lite, from_paddle_inference, lite_processor, processor_shares
 from lab.records import Job, Measurement
 from lab.runners.benchmark_bin import BenchSpec, build_args, parse_op_profile, parse_output
@@ -21,11 +19,6 @@ from lab.store import Store
 DATA = Path(__file__).parent / "data"
 LITE = DATA / "benchmark_bin"
 PI = DATA / "paddle_inference"
-
-
-def lab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
 
 
 # ------------------------------------------------------------------ Paddle Inference table
@@ -217,25 +210,10 @@ def test_unavailable_profile_is_not_stored(tmp_path):
 def test_mobilenet_v1_op_profile_on_local(tmp_path):
     """The profile's total is within 15 % of the timed trials' mean x the profiled inferences, and
     the convolution takes most of the time."""
-    (tmp_path / "devices.yaml").write_text(textwrap.dedent(f"""
-        devices:
-          - id: local
-            chip: generic-x86-cpu
-            transport: local
-            workdir: {tmp_path / 'device'}
-        """))
-    (tmp_path / "c.yaml").write_text(textwrap.dedent("""
-        name: ops
-        devices: [local]
-        models: [mobilenet_v1]
-        backends: [paddle-inference-cpu]
-        threads: [1]
-        options: {profile: [ops]}
-        protocol: {warmup: 3, warmup_seconds: 0.2, min_iters: 20, min_seconds: 0.5, max_seconds: 3.0,
-                   target_rel_ci: 0.05, trials: 1, timeout_s: 300}
-        """))
-    res = lab("models", "--root", tmp_path / "models", "build", "mobilenet_v1", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    local_workspace(tmp_path, "mobilenet_v1", local_campaign(
+        "ops", "mobilenet_v1", options="{profile: [ops]}",
+        protocol="{warmup: 3, warmup_seconds: 0.2, min_iters: 20, min_seconds: 0.5, max_seconds: 3.0, "
+                 "target_rel_ci: 0.05, trials: 1, timeout_s: 300}"))
     for attempt in range(2):  # a shared host's load can move between the timed and the profiled run:
         # one fresh re-run is allowed before the comparison counts (CI runs on a quiet machine)
         res = lab("--devices", "devices.yaml", "--store", "s.sqlite", "run", "c.yaml", "--models-root", "models",

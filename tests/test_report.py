@@ -236,3 +236,17 @@ def test_output_under_a_file_is_one_line_exit_2(store, tmp_path, capsys):
     assert f"{f} is a file, not a directory" in err
     rc = main(["--store", str(store.path), "report", "--campaign", "demo", "-o", str(f / "sub" / "i.html")])
     assert rc == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_summary_flags_wide_ci_and_busy_host_via_lab_quality(tmp_path):
+    """Issue 17: the report judges quality with lab.quality.classify, like the run summary."""
+    s = Store(tmp_path / "q.sqlite")
+    fill(s, "q", [(dict(device="local", model="mobilenet_v1"), 10.0,
+                   {"ci_low_ms": 7.0, "ci_high_ms": 13.0}),
+                  (dict(device="local", model="mobilenet_v2"), 10.0, {"busy_host": True,
+                                                                      "host_busy_share": 0.5})])
+    page = render_html(build_report(s, ["q"]))
+    s.close()
+    summary = page.split('id="summary"')[1].split("</section>")[0]
+    assert "wide CI" in summary and "±30% of the median" in summary
+    assert "busy host" in summary and "clean" not in summary.split("wide CI")[0][-200:]

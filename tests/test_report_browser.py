@@ -128,33 +128,35 @@ class Browser:
                                       "params": {"accept": True}, "sessionId": m.get("sessionId")}).encode()
                           + b"\0")
 
+    def _incoming(self, seconds: float, poll: float):
+        """Events read in the next `seconds`, each recorded before it is yielded; None last (and
+        nothing after) when chromium closed the pipe."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                m = self._q.get(timeout=poll)
+            except queue.Empty:
+                continue
+            if m is None:
+                yield None
+                return
+            self._event(m, None)
+            yield m
+
     def wait_event(self, method: str, timeout: float = 60) -> dict:
         for m in self.events:
             if m.get("method") == method:
                 return m
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                m = self._q.get(timeout=0.2)
-            except queue.Empty:
-                continue
+        for m in self._incoming(timeout, 0.2):
             if m is None:
                 raise RuntimeError("chromium closed the pipe")
-            self._event(m, None)
             if m.get("method") == method:
                 return m
         raise TimeoutError(method)
 
     def drain(self, seconds: float):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            try:
-                m = self._q.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if m is None:
-                return
-            self._event(m, None)
+        for _ in self._incoming(seconds, 0.1):
+            pass
 
     def open(self, url: str, width: int = 1280, height: int = 1600) -> str:
         target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]

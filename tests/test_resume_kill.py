@@ -10,45 +10,22 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
+from helpers import REPO, job_rows as _rows, local_tiny_run
 from sshd_fleet import descendants
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
-
-
-def _rows(store: Path, name: str) -> list[dict]:
-    if not store.exists():
-        return []
-    db = sqlite3.connect(str(store), timeout=30)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM jobs WHERE campaign=?", (name,))]
-    except sqlite3.OperationalError:  # tables not created yet
-        return []
-    finally:
-        db.close()
 
 
 def test_kill_9_mid_campaign_then_resume_stores_every_job_exactly_once(tmp_path):
-    from lab import models
-    models.build("tiny_mlp", out_root=REPO / "models")
-    inv = tmp_path / "devices.yaml"
-    inv.write_text(f"devices:\n  - id: local\n    chip: generic-x86-cpu\n    transport: local\n"
-                   f"    workdir: {tmp_path / 'device'}\n")
-    camp = tmp_path / "kill.yaml"
-    camp.write_text("name: kill9\ndevices: [local]\nmodels: [tiny_mlp]\nbackends: [paddle-inference-cpu]\n"
-                    "threads: [1, 2, 3, 4]\noptions:\n  onednn: [false]\nprotocol:\n  warmup: 1\n"
-                    "  warmup_seconds: 0.05\n  min_iters: 5\n  min_seconds: 0.2\n  max_seconds: 1\n"
-                    "  target_rel_ci: 0.5\n  trials: 1\n  timeout_s: 120\n")
-    store = tmp_path / "lab.sqlite"
-    base = [sys.executable, "-m", "lab.cli", "--devices", str(inv), "--store", str(store), "run", str(camp),
-            "--models-root", str(REPO / "models"), "--no-progress"]
+    base, store, _ = local_tiny_run(
+        tmp_path, "name: kill9\ndevices: [local]\nmodels: [tiny_mlp]\nbackends: [paddle-inference-cpu]\n"
+        "threads: [1, 2, 3, 4]\noptions:\n  onednn: [false]\nprotocol:\n  warmup: 1\n"
+        "  warmup_seconds: 0.05\n  min_iters: 5\n  min_seconds: 0.2\n  max_seconds: 1\n"
+        "  target_rel_ci: 0.5\n  trials: 1\n  timeout_s: 120\n")
     proc = subprocess.Popen(base, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     children: list[int] = []
     try:

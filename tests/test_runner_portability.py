@@ -17,6 +17,7 @@ RUNNERS = sorted((REPO / "lab" / "runners").glob("*.py"))
 # Files that travel to devices, and the third-party modules each may import.
 TRAVELLING = {"pi_runner.py": {"paddle", "numpy"}, "lite_runner.py": {"paddlelite", "numpy"},
               "nvml_sampler.py": {"pynvml"}, "ort_runner.py": {"onnxruntime", "numpy"},
+              "web_server.py": set(),
               "serving_runner.py": {"paddle", "numpy", "starlette", "uvicorn"}}
 
 

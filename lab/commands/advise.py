@@ -5,20 +5,10 @@ not pay for them, and the advise path never imports paddle, pandas or matplotlib
 """
 from __future__ import annotations
 
-import json
 import sys
 
-
-def _positive(text: str) -> float:
-    """argparse type: a positive number (the parser turns the error into one line, exit 2)."""
-    import argparse
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not v > 0 or v != v or v == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return v
+from .. import argtypes, jsonio
+from ..textsafe import clean
 
 
 def register(sub) -> None:
@@ -27,15 +17,15 @@ def register(sub) -> None:
     p.add_argument("--model", metavar="M", help="model id (zoo, registered, or as in imported results)")
     p.add_argument("--device", metavar="D", help="device id (inventory or imported results)")
     p.add_argument("--campaign", metavar="C", help="answer for every model x device stored for campaign C")
-    p.add_argument("--latency-budget-ms", type=_positive, metavar="X",
+    p.add_argument("--latency-budget-ms", type=argtypes.positive, metavar="X",
                    help="steady-state latency the deployment must meet")
-    p.add_argument("--first-inference-budget-ms", type=_positive, metavar="Y",
+    p.add_argument("--first-inference-budget-ms", type=argtypes.positive, metavar="Y",
                    help="budget for the first prediction (load + first inference with --no-preload)")
     p.add_argument("--no-preload", action="store_true",
                    help="the model is loaded on demand, so load time counts toward the first prediction")
     p.add_argument("--busy-cpu", action="store_true",
                    help="the CPU is busy with other work (game, video, camera)")
-    p.add_argument("--power-budget-w", type=_positive, metavar="W", help="power budget in watts")
+    p.add_argument("--power-budget-w", type=argtypes.positive, metavar="W", help="power budget in watts")
     p.add_argument("--measure", action="store_true",
                    help="first run a short campaign on the device through the scheduler, then answer")
     p.add_argument("--models-root", default="models", help="where built models live (default models/)")
@@ -62,6 +52,13 @@ def cmd_advise(args) -> int:
                                   devices_path=args.devices, models_root=args.models_root)
     else:
         job_ids = None
+        from ..models import is_zoo_model
+        from pathlib import Path
+        if (not args.measure and not (Path(args.models_root) / args.model / "meta.json").exists()
+                and is_zoo_model(args.model, args.models_root)):  # the cheap check first
+            # a zoo model not built yet: build it now, and say so (the verdict needs its analysis)
+            from ..orchestrate import ensure_artifact
+            ensure_artifact(args.model, args.models_root, log=lambda m: print(m, file=sys.stderr))
         if args.measure:  # the verdict quotes exactly the jobs just measured, nothing older
             from ..orchestrate import measure_for_advice
             name, job_ids = measure_for_advice(args.model, args.device, store_path=args.store,
@@ -73,7 +70,7 @@ def cmd_advise(args) -> int:
                           job_ids=job_ids)]
     if args.format == "json":
         docs = [a.to_dict() for a in answers]
-        print(json.dumps(docs if args.campaign else docs[0], indent=2))
+        print(jsonio.dumps(docs if args.campaign else docs[0], indent=2))
     else:
-        print("\n\n".join(render_text(a) for a in answers))
+        print(clean("\n\n".join(render_text(a) for a in answers)))
     return 0

@@ -1,9 +1,9 @@
 """`lab chips`: list the chip catalog (table or JSON) with TOPS per precision and sources."""
 from __future__ import annotations
 
-import json
 import sys
 
+from .. import jsonio
 from ..catalog import TOPS_PRECISIONS, Catalog, Chip, load_catalog
 
 
@@ -14,6 +14,7 @@ def register(subparsers) -> None:
     p.add_argument("--catalog", metavar="PATH", default=None,
                    help="chip catalog YAML (default: built-in lab/data/chips.yaml)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--wide", action="store_true", help="table: every column, whatever the terminal width")
     p.set_defaults(func=run)
 
 
@@ -73,27 +74,29 @@ def _price_cell(chip: Chip) -> str:
     return f"{p.currency} {rng}{'/h' if p.basis == 'cloud-hourly' else ''} {p.basis}" + (" (est.)" if p.estimate else "")
 
 
-def render_table(catalog: Catalog) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def render_table(catalog: Catalog, *, wide: bool = False, width: int | None = None, file=None) -> None:
+    """The catalog as a table that never cuts chip ids or figures (lab.tables)."""
+    from ..tables import Col, print_table
 
-    t = Table(title=f"chip catalog ({len(catalog)} chips)", show_lines=False)
-    for col in ("id", "vendor", "accelerator", "TOPS per precision (dense)", "nm", "W", "price"):
-        t.add_column(col)
+    cols = [Col("id"), Col("vendor", drop=3), Col("accelerator", drop=2),
+            Col("TOPS per precision (dense)", wrap=True), Col("nm", drop=1), Col("W", drop=4),
+            Col("price", wrap=True)]
+    rows = []
     for chip in catalog:
         nm = chip.process_nm.typical if chip.process_nm else None
         pw = chip.power_w
         w = "n/a" if pw is None or not pw.known else (
             f"{pw.low:g}-{pw.high:g}" if pw.low is not None and pw.high is not None else f"{pw.typical:g}")
-        t.add_row(chip.id, chip.vendor, chip.accelerator.kind, _tops_cell(chip),
-                  "n/a" if nm is None else f"{nm:g}", w, _price_cell(chip))
-    Console(width=None if sys.stdout.isatty() else 200).print(t)
+        rows.append([chip.id, chip.vendor, chip.accelerator.kind, _tops_cell(chip),
+                     "n/a" if nm is None else f"{nm:g}", w, _price_cell(chip)])
+    print_table(cols, rows, title=f"chip catalog ({len(catalog)} chips)", wide=wide, width=width,
+                file=file or sys.stdout)
 
 
 def run(args) -> int:
     catalog = load_catalog(args.catalog)
     if args.format == "json":
-        print(json.dumps([chip_json(c) for c in catalog], indent=2))
+        print(jsonio.dumps([chip_json(c) for c in catalog], indent=2))
     else:
-        render_table(catalog)
+        render_table(catalog, wide=args.wide)
     return 0

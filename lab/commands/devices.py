@@ -1,8 +1,9 @@
 """`lab devices`: list the inventory; `--check` probes each device for its facts and runtimes."""
 from __future__ import annotations
 
-import json
-import sys
+from .. import jsonio
+from ..textsafe import clean, one_line
+from .. import argtypes
 
 from ..inventory import load_devices
 
@@ -12,7 +13,7 @@ def register(sub) -> None:
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.add_argument("--check", action="store_true", help="connect to each enabled device and report its facts")
     p.add_argument("--all", action="store_true", help="with --check: disabled devices too")
-    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+    p.add_argument("--timeout", type=argtypes.seconds, default=60.0, metavar="S",
                    help="with --check: seconds allowed per device (connect + probe), default 60")
     p.add_argument("ids", nargs="*", help="only these device ids")
     p.set_defaults(func=cmd_devices)
@@ -31,22 +32,20 @@ def cmd_devices(args) -> int:
             raise ConfigError(f"--timeout must be positive, got {args.timeout:g}", fix="e.g. --timeout 60")
         reports = check_devices(chosen, timeout=args.timeout)
         if args.format == "json":
-            json.dump([r.to_dict() for r in reports], sys.stdout, indent=1, default=str)
-            print()
+            print(jsonio.dumps([r.to_dict() for r in reports], indent=1))
         else:
             for r in reports:
-                print(r.to_text())
+                print(clean(r.to_text()))
         return 0 if all(r.reachable for r in reports) else 1
     rows = [{"id": d.id, "chip": d.chip, "transport": d.transport, "enabled": d.enabled,
              "address": _address(d), "tags": list(d.tags), "source": f"{d.source}:{d.line}"} for d in devices]
     if args.format == "json":
-        json.dump(rows, sys.stdout, indent=1)
-        print()
+        print(jsonio.dumps(rows, indent=1))
     else:
         print(f"{'id':<20} {'chip':<18} {'transport':<9} {'enabled':<7} address")
         for r in rows:
-            print(f"{r['id']:<20} {r['chip']:<18} {r['transport']:<9} {str(r['enabled']).lower():<7} "
-                  f"{r['address']}")
+            print(one_line(f"{r['id']:<20} {r['chip']:<18} {r['transport']:<9} "
+                           f"{str(r['enabled']).lower():<7} {r['address']}"))
     return 0
 
 

@@ -4,6 +4,8 @@ Thin: argument parsing and printing only; the work is in `lab.models` and `lab.a
 """
 from __future__ import annotations
 
+from .. import jsonio
+from ..textsafe import clean, one_line
 import argparse
 import importlib
 import json
@@ -15,7 +17,8 @@ from ..errors import ConfigError
 
 def _common(parser, top: bool = False) -> None:
     """--root/--models-root and --zoo, accepted before or after the action."""
-    parser.add_argument("--root", "--models-root", dest="root", metavar="DIR",
+    parser.add_argument("--root", dest="root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--models-root", dest="root", metavar="DIR",
                         default="models" if top else argparse.SUPPRESS,
                         help="where built models live (default ./models)")
     parser.add_argument("--zoo", metavar="PATH", default=None if top else argparse.SUPPRESS,
@@ -40,6 +43,9 @@ def register(sub) -> None:
     b.add_argument("--onnx-int8", action="store_true",
                    help="also an int8 ONNX (ONNX Runtime quantize_static, QDQ per-channel); "
                         "implies --onnx")
+    b.add_argument("--web", action="store_true",
+                   help="also convert to a Paddle.js model (models/ID/web/; needs "
+                        "scripts/install-web-deps.sh)")
     _common(b)
     b.set_defaults(func=cmd_build)
 
@@ -81,8 +87,8 @@ def register(sub) -> None:
     _common(an)
     an.set_defaults(func=cmd_analyze)
 
-    from . import models_quant  # quantize / accuracy / agreement (int8 and correctness)
-    models_quant.register_actions(actions, _common)
+    from . import _models_quant  # quantize / accuracy / agreement (int8 and correctness)
+    _models_quant.register_actions(actions, _common)
 
 
 def _log(msg: str) -> None:
@@ -102,8 +108,8 @@ def cmd_build(args) -> int:
     unknown = [m for m in ids if m not in zoo and not (Path(args.root) / m / "meta.json").is_file()]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
-                          fix=f"zoo models: {', '.join(zoo)}")
-    converted = 0
+                          fix=models.suggest(unknown[0], args.root) + f"zoo models: {', '.join(zoo)}")
+    converted = web = onnx = 0
     for mid in ids:
         art = (models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
                if mid in zoo else models.load_artifact(mid, args.root))
@@ -121,9 +127,14 @@ def cmd_build(args) -> int:
         if args.onnx or args.onnx_int8:
             from ..convert import onnx_out
             onnx_out.export(art, int8=args.onnx_int8, force=args.force, log=_log)
-            converted += 1
+            onnx += 1
+        if args.web:
+            from ..convert import paddlejs
+            paddlejs.convert(art, force=args.force, log=_log)
+            web += 1
     print(f"built {len(ids)} model(s) under {args.root}/" +
-          (f", {converted} conversion(s)" if converted else ""))
+          (f", {converted} Paddle Lite conversion(s)" if converted else "") +
+          (f", {onnx} ONNX export(s)" if onnx else "") + (f", {web} Paddle.js model(s)" if web else ""))
     return 0
 
 
@@ -140,19 +151,18 @@ def cmd_list(args) -> int:
     from .. import models
     rows = models.list_models(args.root, args.zoo)
     if args.format == "json":
-        json.dump([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
+        print(jsonio.dumps([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
                     "params": r.params, "sha256": r.sha256, "note": r.note or None,
                     "inputs": [{"name": i.name, "shape": list(i.shape), "dtype": i.dtype,
                                 "run_shape": list(i.run_shape)} for i in r.inputs]}
-                   for r in rows], sys.stdout, indent=1)
-        print()
+                   for r in rows], indent=1))
         return 0
     print(f"{'id':<16} {'source':<6} {'built':<5} {'MACs':>8} {'params':>8} {'sha256':<12} inputs")
     for r in rows:
         inputs = ", ".join(f"{i.name}:{'x'.join(map(str, i.shape))}:{i.dtype}" for i in r.inputs)
-        print(f"{r.id:<16} {r.source:<6} {'yes' if r.built else 'no':<5} {_fmt_int(r.flops):>8} "
-              f"{_fmt_int(r.params):>8} {(r.sha256 or '-')[:12]:<12} {inputs}"
-              + (f"  ({r.note})" if r.note else ""))
+        print(one_line(f"{r.id:<16} {r.source:<6} {'yes' if r.built else 'no':<5} "
+                       f"{_fmt_int(r.flops):>8} {_fmt_int(r.params):>8} "
+                       f"{(r.sha256 or '-')[:12]:<12} {inputs}" + (f"  ({r.note})" if r.note else "")))
     return 0
 
 
@@ -184,9 +194,8 @@ def cmd_import(args) -> int:
 def cmd_show(args) -> int:
     from .. import models
     art = models.load_artifact(args.id, args.root)
-    meta = json.loads((art.dir / "meta.json").read_text())
-    json.dump(meta, sys.stdout, indent=1, sort_keys=True)
-    print()
+    meta = jsonio.load_file(art.dir / "meta.json", what="model meta")
+    print(jsonio.dumps(meta, indent=1, sort_keys=True))
     return 0
 
 
@@ -208,8 +217,7 @@ def cmd_analyze(args) -> int:
         else:
             res = analysis.analysis_for(art)
     if args.format == "json":
-        json.dump(res.to_dict(), sys.stdout, indent=1, sort_keys=True)
-        print()
+        print(jsonio.dumps(res.to_dict(), indent=1, sort_keys=True))
     else:
-        print(res.to_text())
+        print(clean(res.to_text()))
     return 0

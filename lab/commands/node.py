@@ -7,6 +7,7 @@ started from).
 """
 from __future__ import annotations
 
+from .. import argtypes
 import argparse
 import os
 import shutil
@@ -29,14 +30,14 @@ def register(sub) -> None:
                    help="device inventory (same as the global --devices; default ./devices.yaml)")
     s.add_argument("--address", default=None, metavar="HEAD",
                    help="join the cluster whose head is HOST:PORT (default: start a new head)")
-    s.add_argument("--port", type=int, default=6379, help="head port when starting a head (default 6379)")
+    s.add_argument("--port", type=argtypes.integer(1, 65535, what="a port"), default=6379, help="head port when starting a head (default 6379)")
     s.add_argument("--only", action="append", default=[], metavar="ID",
                    help="advertise only this device (repeatable); default: every enabled device")
     s.add_argument("--check", action="store_true",
                    help="probe each device first and advertise only those that answer")
-    s.add_argument("--num-cpus", type=int, default=1,
+    s.add_argument("--num-cpus", type=argtypes.integer(0, 4096, what="a CPU count"), default=1,
                    help="CPUs Ray may use here (jobs need none: the device does the work; default 1)")
-    s.add_argument("--object-store-memory", type=int, default=None, metavar="BYTES",
+    s.add_argument("--object-store-memory", type=argtypes.integer(1 << 20, 1 << 50, what="a size in bytes"), default=None, metavar="BYTES",
                    help="Ray object store size (models travel through it)")
     s.add_argument("--temp-dir", default=None, help="Ray's session directory (head only)")
     s.add_argument("--dry-run", action="store_true", help="print the `ray start` command and exit")

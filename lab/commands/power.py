@@ -1,9 +1,9 @@
 """`lab power import FILE.csv --device D [--campaign C]`: external meter logs -> stored jobs."""
 from __future__ import annotations
 
+from ..textsafe import one_line
+from .. import argtypes
 from ..errors import ConfigError
-from ..power_import import apply_meter, read_meter_csv
-from ..store import Store
 
 
 def register(sub) -> None:
@@ -14,7 +14,7 @@ def register(sub) -> None:
     imp.add_argument("file", help="meter CSV")
     imp.add_argument("--device", required=True, help="device id the meter was on")
     imp.add_argument("--campaign", default=None, help="only jobs of this campaign")
-    imp.add_argument("--idle-s", type=float, default=10.0,
+    imp.add_argument("--idle-s", type=argtypes.number(0, 86400, what="seconds between 0 and 86400"), default=10.0,
                      help="idle baseline taken before each job's first trial (default 10 s)")
     imp.add_argument("--dry-run", action="store_true", help="show figures, store nothing")
     imp.set_defaults(func=cmd_import)
@@ -22,6 +22,8 @@ def register(sub) -> None:
 
 
 def cmd_import(args) -> int:
+    from ..power_import import apply_meter, read_meter_csv  # here: other commands never pay for it
+    from ..store import Store
     series = read_meter_csv(args.file)
     store = Store(args.store)
     try:
@@ -37,10 +39,10 @@ def cmd_import(args) -> int:
                               "(host and device clocks in UTC/NTP)")
     print(f"{'job':<14} {'model':<16} {'W':>8} {'idle W':>8} {'mJ/inf':>10} {'net mJ/inf':>10}")
     for row, res in done:
-        print(f"{row['job_id'][:14]:<14} {str(row['model'])[:16]:<16} {_f(res.power_w):>8} "
+        print(f"{one_line(row['job_id'][:14]):<14} {one_line(str(row['model'])[:16]):<16} {_f(res.power_w):>8} "
               f"{_f(res.idle_w):>8} {_f(res.energy_mj_per_inf):>10} "
               f"{_f(res.energy_net_mj_per_inf):>10}")
-    print(f"{len(done)} job(s) {'would be ' if args.dry_run else ''}updated from {args.file}")
+    print(one_line(f"{len(done)} job(s) {'would be ' if args.dry_run else ''}updated from {args.file}"))
     return 0
 
 

@@ -6,9 +6,11 @@ import io
 import json
 import sys
 
+from .. import jsonio
 from ..errors import ConfigError
 from ..records import ResultRow
 from ..store import Store
+from ..textsafe import csv_cell, one_line
 
 
 def register(sub) -> None:
@@ -17,6 +19,9 @@ def register(sub) -> None:
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--status", choices=["ok", "failed", "skipped", "planned", "running"],
                    help="only jobs with this status")
+    p.add_argument("--wide", action="store_true",
+                   help="table: every column, whatever the terminal width (default: minor columns "
+                   "are left out, with a note, when they do not fit)")
     p.set_defaults(func=cmd_results)
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     imp = actions.add_parser("import", help="import measurements made elsewhere (docs/results-schema.md)")
@@ -24,6 +29,16 @@ def register(sub) -> None:
     imp.add_argument("--campaign", dest="import_campaign", default=None,
                      help="campaign name to store them under (default: imported-<file stem>)")
     imp.set_defaults(func=cmd_import)
+    cmp_ = actions.add_parser("compare", help="compare run B against run A (campaigns or job ids), "
+                              "refusing pairs whose context differs")
+    cmp_.add_argument("a", help="baseline: a campaign name or a job id")
+    cmp_.add_argument("b", help="candidate: a campaign name or a job id")
+    cmp_.add_argument("--allow-different", action="append", default=[], metavar="FIELD",
+                      help="compare pairs even when FIELD differs (repeatable): "
+                           "runtime_version, runner_version, model_sha256, threads, power_mode, "
+                           "governor, start_temp, host_busy")
+    cmp_.add_argument("--format", dest="cmp_format", choices=["text", "json"], default="text")
+    cmp_.set_defaults(func=cmd_compare)
     ops = actions.add_parser("ops", help="a job's per-operator profile (campaign option profile: ops)")
     ops.add_argument("job", help="job id (a unique prefix is enough)")
     ops.add_argument("--format", dest="ops_format", choices=["table", "json"], default="table")
@@ -31,6 +46,10 @@ def register(sub) -> None:
     ops.set_defaults(func=cmd_ops)
 
 
+# minor columns, dropped (highest first) when the terminal is narrow; the rest are never cut
+MINOR = {"mJ/inf": 9, "power W": 8, "conv": 7, "n": 6, "RSS MB": 5, "first ms": 4, "load ms": 3,
+         "p90 ms": 2, "batch": 1}
+WRAP = {"options", "quality"}
 TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
     "campaign": lambda r: r.campaign, "device": lambda r: r.device, "model": lambda r: r.model,
     "backend": lambda r: r.backend, "prec": lambda r: r.precision, "thr": lambda r: _fmt(r.threads),
@@ -43,7 +62,15 @@ TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
     "first ms": lambda r: _fmt(r.first_ms), "RSS MB": lambda r: _fmt(r.peak_rss_mb),
     "n": lambda r: _fmt(r.n_samples), "conv": lambda r: _fmt(r.converged),
     "power W": lambda r: _fmt(r.power_w), "mJ/inf": lambda r: _fmt(r.energy_mj_per_inf),
+    "quality": lambda r: _quality(r),
 }
+
+
+def _quality(r: ResultRow) -> str:
+    from ..quality import LABELS, classify
+    if not r.ok:
+        return ""
+    return ", ".join(LABELS[f] for f in classify(r).flags) or "ok"
 
 
 def cmd_results(args) -> int:
@@ -64,18 +91,18 @@ def cmd_results(args) -> int:
             print(f"no {args.status} jobs" + (f" in campaign {', '.join(args.campaign)}" if args.campaign else ""))
             return 0
     if args.format == "json":
-        json.dump([r.to_json() for r in rows], sys.stdout, indent=1, default=str)
-        sys.stdout.write("\n")
+        sys.stdout.write(jsonio.dumps([r.to_json() for r in rows], indent=1) + "\n")
     elif args.format == "csv":
         docs = [r.to_json() for r in rows]
         fields = list(docs[0]) if docs else []
         w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         w.writeheader()
         for d in docs:
-            w.writerow({k: ("" if v is None else json.dumps(v, sort_keys=True) if k == "options" else v)
-                        for k, v in d.items()})
+            w.writerow({k: csv_cell("" if v is None else jsonio.dumps(v, sort_keys=True)
+                                    if k == "options" else one_line(v) if isinstance(v, str) else
+                                    jsonio.finite(v)) for k, v in d.items()})
     else:
-        _print_table(rows)
+        _print_table(rows, wide=args.wide)
     return 0
 
 
@@ -89,26 +116,68 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _print_table(rows: list[ResultRow]) -> None:
+def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None = None,
+                 file=None) -> None:
+    """Rows as a table that never cuts ids or figures (lab.tables); minor columns make room."""
+    out = file or sys.stdout
     if not rows:
-        print("no results stored yet (run `lab run campaigns/demo.yaml`)")
+        print("no results stored yet (run `lab run campaigns/demo.yaml`)", file=out)
         return
-    try:
-        from rich.console import Console
-        from rich.table import Table
-        table = Table(show_lines=False, box=None, header_style="bold")
-        for col in TABLE_COLUMNS:
-            table.add_column(col, no_wrap=True)
-        for r in rows:
-            table.add_row(*[show(r) for show in TABLE_COLUMNS.values()])
-        Console(width=None if sys.stdout.isatty() else 250).print(table)
-    except ImportError:
-        print("\t".join(TABLE_COLUMNS))
-        for r in rows:
-            print("\t".join(show(r) for show in TABLE_COLUMNS.values()))
+    from ..tables import Col, print_table
+    cols = [Col(h, drop=MINOR.get(h, 0), wrap=h in WRAP) for h in TABLE_COLUMNS]
+    print_table(cols, [[show(r) for show in TABLE_COLUMNS.values()] for r in rows], wide=wide,
+                width=width, file=out)
     failed = [r for r in rows if r.status == "failed"]
     for r in failed[:20]:
-        print(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}")
+        print(one_line(f"failed {r.job_id} {r.device} {r.model} {r.backend}: {r.error}"), file=out)
+
+
+def cmd_compare(args) -> int:
+    from ..comparability import check_allowed, compare_pair, context_of, pair_rows
+    from ..report.render import config_label
+    allow = check_allowed(args.allow_different)
+    store = Store(args.store, create=False)
+    try:
+        side = {}
+        for name in (args.a, args.b):
+            rows = [r for r in store.results(name) if r.ok]
+            if not rows:
+                rows = [r for r in store.results() if r.job_id == name and r.ok]
+            if not rows:
+                raise ConfigError(f"{name!r} is neither a campaign nor a job id with ok results in {args.store}",
+                                  fix="see `lab results` for the stored campaigns and job ids")
+            side[name] = rows
+        rows_a, rows_b = side[args.a], side[args.b]
+        if len(rows_a) == 1 and len(rows_b) == 1 and rows_a[0].job_id in (args.a, args.b):
+            pairs, only_a, only_b = [(rows_a[0], rows_b[0])], [], []
+        else:
+            pairs, only_a, only_b = pair_rows(rows_a, rows_b)
+        results = [compare_pair(context_of(ra, store.provenance(ra.job_id)),
+                                context_of(rb, store.provenance(rb.job_id)),
+                                store.samples(ra.job_id), store.samples(rb.job_id),
+                                config_label(ra, with_model=True), allow) for ra, rb in pairs]
+    finally:
+        store.close()
+    counts = {k: sum(1 for r in results if r.outcome == k)
+              for k in ("faster", "slower", "no significant difference", "untested", "not comparable")}
+    if args.cmp_format == "json":
+        json.dump({"a": args.a, "b": args.b, "pairs": [r.to_json() for r in results], "counts": counts,
+                   "only_a": [r.job_id for r in only_a], "only_b": [r.job_id for r in only_b]},
+                  sys.stdout, indent=1)
+        sys.stdout.write("\n")
+        return 0
+    print(f"B = {args.b} against A = {args.a}: {len(results)} pairs")
+    for r in results:
+        if r.comparable:
+            ci = (f" [{_fmt(r.ratio_ci[0])}-{_fmt(r.ratio_ci[1])}]" if r.ratio_ci[0] is not None else "")
+            print(f"  {r.config}: B/A p50 {_fmt(r.ratio)}{ci}: {r.outcome}")
+        else:
+            print(f"  {r.config}: not comparable: " + "; ".join(str(d) for d in r.differences))
+    print(f"B faster in {counts['faster']}, slower in {counts['slower']}, no significant difference in "
+          f"{counts['no significant difference']}; not comparable: {counts['not comparable']}"
+          + (f"; untested (no raw samples): {counts['untested']}" if counts["untested"] else "")
+          + (f"; only in A: {len(only_a)}" if only_a else "") + (f"; only in B: {len(only_b)}" if only_b else ""))
+    return 0
 
 
 def cmd_import(args) -> int:
@@ -130,7 +199,7 @@ def cmd_import(args) -> int:
         n = store.import_rows(campaign, pairs)
     finally:
         store.close()
-    print(f"imported {n} measurements from {path} into campaign {campaign!r}")
+    print(one_line(f"imported {n} measurements from {path} into campaign {campaign!r}"))
     return 0
 
 

@@ -1,6 +1,7 @@
 """`lab run CAMPAIGN`: parse arguments, call lab.orchestrate, print what happened."""
 from __future__ import annotations
 
+from .. import argtypes
 import sys
 
 from ..errors import ConfigError
@@ -20,10 +21,11 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=["local", "ray"], default="local",
                    help="local threads (default) or a Ray cluster (pip install .[ray])")
     p.add_argument("--address", default="auto", help="Ray address for --engine ray (auto | host:port)")
-    p.add_argument("--max-parallel", type=int, default=8, metavar="N", help="devices measured at once")
-    p.add_argument("--retries", type=int, default=2, help="retries for transient device errors")
+    p.add_argument("--max-parallel", type=argtypes.integer(1, 1024, what="a device count"), default=8, metavar="N", help="devices measured at once")
+    p.add_argument("--retries", type=argtypes.integer(0, 100, what="a retry count"), default=2, help="retries for transient device errors")
     p.add_argument("--models-root", default="models", help="where built models live (default models/)")
-    p.add_argument("--no-progress", action="store_true", help="no live progress view")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no live view: one line per job start and end instead (what a pipe gets)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     p.set_defaults(func=cmd_run)
 
@@ -45,7 +47,8 @@ def cmd_run(args) -> int:
     from ..locks import DeviceLocks
     with DeviceLocks([j.device for j in prep.jobs], prep.spec.name):
         opts = SchedulerOptions(max_parallel=args.max_parallel, retries=args.retries,
-                                models_root=args.models_root, progress=not args.no_progress)
+                                models_root=args.models_root, progress=True,
+                                live=not args.no_progress)
         mode = "fresh" if args.fresh else "resume" if args.resume else "plain"
         outcome = run_prepared(prep, args.store, opts, mode=mode, engine=args.engine,
                                address=args.address, log=_log)
@@ -53,7 +56,8 @@ def cmd_run(args) -> int:
     if summary is None:
         return 0
     name = prep.spec.name
-    _log(f"campaign {name!r}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} skipped"
+    _log(f"campaign {name!r}: {summary.ok} ok{summary.quality_text}, {summary.failed} failed, "
+         f"{summary.skipped} skipped"
          f" (+{outcome.already_done} done before); results in {args.store}")
     if summary.unfinished:
         _log(f"{summary.unfinished} jobs did not finish; `lab run --resume` runs them")
@@ -76,6 +80,13 @@ def _dry_run(args, prep) -> int:
     todo = sum(1 for j in jobs if status.get(j.job_id) != "ok")
     _log(f"dry run: {len(jobs)} jobs planned, {len(jobs) - todo} already ok, {todo} would run with --resume"
          + (f"; a plain run would be refused ({finished} finished jobs stored)" if finished else ""))
+    from ..duration import fmt_s, plan_bounds
+    lo, hi = plan_bounds(jobs, args.max_parallel)
+    rlo, rhi = plan_bounds([j for j in jobs if status.get(j.job_id) != "ok"], args.max_parallel)
+    _log(f"estimated device time: {fmt_s(lo)} to {fmt_s(hi)} for all {len(jobs)} jobs"
+         + (f" ({fmt_s(rlo)} to {fmt_s(rhi)} for the {todo} left)" if todo != len(jobs) else "")
+         + " (per job: trials x (warm-up + min..max steady seconds + start allowance) + cooldown; "
+         "devices in parallel; lab/duration.py)")
     return 0
 
 

@@ -1,14 +1,19 @@
 """`lab score --profile P`: rank catalog chips for a selection profile, with measurements."""
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .. import argtypes, jsonio
+from ..textsafe import one_line
 from ..catalog import load_catalog
 from ..errors import ConfigError
 from ..records import ResultRow
-from ..scoring import CRITERIA, ChipScore, load_model_flops, load_profiles, score_chips
+
+if TYPE_CHECKING:
+    from ..scoring import ChipScore
 
 
 def register(subparsers) -> None:
@@ -17,17 +22,20 @@ def register(subparsers) -> None:
         description="Score every catalog chip against a selection profile: the seven deployment "
         "criteria + measured performance from the store, exclusions with reasons, rank stability "
         "under +/-20% weight changes and Pareto membership (latency, energy, price).")
-    p.add_argument("--profile", required=True, metavar="ID", help="profile id (see lab/data/profiles.yaml)")
+    p.add_argument("--profile", metavar="ID",
+                   help="profile id (without it: the profiles are listed)")
     p.add_argument("--campaign", action="append", metavar="NAME",
                    help="use measurements of this campaign only (repeatable; default: all)")
     p.add_argument("--catalog", metavar="PATH", default=None, help="chip catalog YAML (default: built-in)")
     p.add_argument("--profiles", metavar="PATH", default=None,
                    help="extra profiles YAML (added to, and overriding, the built-in ones)")
-    p.add_argument("--models-dir", metavar="DIR", default="models",
+    p.add_argument("--models-root", dest="models_dir", metavar="DIR", default="models",
                    help="where models/<id>/meta.json give FLOPs for utilisation (default ./models)")
-    p.add_argument("--draws", type=int, default=1000, help="Monte Carlo weight draws (default 1000)")
-    p.add_argument("--seed", type=int, default=0, help="Monte Carlo seed (default 0)")
+    p.add_argument("--models-dir", dest="models_dir", help=argparse.SUPPRESS)  # old spelling
+    p.add_argument("--draws", type=argtypes.integer(1, 100_000, what="a draw count"), default=1000, help="Monte Carlo weight draws (default 1000)")
+    p.add_argument("--seed", type=argtypes.integer(0, 2 ** 32 - 1, what="a seed"), default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--format", choices=("table", "json"), default="table")
+    p.add_argument("--wide", action="store_true", help="table: every column, whatever the terminal width")
     p.set_defaults(func=run)
 
 
@@ -58,39 +66,64 @@ def _cell(v):
     return "n/a" if v is None else f"{v:.2f}"
 
 
-def render_table(results: list[ChipScore], profile, note: str, draws: int, seed: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def render_table(results: list[ChipScore], profile, note: str, draws: int, seed: int, *,
+                 wide: bool = False, width: int | None = None, file=None, console=None) -> None:
+    """The ranking as a table that never cuts chip ids or figures (lab.tables): criteria columns
+    of low weight make room first, with a note; then why each n/a `measured` is n/a."""
+    from ..scoring import CRITERIA, UNKNOWN_PRIOR
+    from ..tables import Col, print_table
 
-    con = Console(width=None if sys.stdout.isatty() else 220)
+    if console is not None:  # tests: a recording rich Console
+        import io
+        buf = io.StringIO()
+        render_table(results, profile, note, draws, seed, wide=wide, width=console.width, file=buf)
+        console.print(buf.getvalue(), markup=False, highlight=False, end="")
+        return
+    out = file or sys.stdout
     short = {"domain": "dom", "supply": "supply", "tops": f"TOPS {profile.precision}", "frequency": "freq",
              "memory": "mem", "video_isp": "video/ISP", "price": "price", "measured": "measured"}
-    t = Table(title=f"profile {profile.id}: {profile.description}", title_justify="left")
-    for col in ["rank", "chip", "score", "cover"] + [f"{short[k]} (w{profile.weights[k]:g})" for k in CRITERIA] + ["stable", "pareto"]:
-        t.add_column(col)
-    for r in results:
-        if r.excluded:
-            continue
-        t.add_row(str(r.rank), r.chip, f"{r.score:.1f}", f"{r.coverage:.0%}",
-                  *[_cell(r.criteria[k].score) for k in CRITERIA],
-                  "n/a" if r.stability is None else f"{r.stability:.0%}",
-                  "n/a" if r.pareto is None else ("yes" if r.pareto else "no"))
-    con.print(t)
+    by_weight = sorted(CRITERIA, key=lambda k: (profile.weights[k], k != "measured"))
+    prio = {k: 10 + len(CRITERIA) - by_weight.index(k) for k in CRITERIA}  # low weight drops first
+    cols = ([Col("rank"), Col("chip"), Col("score"), Col("cover")]
+            + [Col(f"{short[k]} (w{profile.weights[k]:g})", drop=prio[k] + (20 if not profile.weights[k] else 0))
+               for k in CRITERIA]
+            + [Col("stable", drop=9), Col("pareto", drop=8)])
+    rows = [[str(r.rank), r.chip, f"{r.score:.1f}", f"{r.coverage:.0%}",
+             *[_cell(r.criteria[k].score) for k in CRITERIA],
+             "n/a" if r.stability is None else f"{r.stability:.0%}",
+             "n/a" if r.pareto is None else ("yes" if r.pareto else "no")]
+            for r in results if not r.excluded]
+    print_table(cols, rows, title=f"profile {profile.id}: {profile.description}", wide=wide,
+                width=width, file=out)
     inc = [r for r in results if not r.excluded]
     if inc:
         w = inc[0]
-        con.print(f"winner {w.chip} stays first in {w.first_share:.0%} of {draws} draws "
-                  f"(each weight x U(0.8, 1.2), seed {seed}); n/a = unknown, weight renormalised.")
-    con.print(f"measurements: {note}")
+        print(f"winner {w.chip} stays first in {w.first_share:.0%} of {draws} draws "
+              f"(each weight x U(0.8, 1.2), each unknown criterion U(0, {2 * UNKNOWN_PRIOR:g}), "
+              f"seed {seed}); n/a = unknown, scored at the prior {UNKNOWN_PRIOR:g}.", file=out)
+    na = [r for r in inc if r.criteria["measured"].score is None]
+    if na and len(na) == len(inc) and len({r.criteria["measured"].reason for r in na}) == 1:
+        print(f"measured n/a for every chip: {na[0].criteria['measured'].reason}", file=out)
+    elif na:
+        print("measured n/a:", file=out)
+        for r in na:
+            print(f"  {r.chip}: {r.criteria['measured'].reason}", file=out)
+    print(f"measurements: {note}", file=out)
     exc = [r for r in results if r.excluded]
     if exc:
-        con.print(f"excluded ({len(exc)}):")
+        print(f"excluded ({len(exc)}):", file=out)
         for r in exc:
-            con.print(f"  {r.chip}: {r.reason}", markup=False, highlight=False)
+            print(f"  {r.chip}: {r.reason}", file=out)
 
 
 def run(args) -> int:
+    from ..scoring import load_model_flops, load_profiles, score_chips
     profiles = load_profiles(args.profiles)
+    if args.profile is None:
+        print("profiles (pass one with `lab score --profile ID`):")
+        for pid in sorted(profiles):
+            print(one_line(f"  {pid}: {profiles[pid].description}"))
+        return 0
     if args.profile not in profiles:
         raise ConfigError(f"unknown profile {args.profile!r}", path=args.profiles,
                           fix="known: " + ", ".join(sorted(profiles)))
@@ -102,7 +135,13 @@ def run(args) -> int:
     flops = load_model_flops(args.models_dir)
     results = score_chips(catalog, profile, rows, flops=flops, draws=args.draws, seed=args.seed)
     if args.format == "json":
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        print(jsonio.dumps([r.to_json() for r in results], indent=2))
     else:
-        render_table(results, profile, note, args.draws, args.seed)
+        import io
+        from ..tables import terminal_width
+        from ..textsafe import clean
+        buf = io.StringIO()  # names in notes and reasons come from files: shown as text
+        render_table(results, profile, note, args.draws, args.seed, wide=args.wide,
+                     width=terminal_width(sys.stdout), file=buf)
+        sys.stdout.write(clean(buf.getvalue()))
     return 0

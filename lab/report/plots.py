@@ -204,6 +204,62 @@ def _processor_legend(ax, processors) -> None:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="processor")
 
 
+def curve_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, float, bool]]]], xlabel: str,
+                ylabel: str, *, hline: float | None = None, hline_label: str = "", alt: str) -> Chart | None:
+    """Lines of (x, y, ok) points, one per series (the serving sweep's QPS against p99); points
+    that failed their test (LoadGen INVALID) are drawn hollow."""
+    series = [(lab, sorted(p for p in pts if p[0] is not None and p[1] is not None)) for lab, pts in series]
+    series = [(lab, pts) for lab, pts in series if pts]
+    if not series:
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(6.5, 4.0, ["0000000"], bottom=0.55)
+        ax = fig.add_subplot()
+        for i, (label, pts) in enumerate(series[:12]):
+            color = f"C{i % 10}"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, lw=1.0, label=_clip(label, 40))
+            for ok in (True, False):
+                sel = [p for p in pts if p[2] == ok]
+                if sel:
+                    ax.scatter([p[0] for p in sel], [p[1] for p in sel], s=22, zorder=3,
+                               facecolors=color if ok else "none", edgecolors=color)
+        if hline is not None:
+            ax.axhline(hline, color="black", lw=0.7, ls="--")
+            ax.annotate(hline_label, (0, hline), xycoords=("axes fraction", "data"), xytext=(2, 3),
+                        textcoords="offset points", fontsize=6.5)
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(_clip(title, 90), loc="left")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        caption = "Filled: LoadGen VALID at that rate (the bound held, early stopping included); hollow: INVALID."
+        if len(series) > 12:
+            caption += f" {len(series)} series, first 12 drawn."
+        return Chart(_svg_uri(fig), alt, caption)
+
+
+def window_chart(title: str, series: Sequence[tuple[str, str | None, Sequence[tuple[float, float]]]],
+                 ylabel: str, *, alt: str) -> Chart | None:
+    """Sustained runs: one line per configuration, p50 per window against the window's mid time (s)."""
+    series = [(label, proc, [(x, y) for x, y in pts if y is not None and math.isfinite(y)])
+              for label, proc, pts in series]
+    series = [s for s in series if s[2]]
+    if not series:
+        return None
+    with matplotlib.rc_context(_RC):
+        fig = _new_figure(8.0, 3.0)
+        ax = fig.add_subplot()
+        for label, proc, pts in series[:MAX_BARS]:
+            ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", markersize=2.5, linewidth=1,
+                    label=_clip(label, 40), color=PROCESSOR_COLORS.get(proc or "") if len(series) == 1 else None)
+        ax.set_xlabel("seconds into the sustained run")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.set_title(_clip(title, 90), loc="left")
+        ax.legend(fontsize=6, loc="best")
+        return Chart(_svg_uri(fig), alt)
+
+
 OP_TOP_N = 10  # op types per panel of the op-profile charts
 
 

@@ -29,10 +29,12 @@ from markupsafe import Markup
 from .. import advisor, scoring, stats
 from ..catalog import load_catalog
 from ..errors import ConfigError
+from ..quality import classify
 from ..records import ResultRow
 from ..store import ROW_FIELDS, Store
 from ..tradeoffs import BreakEven, break_even, pareto_front
 from . import plots
+from .serving import serving_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -186,12 +188,16 @@ def summarize_rows(rows: list[ResultRow], specs: dict[str, Any]) -> dict:
         "processors": sorted({r.processor for r in rows if r.processor}),
         "first_start": min(started) if started else None,
         "last_finish": max(finished) if finished else None,
-        "not_converged": [r for r in rows if r.ok and r.converged is False],
+        # data quality: lab.quality.classify, the one judgement the run summary and advisor share
+        "not_converged": [r for r in rows if r.ok and "not_converged" in classify(r).flags],
+        "wide_ci": [Noted(r, classify(r).text()) for r in rows
+                    if r.ok and "wide_ci" in classify(r).flags],
+        "busy_host": [r for r in rows if r.ok and "busy_host" in classify(r).flags],
         # ok rows whose convergence is unknown: imports carry no raw samples to judge it by
         "convergence_unknown": [Noted(r, "imported: no raw samples" if _imported(r)
                                       else "the run reported no convergence")
                                 for r in rows if r.ok and r.converged is None],
-        "throttled": [r for r in rows if r.throttled is True],
+        "throttled": [r for r in rows if "throttled" in classify(r).flags],
         "failed": [Noted(r, _short_error(r.error)) for r in rows if r.status == "failed"],
         "skipped": [Noted(r, _short_error(r.error)) for r in rows if r.status == "skipped"],
         "unfinished": [r for r in rows if r.status in ("planned", "running")],
@@ -210,8 +216,9 @@ def latency_groups(rows: list[ResultRow]) -> list[dict]:
         group = sorted(by_model[model], key=lambda r: (_num(r.p50_ms) is None, _num(r.p50_ms) or 0.0))
         ok = _ok(group)
         bars = [plots.Bar(config_label(r), _num(r.p50_ms), _num(r.ci_low_ms), _num(r.ci_high_ms),
-                          r.processor, "not converged" if r.converged is False else
-                          ("throttled" if r.throttled else "")) for r in ok]
+                          r.processor, "fast but wrong" if r.agree_ok is False else
+                          ("not converged" if r.converged is False else
+                           ("throttled" if r.throttled else ""))) for r in ok]
         chart = plots.bar_chart(f"{model}: steady-state median latency (95% CI)", bars, "ms per inference",
                                 alt=f"Bar chart of median latency for model {model} per configuration")
         out.append({"model": model, "rows": group, "chart": chart})
@@ -290,10 +297,13 @@ def pareto_section(rows: list[ResultRow]) -> list[dict] | Unavailable:
 
 
 # ---- baseline -----------------------------------------------------------------------------
-def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[ResultRow]) -> dict:
+def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[ResultRow],
+                     allow: tuple[str, ...] = ()) -> dict:
     """Each configuration in both campaigns: `stats.compare` (baseline a, candidate b) of the raw
     samples gives the ratio of medians with its CI and the significance; without raw samples
-    (imports) the change is shown but untested."""
+    (imports) the change is shown but untested. Pairs whose context differs
+    (`comparability.differences`, minus `allow`) are "not comparable" and stay out of the counts."""
+    from ..comparability import context_of, differences, verdict_text
     base_by_key = {config_key(r): r for r in _ok(base_rows)}
     deltas: list[Delta] = []
     for r in _ok(rows):
@@ -305,6 +315,11 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
         ratio = r.p50_ms / b.p50_ms if b.p50_ms else None
         lo = hi = sig = None
         method = "untested: no raw samples stored (imported result?)"
+        diffs = differences(context_of(b, store.provenance(b.job_id)),
+                            context_of(r, store.provenance(r.job_id)), allow)
+        if diffs:
+            deltas.append(Delta(key, r, b, ratio, None, None, None, verdict_text(diffs), "not comparable"))
+            continue
         if any(cur_s) and any(base_s):
             c = stats.compare(base_s, cur_s)  # ratio = median(current) / median(baseline)
             ratio = c.ratio if c.ratio is not None else ratio
@@ -320,11 +335,45 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
     cur_keys = {config_key(r) for r in _ok(rows)}
     return {
         "deltas": sorted(deltas, key=lambda d: ({"regression": 0, "improvement": 1, "untested": 2,
-                                                 "unchanged": 3}[d.status], -(d.ratio or 0))),
+                                                 "unchanged": 3, "not comparable": 4}[d.status],
+                                                -(d.ratio or 0))),
         "counts": Counter(d.status for d in deltas),
         "only_current": len(cur_keys - set(base_by_key)),
         "only_baseline": len(set(base_by_key) - cur_keys),
     }
+
+
+# ---- sustained runs (issue 18) -------------------------------------------------------------
+def sustained_section(store: Store, rows: list[ResultRow]) -> list[dict] | None:
+    """Per model: the sustained configurations ranked by p50 in their first and in their last
+    window (rank changes flagged), the onset and ratio, and a p50-per-window chart."""
+    from ..sustained import ranks
+    ok = _ok(rows)
+    wins = store.windows([r.job_id for r in ok])
+    by_model: dict[str, list[ResultRow]] = {}
+    for r in ok:
+        if wins.get(r.job_id):
+            by_model.setdefault(r.model, []).append(r)
+    if not by_model:
+        return None
+    out = []
+    for model, group in sorted(by_model.items()):
+        first = {r.job_id: [w for w in wins[r.job_id] if w.trial == 0][0].p50_ms for r in group}
+        last = {r.job_id: [w for w in wins[r.job_id] if w.trial == 0][-1].p50_ms for r in group}
+        r_first, r_last = ranks(first), ranks(last)
+        entries = [{"row": r, "first_p50": first[r.job_id], "last_p50": last[r.job_id],
+                    "rank_first": r_first.get(r.job_id), "rank_last": r_last.get(r.job_id),
+                    "rank_changed": r_first.get(r.job_id) != r_last.get(r.job_id),
+                    "windows": len([w for w in wins[r.job_id] if w.trial == 0])}
+                   for r in sorted(group, key=lambda r: r_first.get(r.job_id, 10**9))]
+        chart = plots.window_chart(
+            f"{model}: p50 per window of the sustained run",
+            [(f"{r.chip} · {config_label(r)}", r.processor,
+              [((w.t_start_s + w.t_end_s) / 2, w.p50_ms) for w in wins[r.job_id] if w.trial == 0]) for r in group],
+            "p50 ms", alt=f"Line chart of p50 latency per window for {model}")
+        out.append({"model": model, "entries": entries, "chart": chart,
+                    "window_rows": [(r, w) for r in group for w in wins[r.job_id]]})
+    return out
 
 
 # ---- scoring / advisor --------------------------------------------------------------------
@@ -398,6 +447,18 @@ def op_profile_section(rows: list[ResultRow], profiles: dict[str, list]) -> list
     return out
 
 
+# ---- browser (Paddle.js) rows ----------------------------------------------------------------
+def web_labels(store: Store, rows: list[ResultRow]) -> dict[str, str]:
+    """job id -> "web · <renderer label>" for ok browser rows (backends paddle-js-*), from the
+    stored provenance: a SwiftShader figure reads "software GPU emulation" beside the native rows."""
+    out = {}
+    for r in rows:
+        if r.ok and str(r.backend or "").startswith("paddle-js-"):
+            web = store.provenance(r.job_id).get("web") or {}
+            out[r.job_id] = "web · " + (web.get("label") or "renderer unknown")
+    return out
+
+
 # ---- provenance and raw data --------------------------------------------------------------
 def provenance_rows(store: Store, rows: list[ResultRow]) -> dict:
     """Provenance per job, plus the groups it shares (runner/runtime/host, model hashes): at 2,000
@@ -451,7 +512,7 @@ def decode_embedded(blob: str) -> dict:
 # ------------------------------------------------------------------------------------ build
 def build_report(store: Store, campaigns: list[str], *, baseline: str | None = None,
                  profiles: list[str] | None = None, title: str | None = None,
-                 now: datetime | None = None) -> Report:
+                 now: datetime | None = None, allow_different: tuple[str, ...] = ()) -> Report:
     known = set(store.campaigns())
     if not campaigns:
         raise ConfigError("no campaign given", fix="pass --campaign NAME; stored: " + (", ".join(sorted(known)) or "none"))
@@ -480,14 +541,18 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["memory"] = {"rows": ok, "chart": plots.bar_chart("Peak resident memory (VmHWM) per configuration",
                                                         mem_bars, "MB", alt="Bar chart of peak memory")}
     s["thermal"] = ok
+    s["sustained"] = sustained_section(store, rows)
     s["pareto"] = pareto_section(rows)
     s["frameworks"] = frameworks_section(store, ok)
     op_profiles = store.op_profiles([r.job_id for r in ok])
     s["op_profiles"] = op_profile_section(rows, op_profiles)
+    s["serving"] = serving_section(store, rows, config_label)
     s["advisor"] = advisor_section(rows, list(campaigns), op_profiles)
-    s["baseline"] = (baseline_section(store, rows, store.results([baseline])) if baseline else None)
+    s["baseline"] = (baseline_section(store, rows, store.results([baseline]), allow_different)
+                     if baseline else None)
     s["baseline_name"] = baseline
     s["provenance"] = provenance_rows(store, rows)
+    s["web"] = web_labels(store, rows)
     s["data_json"] = embedded_data(rows, store.all_samples([r.job_id for r in rows]))
     return rep
 
@@ -525,26 +590,15 @@ def render_html(rep: Report) -> str:
 
 
 def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, *, baseline: str | None = None,
-                 profiles: list[str] | None = None) -> Path:
+                 profiles: list[str] | None = None, allow_different: tuple[str, ...] = ()) -> Path:
     path = Path(store_path)
     if not path.exists():
         raise ConfigError(f"no results store at {path}", fix="run a campaign first (`lab run CAMPAIGN`) or pass --store")
     store = Store(path, readonly=True)
     try:
-        html = render_html(build_report(store, campaigns, baseline=baseline, profiles=profiles))
+        html = render_html(build_report(store, campaigns, baseline=baseline, profiles=profiles,
+                                        allow_different=allow_different))
     finally:
         store.close()
-    out = Path(out)
-    blocker = next((p for p in reversed(out.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        raise ConfigError(f"cannot write {out}: {blocker} is a file, not a directory",
-                          fix="give -o a path whose folders are folders, e.g. reports/demo/index.html")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create the folder for {out}: {exc.strerror or exc}",
-                          fix="give -o a writable path") from None
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    from ..outpaths import write_text  # checked, atomic; device nodes are never replaced
+    return write_text(out, html)

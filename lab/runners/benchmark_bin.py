@@ -267,6 +267,9 @@ class BenchSpec:
     cpu_mask: Optional[str] = None  # hex mask for `taskset` (big-core pinning)
     old_tool: bool = False  # <= v2.9 flags
     result_path: Optional[str] = None  # old tool writes its only min/max/avg line there
+    # output checks (lab/runtimes/checks.py): ':'-joined text files, one per input / output
+    input_data_path: Optional[str] = None  # whitespace-separated values (v2.10+)
+    output_data_path: Optional[str] = None  # one file per output (develop only; --help tells)
 
 
 def build_args(spec: BenchSpec) -> List[str]:
@@ -323,6 +326,10 @@ def build_args(spec: BenchSpec) -> List[str]:
             argv.append(f"--opencl_cache_dir={spec.opencl_cache_dir}")
     if spec.enable_memory_profile:
         argv.append("--enable_memory_profile=true")
+    if spec.input_data_path:
+        argv.append(f"--input_data_path={spec.input_data_path}")
+    if spec.output_data_path:
+        argv.append(f"--output_data_path={spec.output_data_path}")
     if spec.enable_op_time_profile:
         argv.append("--enable_op_time_profile=true")
     return argv
@@ -352,6 +359,21 @@ def build_shell(spec: BenchSpec) -> str:
 def supports_memory_profile(help_text: str) -> bool:
     """v2.12+ samples memory (flag `--memory_check_interval_ms`); v2.10/2.11 only say "Not supported"."""
     return "memory_check_interval_ms" in (help_text or "")
+
+
+def supports_input_data(help_text: str) -> bool:
+    """--input_data_path (v2.10+): the reference inputs can be fed; outputs print as mean/std."""
+    return "input_data_path" in (help_text or "") and not is_old_tool(help_text)
+
+
+def supports_output_data(help_text: str) -> bool:
+    """--output_data_path (after v2.12): every output value comes back, not only mean/std."""
+    return "output_data_path" in (help_text or "")
+
+
+def parse_values(text: str) -> List[float]:
+    """Whitespace-separated numbers of an input/output data file (nan/inf kept as floats)."""
+    return [float(v) for v in text.split()]
 
 
 def is_old_tool(help_text: str) -> bool:

@@ -36,7 +36,9 @@ host's reference input set (keys ``in:<input name>``, arrays N x run shape) and 
 outputs into ``outputs_check`` (compact_output: whole values for outputs up to WHOLE_MAX elements,
 else a fixed strided sample of SAMPLE_SIZE elements; top-k, argmax, sum, sum of squares). The host
 compares them with its fp32 reference (lab/agreement.py); the time it took is reported so its share
-of the job's device time is known.
+of the job's device time is known. Eval set (``--eval-inputs FILE.npz``, same layout, no labels:
+they stay on the host): after that, the argmax of the first output per sample goes into
+``eval_check``; the host scores it against the labels (lab/accuracy.py).
 
 Precision int8: on CPU oneDNN int8 (``enable_onednn_int8``) over a quantised model
 (quantize_linear/dequantize_linear ops from lab/quantize.py); on GPU TensorRT int8 with the
@@ -66,6 +68,7 @@ RUNNER_VERSION = "1.0.0"
 EXIT_FAILED = 3
 
 OUTPUTS_CHECK_SCHEMA = "hwlab.outputs_check/1"
+EVAL_CHECK_SCHEMA = "hwlab.eval_check/1"
 WHOLE_MAX = 4096    # outputs up to this many elements travel whole
 SAMPLE_SIZE = 1024  # larger ones: elements at flat indices (k * numel) // SAMPLE_SIZE
 TOPK = 5
@@ -272,6 +275,90 @@ def model_sha256(model_file, params_file):
     return h.hexdigest()
 
 
+# ------------------------------------------------------------------------------- busy-host probe
+# Why: a benchmark on a host where other processes compete for the CPU measures the competition.
+# Share of the CPU time taken by OTHER processes during a window, from /proc:
+#   others = (busy jiffies of the CPUs this process may run on, from /proc/stat 'cpuN' lines)
+#            - (this process's utime + stime, all its threads, from /proc/self/stat)
+#   share  = others / (all jiffies of those CPUs, idle included), clamped to [0, 1].
+# busy = user+nice+system+irq+softirq+steal (guest is inside user); idle and iowait are not busy.
+# The lab's own telemetry sampler runs beside the runner and counts as "other" (a few % of a core).
+# Where /proc/stat or /proc/self/stat is missing the share is None with a note, never 0.
+
+def parse_proc_stat(text, cpus=None):
+    """(busy, total) jiffies summed over 'cpuN' lines for N in cpus, or the 'cpu' line when cpus
+    is None or no listed CPU has a line. None when the text has no usable line."""
+    lines = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu"):
+            try:
+                lines[parts[0]] = [int(x) for x in parts[1:9]]
+            except ValueError:
+                continue
+    rows = [lines["cpu%d" % c] for c in (cpus or ()) if "cpu%d" % c in lines]
+    if not rows and "cpu" in lines:
+        rows = [lines["cpu"]]
+    if not rows:
+        return None
+    busy = total = 0
+    for v in rows:
+        v = (v + [0] * 8)[:8]
+        total += sum(v)
+        busy += sum(v) - v[3] - v[4]
+    return busy, total
+
+
+def parse_self_stat(text):
+    """utime + stime (jiffies) of a /proc/PID/stat line; None when malformed."""
+    try:
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after pid and comm
+    except (IndexError, ValueError):
+        return None
+
+
+def affinity_cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_snapshot(cpus=None):
+    """(busy, total, self) jiffies now, or a string saying why they cannot be read."""
+    stat, own = _read("/proc/stat"), _read("/proc/self/stat")
+    if stat is None or own is None:
+        return "no /proc/stat or /proc/self/stat on this device"
+    bt = parse_proc_stat(stat, cpus)
+    me = parse_self_stat(own)
+    if bt is None or me is None:
+        return "cannot parse /proc/stat or /proc/self/stat"
+    return bt[0], bt[1], me
+
+
+def busy_share(a, b):
+    """Other processes' share of the CPU time between two snapshots: (share, detail) or (None, why)."""
+    if isinstance(a, str) or isinstance(b, str):
+        return None, (a if isinstance(a, str) else b)
+    d_busy, d_total, d_self = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    if d_total <= 0:
+        return None, "no CPU time elapsed in /proc/stat during the window"
+    share = min(1.0, max(0.0, float(d_busy - d_self) / d_total))
+    return share, {"others_jiffies": d_busy - d_self, "self_jiffies": d_self, "total_jiffies": d_total}
+
+
+def record_busy(doc, a, b, cpus):
+    share, detail = busy_share(a, b)
+    doc["env"]["host_busy_share"] = share
+    if share is None:
+        doc["env"]["host_busy_note"] = detail
+    else:
+        detail["cpus"] = cpus
+        detail["method"] = "/proc/stat busy jiffies of the allowed CPUs minus /proc/self/stat utime+stime"
+        doc["env"]["host_busy"] = detail
+
+
 # --------------------------------------------------------------------------------- argument parsing
 
 def parse_input_spec(text):
@@ -313,9 +400,15 @@ def build_parser():
     p.add_argument("--min-seconds", type=float, default=2.0)
     p.add_argument("--max-seconds", type=float, default=20.0)
     p.add_argument("--target-rel-ci", type=float, default=0.02)
+    p.add_argument("--sustained-s", type=float, default=0.0,
+                   help="run continuously for this many seconds instead of the converging steady "
+                        "phase, reporting per --window-s window (0 = off)")
+    p.add_argument("--window-s", type=float, default=0.0, help="window length of a sustained run")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
                    help="after timing, run these inputs (keys in:<name>) and report compact outputs")
+    p.add_argument("--eval-inputs", default=None, metavar="FILE.npz",
+                   help="after timing, the argmax of output 0 per sample of this set (in:<name>)")
     p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
@@ -355,6 +448,8 @@ def validate(args):
             raise RunnerFailure("--%s must be >= 0" % name.replace("_", "-"))
     if args.target_rel_ci <= 0:
         raise RunnerFailure("--target-rel-ci must be > 0")
+    if args.sustained_s < 0 or (args.sustained_s > 0 and not 0 < args.window_s <= args.sustained_s):
+        raise RunnerFailure("--sustained-s must be >= 0, and with it 0 < --window-s <= --sustained-s")
     if args.vocab_max < 1:
         raise RunnerFailure("--vocab-max must be >= 1")
     if not args.input:
@@ -499,6 +594,54 @@ def steady_state(run, min_iters, min_seconds, max_seconds, target_rel_ci, max_it
     return timings
 
 
+def percentile_sorted(s, q):
+    """Linear-interpolated percentile q (0-100) of sorted samples (numpy's default method)."""
+    if not s:
+        return None
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def sustained(run, seconds, window_s, target_rel_ci, timings, clock=time.perf_counter,
+              uptime=read_uptime, cpus=None, snapshot=busy_snapshot):
+    """Run continuously for `seconds`, cut into windows of `window_s` (the last may be shorter).
+
+    Every sample goes to timings["samples_ms"] (the job's figures are over the whole run); each
+    window records its iterations, p50/p90, its start/end relative to the run's start
+    (t_start_s/t_end_s, perf_counter) and on the device's uptime clock (clock_start/clock_end, the
+    telemetry sampler's clock), and the other processes' share of the CPU during it.
+    """
+    samples = timings["samples_ms"]
+    windows = []
+    start = clock()
+    w_start, w_first, w_up, w_busy = start, 0, uptime(), snapshot(cpus)
+    while True:
+        t = clock()
+        run()
+        now = clock()
+        samples.append((now - t) * 1e3)
+        done = now - start >= seconds
+        if now - w_start >= window_s or done:
+            ordered = sorted(samples[w_first:])
+            up, busy = uptime(), snapshot(cpus)
+            windows.append({"idx": len(windows), "t_start_s": w_start - start, "t_end_s": now - start,
+                            "clock_start": w_up, "clock_end": up, "n": len(ordered),
+                            "p50_ms": median_of_sorted(ordered), "p90_ms": percentile_sorted(ordered, 90),
+                            "host_busy_share": busy_share(w_busy, busy)[0]})
+            timings["steady_seconds"] = now - start
+            w_start, w_first, w_up, w_busy = now, len(samples), up, busy
+        if done:
+            break
+    rel = median_ci(samples)[3]
+    timings["steady_seconds"] = clock() - start
+    timings["converged"] = rel is not None and rel <= target_rel_ci
+    timings["stop_reason"] = "sustained"
+    timings["rel_ci"] = rel
+    return {"seconds": seconds, "window_s": window_s, "windows": windows}
+
+
 def measure(args, doc):
     """Fill doc in place; raises on failure (the caller records what was measured)."""
     validate(args)
@@ -559,12 +702,19 @@ def measure(args, doc):
     sys.stderr.flush()
     # The steady window on the device's uptime clock: the telemetry sampler stamps its lines with
     # the same clock, so power can be cut to exactly this window (lab/telemetry.py).
+    cpus = affinity_cpus()
+    busy_start = busy_snapshot(cpus)
     if args.profile_ops:
         reset_op_profiler()  # the table then covers the steady iterations only
     up_start = read_uptime()
-    steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds, args.target_rel_ci,
-                 args.max_iters, timings)
+    if args.sustained_s > 0 and not args.profile_ops:  # the extra profiled run is a fixed count
+        doc["sustained"] = sustained(predictor.run, args.sustained_s, args.window_s,
+                                     args.target_rel_ci, timings, cpus=cpus)
+    else:
+        steady_state(predictor.run, args.min_iters, args.min_seconds, args.max_seconds,
+                     args.target_rel_ci, args.max_iters, timings)
     up_end = read_uptime()
+    record_busy(doc, busy_start, busy_snapshot(cpus), cpus)
     if up_start is not None and up_end is not None:
         doc["clock"] = {"name": "uptime", "steady_start": up_start, "steady_end": up_end}
     # The predictor must still produce outputs after the loop.
@@ -573,6 +723,8 @@ def measure(args, doc):
 
     if args.reference_inputs:
         doc["outputs_check"] = run_reference_set(np, predictor, model_inputs, args.reference_inputs)
+    if args.eval_inputs:
+        doc["eval_check"] = run_eval_set(np, predictor, model_inputs, args.eval_inputs)
 
     if args.device == "gpu":
         try:
@@ -730,21 +882,42 @@ def compact_output(np, arr):
 def run_reference_set(np, predictor, input_names, path):
     """Feed each reference sample (after timing) and return the ``outputs_check`` document."""
     t0 = time.perf_counter()
+    outputs, file_sha, out_names = [], None, predictor.get_output_names()
+    for outs, file_sha in feed_samples(np, predictor, input_names, path, "reference inputs"):
+        outputs.append([compact_output(np, o) for o in outs])
+    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": len(outputs), "file_sha256": file_sha,
+            "output_names": list(out_names), "outputs": outputs,
+            "seconds": time.perf_counter() - t0}
+
+
+def run_eval_set(np, predictor, input_names, path):
+    """Feed each eval sample (after timing): argmax of the first output, per sample."""
+    t0 = time.perf_counter()
+    argmax, file_sha, classes = [], None, None
+    for outs, file_sha in feed_samples(np, predictor, input_names, path, "eval inputs"):
+        flat = np.asarray(outs[0]).ravel()
+        classes = int(flat.size)
+        argmax.append(int(np.argmax(flat)))
+    return {"schema": EVAL_CHECK_SCHEMA, "n": len(argmax), "file_sha256": file_sha,
+            "classes": classes, "argmax": argmax, "seconds": time.perf_counter() - t0}
+
+
+def feed_samples(np, predictor, input_names, path, what):
+    """Yield (outputs, file sha256) per sample of an .npz set (keys in:<input name>, N x run shape)."""
     if not os.path.isfile(path):
-        raise RunnerFailure("reference inputs not found: %s" % path)
+        raise RunnerFailure("%s not found: %s" % (what, path))
     with open(path, "rb") as fh:
         file_sha = hashlib.sha256(fh.read()).hexdigest()
     with np.load(path, allow_pickle=False) as z:
         feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
     if sorted(feeds) != sorted(input_names):
-        raise RunnerFailure("reference inputs %s hold [%s], the model wants [%s]"
-                            % (path, ", ".join(sorted(feeds)), ", ".join(input_names)))
+        raise RunnerFailure("%s %s hold [%s], the model wants [%s]"
+                            % (what, path, ", ".join(sorted(feeds)), ", ".join(input_names)))
     counts = set(len(a) for a in feeds.values())
     if len(counts) != 1:
-        raise RunnerFailure("reference inputs %s: inputs have different sample counts" % path)
+        raise RunnerFailure("%s %s: inputs have different sample counts" % (what, path))
     n = counts.pop()
     out_names = predictor.get_output_names()
-    outputs = []
     for i in range(n):
         for name in input_names:
             arr = np.ascontiguousarray(feeds[name][i])
@@ -752,11 +925,7 @@ def run_reference_set(np, predictor, input_names, path):
             h.reshape(list(arr.shape))
             h.copy_from_cpu(arr)
         predictor.run()
-        outputs.append([compact_output(np, predictor.get_output_handle(o).copy_to_cpu())
-                        for o in out_names])
-    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": n, "file_sha256": file_sha,
-            "output_names": list(out_names), "outputs": outputs,
-            "seconds": time.perf_counter() - t0}
+        yield [predictor.get_output_handle(o).copy_to_cpu() for o in out_names], file_sha
 
 
 def new_doc(args, argv):
@@ -771,12 +940,14 @@ def new_doc(args, argv):
         "protocol": {"warmup": args.warmup, "warmup_seconds": args.warmup_seconds,
                      "min_iters": args.min_iters, "min_seconds": args.min_seconds,
                      "max_seconds": args.max_seconds, "target_rel_ci": args.target_rel_ci,
-                     "max_iters": args.max_iters or None},
+                     "max_iters": args.max_iters or None, "sustained_s": args.sustained_s or None,
+                     "window_s": args.window_s or None},
         "env": {"python": platform.python_version(), "paddle": None, "numpy": None,
                 "hostname": socket.gethostname(), "machine": platform.machine(),
                 "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                 "governor": cpu_governor(), "freq_khz_start": cpu_freqs_khz(), "freq_khz_end": None,
-                "temps_c_start": thermal_temps_c(), "temps_c_end": None, "pid": os.getpid()},
+                "temps_c_start": thermal_temps_c(), "temps_c_end": None, "pid": os.getpid(),
+                "host_busy_share": None},
         "timings": {"load_ms": None, "first_ms": None, "warmup_iters": 0, "warmup_ms_total": None,
                     "samples_ms": [], "steady_seconds": None, "converged": False, "stop_reason": None,
                     "rel_ci": None, "clock": "time.perf_counter around predictor.run()"},

@@ -9,7 +9,10 @@ same client drives Triton or any other v2 server, because the protocol is the v2
   GET  /v2/health/live, /v2/health/ready        200 once the predictors are loaded
   GET  /v2/models/{name}                        metadata: inputs/outputs (name, datatype, shape)
   GET  /v2/models/{name}/ready
-  POST /v2/models/{name}/infer                  JSON tensors in, JSON tensors out
+  POST /v2/models/{name}/infer                  JSON tensors in, JSON tensors out; or Triton's binary
+                                                tensor extension (Inference-Header-Content-Length,
+                                                "binary_data_size", raw little-endian bytes after
+                                                the JSON header) in and/or out
   GET  /v2/models/{name}/stats                  Triton-shaped statistics: inference and execution
                                                 counts and a batch-size histogram (what the
                                                 dynamic batcher really did)
@@ -44,7 +47,7 @@ import threading
 import time
 
 RUNNER = "serving_runner"
-RUNNER_VERSION = "1.0.0"
+RUNNER_VERSION = "1.1.0"
 EXIT_FAILED = 3
 EXIT_CRASH_INJECTED = 70
 
@@ -214,13 +217,19 @@ def _v2_type(paddle_dtype):
 
 
 # ------------------------------------------------------------------------------- v2 tensors
-def decode_inputs(doc, want_arrays=True):
-    """v2 request JSON -> ({name: ndarray}, rows). Data may be flat or nested (row-major)."""
+def decode_inputs(doc, want_arrays=True, blob=None):
+    """v2 request JSON -> ({name: ndarray}, rows). Data may be flat or nested (row-major), or raw
+    little-endian bytes in `blob` (Triton's binary tensor extension: "parameters":
+    {"binary_data_size": n} per input, in order, after the JSON header)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("inputs"), list) or not doc["inputs"]:
         raise BadRequest("the request needs a non-empty 'inputs' list")
-    arrays, rows = {}, None
+    arrays, rows, offset = {}, None, 0
     for t in doc["inputs"]:
-        if not isinstance(t, dict) or not all(k in t for k in ("name", "shape", "datatype", "data")):
+        if not isinstance(t, dict) or not all(k in t for k in ("name", "shape", "datatype")):
+            raise BadRequest("each input needs name, shape, datatype and data")
+        params = t.get("parameters") if isinstance(t.get("parameters"), dict) else {}
+        size = params.get("binary_data_size")
+        if size is None and "data" not in t:
             raise BadRequest("each input needs name, shape, datatype and data")
         shape = t["shape"]
         if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and d >= 0 for d in shape):
@@ -230,27 +239,64 @@ def decode_inputs(doc, want_arrays=True):
         rows = shape[0] if rows is None else rows
         if shape[0] != rows:
             raise BadRequest("inputs disagree on the batch dimension")
-        if want_arrays:
-            import numpy as np
+        n = 1
+        for d in shape:
+            n *= d
+        if size is not None:
+            if blob is None:
+                raise BadRequest("input %r: binary_data_size without an Inference-Header-Content-Length "
+                                 "header" % t["name"])
+            if not isinstance(size, int) or size < 0 or offset + size > len(blob):
+                raise BadRequest("input %r: binary_data_size %r does not fit the %d bytes after the header"
+                                 % (t["name"], size, len(blob) - offset))
+            chunk = blob[offset:offset + size]
+            offset += size
+        if not want_arrays:
+            continue
+        import numpy as np
+        dtype = V2_TO_NUMPY[t["datatype"]]
+        if size is not None:
+            itemsize = np.dtype(dtype).itemsize
+            if size != n * itemsize:
+                raise BadRequest("input %r: %d bytes for shape %s of %s" % (t["name"], size, shape, t["datatype"]))
+            arr = np.frombuffer(chunk, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
+        else:
             try:
-                arr = np.asarray(t["data"], dtype=V2_TO_NUMPY[t["datatype"]])
+                arr = np.asarray(t["data"], dtype=dtype)
             except (TypeError, ValueError) as exc:
                 raise BadRequest("input %r: data is not %s: %s" % (t["name"], t["datatype"], exc))
-            n = 1
-            for d in shape:
-                n *= d
             if arr.size != n:
                 raise BadRequest("input %r: %d values for shape %s" % (t["name"], arr.size, shape))
-            arrays[t["name"]] = arr.reshape(shape)
+        arrays[t["name"]] = arr.reshape(shape)
+    if blob is not None and offset != len(blob):
+        raise BadRequest("%d bytes after the JSON header, the inputs announce %d" % (len(blob), offset))
     return arrays, rows
 
 
-def encode_outputs(outputs):
-    out = []
+def wants_binary_outputs(doc):
+    """Binary outputs when the request asks (binary_data_output, or binary_data per output)."""
+    params = doc.get("parameters") if isinstance(doc.get("parameters"), dict) else {}
+    if params.get("binary_data_output"):
+        return True
+    outs = doc.get("outputs") if isinstance(doc.get("outputs"), list) else []
+    return any(isinstance(o, dict) and isinstance(o.get("parameters"), dict)
+               and o["parameters"].get("binary_data") for o in outs)
+
+
+def encode_outputs(outputs, binary=False):
+    """-> (output tensor JSON list, raw bytes after the header: b"" unless binary)."""
+    out, blobs = [], []
     for name, arr in outputs:
-        out.append({"name": name, "datatype": NUMPY_TO_V2.get(str(arr.dtype), "FP32"),
-                    "shape": [int(d) for d in arr.shape], "data": arr.ravel().tolist()})
-    return out
+        t = {"name": name, "datatype": NUMPY_TO_V2.get(str(arr.dtype), "FP32"),
+             "shape": [int(d) for d in arr.shape]}
+        if binary:
+            raw = arr.astype(arr.dtype.newbyteorder("<")).tobytes()
+            t["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            t["data"] = arr.ravel().tolist()
+        out.append(t)
+    return out, b"".join(blobs)
 
 
 # ------------------------------------------------------------------------------- execution
@@ -424,12 +470,31 @@ def build_app(args, engines, stats, hooks, state):
         return JSONResponse(doc)
 
     async def infer(request):
+        try:
+            return await _infer(request)
+        except Exception as exc:  # never a bare 500: say what broke, in the answer and the log
+            import traceback
+            log("error in infer: %s" % traceback.format_exc().strip().replace("\n", " | "))
+            return err(500, "%s: %s" % (type(exc).__name__, exc))
+
+    async def _infer(request):
         if not known(request):
             return err(404, "unknown model %r (this server has %r)" % (request.path_params["name"], args.name))
         body = await request.body()
+        blob = None
         try:
+            hlen = request.headers.get("inference-header-content-length")
+            if hlen is not None:
+                try:
+                    hlen = int(hlen)
+                except ValueError:
+                    raise BadRequest("Inference-Header-Content-Length %r is not an integer" % hlen)
+                if not 0 < hlen <= len(body):
+                    raise BadRequest("Inference-Header-Content-Length %d does not fit a %d-byte body"
+                                     % (hlen, len(body)))
+                body, blob = body[:hlen], body[hlen:]
             doc = json.loads(body.decode("utf-8"))
-            arrays, rows = decode_inputs(doc, want_arrays=not inline)
+            arrays, rows = decode_inputs(doc, want_arrays=not inline, blob=blob)
         except BadRequest as exc:
             return err(400, str(exc))
         except ValueError as exc:
@@ -453,10 +518,16 @@ def build_app(args, engines, stats, hooks, state):
                 return err(400, str(exc))
             except Exception as exc:
                 return err(500, "%s: %s" % (type(exc).__name__, exc))
-        resp = {"model_name": args.name, "model_version": "1", "outputs": encode_outputs(outs)}
-        if isinstance(doc, dict) and "id" in doc:
+        binary = wants_binary_outputs(doc)
+        tensors, raw = encode_outputs(outs, binary)
+        resp = {"model_name": args.name, "model_version": "1", "outputs": tensors}
+        if "id" in doc:
             resp["id"] = doc["id"]
-        return Response(json.dumps(resp), media_type="application/json")
+        head = json.dumps(resp, separators=(",", ":")).encode("utf-8")
+        if binary:
+            return Response(head + raw, media_type="application/octet-stream",
+                            headers={"Inference-Header-Content-Length": str(len(head))})
+        return Response(head, media_type="application/json")
 
     routes = [Route("/v2/health/live", live), Route("/v2/health/ready", ready),
               Route("/v2/models/{name}", model_meta), Route("/v2/models/{name}/ready", model_ready),

@@ -8,11 +8,13 @@ from ..errors import ConfigError
 from .base import Runtime
 from .onnxruntime import OnnxRuntime
 from .paddle_inference import PaddleInference
+from .paddle_js import PaddleJs
 from .paddle_lite import PaddleLite
 from .paddle_lite_python import PaddleLitePython
+from .serving import Serving
 
 RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython(),
-                                                       OnnxRuntime())}
+                                                       PaddleJs(), Serving(), OnnxRuntime())}
 
 
 def get_runtime(name: str) -> Runtime:

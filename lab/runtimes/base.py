@@ -10,13 +10,17 @@ A runtime implements three steps:
   `PreparedJob` (the command and anything the trials need);
 - `run_trial(ctx, prepared, trial)`: run one fresh process and return a typed `TrialResult`;
 - `measurement(ctx, prepared, trials)`: turn the trials into a `Measurement`.
-`execute()` calls them in that order inside a telemetry session.
+`execute()` calls them in that order inside a telemetry session. Output correctness (optional,
+lab/runtimes/checks.py): a runtime with `output_checks = True` finds the reference / eval inputs
+in `ctx.checks`, runs them after timing and returns them from `check_outputs`; `execute()`
+compares them with the model's fp32 host reference and stores agree_* / accuracy_top1.
 """
 from __future__ import annotations
 
 import statistics
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +32,7 @@ from ..runners import RUNNERS_DIR
 from ..transport.base import Transport, remote_join
 
 # Measurement attributes that belong to the job itself, never copied from telemetry.
-_NOT_FROM_TELEMETRY = ("job_id", "samples", "provenance", "notes")
+_NOT_FROM_TELEMETRY = ("job_id", "samples", "provenance", "notes", "windows")
 
 
 @dataclass
@@ -41,6 +45,12 @@ class JobContext:
     artifact: Any  # lab.models.ModelArtifact
     backend: Backend
     telemetry_root: str = ""  # prefixes /sys and /proc for the sampler (tests: a fake sysfs)
+    keep_root: str = ""  # orchestrator dir for logs kept with the job (the store's dir; "" = results/)
+    checks: Any = None  # checks.CheckInputs set by execute() for runtimes with output_checks
+
+    @property
+    def last_trial(self) -> int:
+        return self.job.protocol.trials - 1
 
     @property
     def where(self) -> str:
@@ -88,6 +98,7 @@ class Runtime:
 
     name: str = ""
     nvml: bool | None = None  # None: the session decides (GPU backends); False: never NVML
+    output_checks: bool = False  # True: runs ctx.checks after timing and implements check_outputs
 
     def prepare(self, ctx: JobContext) -> PreparedJob:  # pragma: no cover - contract
         raise NotImplementedError
@@ -100,6 +111,12 @@ class Runtime:
                     trials: list[TrialResult]) -> Measurement:  # pragma: no cover - contract
         raise NotImplementedError
 
+    def check_outputs(self, ctx: JobContext, prepared: PreparedJob,
+                      trials: list[TrialResult]) -> Any:  # checks.CheckOutputs | None
+        """The reference (and eval) set's outputs, run after timing (runtimes with
+        `output_checks`); None: nothing came back (the job's notes say so)."""
+        return None
+
     def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
         """One extra run with the runtime's per-operator profiler (job option `profile: ops`),
         called after the timed trials and outside the telemetry session. A runtime that cannot
@@ -110,10 +127,13 @@ class Runtime:
 
 # ------------------------------------------------------------------------------ the job path
 def execute(runtime: Runtime, ctx: JobContext, *, telemetry: bool = True) -> Measurement:
-    """Prepare, run the protocol's trials inside one telemetry session, merge, return."""
+    """Prepare, run the protocol's trials inside one telemetry session, merge, check, return."""
+    from . import checks
+    ctx.checks = checks.plan(runtime, ctx)
     prepared = runtime.prepare(ctx)
     session = open_session(ctx, runtime) if telemetry else None
     trials: list[TrialResult] = []
+    started = time.monotonic()
     try:
         for trial in range(ctx.job.protocol.trials):
             if session is not None:
@@ -124,9 +144,13 @@ def execute(runtime: Runtime, ctx: JobContext, *, telemetry: bool = True) -> Mea
                 session.add_run(result.telemetry_doc, label=f"t{trial}")
             trials.append(result)
     finally:
+        seconds = time.monotonic() - started
         tele = close_session(session, ctx.transport)
     m = runtime.measurement(ctx, prepared, trials)
     merge_telemetry(m, tele)
+    m.provenance["trials_seconds"] = round(seconds, 3)  # the job's device time (checks' share)
+    checks.apply(m, ctx, runtime, ctx.checks,
+                 runtime.check_outputs(ctx, prepared, trials) if ctx.checks is not None else None)
     if ctx.job.option("profile") == "ops":
         m.op_profile = profile_ops(runtime, ctx, prepared, m)
     return m
@@ -181,6 +205,9 @@ def merge_telemetry(m: Measurement, tele: dict[str, Any] | None) -> None:
             setattr(m, key, value)
     if m.power_w is None and not m.power_note:
         m.power_note = "power unavailable: no reason recorded by telemetry"
+    if m.windows and tele.get("_per_window"):
+        from ..sustained import merge_window_telemetry
+        m.windows = merge_window_telemetry(m.windows, tele["_per_window"])
     m.provenance["telemetry"] = tele.get("_detail")
 
 

@@ -3,7 +3,9 @@
 Why a layer of its own: Paddle Inference's pi_runner, the ONNX Runtime runner and the browser
 runner all speak the same document (docs/architecture.md "Runner JSON"), so reading it back,
 validating it and turning the trials into a Measurement are written here once. A JSON runtime
-only says which runner it pushes, which model files, and which runner arguments.
+only says which runner it pushes, which model files, and which runner arguments. With
+`output_checks = True` its runner must accept `--reference-inputs F.npz` (-> `outputs_check`) and
+`--eval-inputs F.npz` (-> `eval_check`), as pi_runner does; they ride on the last trial.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from ..errors import InvalidMeasurement, RunnerError, excerpt
 from ..opprofile import OpProfile, from_paddle_inference
 from ..records import Job, Measurement
 from ..transport.base import RunResult, Transport, remote_join
+from .checks import CheckOutputs
 from .base import (JobContext, PreparedJob, Runtime, TrialResult, device_python, ensure_results_dir,
                    median_or_none, push_model, push_runner)
 
@@ -45,11 +48,26 @@ class JsonRunnerRuntime(Runtime):
         ensure_results_dir(ctx)
         command = [device_python(ctx.device), runner_remote,
                    *self.runner_args(ctx, [remote[f.name] for f in files])]
-        return PreparedJob(command=command, model_sha256=expect_sha)
+        return PreparedJob(command=command, model_sha256=expect_sha,
+                           extra={"check_args": self.push_checks(ctx)})
+
+    def push_checks(self, ctx: JobContext) -> list[str]:
+        """Push the reference / eval inputs; the runner arguments that run them after timing."""
+        checks, args = ctx.checks, []
+        if checks is None:
+            return args
+        check_dir = remote_join(ctx.transport.workdir, "checks", f"{ctx.artifact.id}-{ctx.artifact.sha256[:12]}")
+        for flag, local in (("--reference-inputs", checks.reference_file),
+                            ("--eval-inputs", checks.eval_file)):
+            if local is not None:
+                args += [flag, ctx.transport.push(Path(local), remote_join(check_dir, Path(local).name)).remote]
+        return args
 
     def trial_command(self, ctx: JobContext, prepared: PreparedJob, trial: int, out_remote: str,
                       session: Any | None) -> list[str]:
         cmd = list(prepared.command) + ["--out", out_remote, "--seed", str(trial)]
+        if trial == ctx.last_trial:
+            cmd += prepared.extra.get("check_args", [])
         if session is not None and session.nvml and session.started:
             cmd += ["--pid-file", session.runner_pid_file]  # GPU memory of this runner, not all
         return cmd
@@ -69,6 +87,17 @@ class JsonRunnerRuntime(Runtime):
         m = measurement_from_docs(ctx.job, [t.raw for t in trials])
         m.notes.extend(prepared.notes)
         return m
+
+    def check_outputs(self, ctx: JobContext, prepared: PreparedJob,
+                      trials: list[TrialResult]) -> CheckOutputs | None:
+        doc = trials[-1].raw if trials else None
+        if not isinstance(doc, dict):
+            return None
+        oc, ev = doc.get("outputs_check") or {}, doc.get("eval_check") or {}
+        if not oc and not ev:
+            return None
+        return CheckOutputs(outputs=oc.get("outputs"), seconds=oc.get("seconds"),
+                            eval_argmax=ev.get("argmax"), eval_seconds=ev.get("seconds"))
 
     def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
         """One more runner process with --profile-ops: warm-up as the protocol says, then exactly
@@ -158,6 +187,9 @@ def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = 
 def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, Any] | None = None
                           ) -> Measurement:
     """The trials' runner documents -> one Measurement (stats over all trials' raw samples)."""
+    from ..host_busy import host_busy_figures
+    from ..sustained import summary as sustained_summary
+    from ..sustained import windows_from_doc
     from ..stats import summarize
     from .base import merge_telemetry
     trials = [[float(x) for x in d["timings"]["samples_ms"]] for d in docs]
@@ -185,9 +217,15 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
         "stats_method": st.method,
     }
     m.notes.extend(cpu_state_flags(docs))
+    m.host_busy_share, m.busy_host, busy_notes = host_busy_figures(d.get("env") for d in docs)
+    m.notes.extend(busy_notes)
+    m.windows = [w for i, d in enumerate(docs) for w in windows_from_doc(d, i)]
+    if m.windows:
+        m.throttle_onset_s, m.sustained_ratio, sustained_notes = sustained_summary(m.windows)
+        m.notes.extend(sustained_notes)
     for note in {(d.get("config") or {}).get("threads_note") for d in docs} - {None}:
         m.notes.append(note)  # e.g. a runtime build that cannot set its thread count
-    if not m.converged:
+    if not m.converged and not m.windows:
         m.notes.append("not converged: the target CI was not reached within max_seconds in "
                        f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")
     if tele is not None:

@@ -10,8 +10,11 @@ campaign, protocol, statistics and report as the Paddle rows.
   `export.json`) for int8. `lab run` builds them when it prepares the campaign
   (`prepare_models`); a job whose file is missing or was made from another Paddle model is refused
   naming `lab models build ID --onnx` / `--onnx-int8`.
-- An int8 job whose artifact is the quantised Paddle model `ID-int8` runs the ONNX Runtime int8
-  model of `ID` (ONNX Runtime quantises the fp32 model itself).
+- int8 jobs run model `ID` itself (`models.artifact_id`: ONNX Runtime quantises the fp32 model
+  with its own tool, no `ID-int8` is made for it); a campaign that names `ID-int8` runs the ONNX
+  Runtime int8 file of its parent.
+- Output checks: `output_checks = True`; ort_runner runs `--reference-inputs`/`--eval-inputs`
+  after timing like pi_runner, so every job stores agree_* against the fp32 host reference.
 - Threads: intra-op = the job's threads, inter-op 1, sequential, all graph optimisations.
 - Where onnxruntime is missing: `local` with the lab's own interpreter is checked at planning
   (lab.campaign.applicable, a cheap `find_spec`); any other device (SSH, ADB, another interpreter,
@@ -35,11 +38,9 @@ INT8_SUFFIX = "-int8"  # lab.quantize names a quantised Paddle model ID-int8
 _PROBED: dict[tuple[str, str, bool], str] = {}  # (device, python, gpu) -> onnxruntime version
 
 
-def unavailable_reason(device, backend_id: str, precision: str) -> str | None:
-    """Why an onnxruntime backend cannot run a job on the device, as far as planning can tell."""
-    if precision not in PRECISIONS:
-        return (f"{backend_id} runs fp32 (paddle2onnx) and int8 (ONNX Runtime static QDQ), "
-                f"not {precision}")
+def unavailable_reason(device) -> str | None:
+    """Why onnxruntime cannot run on the device, as far as planning can tell cheaply (precisions:
+    `Backend.precisions` in lab/backends.py)."""
     if _lab_python(device) and importlib.util.find_spec("onnxruntime") is None:
         return (f"onnxruntime is not installed in the lab's Python ({sys.executable}): "
                 f"{sys.executable} -m pip install onnxruntime (or the project's `onnx` extra)")

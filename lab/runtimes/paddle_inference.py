@@ -11,6 +11,7 @@ from .json_runner import JsonRunnerRuntime
 class PaddleInference(JsonRunnerRuntime):
     name = "paddle-inference"
     runner_file = "pi_runner.py"
+    output_checks = True  # pi_runner --reference-inputs / --eval-inputs
     profiles_ops = True  # Config.enable_profile(): pi_runner --profile-ops
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
@@ -33,6 +34,8 @@ class PaddleInference(JsonRunnerRuntime):
                 "--warmup", str(p.warmup), "--warmup-seconds", str(p.warmup_seconds),
                 "--min-iters", str(p.min_iters), "--min-seconds", str(p.min_seconds),
                 "--max-seconds", str(p.max_seconds), "--target-rel-ci", str(p.target_rel_ci)]
+        if p.sustained_s > 0:
+            args += ["--sustained-s", str(p.sustained_s), "--window-s", str(p.window_s)]
         if job.backend == "paddle-inference-trt":
             args.append("--trt")
         for spec, shape in input_shapes(ctx):

@@ -11,7 +11,12 @@ not runner JSON, and reports only init / first / min / max / avg. So:
 - memory comes from `--enable_memory_profile` only where the binary implements it (v2.12+,
   detected from `--help`), else None with a reason;
 - a `.nb` converted for the backend's target (lab/lite_convert.py) is pushed when present; else
-  the raw legacy model is pushed and the tool converts it in-process (memory flagged).
+  the raw legacy model is pushed and the tool converts it in-process (memory flagged). An int8
+  job runs the `-int8` model's `.nb` (lab.models.artifact_id);
+- output checks without an extra process: trial i feeds reference sample i through
+  `--input_data_path` (v2.10+, text files) and, where `--help` lists `--output_data_path`, writes
+  every output back (compared in full); else only the printed per-output mean/std is compared
+  (marked weak). So min(trials, REFERENCE_SET_SIZE) samples are checked.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import dataclasses
 import hashlib
 import shlex
 import statistics
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +32,12 @@ from ..errors import ConfigError, RunnerError, excerpt
 from ..records import Device, Job, Measurement
 from ..opprofile import OpProfile, from_lite
 from ..runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_op_profile, parse_output,
-                                     supports_memory_profile, supports_op_time_profile)
+                                     parse_values, supports_input_data, supports_memory_profile,
+                                     supports_op_time_profile, supports_output_data)
 from ..transport.base import remote_join, sha256_file
 from .base import (JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir, input_shapes,
                    median_or_none, push_model)
+from .checks import CheckOutputs
 
 # backend id -> lite_convert target name
 LITE_TARGETS = {"paddle-lite-arm": "arm", "paddle-lite-opencl": "opencl",
@@ -62,9 +70,39 @@ def _tool_help(transport, device: Device, remote_bin: str, sha: str, lib_env: st
     return _TOOL_CACHE[key]
 
 
+def _value_text(arr) -> str:
+    return " ".join(repr(float(v)) for v in arr.ravel().tolist()) + "\n"
+
+
+def prepare_checks(ctx: JobContext, help_text: str, lite_dir: str, results_dir: str) -> tuple[dict, str]:
+    """trial -> (input_data_path, output_data_path or None) for the reference samples the trials
+    carry; and a note when no check can ride on them."""
+    checks = ctx.checks
+    if checks is None or checks.reference_file is None:
+        return {}, ""
+    if not supports_input_data(help_text):
+        return {}, "agreement not checked: this benchmark_bin has no --input_data_path (v2.10+)"
+    outputs = supports_output_data(help_text)
+    art, transport = ctx.artifact, ctx.transport
+    remote_dir = remote_join(lite_dir, "checks", f"{art.id}-{art.sha256[:12]}")
+    plan = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(min(ctx.job.protocol.trials, checks.n_reference)):
+            paths = []
+            for name, arr in checks.sample_inputs(i).items():
+                local = Path(tmp) / f"ref{i}-{name}.txt"
+                local.write_text(_value_text(arr))
+                paths.append(transport.push(local, remote_join(remote_dir, local.name)).remote)
+            outs = ":".join(remote_join(results_dir, f"{ctx.job.job_id}-t{i}-out{j}.txt")
+                            for j in range(checks.n_outputs)) if outputs else None
+            plan[i] = (":".join(paths), outs)
+    return plan, ""
+
+
 class PaddleLite(Runtime):
     name = "paddle-lite"
     nvml = False  # sh sampler only: no NVML on Paddle Lite devices
+    output_checks = True  # reference samples ride on the trials (prepare_checks)
 
     def prepare(self, ctx: JobContext) -> PreparedJob:
         job, device, transport, artifact, backend = ctx.job, ctx.device, ctx.transport, ctx.artifact, ctx.backend
@@ -146,25 +184,68 @@ class PaddleLite(Runtime):
             raise ConfigError(f"job {job.job_id}: {exc}") from None
         if backend.processor == "gpu":
             transport.run(["mkdir", "-p", spec.opencl_cache_dir], timeout=30)
+        check_plan, check_note = prepare_checks(ctx, help_text, lite_dir, results_dir)
         return PreparedJob(command=command, model_sha256=model_hash, notes=notes,
                            extra={"spec": spec, "old": old, "memory": memory,
+                                  "check_plan": check_plan, "check_note": check_note,
                                   "op_flag": supports_op_time_profile(help_text)})
 
     def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int,
                   session: Any | None) -> TrialResult:
         spec, old = prepared.extra["spec"], prepared.extra["old"]
+        command = prepared.command
+        check = prepared.extra.get("check_plan", {}).get(trial)
+        if check is not None:
+            command = build_shell(dataclasses.replace(spec, input_data_path=check[0],
+                                                      output_data_path=check[1]))
         if old:
             ctx.transport.run(["rm", "-f", spec.result_path], timeout=30)
-        res = ctx.transport.run(prepared.command, timeout=ctx.job.protocol.timeout_s)
+        res = ctx.transport.run(command, timeout=ctx.job.protocol.timeout_s)
         text = res.out + ("\n" + res.err if res.err else "")
         if old:
             cat = ctx.transport.run(["cat", spec.result_path], timeout=30)
             text = cat.out + "\n" + text
         parsed = check_trial(ctx.job, ctx.device, trial, parse_output(text), res.rc, text)
-        n = parsed.repeats or spec.repeats
+        checked = None
+        if check is not None:
+            checked = {"stats": [(o.mean, o.std) for o in parsed.outputs],
+                       "outputs": self._read_outputs(ctx, check[1])}
         return TrialResult(samples_ms=[parsed.avg_ms], load_ms=parsed.init_ms, first_ms=parsed.first_ms,
-                           converged=None, peak_rss_mb=parsed.mem_peak_mb, command=str(prepared.command),
-                           telemetry_doc=trial_doc(parsed, spec.repeats), raw=(parsed, text))
+                           converged=None, peak_rss_mb=parsed.mem_peak_mb, command=str(command),
+                           telemetry_doc=trial_doc(parsed, spec.repeats), raw=(parsed, text, checked))
+
+    @staticmethod
+    def _read_outputs(ctx: JobContext, out_paths: str | None) -> list[dict] | None:
+        """The --output_data_path files as compact outputs (None: not written or unreadable)."""
+        if not out_paths:
+            return None
+        import numpy as np
+        from ..runners.pi_runner import compact_output
+        ref = ctx.checks.reference
+        compact = []
+        for j, path in enumerate(out_paths.split(":")):
+            r = ctx.transport.run(["cat", path], timeout=60)
+            try:
+                values = np.asarray(parse_values(r.out), dtype="float64") if r.rc == 0 else None
+            except ValueError:
+                values = None
+            shape = ref["outputs"][j].shape[1:]
+            if values is None or values.size != int(np.prod(shape)):
+                return None
+            compact.append(compact_output(np, values.reshape(shape)))
+        return compact
+
+    def check_outputs(self, ctx: JobContext, prepared: PreparedJob,
+                      trials: list[TrialResult]) -> CheckOutputs | None:
+        checked = [t.raw[2] for t in trials if len(t.raw) > 2 and t.raw[2] is not None]
+        note = prepared.extra.get("check_note", "")
+        if not checked:
+            return CheckOutputs(note=note) if note else None
+        full = [c["outputs"] for c in checked]
+        if all(f is not None for f in full):
+            return CheckOutputs(outputs=full, note=note)
+        return CheckOutputs(stats=[c["stats"] for c in checked],
+                            note="agreement is weak: benchmark_bin gave only the mean/std of each output")
 
     def profile(self, ctx: JobContext, prepared: PreparedJob) -> OpProfile:
         """One more benchmark_bin run for its profiler tables (tests/data/benchmark_bin/README.md).

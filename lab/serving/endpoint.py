@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,14 +17,34 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from lab.errors import RunnerError
+from lab.errors import ConfigError, DeviceError, RunnerError
 
 RUNNER_PATH = Path(__file__).resolve().parent.parent / "runners" / "serving_runner.py"
 
 
 class ServingError(RunnerError):
     """The endpoint failed (exited, hung, refused): the message carries its last log lines."""
+
+
+def parse_base_url(url: str) -> tuple[str, int, str]:
+    """http://host[:port][/prefix] -> (host, port, prefix); ConfigError (one line) otherwise.
+
+    Stdlib only, so campaign validation can call it without loading numpy."""
+    try:
+        parts = urlsplit(str(url))
+        port = parts.port or 80
+    except ValueError as exc:
+        raise ConfigError(f"endpoint {url!r} is not an http://host:port URL ({exc})",
+                          fix="give e.g. http://127.0.0.1:8000") from None
+    if parts.scheme != "http" or not parts.hostname:
+        raise ConfigError(f"endpoint {url!r} is not an http://host:port URL",
+                          fix="give e.g. http://127.0.0.1:8000 (https is not supported)")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"endpoint {url!r} has a query or fragment",
+                          fix="give only the server's base URL, e.g. http://127.0.0.1:8000")
+    return parts.hostname, port, parts.path.rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -173,3 +194,101 @@ class LocalServer:
 
     def __exit__(self, *_exc) -> None:
         self.stop()
+
+
+# ------------------------------------------------------------------------ on a device (transport)
+def _q(x: str) -> str:
+    return shlex.quote(str(x))
+
+
+def _alive_sh(pid: int) -> str:
+    """POSIX sh test "pid runs": a zombie counts as gone (the runner is orphaned by nohup's shell,
+    and an init that does not reap, as in containers, leaves it a zombie that `kill -0` still sees)."""
+    return (f"{{ s=$(ps -o stat= -p {pid} 2>/dev/null) || s=; "
+            f"if [ -z \"$s\" ] && ! command -v ps >/dev/null 2>&1; then kill -0 {pid} 2>/dev/null && s=R; fi; "
+            f"case \"$s\" in ''|Z*) false;; *) true;; esac; }}")
+
+
+class DeviceServer:
+    """The runner started on a device through a transport (local or SSH), with a bounded lifetime.
+
+    `start` runs it in the background (nohup, output to a log on the device) and polls its ready
+    file; `failure` says why it stopped (with its last log lines) or None while it runs; `stop`
+    sends SIGTERM, then SIGKILL after `grace` seconds. Failures before ready: a port that cannot
+    be bound is a transient DeviceError (the scheduler retries, then marks the device unhealthy);
+    anything else (model load) a ServingError carrying the log lines.
+    """
+
+    def __init__(self, transport, spec: ServerSpec, *, python: str, runner: str, workdir: str, tag: str,
+                 ready_timeout: float = 120.0):
+        self.t, self.spec, self.python, self.runner = transport, spec, python, runner
+        self.dir = workdir.rstrip("/") + "/serving"
+        self.ready_path = f"{self.dir}/{tag}.ready.json"
+        self.log_path = f"{self.dir}/{tag}.log"
+        self.ready_timeout = ready_timeout
+        self.pid: int | None = None
+        self.ready: Ready | None = None
+
+    @property
+    def device(self) -> str:
+        return getattr(self.t, "device_id", "device")
+
+    def start(self) -> "DeviceServer":
+        argv = server_argv(self.spec, python=self.python, runner=self.runner, ready_file=self.ready_path)
+        cmd = (f"mkdir -p {_q(self.dir)} && rm -f {_q(self.ready_path)} && "
+               f"(nohup {' '.join(_q(a) for a in argv)} </dev/null >{_q(self.log_path)} 2>&1 & echo $!)")
+        res = self.t.run(cmd, timeout=60)
+        try:
+            self.pid = int(res.out.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            raise ServingError(f"could not start the serving runner on {self.device}: {res.err or res.out}")
+        deadline = time.monotonic() + self.ready_timeout
+        probe_cmd = f"cat {_q(self.ready_path)} 2>/dev/null; {_alive_sh(self.pid)} || echo __DEAD__"
+        while time.monotonic() < deadline:
+            out = self.t.run(probe_cmd, timeout=30).out
+            if out.strip().startswith("{"):
+                self.ready = parse_ready(out.strip().splitlines()[0])
+                return self
+            if "__DEAD__" in out:
+                text = self.tail()
+                msg = (f"serving runner on {self.device} exited before it was ready; last log lines:\n{text}")
+                if "cannot bind" in text:
+                    raise DeviceError(self.device, msg, transient=True)
+                raise ServingError(msg)
+            time.sleep(0.25)
+        text = self.tail()
+        self.stop()
+        raise ServingError(f"serving runner on {self.device} not ready after {self.ready_timeout:.0f}s "
+                           f"(killed); last log lines:\n{text}")
+
+    def tail(self, lines: int = 12) -> str:
+        try:
+            res = self.t.run(f"tail -n {int(lines)} {_q(self.log_path)} 2>/dev/null", timeout=30)
+            return res.out.rstrip() or "(empty log)"
+        except Exception as exc:  # noqa: BLE001 - the device may be gone; say so in the message
+            return f"(log unreadable: {type(exc).__name__}: {exc})"
+
+    def alive(self) -> bool:
+        if self.pid is None:
+            return False
+        return self.t.run(_alive_sh(self.pid), timeout=30).rc == 0
+
+    def failure(self) -> str | None:
+        if self.alive():
+            return None
+        return f"serving runner on {self.device} (pid {self.pid}) has exited; last log lines:\n{self.tail()}"
+
+    def stop(self, grace: float = 10.0) -> bool:
+        """SIGTERM, wait up to `grace` s, SIGKILL. True when it had to be killed."""
+        if self.pid is None:
+            return False
+        steps = max(1, int(grace / 0.25))
+        alive = _alive_sh(self.pid)
+        cmd = (f"kill -TERM {self.pid} 2>/dev/null || exit 0; i=0; "
+               f"while {alive} && [ $i -lt {steps} ]; do sleep 0.25; i=$((i+1)); done; "
+               f"if {alive}; then kill -KILL {self.pid}; echo __KILLED__; fi")
+        try:
+            res = self.t.run(cmd, timeout=grace + 30)
+        finally:
+            pid, self.pid = self.pid, None
+        return "__KILLED__" in res.out

@@ -24,9 +24,9 @@ from typing import Any, Mapping, Protocol, Sequence
 import numpy as np
 
 from lab.errors import ConfigError
-from lab.serving.client import HttpPool, Reply
+from lab.serving.client import HttpPool, Reply, prepare
 from lab.serving.endpoint import ServingError
-from lab.serving.protocol import endpoint, parse_response, request_body
+from lab.serving.protocol import encode_request, endpoint, parse_response
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
 EARLY_STOPPING_CONFIDENCE = 0.99  # LoadGen's
@@ -203,14 +203,20 @@ def _ms(ns: int | None) -> float | None:
     return None if ns is None else ns / 1e6
 
 
+def prepared_request(ep, inputs: Mapping[str, np.ndarray], binary: bool = True) -> bytes:
+    """The full HTTP request for one sample (encoded once, before a run)."""
+    req = encode_request(ep.fmt, inputs, binary=binary)
+    return prepare(ep.host, ep.port, ep.path, req.body, req.headers)
+
+
 def probe(url: str, model: str, inputs: Mapping[str, np.ndarray], *, fmt: str = "v2",
-          timeout: float = 30.0) -> dict[str, np.ndarray]:
+          timeout: float = 30.0, binary: bool = True) -> dict[str, np.ndarray]:
     """One request, answered outputs (name -> array). ServingError when the endpoint does not answer."""
     ep = endpoint(url, model, fmt)
     box: list[Reply] = []
     pool = HttpPool(ep.host, ep.port, size=1, timeout=timeout)
     done = threading.Event()
-    pool.submit(ep.path, request_body(fmt, inputs), lambda r: (box.append(r), done.set()))
+    pool.submit(prepared_request(ep, inputs, binary), lambda r: (box.append(r), done.set()))
     done.wait(timeout + 5)
     pool.close()
     if not box or box[0].error:
@@ -218,7 +224,7 @@ def probe(url: str, model: str, inputs: Mapping[str, np.ndarray], *, fmt: str = 
                            f"{box[0].error if box else 'no reply'}")
     if box[0].status != 200:
         raise ServingError(f"endpoint {ep.base}{ep.path} answered HTTP {box[0].status}: {box[0].body[:300]!r}")
-    return parse_response(fmt, box[0].body)
+    return parse_response(fmt, box[0].body, box[0].header_length)
 
 
 def _test_settings(lg, s: LoadSettings, n_samples: int):
@@ -252,11 +258,12 @@ def _test_settings(lg, s: LoadSettings, n_samples: int):
 
 def run_scenario(url: str, model: str, inputs: Sequence[Mapping[str, np.ndarray]], settings: LoadSettings,
                  *, out_dir: Path | str, fmt: str = "v2", server: Watched | None = None,
-                 instances: int | None = None, max_batch: int | None = None) -> LoadResult:
+                 instances: int | None = None, max_batch: int | None = None, binary: bool = True) -> LoadResult:
     """Run one LoadGen scenario against `url` and return its typed result.
 
-    `inputs`: the sample set (each a name -> array mapping with the batch dim first); request
-    bodies are encoded once, before the run. LoadGen's logs go to `out_dir`. A failed request,
+    `inputs`: the sample set (each a name -> array mapping with the batch dim first); requests
+    are encoded once, before the run (v2: binary tensors unless `binary=False`). LoadGen's logs go
+    to `out_dir`. A failed request,
     or a `server` that has stopped, raises ServingError with the first error and the server's
     last log lines.
     """
@@ -266,8 +273,8 @@ def run_scenario(url: str, model: str, inputs: Sequence[Mapping[str, np.ndarray]
     if not inputs:
         raise ConfigError("run_scenario needs at least one input sample")
     ep = endpoint(url, model, fmt)
-    bodies = [request_body(fmt, sample) for sample in inputs]
-    probe(url, model, inputs[0], fmt=fmt, timeout=settings.request_timeout_s)  # clear error before LoadGen
+    bodies = [prepared_request(ep, sample, binary) for sample in inputs]
+    probe(url, model, inputs[0], fmt=fmt, timeout=settings.request_timeout_s, binary=binary)  # clear error before LoadGen
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pool = HttpPool(ep.host, ep.port, size=settings.connections, timeout=settings.request_timeout_s)
@@ -288,7 +295,7 @@ def run_scenario(url: str, model: str, inputs: Sequence[Mapping[str, np.ndarray]
             if state["failed"]:
                 complete(qs.id, None)  # stop traffic after the first failure; the run ends by itself
                 continue
-            pool.submit(ep.path, bodies[qs.index], lambda r, qid=qs.id: complete(qid, r))
+            pool.submit(bodies[qs.index], lambda r, qid=qs.id: complete(qid, r))
 
     sut = lg.ConstructSUT(issue, lambda: None)
     qsl = lg.ConstructQSL(len(bodies), len(bodies), lambda _s: None, lambda _s: None)

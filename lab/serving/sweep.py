@@ -80,7 +80,8 @@ def sweep(measure: Callable[[float], LoadResult], lo: float, hi: float, *, rel_t
             break
     if best is None:
         return result(None, False, f"no rate down to {hi:.3g} QPS held the bound")
-    if len(points) < max_points:
+    halved = len(points) > 1  # then hi is a rate that already failed: not run again
+    if len(points) < max_points and not halved:
         r = run(hi)
         if r.valid:
             best = r
@@ -122,3 +123,12 @@ def server_sweep(url: str, model: str, inputs, base, out_dir, *, lo: float, hi: 
                             out_dir=out / f"qps-{q:.3f}", **kw)
 
     return sweep(measure, lo, hi, rel_tol=rel_tol, max_points=max_points)
+
+
+def sweep_points(provenance: dict[str, Any]) -> list[SweepPoint]:
+    """The sweep's points of a stored serving job, typed (empty when the job was not a sweep).
+
+    Where they live: `provenance["serving"]["sweep"]["points"]` (lab.runtimes.serving)."""
+    sw = ((provenance or {}).get("serving") or {}).get("sweep") or {}
+    names = SweepPoint.__dataclass_fields__
+    return [SweepPoint(**{k: v for k, v in p.items() if k in names}) for p in sw.get("points") or []]

@@ -52,22 +52,18 @@ _KILL_TREE = ('hwlab_kill() { kill -STOP "$1" 2>/dev/null; '
               'true')
 
 
+# `transient` (may a retry help?) comes from the base classes in lab/errors.py: unreachable yes,
+# refused authentication no.
 class ADBOffline(DeviceUnreachable):
     """Cannot connect: no route, adbd not listening, or the server lists the device offline."""
-
-    transient = True
 
 
 class ADBUnauthorized(DeviceAuthFailed):
     """adbd did not accept the lab's RSA key (the "Allow USB debugging?" prompt)."""
 
-    transient = False
-
 
 class ADBDeviceGone(DeviceUnreachable):
     """The connection broke in the middle of an operation (cable, Wi-Fi, adbd restart)."""
-
-    transient = True
 
 
 # ------------------------------------------------------------------ key

@@ -72,6 +72,11 @@ class LocalTransport:
             raise TransferError(self.device_id, f"pull {remote}: not found", transient=False) from exc
         return local
 
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
+        """The device's loopback is this machine's: nothing to forward."""
+        from .forward import no_forward
+        return no_forward(remote_port)
+
     def abort(self) -> None:
         """Kill every command this transport is running now (Ctrl-C of the orchestrator)."""
         for proc in list(self._procs):

@@ -34,6 +34,7 @@ import sys
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -221,6 +222,11 @@ class SSHTransport:
             raise DeviceUnreachable(self.device_id, f"SSH connection to {self.host}:{self.port} is closed")
         return t
 
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
+        """A local port that reaches `remote_host:remote_port` on the device (lab.transport.forward)."""
+        from .forward import ssh_forward
+        return ssh_forward(self._transport(), self.device_id, remote_port, remote_host)
+
     def expand(self, path: str) -> str:
         """Expand a leading `~` with the device's $HOME (asked once)."""
         if path == "~" or path.startswith("~/"):
@@ -382,30 +388,16 @@ class SSHTransport:
                     self._write_record(sftp, remote, known)
                     return PushResult(remote, size, digest, 0, True)
             self._ensure_dir(sftp, parent)
-            tmp = remote_join(parent, f".{posixpath.basename(remote)}.hwlab-part-{uuid.uuid4().hex[:8]}")
+            tmp = _part_path(remote)
         except (self._paramiko.SSHException, OSError, EOFError) as exc:
             raise self._transfer_error(f"push {local} -> {remote}", exc) from None
-        try:
-            sent = self._sftp_put(sftp, local, tmp)
-            if sent != size:
-                raise TransferError(self.device_id, f"push {local} -> {remote}: sent {sent} of {size} bytes "
-                                    "(file changed while pushing?)")
-            got = self.remote_hash(tmp)
-            if got != (size, digest):
-                raise TransferError(self.device_id, f"push {local} -> {remote}: the device has "
-                                    f"{got[0] if got else 'no file'} bytes / sha256 "
-                                    f"{got[1][:12] if got else '-'}, expected {size} / {digest[:12]}")
+        with self._pushing_part(local, remote, tmp):
+            self._check_part(local, remote, tmp, self._sftp_put(sftp, local, tmp), size, digest)
             try:
                 sftp.posix_rename(tmp, remote)
             except IOError:
                 run_ok(self, ["mv", "-f", tmp, remote], what="rename pushed file")
             self._write_record(sftp, remote, (size, digest, sftp.stat(remote).st_mtime))
-        except TransferError:
-            self._remove_quietly(tmp)
-            raise
-        except (self._paramiko.SSHException, OSError, EOFError) as exc:
-            self._remove_quietly(tmp)
-            raise self._transfer_error(f"push {local} -> {remote}", exc) from None
         self.bytes_sent += size
         return PushResult(remote, size, digest, size, False)
 
@@ -476,20 +468,38 @@ class SSHTransport:
 
     def _sftp_put(self, sftp, local: Path, remote: str) -> int:
         """Pipelined SFTP writes (requests are not waited for one by one), counting bytes sent."""
-        sent = 0
         with open(local, "rb") as src, sftp.open(remote, "wb") as dst:
             dst.set_pipelined(True)
-            while True:
-                block = src.read(1 << 20)
-                if not block:
-                    break
-                dst.write(block)
-                sent += len(block)
-        return sent
+            return _copy_blocks(src, dst.write, 1 << 20)
 
     def _alive(self) -> bool:
         t = self._client.get_transport() if self._client is not None else None
         return bool(t and t.is_active())
+
+    @contextmanager
+    def _pushing_part(self, local: Path, remote: str, part: str):
+        """Around writing, verifying and renaming a part file: on failure the part goes, and a
+        broken stream becomes a TransferError that names the push."""
+        try:
+            yield
+        except TransferError:
+            self._remove_quietly(part)
+            raise
+        except (self._paramiko.SSHException, OSError, EOFError) as exc:
+            self._remove_quietly(part)
+            raise self._transfer_error(f"push {local} -> {remote}", exc) from None
+
+    def _check_part(self, local: Path, remote: str, part: str, sent: int, size: int, digest: str) -> None:
+        """Why: a push counts only when the device holds every byte with the right sha256, before
+        the part file is renamed over `remote` (SFTP and exec-channel pushes alike)."""
+        if sent != size:
+            raise TransferError(self.device_id, f"push {local} -> {remote}: sent {sent} of {size} bytes "
+                                "(file changed while pushing?)")
+        got = self.remote_hash(part)
+        if got != (size, digest):
+            raise TransferError(self.device_id, f"push {local} -> {remote}: the device has "
+                                f"{got[0] if got else 'no file'} bytes / sha256 "
+                                f"{got[1][:12] if got else '-'}, expected {size} / {digest[:12]}")
 
     def _remove_quietly(self, remote: str) -> None:
         try:
@@ -535,24 +545,10 @@ class SSHTransport:
         if parent not in self._dirs:
             run_ok(self, ["mkdir", "-p", parent], what=f"mkdir {parent}")
             self._dirs.add(parent)
-        tmp = remote_join(parent, f".{posixpath.basename(remote)}.hwlab-part-{uuid.uuid4().hex[:8]}")
-        try:
-            sent = self._exec_send(local, tmp)
-            if sent != size:
-                raise TransferError(self.device_id, f"push {local} -> {remote}: sent {sent} of {size} bytes "
-                                    "(file changed while pushing?)")
-            got = self.remote_hash(tmp)
-            if got != (size, digest):
-                raise TransferError(self.device_id, f"push {local} -> {remote}: the device has "
-                                    f"{got[0] if got else 'no file'} bytes / sha256 "
-                                    f"{got[1][:12] if got else '-'}, expected {size} / {digest[:12]}")
+        tmp = _part_path(remote)
+        with self._pushing_part(local, remote, tmp):
+            self._check_part(local, remote, tmp, self._exec_send(local, tmp), size, digest)
             run_ok(self, ["mv", "-f", tmp, remote], what="rename pushed file")
-        except TransferError:
-            self._remove_quietly(tmp)
-            raise
-        except (self._paramiko.SSHException, OSError, EOFError) as exc:
-            self._remove_quietly(tmp)
-            raise self._transfer_error(f"push {local} -> {remote}", exc) from None
         self._verified[remote] = (size, digest, 0.0)
         self.bytes_sent += size
         return PushResult(remote, size, digest, size, False)
@@ -563,14 +559,8 @@ class SSHTransport:
         try:
             chan.settimeout(SFTP_OP_TIMEOUT_S)
             chan.exec_command("cat > " + shlex.quote(remote))
-            sent = 0
             with open(local, "rb") as src:
-                while True:
-                    block = src.read(1 << 18)
-                    if not block:
-                        break
-                    chan.sendall(block)
-                    sent += len(block)
+                sent = _copy_blocks(src, chan.sendall, 1 << 18)
             chan.shutdown_write()
             rc = chan.recv_exit_status()
             if rc != 0:
@@ -641,6 +631,22 @@ class SSHTransport:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _copy_blocks(src, write, block_size: int) -> int:
+    """Copy an open file to `write` block by block; the bytes sent (checked against the size hashed
+    before the push: a file that changed meanwhile shows as a mismatch)."""
+    sent = 0
+    for block in iter(lambda: src.read(block_size), b""):
+        write(block)
+        sent += len(block)
+    return sent
+
+
+def _part_path(remote: str) -> str:
+    """A unique part file beside `remote`: a push writes there and renames once verified."""
+    parent = posixpath.dirname(remote) or "."
+    return remote_join(parent, f".{posixpath.basename(remote)}.hwlab-part-{uuid.uuid4().hex[:8]}")
+
+
 def _drain(chan, out: bytearray, err: bytearray) -> int:
     """Move whatever stdout/stderr bytes paramiko has buffered; returns how many."""
     n = 0

@@ -1,10 +1,12 @@
 """`lab models quantize | accuracy | agreement`: int8 models and whether their outputs are right.
 
-Thin: parse, call lab.quantize / lab.accuracy / lab.agreement, print. Exit 1 when a check fails
+A private module (no top-level command: lab.cli skips `_`-prefixed modules); its actions hang
+under `lab models` (commands/models.py calls register_actions). Thin: parse, call lab.quantize / lab.accuracy / lab.agreement, print. Exit 1 when a check fails
 (the model is kept and marked failed), 2 on bad input.
 """
 from __future__ import annotations
 
+from .. import argtypes
 import json
 import sys
 
@@ -15,7 +17,7 @@ def register_actions(actions, common) -> None:
     q.add_argument("id", help="a built model (zoo or user, with a legacy .pdmodel)")
     q.add_argument("--algo", choices=["abs_max", "hist", "KL"], default="abs_max",
                    help="activation calibration algorithm (default abs_max)")
-    q.add_argument("--calib-batches", type=int, default=8, metavar="N",
+    q.add_argument("--calib-batches", type=argtypes.integer(1, 100_000, what="a batch count"), default=8, metavar="N",
                    help="calibration batches (default 8)")
     q.add_argument("--calib-data", metavar="FILE.npz|DIR",
                    help="calibration inputs (keys = input names); default: the model's own data "
@@ -53,7 +55,8 @@ def cmd_quantize(args) -> int:
     r = quantize.quantize(args.id, args.root, algo=args.algo, calib_batches=args.calib_batches,
                           calib_data=args.calib_data, engine=args.engine, force=args.force,
                           log=_log)
-    q = json.loads((r.artifact.dir / "meta.json").read_text())["quantization"]
+    from ..models import read_meta
+    q = read_meta(r.artifact.id, args.root)["quantization"]
     sizes = q["size_bytes"]
     print(f"{r.artifact.id}: {'reused' if r.reused else f'quantised in {r.seconds:.1f} s'}, "
           f"params {sizes['fp32_params'] / 1e6:.1f} MB -> {sizes['int8_params'] / 1e6:.1f} MB, "
@@ -82,9 +85,7 @@ def cmd_agreement(args) -> int:
     from .. import agreement, models
     from ..errors import ConfigError
     art = models.load_artifact(args.id, args.root)
-    meta_path = art.dir / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    ref_id = args.against or (meta.get("parent") or {}).get("id")
+    ref_id = args.against or art.parent
     if not ref_id:
         raise ConfigError(f"model {art.id!r} has no parent", fix="pass --against REF_ID")
     ref = models.load_artifact(ref_id, args.root)
@@ -92,13 +93,8 @@ def cmd_agreement(args) -> int:
     files = (art.pdmodel_path, art.legacy_pdiparams_path) if art.pdmodel_path else \
         (art.model_path, art.params_path)
     ag = agreement.check_host(files, ref, precision)
-    meta["agreement"] = ag.to_dict()
-    meta["status"] = "ok" if ag.passed else "failed"
-    models._write_json_atomic(meta_path, meta)
+    models.update_meta(art.id, args.root, agreement=ag.to_dict(),
+                       status="ok" if ag.passed else "failed")
     print(f"{art.id} vs {ref_id}: agreement {agreement.summary(ag)}")
     return 0 if ag.passed else 1
 
-
-def register(sub) -> None:
-    """No top-level command of its own: lab.cli registers every commands module; the actions
-    above hang under `lab models` (commands/models.py calls register_actions)."""

@@ -1,0 +1,52 @@
+"""The report's serving section: QPS against p99 per device, max QPS under the bound, cost.
+
+Why apart from render.py: it reads the sweep points from each serving job's provenance (typed by
+lab.serving.sweep.sweep_points) and the chips' cloud-hourly prices (lab.scoring.hourly_usd, the
+one definition the cloud-serving profile also scores with); render.py only places the section.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..records import ResultRow
+from . import plots
+
+
+@dataclass
+class ServingRow:
+    row: ResultRow
+    label: str
+    cost_per_million_usd: float | None
+    cost_note: str
+
+
+def serving_section(store, rows: list[ResultRow], label) -> dict[str, Any] | None:
+    """None when the campaigns have no serving job (the template then leaves the section out)."""
+    from ..catalog import load_catalog
+    from ..scoring import cost_per_million, hourly_usd
+    from ..serving.sweep import sweep_points
+    srv = [r for r in rows if r.ok and r.scenario is not None]
+    if not srv:
+        return None
+    catalog = load_catalog()
+    out, series, bounds = [], [], set()
+    for r in sorted(srv, key=lambda r: (r.device, r.model, r.instances or 0, r.max_batch or 0)):
+        name = f"{label(r, with_model=True)} x{r.instances or '?'} b{r.max_batch or '?'}"
+        chip = catalog.chips.get(r.chip) if r.chip else None
+        usd_h, why = hourly_usd(chip) if chip is not None else (None, f"chip {r.chip!r} not in the catalog")
+        cost = cost_per_million(r.qps, usd_h) if r.valid else None
+        note = why if usd_h is None else (f"at {r.qps:.4g} QPS, {why}" if cost is not None else
+                                          "no valid rate to price")
+        out.append(ServingRow(r, name, cost, note))
+        pts = sweep_points(store.provenance(r.job_id))
+        if pts:
+            series.append((name, [(p.qps if p.qps is not None else p.target_qps, p.p99_ms, p.valid) for p in pts]))
+        if r.latency_bound_ms:
+            bounds.add(r.latency_bound_ms)
+    bound = bounds.pop() if len(bounds) == 1 else None
+    chart = plots.curve_chart("QPS against p99 latency (LoadGen Server runs of each sweep)", series,
+                              "QPS (scheduled, Poisson)", "p99 latency (ms, log)", hline=bound,
+                              hline_label=f"bound {bound:g} ms" if bound else "",
+                              alt="Line chart of p99 latency against offered QPS per device and configuration")
+    return {"rows": out, "chart": chart}

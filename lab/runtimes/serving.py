@@ -1,0 +1,289 @@
+"""Serving (backend serving-http): an HTTP endpoint under MLPerf LoadGen, QPS against tail latency.
+
+Why a runtime of its own: the figure is not one process's batch-1 latency but what a server holds
+under many users (docs/serving.md). One job = one endpoint and one LoadGen scenario (or a sweep):
+- the lab starts the endpoint on the device: `serving_runner.py` and the model are pushed, the
+  runner is started in the background with a bounded lifetime (--max-seconds from the job's
+  timeout), its ready file read, and it is stopped at the end (SIGTERM, then SIGKILL) on success,
+  failure and abort alike; or the campaign names `endpoint: URL` for a server the user runs
+  (KServe v2 or Paddle Serving pipeline format) and the lab only sends load.
+- LoadGen runs on the orchestrator. On `local` the endpoint is 127.0.0.1; over SSH the runner
+  binds the device's loopback and a local port is forwarded through the SSH connection
+  (lab.transport.forward: paramiko direct-tcpip), so nothing is opened on the device's network.
+- LoadGen's summary and detail logs are kept under `<store dir>/loadgen/<job id>/` (paths in the
+  provenance), next to the runner's log.
+- Before the load, the reference input set goes through the endpoint and is compared with the
+  host's fp32 Paddle Inference reference (lab.agreement); the result is kept in the provenance.
+One LoadGen run (or sweep) per job: LoadGen's min duration, min query count and early stopping
+stand in for repeated trials, so trials after the first are not run.
+"""
+from __future__ import annotations
+
+import math
+import shutil
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DeviceError, RunnerError
+from ..records import Job, Measurement
+from .base import JobContext, PreparedJob, Runtime, TrialResult, device_python, push_model, push_runner
+
+RUNNER_FILE = "serving_runner.py"
+SCENARIOS = {"singlestream": "SingleStream", "server": "Server", "offline": "Offline", "sweep": "sweep"}
+# The sanity bound (docs/serving.md): the max QPS a sweep reports can exceed what the instances
+# could serve at batch-1 latency only through batching; otherwise by at most this margin.
+SANITY_MARGIN = 0.25
+SWEEP_REL_TOL = 0.08    # bisection stops when the bracket is within 8 % ...
+SWEEP_MAX_POINTS = 7    # ... or after this many Server runs
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """The job's serving options (campaign `options:`), with their defaults."""
+
+    scenario: str = "server"
+    target_qps: float | None = None
+    latency_bound_ms: float = 100.0
+    percentile: float = 0.99
+    instances: int = 1
+    max_batch: int = 1
+    max_queue_delay_ms: float = 0.0
+    endpoint: str | None = None
+    endpoint_format: str = "v2"
+    port: int = 0
+
+    @classmethod
+    def from_job(cls, job: Job) -> "ServingOptions":
+        o = cls(**{k: v for k, v in job.options if k in cls.__dataclass_fields__})
+        if o.scenario not in SCENARIOS:
+            raise ConfigError(f"job {job.job_id}: unknown scenario {o.scenario!r}",
+                              fix="use " + ", ".join(SCENARIOS))
+        if o.scenario == "server" and not o.target_qps:
+            raise ConfigError(f"job {job.job_id}: the server scenario needs target_qps",
+                              fix="add options: {target_qps: [N]} or use scenario: sweep")
+        if o.endpoint and o.endpoint_format == "pipeline" and o.scenario != "offline" and o.max_batch > 1:
+            raise ConfigError(f"job {job.job_id}: max_batch configures the lab's own server, not {o.endpoint}")
+        return o
+
+    @property
+    def loadgen_scenario(self) -> str:
+        return SCENARIOS[self.scenario]
+
+
+def keep_dir(ctx: JobContext) -> Path:
+    """Where this job's LoadGen logs are kept on the orchestrator (next to the store)."""
+    return Path(ctx.keep_root or "results") / "loadgen" / ctx.job.job_id
+
+
+class Serving(Runtime):
+    name = "serving"
+
+    def prepare(self, ctx: JobContext) -> PreparedJob:
+        opts = ServingOptions.from_job(ctx.job)
+        if opts.endpoint:
+            return PreparedJob(command=f"(user endpoint) {opts.endpoint}", extra={"opts": opts})
+        files, sha = _model_files(ctx)
+        runner = push_runner(ctx.transport, RUNNER_FILE)
+        remote = push_model(ctx.transport, ctx.artifact, files)
+        return PreparedJob(command=f"{RUNNER_FILE} on {ctx.job.device}", model_sha256=sha,
+                           extra={"opts": opts, "runner": runner, "files": [remote[f.name] for f in files]})
+
+    def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int, session: Any | None) -> TrialResult:
+        if trial > 0:  # one LoadGen run per job (see the module doc)
+            return TrialResult(samples_ms=[], raw=None, stop_reason="not run: one LoadGen run per job")
+        opts: ServingOptions = prepared.extra["opts"]
+        out = keep_dir(ctx)
+        if out.exists():
+            shutil.rmtree(out)  # an earlier attempt's logs are never read as this one's
+        out.mkdir(parents=True)
+        server = forward = None
+        killed = False
+        try:
+            if opts.endpoint:
+                url, via = opts.endpoint, "user endpoint"
+            else:
+                server = _start_server(ctx, prepared, opts)
+                forward = ctx.transport.forward(server.ready.port)
+                url, via = f"http://127.0.0.1:{forward.local_port}", forward.via
+            doc = _drive(ctx, opts, url, server, out)
+            doc["endpoint"] = {"url": opts.endpoint or f"device 127.0.0.1:{server.ready.port}", "via": via,
+                               "format": opts.endpoint_format,
+                               "ready": server.ready.raw if server is not None else None}
+        except RunnerError as exc:
+            if server is not None and "last log lines" not in str(exc):
+                raise type(exc)(f"{exc}\nserving runner's last log lines:\n{server.tail()}") from exc
+            raise
+        finally:
+            if forward is not None:
+                forward.close()
+            if server is not None:
+                killed = server.stop()
+                _keep_server_log(ctx, server, out)
+        if server is not None:
+            doc["endpoint"]["stopped"] = "SIGKILL after the grace period" if killed else "SIGTERM"
+        return TrialResult(samples_ms=[], command=prepared.command if isinstance(prepared.command, str) else "",
+                           raw=doc, load_ms=(server.ready.load_s * 1000.0 if server is not None else None))
+
+    def measurement(self, ctx: JobContext, prepared: PreparedJob, trials: list[TrialResult]) -> Measurement:
+        doc = trials[0].raw
+        opts: ServingOptions = prepared.extra["opts"]
+        res = doc["result"]
+        m = Measurement(job_id=ctx.job.job_id, p50_ms=res["p50_ms"], p90_ms=res["p90_ms"], p99_ms=res["p99_ms"],
+                        mean_ms=res["mean_ms"], max_ms=res["max_ms"], load_ms=trials[0].load_ms,
+                        scenario=doc["scenario"], qps=doc["qps"],
+                        latency_bound_ms=opts.latency_bound_ms if opts.scenario in ("server", "sweep") else None,
+                        valid=doc["valid"], instances=None if opts.endpoint else opts.instances,
+                        max_batch=None if opts.endpoint else opts.max_batch, n_samples=res["queries"],
+                        converged=doc.get("converged", res["valid"]), source="lab")
+        m.provenance = {"serving": doc, "model_sha256": prepared.model_sha256, "runner": RUNNER_FILE,
+                        "loadgen_dir": str(keep_dir(ctx))}
+        m.notes.extend(doc.get("notes", []))
+        m.notes.append("serving: one LoadGen run per job (its min duration, min query count and early "
+                       "stopping stand in for trials)")
+        return m
+
+
+# ------------------------------------------------------------------------------------ helpers
+def _model_files(ctx: JobContext) -> tuple[list[Path], str]:
+    art = ctx.artifact
+    if art.json_path:
+        return [Path(art.json_path), Path(art.pdiparams_path)], art.sha256
+    if art.pdmodel_path:
+        return [Path(art.pdmodel_path), Path(art.legacy_pdiparams_path or art.pdiparams_path)], \
+            art.legacy_sha256 or art.sha256
+    raise ConfigError(f"job {ctx.job.job_id}: model {ctx.job.model!r} has no Paddle Inference form to serve")
+
+
+def _lifetime_s(ctx: JobContext) -> float:
+    """The server's --max-seconds: the job's timeout (it stops by itself if the lab dies)."""
+    return float(ctx.job.protocol.timeout_s) + 30.0
+
+
+def _start_server(ctx: JobContext, prepared: PreparedJob, opts: ServingOptions):
+    from ..serving.endpoint import DeviceServer, ServerSpec
+    files = prepared.extra["files"]
+    inputs = tuple((i.name, tuple(int(d) for d in i.shape), i.dtype) for i in ctx.artifact.inputs)
+    spec = ServerSpec(name=ctx.job.model, model_file=files[0], params_file=files[1], instances=opts.instances,
+                      threads=ctx.job.threads, max_batch=opts.max_batch,
+                      max_queue_delay_ms=float(opts.max_queue_delay_ms), device=ctx.job.processor
+                      if ctx.job.processor in ("cpu", "gpu") else "cpu",
+                      onednn="on" if ctx.job.option("onednn", False) else "off", host="127.0.0.1",
+                      port=opts.port, max_seconds=_lifetime_s(ctx), inputs=inputs)
+    tag = f"{ctx.job.job_id}-{uuid.uuid4().hex[:8]}"
+    return DeviceServer(ctx.transport, spec, python=device_python(ctx.device), runner=prepared.extra["runner"],
+                        workdir=ctx.transport.workdir, tag=tag).start()
+
+
+def _keep_server_log(ctx: JobContext, server, out: Path) -> None:
+    try:
+        ctx.transport.pull(server.log_path, out / "serving_runner.log")
+    except Exception:  # noqa: BLE001 - a missing log must not hide the job's own outcome
+        pass
+
+
+def _samples(ctx: JobContext) -> tuple[list[dict], dict]:
+    """The sample set (the agreement reference inputs, one request each) and the reference."""
+    from .. import agreement
+    ref = agreement.load_reference(ctx.artifact)
+    n = len(next(iter(ref["inputs"].values())))
+    return [{k: v[i] for k, v in ref["inputs"].items()} for i in range(n)], ref  # each at its run shape
+
+
+def _check_agreement(ctx: JobContext, url: str, opts: ServingOptions, samples: list[dict], ref: dict):
+    """Each reference input once through the endpoint, compared with the host's fp32 reference.
+    The first request also says whether the endpoint answers at all (transient if not)."""
+    import numpy as np
+
+    from .. import agreement
+    from ..serving.loadgen import probe
+    from ..serving.endpoint import ServingError
+    outs = []
+    for i, s in enumerate(samples):
+        try:
+            got = probe(url, ctx.job.model, s, fmt=opts.endpoint_format, timeout=60.0)
+        except ServingError as exc:
+            if i == 0 and ("does not answer" in str(exc)):
+                raise DeviceError(ctx.job.device, f"serving endpoint does not answer: {exc}", transient=True) from None
+            raise
+        outs.append([np.asarray(a) for a in got.values()])
+    stacked = [np.stack([o[j] for o in outs]) for j in range(len(outs[0]))]  # as lab.host_infer stacks
+    return agreement.compare(ref["compact"], agreement.compact_all(stacked), ctx.job.precision,
+                             agreement.reference_name(ref))
+
+
+def _settings(ctx: JobContext, opts: ServingOptions, scenario: str, target_qps: float | None = None,
+              expected_latency_ms: float = 10.0):
+    from ..serving.loadgen import LoadSettings, early_stopping_min_queries
+    p = ctx.job.protocol
+    pct = opts.percentile if scenario == "Server" else 0.9
+    bound = opts.latency_bound_ms
+    min_q = early_stopping_min_queries(pct)
+    max_s = max(p.max_seconds, p.min_seconds)
+    if scenario == "Server" and target_qps:
+        # LoadGen needs min_q queries for a verdict: a low rate gets the time to issue them
+        max_s = max(max_s, 1.5 * min_q / target_qps)
+    return LoadSettings(scenario=scenario, target_qps=target_qps, latency_bound_ms=bound if scenario == "Server" else None,
+                        percentile=pct, expected_latency_ms=expected_latency_ms,
+                        min_duration_s=max(0.5, p.min_seconds), max_duration_s=max_s,
+                        min_queries=min_q,
+                        connections=max(16, 4 * opts.instances * opts.max_batch),
+                        request_timeout_s=min(60.0, max(5.0, 20.0 * bound / 1000.0)))
+
+
+def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -> dict[str, Any]:
+    """Agreement, then the scenario (a sweep: SingleStream + Offline + bisection over Server runs)."""
+    from ..serving.loadgen import run_scenario
+    from ..serving.sweep import sweep
+    samples, ref = _samples(ctx)
+    agree = _check_agreement(ctx, url, opts, samples, ref)
+    from .. import agreement
+    notes = [f"agreement with the host's fp32 reference: {agreement.summary(agree)}"]
+    kw = dict(fmt=opts.endpoint_format, server=server, instances=opts.instances, max_batch=opts.max_batch)
+    model = ctx.job.model
+    doc: dict[str, Any] = {"agreement": agree.to_dict(), "notes": notes, "options": asdict(opts)}
+    if opts.scenario != "sweep":
+        r = run_scenario(url, model, samples, _settings(ctx, opts, opts.loadgen_scenario, opts.target_qps),
+                         out_dir=out / opts.scenario, **kw)
+        doc.update(scenario=r.scenario, qps=r.qps, valid=r.valid, result=r.to_dict())
+        return doc
+    single = run_scenario(url, model, samples, _settings(ctx, opts, "SingleStream"), out_dir=out / "singlestream", **kw)
+    expect = opts.instances * opts.max_batch * 1000.0 / single.p50_ms
+    offline = run_scenario(url, model, samples, _settings(ctx, opts, "Offline", max(10.0, expect)),
+                           out_dir=out / "offline", **kw)
+    hi = max((offline.qps or 1.0) * 1.1, 1.0)
+    lo = min(opts.target_qps or 0.3 * hi, 0.9 * hi)
+
+    runs = [0]
+
+    def measure(q: float):
+        runs[0] += 1  # a rate may be run twice (a halved bracket): each run keeps its own logs
+        return run_scenario(url, model, samples, _settings(ctx, opts, "Server", round(q, 3)),
+                            out_dir=out / f"server-{runs[0]:02d}-{q:.3f}qps", **kw)
+
+    sw = sweep(measure, lo, hi, rel_tol=SWEEP_REL_TOL, max_points=SWEEP_MAX_POINTS)
+    sanity = sanity_bound(opts.instances, opts.max_batch, single.p50_ms)
+    doc["singlestream"], doc["offline"] = single.to_dict(), offline.to_dict()
+    max_qps = sw.best.target_qps if sw.best is not None else None  # the rate LoadGen ran (rounded)
+    doc["sweep"] = {"max_qps": max_qps, "latency_bound_ms": sw.latency_bound_ms, "percentile": sw.percentile,
+                    "converged": sw.converged, "note": sw.note, "sanity_bound_qps": sanity,
+                    "points": [asdict(p) for p in sw.points]}
+    if sw.best is None:
+        raise RunnerError(f"job {ctx.job.job_id} on {ctx.job.device}: no rate held the p{sw.percentile * 100:g} bound "
+                          f"of {opts.latency_bound_ms:g} ms ({sw.note}); logs in {out}")
+    if max_qps is not None and sanity is not None and max_qps > sanity:
+        notes.append(f"max QPS {max_qps:.1f} exceeds the batch-1 sanity bound {sanity:.1f} "
+                     f"(instances x 1000 / p50 x max_batch x {1 + SANITY_MARGIN}): check the endpoint")
+    if not sw.converged:
+        notes.append(f"sweep not converged: {sw.note}")
+    best = sw.best.to_dict()
+    doc.update(scenario="sweep", qps=max_qps, valid=sw.best.valid, converged=sw.converged, result=best)
+    return doc
+
+
+def sanity_bound(instances: int, max_batch: int, p50_ms: float | None) -> float | None:
+    """The most QPS `instances` can serve if each request takes the batch-1 p50 (docs/serving.md)."""
+    if not p50_ms or p50_ms <= 0 or math.isnan(p50_ms):
+        return None
+    return instances * max_batch * 1000.0 / p50_ms * (1.0 + SANITY_MARGIN)
