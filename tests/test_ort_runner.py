@@ -21,7 +21,8 @@ MIRRORED = ("median_ci_indices", "median_of_sorted", "median_ci", "_read", "cpu_
             "cpu_freqs_khz", "cpu_governor", "thermal_temps_c", "peak_rss", "utc_now",
             "read_uptime", "_one_line", "parse_input_spec", "_terminate",
             "install_signal_handlers", "make_inputs", "steady_check_every", "warm_up",
-            "steady_state", "finish", "compact_output")
+            "steady_state", "finish", "compact_output", "parse_proc_stat", "parse_self_stat",
+            "affinity_cpus", "busy_snapshot", "busy_share", "record_busy")
 
 
 def _functions(path: Path) -> dict[str, str]:
@@ -50,6 +51,10 @@ def test_runner_json_same_schema_as_pi_runner(tmp_path):
                  "--threads", "2", *FAST)
     assert p.returncode == 0, p.stderr
     assert doc["ok"] and doc["schema"] == "hwlab.runner/1" and doc["runner"] == "ort_runner"
+    # the busy-host probe as in pi_runner: other processes' CPU share during the steady window
+    share = doc["env"]["host_busy_share"]
+    assert (0.0 <= share <= 1.0 and doc["env"]["host_busy"]["total_jiffies"] > 0) if share is not None \
+        else doc["env"]["host_busy_note"]
     # every key pi_runner documents is there (docs/architecture.md "Runner JSON")
     for section, keys in {"model": ["path", "format", "sha256"],
                           "config": ["threads", "device", "precision", "batch", "inputs"],

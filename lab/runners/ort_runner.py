@@ -420,6 +420,90 @@ def compact_output(np, arr):
     return d
 
 
+# ------------------------------------------------------------------------------- busy-host probe
+# Why: a benchmark on a host where other processes compete for the CPU measures the competition.
+# Share of the CPU time taken by OTHER processes during a window, from /proc:
+#   others = (busy jiffies of the CPUs this process may run on, from /proc/stat 'cpuN' lines)
+#            - (this process's utime + stime, all its threads, from /proc/self/stat)
+#   share  = others / (all jiffies of those CPUs, idle included), clamped to [0, 1].
+# busy = user+nice+system+irq+softirq+steal (guest is inside user); idle and iowait are not busy.
+# The lab's own telemetry sampler runs beside the runner and counts as "other" (a few % of a core).
+# Where /proc/stat or /proc/self/stat is missing the share is None with a note, never 0.
+
+def parse_proc_stat(text, cpus=None):
+    """(busy, total) jiffies summed over 'cpuN' lines for N in cpus, or the 'cpu' line when cpus
+    is None or no listed CPU has a line. None when the text has no usable line."""
+    lines = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu"):
+            try:
+                lines[parts[0]] = [int(x) for x in parts[1:9]]
+            except ValueError:
+                continue
+    rows = [lines["cpu%d" % c] for c in (cpus or ()) if "cpu%d" % c in lines]
+    if not rows and "cpu" in lines:
+        rows = [lines["cpu"]]
+    if not rows:
+        return None
+    busy = total = 0
+    for v in rows:
+        v = (v + [0] * 8)[:8]
+        total += sum(v)
+        busy += sum(v) - v[3] - v[4]
+    return busy, total
+
+
+def parse_self_stat(text):
+    """utime + stime (jiffies) of a /proc/PID/stat line; None when malformed."""
+    try:
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after pid and comm
+    except (IndexError, ValueError):
+        return None
+
+
+def affinity_cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_snapshot(cpus=None):
+    """(busy, total, self) jiffies now, or a string saying why they cannot be read."""
+    stat, own = _read("/proc/stat"), _read("/proc/self/stat")
+    if stat is None or own is None:
+        return "no /proc/stat or /proc/self/stat on this device"
+    bt = parse_proc_stat(stat, cpus)
+    me = parse_self_stat(own)
+    if bt is None or me is None:
+        return "cannot parse /proc/stat or /proc/self/stat"
+    return bt[0], bt[1], me
+
+
+def busy_share(a, b):
+    """Other processes' share of the CPU time between two snapshots: (share, detail) or (None, why)."""
+    if isinstance(a, str) or isinstance(b, str):
+        return None, (a if isinstance(a, str) else b)
+    d_busy, d_total, d_self = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    if d_total <= 0:
+        return None, "no CPU time elapsed in /proc/stat during the window"
+    share = min(1.0, max(0.0, float(d_busy - d_self) / d_total))
+    return share, {"others_jiffies": d_busy - d_self, "self_jiffies": d_self, "total_jiffies": d_total}
+
+
+def record_busy(doc, a, b, cpus):
+    share, detail = busy_share(a, b)
+    doc["env"]["host_busy_share"] = share
+    if share is None:
+        doc["env"]["host_busy_note"] = detail
+    else:
+        detail["cpus"] = cpus
+        detail["method"] = "/proc/stat busy jiffies of the allowed CPUs minus /proc/self/stat utime+stime"
+        doc["env"]["host_busy"] = detail
+
+
 # ==================================================================== MIRROR (end)
 
 
@@ -582,10 +666,13 @@ def measure(args, doc):
     sys.stderr.write("ort_runner: steady state (load %.1f ms, first %.1f ms, %d warm-up iterations)\n"
                      % (timings["load_ms"], timings["first_ms"], w_iters))
     sys.stderr.flush()
+    cpus = affinity_cpus()
+    busy_start = busy_snapshot(cpus)
     up_start = read_uptime()
     steady_state(run, args.min_iters, args.min_seconds, args.max_seconds, args.target_rel_ci,
                  args.max_iters, timings)
     up_end = read_uptime()
+    record_busy(doc, busy_start, busy_snapshot(cpus), cpus)
     if up_start is not None and up_end is not None:
         doc["clock"] = {"name": "uptime", "steady_start": up_start, "steady_end": up_end}
     binding.copy_outputs_to_cpu()  # the session must still produce outputs after the loop
