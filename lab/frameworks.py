@@ -163,8 +163,10 @@ def faster_runtime_note(rows: Iterable[ResultRow], samples: dict[str, list[list[
         return None
     best = min(comp.faster_other, key=lambda c: c.ratio or 1.0)
     r, base = best.row, next(fr.baseline for fr in comp.rows if best in fr.cells)
+    top = min((fr.baseline for fr in comp.rows if fr.baseline is not None), key=lambda b: b.p50_ms)
     return (f"information: {best.runtime} ({r.backend}, {r.precision}, t{r.threads}) ran {model} "
             f"at {r.p50_ms:.3g} ms p50, {best.ratio:.2f}\u00d7 the latency of {base.backend} {base.precision} "
             f"({base.p50_ms:.3g} ms; 95% CI of the ratio {best.ratio_ci[0]:.2f}-{best.ratio_ci[1]:.2f}) "
-            f"on {device}; faster in {len(comp.faster_other)} configuration(s). The verdict "
-            "compares processors, not runtimes.")
+            f"on {device}; faster in {len(comp.faster_other)} configuration(s); the fastest Paddle "
+            f"configuration here is {top.backend} {top.precision} t{top.threads} at {top.p50_ms:.3g} ms. "
+            "The verdict compares processors, not runtimes.")

@@ -67,6 +67,7 @@ def test_advisor_sides_ignore_other_runtimes_and_note_says_it():
                                           "local", "m")
     assert note.startswith("information: ONNX Runtime (onnxruntime-cpu, fp32, t1) ran m")
     assert "0.40\u00d7 the latency of paddle-inference-cpu fp32" in note
+    assert "the fastest Paddle configuration here is paddle-inference-cpu fp32 t1 at 10 ms" in note
     assert "The verdict compares processors, not runtimes." in note
 
 
