@@ -73,6 +73,7 @@ def push_site(transport, web_dir: Path, inputs: list[tuple[str, Any]], model_id:
     from .convert.paddlejs import web_sha256
     from .runners import RUNNERS_DIR
     from .transport.base import remote_join
+    sweep_stale_runs(transport)
     runners = remote_join(transport.workdir, "runners")
     server = transport.push(RUNNERS_DIR / SERVER, remote_join(runners, SERVER)).remote
     session = transport.push(RUNNERS_DIR / SESSION, remote_join(runners, SESSION)).remote
@@ -84,6 +85,16 @@ def push_site(transport, web_dir: Path, inputs: list[tuple[str, Any]], model_id:
         for p in sorted(x for x in local.rglob("*") if x.is_file()):
             sent += transport.push(p, remote_join(remote, p.relative_to(local).as_posix())).bytes_sent
     return RemoteSite(remote, server, session, model_sha, files, sent)
+
+
+def sweep_stale_runs(transport) -> None:
+    """Remove run dirs whose session group is gone (a lab interrupted by Ctrl-C had its processes
+    killed by transport.abort but exited before removing the files). Live sessions are kept."""
+    from .transport.base import remote_join
+    web = shlex.quote(remote_join(transport.workdir, "web"))
+    transport.run(f"for d in {web}/run-*; do [ -d \"$d\" ] || continue; pg=$(cat \"$d/pgid\" 2>/dev/null); "
+                  "case \"$pg\" in ''|*[!0-9]*) ;; *) kill -s 0 -- \"-$pg\" 2>/dev/null && continue;; esac; "
+                  "rm -rf \"$d\"; done; true", timeout=60)
 
 
 def session_argv(site: RemoteSite, python: str, browser: str, run_dir: str, lifetime_s: int) -> list[str]:
@@ -180,6 +191,8 @@ class RemoteSession:
                   f"kill -s KILL -- -$pg 2>/dev/null;; esac; rm -rf {q}; true")
         try:
             self.t.run(script, timeout=30)
+        except LabError:  # connection gone: the device-side watchdog ends the group; the job's
+            pass          # own error (already raised) is the one to report
         finally:
             self.thread.join(timeout=15)
 
