@@ -167,6 +167,12 @@ def test_sweep_grows_past_an_upper_guess_that_held():
     res = sweep(measure, 10, 100, max_growths=2)
     assert calls == [10, 100, 200.0, 400.0] and res.max_qps == 400.0 and not res.converged
     assert "growth limit" in res.note
+    measure, calls = _fake(1e9)  # never past the ceiling (the batch-1 sanity bound)
+    res = sweep(measure, 10, 100, ceiling=150.0)
+    assert calls == [10, 100, 150.0] and res.max_qps == 150.0 and "ceiling" in res.note
+    measure, calls = _fake(1e9)  # an upper guess above the ceiling starts at the ceiling
+    res = sweep(measure, 10, 300, ceiling=150.0)
+    assert calls == [10, 150.0] and res.max_qps == 150.0
 
 
 def test_sweep_is_bounded_in_points():
