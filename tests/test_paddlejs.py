@@ -74,8 +74,11 @@ def test_argv_builders_quote_and_carry_the_flags():
                  "--disable-background-networking", "--remote-debugging-port=0"):
         assert flag in argv
     assert "--user-data-dir=/tmp/p d" in argv
-    line = cdp.remote_chromium_command("chromium", "/tmp/p d;rm -rf /", 9222, 60)
-    assert "'--user-data-dir=/tmp/p d;rm -rf /'" in line and "timeout -s KILL 60" in line
+    # through a port forward the browser's own websocket address is re-aimed at the forward
+    assert cdp.ws_through("ws://127.0.0.1:40123/devtools/browser/abc", "127.0.0.1", 5555) == \
+        "ws://127.0.0.1:5555/devtools/browser/abc"
+    assert cdp.ws_through("ws://localhost/devtools/browser/x?y=1", "127.0.0.1", 9) == \
+        "ws://127.0.0.1:9/devtools/browser/x?y=1"
     assert cdp.adb_forward_argv("SER 1", 9333) == ["adb", "-s", "SER 1", "forward", "tcp:9333",
                                                    "localabstract:chrome_devtools_remote"]
 

@@ -53,7 +53,8 @@ def test_planning_refuses_wasm_non_fp32_and_models_without_a_web_path(tmp_path):
 def test_planning_refuses_devices_whose_browser_cannot_be_driven(monkeypatch, tmp_path):
     ssh = Device(id="board", chip="c", transport="ssh", host="h")
     adb = Device(id="phone", chip="c", transport="adb", serial="s")
-    assert "port forward" in applicable(ssh, "paddle-js-webgl", "fp32")
+    assert applicable(ssh, "paddle-js-webgl", "fp32") is None  # its DevTools port is SSH-forwarded
+    assert "runtime.wasm" in applicable(ssh, "paddle-js-wasm", "fp32")
     assert "adb forward tcp:PORT localabstract:chrome_devtools_remote" in applicable(adb, "paddle-js-webgl", "fp32")
     monkeypatch.setenv("HWLAB_CHROMIUM", str(tmp_path / "no-such-chromium"))
     reason = applicable(LOCAL, "paddle-js-webgl", "fp32")
