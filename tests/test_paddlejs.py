@@ -21,7 +21,7 @@ import pytest
 from lab import cdp, paddlejs_page as pp
 from lab.convert import paddlejs as pjs
 from lab.errors import ConfigError
-from lab.runners import pi_runner
+from lab.runners import runner_core
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -96,7 +96,7 @@ def test_wasm_backend_is_refused_with_the_reason(tmp_path):
 
 
 def test_js_protocol_maths_equals_pi_runner():
-    """The page's median-CI indices and check cadence are pi_runner's, computed by node."""
+    """The page's median-CI indices and check cadence are the runners' (runner_core), computed by node."""
     node = shutil.which("node")
     if not node:
         pytest.skip("node not installed (scripts/install-web-deps.sh installs npm, which brings it)")
@@ -108,10 +108,10 @@ def test_js_protocol_maths_equals_pi_runner():
     res = json.loads(subprocess.run([node, "-e", script], capture_output=True, text=True,
                                     check=True, timeout=30).stdout)
     for n, (idx, every) in enumerate(res["out"], start=1):
-        want = pi_runner.median_ci_indices(n)
+        want = runner_core.median_ci_indices(n)
         assert (tuple(idx) if idx else None) == want, n
-        assert every == pi_runner.steady_check_every(n)
-    assert res["m"] == list(pi_runner.median_ci(list(range(1, 13))))
+        assert every == runner_core.steady_check_every(n)
+    assert res["m"] == list(runner_core.median_ci(list(range(1, 13))))
 
 
 # ------------------------------------------------------------------------------- page server
@@ -183,7 +183,7 @@ def _inputs(art):
     spec = art.inputs[0]
     shape = list(spec.run_shape)
     # TODO(merge): use lab.agreement's seeded reference inputs once it lands.
-    arrays = pi_runner.make_inputs(np, [(spec.name, shape, spec.dtype)], 0, 1000)
+    arrays = runner_core.make_inputs(np, [(spec.name, shape, spec.dtype)], 0, 1000)
     return arrays, f"{spec.name}:{'x'.join(map(str, shape))}:{spec.dtype}"
 
 

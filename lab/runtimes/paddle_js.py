@@ -54,11 +54,11 @@ def page_agreement(art, outputs: list[list[float | None] | None], precision: str
     """Each page load's output against the reference of sample 0 (one comparison per trial).
 
     The page returns a flat list (non-finite values arrive as null); it is shaped as the
-    reference output before it is compacted by the one definition (pi_runner.compact_output).
+    reference output before it is compacted by the one definition (runner_core.compact_output).
     """
     import numpy as np
     from .. import agreement
-    from ..runners import pi_runner
+    from ..runners import runner_core
     ref = agreement.load_reference(art)
     want = ref["outputs"][0][0]
     cands = []
@@ -67,7 +67,7 @@ def page_agreement(art, outputs: list[list[float | None] | None], precision: str
             cands.append([])  # compare() reports the missing output as a failure, with the reason
             continue
         arr = np.array([np.nan if v is None else v for v in out], dtype="float64").reshape(want.shape)
-        cands.append([pi_runner.compact_output(np, arr)])
+        cands.append([runner_core.compact_output(np, arr)])
     return agreement.compare([ref["compact"][0]] * len(outputs), cands, precision,
                              agreement.reference_name(ref))
 
