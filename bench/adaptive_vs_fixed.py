@@ -35,11 +35,8 @@ RUNNER = REPO / "lab" / "runners" / "pi_runner.py"
 
 
 def _runner_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("pi_runner_bench", RUNNER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from lab.runners import pi_runner  # the package import: pi_runner finds its runner_core beside it
+    return pi_runner
 
 
 def run(model, params, inputs, extra, tmp, tag, threads):

@@ -13,8 +13,8 @@ the lab would be biased. This bench measures, in ONE run, alternating A/B/A/B in
 Two modes (`--mode process|shared|both`, default both):
   process  as above: fresh processes, end to end (includes process-to-process variation, which on
            a shared 2-core box is up to 2x and dominates; the CI says how much the figure is worth);
-  shared   ONE predictor, built by pi_runner's own make_config/make_inputs, in one process;
-           blocks alternate A = pi_runner.steady_state() (the runner's measured loop, the very
+  shared   ONE predictor, built by pi_runner's own make_config and runner_core.make_inputs, in one process;
+           blocks alternate A = runner_core.steady_state() (the runner's measured loop, the very
            function the runner calls) and B = the bare loop, for the same number of iterations.
            Contention then hits both arms alike, so this isolates the loop's own overhead.
 
@@ -41,6 +41,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 RUNNER = REPO / "lab" / "runners" / "pi_runner.py"
+
+from lab.runners import pi_runner as pr  # noqa: E402  (after the sys.path line above)
+from lab.runners import runner_core as core  # noqa: E402
 
 BARE = r'''
 import json, sys, time
@@ -89,10 +92,7 @@ def runner_cmd(model, params, inputs, args, out, seed):
     """The command line lab/runtimes/paddle_inference.py builds for paddle-inference-cpu."""
     cmd = [sys.executable, str(RUNNER), "--model-file", str(model), "--params-file", str(params),
            "--threads", str(args.threads), "--onednn", "on" if args.onednn else "off",
-           "--device", "cpu", "--precision", "fp32",
-           "--warmup", str(args.warmup), "--warmup-seconds", str(args.warmup_seconds),
-           "--min-iters", str(args.min_iters), "--min-seconds", str(args.min_seconds),
-           "--max-seconds", str(args.max_seconds), "--target-rel-ci", str(args.target_rel_ci)]
+           "--device", "cpu", "--precision", "fp32", *core.protocol_argv(args)]
     for name, shape in inputs:
         cmd += ["--input", f"{name}:{'x'.join(map(str, shape))}:float32"]
     return cmd + ["--out", str(out), "--seed", str(seed)]
@@ -121,42 +121,33 @@ def run_b(model, params, inputs, args, seed, iters, tmp):
     return json.loads(proc.stdout.strip().splitlines()[-1])["samples_ms"]
 
 
-def load_runner():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("pi_runner_bench", RUNNER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def shared_mode(model, params, inputs, args):
-    """A/B blocks on one predictor: pi_runner.steady_state vs a bare perf_counter loop."""
+    """A/B blocks on one predictor: runner_core.steady_state (the runners' loop) vs a bare perf_counter loop."""
     import paddle.inference as pi
-    pr = load_runner()
     fmt = pr.model_format(str(model))
     rargv = ["--model-file", str(model), "--params-file", str(params), "--threads", str(args.threads),
              "--onednn", "on" if args.onednn else "off"]
     for name, shape in inputs:
         rargv += ["--input", f"{name}:{'x'.join(map(str, shape))}:float32"]
     rargs = pr.build_parser().parse_args(rargv)
-    doc = pr.new_doc(rargs, ["pi_runner.py"] + rargv)
-    specs = [pr.parse_input_spec(t) for t in rargs.input]
+    doc = pr.new_doc(rargs, [sys.executable, "pi_runner.py"] + rargv)
+    specs = [core.parse_input_spec(t) for t in rargs.input]
     doc["config"]["batch"] = specs[0][1][0]
     import numpy as np
     predictor = pi.create_predictor(pr.make_config(pi, rargs, fmt, doc))
-    for name, arr in pr.make_inputs(np, specs, 0, rargs.vocab_max):
+    for name, arr in core.make_inputs(np, specs, 0, rargs.vocab_max):
         h = predictor.get_input_handle(name)
         h.reshape(list(arr.shape))
         h.copy_from_cpu(arr)
     run = predictor.run
     run()
-    pr.warm_up(run, args.warmup, args.warmup_seconds, {"warmup_iters": 0})
+    core.warm_up(run, args.warmup, args.warmup_seconds, {"warmup_iters": 0})
     clock = time.perf_counter
     a_trials, b_trials, rows = [], [], []
     for r in range(args.blocks):
         timings = {"samples_ms": []}
         # Block-sized protocol: the loop and its CI checks run exactly as in the runner.
-        pr.steady_state(run, args.min_iters, args.block_seconds, args.block_seconds, args.target_rel_ci, 0,
+        core.steady_state(run, args.min_iters, args.block_seconds, args.block_seconds, args.target_rel_ci, 0,
                         timings)
         a = timings["samples_ms"]
         b = []
@@ -179,7 +170,7 @@ def report(label, rows, a_trials, b_trials, args):
     from lab.stats import compare
     cmp = compare(b_trials, a_trials, seed=0)
     ratios = [x["ratio"] for x in rows]
-    ratio, r_lo, r_hi, _ = load_runner().median_ci(ratios)  # distribution-free CI of the median ratio
+    ratio, r_lo, r_hi, _ = core.median_ci(ratios)  # distribution-free CI of the median ratio
     verdict = "PASS" if 0.97 <= ratio <= 1.03 else "FAIL"
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"[{label}] model={args.model} ({args.format}) threads={args.threads} onednn={bool(args.onednn)} "
@@ -202,12 +193,8 @@ def main(argv=None) -> int:
     ap.add_argument("--block-seconds", type=float, default=1.0, help="shared mode: seconds per A block")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--onednn", type=int, default=1)
-    ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--warmup-seconds", type=float, default=1.0)
-    ap.add_argument("--min-iters", type=int, default=50)
-    ap.add_argument("--min-seconds", type=float, default=2.0)
-    ap.add_argument("--max-seconds", type=float, default=6.0)
-    ap.add_argument("--target-rel-ci", type=float, default=0.02)
+    core.add_protocol_flags(ap, max_iters=False)  # the runner's own flags and defaults ...
+    ap.set_defaults(max_seconds=6.0)  # ... but a shorter cap per process round
     ap.add_argument("--json", help="also write the figures here")
     ap.add_argument("--nice", type=int, default=0,
                     help="os.nice() increment for this bench and its children (negative needs root): on a "

@@ -49,7 +49,7 @@ def outer(args) -> dict:
 
 
 def inner(args) -> dict:
-    from lab.runners import RUNNERS_DIR
+    from lab.runners import RUNNER_CORE, RUNNERS_DIR
     from lab.inventory import load_devices
     from lab.models import load_artifact
     from lab.records import Job, Measurement, MeasurementProtocol
@@ -66,8 +66,9 @@ def inner(args) -> dict:
     def synthetic_executor(job, device, transport):
         """Push runner + model for real, then a fixed-duration `sleep` as the 'runner'."""
         t0 = time.monotonic()
-        results = [transport.push(RUNNERS_DIR / "pi_runner.py", remote_join(transport.workdir, "runners",
-                                                                            "pi_runner.py"))]
+        # what push_runner pushes (the runner and its companion), with each push's figures kept
+        results = [transport.push(RUNNERS_DIR / name, remote_join(transport.workdir, "runners", name))
+                   for name in (RUNNER_CORE, "pi_runner.py")]
         for f in files:
             remote = remote_join(transport.workdir, "models", f"{artifact.id}-{artifact.sha256[:12]}", f.name)
             results.append(transport.push(f, remote))

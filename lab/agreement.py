@@ -8,7 +8,7 @@ model, an NPU run, a runner's `outputs_check`) is compared output by output, sam
 - the reference input set: REFERENCE_SET_SIZE samples. For a model with a real eval set (the
   digits model) its first held-out images; otherwise seeded random inputs made by the runner's own
   `make_inputs` (seed REFERENCE_SEED + i), so host and device make the same data.
-- compact outputs (`pi_runner.compact_output`, the one definition, shared with the travelling
+- compact outputs (`runner_core.compact_output`, the one definition, shared with the travelling
   runner): whole values up to WHOLE_MAX elements, else a fixed strided sample of SAMPLE_SIZE
   elements, plus argmax and top-k.
 - metrics: `agree_cosine_min` (the smallest cosine similarity over samples and outputs),
@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .runners import pi_runner
+from .runners import runner_core
 
 REFERENCE_SET_SIZE = 8
 REFERENCE_SEED = 1000
@@ -161,7 +161,7 @@ def compact_all(outputs: list[Any]) -> list[list[dict]]:
     """Stacked outputs (one array [N, ...] per model output) -> compact [sample][output]."""
     import numpy as np
     n = len(outputs[0]) if outputs else 0
-    return [[pi_runner.compact_output(np, out[i]) for out in outputs] for i in range(n)]
+    return [[runner_core.compact_output(np, out[i]) for out in outputs] for i in range(n)]
 
 
 # ------------------------------------------------------------------------- the reference input set
@@ -177,15 +177,15 @@ def reference_inputs(art) -> tuple[dict[str, Any], str]:
     specs = [(i.name, list(i.run_shape), i.dtype) for i in art.inputs]
     samples = seeded_inputs(specs, REFERENCE_SET_SIZE)
     return {s[0]: np.stack([d[s[0]] for d in samples]) for s in specs}, \
-        f"seeded random (seed {REFERENCE_SEED}+i, pi_runner.make_inputs), {REFERENCE_SET_SIZE}"
+        f"seeded random (seed {REFERENCE_SEED}+i, runner_core.make_inputs), {REFERENCE_SET_SIZE}"
 
 
 def seeded_inputs(specs: list[tuple[str, list[int], str]], n: int,
                   seed: int = REFERENCE_SEED) -> list[dict[str, Any]]:
     """n samples {input name: array of the run shape}, sample i from `make_inputs` with seed+i
-    (the runner's own generator, so host and device make the same data)."""
+    (the runners' own generator, so host and device make the same data)."""
     import numpy as np
-    return [dict(pi_runner.make_inputs(np, specs, seed + i, 1000)) for i in range(n)]
+    return [dict(runner_core.make_inputs(np, specs, seed + i, 1000)) for i in range(n)]
 
 
 def _digits():

@@ -355,7 +355,8 @@ def serving_processor(dev: Device) -> str:
 
 def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: Any) -> str | None:
     """Paddle.js: webgl only (wasm's runtime.wasm is CDN-only), fp32, a model with a web build
-    path, and a device whose browser the lab can drive (Chromium on `local`)."""
+    path, and a device whose browser the lab can drive (Chromium on `local`; an SSH host, whose
+    DevTools port the transport forwards: its Chromium is looked for at the start of the job)."""
     from .paddlejs_page import BACKENDS as PAGE_BACKENDS, WASM_REFUSAL, device_refusal
     if backend_id not in PAGE_BACKENDS:
         return WASM_REFUSAL if backend_id == "paddle-js-wasm" else f"{backend_id}: no page backend"

@@ -22,6 +22,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,20 +70,9 @@ def find_chromium() -> str:
 
 def chromium_argv(binary: str, user_data_dir: str, *, port: int = 0,
                   extra: tuple[str, ...] = ()) -> list[str]:
-    """The Chromium command line, for this host or (quoted by `remote_chromium_command`) an SSH host."""
+    """The Chromium command line, for this host or an SSH host (lab/paddlejs_remote.session_argv)."""
     return [binary, *CHROMIUM_FLAGS, f"--remote-debugging-port={int(port)}",
             f"--user-data-dir={user_data_dir}", *extra, "about:blank"]
-
-
-def remote_chromium_command(binary: str, user_data_dir: str, port: int, lifetime_s: float) -> str:
-    """POSIX sh line that starts a headless Chromium on an SSH host, bounded by `timeout`.
-
-    The host then reaches its DevTools port through the SSH connection (a direct-tcpip tunnel to
-    127.0.0.1:port) and drives it with `connect(...)` exactly as a local one.
-    """
-    argv = chromium_argv(binary, user_data_dir, port=port)
-    return (f"mkdir -p {shlex.quote(user_data_dir)} && exec timeout -s KILL {int(lifetime_s)} "
-            + " ".join(shlex.quote(a) for a in argv))
 
 
 def adb_forward_argv(serial: str, local_port: int) -> list[str]:
@@ -226,7 +216,16 @@ def browser_ws_url(host: str, port: int, timeout_s: float = 10.0) -> tuple[str, 
     url = info.get("webSocketDebuggerUrl")
     if not url:
         raise CdpError(f"DevTools at {host}:{port} gave no webSocketDebuggerUrl")
-    return url, info
+    return ws_through(url, host, port), info
+
+
+def ws_through(ws_url: str, host: str, port: int) -> str:
+    """The websocket URL re-aimed at the host:port the lab reached DevTools through.
+
+    A browser names its own address (an SSH host's Chromium: its port on the device's loopback;
+    a phone's Chrome: no port at all); through a port forward the lab must use the forward's."""
+    parts = urllib.parse.urlsplit(ws_url)
+    return urllib.parse.urlunsplit((parts.scheme, f"{host}:{int(port)}", parts.path, parts.query, ""))
 
 
 class CdpConnection:

@@ -394,27 +394,6 @@ def update_meta(model_id: str, root: Path | str = "models", **sections: Any) -> 
     return meta
 
 
-def read_meta(model_id: str, root: Path | str = "models") -> dict[str, Any] | None:
-    """A model's meta.json as a dict (None when the model is not built)."""
-    return _read_meta(root, model_id)
-
-
-def write_meta(model_id: str, root: Path | str, meta: dict[str, Any]) -> None:
-    """Replace a model's meta.json atomically (a reader never sees half a file)."""
-    _write_json_atomic(_meta_path(root, model_id), meta)
-
-
-def update_meta(model_id: str, root: Path | str = "models", **sections: Any) -> dict[str, Any]:
-    """Set top-level sections of a built model's meta.json (agreement, accuracy, status, lite ...)
-    and write it back atomically; returns the new meta."""
-    meta = _read_meta(root, model_id)
-    if meta is None:
-        raise ConfigError(f"model {model_id!r} is not built", fix=f"run `lab models build {model_id}`")
-    meta.update(sections)
-    write_meta(model_id, root, meta)
-    return meta
-
-
 def _write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".meta.", dir=str(path.parent))

@@ -67,8 +67,18 @@ def device_refusal(dev) -> str | None:
     if dev.transport == "adb":
         return ("Paddle.js on an Android phone drives its Chrome through `adb forward tcp:PORT "
                 "localabstract:chrome_devtools_remote`; the ADB transport offers no port forward yet")
+    if transport_forwards(dev.transport):
+        return None  # the host's Chromium is looked for at the start of the job (over the transport)
     return (f"Paddle.js on {dev.transport} device {dev.id!r} needs the browser's DevTools port "
-            "reached through the transport (a port forward); the SSH transport offers none yet")
+            "reached through the transport (a port forward); that transport offers none")
+
+
+def transport_forwards(kind: str) -> bool:
+    """Does the transport class of this kind offer `forward(port)` (lab.transport.forward)?"""
+    if kind == "ssh":
+        from .transport.ssh import SSHTransport
+        return callable(getattr(SSHTransport, "forward", None))
+    return False
 
 
 def backend_name(backend: str) -> str:

@@ -15,7 +15,7 @@ oneDNN int8 on the host; a model that fails is kept, marked `status: failed`, an
 Calibration data (first match): --calib-data FILE.npz (keys = input names, arrays N x run shape
 or N x run shape without its batch-1 axis) or a DIR of such .npz files (or .npy for one-input
 models); else the model's own data set (digits: the training split); else seeded random inputs
-(pi_runner.make_inputs), recorded as such: fine for latency, weak for accuracy.
+(runner_core.make_inputs), recorded as such: fine for latency, weak for accuracy.
 """
 from __future__ import annotations
 
@@ -110,13 +110,13 @@ def load_calibration(path: Path | str, inputs) -> dict[str, Any]:
 def default_calibration(art, batches: int) -> tuple[dict[str, Any], str]:
     np = _np()
     from . import digits
-    from .runners import pi_runner
+    from .runners import runner_core
     if art.tags.get("eval") == digits.EVAL_TAG:
         x = digits.calibration_set(batches)
         return {art.inputs[0].name: x.reshape((len(x),) + tuple(art.inputs[0].run_shape))}, \
             f"{digits.EVAL_TAG} training split, first {len(x)}"
     specs = [(i.name, list(i.run_shape), i.dtype) for i in art.inputs]
-    samples = [dict(pi_runner.make_inputs(np, specs, 2000 + i, 1000)) for i in range(batches)]
+    samples = [dict(runner_core.make_inputs(np, specs, 2000 + i, 1000)) for i in range(batches)]
     return {n: np.stack([s[n] for s in samples]) for n, _, _ in specs}, \
         f"seeded random (seed 2000+i), {batches} batches: weak for accuracy"
 

@@ -280,21 +280,20 @@ def score_frequency(chip: Chip, p: Profile) -> Criterion:
 def score_memory(chip: Chip, p: Profile) -> Criterion:
     """Mean of log_up(capacity GB) and, when the profile asks, log_up(bandwidth GB/s)."""
     parts, why = [], []
-    lo, hi = p.targets["memory_gb"]
-    cap = chip.memory.size_gb.typical if chip.memory.size_gb else None
-    if cap is not None:
-        parts.append(log_up(cap, lo, hi))
-        why.append(f"capacity {_fig(chip.memory.size_gb)} ({chip.memory.scope or '?'}), log {lo:g}..{hi:g} GB")
-    else:
-        why.append("capacity unknown")
-    if "bandwidth_gbs" in p.targets:
-        blo, bhi = p.targets["bandwidth_gbs"]
-        bw = chip.memory.bandwidth_gbs.typical if chip.memory.bandwidth_gbs else None
-        if bw is not None:
-            parts.append(log_up(bw, blo, bhi))
-            why.append(f"bandwidth {_fig(chip.memory.bandwidth_gbs)}, log {blo:g}..{bhi:g} GB/s")
+
+    def log_part(fig, key: str, label: str, unit: str, scope: str = "") -> float | None:
+        lo, hi = p.targets[key]
+        value = fig.typical if fig else None
+        if value is None:
+            why.append(f"{label} unknown")
         else:
-            why.append("bandwidth unknown")
+            parts.append(log_up(value, lo, hi))
+            why.append(f"{label} {_fig(fig)}{scope}, log {lo:g}..{hi:g} {unit}")
+        return value
+
+    cap = log_part(chip.memory.size_gb, "memory_gb", "capacity", "GB", f" ({chip.memory.scope or '?'})")
+    if "bandwidth_gbs" in p.targets:
+        log_part(chip.memory.bandwidth_gbs, "bandwidth_gbs", "bandwidth", "GB/s")
     if not parts:
         return Criterion("memory", p.weights["memory"], None, None, "unknown: " + "; ".join(why))
     return Criterion("memory", p.weights["memory"], sum(parts) / len(parts), cap, "; ".join(why))

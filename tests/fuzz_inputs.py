@@ -136,28 +136,19 @@ def yaml_special(rng: random.Random, key: str = "x") -> str:
         for i in range(1, 10):
             lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
         return "\n".join(lines) + f"\n{key}: *a9\n"
-    if k == 1:
-        return f"{key}: &r [*r]\n"  # recursive alias
     if k == 2:
         d = rng.choice([100, 1000, 5000, 20000])
         return f"{key}: " + "[" * d + "]" * d + "\n"
     if k == 3:
         d = rng.choice([100, 500, 2000])
         return "".join("  " * i + f"k{i}:\n" for i in range(d)) + "  " * d + "v\n"
-    if k == 4:
-        return f"{key}: !foo bar\n"
-    if k == 5:
-        return f"{key}: !!int abc\n"
-    if k == 6:
-        return f"{key}: !!python/object/apply:os.system ['true']\n"
-    if k == 7:
-        return f"{key}: !!binary aGVsbG8=\n"
-    if k == 8:
-        return f"{key}: !!set {{a, b}}\n"
     if k == 9:
         return f"{key}: {'9' * rng.choice([30, 5000])}\n"
-    if k == 10:
-        return f"{key}: [.nan, .inf, -.inf, 1e999]\n"
+    values = {1: "&r [*r]",  # recursive alias
+              4: "!foo bar", 5: "!!int abc", 6: "!!python/object/apply:os.system ['true']",
+              7: "!!binary aGVsbG8=", 8: "!!set {a, b}", 10: "[.nan, .inf, -.inf, 1e999]"}
+    if k in values:
+        return f"{key}: {values[k]}\n"
     return "\xff\xfe garbage \x00\x01"
 
 

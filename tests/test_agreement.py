@@ -8,7 +8,7 @@ import pytest
 
 from lab import agreement
 from lab.lite_opt_output import parse
-from lab.runners import pi_runner
+from lab.runners import runner_core
 
 DATA = Path(__file__).resolve().parent / "data" / "lite_opt"
 
@@ -64,12 +64,12 @@ def test_nonfinite_and_shape_mismatch_fail():
 
 
 def test_large_outputs_travel_as_a_fixed_sample():
-    big = np.arange(pi_runner.WHOLE_MAX * 3, dtype="float32")
-    c = pi_runner.compact_output(np, big)
-    assert "values" not in c and len(c["sample"]) == pi_runner.SAMPLE_SIZE
+    big = np.arange(runner_core.WHOLE_MAX * 3, dtype="float32")
+    c = runner_core.compact_output(np, big)
+    assert "values" not in c and len(c["sample"]) == runner_core.SAMPLE_SIZE
     assert c["argmax"] == big.size - 1 and c["topk"][0][0] == big.size - 1
-    assert c["sample"][1] == float((1 * big.size) // pi_runner.SAMPLE_SIZE)
-    small = pi_runner.compact_output(np, np.arange(6, dtype="float32").reshape(2, 3))
+    assert c["sample"][1] == float((1 * big.size) // runner_core.SAMPLE_SIZE)
+    small = runner_core.compact_output(np, np.arange(6, dtype="float32").reshape(2, 3))
     assert small["values"] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0] and small["shape"] == [2, 3]
 
 

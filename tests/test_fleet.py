@@ -128,7 +128,7 @@ def test_campaign_over_the_fleet_completes_with_every_job_ok(fleet):
     # host 3 ran with the hostile work dir and interpreter path: quoted everywhere, nothing executed
     assert not fleet.pwned.exists()
     weird = fleet.hosts[3].sshd.workdir / f"work dir{fleet.payload}"
-    assert (weird / "runners" / "pi_runner.py").exists()
+    assert (weird / "runners" / "pi_runner.py").exists() and (weird / "runners" / "runner_core.py").exists()
 
 
 def test_hostile_device_id_is_refused_before_anything_runs(fleet, tmp_path):

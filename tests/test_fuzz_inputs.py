@@ -110,83 +110,64 @@ def _rng(kind: str, i: int) -> tuple[str, random.Random]:
 
 
 # ------------------------------------------------------------------------------------ YAML files
-def test_fuzz_devices_yaml(ws):
-    base = (ws / "devices.yaml").read_text()
-    f = ws / "fz-devices.yaml"
+def fuzz_yaml(ws, label: str, base: str, top_key: str, count: int, argv_for) -> None:
+    """`count` malformed variants of one YAML input, each run through `argv_for(path, i, rng)`,
+    which returns (argv, whether stdout must be strict JSON)."""
+    f = ws / f"fz-{label}.yaml"
 
     def cases():
-        for i in range(n(260)):
-            seed, rng = _rng("devices", i)
-            _write(f, yaml_case(base, rng, "devices"))
-            argv = ["--devices", str(f), "devices", "--format", rng.choice(["json", "table"])]
-            if i % 5 == 0:
-                argv = ["--devices", str(f), "--store", str(ws / "none.sqlite"), "run",
-                        str(ws / "campaign.yaml"), "--dry-run", "--models-root", str(ws / "models")]
-            yield seed, run_cli(argv), "json" in argv, False
-    check("devices.yaml", cases())
+        for i in range(n(count)):
+            seed, rng = _rng(label, i)
+            _write(f, yaml_case(base, rng, top_key))
+            argv, strict_json = argv_for(f, i, rng)
+            yield seed, run_cli(argv), strict_json, False
+    check(label, cases())
+
+
+def test_fuzz_devices_yaml(ws):
+    def argv(f, i, rng):
+        if i % 5 == 0:
+            return ["--devices", str(f), "--store", str(ws / "none.sqlite"), "run",
+                    str(ws / "campaign.yaml"), "--dry-run", "--models-root", str(ws / "models")], False
+        fmt = rng.choice(["json", "table"])
+        return ["--devices", str(f), "devices", "--format", fmt], fmt == "json"
+    fuzz_yaml(ws, "devices", (ws / "devices.yaml").read_text(), "devices", 260, argv)
 
 
 def test_fuzz_campaign_yaml(ws):
-    base = (ws / "campaign.yaml").read_text()
-    f = ws / "fz-campaign.yaml"
-
-    def cases():
-        for i in range(n(260)):
-            seed, rng = _rng("campaign", i)
-            _write(f, yaml_case(base, rng, "name"))
-            yield seed, run_cli(["--devices", str(ws / "devices.yaml"), "--store",
-                                 str(ws / "none.sqlite"), "run", str(f), "--dry-run",
-                                 "--models-root", str(ws / "models")]), False, False
-    check("campaign", cases())
+    def argv(f, i, rng):
+        return ["--devices", str(ws / "devices.yaml"), "--store", str(ws / "none.sqlite"), "run",
+                str(f), "--dry-run", "--models-root", str(ws / "models")], False
+    fuzz_yaml(ws, "campaign", (ws / "campaign.yaml").read_text(), "name", 260, argv)
 
 
 def test_fuzz_catalog_yaml(ws):
     full = yaml.safe_load((REPO / "lab" / "data" / "chips.yaml").read_text())
     full["chips"] = full["chips"][:4]  # four real entries: the same structure, 6x faster cases
-    base = yaml.safe_dump(full, sort_keys=False, allow_unicode=True)
-    f = ws / "fz-chips.yaml"
 
-    def cases():
-        for i in range(n(200)):
-            seed, rng = _rng("catalog", i)
-            _write(f, yaml_case(base, rng, "chips"))
-            fmt = rng.choice(["json", "table"])
-            argv = ["chips", "--catalog", str(f), "--format", fmt]
-            if i % 8 == 0:
-                argv = ["--store", str(ws / "base.sqlite"), "score", "--profile", "mobile-app",
-                        "--catalog", str(f), "--draws", "5", "--format", fmt]
-            yield seed, run_cli(argv), fmt == "json", False
-    check("catalog", cases())
+    def argv(f, i, rng):
+        fmt = rng.choice(["json", "table"])
+        if i % 8 == 0:
+            return ["--store", str(ws / "base.sqlite"), "score", "--profile", "mobile-app",
+                    "--catalog", str(f), "--draws", "5", "--format", fmt], fmt == "json"
+        return ["chips", "--catalog", str(f), "--format", fmt], fmt == "json"
+    fuzz_yaml(ws, "catalog", yaml.safe_dump(full, sort_keys=False, allow_unicode=True), "chips", 200, argv)
 
 
 def test_fuzz_profiles_yaml(ws):
-    base = (ws / "profiles.yaml").read_text()
-    f = ws / "fz-profiles.yaml"
-
-    def cases():
-        for i in range(n(200)):
-            seed, rng = _rng("profiles", i)
-            _write(f, yaml_case(base, rng, "profiles"))
-            fmt = rng.choice(["json", "table"])
-            yield seed, run_cli(["--store", str(ws / "base.sqlite"), "score", "--profile",
-                                 "fz-profile", "--profiles", str(f), "--draws", "5",
-                                 "--models-dir", str(ws / "models"), "--format", fmt]), \
-                fmt == "json", False
-    check("profiles", cases())
+    def argv(f, i, rng):
+        fmt = rng.choice(["json", "table"])
+        return ["--store", str(ws / "base.sqlite"), "score", "--profile", "fz-profile", "--profiles",
+                str(f), "--draws", "5", "--models-dir", str(ws / "models"), "--format", fmt], fmt == "json"
+    fuzz_yaml(ws, "profiles", (ws / "profiles.yaml").read_text(), "profiles", 200, argv)
 
 
 def test_fuzz_zoo_yaml(ws):
-    base = (REPO / "models" / "zoo.yaml").read_text()
-    f = ws / "fz-zoo.yaml"
-
-    def cases():
-        for i in range(n(150)):
-            seed, rng = _rng("zoo", i)
-            _write(f, yaml_case(base, rng, "models"))
-            fmt = rng.choice(["json", "table"])
-            yield seed, run_cli(["models", "list", "--root", str(ws / "models"), "--zoo", str(f),
-                                 "--format", fmt]), fmt == "json", False
-    check("zoo", cases())
+    def argv(f, i, rng):
+        fmt = rng.choice(["json", "table"])
+        return ["models", "list", "--root", str(ws / "models"), "--zoo", str(f), "--format", fmt], \
+            fmt == "json"
+    fuzz_yaml(ws, "zoo", (REPO / "models" / "zoo.yaml").read_text(), "models", 150, argv)
 
 
 # ------------------------------------------------------------------------------ model files

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from lab.host_busy import BUSY_HOST_SHARE, host_busy_figures, is_busy
-from lab.runners import lite_runner, pi_runner
+from lab.runners import runner_core
 
 STAT = """cpu  1000 10 200 5000 100 5 5 0 0 0
 cpu0 500 5 100 2500 50 3 2 0 0 0
@@ -19,39 +19,37 @@ ctxt 999
 """
 
 
-@pytest.mark.parametrize("mod", [pi_runner, lite_runner])
-def test_proc_stat_busy_and_total(mod):
+def test_proc_stat_busy_and_total():
     # busy = user+nice+system+irq+softirq+steal; idle and iowait are not busy
-    assert mod.parse_proc_stat(STAT) == (1000 + 10 + 200 + 5 + 5, 6320)
-    assert mod.parse_proc_stat(STAT, [1]) == (500 + 5 + 100 + 2 + 3, 3160)
-    assert mod.parse_proc_stat(STAT, [0, 1]) == mod.parse_proc_stat(STAT)
-    assert mod.parse_proc_stat(STAT, [7]) == mod.parse_proc_stat(STAT)  # unknown CPU: the total line
-    assert mod.parse_proc_stat("intr 1\n") is None
+    assert runner_core.parse_proc_stat(STAT) == (1000 + 10 + 200 + 5 + 5, 6320)
+    assert runner_core.parse_proc_stat(STAT, [1]) == (500 + 5 + 100 + 2 + 3, 3160)
+    assert runner_core.parse_proc_stat(STAT, [0, 1]) == runner_core.parse_proc_stat(STAT)
+    assert runner_core.parse_proc_stat(STAT, [7]) == runner_core.parse_proc_stat(STAT)  # unknown CPU: the total line
+    assert runner_core.parse_proc_stat("intr 1\n") is None
 
 
-@pytest.mark.parametrize("mod", [pi_runner, lite_runner])
-def test_self_stat_handles_spaces_and_parens_in_comm(mod):
+def test_self_stat_handles_spaces_and_parens_in_comm():
     line = "4242 (py thon) (x)) S 1 4242 4242 0 -1 4194304 100 0 0 0 37 12 0 0 20 0 3 0 99 1 1"
-    assert mod.parse_self_stat(line) == 37 + 12
-    assert mod.parse_self_stat("garbage") is None
+    assert runner_core.parse_self_stat(line) == 37 + 12
+    assert runner_core.parse_self_stat("garbage") is None
 
 
 def test_share_is_others_over_all_and_unknown_is_none():
     a, b = (1000, 10000, 100), (1900, 11000, 500)  # 900 busy of 1000, 400 of them ours
-    share, detail = pi_runner.busy_share(a, b)
+    share, detail = runner_core.busy_share(a, b)
     assert share == pytest.approx(0.5) and detail["others_jiffies"] == 500
-    assert pi_runner.busy_share("no /proc/stat", b) == (None, "no /proc/stat")
-    assert pi_runner.busy_share(a, a)[0] is None
+    assert runner_core.busy_share("no /proc/stat", b) == (None, "no /proc/stat")
+    assert runner_core.busy_share(a, a)[0] is None
     # accounting skew never yields a negative share
-    assert pi_runner.busy_share((0, 0, 0), (10, 100, 12))[0] == 0.0
+    assert runner_core.busy_share((0, 0, 0), (10, 100, 12))[0] == 0.0
 
 
 def test_record_busy_writes_share_or_note():
     doc = {"env": {}}
-    pi_runner.record_busy(doc, (0, 0, 0), (60, 100, 10), [0, 1])
+    runner_core.record_busy(doc, (0, 0, 0), (60, 100, 10), [0, 1])
     assert doc["env"]["host_busy_share"] == pytest.approx(0.5) and doc["env"]["host_busy"]["cpus"] == [0, 1]
     doc = {"env": {}}
-    pi_runner.record_busy(doc, "no /proc/stat or /proc/self/stat on this device", (1, 2, 3), None)
+    runner_core.record_busy(doc, "no /proc/stat or /proc/self/stat on this device", (1, 2, 3), None)
     assert doc["env"]["host_busy_share"] is None and "no /proc/stat" in doc["env"]["host_busy_note"]
 
 
@@ -74,9 +72,9 @@ def test_real_probe_sees_a_pinned_hog():
     try:
         os.sched_setaffinity(hog.pid, set(cpus))
         time.sleep(0.3)
-        a = pi_runner.busy_snapshot(cpus)
+        a = runner_core.busy_snapshot(cpus)
         time.sleep(1.0)
-        share, detail = pi_runner.busy_share(a, pi_runner.busy_snapshot(cpus))
+        share, detail = runner_core.busy_share(a, runner_core.busy_snapshot(cpus))
     finally:
         hog.kill()
         hog.wait()

@@ -13,15 +13,15 @@ from tests.onnx_graphs import tiny_cnn
 
 REPO = Path(__file__).resolve().parents[1]
 ORT = REPO / "lab" / "runners" / "ort_runner.py"
-PI = REPO / "lab" / "runners" / "pi_runner.py"
+CORE = REPO / "lab" / "runners" / "runner_core.py"
 FAST = ["--warmup", "3", "--warmup-seconds", "0", "--min-iters", "20", "--min-seconds", "0.2",
         "--max-seconds", "3"]
-# The protocol functions ort_runner.py copies from pi_runner.py (runners travel alone).
+# Until ort_runner.py imports runner_core like the other runners: its copies of the protocol
+# functions must stay those of runner_core.py.
 MIRRORED = ("median_ci_indices", "median_of_sorted", "median_ci", "_read", "cpu_model", "_cpu_dirs",
-            "cpu_freqs_khz", "cpu_governor", "thermal_temps_c", "peak_rss", "utc_now",
-            "read_uptime", "_one_line", "parse_input_spec", "_terminate",
-            "install_signal_handlers", "make_inputs", "steady_check_every", "warm_up",
-            "steady_state", "finish", "compact_output", "parse_proc_stat", "parse_self_stat",
+            "cpu_freqs_khz", "cpu_governor", "thermal_temps_c", "utc_now",
+            "read_uptime", "_terminate", "install_signal_handlers", "make_inputs", "steady_check_every",
+            "warm_up", "steady_state", "compact_output", "parse_proc_stat", "parse_self_stat",
             "affinity_cpus", "busy_snapshot", "busy_share", "record_busy")
 
 
@@ -39,10 +39,10 @@ def run(tmp_path, *args):
     return p, json.loads(out.read_text()) if out.exists() else None
 
 
-def test_protocol_block_mirrors_pi_runner():
-    ort, pi = _functions(ORT), _functions(PI)
-    drift = [name for name in MIRRORED if ort.get(name) != pi.get(name)]
-    assert not drift, f"ort_runner.py drifted from pi_runner.py in {drift}: copy them again"
+def test_protocol_block_mirrors_runner_core():
+    ort, core = _functions(ORT), _functions(CORE)
+    drift = [name for name in MIRRORED if ort.get(name) != core.get(name)]
+    assert not drift, f"ort_runner.py drifted from runner_core.py in {drift}: copy them again"
 
 
 def test_runner_json_same_schema_as_pi_runner(tmp_path):
@@ -133,7 +133,7 @@ def test_runs_on_python_3_7_without_onnxruntime(tmp_path):
 
 def test_constants_of_the_output_check_mirror_pi_runner():
     import lab.runners.ort_runner as o
-    import lab.runners.pi_runner as p
+    import lab.runners.runner_core as p
     for name in ("OUTPUTS_CHECK_SCHEMA", "WHOLE_MAX", "SAMPLE_SIZE", "TOPK"):
         assert getattr(o, name) == getattr(p, name), name
 

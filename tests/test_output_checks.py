@@ -11,7 +11,7 @@ from lab import advice_rules as R
 from lab import agreement
 from lab.campaign import load_campaign, plan_jobs
 from lab.records import Device, Job, Measurement, MeasurementProtocol
-from lab.runners import pi_runner
+from lab.runners import runner_core
 from lab.runtimes import checks
 
 DEVICES = [Device(id="local", chip="generic-x86-cpu", transport="local"),
@@ -94,7 +94,7 @@ def test_apply_stores_agreement_and_accuracy():
     ref, outs = _ref()
     ci = checks.CheckInputs(reference_file=None, reference=ref, eval_file=object(),
                             eval_labels=np.array([1, 2, 3, 4]), eval_source="test set")
-    near = [[pi_runner.compact_output(np, o[i] + 1e-4)] for i in range(4) for o in outs]
+    near = [[runner_core.compact_output(np, o[i] + 1e-4)] for i in range(4) for o in outs]
     m = Measurement(job_id="j")
     checks.apply(m, _ctx(accuracy=True), RT, ci, checks.CheckOutputs(outputs=near, seconds=0.01,
                                                                      eval_argmax=[1, 2, 0, 4]))
@@ -107,7 +107,7 @@ def test_apply_stores_agreement_and_accuracy():
 def test_apply_fails_wrong_outputs_and_says_why_when_nothing_came_back():
     ref, outs = _ref()
     ci = checks.CheckInputs(reference_file=None, reference=ref)
-    wrong = [[pi_runner.compact_output(np, -o[i])] for i in range(4) for o in outs]
+    wrong = [[runner_core.compact_output(np, -o[i])] for i in range(4) for o in outs]
     m = Measurement(job_id="j")
     checks.apply(m, _ctx(), RT, ci, checks.CheckOutputs(outputs=wrong))
     assert m.agree_ok is False and m.agree_cosine_min < 0 and any("FAILED" in n for n in m.notes)

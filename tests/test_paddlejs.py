@@ -21,7 +21,7 @@ import pytest
 from lab import cdp, paddlejs_page as pp
 from lab.convert import paddlejs as pjs
 from lab.errors import ConfigError
-from lab.runners import pi_runner
+from lab.runners import runner_core
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -74,8 +74,11 @@ def test_argv_builders_quote_and_carry_the_flags():
                  "--disable-background-networking", "--remote-debugging-port=0"):
         assert flag in argv
     assert "--user-data-dir=/tmp/p d" in argv
-    line = cdp.remote_chromium_command("chromium", "/tmp/p d;rm -rf /", 9222, 60)
-    assert "'--user-data-dir=/tmp/p d;rm -rf /'" in line and "timeout -s KILL 60" in line
+    # through a port forward the browser's own websocket address is re-aimed at the forward
+    assert cdp.ws_through("ws://127.0.0.1:40123/devtools/browser/abc", "127.0.0.1", 5555) == \
+        "ws://127.0.0.1:5555/devtools/browser/abc"
+    assert cdp.ws_through("ws://localhost/devtools/browser/x?y=1", "127.0.0.1", 9) == \
+        "ws://127.0.0.1:9/devtools/browser/x?y=1"
     assert cdp.adb_forward_argv("SER 1", 9333) == ["adb", "-s", "SER 1", "forward", "tcp:9333",
                                                    "localabstract:chrome_devtools_remote"]
 
@@ -93,7 +96,7 @@ def test_wasm_backend_is_refused_with_the_reason(tmp_path):
 
 
 def test_js_protocol_maths_equals_pi_runner():
-    """The page's median-CI indices and check cadence are pi_runner's, computed by node."""
+    """The page's median-CI indices and check cadence are the runners' (runner_core), computed by node."""
     node = shutil.which("node")
     if not node:
         pytest.skip("node not installed (scripts/install-web-deps.sh installs npm, which brings it)")
@@ -105,10 +108,10 @@ def test_js_protocol_maths_equals_pi_runner():
     res = json.loads(subprocess.run([node, "-e", script], capture_output=True, text=True,
                                     check=True, timeout=30).stdout)
     for n, (idx, every) in enumerate(res["out"], start=1):
-        want = pi_runner.median_ci_indices(n)
+        want = runner_core.median_ci_indices(n)
         assert (tuple(idx) if idx else None) == want, n
-        assert every == pi_runner.steady_check_every(n)
-    assert res["m"] == list(pi_runner.median_ci(list(range(1, 13))))
+        assert every == runner_core.steady_check_every(n)
+    assert res["m"] == list(runner_core.median_ci(list(range(1, 13))))
 
 
 # ------------------------------------------------------------------------------- page server
@@ -180,7 +183,7 @@ def _inputs(art):
     spec = art.inputs[0]
     shape = list(spec.run_shape)
     # TODO(merge): use lab.agreement's seeded reference inputs once it lands.
-    arrays = pi_runner.make_inputs(np, [(spec.name, shape, spec.dtype)], 0, 1000)
+    arrays = runner_core.make_inputs(np, [(spec.name, shape, spec.dtype)], 0, 1000)
     return arrays, f"{spec.name}:{'x'.join(map(str, shape))}:{spec.dtype}"
 
 

@@ -53,7 +53,8 @@ def test_planning_refuses_wasm_non_fp32_and_models_without_a_web_path(tmp_path):
 def test_planning_refuses_devices_whose_browser_cannot_be_driven(monkeypatch, tmp_path):
     ssh = Device(id="board", chip="c", transport="ssh", host="h")
     adb = Device(id="phone", chip="c", transport="adb", serial="s")
-    assert "port forward" in applicable(ssh, "paddle-js-webgl", "fp32")
+    assert applicable(ssh, "paddle-js-webgl", "fp32") is None  # its DevTools port is SSH-forwarded
+    assert "runtime.wasm" in applicable(ssh, "paddle-js-wasm", "fp32")
     assert "adb forward tcp:PORT localabstract:chrome_devtools_remote" in applicable(adb, "paddle-js-webgl", "fp32")
     monkeypatch.setenv("HWLAB_CHROMIUM", str(tmp_path / "no-such-chromium"))
     reason = applicable(LOCAL, "paddle-js-webgl", "fp32")
@@ -84,9 +85,9 @@ def test_page_outputs_are_shaped_compacted_and_compared_per_trial(monkeypatch):
     reference is exercised by the campaign test below)."""
     import numpy as np
     from lab import agreement as ag
-    from lab.runners import pi_runner
+    from lab.runners import runner_core
     ref_out = np.array([[[0.1, 0.7, 0.2]]])  # stacked: [sample][1, 3]
-    fake = {"outputs": [ref_out], "compact": [[pi_runner.compact_output(np, ref_out[0])]],
+    fake = {"outputs": [ref_out], "compact": [[runner_core.compact_output(np, ref_out[0])]],
             "meta": {"model_id": "m", "model_sha256": "a" * 64, "runtime": ag.REFERENCE_RUNTIME}}
     monkeypatch.setattr(ag, "load_reference", lambda art: fake)
     same = page_agreement(None, [[0.1, 0.7, 0.2], [0.2, 1.4, 0.4]])  # a scaled copy: cosine 1

@@ -6,7 +6,6 @@ whole file costs a few seconds per runner process (mostly `import paddle`).
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -17,6 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from lab.runners import pi_runner as pr
+from lab.runners import runner_core as core
 
 REPO = Path(__file__).resolve().parent.parent
 RUNNER = REPO / "lab" / "runners" / "pi_runner.py"
@@ -37,16 +39,6 @@ paddle.jit.save(net, sys.argv[1], input_spec=[paddle.static.InputSpec([None, 16]
 '''
 
 FAST = ["--warmup", "2", "--warmup-seconds", "0.05", "--min-iters", "20", "--min-seconds", "0.2"]
-
-
-def _load_runner_module():
-    spec = importlib.util.spec_from_file_location("pi_runner_under_test", RUNNER)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-pr = _load_runner_module()
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +121,7 @@ def test_json_model_converges_with_generous_target(tiny_models, tmp_path):
     assert t["steady_seconds"] >= 0.2
     assert 0 <= t["rel_ci"] <= 0.5
     # The runner's rel_ci is recomputable from the raw samples with the documented rule.
-    assert t["rel_ci"] == pytest.approx(pr.median_ci(samples)[3])
+    assert t["rel_ci"] == pytest.approx(core.median_ci(samples)[3])
     assert doc["memory"]["rss_source"] == "VmHWM" and doc["memory"]["peak_rss_mb"] > 10
     assert doc["memory"]["gpu_mem_mb"] is None
     assert doc["env"]["paddle"] and doc["env"]["numpy"] and doc["env"]["cpu_count"] >= 1
@@ -242,9 +234,9 @@ def test_median_ci_indices_match_exact_binomial():
         return (k - 1, n - k) if k >= 1 and k - 1 < n - k else None
 
     for n in list(range(0, 120)) + [500, 1001, 4000]:
-        assert pr.median_ci_indices(n) == exact(n), n
-    assert pr.median_ci_indices(5) is None and pr.median_ci_indices(6) == (0, 5)
-    assert pr.median_ci_indices(100) == (39, 60)  # textbook: x_(40), x_(61)
+        assert core.median_ci_indices(n) == exact(n), n
+    assert core.median_ci_indices(5) is None and core.median_ci_indices(6) == (0, 5)
+    assert core.median_ci_indices(100) == (39, 60)  # textbook: x_(40), x_(61)
 
 
 def test_median_ci_coverage_is_at_least_nominal():
@@ -253,23 +245,23 @@ def test_median_ci_coverage_is_at_least_nominal():
     hits, runs = 0, 400
     for _ in range(runs):
         xs = [rng.expovariate(1.0) for _ in range(60)]
-        _, lo, hi, _ = pr.median_ci(xs)
+        _, lo, hi, _ = core.median_ci(xs)
         hits += lo <= math.log(2) <= hi
     assert hits / runs >= 0.92
 
 
 def test_median_ci_relative_halfwidth():
-    med, lo, hi, rel = pr.median_ci([10.0] * 3 + [11.0] * 3)
+    med, lo, hi, rel = core.median_ci([10.0] * 3 + [11.0] * 3)
     assert med == 10.5 and (lo, hi) == (10.0, 11.0) and rel == pytest.approx(0.5 / 10.5)
-    assert pr.median_ci([1.0, 2.0])[1:] == (None, None, None)
+    assert core.median_ci([1.0, 2.0])[1:] == (None, None, None)
 
 
 def test_parse_input_spec():
-    assert pr.parse_input_spec("x:1x3x224x224:float32") == ("x", [1, 3, 224, 224], "float32")
-    assert pr.parse_input_spec("ids:1x128:int64") == ("ids", [1, 128], "int64")
+    assert core.parse_input_spec("x:1x3x224x224:float32") == ("x", [1, 3, 224, 224], "float32")
+    assert core.parse_input_spec("ids:1x128:int64") == ("ids", [1, 128], "int64")
     for bad in ("x:1x3", "x:1xa:float32", "x:0x3:float32", "x:1x3:complex"):
-        with pytest.raises(pr.RunnerFailure):
-            pr.parse_input_spec(bad)
+        with pytest.raises(core.RunnerFailure):
+            core.parse_input_spec(bad)
 
 
 def test_host_reads_constants_without_importing_paddle():

@@ -1,4 +1,5 @@
-"""Runners travel alone to devices with old Pythons: Python 3.7+ syntax, no lab.* imports.
+"""Runners travel to devices with old Pythons, each with runner_core.py and nothing else: Python 3.7+
+syntax, no lab.* imports, no third-party import in runner_core.py.
 
 vermin (pip, in .venv) checks the minimum Python version of every file in lab/runners/.
 """
@@ -15,10 +16,12 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 RUNNERS = sorted((REPO / "lab" / "runners").glob("*.py"))
 # Files that travel to devices, and the third-party modules each may import.
-TRAVELLING = {"pi_runner.py": {"paddle", "numpy"}, "lite_runner.py": {"paddlelite", "numpy"},
-              "nvml_sampler.py": {"pynvml"}, "ort_runner.py": {"onnxruntime", "numpy"},
-              "web_server.py": set(),
-              "serving_runner.py": {"paddle", "numpy", "starlette", "uvicorn"}}
+# A Python runner may also import its companion runner_core (pushed next to it by push_runner).
+COMPANION = "runner_core"
+TRAVELLING = {"pi_runner.py": {"paddle", "numpy", COMPANION}, "lite_runner.py": {"paddlelite", "numpy", COMPANION},
+              "nvml_sampler.py": {"pynvml"}, "ort_runner.py": {"onnxruntime", "numpy", COMPANION},
+              "web_server.py": set(), "runner_core.py": set(),
+              "serving_runner.py": {"paddle", "numpy", "starlette", "uvicorn", COMPANION}}
 
 
 def _vermin_cmd():
@@ -45,8 +48,10 @@ def _top_imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             names.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
+            if node.level:  # `from . import runner_core` names the companion
                 names.add("." * node.level + (node.module or ""))
+                if node.level == 1 and not node.module:
+                    names.update("." + a.name for a in node.names)
             else:
                 names.add(node.module.split(".")[0])
     return names
@@ -58,8 +63,22 @@ def test_travelling_runner_imports_only_stdlib_and_its_runtime(name):
     if not path.exists():
         pytest.skip(f"{name} not written yet")
     allowed = set(sys.stdlib_module_names) | TRAVELLING[name] | {"__future__"}
+    if COMPANION in TRAVELLING[name]:
+        allowed |= {".", "." + COMPANION}  # the host's spelling of the same import
     bad = sorted(n for n in _top_imports(path) if n not in allowed)
-    assert not bad, f"{name} imports {bad}: runners travel alone (stdlib + their runtime only)"
+    assert not bad, f"{name} imports {bad}: runners travel with runner_core.py only (stdlib + their runtime)"
+
+
+def test_every_python_runner_file_is_listed():
+    """A new file in lab/runners/ must say whether it travels (and with what) or stays on the host."""
+    host_side = {"__init__.py", "benchmark_bin.py"}
+    assert {p.name for p in RUNNERS} - host_side == set(TRAVELLING)
+
+
+def test_runner_core_imports_no_runner():
+    """The companion is a leaf: it never imports a runner (or itself via the package)."""
+    imports = _top_imports(REPO / "lab" / "runners" / "runner_core.py")
+    assert not [n for n in imports if n.startswith(".") or n.endswith("_runner")]
 
 
 def test_pi_runner_constants_are_plain_literals_at_top():
@@ -70,13 +89,18 @@ def test_pi_runner_constants_are_plain_literals_at_top():
     assert isinstance(consts.get("RUNNER_VERSION"), str) and consts["RUNNER_VERSION"].count(".") == 2
 
 
-def test_pi_runner_imports_paddle_lazily():
-    """Importing the runner (e.g. for its helpers) must not import paddle or numpy."""
-    code = ("import importlib.util, sys;"
-            f"s = importlib.util.spec_from_file_location('r', {str(REPO / 'lab/runners/pi_runner.py')!r});"
-            "m = importlib.util.module_from_spec(s); s.loader.exec_module(m);"
-            "print('paddle' in sys.modules, 'numpy' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+@pytest.mark.parametrize("how", ["package", "device"])
+def test_pi_runner_imports_paddle_lazily(how):
+    """Importing the runner (e.g. for its helpers) must not import paddle or numpy, neither on the
+    host (lab.runners.pi_runner) nor as on the device (its directory on sys.path, no lab)."""
+    if how == "package":
+        code = "import sys; import lab.runners.pi_runner as m;"
+    else:
+        code = (f"import sys; sys.path.insert(0, {str(REPO / 'lab' / 'runners')!r}); import pi_runner as m;"
+                "assert 'lab' not in sys.modules;")
+    code += "print('paddle' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         cwd=REPO).stdout
     assert out.split() == ["False", "False"]
 
 
@@ -95,15 +119,21 @@ def _python37():
 
 
 def test_pi_runner_really_runs_on_python_3_7(tmp_path):
-    """Beyond vermin's static check: a real 3.7 interpreter (no paddle there) parses the runner,
-    computes the order-statistic CI, and reports a clean ok=false JSON for a missing runtime."""
+    """Beyond vermin's static check: a real 3.7 interpreter (no paddle there) runs the runner as a
+    device does: the runner and runner_core.py copied alone into a directory, nothing else (no lab).
+    It computes the order-statistic CI and reports a clean ok=false JSON for a missing runtime."""
     py37 = _python37()
     if py37 is None:
         pytest.skip("no python3.7 interpreter on this machine")
-    runner = REPO / "lab" / "runners" / "pi_runner.py"
-    code = ("import importlib.util as u; s = u.spec_from_file_location('r', %r); m = u.module_from_spec(s);"
-            "s.loader.exec_module(m); print(m.median_ci_indices(100), m.median_ci([3.0, 1.0, 2.0])[0])" % str(runner))
-    out = subprocess.run([py37, "-c", code], capture_output=True, text=True, timeout=60)
+    device_dir = tmp_path / "runners"
+    device_dir.mkdir()
+    for name in ("pi_runner.py", COMPANION + ".py"):
+        shutil.copy(REPO / "lab" / "runners" / name, device_dir / name)
+    runner = device_dir / "pi_runner.py"
+    code = ("import sys; sys.path.insert(0, %r); import pi_runner as m, runner_core as c;"
+            "assert m.core is c and 'lab' not in sys.modules;"
+            "print(c.median_ci_indices(100), c.median_ci([3.0, 1.0, 2.0])[0])" % str(device_dir))
+    out = subprocess.run([py37, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[0] == "(39, 60) 2.0"
     model = tmp_path / "m.json"
@@ -113,9 +143,19 @@ def test_pi_runner_really_runs_on_python_3_7(tmp_path):
     res = tmp_path / "r.json"
     proc = subprocess.run([py37, str(runner), "--model-file", str(model), "--params-file", str(params),
                            "--input", "x:1x3:float32", "--out", str(res)], capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=tmp_path)
     import json
     doc = json.loads(res.read_text())
     assert proc.returncode == 3 and doc["ok"] is False
     assert doc["error"].startswith("ModuleNotFoundError") or doc["error"].startswith("ImportError")
     assert doc["env"]["python"].startswith("3.7") and doc["model"]["sha256"]
+
+
+def test_runner_without_its_companion_fails_loudly(tmp_path):
+    """The contract's other side: a runner copied without runner_core.py cannot start (so a push
+    that forgets the companion is caught by the first trial, not by wrong figures)."""
+    lone = tmp_path / "pi_runner.py"
+    shutil.copy(REPO / "lab" / "runners" / "pi_runner.py", lone)
+    proc = subprocess.run([sys.executable, str(lone), "--help"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert proc.returncode != 0 and "runner_core" in proc.stderr

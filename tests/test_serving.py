@@ -156,6 +156,25 @@ def test_sweep_halves_lo_and_reports_when_nothing_holds():
     assert res.max_qps is None and "no rate" in res.note and calls == [10, 5.0, 2.5]
 
 
+def test_sweep_grows_past_an_upper_guess_that_held():
+    """The upper end is a guess (Offline x 1.1): when it holds, the sweep doubles it until a rate
+    fails, so the answer sits between a rate that held and one that did not."""
+    measure, calls = _fake(330.0)
+    res = sweep(measure, 10, 100, rel_tol=0.02, max_points=20)
+    assert calls[:4] == [10, 100, 200.0, 400.0]
+    assert res.converged and 330.0 * 0.98 <= res.max_qps <= 330.0
+    measure, calls = _fake(1e9)  # everything holds: bounded growth, said so
+    res = sweep(measure, 10, 100, max_growths=2)
+    assert calls == [10, 100, 200.0, 400.0] and res.max_qps == 400.0 and not res.converged
+    assert "growth limit" in res.note
+    measure, calls = _fake(1e9)  # never past the ceiling (the batch-1 sanity bound)
+    res = sweep(measure, 10, 100, ceiling=150.0)
+    assert calls == [10, 100, 150.0] and res.max_qps == 150.0 and "ceiling" in res.note
+    measure, calls = _fake(1e9)  # an upper guess above the ceiling starts at the ceiling
+    res = sweep(measure, 10, 300, ceiling=150.0)
+    assert calls == [10, 150.0] and res.max_qps == 150.0
+
+
 def test_sweep_is_bounded_in_points():
     measure, calls = _fake(50.0)
     res = sweep(measure, 1, 1000, rel_tol=1e-6, max_points=5)

@@ -16,7 +16,7 @@ from lab import telemetry as T
 from lab.campaign import load_campaign, plan_jobs, protocol_identity
 from lab.inventory import load_devices
 from lab.records import Measurement, MeasurementProtocol, SustainedWindow
-from lab.runners import pi_runner
+from lab.runners import runner_core
 from lab.store import Store
 from lab.sustained import THROTTLE_SLOWDOWN, merge_window_telemetry, summary, windows_from_doc
 
@@ -37,7 +37,7 @@ def test_runner_cuts_the_run_into_windows_on_both_clocks():
     timings = {"samples_ms": []}
     up = iter(range(100, 200))
     snaps = iter([(0, 100 * i, 10 * i) for i in range(100)])
-    out = pi_runner.sustained(run, 5.0, 1.0, 0.02, timings, clock=clock, uptime=lambda: float(next(up)),
+    out = runner_core.sustained(run, 5.0, 1.0, 0.02, timings, clock=clock, uptime=lambda: float(next(up)),
                               snapshot=lambda cpus: next(snaps))
     wins = out["windows"]
     assert len(wins) == 5 and [w["idx"] for w in wins] == list(range(5))
@@ -52,7 +52,7 @@ def test_runner_cuts_the_run_into_windows_on_both_clocks():
 def test_percentile_matches_numpy():
     np = pytest.importorskip("numpy")
     xs = sorted([3.0, 1.0, 7.0, 2.5, 9.0, 4.0, 4.5])
-    assert pi_runner.percentile_sorted(xs, 90) == pytest.approx(float(np.percentile(xs, 90)))
+    assert runner_core.percentile_sorted(xs, 90) == pytest.approx(float(np.percentile(xs, 90)))
 
 
 # ------------------------------------------------------------------------------------ the maths

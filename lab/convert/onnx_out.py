@@ -36,7 +36,7 @@ INT8_RECIPE = {"tool": "onnxruntime.quantization.quantize_static", "format": "QD
                "per_channel": True, "weight_type": "QInt8", "activation_type": "QInt8",
                "calibrate_method": "MinMax", "preprocess": "quant_pre_process",
                "calibration_samples": CALIBRATION_SAMPLES, "calibration_seed": CALIBRATION_SEED,
-               "calibration_data": "pi_runner.make_inputs, seed 7+i: uniform [0, 1) floats (random "
+               "calibration_data": "runner_core.make_inputs, seed 7+i: uniform [0, 1) floats (random "
                                    "ints for int inputs)"}
 QUANT_OP_MARKERS = ("quantize", "dequantize", "fake_quant", "fake_channel_wise")
 

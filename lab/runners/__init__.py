@@ -1,5 +1,8 @@
 """Files that travel to devices (pi_runner.py, ...) plus host-side helpers to locate them.
 
+A Python runner travels with its companion `runner_core.py` (RUNNER_CORE: the protocol code the
+runners share) and nothing else; `lab/runtimes/base.py` `push_runner` pushes both.
+
 Why the host never imports a runner: runners import paddle/paddlelite lazily and run on the
 device's Python; the host only needs their path and constants (SCHEMA, RUNNER_VERSION), which it
 reads by parsing the file text with `ast`, so no runtime is needed on the host.
@@ -11,6 +14,7 @@ import hashlib
 from pathlib import Path
 
 RUNNERS_DIR = Path(__file__).resolve().parent
+RUNNER_CORE = "runner_core.py"  # travels next to every Python runner
 
 
 def runner_path(name: str) -> Path:

@@ -324,14 +324,12 @@ def build_args(spec: BenchSpec) -> List[str]:
             argv.append(f"--gpu_precision={spec.gpu_precision}")
         if spec.opencl_cache_dir:
             argv.append(f"--opencl_cache_dir={spec.opencl_cache_dir}")
-    if spec.enable_memory_profile:
-        argv.append("--enable_memory_profile=true")
-    if spec.input_data_path:
-        argv.append(f"--input_data_path={spec.input_data_path}")
-    if spec.output_data_path:
-        argv.append(f"--output_data_path={spec.output_data_path}")
-    if spec.enable_op_time_profile:
-        argv.append("--enable_op_time_profile=true")
+    optional = (("enable_memory_profile", "true"), ("input_data_path", None),
+                ("output_data_path", None), ("enable_op_time_profile", "true"))
+    for name, fixed in optional:  # flags given only when the spec asks (and the binary has them)
+        value = getattr(spec, name)
+        if value:
+            argv.append(f"--{name}={fixed or value}")
     return argv
 
 

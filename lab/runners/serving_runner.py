@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Serving runner: a KServe v2 / Triton HTTP inference endpoint with Paddle Inference predictors.
 
-Why standalone: this file is copied alone to servers (Python 3.7+), so it imports only the standard
-library, numpy, paddle, starlette and uvicorn (the heavy ones lazily, so the host can import it for
-its constants). The lab's load generator (lab/serving) drives it with MLPerf LoadGen over HTTP; the
+Why standalone: this file travels to servers (Python 3.7+) with runner_core.py (the code the
+runners share) and nothing else, so it imports only the standard library, runner_core, numpy,
+paddle, starlette and uvicorn (the heavy ones lazily, so the host can import it for its constants). The lab's load generator (lab/serving) drives it with MLPerf LoadGen over HTTP; the
 same client drives Triton or any other v2 server, because the protocol is the v2 one:
 
   GET  /v2/health/live, /v2/health/ready        200 once the predictors are loaded
@@ -46,6 +46,11 @@ import sys
 import threading
 import time
 
+try:
+    from . import runner_core as core  # imported on the host as part of lab.runners (tests)
+except ImportError:
+    import runner_core as core  # on the device: the file travels next to this one
+
 RUNNER = "serving_runner"
 RUNNER_VERSION = "1.1.0"
 EXIT_FAILED = 3
@@ -57,8 +62,7 @@ V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "INT16": "int16
 NUMPY_TO_V2 = dict((v, k) for k, v in V2_TO_NUMPY.items())
 
 
-class RunnerFailure(Exception):
-    """A problem the runner reports as one ``serving_runner: error:`` line and exit code 3."""
+RunnerFailure = core.RunnerFailure  # reported as one ``serving_runner: error:`` line and exit code 3
 
 
 class BadRequest(Exception):
@@ -129,23 +133,11 @@ class PaddleEngine(object):
 
     def __init__(self, args):
         import paddle.inference as pi
-        config = pi.Config(args.model_file, args.params_file)
-        if hasattr(config, "disable_glog_info"):
-            config.disable_glog_info()
-        if args.device == "cpu":
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(args.threads)
-            if args.onednn == "on":
-                (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
-            else:
-                off = getattr(config, "disable_onednn", None) or getattr(config, "disable_mkldnn", None)
-                if off is not None:
-                    off()
-        else:
+        config = core.paddle_config(pi, args.model_file, args.params_file, args.device, args.threads,
+                                    args.onednn == "on")
+        if args.device != "cpu":
             config.enable_use_gpu(256, args.gpu_id)
-        # Paddle 3.3.1: enable_memory_optim breaks create_predictor on .json (PIR) models.
-        if args.model_file.endswith(".pdmodel"):
-            config.enable_memory_optim()
+        core.memory_optim(config, args.model_file)
         self.predictor = pi.create_predictor(config)
         self.input_names = list(self.predictor.get_input_names())
         self.output_names = list(self.predictor.get_output_names())
@@ -197,14 +189,7 @@ class PaddleEngine(object):
 
 def parse_input(text):
     """NAME:SHAPE:DTYPE (shape dims joined by x, -1 for dynamic) -> (name, [dims], dtype)."""
-    parts = text.rsplit(":", 2)
-    if len(parts) != 3 or parts[2] not in NUMPY_TO_V2:
-        raise RunnerFailure("--input %r: expected NAME:SHAPE:DTYPE, e.g. x:-1x3x224x224:float32" % text)
-    try:
-        dims = [int(d) for d in parts[1].split("x")]
-    except ValueError:
-        raise RunnerFailure("--input %r: shape must be integers joined by x" % text)
-    return parts[0], dims, parts[2]
+    return core.parse_input_spec(text, tuple(sorted(NUMPY_TO_V2)), dynamic=True)
 
 
 def _v2_type(paddle_dtype):

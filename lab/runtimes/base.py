@@ -28,7 +28,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..opprofile import OpProfile
 from ..records import Backend, Device, InputSpec, Job, Measurement
-from ..runners import RUNNERS_DIR
+from ..runners import RUNNER_CORE, RUNNERS_DIR
 from ..transport.base import Transport, remote_join
 
 # Measurement attributes that belong to the job itself, never copied from telemetry.
@@ -220,8 +220,11 @@ def device_python(device: Device) -> str:
 
 
 def push_runner(transport: Transport, filename: str) -> str:
-    """Push one travelling runner file (hash-cached by the transport); returns its remote path."""
-    return transport.push(RUNNERS_DIR / filename, remote_join(transport.workdir, "runners", filename)).remote
+    """Push a travelling runner and its companion runner_core.py (the protocol code the runners
+    share) into one remote directory, both hash-cached by the transport; returns the runner's path."""
+    remote_dir = remote_join(transport.workdir, "runners")
+    transport.push(RUNNERS_DIR / RUNNER_CORE, remote_join(remote_dir, RUNNER_CORE))
+    return transport.push(RUNNERS_DIR / filename, remote_join(remote_dir, filename)).remote
 
 
 def push_model(transport: Transport, artifact, files: list[Path]) -> dict[str, str]:

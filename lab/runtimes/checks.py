@@ -53,7 +53,7 @@ class CheckInputs:
 class CheckOutputs:
     """What a runtime brings back. `outputs[i]` / `stats[i]` belong to reference sample i."""
 
-    outputs: list[list[dict]] | None = None  # compact outputs (pi_runner.compact_output) per sample
+    outputs: list[list[dict]] | None = None  # compact outputs (runner_core.compact_output) per sample
     stats: list[list[tuple[float | None, float | None]]] | None = None  # weak: (mean, std) per output
     eval_argmax: list[int] | None = None  # argmax of output 0 per eval sample
     seconds: float | None = None  # device time the reference set took (None: rode on the trials)

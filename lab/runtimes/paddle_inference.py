@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runners.runner_core import protocol_argv
 from .base import JobContext, input_shapes
 from .json_runner import JsonRunnerRuntime
 
@@ -30,10 +31,7 @@ class PaddleInference(JsonRunnerRuntime):
         args = ["--model-file", remote_files[0], "--params-file", remote_files[1],
                 "--threads", str(job.threads), "--onednn", "on" if job.option("onednn", True) else "off",
                 "--device", "gpu" if ctx.backend.processor == "gpu" else "cpu",
-                "--precision", job.precision,
-                "--warmup", str(p.warmup), "--warmup-seconds", str(p.warmup_seconds),
-                "--min-iters", str(p.min_iters), "--min-seconds", str(p.min_seconds),
-                "--max-seconds", str(p.max_seconds), "--target-rel-ci", str(p.target_rel_ci)]
+                "--precision", job.precision, *protocol_argv(p)]
         if p.sustained_s > 0:
             args += ["--sustained-s", str(p.sustained_s), "--window-s", str(p.window_s)]
         if job.backend == "paddle-inference-trt":

@@ -8,10 +8,11 @@ web_server.py and drives a fresh headless Chromium tab to the end of the protoco
 (lab/paddlejs_page.run_page: the browser and server are always stopped). The page writes the
 lab's runner JSON, so reading, validation and statistics are json_runner's.
 
-Where it runs: `local` (headless Chromium on this host). An SSH host or an Android phone needs the
-browser's DevTools port reached through the transport (a port forward, `adb forward tcp:PORT
-localabstract:chrome_devtools_remote`); no transport offers one yet, so planning refuses them with
-that reason (`paddlejs_page.device_refusal`) and the argv builders in lab/cdp.py wait for it.
+Where it runs: `local` (headless Chromium on this host) and an SSH host (lab/paddlejs_remote.py:
+the site and web_server.py are pushed in `prepare`, the host's own headless Chromium and server run
+as one process group per trial, and its DevTools port is forwarded over the SSH connection). An
+Android phone needs `adb forward tcp:PORT localabstract:chrome_devtools_remote`, which the ADB
+transport does not offer, so planning refuses it with that reason (`paddlejs_page.device_refusal`).
 
 Agreement (lab/agreement.py, the one definition): the page's input is sample 0 of the model's
 reference input set; after the trials every page load's output is compared with the host's cached
@@ -25,11 +26,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import cdp, paddlejs_page
+from .. import cdp, paddlejs_page, paddlejs_remote
 from ..convert import paddlejs as web_convert
 from ..errors import ConfigError, LabError, RunnerError
 from ..records import Measurement
-from .base import JobContext, PreparedJob, Runtime, TrialResult, input_shapes
+from .base import JobContext, PreparedJob, Runtime, TrialResult, device_python, input_shapes
 from .json_runner import measurement_from_docs, trial_from_doc, validate_runner_doc
 
 SOFTWARE_GPU_NOTE = "software GPU emulation (SwiftShader): not a GPU figure"
@@ -53,11 +54,11 @@ def page_agreement(art, outputs: list[list[float | None] | None], precision: str
     """Each page load's output against the reference of sample 0 (one comparison per trial).
 
     The page returns a flat list (non-finite values arrive as null); it is shaped as the
-    reference output before it is compacted by the one definition (pi_runner.compact_output).
+    reference output before it is compacted by the one definition (runner_core.compact_output).
     """
     import numpy as np
     from .. import agreement
-    from ..runners import pi_runner
+    from ..runners import runner_core
     ref = agreement.load_reference(art)
     want = ref["outputs"][0][0]
     cands = []
@@ -66,7 +67,7 @@ def page_agreement(art, outputs: list[list[float | None] | None], precision: str
             cands.append([])  # compare() reports the missing output as a failure, with the reason
             continue
         arr = np.array([np.nan if v is None else v for v in out], dtype="float64").reshape(want.shape)
-        cands.append([pi_runner.compact_output(np, arr)])
+        cands.append([runner_core.compact_output(np, arr)])
     return agreement.compare([ref["compact"][0]] * len(outputs), cands, precision,
                              agreement.reference_name(ref))
 
@@ -82,7 +83,7 @@ class PaddleJs(Runtime):
         page_backend = paddlejs_page.backend_name(ctx.backend.id)  # paddle-js-wasm: refused
         refusal = paddlejs_page.device_refusal(ctx.device)
         if refusal:
-            raise ConfigError(f"job {ctx.job.job_id}: {refusal}", fix="run paddle-js-* on `local`")
+            raise ConfigError(f"job {ctx.job.job_id}: {refusal}", fix="run paddle-js-* on `local` or an SSH host")
         wm = web_model(ctx)
         (spec, shape), = input_shapes(ctx, static=True, dtypes=("float32",))
         ref_inputs, source = agreement.reference_inputs(ctx.artifact)
@@ -93,13 +94,20 @@ class PaddleJs(Runtime):
                               fix="use batch 1 for paddle-js backends")
         inputs = [(spec.name, sample)]
         input_spec = f"{spec.name}:{'x'.join(str(d) for d in shape)}:{spec.dtype}"
-        return PreparedJob(command=["chromium", "(headless, CDP)", "index.html", input_spec],
-                           model_sha256=wm.sha256,
-                           notes=[f"Paddle.js web model {wm.converter}; fixes: "
-                                  f"{'; '.join(wm.fixes) or 'none'}"],
-                           extra={"web_dir": wm.dir, "inputs": inputs, "input_spec": input_spec,
-                                  "page_backend": page_backend,
-                                  "input_source": f"{source}: sample 0"})
+        extra = {"web_dir": wm.dir, "inputs": inputs, "input_spec": input_spec,
+                 "page_backend": page_backend, "input_source": f"{source}: sample 0"}
+        browser = "chromium"
+        notes = [f"Paddle.js web model {wm.converter}; fixes: {'; '.join(wm.fixes) or 'none'}"]
+        if ctx.device.transport != "local":  # an SSH host: its own Chromium and page server
+            browser = paddlejs_remote.device_chromium(ctx.transport)
+            python = device_python(ctx.device)
+            paddlejs_remote.check_python(ctx.transport, python)
+            site = paddlejs_remote.push_site(ctx.transport, wm.dir, inputs, ctx.artifact.id)
+            extra.update(site=site, browser=browser, python=python)
+            notes.append(f"page served and run on {ctx.device.id} (headless {browser}); "
+                         "DevTools reached through an SSH port forward")
+        return PreparedJob(command=[browser, "(headless, CDP)", "index.html", input_spec],
+                           model_sha256=wm.sha256, notes=notes, extra=extra)
 
     def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int,
                   session: Any | None) -> TrialResult:
@@ -107,11 +115,19 @@ class PaddleJs(Runtime):
         proto = paddlejs_page.PageProtocol(
             warmup=p.warmup, warmup_seconds=p.warmup_seconds, min_iters=p.min_iters,
             min_seconds=p.min_seconds, max_seconds=p.max_seconds, target_rel_ci=p.target_rel_ci)
-        with tempfile.TemporaryDirectory(prefix=f"hwlab-web-{ctx.job.job_id}-t{trial}-",
-                                         dir=ctx.transport.workdir) as tmp:
-            doc = paddlejs_page.run_page(x["web_dir"], x["inputs"], x["input_spec"], proto,
-                                         p.timeout_s, Path(tmp), seed=trial, backend=ctx.job.backend)
-            served_files, served_sha = web_convert.web_sha256(Path(tmp) / "site" / "model")
+        if "site" in x:  # an SSH host: pushed (and verified by sha256) in prepare
+            site = x["site"]
+            doc = paddlejs_remote.run_remote_page(
+                ctx.transport, site, x["input_spec"], proto, p.timeout_s, python=x["python"],
+                browser=x["browser"], seed=trial, backend=ctx.job.backend,
+                tag=f"{ctx.job.job_id}-t{trial}")
+            served_files, served_sha = site.model_files, site.model_sha256
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"hwlab-web-{ctx.job.job_id}-t{trial}-",
+                                             dir=ctx.transport.workdir) as tmp:
+                doc = paddlejs_page.run_page(x["web_dir"], x["inputs"], x["input_spec"], proto,
+                                             p.timeout_s, Path(tmp), seed=trial, backend=ctx.job.backend)
+                served_files, served_sha = web_convert.web_sha256(Path(tmp) / "site" / "model")
         doc.setdefault("model", {})["sha256"] = served_sha  # what the server actually served
         doc["model"]["files"] = served_files
         if not doc.get("ok"):

@@ -220,7 +220,7 @@ class PaddleLite(Runtime):
         if not out_paths:
             return None
         import numpy as np
-        from ..runners.pi_runner import compact_output
+        from ..runners.runner_core import compact_output
         ref = ctx.checks.reference
         compact = []
         for j, path in enumerate(out_paths.split(":")):

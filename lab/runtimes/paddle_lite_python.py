@@ -13,6 +13,7 @@ import platform
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..runners.runner_core import protocol_argv
 from ..records import Device
 from .base import JobContext, device_python, input_shapes
 from .json_runner import JsonRunnerRuntime
@@ -66,9 +67,7 @@ class PaddleLitePython(JsonRunnerRuntime):
         job, p = ctx.job, ctx.job.protocol
         args = ["--model-file", remote_files[0], "--threads", str(job.threads),
                 "--power-mode", job.option("power_mode") or ctx.device.power_mode or "no-bind",
-                "--warmup", str(p.warmup), "--warmup-seconds", str(p.warmup_seconds),
-                "--min-iters", str(p.min_iters), "--min-seconds", str(p.min_seconds),
-                "--max-seconds", str(p.max_seconds), "--target-rel-ci", str(p.target_rel_ci)]
+                *protocol_argv(p)]
         for spec, shape in input_shapes(ctx, static=True):
             args += ["--input", f"{spec.name}:{'x'.join(str(d) for d in shape)}:{spec.dtype}"]
         return args

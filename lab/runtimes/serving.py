@@ -262,8 +262,8 @@ def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -
         return run_scenario(url, model, samples, _settings(ctx, opts, "Server", round(q, 3)),
                             out_dir=out / f"server-{runs[0]:02d}-{q:.3f}qps", **kw)
 
-    sw = sweep(measure, lo, hi, rel_tol=SWEEP_REL_TOL, max_points=SWEEP_MAX_POINTS)
     sanity = sanity_bound(opts.instances, opts.max_batch, single.p50_ms)
+    sw = sweep(measure, lo, hi, rel_tol=SWEEP_REL_TOL, max_points=SWEEP_MAX_POINTS, ceiling=sanity)
     doc["singlestream"], doc["offline"] = single.to_dict(), offline.to_dict()
     max_qps = sw.best.target_qps if sw.best is not None else None  # the rate LoadGen ran (rounded)
     doc["sweep"] = {"max_qps": max_qps, "latency_bound_ms": sw.latency_bound_ms, "percentile": sw.percentile,

@@ -47,13 +47,18 @@ def _point(r: LoadResult) -> SweepPoint:
 
 
 def sweep(measure: Callable[[float], LoadResult], lo: float, hi: float, *, rel_tol: float = 0.05,
-          max_points: int = 10, max_halvings: int = 3) -> SweepResult:
+          max_points: int = 10, max_halvings: int = 3, max_growths: int = 2,
+          ceiling: float | None = None) -> SweepResult:
     """Bisect [lo, hi] with `measure(qps) -> LoadResult` (a Server run at that rate).
 
     Stops when (hi - lo) / hi <= rel_tol or after max_points runs (converged=False then).
+    `ceiling`: the highest rate the upper end may grow to (the batch-1 sanity bound: a short run
+    above what the instances can serve may still look VALID while its queue builds).
     """
     if not 0 < lo < hi:
         raise ValueError(f"sweep needs 0 < lo < hi (got {lo}, {hi})")
+    if ceiling is not None and lo < ceiling < hi:
+        hi = ceiling  # a guess above what the instances can serve is not a rate to try
     points: list[SweepPoint] = []
     best: LoadResult | None = None
     first: LoadResult | None = None
@@ -81,11 +86,22 @@ def sweep(measure: Callable[[float], LoadResult], lo: float, hi: float, *, rel_t
     if best is None:
         return result(None, False, f"no rate down to {hi:.3g} QPS held the bound")
     halved = len(points) > 1  # then hi is a rate that already failed: not run again
-    if len(points) < max_points and not halved:
-        r = run(hi)
-        if r.valid:
-            best = r
-            return result(hi, True, "the upper end of the bracket held the bound")
+    if not halved:
+        # the upper end is a guess (Offline throughput x 1.1): while it holds, double it (bounded),
+        # so the answer is a rate that held next to one that did not, never just the guess
+        for _ in range(max_growths + 1):
+            if len(points) >= max_points:
+                break
+            r = run(hi)
+            if not r.valid:
+                break
+            lo, best = hi, r
+            if ceiling is not None and hi >= ceiling:
+                return result(lo, False, f"held the bound up to the ceiling {ceiling:.3g} QPS (no rate "
+                                         "above it can be sustained; a longer run would fail it)")
+            hi = hi * 2.0 if ceiling is None else min(hi * 2.0, ceiling)
+        else:
+            return result(lo, False, f"every rate up to {lo:.3g} QPS held the bound (growth limit)")
     while len(points) < max_points and (hi - lo) / hi > rel_tol:
         mid = (lo + hi) / 2.0
         r = run(mid)

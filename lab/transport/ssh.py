@@ -309,8 +309,8 @@ class SSHTransport:
         if not pid:
             return
         p = str(int(pid))
-        script = (f"kill -TERM -- -{p} 2>/dev/null || kill -TERM {p} 2>/dev/null; sleep 0.3; "
-                  f"kill -KILL -- -{p} 2>/dev/null || kill -KILL {p} 2>/dev/null; true")
+        script = (f"kill -s TERM -- -{p} 2>/dev/null || kill -s TERM {p} 2>/dev/null; sleep 0.3; "
+                  f"kill -s KILL -- -{p} 2>/dev/null || kill -s KILL {p} 2>/dev/null; true")
         try:
             with self._lock:
                 chan = self._transport().open_session(timeout=self.connect_timeout)

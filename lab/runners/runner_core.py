@@ -1,0 +1,702 @@
+"""The protocol code every travelling runner shares: one definition, travelling with each runner.
+
+Why a companion file: the runners (pi_runner.py, lite_runner.py, ort_runner.py, serving_runner.py)
+run on devices with old Pythons and no lab installed, so they cannot import `lab`. Each used to
+carry its own copy of the measuring protocol; now a runner travels with this file and nothing else
+(lab/runtimes/base.py `push_runner` pushes both into one remote directory, hash-cached). A runner
+imports it as ``from . import runner_core`` on the host (as part of the `lab.runners` package) and
+as ``import runner_core`` on the device (run as a script, its own directory is sys.path[0]).
+
+Standard library only, Python 3.7+ syntax; functions that need numpy take it as a parameter, so the
+host imports this without numpy or any runtime. Nothing here imports a runner.
+
+What is here: the order-statistic CI of the median and percentiles; the warm-up, the adaptive
+steady state and the sustained (windowed) loop; the environment probes (CPU model, governor,
+frequencies, temperatures, peak RSS, uptime/UTC clocks) and the busy-host probe from /proc; input
+spec parsing and seeded random inputs; the compact outputs the host compares (lab/agreement.py);
+the runner JSON skeleton (schema ``hwlab.runner/1``, docs/architecture.md), its writer, the
+protocol flags, signal handling and the one-line error of a failed trial.
+"""
+from __future__ import print_function
+
+import glob
+import hashlib
+import json
+import math
+import os
+import platform
+import signal
+import socket
+import sys
+import time
+
+EXIT_FAILED = 3
+SUPPORTED_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "int8", "bool")
+
+OUTPUTS_CHECK_SCHEMA = "hwlab.outputs_check/1"
+EVAL_CHECK_SCHEMA = "hwlab.eval_check/1"
+WHOLE_MAX = 4096    # outputs up to this many elements travel whole
+SAMPLE_SIZE = 1024  # larger ones: elements at flat indices (k * numel) // SAMPLE_SIZE
+TOPK = 5
+
+# The measuring protocol's flags, (dest, type, default), in the order runners and hosts write them;
+# lab/runtimes passes a job's Protocol through protocol_argv (same attribute names).
+PROTOCOL_FLAGS = (("warmup", int, 10), ("warmup_seconds", float, 1.0), ("min_iters", int, 50),
+                  ("min_seconds", float, 2.0), ("max_seconds", float, 20.0), ("target_rel_ci", float, 0.02))
+
+
+class RunnerFailure(Exception):
+    """A problem the runner reports as ok=false with this one-line message."""
+
+
+# ---------------------------------------------------------------- order-statistic CI of the median
+
+_CI_INDEX_CACHE = {}
+
+
+def median_ci_indices(n, confidence=0.95):
+    """0-based (lo, hi) indices into the sorted samples bounding the median's CI, or None.
+
+    Exact binomial bounds (computed in log space with math.lgamma, no scipy): lo is the largest k
+    with P(B <= k-1) <= alpha/2 for B ~ Binomial(n, 1/2), and hi = n - 1 - lo by symmetry.
+    Coverage is then >= confidence. Returns None when n is too small for any interval (n < 6 at
+    95%).
+    """
+    key = (n, confidence)
+    if key in _CI_INDEX_CACHE:
+        return _CI_INDEX_CACHE[key]
+    alpha_half = (1.0 - confidence) / 2.0
+    result = None
+    if n >= 1:
+        log_norm = n * math.log(2.0)
+        lgn = math.lgamma(n + 1)
+        cdf = 0.0
+        # Start 6 sigma below the mean (sigma = sqrt(n)/2): the mass below is < 1e-8, negligible
+        # next to alpha/2, and the walk is O(sqrt(n)) instead of O(n).
+        k = max(0, int(n / 2.0 - 3.0 * math.sqrt(n)))  # cdf holds P(B <= k - 1)
+        # Walk up while adding P(B = k) keeps the lower tail within alpha/2.
+        while k <= n // 2:
+            pk = math.exp(lgn - math.lgamma(k + 1) - math.lgamma(n - k + 1) - log_norm)
+            if cdf + pk > alpha_half:
+                break
+            cdf += pk
+            k += 1
+        # Now P(B <= k - 1) <= alpha/2 < P(B <= k): x_(k) in 1-based terms is the lower bound.
+        if k >= 1:
+            lo = k - 1  # 0-based index of the k-th order statistic
+            hi = n - 1 - lo
+            if lo < hi:
+                result = (lo, hi)
+    _CI_INDEX_CACHE[key] = result
+    return result
+
+
+def median_of_sorted(s):
+    n = len(s)
+    if n == 0:
+        return None
+    mid = n // 2
+    if n % 2:
+        return s[mid]
+    return 0.5 * (s[mid - 1] + s[mid])
+
+
+def median_ci(samples, confidence=0.95, presorted=False):
+    """(median, lo, hi, rel_halfwidth) for the samples; lo/hi/rel are None when n is too small."""
+    s = samples if presorted else sorted(samples)
+    med = median_of_sorted(s)
+    idx = median_ci_indices(len(s), confidence)
+    if med is None or idx is None:
+        return med, None, None, None
+    lo, hi = s[idx[0]], s[idx[1]]
+    rel = (hi - lo) / 2.0 / med if med > 0 else None
+    return med, lo, hi, rel
+
+
+def percentile_sorted(s, q):
+    """Linear-interpolated percentile q (0-100) of sorted samples (numpy's default method)."""
+    if not s:
+        return None
+    pos = (len(s) - 1) * q / 100.0
+    lo = int(math.floor(pos))
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+# ------------------------------------------------------------------------------ environment probes
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except (IOError, OSError):
+        return None
+
+
+def cpu_model():
+    text = _read("/proc/cpuinfo")
+    if text:
+        keys = ("model name", "Hardware", "Processor", "cpu model", "uarch")
+        found = {}
+        for line in text.splitlines():
+            if ":" in line:
+                k, v = line.split(":", 1)
+                k, v = k.strip(), v.strip()
+                if k in keys and v and k not in found:
+                    found[k] = v
+        for k in keys:
+            if k in found:
+                return found[k]
+        parts = [line.split(":", 1)[1].strip() for line in text.splitlines()
+                 if line.startswith("CPU part")]
+        if parts:
+            return "CPU part " + ",".join(sorted(set(parts)))
+    return platform.processor() or None
+
+
+def _cpu_dirs():
+    dirs = glob.glob("/sys/devices/system/cpu/cpu[0-9]*")
+    return sorted(dirs, key=lambda d: int(os.path.basename(d)[3:]))
+
+
+def cpu_freqs_khz():
+    """{cpuN: scaling_cur_freq kHz} or None where cpufreq is absent (VMs, containers)."""
+    out = {}
+    for d in _cpu_dirs():
+        v = _read(os.path.join(d, "cpufreq", "scaling_cur_freq"))
+        if v and v.strip().isdigit():
+            out[os.path.basename(d)] = int(v.strip())
+    return out or None
+
+
+def cpu_governor():
+    """The scaling governor, 'a,b' when cores differ, None where cpufreq is absent."""
+    govs = set()
+    for d in _cpu_dirs():
+        v = _read(os.path.join(d, "cpufreq", "scaling_governor"))
+        if v and v.strip():
+            govs.add(v.strip())
+    return ",".join(sorted(govs)) if govs else None
+
+
+def thermal_temps_c():
+    """{'zoneN:type': degC} from /sys/class/thermal (millidegrees), None where absent."""
+    out = {}
+    zones = glob.glob("/sys/class/thermal/thermal_zone[0-9]*")
+    for z in sorted(zones, key=lambda p: int(p.rsplit("thermal_zone", 1)[1])):
+        raw = _read(os.path.join(z, "temp"))
+        if raw is None:
+            continue
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            continue
+        kind = (_read(os.path.join(z, "type")) or "").strip() or "unknown"
+        name = "zone" + z.rsplit("thermal_zone", 1)[1] + ":" + kind
+        out[name] = value / 1000.0
+    return out or None
+
+
+def peak_rss():
+    """(peak RSS in MB, source, note). VmHWM first; ru_maxrss as a fallback; else None."""
+    text = _read("/proc/self/status")
+    if text:
+        for line in text.splitlines():
+            if line.startswith("VmHWM:"):
+                parts = line.split()
+                if len(parts) >= 2 and parts[1].isdigit():
+                    return int(parts[1]) / 1024.0, "VmHWM", None
+    try:
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        # Linux reports kB, macOS bytes.
+        mb = rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
+        return mb, "ru_maxrss", "/proc/self/status has no VmHWM"
+    except Exception as exc:  # pragma: no cover - platform specific
+        return None, None, "peak RSS unavailable: " + one_line(exc)
+
+
+def utc_now():
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % int((now % 1) * 1000)
+
+
+def read_uptime():
+    """Seconds since boot from /proc/uptime (None where there is no procfs)."""
+    try:
+        with open("/proc/uptime") as fh:
+            return float(fh.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def one_line(exc):
+    text = str(exc).strip().splitlines()
+    first = ""
+    for line in text:
+        if line.strip():
+            first = line.strip()
+            break
+    name = type(exc).__name__
+    if isinstance(exc, RunnerFailure):
+        msg = first or name
+    else:
+        msg = (name + ": " + first) if first else name
+    return msg[:500]
+
+
+def files_sha256(paths):
+    """One sha256 over the files' bytes in order (a single file: that file's sha256)."""
+    h = hashlib.sha256()
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------- busy-host probe
+# Why: a benchmark on a host where other processes compete for the CPU measures the competition.
+# Share of the CPU time taken by OTHER processes during a window, from /proc:
+#   others = (busy jiffies of the CPUs this process may run on, from /proc/stat 'cpuN' lines)
+#            - (this process's utime + stime, all its threads, from /proc/self/stat)
+#   share  = others / (all jiffies of those CPUs, idle included), clamped to [0, 1].
+# busy = user+nice+system+irq+softirq+steal (guest is inside user); idle and iowait are not busy.
+# The lab's own telemetry sampler runs beside the runner and counts as "other" (a few % of a core).
+# Where /proc/stat or /proc/self/stat is missing the share is None with a note, never 0.
+
+def parse_proc_stat(text, cpus=None):
+    """(busy, total) jiffies summed over 'cpuN' lines for N in cpus, or the 'cpu' line when cpus
+    is None or no listed CPU has a line. None when the text has no usable line."""
+    lines = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if parts and parts[0].startswith("cpu"):
+            try:
+                lines[parts[0]] = [int(x) for x in parts[1:9]]
+            except ValueError:
+                continue
+    rows = [lines["cpu%d" % c] for c in (cpus or ()) if "cpu%d" % c in lines]
+    if not rows and "cpu" in lines:
+        rows = [lines["cpu"]]
+    if not rows:
+        return None
+    busy = total = 0
+    for v in rows:
+        v = (v + [0] * 8)[:8]
+        total += sum(v)
+        busy += sum(v) - v[3] - v[4]
+    return busy, total
+
+
+def parse_self_stat(text):
+    """utime + stime (jiffies) of a /proc/PID/stat line; None when malformed."""
+    try:
+        fields = text.rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after pid and comm
+    except (IndexError, ValueError):
+        return None
+
+
+def affinity_cpus():
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def busy_snapshot(cpus=None):
+    """(busy, total, self) jiffies now, or a string saying why they cannot be read."""
+    stat, own = _read("/proc/stat"), _read("/proc/self/stat")
+    if stat is None or own is None:
+        return "no /proc/stat or /proc/self/stat on this device"
+    bt = parse_proc_stat(stat, cpus)
+    me = parse_self_stat(own)
+    if bt is None or me is None:
+        return "cannot parse /proc/stat or /proc/self/stat"
+    return bt[0], bt[1], me
+
+
+def busy_share(a, b):
+    """Other processes' share of the CPU time between two snapshots: (share, detail) or (None, why)."""
+    if isinstance(a, str) or isinstance(b, str):
+        return None, (a if isinstance(a, str) else b)
+    d_busy, d_total, d_self = b[0] - a[0], b[1] - a[1], b[2] - a[2]
+    if d_total <= 0:
+        return None, "no CPU time elapsed in /proc/stat during the window"
+    share = min(1.0, max(0.0, float(d_busy - d_self) / d_total))
+    return share, {"others_jiffies": d_busy - d_self, "self_jiffies": d_self, "total_jiffies": d_total}
+
+
+def record_busy(doc, a, b, cpus):
+    share, detail = busy_share(a, b)
+    doc["env"]["host_busy_share"] = share
+    if share is None:
+        doc["env"]["host_busy_note"] = detail
+    else:
+        detail["cpus"] = cpus
+        detail["method"] = "/proc/stat busy jiffies of the allowed CPUs minus /proc/self/stat utime+stime"
+        doc["env"]["host_busy"] = detail
+
+
+# --------------------------------------------------------------------------------- argument parsing
+
+def parse_input_spec(text, dtypes=SUPPORTED_DTYPES, dynamic=False):
+    """'name:1x3x224x224:float32' -> (name, [1, 3, 224, 224], 'float32').
+
+    dtypes: what this runner's runtime takes; dynamic: -1 dims allowed (a server's batch axis).
+    """
+    parts = text.rsplit(":", 2)
+    if len(parts) != 3 or not parts[0]:
+        raise RunnerFailure("bad --input %r: expected name:1x3x224x224:float32" % text)
+    name, shape_s, dtype = parts
+    try:
+        shape = [int(d) for d in shape_s.lower().split("x")]
+    except ValueError:
+        raise RunnerFailure("bad --input %r: shape %r must be integers joined by 'x'" % (text, shape_s))
+    if not shape or any(d <= 0 and not (dynamic and d == -1) for d in shape):
+        raise RunnerFailure("bad --input %r: every dimension must be a positive integer%s"
+                            % (text, " or -1" if dynamic else ""))
+    if dtype not in dtypes:
+        raise RunnerFailure("bad --input %r: dtype %r not in %s" % (text, dtype, ", ".join(dtypes)))
+    return name, shape, dtype
+
+
+def _terminate(signum, frame):
+    raise RunnerFailure("terminated by signal %d" % signum)
+
+
+def install_signal_handlers():
+    """SIGTERM/SIGHUP -> RunnerFailure, so a host timeout still gets the partial JSON.
+
+    Called again after `import paddle`: paddle installs its own failure-signal handlers on import.
+    """
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            try:
+                signal.signal(sig, _terminate)
+            except (ValueError, OSError):  # not the main thread
+                pass
+
+
+def make_inputs(np, specs, seed, vocab_max):
+    rng = np.random.RandomState(seed)
+    arrays = []
+    for name, shape, dtype in specs:
+        if dtype in ("int64", "int32", "int8", "uint8"):
+            arr = rng.randint(0, vocab_max, size=shape).astype(dtype)
+        elif dtype == "bool":
+            arr = rng.randint(0, 2, size=shape).astype("bool")
+        else:
+            arr = rng.random_sample(size=shape).astype(dtype)
+        arrays.append((name, arr))
+    return arrays
+
+
+def steady_check_every(n):
+    """Iterations between CI checks: ~10, growing with n so total sorting stays O(n log n)."""
+    return max(10, n // 50)
+
+
+def warm_up(run, iters, seconds, timings, clock=time.perf_counter):
+    """At least `iters` runs AND at least `seconds`; records warmup_iters / warmup_ms_total."""
+    w_iters, w_total = 0, 0.0
+    w_start = clock()
+    while w_iters < iters or (clock() - w_start) < seconds:
+        t = clock()
+        run()
+        w_total += clock() - t
+        w_iters += 1
+        timings["warmup_iters"] = w_iters
+    timings["warmup_ms_total"] = w_total * 1e3
+    return w_iters, w_total
+
+
+def steady_state(run, min_iters, min_seconds, max_seconds, target_rel_ci, max_iters, timings,
+                 clock=time.perf_counter):
+    """The measured loop: perf_counter around run() alone, until all stop criteria are met.
+
+    Appends to timings["samples_ms"] as it goes (a SIGTERM still leaves the samples so far) and
+    fills steady_seconds, converged, stop_reason, rel_ci. bench/harness_overhead.py calls this very
+    function on a shared predictor to measure the loop's own overhead.
+    """
+    samples = timings["samples_ms"]
+    ordered = []  # sorted copy, extended by merging (timsort merges two runs in O(n))
+    s_start = clock()
+    next_check = steady_check_every(0)
+    converged, reason = False, "max_seconds"
+    while True:
+        t = clock()
+        run()
+        samples.append((clock() - t) * 1e3)
+        n = len(samples)
+        elapsed = clock() - s_start
+        if max_iters and n >= max_iters:
+            rel = median_ci(samples)[3]
+            if rel is not None and rel <= target_rel_ci and elapsed >= min_seconds:
+                converged, reason = True, "converged"
+            else:
+                reason = "max_iters"
+            break
+        if n >= next_check or elapsed >= max_seconds:
+            next_check = n + steady_check_every(n)
+            if n >= min_iters and elapsed >= min_seconds:
+                ordered.extend(sorted(samples[len(ordered):]))
+                ordered.sort()
+                rel = median_ci(ordered, presorted=True)[3]
+                if rel is not None and rel <= target_rel_ci:
+                    converged, reason = True, "converged"
+                    break
+            timings["steady_seconds"] = elapsed
+            if elapsed >= max_seconds:
+                break
+    timings["steady_seconds"] = clock() - s_start
+    timings["converged"] = converged
+    timings["stop_reason"] = reason
+    timings["rel_ci"] = median_ci(samples)[3]
+    return timings
+
+
+def sustained(run, seconds, window_s, target_rel_ci, timings, clock=time.perf_counter,
+              uptime=read_uptime, cpus=None, snapshot=busy_snapshot):
+    """Run continuously for `seconds`, cut into windows of `window_s` (the last may be shorter).
+
+    Every sample goes to timings["samples_ms"] (the job's figures are over the whole run); each
+    window records its iterations, p50/p90, its start/end relative to the run's start
+    (t_start_s/t_end_s, perf_counter) and on the device's uptime clock (clock_start/clock_end, the
+    telemetry sampler's clock), and the other processes' share of the CPU during it.
+    """
+    samples = timings["samples_ms"]
+    windows = []
+    start = clock()
+    w_start, w_first, w_up, w_busy = start, 0, uptime(), snapshot(cpus)
+    while True:
+        t = clock()
+        run()
+        now = clock()
+        samples.append((now - t) * 1e3)
+        done = now - start >= seconds
+        if now - w_start >= window_s or done:
+            ordered = sorted(samples[w_first:])
+            up, busy = uptime(), snapshot(cpus)
+            windows.append({"idx": len(windows), "t_start_s": w_start - start, "t_end_s": now - start,
+                            "clock_start": w_up, "clock_end": up, "n": len(ordered),
+                            "p50_ms": median_of_sorted(ordered), "p90_ms": percentile_sorted(ordered, 90),
+                            "host_busy_share": busy_share(w_busy, busy)[0]})
+            timings["steady_seconds"] = now - start
+            w_start, w_first, w_up, w_busy = now, len(samples), up, busy
+        if done:
+            break
+    rel = median_ci(samples)[3]
+    timings["steady_seconds"] = clock() - start
+    timings["converged"] = rel is not None and rel <= target_rel_ci
+    timings["stop_reason"] = "sustained"
+    timings["rel_ci"] = rel
+    return {"seconds": seconds, "window_s": window_s, "windows": windows}
+
+
+def steady_banner(name, timings, warmup_iters):
+    """One progress line on stderr when the steady phase starts (logs; tests wait for it)."""
+    sys.stderr.write("%s: steady state (load %.1f ms, first %.1f ms, %d warm-up iterations)\n"
+                     % (name, timings["load_ms"], timings["first_ms"], warmup_iters))
+    sys.stderr.flush()
+
+
+def steady_window(doc, loop):
+    """Run loop(cpus) as the steady window: stamped on the device's uptime clock (the telemetry
+    sampler stamps its lines with the same clock, so power is cut to exactly this window,
+    lab/telemetry.py) and with the other processes' share of the CPUs during it (doc env)."""
+    cpus = affinity_cpus()
+    busy_start = busy_snapshot(cpus)
+    up_start = read_uptime()
+    result = loop(cpus)
+    up_end = read_uptime()
+    record_busy(doc, busy_start, busy_snapshot(cpus), cpus)
+    if up_start is not None and up_end is not None:
+        doc["clock"] = {"name": "uptime", "steady_start": up_start, "steady_end": up_end}
+    return result
+
+
+# ----------------------------------------------------------------------------- Paddle Inference
+
+def paddle_config(pi, model_file, params_file, device, threads, onednn):
+    """A paddle.inference Config with the options pi_runner and serving_runner share: quiet glog;
+    on CPU no GPU, `threads` math threads, oneDNN on or off under either API name (Paddle 3
+    renamed mkldnn to onednn). GPU and precision options are the caller's."""
+    config = pi.Config(model_file, params_file)
+    if hasattr(config, "disable_glog_info"):
+        config.disable_glog_info()
+    if device == "cpu":
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(threads)
+        if onednn:
+            (getattr(config, "enable_onednn", None) or config.enable_mkldnn)()
+        else:
+            off = getattr(config, "disable_onednn", None) or getattr(config, "disable_mkldnn", None)
+            if off is None:
+                raise RunnerFailure("this paddle has no disable_mkldnn/disable_onednn: cannot turn oneDNN off")
+            off()
+    return config
+
+
+def memory_optim(config, model_file):
+    """enable_memory_optim for a legacy .pdmodel only: with a .json (PIR) model it breaks
+    create_predictor in Paddle 3.3.1 (paddle.md 4.4). Returns whether it is on."""
+    if model_file.endswith(".pdmodel"):
+        config.enable_memory_optim()
+        return True
+    return False
+
+
+# ------------------------------------------------------------------------------ output checks
+
+def compact_output(np, arr):
+    """A JSON-able summary of one output tensor that the host can compare (lab/agreement.py).
+
+    Non-finite elements become None in values/sample and are counted in ``nonfinite``.
+    """
+    flat = np.asarray(arr).astype("float64").ravel()
+    n = int(flat.size)
+    finite = np.isfinite(flat)
+    d = {"shape": [int(x) for x in np.shape(arr)], "numel": n, "nonfinite": int(n - finite.sum())}
+    safe = np.where(finite, flat, 0.0)
+    d["sum"] = float(safe.sum())
+    d["sumsq"] = float((safe * safe).sum())
+    if n == 0:
+        d.update(values=[], argmax=None, topk=[])
+        return d
+    ranked = np.where(finite, flat, -np.inf)
+    d["argmax"] = int(np.argmax(ranked))
+    top = np.argsort(-ranked, kind="stable")[:min(TOPK, n)]
+    d["topk"] = [[int(i), float(flat[i]) if finite[i] else None] for i in top]
+
+    def listed(values, ok):
+        return [float(v) if good else None for v, good in zip(values.tolist(), ok.tolist())]
+
+    if n <= WHOLE_MAX:
+        d["values"] = listed(flat, finite)
+    else:
+        pick = (np.arange(SAMPLE_SIZE) * n) // SAMPLE_SIZE
+        d["sample"] = listed(flat[pick], finite[pick])
+    return d
+
+
+# ------------------------------------------------------------------------------ the runner JSON
+
+def command_line(default_name, argv):
+    """The command recorded in the JSON: this interpreter, the runner's path, its arguments."""
+    return [sys.executable or "python3", sys.argv[0] if sys.argv and sys.argv[0] else default_name] + list(argv)
+
+
+def new_doc(schema, runner, version, command, model, config, protocol, env, clock, gpu_mem_note):
+    """The runner JSON skeleton with the environment probed now; `env` adds the runtime's versions.
+
+    Every figure starts as None (unknown), never 0; the runner fills what it measures.
+    """
+    probed = {"python": platform.python_version(), "numpy": None,
+              "hostname": socket.gethostname(), "machine": platform.machine(),
+              "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+              "governor": cpu_governor(), "freq_khz_start": cpu_freqs_khz(), "freq_khz_end": None,
+              "temps_c_start": thermal_temps_c(), "temps_c_end": None, "pid": os.getpid(),
+              "host_busy_share": None}
+    probed.update(env)
+    return {
+        "schema": schema, "runner": runner, "runner_version": version, "ok": False, "error": None,
+        "command": list(command), "model": model, "config": config, "protocol": protocol, "env": probed,
+        "timings": {"load_ms": None, "first_ms": None, "warmup_iters": 0, "warmup_ms_total": None,
+                    "samples_ms": [], "steady_seconds": None, "converged": False, "stop_reason": None,
+                    "rel_ci": None, "clock": clock},
+        "memory": {"peak_rss_mb": None, "rss_source": None, "gpu_mem_mb": None, "gpu_mem_note": gpu_mem_note},
+        "telemetry": {"nvml": None},
+        "started_at": utc_now(), "finished_at": None,
+    }
+
+
+def finish(doc, out):
+    """End-of-run probes, then write the JSON to `out` (atomically) or as the last stdout line ('-')."""
+    doc["env"]["freq_khz_end"] = cpu_freqs_khz()
+    doc["env"]["temps_c_end"] = thermal_temps_c()
+    mb, source, note = peak_rss()
+    doc["memory"]["peak_rss_mb"] = mb
+    doc["memory"]["rss_source"] = source
+    if note:
+        doc["memory"]["rss_note"] = note
+    doc["finished_at"] = utc_now()
+    text = json.dumps(doc, allow_nan=False)
+    if out == "-":
+        sys.stdout.flush()
+        sys.stdout.write("\n" + text + "\n")
+        sys.stdout.flush()
+    else:
+        tmp = out + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+        os.replace(tmp, out)
+
+
+def run_measured(name, doc, measure, out, pid_file=None):
+    """A runner's life after its arguments: signals, pid file, measure(doc), then the JSON whatever
+    happened (KeyboardInterrupt and SIGTERM too: what was measured so far). Returns the exit code."""
+    install_signal_handlers()
+    if pid_file:
+        try:
+            with open(pid_file, "w") as fh:
+                fh.write("%d\n" % os.getpid())
+        except OSError as exc:
+            sys.stderr.write(name + ": cannot write pid file: " + one_line(exc) + "\n")
+    code = 0
+    try:
+        measure(doc)
+        doc["ok"] = True
+    except BaseException as exc:  # KeyboardInterrupt too: still write what was measured
+        doc["ok"] = False
+        doc["error"] = one_line(exc)
+        code = EXIT_FAILED
+        sys.stderr.write(name + ": " + doc["error"] + "\n")
+    try:
+        finish(doc, out)
+    except Exception as exc:
+        sys.stderr.write(name + ": could not write result: " + one_line(exc) + "\n")
+        code = EXIT_FAILED
+    return code
+
+
+# ------------------------------------------------------------------------------ the protocol flags
+
+def add_protocol_flags(parser, max_iters=True):
+    """The measuring protocol's flags (PROTOCOL_FLAGS), plus --max-iters where the runner has it."""
+    for dest, kind, default in PROTOCOL_FLAGS:
+        parser.add_argument("--" + dest.replace("_", "-"), type=kind, default=default)
+    if max_iters:
+        parser.add_argument("--max-iters", type=int, default=0,
+                            help="stop after N steady iterations (0 = no limit); with --target-rel-ci huge "
+                                 "this is a fixed-count protocol like benchmark_bin --repeats")
+
+
+def protocol_argv(protocol):
+    """--warmup ... --target-rel-ci from anything with the PROTOCOL_FLAGS attributes (argparse
+    namespace, the host's Protocol record): the command line a runner parses back."""
+    argv = []
+    for dest, _, _ in PROTOCOL_FLAGS:
+        argv += ["--" + dest.replace("_", "-"), str(getattr(protocol, dest))]
+    return argv
+
+
+def protocol_doc(args):
+    """The JSON's `protocol` object: the flags as parsed (max_iters None when unlimited)."""
+    doc = dict((dest, getattr(args, dest)) for dest, _, _ in PROTOCOL_FLAGS)
+    if hasattr(args, "max_iters"):
+        doc["max_iters"] = args.max_iters or None
+    return doc
+
+
+def validate_protocol(args):
+    """The protocol flags' own rules (one-line RunnerFailure)."""
+    max_iters = getattr(args, "max_iters", 0)
+    if max_iters and max_iters < max(1, args.min_iters):
+        raise RunnerFailure("--max-iters (%d) must be >= --min-iters (%d)" % (max_iters, args.min_iters))
+    for dest in ("warmup", "min_iters", "max_iters", "warmup_seconds", "min_seconds", "max_seconds"):
+        if getattr(args, dest, 0) < 0:
+            raise RunnerFailure("--%s must be >= 0" % dest.replace("_", "-"))
+    if args.target_rel_ci <= 0:
+        raise RunnerFailure("--target-rel-ci must be > 0")
