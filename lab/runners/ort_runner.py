@@ -26,9 +26,8 @@ pi_runner.py, after timing, each sample is fed (``session.run``, outside the tim
 compact outputs go into ``outputs_check`` (argmax per sample into ``eval_check``); the host compares
 them with the model's fp32 Paddle Inference reference (lab/agreement.py).
 
-The block marked MIRROR below is a verbatim copy of pi_runner.py's protocol functions (runners
-travel alone, so they cannot import each other); tests/test_ort_runner.py checks that the copies
-stay identical.
+The protocol, the /proc probes and the JSON writer come from runner_core.py, the one companion
+that travels with every runner (standard library only); nothing else of the lab is imported.
 
 Any exception (and SIGTERM) ends in ok=false, a one-line error, exit code 3, and a JSON document
 with whatever was measured so far.
@@ -36,13 +35,9 @@ with whatever was measured so far.
 from __future__ import print_function
 
 import argparse
-import glob
 import hashlib
-import json
-import math
 import os
 import platform
-import signal
 import socket
 import sys
 import time
@@ -52,459 +47,34 @@ RUNNER = "ort_runner"
 RUNNER_VERSION = "1.0.0"
 EXIT_FAILED = 3
 
-OUTPUTS_CHECK_SCHEMA = "hwlab.outputs_check/1"
-EVAL_CHECK_SCHEMA = "hwlab.eval_check/1"
-WHOLE_MAX = 4096    # outputs up to this many elements travel whole
-SAMPLE_SIZE = 1024  # larger ones: elements at flat indices (k * numel) // SAMPLE_SIZE
-TOPK = 5
+# The protocol, /proc probes, clocks and the JSON writer: the travelling companion, one definition.
+try:
+    from . import runner_core as core  # imported on the host as part of lab.runners (tests)
+except ImportError:
+    import runner_core as core  # on the device: the file travels next to this one
 
-# ================================================================== MIRROR of pi_runner.py (begin)
-SUPPORTED_DTYPES = ("float32", "float16", "float64", "int64", "int32", "uint8", "int8", "bool")
-
-
-class RunnerFailure(Exception):
-    """A problem the runner reports as ok=false with this one-line message."""
-
-
-# ---------------------------------------------------------------- order-statistic CI of the median
-
-_CI_INDEX_CACHE = {}
-
-
-def median_ci_indices(n, confidence=0.95):
-    """0-based (lo, hi) indices into the sorted samples bounding the median's CI, or None.
-
-    Exact binomial bounds (computed in log space with math.lgamma, no scipy): lo is the largest k
-    with P(B <= k-1) <= alpha/2 for B ~ Binomial(n, 1/2), and hi = n - 1 - lo by symmetry.
-    Coverage is then >= confidence. Returns None when n is too small for any interval (n < 6 at
-    95%).
-    """
-    key = (n, confidence)
-    if key in _CI_INDEX_CACHE:
-        return _CI_INDEX_CACHE[key]
-    alpha_half = (1.0 - confidence) / 2.0
-    result = None
-    if n >= 1:
-        log_norm = n * math.log(2.0)
-        lgn = math.lgamma(n + 1)
-        cdf = 0.0
-        # Start 6 sigma below the mean (sigma = sqrt(n)/2): the mass below is < 1e-8, negligible
-        # next to alpha/2, and the walk is O(sqrt(n)) instead of O(n).
-        k = max(0, int(n / 2.0 - 3.0 * math.sqrt(n)))  # cdf holds P(B <= k - 1)
-        # Walk up while adding P(B = k) keeps the lower tail within alpha/2.
-        while k <= n // 2:
-            pk = math.exp(lgn - math.lgamma(k + 1) - math.lgamma(n - k + 1) - log_norm)
-            if cdf + pk > alpha_half:
-                break
-            cdf += pk
-            k += 1
-        # Now P(B <= k - 1) <= alpha/2 < P(B <= k): x_(k) in 1-based terms is the lower bound.
-        if k >= 1:
-            lo = k - 1  # 0-based index of the k-th order statistic
-            hi = n - 1 - lo
-            if lo < hi:
-                result = (lo, hi)
-    _CI_INDEX_CACHE[key] = result
-    return result
-
-
-def median_of_sorted(s):
-    n = len(s)
-    if n == 0:
-        return None
-    mid = n // 2
-    if n % 2:
-        return s[mid]
-    return 0.5 * (s[mid - 1] + s[mid])
-
-
-def median_ci(samples, confidence=0.95, presorted=False):
-    """(median, lo, hi, rel_halfwidth) for the samples; lo/hi/rel are None when n is too small."""
-    s = samples if presorted else sorted(samples)
-    med = median_of_sorted(s)
-    idx = median_ci_indices(len(s), confidence)
-    if med is None or idx is None:
-        return med, None, None, None
-    lo, hi = s[idx[0]], s[idx[1]]
-    rel = (hi - lo) / 2.0 / med if med > 0 else None
-    return med, lo, hi, rel
-
-
-# ------------------------------------------------------------------------------ environment probes
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except (IOError, OSError):
-        return None
-
-
-def cpu_model():
-    text = _read("/proc/cpuinfo")
-    if text:
-        keys = ("model name", "Hardware", "Processor", "cpu model", "uarch")
-        found = {}
-        for line in text.splitlines():
-            if ":" in line:
-                k, v = line.split(":", 1)
-                k, v = k.strip(), v.strip()
-                if k in keys and v and k not in found:
-                    found[k] = v
-        for k in keys:
-            if k in found:
-                return found[k]
-        parts = [line.split(":", 1)[1].strip() for line in text.splitlines()
-                 if line.startswith("CPU part")]
-        if parts:
-            return "CPU part " + ",".join(sorted(set(parts)))
-    return platform.processor() or None
-
-
-def _cpu_dirs():
-    dirs = glob.glob("/sys/devices/system/cpu/cpu[0-9]*")
-    return sorted(dirs, key=lambda d: int(os.path.basename(d)[3:]))
-
-
-def cpu_freqs_khz():
-    """{cpuN: scaling_cur_freq kHz} or None where cpufreq is absent (VMs, containers)."""
-    out = {}
-    for d in _cpu_dirs():
-        v = _read(os.path.join(d, "cpufreq", "scaling_cur_freq"))
-        if v and v.strip().isdigit():
-            out[os.path.basename(d)] = int(v.strip())
-    return out or None
-
-
-def cpu_governor():
-    """The scaling governor, 'a,b' when cores differ, None where cpufreq is absent."""
-    govs = set()
-    for d in _cpu_dirs():
-        v = _read(os.path.join(d, "cpufreq", "scaling_governor"))
-        if v and v.strip():
-            govs.add(v.strip())
-    return ",".join(sorted(govs)) if govs else None
-
-
-def thermal_temps_c():
-    """{'zoneN:type': degC} from /sys/class/thermal (millidegrees), None where absent."""
-    out = {}
-    zones = glob.glob("/sys/class/thermal/thermal_zone[0-9]*")
-    for z in sorted(zones, key=lambda p: int(p.rsplit("thermal_zone", 1)[1])):
-        raw = _read(os.path.join(z, "temp"))
-        if raw is None:
-            continue
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            continue
-        kind = (_read(os.path.join(z, "type")) or "").strip() or "unknown"
-        name = "zone" + z.rsplit("thermal_zone", 1)[1] + ":" + kind
-        out[name] = value / 1000.0
-    return out or None
-
-
-def peak_rss():
-    """(peak RSS in MB, source, note). VmHWM first; ru_maxrss as a fallback; else None."""
-    text = _read("/proc/self/status")
-    if text:
-        for line in text.splitlines():
-            if line.startswith("VmHWM:"):
-                parts = line.split()
-                if len(parts) >= 2 and parts[1].isdigit():
-                    return int(parts[1]) / 1024.0, "VmHWM", None
-    try:
-        import resource
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        # Linux reports kB, macOS bytes.
-        mb = rss / (1024.0 * 1024.0) if sys.platform == "darwin" else rss / 1024.0
-        return mb, "ru_maxrss", "/proc/self/status has no VmHWM"
-    except Exception as exc:  # pragma: no cover - platform specific
-        return None, None, "peak RSS unavailable: " + _one_line(exc)
-
-
-def utc_now():
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % int((now % 1) * 1000)
-
-
-def read_uptime():
-    """Seconds since boot from /proc/uptime (None where there is no procfs)."""
-    try:
-        with open("/proc/uptime") as fh:
-            return float(fh.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _one_line(exc):
-    text = str(exc).strip().splitlines()
-    first = ""
-    for line in text:
-        if line.strip():
-            first = line.strip()
-            break
-    name = type(exc).__name__
-    if isinstance(exc, RunnerFailure):
-        msg = first or name
-    else:
-        msg = (name + ": " + first) if first else name
-    return msg[:500]
-
-
-# --------------------------------------------------------------------------------- argument parsing
-
-def parse_input_spec(text):
-    """'name:1x3x224x224:float32' -> (name, [1, 3, 224, 224], 'float32')."""
-    parts = text.rsplit(":", 2)
-    if len(parts) != 3 or not parts[0]:
-        raise RunnerFailure("bad --input %r: expected name:1x3x224x224:float32" % text)
-    name, shape_s, dtype = parts
-    try:
-        shape = [int(d) for d in shape_s.lower().split("x")]
-    except ValueError:
-        raise RunnerFailure("bad --input %r: shape %r must be integers joined by 'x'" % (text, shape_s))
-    if not shape or any(d <= 0 for d in shape):
-        raise RunnerFailure("bad --input %r: every dimension must be a positive integer" % text)
-    if dtype not in SUPPORTED_DTYPES:
-        raise RunnerFailure("bad --input %r: dtype %r not in %s" % (text, dtype, ", ".join(SUPPORTED_DTYPES)))
-    return name, shape, dtype
-
-
-# ------------------------------------------------------------------------------------ the measuring
-
-def _terminate(signum, frame):
-    raise RunnerFailure("terminated by signal %d" % signum)
-
-
-def install_signal_handlers():
-    """SIGTERM/SIGHUP -> RunnerFailure, so a host timeout still gets the partial JSON.
-
-    Called again after `import paddle`: paddle installs its own failure-signal handlers on import.
-    """
-    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-        if sig is not None:
-            try:
-                signal.signal(sig, _terminate)
-            except (ValueError, OSError):  # not the main thread
-                pass
-
-
-def make_inputs(np, specs, seed, vocab_max):
-    rng = np.random.RandomState(seed)
-    arrays = []
-    for name, shape, dtype in specs:
-        if dtype in ("int64", "int32", "int8", "uint8"):
-            arr = rng.randint(0, vocab_max, size=shape).astype(dtype)
-        elif dtype == "bool":
-            arr = rng.randint(0, 2, size=shape).astype("bool")
-        else:
-            arr = rng.random_sample(size=shape).astype(dtype)
-        arrays.append((name, arr))
-    return arrays
-
-
-def steady_check_every(n):
-    """Iterations between CI checks: ~10, growing with n so total sorting stays O(n log n)."""
-    return max(10, n // 50)
-
-
-def warm_up(run, iters, seconds, timings, clock=time.perf_counter):
-    """At least `iters` runs AND at least `seconds`; records warmup_iters / warmup_ms_total."""
-    w_iters, w_total = 0, 0.0
-    w_start = clock()
-    while w_iters < iters or (clock() - w_start) < seconds:
-        t = clock()
-        run()
-        w_total += clock() - t
-        w_iters += 1
-        timings["warmup_iters"] = w_iters
-    timings["warmup_ms_total"] = w_total * 1e3
-    return w_iters, w_total
-
-
-def steady_state(run, min_iters, min_seconds, max_seconds, target_rel_ci, max_iters, timings,
-                 clock=time.perf_counter):
-    """The measured loop: perf_counter around run() alone, until all stop criteria are met.
-
-    Appends to timings["samples_ms"] as it goes (a SIGTERM still leaves the samples so far) and
-    fills steady_seconds, converged, stop_reason, rel_ci. bench/harness_overhead.py calls this very
-    function on a shared predictor to measure the loop's own overhead.
-    """
-    samples = timings["samples_ms"]
-    ordered = []  # sorted copy, extended by merging (timsort merges two runs in O(n))
-    s_start = clock()
-    next_check = steady_check_every(0)
-    converged, reason = False, "max_seconds"
-    while True:
-        t = clock()
-        run()
-        samples.append((clock() - t) * 1e3)
-        n = len(samples)
-        elapsed = clock() - s_start
-        if max_iters and n >= max_iters:
-            rel = median_ci(samples)[3]
-            if rel is not None and rel <= target_rel_ci and elapsed >= min_seconds:
-                converged, reason = True, "converged"
-            else:
-                reason = "max_iters"
-            break
-        if n >= next_check or elapsed >= max_seconds:
-            next_check = n + steady_check_every(n)
-            if n >= min_iters and elapsed >= min_seconds:
-                ordered.extend(sorted(samples[len(ordered):]))
-                ordered.sort()
-                rel = median_ci(ordered, presorted=True)[3]
-                if rel is not None and rel <= target_rel_ci:
-                    converged, reason = True, "converged"
-                    break
-            timings["steady_seconds"] = elapsed
-            if elapsed >= max_seconds:
-                break
-    timings["steady_seconds"] = clock() - s_start
-    timings["converged"] = converged
-    timings["stop_reason"] = reason
-    timings["rel_ci"] = median_ci(samples)[3]
-    return timings
+RunnerFailure = core.RunnerFailure
+OUTPUTS_CHECK_SCHEMA, EVAL_CHECK_SCHEMA = core.OUTPUTS_CHECK_SCHEMA, core.EVAL_CHECK_SCHEMA
+cpu_model = core.cpu_model
+cpu_freqs_khz = core.cpu_freqs_khz
+cpu_governor = core.cpu_governor
+thermal_temps_c = core.thermal_temps_c
+utc_now = core.utc_now
+read_uptime = core.read_uptime
+_one_line = core.one_line
+parse_input_spec = core.parse_input_spec
+install_signal_handlers = core.install_signal_handlers
+make_inputs = core.make_inputs
+warm_up = core.warm_up
+steady_state = core.steady_state
+compact_output = core.compact_output
+affinity_cpus = core.affinity_cpus
+busy_snapshot = core.busy_snapshot
+record_busy = core.record_busy
 
 
 def finish(doc, args):
-    doc["env"]["freq_khz_end"] = cpu_freqs_khz()
-    doc["env"]["temps_c_end"] = thermal_temps_c()
-    mb, source, note = peak_rss()
-    doc["memory"]["peak_rss_mb"] = mb
-    doc["memory"]["rss_source"] = source
-    if note:
-        doc["memory"]["rss_note"] = note
-    doc["finished_at"] = utc_now()
-    text = json.dumps(doc, allow_nan=False)
-    if args.out == "-":
-        sys.stdout.flush()
-        sys.stdout.write("\n" + text + "\n")
-        sys.stdout.flush()
-    else:
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text + "\n")
-        os.replace(tmp, args.out)
-
-
-def compact_output(np, arr):
-    """A JSON-able summary of one output tensor that the host can compare (lab/agreement.py).
-
-    Non-finite elements become None in values/sample and are counted in ``nonfinite``.
-    """
-    flat = np.asarray(arr).astype("float64").ravel()
-    n = int(flat.size)
-    finite = np.isfinite(flat)
-    d = {"shape": [int(x) for x in np.shape(arr)], "numel": n, "nonfinite": int(n - finite.sum())}
-    safe = np.where(finite, flat, 0.0)
-    d["sum"] = float(safe.sum())
-    d["sumsq"] = float((safe * safe).sum())
-    if n == 0:
-        d.update(values=[], argmax=None, topk=[])
-        return d
-    ranked = np.where(finite, flat, -np.inf)
-    d["argmax"] = int(np.argmax(ranked))
-    top = np.argsort(-ranked, kind="stable")[:min(TOPK, n)]
-    d["topk"] = [[int(i), float(flat[i]) if finite[i] else None] for i in top]
-
-    def listed(values, ok):
-        return [float(v) if good else None for v, good in zip(values.tolist(), ok.tolist())]
-
-    if n <= WHOLE_MAX:
-        d["values"] = listed(flat, finite)
-    else:
-        pick = (np.arange(SAMPLE_SIZE) * n) // SAMPLE_SIZE
-        d["sample"] = listed(flat[pick], finite[pick])
-    return d
-
-
-# ------------------------------------------------------------------------------- busy-host probe
-# Why: a benchmark on a host where other processes compete for the CPU measures the competition.
-# Share of the CPU time taken by OTHER processes during a window, from /proc:
-#   others = (busy jiffies of the CPUs this process may run on, from /proc/stat 'cpuN' lines)
-#            - (this process's utime + stime, all its threads, from /proc/self/stat)
-#   share  = others / (all jiffies of those CPUs, idle included), clamped to [0, 1].
-# busy = user+nice+system+irq+softirq+steal (guest is inside user); idle and iowait are not busy.
-# The lab's own telemetry sampler runs beside the runner and counts as "other" (a few % of a core).
-# Where /proc/stat or /proc/self/stat is missing the share is None with a note, never 0.
-
-def parse_proc_stat(text, cpus=None):
-    """(busy, total) jiffies summed over 'cpuN' lines for N in cpus, or the 'cpu' line when cpus
-    is None or no listed CPU has a line. None when the text has no usable line."""
-    lines = {}
-    for line in text.splitlines():
-        parts = line.split()
-        if parts and parts[0].startswith("cpu"):
-            try:
-                lines[parts[0]] = [int(x) for x in parts[1:9]]
-            except ValueError:
-                continue
-    rows = [lines["cpu%d" % c] for c in (cpus or ()) if "cpu%d" % c in lines]
-    if not rows and "cpu" in lines:
-        rows = [lines["cpu"]]
-    if not rows:
-        return None
-    busy = total = 0
-    for v in rows:
-        v = (v + [0] * 8)[:8]
-        total += sum(v)
-        busy += sum(v) - v[3] - v[4]
-    return busy, total
-
-
-def parse_self_stat(text):
-    """utime + stime (jiffies) of a /proc/PID/stat line; None when malformed."""
-    try:
-        fields = text.rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after pid and comm
-    except (IndexError, ValueError):
-        return None
-
-
-def affinity_cpus():
-    try:
-        return sorted(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return None
-
-
-def busy_snapshot(cpus=None):
-    """(busy, total, self) jiffies now, or a string saying why they cannot be read."""
-    stat, own = _read("/proc/stat"), _read("/proc/self/stat")
-    if stat is None or own is None:
-        return "no /proc/stat or /proc/self/stat on this device"
-    bt = parse_proc_stat(stat, cpus)
-    me = parse_self_stat(own)
-    if bt is None or me is None:
-        return "cannot parse /proc/stat or /proc/self/stat"
-    return bt[0], bt[1], me
-
-
-def busy_share(a, b):
-    """Other processes' share of the CPU time between two snapshots: (share, detail) or (None, why)."""
-    if isinstance(a, str) or isinstance(b, str):
-        return None, (a if isinstance(a, str) else b)
-    d_busy, d_total, d_self = b[0] - a[0], b[1] - a[1], b[2] - a[2]
-    if d_total <= 0:
-        return None, "no CPU time elapsed in /proc/stat during the window"
-    share = min(1.0, max(0.0, float(d_busy - d_self) / d_total))
-    return share, {"others_jiffies": d_busy - d_self, "self_jiffies": d_self, "total_jiffies": d_total}
-
-
-def record_busy(doc, a, b, cpus):
-    share, detail = busy_share(a, b)
-    doc["env"]["host_busy_share"] = share
-    if share is None:
-        doc["env"]["host_busy_note"] = detail
-    else:
-        detail["cpus"] = cpus
-        detail["method"] = "/proc/stat busy jiffies of the allowed CPUs minus /proc/self/stat utime+stime"
-        doc["env"]["host_busy"] = detail
-
-
-# ==================================================================== MIRROR (end)
+    core.finish(doc, args.out)
 
 
 # --------------------------------------------------------------------------- ONNX Runtime specific
