@@ -256,46 +256,15 @@ def measure(args, doc):
 
 
 def run_reference_set(np, session, input_names, path):
-    """Feed each reference sample (after timing) and return the ``outputs_check`` document."""
-    t0 = time.perf_counter()
-    outputs, file_sha = [], None
-    for outs, file_sha in feed_samples(np, session, input_names, path, "reference inputs"):
-        outputs.append([compact_output(np, o) for o in outs])
-    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": len(outputs), "file_sha256": file_sha,
-            "output_names": [o.name for o in session.get_outputs()], "outputs": outputs,
-            "seconds": time.perf_counter() - t0}
+    """Feed each reference sample (after timing, with ``session.run``: a check, not the timed io
+    binding) and return the ``outputs_check`` document."""
+    out_names = [o.name for o in session.get_outputs()]
+    return core.outputs_check(np, lambda feed: session.run(None, feed), input_names, out_names, path)
 
 
 def run_eval_set(np, session, input_names, path):
     """Feed each eval sample (after timing): argmax of the first output, per sample."""
-    t0 = time.perf_counter()
-    argmax, file_sha, classes = [], None, None
-    for outs, file_sha in feed_samples(np, session, input_names, path, "eval inputs"):
-        flat = np.asarray(outs[0]).ravel()
-        classes = int(flat.size)
-        argmax.append(int(np.argmax(flat)))
-    return {"schema": EVAL_CHECK_SCHEMA, "n": len(argmax), "file_sha256": file_sha,
-            "classes": classes, "argmax": argmax, "seconds": time.perf_counter() - t0}
-
-
-def feed_samples(np, session, input_names, path, what):
-    """Yield (outputs, file sha256) per sample of an .npz set (keys in:<input name>, N x run shape),
-    fed with ``session.run`` (not the timed io binding: this is a check, not a measurement)."""
-    if not os.path.isfile(path):
-        raise RunnerFailure("%s not found: %s" % (what, path))
-    with open(path, "rb") as fh:
-        file_sha = hashlib.sha256(fh.read()).hexdigest()
-    with np.load(path, allow_pickle=False) as z:
-        feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
-    if sorted(feeds) != sorted(input_names):
-        raise RunnerFailure("%s %s hold [%s], the model wants [%s]"
-                            % (what, path, ", ".join(sorted(feeds)), ", ".join(input_names)))
-    counts = set(len(a) for a in feeds.values())
-    if len(counts) != 1:
-        raise RunnerFailure("%s %s: inputs have different sample counts" % (what, path))
-    for i in range(counts.pop()):
-        feed = dict((name, np.ascontiguousarray(feeds[name][i])) for name in input_names)
-        yield session.run(None, feed), file_sha
+    return core.eval_check(np, lambda feed: session.run(None, feed), input_names, path)
 
 
 def new_doc(args, argv):

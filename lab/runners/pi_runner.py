@@ -52,7 +52,6 @@ from __future__ import print_function
 
 import argparse
 import gc
-import hashlib
 import os
 import sys
 import time
@@ -355,53 +354,29 @@ def parse_profile_table(text):
     return {"place": place, "time_unit": unit, "events": events, "nested_skipped": nested}
 
 
+def _predict(np, predictor, input_names):
+    """`run_one(feed) -> outputs` for the checks: copy in, run, copy out (outside the timed loop)."""
+    out_names = predictor.get_output_names()
+
+    def run_one(feed):
+        for name in input_names:
+            h = predictor.get_input_handle(name)
+            h.reshape(list(feed[name].shape))
+            h.copy_from_cpu(feed[name])
+        predictor.run()
+        return [predictor.get_output_handle(o).copy_to_cpu() for o in out_names]
+    return run_one, out_names
+
+
 def run_reference_set(np, predictor, input_names, path):
     """Feed each reference sample (after timing) and return the ``outputs_check`` document."""
-    t0 = time.perf_counter()
-    outputs, file_sha, out_names = [], None, predictor.get_output_names()
-    for outs, file_sha in feed_samples(np, predictor, input_names, path, "reference inputs"):
-        outputs.append([core.compact_output(np, o) for o in outs])
-    return {"schema": core.OUTPUTS_CHECK_SCHEMA, "n": len(outputs), "file_sha256": file_sha,
-            "output_names": list(out_names), "outputs": outputs,
-            "seconds": time.perf_counter() - t0}
+    run_one, out_names = _predict(np, predictor, input_names)
+    return core.outputs_check(np, run_one, input_names, out_names, path)
 
 
 def run_eval_set(np, predictor, input_names, path):
     """Feed each eval sample (after timing): argmax of the first output, per sample."""
-    t0 = time.perf_counter()
-    argmax, file_sha, classes = [], None, None
-    for outs, file_sha in feed_samples(np, predictor, input_names, path, "eval inputs"):
-        flat = np.asarray(outs[0]).ravel()
-        classes = int(flat.size)
-        argmax.append(int(np.argmax(flat)))
-    return {"schema": core.EVAL_CHECK_SCHEMA, "n": len(argmax), "file_sha256": file_sha,
-            "classes": classes, "argmax": argmax, "seconds": time.perf_counter() - t0}
-
-
-def feed_samples(np, predictor, input_names, path, what):
-    """Yield (outputs, file sha256) per sample of an .npz set (keys in:<input name>, N x run shape)."""
-    if not os.path.isfile(path):
-        raise RunnerFailure("%s not found: %s" % (what, path))
-    with open(path, "rb") as fh:
-        file_sha = hashlib.sha256(fh.read()).hexdigest()
-    with np.load(path, allow_pickle=False) as z:
-        feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
-    if sorted(feeds) != sorted(input_names):
-        raise RunnerFailure("%s %s hold [%s], the model wants [%s]"
-                            % (what, path, ", ".join(sorted(feeds)), ", ".join(input_names)))
-    counts = set(len(a) for a in feeds.values())
-    if len(counts) != 1:
-        raise RunnerFailure("%s %s: inputs have different sample counts" % (what, path))
-    n = counts.pop()
-    out_names = predictor.get_output_names()
-    for i in range(n):
-        for name in input_names:
-            arr = np.ascontiguousarray(feeds[name][i])
-            h = predictor.get_input_handle(name)
-            h.reshape(list(arr.shape))
-            h.copy_from_cpu(arr)
-        predictor.run()
-        yield [predictor.get_output_handle(o).copy_to_cpu() for o in out_names], file_sha
+    return core.eval_check(np, _predict(np, predictor, input_names)[0], input_names, path)
 
 
 def new_doc(args, command):

@@ -700,3 +700,46 @@ def validate_protocol(args):
             raise RunnerFailure("--%s must be >= 0" % dest.replace("_", "-"))
     if args.target_rel_ci <= 0:
         raise RunnerFailure("--target-rel-ci must be > 0")
+
+
+# ------------------------------------------------------------- output and eval checks (after timing)
+def sample_feeds(np, input_names, path, what):
+    """(file sha256, [{input name: array}] per sample) of an .npz set (keys in:<input name>, N x run
+    shape); a set that does not fit the model is a RunnerFailure naming both."""
+    if not os.path.isfile(path):
+        raise RunnerFailure("%s not found: %s" % (what, path))
+    with open(path, "rb") as fh:
+        file_sha = hashlib.sha256(fh.read()).hexdigest()
+    with np.load(path, allow_pickle=False) as z:
+        feeds = dict((k[3:], z[k]) for k in z.files if k.startswith("in:"))
+    if sorted(feeds) != sorted(input_names):
+        raise RunnerFailure("%s %s hold [%s], the model wants [%s]"
+                            % (what, path, ", ".join(sorted(feeds)), ", ".join(input_names)))
+    counts = set(len(a) for a in feeds.values())
+    if len(counts) != 1:
+        raise RunnerFailure("%s %s: inputs have different sample counts" % (what, path))
+    return file_sha, [dict((name, np.ascontiguousarray(feeds[name][i])) for name in input_names)
+                      for i in range(counts.pop())]
+
+
+def outputs_check(np, run_one, input_names, output_names, path):
+    """Feed each reference sample with `run_one(feed) -> [outputs]` (not the timed loop) and
+    return the ``outputs_check`` document the host compares with its fp32 reference."""
+    t0 = time.perf_counter()
+    file_sha, samples = sample_feeds(np, input_names, path, "reference inputs")
+    outputs = [[compact_output(np, o) for o in run_one(feed)] for feed in samples]
+    return {"schema": OUTPUTS_CHECK_SCHEMA, "n": len(outputs), "file_sha256": file_sha,
+            "output_names": list(output_names), "outputs": outputs, "seconds": time.perf_counter() - t0}
+
+
+def eval_check(np, run_one, input_names, path):
+    """Feed each eval sample: argmax of the first output per sample (labels stay on the host)."""
+    t0 = time.perf_counter()
+    file_sha, samples = sample_feeds(np, input_names, path, "eval inputs")
+    argmax, classes = [], None
+    for feed in samples:
+        flat = np.asarray(run_one(feed)[0]).ravel()
+        classes = int(flat.size)
+        argmax.append(int(np.argmax(flat)))
+    return {"schema": EVAL_CHECK_SCHEMA, "n": len(argmax), "file_sha256": file_sha,
+            "classes": classes, "argmax": argmax, "seconds": time.perf_counter() - t0}
