@@ -9,9 +9,9 @@ import re
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from helpers import lab_cli
 
 from lab import agreement
 
@@ -21,8 +21,7 @@ PROTOCOL = ("{warmup: 3, warmup_seconds: 0.05, min_iters: 20, min_seconds: 0.2, 
 
 
 def lab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return lab_cli(*args, cwd=cwd)
 
 
 @pytest.fixture(scope="module")

@@ -11,24 +11,14 @@ import pytest
 from lab import lite_convert, models
 from lab.convert import onnx_in
 from lab.errors import ConfigError
+from helpers import lab_cli, one_line_error
 from tests.onnx_graphs import tiny_cnn, with_det
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def lab(*args):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=REPO, timeout=300)
-
-
-def one_line_error(res, *needles):
-    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
-    assert "Traceback" not in res.stderr
-    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, res.stderr
-    for n in needles:
-        assert n in lines[0], lines[0]
-    return lines[0]
+    return lab_cli(*args, timeout=300)
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import lab_cli
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -24,8 +23,7 @@ PROTOCOL = ("protocol: {warmup: 3, warmup_seconds: 0.05, min_iters: 20, min_seco
 
 
 def lab(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "lab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, timeout=600)
+    return lab_cli(*args, cwd=cwd)
 
 
 def rows(ws, store="s.sqlite"):
