@@ -9,7 +9,6 @@ Imports stay light (no paddle, numpy, pandas, matplotlib) so an answer takes wel
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -290,5 +290,5 @@ class DeviceServer:
         try:
             res = self.t.run(cmd, timeout=grace + 30)
         finally:
-            pid, self.pid = self.pid, None
+            self.pid = None
         return "__KILLED__" in res.out
