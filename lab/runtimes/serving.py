@@ -263,7 +263,9 @@ def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -
                             out_dir=out / f"server-{runs[0]:02d}-{q:.3f}qps", **kw)
 
     sanity = sanity_bound(opts.instances, opts.max_batch, single.p50_ms)
-    sw = sweep(measure, lo, hi, rel_tol=SWEEP_REL_TOL, max_points=SWEEP_MAX_POINTS, ceiling=sanity)
+    # LoadGen runs rates rounded to 3 decimals (measure below): the ceiling rounds down to stay under
+    ceiling = None if sanity is None else math.floor(sanity * 1000.0) / 1000.0
+    sw = sweep(measure, lo, hi, rel_tol=SWEEP_REL_TOL, max_points=SWEEP_MAX_POINTS, ceiling=ceiling)
     doc["singlestream"], doc["offline"] = single.to_dict(), offline.to_dict()
     max_qps = sw.best.target_qps if sw.best is not None else None  # the rate LoadGen ran (rounded)
     doc["sweep"] = {"max_qps": max_qps, "latency_bound_ms": sw.latency_bound_ms, "percentile": sw.percentile,
