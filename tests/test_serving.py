@@ -170,9 +170,9 @@ def test_sweep_grows_past_an_upper_guess_that_held():
     measure, calls = _fake(1e9)  # never past the ceiling (the batch-1 sanity bound)
     res = sweep(measure, 10, 100, ceiling=150.0)
     assert calls == [10, 100, 150.0] and res.max_qps == 150.0 and "ceiling" in res.note
-    measure, calls = _fake(1e9)  # an upper guess above the ceiling starts at the ceiling
-    res = sweep(measure, 10, 300, ceiling=150.0)
-    assert calls == [10, 150.0] and res.max_qps == 150.0
+    measure, calls = _fake(1e9)  # an upper guess above the ceiling starts at the ceiling; the curve
+    res = sweep(measure, 10, 300, ceiling=150.0)  # gets its middle point
+    assert calls == [10, 150.0, 80.0] and res.max_qps == 150.0 and len(res.points) == 3
 
 
 def test_sweep_is_bounded_in_points():
@@ -404,3 +404,15 @@ def test_sweep_after_halving_does_not_rerun_the_rate_that_failed():
     res = sweep(measure, 40, 400, rel_tol=0.05, max_points=10)
     assert calls.count(40) == 1 and 20 in calls and 400 not in calls
     assert res.max_qps is not None and 20 <= res.max_qps <= 30 and res.converged
+
+
+def test_a_valid_run_that_did_not_keep_up_is_not_held():
+    """LoadGen may call a short overloaded run VALID while its queue builds: the sweep also needs
+    the endpoint to complete what was scheduled."""
+    from lab.serving.sweep import held
+    measure, _ = _fake(1e9)
+    ok = measure(20.0)
+    assert held(ok)
+    from dataclasses import replace
+    assert not held(replace(ok, completed_qps=14.5, qps=21.8))
+    assert not held(replace(ok, valid=False))
