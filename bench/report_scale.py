@@ -90,7 +90,7 @@ def main() -> int:
     n_samp = sum(len(t) for tr in store.all_samples().values() for t in tr)
     store.close()
 
-    from lab.report import write_report  # imports (matplotlib, jinja2) outside the timed part
+    from lab.report.render import write_report  # imports (matplotlib, jinja2) outside the timed part
     import matplotlib.figure  # noqa: F401
 
     out = work / "index.html"

@@ -11,7 +11,7 @@ from pathlib import Path
 from .backends import BACKENDS
 from .errors import ConfigError
 from .records import Device, Job, Measurement
-from .runtimes import get_runtime
+from .runtimes.registry import get_runtime
 from .runtimes.base import JobContext, execute
 from .transport.base import Transport
 

@@ -41,7 +41,7 @@ class Device:
 class Backend:
     id: str
     processor: str  # cpu | gpu | aipu
-    runtime: str  # a key of lab.runtimes.RUNTIMES: paddle-inference | paddle-lite | paddle-js
+    runtime: str  # a key of lab.runtimes.registry.RUNTIMES: paddle-inference | paddle-lite | paddle-js
     nnadapter_device: str | None = None  # huawei_kirin_npu | rockchip_npu | verisilicon_timvx
     lite_backend: str | None = None  # benchmark_bin --backend value
     # precisions it runs, with the reason for the others (lab.campaign.applicable refuses them)

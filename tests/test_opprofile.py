@@ -331,7 +331,7 @@ def test_advise_reads_the_aipu_jobs_op_profile(tmp_path):
 # ------------------------------------------------------------------ report
 def test_report_op_profile_chart_cpu_and_aipu_side_by_side(tmp_path):
     import base64
-    from lab.report import build_report, render_html
+    from lab.report.render import build_report, render_html
     st = Store(tmp_path / "s.sqlite")
     cpu = _job("cpu-job-1", device="phone", chip="kirin990", model="mnv1", backend="paddle-lite-arm")
     npu = _job("npu-job-1", device="phone", chip="kirin990", model="mnv1", backend="paddle-lite-kirin-npu",
@@ -361,7 +361,7 @@ def test_report_op_profile_chart_cpu_and_aipu_side_by_side(tmp_path):
 
 
 def test_report_without_profiles_says_why(tmp_path):
-    from lab.report import build_report, render_html
+    from lab.report.render import build_report, render_html
     st = Store(tmp_path / "s.sqlite")
     j = _job("x1", options=())
     st.plan_jobs([j])

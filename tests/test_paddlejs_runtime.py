@@ -20,7 +20,7 @@ from lab.campaign import applicable
 from lab.convert import paddlejs as pjs
 from lab.errors import ConfigError
 from lab.records import Device, InputSpec
-from lab.runtimes import RUNTIMES
+from lab.runtimes.registry import RUNTIMES
 from lab.runtimes.paddle_js import page_agreement, web_model
 
 REPO = Path(__file__).resolve().parent.parent

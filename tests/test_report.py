@@ -10,7 +10,7 @@ import pytest
 
 from lab.cli import main
 from lab.records import Job, Measurement, MeasurementProtocol
-from lab.report import build_report, render_html, write_report
+from lab.report.render import build_report, render_html, write_report
 from lab import stats
 from lab.report.render import cpu_vs_aipu, decode_embedded
 from lab.store import Store

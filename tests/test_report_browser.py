@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.report import build_report, render_html
+from lab.report.render import build_report, render_html
 from lab.store import Store
 from test_report import XSS_DEVICE, XSS_MODEL, fill
 

@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from ..report import write_report  # matplotlib is imported only when a report is made
+    from ..report.render import write_report  # matplotlib is imported only when a report is made
 
     if not args.campaign:
         from pathlib import Path as _P

@@ -1,25 +1,5 @@
-"""Runtimes, registered by `Backend.runtime`: adding one is a module here and one entry below.
+"""Runtimes, one module per runtime, registered by `Backend.runtime` in `lab/runtimes/registry.py`.
 
-See docs/architecture.md "How to add a runtime" and lab/runtimes/base.py for the contract.
+The package init imports nothing: a package that imports its own modules makes every module an
+import cycle with it (DESIGN.md's layering check). See docs/architecture.md "How to add a runtime".
 """
-from __future__ import annotations
-
-from ..errors import ConfigError
-from .base import Runtime
-from .onnxruntime import OnnxRuntime
-from .paddle_inference import PaddleInference
-from .paddle_js import PaddleJs
-from .paddle_lite import PaddleLite
-from .paddle_lite_python import PaddleLitePython
-from .serving import Serving
-
-RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython(),
-                                                       PaddleJs(), Serving(), OnnxRuntime())}
-
-
-def get_runtime(name: str) -> Runtime:
-    try:
-        return RUNTIMES[name]
-    except KeyError:
-        raise ConfigError(f"no runtime {name!r} is registered",
-                          fix="use one of " + ", ".join(sorted(RUNTIMES))) from None

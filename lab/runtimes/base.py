@@ -94,7 +94,7 @@ class TrialResult:
 
 
 class Runtime:
-    """Base class of the runtimes registered in `lab.runtimes.RUNTIMES` by `Backend.runtime`."""
+    """Base class of the runtimes registered in `lab.runtimes.registry.RUNTIMES` by `Backend.runtime`."""
 
     name: str = ""
     nvml: bool | None = None  # None: the session decides (GPU backends); False: never NVML
