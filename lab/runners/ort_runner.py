@@ -35,7 +35,6 @@ with whatever was measured so far.
 from __future__ import print_function
 
 import argparse
-import hashlib
 import os
 import platform
 import socket
@@ -84,15 +83,6 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
 ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "float64": "tensor(double)",
              "int64": "tensor(int64)", "int32": "tensor(int32)", "uint8": "tensor(uint8)",
              "int8": "tensor(int8)", "bool": "tensor(bool)"}
-
-
-def onnx_sha256(path):
-    """sha256 of the .onnx file (weights inside it): the runner JSON's model.sha256."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build_parser():
@@ -190,12 +180,8 @@ def measure(args, doc):
     specs = [parse_input_spec(t) for t in args.input]
     if not os.path.isfile(args.model_file):
         raise RunnerFailure("model file not found: %s" % args.model_file)
-    doc["model"]["sha256"] = onnx_sha256(args.model_file)
-    names = [s[0] for s in specs]
-    if len(set(names)) != len(names):
-        raise RunnerFailure("duplicate --input names: %s" % ", ".join(names))
-    doc["config"]["inputs"] = [{"name": n, "shape": s, "dtype": d} for n, s, d in specs]
-    doc["config"]["batch"] = specs[0][1][0]
+    doc["model"]["sha256"] = core.files_sha256((args.model_file,))  # weights are inside the .onnx
+    core.record_inputs(doc, specs)
 
     import numpy as np
     doc["env"]["numpy"] = np.__version__

@@ -166,11 +166,8 @@ def measure(args, doc):
         if not os.path.isfile(path):
             raise RunnerFailure("%s file not found: %s" % (what, path))
     doc["model"]["sha256"] = core.files_sha256((args.model_file, args.params_file))
+    core.record_inputs(doc, specs)
     names = [s[0] for s in specs]
-    if len(set(names)) != len(names):
-        raise RunnerFailure("duplicate --input names: %s" % ", ".join(names))
-    doc["config"]["inputs"] = [{"name": n, "shape": s, "dtype": d} for n, s, d in specs]
-    doc["config"]["batch"] = specs[0][1][0]
 
     import numpy as np
     doc["env"]["numpy"] = np.__version__

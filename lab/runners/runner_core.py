@@ -255,6 +255,15 @@ def files_sha256(paths):
     return h.hexdigest()
 
 
+def record_inputs(doc, specs):
+    """The parsed --input specs into the runner JSON's config (distinct names; batch = dim 0)."""
+    names = [spec[0] for spec in specs]
+    if len(set(names)) != len(names):
+        raise RunnerFailure("duplicate --input names: %s" % ", ".join(names))
+    doc["config"]["inputs"] = [{"name": n, "shape": sh, "dtype": d} for n, sh, d in specs]
+    doc["config"]["batch"] = specs[0][1][0]
+
+
 # ------------------------------------------------------------------------------- busy-host probe
 # Why: a benchmark on a host where other processes compete for the CPU measures the competition.
 # Share of the CPU time taken by OTHER processes during a window, from /proc:
