@@ -279,14 +279,18 @@ class DeviceServer:
         return f"serving runner on {self.device} (pid {self.pid}) has exited; last log lines:\n{self.tail()}"
 
     def stop(self, grace: float = 10.0) -> bool:
-        """SIGTERM, wait up to `grace` s, SIGKILL. True when it had to be killed."""
+        """SIGTERM, wait up to `grace` s, SIGKILL and wait (up to 10 s) until it is gone. True when
+        it had to be killed."""
         if self.pid is None:
             return False
         steps = max(1, int(grace / 0.25))
         alive = _alive_sh(self.pid)
         cmd = (f"kill -TERM {self.pid} 2>/dev/null || exit 0; i=0; "
                f"while {alive} && [ $i -lt {steps} ]; do sleep 0.25; i=$((i+1)); done; "
-               f"if {alive}; then kill -KILL {self.pid}; echo __KILLED__; fi")
+               f"if {alive}; then kill -KILL {self.pid}; echo __KILLED__; i=0; "
+               # SIGKILL is delivered asynchronously: wait (bounded) until it is really gone, so
+               # that a caller who restarts on the same port or checks the pid sees it dead
+               f"while {alive} && [ $i -lt 40 ]; do sleep 0.25; i=$((i+1)); done; fi")
         try:
             res = self.t.run(cmd, timeout=grace + 30)
         finally:
