@@ -2,7 +2,7 @@
 # Run the whole suite; "no tests collected" (pytest exit 5) is a failure, not a pass.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then
   echo "run-tests: pytest collected no tests - failing" >&2
