@@ -87,13 +87,21 @@ def push_site(transport, web_dir: Path, inputs: list[tuple[str, Any]], model_id:
     return RemoteSite(remote, server, session, model_sha, files, sent)
 
 
+# POSIX sh test "process group $pg runs": a zombie member counts as gone (an init that does not
+# reap, as in containers, keeps zombies that `kill -0` still sees, so a dead session looked live
+# and its run dir was never swept); plain `kill -0` where ps has no -o (busybox).
+GROUP_RUNS_SH = ("{ if ps -eo pgid=,stat= >/dev/null 2>&1; then ps -eo pgid=,stat= | "
+                 "awk -v g=\"$pg\" '$1 == g && $2 !~ /^Z/ {f = 1} END {exit !f}'; "
+                 "else kill -s 0 -- -\"$pg\" 2>/dev/null; fi; }")
+
+
 def sweep_stale_runs(transport) -> None:
     """Remove run dirs whose session group is gone (a lab interrupted by Ctrl-C had its processes
     killed by transport.abort but exited before removing the files). Live sessions are kept."""
     from .transport.base import remote_join
     web = shlex.quote(remote_join(transport.workdir, "web"))
     transport.run(f"for d in {web}/run-*; do [ -d \"$d\" ] || continue; pg=$(cat \"$d/pgid\" 2>/dev/null); "
-                  "case \"$pg\" in ''|*[!0-9]*) ;; *) kill -s 0 -- \"-$pg\" 2>/dev/null && continue;; esac; "
+                  f"case \"$pg\" in ''|*[!0-9]*) ;; *) {GROUP_RUNS_SH} && continue;; esac; "
                   "rm -rf \"$d\"; done; true", timeout=60)
 
 
@@ -184,11 +192,19 @@ class RemoteSession:
         return out
 
     def stop(self) -> None:
-        """Kill the session's process group (TERM, then KILL) and remove its run dir."""
+        """Kill the session's process group (TERM, then KILL) and remove its run dir.
+
+        Signals are delivered asynchronously: the dir is removed only once the group is gone (waits
+        bounded at 3 s after TERM and 5 s after KILL), or a dying Chromium still writing into its
+        profile leaves the dir behind ("Directory not empty")."""
         q = shlex.quote(self.run_dir)
+        runs = GROUP_RUNS_SH
         script = (f"pg=$(cat {q}/pgid 2>/dev/null); "
-                  f"case \"$pg\" in ''|*[!0-9]*) ;; *) kill -s TERM -- -$pg 2>/dev/null; sleep 0.5; "
-                  f"kill -s KILL -- -$pg 2>/dev/null;; esac; rm -rf {q}; true")
+                  f"case \"$pg\" in ''|*[!0-9]*) ;; *) kill -s TERM -- -\"$pg\" 2>/dev/null; i=0; "
+                  f"while {runs} && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; "
+                  f"kill -s KILL -- -\"$pg\" 2>/dev/null; i=0; "
+                  f"while {runs} && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done;; esac; "
+                  f"rm -rf {q} 2>/dev/null || {{ sleep 0.5; rm -rf {q}; }}; true")
         try:
             self.t.run(script, timeout=30)
         except LabError:  # connection gone: the device-side watchdog ends the group; the job's

@@ -37,12 +37,20 @@ def _left_running(workdir: Path, grace_s: float = 10.0) -> list[str]:
     return _device_processes(workdir)
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["ctrl-c", "sigterm", "sighup"])
 def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, code):
     """Ctrl-C, SIGTERM (timeout, CI, systemd) and SIGHUP (a closed terminal) end a run alike."""
     cmd, store, workdir = local_tiny_run(tmp_path, campaign(threads="threads: [1, 2]\n", min_s=8, max_s=10))
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a terminal's hang-up reaches a lab whose SIGHUP is not ignored; the suite itself may run under
+    # nohup (SIGHUP ignored and inherited), where the lab rightly keeps ignoring it
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_signals)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any("pi_runner" in p for p in _device_processes(workdir)):

@@ -53,6 +53,60 @@ def test_session_argv_carries_the_server_and_the_browser_flags_as_one_command():
     assert "--user-data-dir=/w/web/run x;rm -rf ~/profile" in argv and argv[-1] == "about:blank"
 
 
+def test_stop_waits_for_a_group_that_ignores_term_then_removes_the_run_dir(tmp_path):
+    """A dying browser still writes into its profile: the run dir goes only once the whole group
+    is gone (CI once saw a run dir left behind by `rm -rf` racing the kill)."""
+    from lab.records import Device
+    from lab.transport.local import LocalTransport
+    t = LocalTransport(Device(id="local", chip="generic-x86-cpu", transport="local", workdir=str(tmp_path)))
+    run = tmp_path / "web" / "run-x"
+    (run / "profile").mkdir(parents=True)
+    writer = ("echo $$ > \"$1/pgid\"; trap '' TERM; "
+              "(trap '' TERM; while :; do touch \"$1/profile/f$$$(date +%N)\"; sleep 0.02; done) & wait")
+    group = subprocess.Popen(["setsid", "sh", "-c", writer, "sh", str(run)])
+    try:
+        deadline = time.monotonic() + 10
+        while not list((run / "profile").iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pg = int((run / "pgid").read_text())
+        session = pr.RemoteSession(t, ["true"], str(run), 60).start()  # the group is the writer's
+        t0 = time.monotonic()
+        session.stop()
+        assert not run.exists() and time.monotonic() - t0 < 15
+        group.wait(timeout=10)
+        ps = subprocess.run(["ps", "-eo", "pgid=,stat="], capture_output=True, text=True).stdout.split("\n")
+        assert not [ln for ln in ps if ln.split() and ln.split()[0] == str(pg) and not ln.split()[1].startswith("Z")]
+    finally:
+        if group.poll() is None:
+            group.kill()
+
+
+def test_sweep_removes_a_run_whose_group_is_only_a_zombie_and_keeps_a_live_one(tmp_path):
+    """A session killed by Ctrl-C can leave a zombie in its group where init does not reap (as in
+    containers): `kill -0` still sees the group, and the run dir stayed forever (seen in CI)."""
+    from lab.records import Device
+    from lab.transport.local import LocalTransport
+    t = LocalTransport(Device(id="local", chip="generic-x86-cpu", transport="local", workdir=str(tmp_path)))
+    dead, live = tmp_path / "web" / "run-dead", tmp_path / "web" / "run-live"
+    dead.mkdir(parents=True)
+    live.mkdir(parents=True)
+    zombie = subprocess.Popen(["sh", "-c", 'echo $$ > "$1/pgid"', "sh", str(dead)], start_new_session=True)
+    runner = subprocess.Popen(["sh", "-c", 'echo $$ > "$1/pgid"; exec sleep 60', "sh", str(live)],
+                              start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+                (live / "pgid").exists() and (dead / "pgid").exists()
+                and open(f"/proc/{zombie.pid}/stat").read().split()[2] == "Z"):
+            time.sleep(0.05)
+        pr.sweep_stale_runs(t)  # the zombie is not reaped yet: we have not waited for it
+        assert not dead.exists() and live.exists()
+    finally:
+        runner.kill()
+        runner.wait()
+        zombie.wait()
+
+
 def test_missing_chromium_on_the_device_is_refused_with_the_fix(loopback_sshd, ssh_device, monkeypatch):
     """Over a real sshd: the browser is looked up with `command -v` on the device."""
     from lab.transport.ssh import SSHTransport
