@@ -96,19 +96,8 @@ def build_parser():
     p.add_argument("--gpu-id", type=int, default=0)
     p.add_argument("--precision", choices=("fp32", "int8"), default="fp32",
                    help="what the model holds (int8 = QDQ-quantised .onnx); recorded, not converted")
-    p.add_argument("--warmup", type=int, default=10)
-    p.add_argument("--warmup-seconds", type=float, default=1.0)
-    p.add_argument("--min-iters", type=int, default=50)
-    p.add_argument("--max-iters", type=int, default=0, help="stop after N steady iterations (0 = no limit)")
-    p.add_argument("--min-seconds", type=float, default=2.0)
-    p.add_argument("--max-seconds", type=float, default=20.0)
-    p.add_argument("--target-rel-ci", type=float, default=0.02)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
-                   help="after timing, run these inputs (keys in:<name>) and report compact outputs")
-    p.add_argument("--eval-inputs", default=None, metavar="FILE.npz",
-                   help="after timing, the argmax of output 0 per sample of this set (in:<name>)")
-    p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
+    core.add_protocol_flags(p)
+    core.add_output_flags(p)
     p.add_argument("--pid-file", default=None, help="write this process's PID here")
     return p
 

@@ -87,12 +87,7 @@ def build_parser():
                    help="run continuously for this many seconds instead of the converging steady "
                         "phase, reporting per --window-s window (0 = off)")
     p.add_argument("--window-s", type=float, default=0.0, help="window length of a sustained run")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
-                   help="after timing, run these inputs (keys in:<name>) and report compact outputs")
-    p.add_argument("--eval-inputs", default=None, metavar="FILE.npz",
-                   help="after timing, the argmax of output 0 per sample of this set (in:<name>)")
-    p.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
+    core.add_output_flags(p)
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
     p.add_argument("--profile-ops", action="store_true",

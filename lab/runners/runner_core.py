@@ -682,6 +682,17 @@ def add_protocol_flags(parser, max_iters=True):
                                  "this is a fixed-count protocol like benchmark_bin --repeats")
 
 
+def add_output_flags(parser):
+    """--seed, the correctness inputs (--reference-inputs, --eval-inputs) and --out: the flags
+    every Paddle/ORT runner shares after the protocol's."""
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reference-inputs", default=None, metavar="FILE.npz",
+                        help="after timing, run these inputs (keys in:<name>) and report compact outputs")
+    parser.add_argument("--eval-inputs", default=None, metavar="FILE.npz",
+                        help="after timing, the argmax of output 0 per sample of this set (in:<name>)")
+    parser.add_argument("--out", default="-", help="result JSON path, or - for the last stdout line")
+
+
 def protocol_argv(protocol):
     """--warmup ... --target-rel-ci from anything with the PROTOCOL_FLAGS attributes (argparse
     namespace, the host's Protocol record): the command line a runner parses back."""
