@@ -175,6 +175,10 @@ def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> 
     """Sustained runs (sustained_s > 0): one long trial cut into >= 2 windows, inside timeout_s."""
     line = value.line_of("sustained_s") if "sustained_s" in value else value.line_of("window_s")
     if proto.sustained_s == 0:
+        if "throttle_slowdown" in value:
+            raise ConfigError("protocol throttle_slowdown is set but sustained_s is 0", path=path,
+                              line=value.line_of("throttle_slowdown"),
+                              fix="set sustained_s and window_s, or drop throttle_slowdown")
         if proto.window_s:
             raise ConfigError("protocol window_s is set but sustained_s is 0", path=path, line=line,
                               fix="set sustained_s (seconds of continuous running), or drop window_s")
@@ -183,6 +187,10 @@ def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> 
         raise ConfigError(f"protocol window_s must be > 0 and at most half of sustained_s "
                           f"({proto.sustained_s:g} s), got {proto.window_s:g}", path=path, line=line,
                           fix="e.g. sustained_s: 600 with window_s: 30")
+    if not 0 < proto.throttle_slowdown <= 10:
+        raise ConfigError(f"protocol throttle_slowdown must be a fraction in (0, 10], got "
+                          f"{proto.throttle_slowdown:g}", path=path, line=value.line_of("throttle_slowdown"),
+                          fix="e.g. throttle_slowdown: 0.2 (a window 20 % slower than the first)")
     if proto.trials != 1:
         raise ConfigError("a sustained run is one long trial, but protocol trials is "
                           f"{proto.trials}", path=path, line=line, fix="set trials: 1")
@@ -196,11 +204,13 @@ SUSTAINED_RUNTIMES = ("paddle-inference",)  # runtimes whose runner implements -
 SUSTAINED_SLACK_S = 60.0  # per sustained trial, beyond sustained_s: model load, warm-up, teardown
 # protocol keys left out of a job's identity while at their default, so that adding them kept
 # the ids (and `--resume`) of campaigns planned before they existed
-_IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s")
+_IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s", "throttle_slowdown")
+_DEFAULT_PROTOCOL = MeasurementProtocol()
 
 
 def protocol_identity(proto: MeasurementProtocol) -> dict[str, Any]:
-    return {k: v for k, v in asdict(proto).items() if not (k in _IDENTITY_DEFAULT_OFF and not v)}
+    return {k: v for k, v in asdict(proto).items()
+            if not (k in _IDENTITY_DEFAULT_OFF and v == getattr(_DEFAULT_PROTOCOL, k))}
 
 
 PROTOCOL_HINTS = {

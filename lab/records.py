@@ -67,6 +67,9 @@ class MeasurementProtocol:
     # sustained runs (issue 18; 0 = off): run continuously for sustained_s, report per window_s
     sustained_s: float = 0.0
     window_s: float = 0.0
+    # the slowdown (fraction over the first window's p50) that marks the throttle onset; the
+    # default is lab.sustained.THROTTLE_SLOWDOWN (kept equal by a test: records imports nothing)
+    throttle_slowdown: float = 0.20
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,10 @@ from .records import SustainedWindow
 
 # Throttle onset: the first window whose p50 is more than this fraction slower than the first
 # window's p50. 20 %: above the window-to-window drift of a device with some background activity
-# (a few % on a quiet board; up to ~25 % over 30 s was measured on this lab's shared CI box with
-# the runner boosted), below what thermal throttling does on phones and passive boards (sustained
-# speed 50-80 % of burst) or what one competing busy process does.
+# (a few % on a quiet board; ~25 % over 30 s, once 31 % over 90 s, was measured on this lab's
+# shared CI VM with the runner boosted and no busy host), below what thermal throttling does on
+# phones and passive boards (sustained speed 50-80 % of burst) or what one competing busy process
+# does. A campaign sets its own with protocol `throttle_slowdown` (the default is this one).
 THROTTLE_SLOWDOWN = 0.20
 
 
@@ -37,10 +38,12 @@ def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def summary(windows: Iterable[SustainedWindow]) -> tuple[float | None, float | None, list[str]]:
+def summary(windows: Iterable[SustainedWindow], slowdown: float = THROTTLE_SLOWDOWN
+            ) -> tuple[float | None, float | None, list[str]]:
     """(throttle onset s, sustained ratio, notes) from the FIRST trial's windows.
 
-    onset: t_start_s of the first window (after the first) with p50 > first p50 x (1 + X);
+    onset: t_start_s of the first window (after the first) with p50 > first p50 x (1 + slowdown)
+    (protocol `throttle_slowdown`: a noisy host drifts more than a quiet board);
     ratio: last-window p50 / first-window p50 (> 1 means slower at the end of the run).
     """
     wins = sorted((w for w in windows if w.trial == 0 and w.p50_ms), key=lambda w: w.idx)
@@ -48,15 +51,15 @@ def summary(windows: Iterable[SustainedWindow]) -> tuple[float | None, float | N
         return None, None, ["sustained run: fewer than two windows, no onset or ratio"]
     first = wins[0].p50_ms
     ratio = wins[-1].p50_ms / first
-    onset = next((w for w in wins[1:] if w.p50_ms > first * (1 + THROTTLE_SLOWDOWN)), None)
+    onset = next((w for w in wins[1:] if w.p50_ms > first * (1 + slowdown)), None)
     span = wins[-1].t_end_s
     if onset is None:
         note = (f"sustained {span:.0f} s in {len(wins)} windows: no window more than "
-                f"{THROTTLE_SLOWDOWN:.0%} slower than the first; last/first p50 {ratio:.2f}")
+                f"{slowdown:.0%} slower than the first; last/first p50 {ratio:.2f}")
         return None, ratio, [note]
     note = (f"sustained {span:.0f} s in {len(wins)} windows: slowdown onset at {onset.t_start_s:.0f} s "
             f"(window {onset.idx}: p50 {onset.p50_ms:.3g} ms vs {first:.3g} ms in the first, > "
-            f"{THROTTLE_SLOWDOWN:.0%}); last/first p50 {ratio:.2f}")
+            f"{slowdown:.0%}); last/first p50 {ratio:.2f}")
     return onset.t_start_s, ratio, [note]
 
 

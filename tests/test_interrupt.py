@@ -46,7 +46,7 @@ def _default_signals() -> None:
                          ids=["ctrl-c", "sigterm", "sighup"])
 def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, code):
     """Ctrl-C, SIGTERM (timeout, CI, systemd) and SIGHUP (a closed terminal) end a run alike."""
-    cmd, store, workdir = local_tiny_run(tmp_path, campaign(threads="threads: [1, 2]\n", min_s=8, max_s=10))
+    cmd, store, workdir = local_tiny_run(tmp_path, campaign(threads="threads: [1, 2]\n", min_s=4, max_s=5))
     # a terminal's hang-up reaches a lab whose SIGHUP is not ignored; the suite itself may run under
     # nohup (SIGHUP ignored and inherited), where the lab rightly keeps ignoring it
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -78,7 +78,7 @@ def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, c
 def test_timeout_s_term_then_resume(tmp_path):
     """The issue's check, literally: `timeout -s TERM 5 lab run ...` leaves nothing running on the
     device, the job back to planned, and `--resume` completes it."""
-    cmd, store, workdir = local_tiny_run(tmp_path, campaign(threads="", min_s=30, max_s=40))
+    cmd, store, workdir = local_tiny_run(tmp_path, campaign(threads="", min_s=14, max_s=16))
     res = subprocess.run(["timeout", "-s", "TERM", "8", *cmd], cwd=REPO, capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 124, res.stderr  # timeout's own code for "I had to stop it"

@@ -7,11 +7,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from helpers import config_error, lab_cli, repo_env
+from helpers import config_error, repo_env
 from lab import telemetry as T
 from lab.campaign import load_campaign, plan_jobs, protocol_identity
 from lab.inventory import load_devices
@@ -72,6 +73,17 @@ def test_onset_is_the_first_window_past_the_threshold_and_ratio_is_last_over_fir
     assert summary([_w(0, 10), _w(1, 10), _w(0, 99, trial=1), _w(1, 1, trial=1)])[:2] == (None, 1.0)
 
 
+def test_throttle_slowdown_sets_the_onset_threshold_and_defaults_to_the_documented_one():
+    wins = [_w(0, 10), _w(1, 13.1), _w(2, 16), _w(3, 16)]
+    assert summary(wins)[0] == 5.0  # 31 % > 20 %: a noisy host's drift reads as an onset
+    onset, _, notes = summary(wins, slowdown=0.5)
+    assert onset == 10.0 and "> 50%" in notes[0]
+    assert MeasurementProtocol().throttle_slowdown == THROTTLE_SLOWDOWN
+    assert "throttle_slowdown" not in protocol_identity(MeasurementProtocol(sustained_s=60, window_s=10))
+    assert protocol_identity(MeasurementProtocol(sustained_s=60, window_s=10,
+                                                 throttle_slowdown=0.5))["throttle_slowdown"] == 0.5
+
+
 def test_windows_from_doc_and_telemetry_merge():
     doc = {"sustained": {"windows": [
         {"idx": 0, "t_start_s": 0, "t_end_s": 2, "clock_start": 100.0, "clock_end": 102.0, "n": 5,
@@ -129,6 +141,9 @@ def _campaign(tmp_path, protocol: str, backends: str = "[paddle-inference-cpu]")
     ("{sustained_s: 600, window_s: 10, trials: 1}", "timeout_s"),
     ("{window_s: 10}", "sustained_s is 0"),
     ("{sustained_s: -1}", "out of range"),
+    ("{sustained_s: 60, window_s: 10, trials: 1, timeout_s: 200, throttle_slowdown: 0}", "throttle_slowdown must"),
+    ("{sustained_s: 60, window_s: 10, trials: 1, timeout_s: 200, throttle_slowdown: 11}", "(0, 10]"),
+    ("{throttle_slowdown: 0.5}", "throttle_slowdown is set but sustained_s is 0"),
 ])
 def test_sustained_protocol_is_validated(tmp_path, protocol, msg):
     text = config_error(load_campaign, _campaign(tmp_path, protocol))
@@ -169,8 +184,10 @@ def test_store_keeps_windows_and_summary_figures(tmp_path):
 
 
 # ------------------------------------------------------------------------ real runs with a hog
-def _lab(*args, cwd, timeout=900):
-    return lab_cli(*args, cwd=cwd, timeout=timeout, env=repo_env())
+# The onset threshold of the hog runs: the hog makes the runner ~7x slower, while this shared VM's
+# quiet windows drift by up to ~30 % over minutes (seen: window 6 of a quiet run 31 % slower than
+# window 0, no busy host) - which the default 20 % rightly reads as an onset.
+HOG_SLOWDOWN = 1.0
 
 
 def sustained_with_hog(tmp_path, *, model: str, seconds: float, window: float, hog_at: float):
@@ -186,13 +203,14 @@ def sustained_with_hog(tmp_path, *, model: str, seconds: float, window: float, h
         backends: [paddle-inference-cpu]
         threads: [2]
         protocol: {{warmup: 3, warmup_seconds: 0.5, trials: 1, sustained_s: {seconds}, window_s: {window},
-                   timeout_s: {seconds + 240}, sample_hz: 5}}
+                   timeout_s: {seconds + 240}, sample_hz: 5, throttle_slowdown: {HOG_SLOWDOWN}}}
         """))
-    res = _lab("models", "--root", tmp_path / "models", "build", model, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
+    from lab import models
+    root = REPO / "models"  # the lab's default models root (git-ignored): cached builds are reused
+    models.build(model, out_root=root)
     out: dict = {}
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "--devices", "devices.yaml", "--store", "s.sqlite",
-                             "run", "c.yaml", "--models-root", "models", "--no-progress"], cwd=tmp_path,
+                             "run", "c.yaml", "--models-root", str(root), "--no-progress"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=repo_env())
     stop = threading.Event()
@@ -204,7 +222,12 @@ def sustained_with_hog(tmp_path, *, model: str, seconds: float, window: float, h
         stop.wait(hog_at)
         with cpu_hog(cpus, per_cpu=3, seconds=seconds + 120):
             out["hog_uptime"] = uptime()
-            _, err = proc.communicate(timeout=seconds + 600)
+            # the hog ends with the runner: the lab's own work after it (pulling, the host-side
+            # reference, the store) is not what is measured, and starved by the hog it took ~30 s
+            deadline = time.monotonic() + seconds + 600
+            while os.path.exists(f"/proc/{pid}") and proc.poll() is None and time.monotonic() < deadline:
+                stop.wait(0.2)
+        _, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -228,24 +251,24 @@ def _check_onset(row, wins, hog_uptime, window):
     assert max(w.p50_ms for w in before) < min(w.p50_ms for w in after), table
     assert row.throttle_onset_s is not None, table
     assert abs(row.throttle_onset_s - hog_rel) <= window, f"onset {row.throttle_onset_s} vs hog {hog_rel:.1f}\n{table}"
-    assert row.sustained_ratio > 1 + THROTTLE_SLOWDOWN and row.busy_host is True
+    assert row.sustained_ratio > 1 + HOG_SLOWDOWN and row.busy_host is True
     return hog_rel, table
 
 
-@pytest.mark.slow
-def test_short_sustained_run_with_a_hog_at_15s(tmp_path):
-    """The development variant: 40 s in 5 s windows, the hog ~15 s in (~75 s in all)."""
-    row, wins, hog = sustained_with_hog(tmp_path, model="mobilenet_v1", seconds=40, window=5, hog_at=15)
-    hog_rel, table = _check_onset(row, wins, hog, 5)
-    print(f"hog at {hog_rel:.1f} s; onset {row.throttle_onset_s:.1f} s; ratio {row.sustained_ratio:.2f}\n{table}")
+# (seconds, window, hog at): the issue's 5 minutes with a hog from minute 2, or a 40 s development
+# variant (HWLAB_SUSTAINED_SHORT=1, ~75 s in all); CI runs the 5 minutes
+SUSTAINED_RUNS = {"five-minutes": (300, 15, 120), "short": (40, 5, 15)}
 
 
 @pytest.mark.slow
 @pytest.mark.sustained
-def test_five_minute_sustained_run_with_a_hog_at_minute_two(tmp_path):
+def test_sustained_run_with_a_hog_shows_the_onset_in_its_windows(tmp_path):
     """The issue's must-show: 5 minutes in 15 s windows on `local`, a CPU hog from minute 2."""
-    row, wins, hog = sustained_with_hog(tmp_path, model="mobilenet_v1", seconds=300, window=15, hog_at=120)
-    hog_rel, table = _check_onset(row, wins, hog, 15)
+    seconds, window, hog_at = SUSTAINED_RUNS["short" if os.environ.get("HWLAB_SUSTAINED_SHORT") == "1"
+                                             else "five-minutes"]
+    row, wins, hog = sustained_with_hog(tmp_path, model="mobilenet_v1", seconds=seconds, window=window,
+                                        hog_at=hog_at)
+    hog_rel, table = _check_onset(row, wins, hog, window)
     print(f"hog at {hog_rel:.1f} s; onset {row.throttle_onset_s:.1f} s; ratio {row.sustained_ratio:.2f}\n{table}")
 
 

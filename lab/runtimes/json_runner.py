@@ -221,7 +221,8 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
     m.notes.extend(busy_notes)
     m.windows = [w for i, d in enumerate(docs) for w in windows_from_doc(d, i)]
     if m.windows:
-        m.throttle_onset_s, m.sustained_ratio, sustained_notes = sustained_summary(m.windows)
+        m.throttle_onset_s, m.sustained_ratio, sustained_notes = sustained_summary(
+            m.windows, slowdown=job.protocol.throttle_slowdown)
         m.notes.extend(sustained_notes)
     for note in {(d.get("config") or {}).get("threads_note") for d in docs} - {None}:
         m.notes.append(note)  # e.g. a runtime build that cannot set its thread count
