@@ -141,9 +141,12 @@ def test_busy_campaign_is_flagged_and_left_out(ws):
     assert out["counts"]["faster"] + out["counts"]["slower"] == 0  # left out of wins/losses
     text = _lab("--store", "s.sqlite", "results", "compare", "quiet", "busy", cwd=ws).stdout
     assert "not comparable: host_busy: " in text and "B faster in 0, slower in 0" in text
-    # allowed: compared with lab.stats.compare (the hog makes B slower)
+    # allowed: compared with lab.stats.compare. Not which way: tiny_mlp's 0.04 ms inferences fit in
+    # one time slice, so a hog moves its tail more than its p50 (CI once saw B 0.88x A)
     out = _compare(ws, "quiet", "busy", "host_busy")
-    assert out["pairs"][0]["comparable"] and out["pairs"][0]["ratio_b_over_a"] > 1
+    pair = out["pairs"][0]
+    assert pair["comparable"] and pair["ratio_b_over_a"] > 0 and pair["outcome"] in ("faster", "slower", "no significant difference"), pair
+    assert out["counts"]["not comparable"] == 0
     # by job id too
     out = _compare(ws, quiet.job_id, busy.job_id)
     assert out["pairs"][0]["differences"][0]["field"] == "host_busy"
