@@ -198,12 +198,11 @@ class RemoteSession:
         bounded at 3 s after TERM and 5 s after KILL), or a dying Chromium still writing into its
         profile leaves the dir behind ("Directory not empty")."""
         q = shlex.quote(self.run_dir)
-        runs = GROUP_RUNS_SH
         script = (f"pg=$(cat {q}/pgid 2>/dev/null); "
                   f"case \"$pg\" in ''|*[!0-9]*) ;; *) kill -s TERM -- -\"$pg\" 2>/dev/null; i=0; "
-                  f"while {runs} && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; "
+                  f"while {GROUP_RUNS_SH} && [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; "
                   f"kill -s KILL -- -\"$pg\" 2>/dev/null; i=0; "
-                  f"while {runs} && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done;; esac; "
+                  f"while {GROUP_RUNS_SH} && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done;; esac; "
                   f"rm -rf {q} 2>/dev/null || {{ sleep 0.5; rm -rf {q}; }}; true")
         try:
             self.t.run(script, timeout=30)

@@ -291,6 +291,13 @@ class NetnsFleet:
         Path(path).write_text("".join(h.sshd.known_hosts_line() for h in self.hosts))
         return Path(path)
 
+    def device_entry(self, host, key_file: Path, known_hosts: Path, **over) -> dict:
+        """One devices.yaml entry for `host`: root over SSH with strict host keys, this
+        interpreter as its python, the host's sshd work dir (`over` replaces any of them)."""
+        return {**dict(id=host.id, host=host.addr, port=22, user="root", key_file=str(key_file),
+                       known_hosts=str(known_hosts), host_key_policy="strict",
+                       workdir=str(host.sshd.workdir), python=sys.executable), **over}
+
     def client_cmd(self, argv: list[str]) -> list[str]:
         """argv run inside the client namespace (where the fleet's addresses are routable)."""
         return ["ip", "netns", "exec", self.client_ns, *argv]

@@ -72,8 +72,7 @@ def fleet(tmp_path_factory, ssh_client_key, models_root):
             if h.index == 3:
                 workdir = str(h.sshd.workdir / f"work dir{payload}")
                 python = str(wrapper)
-            entries.append(dict(id=h.id, host=h.addr, port=22, user="root", key_file=str(ssh_client_key[0]),
-                                known_hosts=str(kh), host_key_policy="strict", workdir=workdir, python=python))
+            entries.append(f.device_entry(h, ssh_client_key[0], kh, workdir=workdir, python=python))
         f.inventory = write_inventory(root / "devices.yaml", entries)
         f.pwned = pwned
         f.payload = payload

@@ -135,9 +135,7 @@ def host(tmp_path_factory, ssh_client_key):
     with NetnsFleet(1, tmp / "fleet", ssh_client_key[1]) as fleet:
         h = fleet.hosts[0]
         kh = fleet.known_hosts(tmp / "known_hosts")
-        inv = write_inventory(tmp / "devices.yaml", [dict(
-            id=h.id, host=h.addr, port=22, user="root", key_file=str(ssh_client_key[0]), known_hosts=str(kh),
-            host_key_policy="strict", workdir=str(h.sshd.workdir), python=sys.executable)])
+        inv = write_inventory(tmp / "devices.yaml", [fleet.device_entry(h, ssh_client_key[0], kh)])
         yield SimpleNamespace(fleet=fleet, id=h.id, workdir=str(h.sshd.workdir), inventory=inv, tmp=tmp)
 
 

@@ -242,9 +242,7 @@ def test_over_ssh_the_lab_starts_the_endpoint_on_the_netns_host_and_loads_it_fro
     with NetnsFleet(1, tmp_path / "fleet", ssh_client_key[1]) as fleet:
         h = fleet.hosts[0]
         kh = fleet.known_hosts(tmp_path / "known_hosts")
-        inv = write_inventory(tmp_path / "devices.yaml", [dict(
-            id=h.id, host=h.addr, port=22, user="root", key_file=str(ssh_client_key[0]), known_hosts=str(kh),
-            host_key_policy="strict", workdir=str(h.sshd.workdir), python=sys.executable)])
+        inv = write_inventory(tmp_path / "devices.yaml", [fleet.device_entry(h, ssh_client_key[0], kh)])
         camp = _campaign(tmp_path, "  scenario: [server]\n  target_qps: [20]\n  latency_bound_ms: [500]\n"
                          "  percentile: [0.9]", devices=h.id,
                          protocol="protocol:\n  min_seconds: 2\n  max_seconds: 10\n  trials: 1\n  timeout_s: 120\n")

@@ -58,10 +58,8 @@ def test_a_campaign_runs_on_a_netns_host_without_sftp(tmp_path, ssh_client_key):
     with NetnsFleet(1, tmp_path / "fleet", ssh_client_key[1], sftp=False) as f:
         kh = f.known_hosts(tmp_path / "known_hosts")
         h = f.hosts[0]
-        inv = write_inventory(tmp_path / "devices.yaml", [dict(
-            id="buildroot-board", host=h.addr, port=22, user="root", key_file=str(ssh_client_key[0]),
-            known_hosts=str(kh), host_key_policy="strict", workdir=str(h.sshd.workdir),
-            python=sys.executable)])
+        inv = write_inventory(tmp_path / "devices.yaml",
+                              [f.device_entry(h, ssh_client_key[0], kh, id="buildroot-board")])
         camp = tmp_path / "c.yaml"
         camp.write_text("name: nosftp\ndevices: [buildroot-board]\nmodels: [tiny_mlp]\n"
                         "backends: [paddle-inference-cpu]\nprotocol: {warmup: 1, warmup_seconds: 0.05, "
