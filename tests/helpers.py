@@ -114,3 +114,12 @@ def local_campaign(name: str, model: str, *, options: str, protocol: str) -> str
     """A campaign `name` of `model` on the `local` device with Paddle Inference on 1 thread."""
     return (f"name: {name}\ndevices: [local]\nmodels: [{model}]\nbackends: [paddle-inference-cpu]\n"
             f"threads: [1]\noptions: {options}\nprotocol: {protocol}\n")
+
+
+def default_signals() -> None:
+    """preexec_fn for a `lab` child a test signals: SIGINT/SIGTERM/SIGHUP at their defaults. A
+    suite started in the background (`cmd &`: SIGINT ignored) or under nohup (SIGHUP ignored)
+    passes those ignores on, and the lab rightly keeps an inherited ignore."""
+    import signal
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, job_rows, local_tiny_run
+from helpers import REPO, default_signals, job_rows, local_tiny_run
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +37,6 @@ def _left_running(workdir: Path, grace_s: float = 10.0) -> list[str]:
     return _device_processes(workdir)
 
 
-def _default_signals() -> None:
-    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-
-
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)],
                          ids=["ctrl-c", "sigterm", "sighup"])
 def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, code):
@@ -50,7 +45,7 @@ def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, c
     # a terminal's hang-up reaches a lab whose SIGHUP is not ignored; the suite itself may run under
     # nohup (SIGHUP ignored and inherited), where the lab rightly keeps ignoring it
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_default_signals)
+                            preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not any("pi_runner" in p for p in _device_processes(workdir)):

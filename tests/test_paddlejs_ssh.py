@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers import default_signals
 from lab import paddlejs_remote as pr
 from lab.errors import ConfigError
 
@@ -195,7 +196,8 @@ def test_ctrl_c_while_the_page_runs_stops_the_hosts_browser_and_server(host):
     proc = subprocess.Popen([*host.fleet.client_cmd([]), sys.executable, "-m", "lab.cli", "--devices",
                              str(host.inventory), "--store", str(host.tmp / "int.sqlite"), "run",
                              str(_campaign(host, "webint")), "--models-root", str(MODELS), "--no-progress"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)  # a suite started with `&` ignores SIGINT
     try:
         end = time.monotonic() + 120
         while time.monotonic() < end and proc.poll() is None:
