@@ -60,7 +60,7 @@ def run(model, params, inputs, extra, tmp, tag, threads):
 
 
 def bench_model(model_id, repeat, tmp, threads, max_seconds):
-    from lab.models import build
+    from lab.models.zoo import build
     art = build(model_id, REPO / "models", log=lambda m: print("#", m, file=sys.stderr))
     inputs = [(i.name, list(i.run_shape or i.shape), i.dtype) for i in art.inputs]
     model, params = art.json_path, art.pdiparams_path

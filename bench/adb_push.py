@@ -28,7 +28,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 from adbd_double import AdbdDouble, Faults, make_device_root  # noqa: E402
 
-from lab.records import Device  # noqa: E402
+from lab.core.records import Device  # noqa: E402
 from lab.transport.adb import ADBTransport, ensure_adb_key  # noqa: E402
 from lab.transport.base import sha256_file  # noqa: E402
 

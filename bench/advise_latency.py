@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 INNER = r"""
 import sys, time, io, contextlib, os
 t0 = time.perf_counter()
-if os.environ.get("HWLAB_BENCH_LIBYAML") == "1":  # the proposed lab/yamlio.py change, measured
+if os.environ.get("HWLAB_BENCH_LIBYAML") == "1":  # the proposed lab/core/yamlio.py change, measured
     import yaml
     _compose = yaml.compose
     yaml.compose = lambda text, Loader=None: _compose(text, Loader=yaml.CSafeLoader)
@@ -51,8 +51,8 @@ print(f"{rc} {(t1 - t0) * 1e3:.2f} {(t2 - t1) * 1e3:.2f} {','.join(heavy) or '-'
 
 
 def build_store(path: Path, model: str, extra: int) -> None:
-    from lab.records import Job, Measurement
-    from lab.store import Store
+    from lab.core.records import Job, Measurement
+    from lab.results.store import Store
     store = Store(path)
 
     def job(i, device, backend, proc, m=model, campaign="phone"):
@@ -80,7 +80,7 @@ def main() -> int:
     ap.add_argument("--extra", type=int, default=2000, help="filler jobs in the store")
     ap.add_argument("--libyaml", action="store_true",
                     help="measure with yamlio composing through LibYAML (CSafeLoader), the change "
-                         "proposed for lab/yamlio.py; in-process figure only")
+                         "proposed for lab/core/yamlio.py; in-process figure only")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="advise-bench-"))
     store = tmp / "lab.sqlite"

@@ -1,11 +1,11 @@
 """Benchmark: static model analysis time (the advisor's budget is < 300 ms per answer).
 
 Measures, for each built model in --root (default ./models):
-- `fresh_json_ms`: a fresh Python process imports lab.analysis and analyses the .json
+- `fresh_json_ms`: a fresh Python process imports lab.models.analysis and analyses the .json
   (import + parse + rules; reported without interpreter start-up, timed inside the child);
 - `json_ms` / `pdmodel_ms`: median of N in-process analyses of the .json / legacy .pdmodel;
 - `cached_ms`: median of N `analysis_for(load_artifact(id))` (meta.json cache, what the advisor uses);
-- `cache_hit_build_ms`: `lab.models.build(id)` when the build is cached (hashes every file).
+- `cache_hit_build_ms`: `lab.models.zoo.build(id)` when the build is cached (hashes every file).
 
 Usage: .venv/bin/python bench/analysis_speed.py [--root models] [--repeat 20] [IDS...]
 Build the models first: .venv/bin/lab models build --all
@@ -23,12 +23,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import analysis, models  # noqa: E402
+from lab.models import analysis
+from lab.models import zoo as models  # noqa: E402
 
 CHILD = """
 import sys, time, json
 t0 = time.perf_counter()
-from lab import analysis
+from lab.models import analysis
 res = analysis.analyze(sys.argv[1])
 t1 = time.perf_counter()
 print(json.dumps({"ms": (t1 - t0) * 1000, "paddle_imported": "paddle" in sys.modules}))

@@ -47,7 +47,7 @@ def main() -> None:
                          capture_output=True, text=True)
     if res.returncode != 0:
         sys.exit(res.stderr)
-    from lab.store import Store
+    from lab.results.store import Store
     store = Store(ws / "s.sqlite")
     print("| model | precision | p50 ms | agree cosine_min | agree_ok | accuracy_top1 | job device s "
           "| reference set s (share) | eval set s |")

@@ -12,8 +12,8 @@ same JSON), the runtimes interleaved trial by trial so that the box's load hits 
                           inputs) of that .onnx
 
 Per (model, threads, runtime): median and 95% CI over the pooled samples of all trials
-(lab.stats.summarize, hierarchical bootstrap), load and first-inference medians, and the
-ratio Paddle / ONNX Runtime with its CI (lab.stats.compare). Agreement comes from the export
+(lab.results.stats.summarize, hierarchical bootstrap), load and first-inference medians, and the
+ratio Paddle / ONNX Runtime with its CI (lab.results.stats.compare). Agreement comes from the export
 record (models/<id>/onnx/export.json). Direct runner calls for now: the job-path integration
 (backends onnxruntime-cpu/-gpu in a campaign) comes with the runtime contract.
 
@@ -33,7 +33,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab import models, stats  # noqa: E402
+from lab.models import zoo as models
+from lab.results import stats  # noqa: E402
 from lab.convert import onnx_out  # noqa: E402
 
 RUNNERS = REPO / "lab" / "runners"

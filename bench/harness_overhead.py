@@ -20,7 +20,7 @@ Two modes (`--mode process|shared|both`, default both):
 
 Reported ratio = median over rounds of (A's median / B's median), the paired estimate: a round's
 two arms run back to back, so slow periods on a shared box hit both. Also printed: the ratio of
-pooled medians with its hierarchical-bootstrap 95% CI (lab.stats.compare, rounds as trials).
+pooled medians with its hierarchical-bootstrap 95% CI (lab.results.stats.compare, rounds as trials).
 The lab's claim is 0.97 <= ratio <= 1.03.
 
 Usage: .venv/bin/python bench/harness_overhead.py [--model mobilenet_v1] [--rounds 4] [--threads 1]
@@ -81,7 +81,7 @@ print(json.dumps({"samples_ms": ts}))
 
 
 def model_files(model_id: str, fmt: str):
-    from lab.models import build
+    from lab.models.zoo import build
     art = build(model_id, REPO / "models", log=lambda m: print("#", m, file=sys.stderr))
     if fmt == "json":
         return art, Path(art.json_path), Path(art.pdiparams_path)
@@ -167,7 +167,7 @@ def _fmt(x):
 
 
 def report(label, rows, a_trials, b_trials, args):
-    from lab.stats import compare
+    from lab.results.stats import compare
     cmp = compare(b_trials, a_trials, seed=0)
     ratios = [x["ratio"] for x in rows]
     ratio, r_lo, r_hi, _ = core.median_ci(ratios)  # distribution-free CI of the median ratio

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab import telemetry as T  # noqa: E402
+from lab.telemetry import trace as T  # noqa: E402
 
 clock = lambda: time.clock_gettime(time.CLOCK_BOOTTIME)  # noqa: E731 - the sampler's clock
 

@@ -2,7 +2,7 @@
 
   PYTHONPATH=. python bench/quantisation.py [--root models] [--iters 200]
 
-1. `lab.quantize.quantize(mobilenet_v1)` wall time (PTQ child process incl. paddle import;
+1. `lab.models.quantize.quantize(mobilenet_v1)` wall time (PTQ child process incl. paddle import;
    the agreement check is timed apart).
 2. p50 latency of fp32 (oneDNN) vs int8 (oneDNN int8) at 1 and 2 threads, with a direct predictor
    loop (perf_counter around predictor.run(), like pi_runner), the two models interleaved in rounds
@@ -30,7 +30,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    from lab import agreement, models, quantize
+    from lab.models import agreement
+    from lab.models import zoo as models
+    from lab.models import quantize
     parent = models.build("mobilenet_v1", args.root)
     t = time.monotonic()
     r = quantize.quantize("mobilenet_v1", args.root, force=True)

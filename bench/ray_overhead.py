@@ -1,6 +1,6 @@
 """Benchmark: scheduling overhead per job, Ray engine vs the local thread engine.
 
-Both engines drive the same SYNTHETIC fixed-duration executor (`lab.ray_engine.SyntheticExecutor`:
+Both engines drive the same SYNTHETIC fixed-duration executor (`lab.measure.ray_engine.SyntheticExecutor`:
 it sleeps `--duration` seconds per job and runs no inference), the same devices (local transport,
 one work dir each) and a real SQLite store, so the difference is the engine: for Ray, a task
 submission per job, placement on the node advertising the device, the result's trip back and
@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.ray_engine import SyntheticExecutor, device_resource, run_with_ray  # noqa: E402
-from lab.records import Device, Job  # noqa: E402
-from lab.scheduler import Scheduler, SchedulerOptions  # noqa: E402
-from lab.store import Store  # noqa: E402
+from lab.measure.ray_engine import SyntheticExecutor, device_resource, run_with_ray  # noqa: E402
+from lab.core.records import Device, Job  # noqa: E402
+from lab.measure.scheduler import Scheduler, SchedulerOptions  # noqa: E402
+from lab.results.store import Store  # noqa: E402
 
 
 def make_jobs(devices: list[Device], per_device: int, tag: str) -> list[Job]:
@@ -84,7 +84,7 @@ def main() -> int:
         cluster.add_node(num_cpus=1, object_store_memory=100_000_000, resources=res)
     cluster_start = time.perf_counter() - t0
     try:
-        from lab.ray_engine import connect
+        from lab.measure.ray_engine import connect
         t0 = time.perf_counter()
         connect(cluster.address)  # the driver stays connected: run_with_ray reuses it
         connect_s = time.perf_counter() - t0

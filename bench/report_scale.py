@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lab.records import Job, Measurement, MeasurementProtocol  # noqa: E402
-from lab.store import Store  # noqa: E402
+from lab.core.records import Job, Measurement, MeasurementProtocol  # noqa: E402
+from lab.results.store import Store  # noqa: E402
 
 BACKENDS = [("paddle-inference-cpu", "cpu", "fp32"), ("paddle-lite-arm", "cpu", "fp32"),
             ("paddle-lite-opencl", "gpu", "fp16"), ("paddle-lite-kirin-npu", "aipu", "int8"),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab.telemetry import parse_trace  # noqa: E402
+from lab.telemetry.trace import parse_trace  # noqa: E402
 
 
 def main() -> int:

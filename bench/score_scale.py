@@ -19,9 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lab.catalog import Figure, load_catalog  # noqa: E402
-from lab.records import ResultRow  # noqa: E402
-from lab.scoring import load_profiles, score_chips  # noqa: E402
+from lab.devices.catalog import Figure, load_catalog  # noqa: E402
+from lab.core.records import ResultRow  # noqa: E402
+from lab.decide.scoring import load_profiles, score_chips  # noqa: E402
 
 
 def _scale(f: Figure | None, k: float) -> Figure | None:

@@ -32,7 +32,7 @@ def outer(args) -> dict:
     reason = netns_missing_reason()
     if reason:
         raise SystemExit(f"ssh_parallel: {reason}")
-    from lab import models
+    from lab.models import zoo as models
     models.build(args.model, out_root=REPO / "models")
     with tempfile.TemporaryDirectory(prefix="hwlab-bench-") as tmp:
         tmp = Path(tmp)
@@ -50,11 +50,11 @@ def outer(args) -> dict:
 
 def inner(args) -> dict:
     from lab.runners import RUNNER_CORE, RUNNERS_DIR
-    from lab.inventory import load_devices
-    from lab.models import load_artifact
-    from lab.records import Job, Measurement, MeasurementProtocol
-    from lab.scheduler import Scheduler, SchedulerOptions
-    from lab.store import Store
+    from lab.devices.inventory import load_devices
+    from lab.models.zoo import load_artifact
+    from lab.core.records import Job, Measurement, MeasurementProtocol
+    from lab.measure.scheduler import Scheduler, SchedulerOptions
+    from lab.results.store import Store
     from lab.transport.base import remote_join
 
     devices = load_devices(args.inventory)

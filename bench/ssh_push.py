@@ -26,7 +26,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 
 def measure(args) -> dict:
-    from lab.inventory import load_devices
+    from lab.devices.inventory import load_devices
     from lab.transport.ssh import SSHTransport, _local_hash_cache
     dev = load_devices(args.inventory)[0]
     src = Path(args.tmp) / "payload.bin"

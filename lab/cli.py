@@ -13,13 +13,13 @@ import os
 import pkgutil
 import sys
 
-from . import commands
-from .errors import ConfigError, LabError
+from lab import commands
+from lab.core.errors import ConfigError, LabError
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
-        from .textsafe import one_line
+        from lab.core.textsafe import one_line
         sys.stderr.write(f"lab: error: {one_line(message)} (see 'lab {self.prog.split(' ', 1)[-1]} --help')\n"
                          if " " in self.prog else f"lab: error: {one_line(message)} (see 'lab --help')\n")
         raise SystemExit(2)
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="lab", allow_abbrev=False,
                      description="hwlab: benchmark PaddlePaddle models on devices and choose the chip to "
                      "ship on.")
-    from . import __version__
+    from lab import __version__
     parser.add_argument("--version", action="version", version=f"lab (hwlab) {__version__}")
     parser.add_argument("--devices", default="devices.yaml", metavar="PATH",
                         help="device inventory (default ./devices.yaml)")
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         if info.name.startswith("_"):  # helpers of a command (e.g. _models_quant under `models`)
             continue
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
-        module.register(sub)
+        if hasattr(module, "register"):  # argtypes, tables: helpers the commands share
+            module.register(sub)
     for child in sub.choices.values():
         _add_globals(child)
     return parser
@@ -63,7 +64,7 @@ def _add_globals(parser: argparse.ArgumentParser) -> None:
 
 def _error(message: str) -> None:
     """One line on stderr, names shown as text (no control sequences, no embedded newlines)."""
-    from .textsafe import one_line
+    from lab.core.textsafe import one_line
     try:
         sys.stderr.write(f"lab: error: {one_line(message)}\n")
         sys.stderr.flush()
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from . import signals
+    from lab.core import signals
     signals.install()
     try:
         code = int(args.func(args) or 0)

@@ -53,7 +53,7 @@ def loopback_sshd(tmp_path_factory, ssh_client_key):
 @pytest.fixture
 def ssh_device(tmp_path, ssh_client_key):
     """Factory: a `Device` for an `Sshd`, its host key pre-trusted in a fresh known_hosts file."""
-    from lab.records import Device
+    from lab.core.records import Device
 
     def make(server, *, known: bool = True, **over) -> Device:
         kh = tmp_path / f"known_hosts-{server.port}-{len(list(tmp_path.glob('known_hosts-*')))}"

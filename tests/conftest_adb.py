@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from adbd_double import AdbdDouble, Faults, make_device_root  # noqa: E402
 
-from lab.records import Device  # noqa: E402
+from lab.core.records import Device  # noqa: E402
 
 
 @pytest.fixture(scope="session")

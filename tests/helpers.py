@@ -46,7 +46,7 @@ def one_line_error(res: subprocess.CompletedProcess, *needles: str) -> str:
 
 def config_error(fn, *args, **kwargs) -> str:
     """The message of the ConfigError that `fn(*args, **kwargs)` must raise."""
-    from lab.errors import ConfigError
+    from lab.core.errors import ConfigError
     with pytest.raises(ConfigError) as exc:
         fn(*args, **kwargs)
     return str(exc.value)
@@ -87,7 +87,7 @@ def local_tiny_run(tmp_path: Path, campaign: str) -> tuple[list[str], Path, Path
     """For tests of a real `lab run` subprocess: tiny_mlp built in the repository's models/, a
     `local` device working in tmp_path/device, `campaign` (YAML text) written. Returns the `lab run`
     argv (no progress line), its store and the device's workdir."""
-    from lab import models
+    from lab.models import zoo as models
     models.build("tiny_mlp", out_root=REPO / "models")
     workdir = tmp_path / "device"
     inv = write_local_devices(tmp_path, workdir)

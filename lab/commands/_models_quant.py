@@ -1,12 +1,12 @@
 """`lab models quantize | accuracy | agreement`: int8 models and whether their outputs are right.
 
 A private module (no top-level command: lab.cli skips `_`-prefixed modules); its actions hang
-under `lab models` (commands/models.py calls register_actions). Thin: parse, call lab.quantize / lab.accuracy / lab.agreement, print. Exit 1 when a check fails
+under `lab models` (commands/models.py calls register_actions). Thin: parse, call lab.models.quantize / lab.models.accuracy / lab.models.agreement, print. Exit 1 when a check fails
 (the model is kept and marked failed), 2 on bad input.
 """
 from __future__ import annotations
 
-from .. import argtypes
+from lab.commands import argtypes
 import json
 import sys
 
@@ -51,11 +51,11 @@ def _log(msg: str) -> None:
 
 
 def cmd_quantize(args) -> int:
-    from .. import quantize
+    from lab.models import quantize
     r = quantize.quantize(args.id, args.root, algo=args.algo, calib_batches=args.calib_batches,
                           calib_data=args.calib_data, engine=args.engine, force=args.force,
                           log=_log)
-    from ..models import read_meta
+    from lab.models.zoo import read_meta
     q = read_meta(r.artifact.id, args.root)["quantization"]
     sizes = q["size_bytes"]
     print(f"{r.artifact.id}: {'reused' if r.reused else f'quantised in {r.seconds:.1f} s'}, "
@@ -70,7 +70,8 @@ def cmd_quantize(args) -> int:
 
 
 def cmd_accuracy(args) -> int:
-    from .. import accuracy, models
+    from lab.models import accuracy
+    from lab.models import zoo as models
     art = models.load_artifact(args.id, args.root)
     acc = accuracy.measure(art, eval_data=args.eval_data)
     if args.format == "json":
@@ -82,8 +83,9 @@ def cmd_accuracy(args) -> int:
 
 
 def cmd_agreement(args) -> int:
-    from .. import agreement, models
-    from ..errors import ConfigError
+    from lab.models import agreement
+    from lab.models import zoo as models
+    from lab.core.errors import ConfigError
     art = models.load_artifact(args.id, args.root)
     ref_id = args.against or art.parent
     if not ref_id:

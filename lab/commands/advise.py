@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import sys
 
-from .. import argtypes, jsonio
-from ..textsafe import clean
+from lab.commands import argtypes
+from lab.core import jsonio
+from lab.core.textsafe import clean
 
 
 def register(sub) -> None:
@@ -34,9 +35,9 @@ def register(sub) -> None:
 
 
 def cmd_advise(args) -> int:
-    from ..advice_rules import Options
-    from ..advisor import advise, advise_campaign, render_text
-    from ..errors import ConfigError
+    from lab.decide.advice_rules import Options
+    from lab.decide.advisor import advise, advise_campaign, render_text
+    from lab.core.errors import ConfigError
 
     if args.campaign and (args.model or args.device or args.measure):
         raise ConfigError("--campaign answers for every pair of a stored campaign; do not combine "
@@ -52,15 +53,15 @@ def cmd_advise(args) -> int:
                                   devices_path=args.devices, models_root=args.models_root)
     else:
         job_ids = None
-        from ..models import is_zoo_model
+        from lab.models.zoo import is_zoo_model
         from pathlib import Path
         if (not args.measure and not (Path(args.models_root) / args.model / "meta.json").exists()
                 and is_zoo_model(args.model, args.models_root)):  # the cheap check first
             # a zoo model not built yet: build it now, and say so (the verdict needs its analysis)
-            from ..orchestrate import ensure_artifact
+            from lab.measure.orchestrate import ensure_artifact
             ensure_artifact(args.model, args.models_root, log=lambda m: print(m, file=sys.stderr))
         if args.measure:  # the verdict quotes exactly the jobs just measured, nothing older
-            from ..orchestrate import measure_for_advice
+            from lab.measure.orchestrate import measure_for_advice
             name, job_ids = measure_for_advice(args.model, args.device, store_path=args.store,
                                                devices_path=args.devices, models_root=args.models_root,
                                                log=lambda m: print(m, file=sys.stderr))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import sys
 
-from .. import jsonio
-from ..catalog import TOPS_PRECISIONS, Catalog, Chip, load_catalog
+from lab.core import jsonio
+from lab.devices.catalog import TOPS_PRECISIONS, Catalog, Chip, load_catalog
 
 
 def register(subparsers) -> None:
@@ -75,8 +75,8 @@ def _price_cell(chip: Chip) -> str:
 
 
 def render_table(catalog: Catalog, *, wide: bool = False, width: int | None = None, file=None) -> None:
-    """The catalog as a table that never cuts chip ids or figures (lab.tables)."""
-    from ..tables import Col, print_table
+    """The catalog as a table that never cuts chip ids or figures (lab.commands.tables)."""
+    from lab.commands.tables import Col, print_table
 
     cols = [Col("id"), Col("vendor", drop=3), Col("accelerator", drop=2),
             Col("TOPS per precision (dense)", wrap=True), Col("nm", drop=1), Col("W", drop=4),

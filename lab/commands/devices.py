@@ -1,11 +1,11 @@
 """`lab devices`: list the inventory; `--check` probes each device for its facts and runtimes."""
 from __future__ import annotations
 
-from .. import jsonio
-from ..textsafe import clean, one_line
-from .. import argtypes
+from lab.core import jsonio
+from lab.core.textsafe import clean, one_line
+from lab.commands import argtypes
 
-from ..inventory import load_devices
+from lab.devices.inventory import load_devices
 
 
 def register(sub) -> None:
@@ -22,13 +22,13 @@ def register(sub) -> None:
 def cmd_devices(args) -> int:
     devices = load_devices(args.devices)
     if args.ids:
-        from ..inventory import find_device
+        from lab.devices.inventory import find_device
         devices = [find_device(devices, i, where=f"{args.devices}: ") for i in args.ids]
     if args.check:
-        from ..probe import check_devices
+        from lab.devices.probe import check_devices
         chosen = [d for d in devices if d.enabled or args.all or args.ids]
         if args.timeout <= 0:
-            from ..errors import ConfigError
+            from lab.core.errors import ConfigError
             raise ConfigError(f"--timeout must be positive, got {args.timeout:g}", fix="e.g. --timeout 60")
         reports = check_devices(chosen, timeout=args.timeout)
         if args.format == "json":

@@ -1,18 +1,17 @@
 """`lab models`: build zoo models, register user models, list and analyse them.
 
-Thin: argument parsing and printing only; the work is in `lab.models` and `lab.analysis`.
+Thin: argument parsing and printing only; the work is in `lab.models.zoo` and `lab.models.analysis`.
 """
 from __future__ import annotations
 
-from .. import jsonio
-from ..textsafe import clean, one_line
+from lab.core import jsonio
+from lab.core.textsafe import clean, one_line
 import argparse
-import importlib
 import json
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
+from lab.core.errors import ConfigError
 
 
 def _common(parser, top: bool = False) -> None:
@@ -87,7 +86,7 @@ def register(sub) -> None:
     _common(an)
     an.set_defaults(func=cmd_analyze)
 
-    from . import _models_quant  # quantize / accuracy / agreement (int8 and correctness)
+    from lab.commands import _models_quant  # quantize / accuracy / agreement (int8 and correctness)
     _models_quant.register_actions(actions, _common)
 
 
@@ -96,7 +95,7 @@ def _log(msg: str) -> None:
 
 
 def cmd_build(args) -> int:
-    from .. import models
+    from lab.models import zoo as models
     zoo_path = args.zoo or models.default_zoo_path(args.root)
     zoo = models.load_zoo(zoo_path)
     if args.all and args.ids:
@@ -114,22 +113,15 @@ def cmd_build(args) -> int:
         art = (models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
                if mid in zoo else models.load_artifact(mid, args.root))
         for target in args.lite_target:
-            # Hook for Paddle Lite conversion (owned by lab/lite_convert.py): imported only on demand.
-            try:
-                lite_convert = importlib.import_module("lab.lite_convert")
-            except ModuleNotFoundError as exc:
-                if exc.name != "lab.lite_convert":
-                    raise
-                raise ConfigError("--lite-target: Paddle Lite conversion is not part of this "
-                                  "install (lab/lite_convert.py missing)") from None
+            from lab.convert import lite as lite_convert  # on demand: opt's venv, paddle
             lite_convert.convert(art, target)
             converted += 1
         if args.onnx or args.onnx_int8:
-            from ..convert import onnx_out
+            from lab.convert import onnx_out
             onnx_out.export(art, int8=args.onnx_int8, force=args.force, log=_log)
             onnx += 1
         if args.web:
-            from ..convert import paddlejs
+            from lab.convert import paddlejs
             paddlejs.convert(art, force=args.force, log=_log)
             web += 1
     print(f"built {len(ids)} model(s) under {args.root}/" +
@@ -148,7 +140,7 @@ def _fmt_int(n) -> str:
 
 
 def cmd_list(args) -> int:
-    from .. import models
+    from lab.models import zoo as models
     rows = models.list_models(args.root, args.zoo)
     if args.format == "json":
         print(jsonio.dumps([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
@@ -167,7 +159,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from .. import models
+    from lab.models import zoo as models
     inputs = [models.parse_input_arg(text) for text in args.input]
     art = models.add_user_model(args.id, args.model_file, args.params_file, inputs, args.root,
                                 zoo_path=args.zoo)
@@ -177,8 +169,8 @@ def cmd_add(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from .. import models
-    from ..convert import onnx_in
+    from lab.models import zoo as models
+    from lab.convert import onnx_in
     inputs = [models.parse_input_arg(text) for text in args.input]
     art = onnx_in.import_onnx(args.file, args.name, inputs, args.root, zoo_path=args.zoo,
                               force=args.force, log=_log)
@@ -192,7 +184,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .. import models
+    from lab.models import zoo as models
     art = models.load_artifact(args.id, args.root)
     meta = jsonio.load_file(art.dir / "meta.json", what="model meta")
     print(jsonio.dumps(meta, indent=1, sort_keys=True))
@@ -202,7 +194,8 @@ def cmd_show(args) -> int:
 def cmd_analyze(args) -> int:
     from pathlib import Path
 
-    from .. import analysis, models
+    from lab.models import analysis
+    from lab.models import zoo as models
     target = Path(args.target)
     if target.suffix.lower() in (".json", ".pdmodel") or target.is_file():
         if not target.is_file():

@@ -1,13 +1,13 @@
 """`lab node start|stop|status`: this host as a Ray node that advertises the devices it reaches.
 
 Why a thin wrapper over `ray start`: Ray already does cluster membership, scheduling and failure
-detection; the lab only adds the device resources (`hwlab-dev:<id>`, see lab.ray_engine) and the
+detection; the lab only adds the device resources (`hwlab-dev:<id>`, see lab.measure.ray_engine) and the
 environment the workers need (this checkout on PYTHONPATH, HWLAB_HOME = the directory it was
 started from).
 """
 from __future__ import annotations
 
-from .. import argtypes
+from lab.commands import argtypes
 import argparse
 import os
 import shutil
@@ -15,8 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..inventory import load_devices
+from lab.core.errors import ConfigError
+from lab.devices.inventory import load_devices
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,13 +56,13 @@ def ray_binary() -> str:
     here = Path(sys.executable).with_name("ray")
     found = str(here) if here.exists() else shutil.which("ray")
     if not found:
-        from ..ray_engine import RAY_MISSING
+        from lab.measure.ray_engine import RAY_MISSING
         raise ConfigError(RAY_MISSING)
     return found
 
 
 def start_command(args, resources: dict[str, float]) -> list[str]:
-    from ..ray_engine import resources_json
+    from lab.measure.ray_engine import resources_json
     cmd = [ray_binary(), "start"]
     if args.address:
         cmd += ["--address", args.address]
@@ -97,14 +97,14 @@ def cmd_start(args) -> int:
                               line=known[dev_id].line, fix="set 'enabled: true' for it")
     chosen = [d for d in devices if d.enabled and (not args.only or d.id in args.only)]
     if args.check and chosen:
-        from ..probe import check_devices
+        from lab.devices.probe import check_devices
         reports = check_devices(chosen)
         for r in reports:
             if not r.reachable:
                 print(f"not advertised: {r.device}: {r.error}", file=sys.stderr)
         ok = {r.device for r in reports if r.reachable}
         chosen = [d for d in chosen if d.id in ok]
-    from ..ray_engine import device_resource, node_resources  # Ray only when used
+    from lab.measure.ray_engine import device_resource, node_resources  # Ray only when used
     resources = node_resources(chosen)
     for d in chosen:
         print(f"advertising {d.id} as {device_resource(d.id)}", file=sys.stderr)
@@ -125,7 +125,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from ..ray_engine import RESOURCE_PREFIX, connect
+    from lab.measure.ray_engine import RESOURCE_PREFIX, connect
     ray, owned = connect(args.address, ship_code=False)
     try:
         nodes = [n for n in ray.nodes() if n.get("Alive")]

@@ -1,9 +1,9 @@
 """`lab power import FILE.csv --device D [--campaign C]`: external meter logs -> stored jobs."""
 from __future__ import annotations
 
-from ..textsafe import one_line
-from .. import argtypes
-from ..errors import ConfigError
+from lab.core.textsafe import one_line
+from lab.commands import argtypes
+from lab.core.errors import ConfigError
 
 
 def register(sub) -> None:
@@ -22,8 +22,8 @@ def register(sub) -> None:
 
 
 def cmd_import(args) -> int:
-    from ..power_import import apply_meter, read_meter_csv  # here: other commands never pay for it
-    from ..store import Store
+    from lab.telemetry.meter_import import apply_meter, read_meter_csv  # here: other commands never pay for it
+    from lab.results.store import Store
     series = read_meter_csv(args.file)
     store = Store(args.store)
     try:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import time
 
-from ..errors import ConfigError
-from ..textsafe import one_line
+from lab.core.errors import ConfigError
+from lab.core.textsafe import one_line
 
 
 def register(sub) -> None:
@@ -23,14 +23,14 @@ def register(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from ..report.render import write_report  # matplotlib is imported only when a report is made
+    from lab.report.render import write_report  # matplotlib is imported only when a report is made
 
     if not args.campaign:
         from pathlib import Path as _P
         if not _P(args.store).is_file():
             raise ConfigError(f"no results store at {args.store}", fix="run a campaign first "
                               "(`lab run campaigns/demo.yaml`) or pass --store PATH")
-        from ..store import Store
+        from lab.results.store import Store
         store = Store(args.store)
         try:
             names = store.campaigns()
@@ -44,13 +44,13 @@ def cmd_report(args) -> int:
         return 0
     if args.baseline and args.baseline in args.campaign:
         raise ConfigError(f"--baseline {args.baseline!r} is also a --campaign", fix="compare two different campaigns")
-    from ..outpaths import check_output, under
+    from lab.core.outpaths import check_output, under
     # a campaign name is data (it may come from someone else's store): it names one folder
     # under reports/, never a path; -o is checked before anything is rendered
     out = check_output(args.output if args.output else
                        under("reports", "+".join(args.campaign), what="campaign name") / "index.html")
     t0 = time.perf_counter()
-    from ..comparability import check_allowed
+    from lab.results.comparability import check_allowed
     allow = check_allowed(args.allow_different)
     path = write_report(args.store, args.campaign, out, baseline=args.baseline, profiles=args.profile,
                         allow_different=allow)

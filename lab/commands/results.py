@@ -6,11 +6,11 @@ import io
 import json
 import sys
 
-from .. import jsonio
-from ..errors import ConfigError
-from ..records import ResultRow
-from ..store import Store
-from ..textsafe import csv_cell, one_line
+from lab.core import jsonio
+from lab.core.errors import ConfigError
+from lab.core.records import ResultRow
+from lab.results.store import Store
+from lab.core.textsafe import csv_cell, one_line
 
 
 def register(sub) -> None:
@@ -67,7 +67,7 @@ TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
 
 
 def _quality(r: ResultRow) -> str:
-    from ..quality import LABELS, classify
+    from lab.results.quality import LABELS, classify
     if not r.ok:
         return ""
     return ", ".join(LABELS[f] for f in classify(r).flags) or "ok"
@@ -118,12 +118,12 @@ def _fmt(v) -> str:
 
 def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None = None,
                  file=None) -> None:
-    """Rows as a table that never cuts ids or figures (lab.tables); minor columns make room."""
+    """Rows as a table that never cuts ids or figures (lab.commands.tables); minor columns make room."""
     out = file or sys.stdout
     if not rows:
         print("no results stored yet (run `lab run campaigns/demo.yaml`)", file=out)
         return
-    from ..tables import Col, print_table
+    from lab.commands.tables import Col, print_table
     cols = [Col(h, drop=MINOR.get(h, 0), wrap=h in WRAP) for h in TABLE_COLUMNS]
     print_table(cols, [[show(r) for show in TABLE_COLUMNS.values()] for r in rows], wide=wide,
                 width=width, file=out)
@@ -133,8 +133,8 @@ def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None
 
 
 def cmd_compare(args) -> int:
-    from ..comparability import check_allowed, compare_pair, context_of, pair_rows
-    from ..report.render import config_label
+    from lab.results.comparability import check_allowed, compare_pair, context_of, pair_rows
+    from lab.report.render import config_label
     allow = check_allowed(args.allow_different)
     store = Store(args.store, create=False)
     try:
@@ -181,7 +181,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from ..results_import import parse_results_csv
+    from lab.results.importer import parse_results_csv
     from pathlib import Path
     path = Path(args.file)
     if not path.is_file():

@@ -1,12 +1,12 @@
-"""`lab run CAMPAIGN`: parse arguments, call lab.orchestrate, print what happened."""
+"""`lab run CAMPAIGN`: parse arguments, call lab.measure.orchestrate, print what happened."""
 from __future__ import annotations
 
-from .. import argtypes
+from lab.commands import argtypes
 import sys
 
-from ..errors import ConfigError
+from lab.core.errors import ConfigError
 
-# lab.orchestrate (scheduler, store, transports) is imported in the handlers: `lab --help` and
+# lab.measure.orchestrate (scheduler, store, transports) is imported in the handlers: `lab --help` and
 # the read commands must not pay for it.
 
 
@@ -31,10 +31,10 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    from ..orchestrate import prepare, run_prepared
-    from ..scheduler import SchedulerOptions
+    from lab.measure.orchestrate import prepare, run_prepared
+    from lab.measure.scheduler import SchedulerOptions
     if args.engine == "ray":  # a missing Ray is bad input: say so before any model is built
-        from ..ray_engine import import_ray
+        from lab.measure.ray_engine import import_ray
         import_ray()
     prep = prepare(args.campaign, args.devices, args.models_root, dry_run=args.dry_run, log=_log)
     for ex in prep.excluded:
@@ -44,7 +44,7 @@ def cmd_run(args) -> int:
                           fix="check devices and backends: see the 'not planned' lines above")
     if args.dry_run:
         return _dry_run(args, prep)
-    from ..locks import DeviceLocks
+    from lab.measure.locks import DeviceLocks
     with DeviceLocks([j.device for j in prep.jobs], prep.spec.name):
         opts = SchedulerOptions(max_parallel=args.max_parallel, retries=args.retries,
                                 models_root=args.models_root, progress=True,
@@ -69,7 +69,7 @@ def cmd_run(args) -> int:
 
 def _dry_run(args, prep) -> int:
     """Print the plan, with what the store already holds for each job."""
-    from ..orchestrate import stored_status
+    from lab.measure.orchestrate import stored_status
     status = stored_status(args.store, prep.spec.name)
     jobs = prep.jobs
     print(f"{'job_id':<16}  {'stored':<8} {'device':<16} {'model':<14} {'backend':<24} prec threads batch options")
@@ -80,13 +80,13 @@ def _dry_run(args, prep) -> int:
     todo = sum(1 for j in jobs if status.get(j.job_id) != "ok")
     _log(f"dry run: {len(jobs)} jobs planned, {len(jobs) - todo} already ok, {todo} would run with --resume"
          + (f"; a plain run would be refused ({finished} finished jobs stored)" if finished else ""))
-    from ..duration import fmt_s, plan_bounds
+    from lab.measure.duration import fmt_s, plan_bounds
     lo, hi = plan_bounds(jobs, args.max_parallel)
     rlo, rhi = plan_bounds([j for j in jobs if status.get(j.job_id) != "ok"], args.max_parallel)
     _log(f"estimated device time: {fmt_s(lo)} to {fmt_s(hi)} for all {len(jobs)} jobs"
          + (f" ({fmt_s(rlo)} to {fmt_s(rhi)} for the {todo} left)" if todo != len(jobs) else "")
          + " (per job: trials x (warm-up + min..max steady seconds + start allowance) + cooldown; "
-         "devices in parallel; lab/duration.py)")
+         "devices in parallel; lab/measure/duration.py)")
     return 0
 
 

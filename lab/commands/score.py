@@ -6,14 +6,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import argtypes, jsonio
-from ..textsafe import one_line
-from ..catalog import load_catalog
-from ..errors import ConfigError
-from ..records import ResultRow
+from lab.commands import argtypes
+from lab.core import jsonio
+from lab.core.textsafe import one_line
+from lab.devices.catalog import load_catalog
+from lab.core.errors import ConfigError
+from lab.core.records import ResultRow
 
 if TYPE_CHECKING:
-    from ..scoring import ChipScore
+    from lab.decide.scoring import ChipScore
 
 
 def register(subparsers) -> None:
@@ -45,7 +46,7 @@ def load_rows(store_path: str, campaigns: list[str] | None) -> tuple[list[Result
         if campaigns:
             raise ConfigError(f"no results store at {store_path}", fix="run a campaign first or pass --store PATH")
         return [], f"no store at {store_path}: measured criterion unknown for every chip"
-    from ..store import Store
+    from lab.results.store import Store
 
     store = Store(store_path, readonly=True)
     try:
@@ -68,10 +69,10 @@ def _cell(v):
 
 def render_table(results: list[ChipScore], profile, note: str, draws: int, seed: int, *,
                  wide: bool = False, width: int | None = None, file=None, console=None) -> None:
-    """The ranking as a table that never cuts chip ids or figures (lab.tables): criteria columns
+    """The ranking as a table that never cuts chip ids or figures (lab.commands.tables): criteria columns
     of low weight make room first, with a note; then why each n/a `measured` is n/a."""
-    from ..scoring import CRITERIA, UNKNOWN_PRIOR
-    from ..tables import Col, print_table
+    from lab.decide.scoring import CRITERIA, UNKNOWN_PRIOR
+    from lab.commands.tables import Col, print_table
 
     if console is not None:  # tests: a recording rich Console
         import io
@@ -117,7 +118,7 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
 
 
 def run(args) -> int:
-    from ..scoring import load_model_flops, load_profiles, score_chips
+    from lab.decide.scoring import load_model_flops, load_profiles, score_chips
     profiles = load_profiles(args.profiles)
     if args.profile is None:
         print("profiles (pass one with `lab score --profile ID`):")
@@ -138,8 +139,8 @@ def run(args) -> int:
         print(jsonio.dumps([r.to_json() for r in results], indent=2))
     else:
         import io
-        from ..tables import terminal_width
-        from ..textsafe import clean
+        from lab.commands.tables import terminal_width
+        from lab.core.textsafe import clean
         buf = io.StringIO()  # names in notes and reasons come from files: shown as text
         render_table(results, profile, note, args.draws, args.seed, wide=args.wide,
                      width=terminal_width(sys.stdout), file=buf)

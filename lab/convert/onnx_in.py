@@ -26,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .. import models
-from ..errors import ConfigError, LabError, excerpt
-from ..records import InputSpec
-from . import worker
+from lab.models import zoo as models
+from lab.core import versions
+from lab.core.errors import ConfigError, LabError, excerpt
+from lab.core.records import InputSpec
+from lab.convert import worker
 
 SOURCE = "onnx"
 SOURCE_FILE = "onnx/source.onnx"
@@ -181,7 +182,7 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
     src_sha = models.sha256_file(src)
     mdir = Path(root) / model_id
     key = {"source_sha256": src_sha, "inputs": [models._input_to_json(s) for s in specs],
-           "x2paddle": models._version("x2paddle"), "legacy_export": 1}  # 1: .pdmodel for Lite
+           "x2paddle": versions.dist_version("x2paddle"), "legacy_export": 1}  # 1: .pdmodel for Lite
     old = models.read_meta(model_id, root)
     if old and old.get("source") not in (SOURCE, None):
         raise ConfigError(f"model id {model_id!r} is already a {old.get('source')} model under "
@@ -213,7 +214,7 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
             raise _conversion_error(graph, res)
         if not (made / "model.json").is_file() or not (made / "model.pdiparams").is_file():
             raise LabError(f"model {model_id!r}: x2paddle wrote no inference_model/model.json")
-        from .. import analysis
+        from lab.models import analysis
         paddle_inputs = [i.name for i in analysis.analyze(made / "model.json").inputs]
         if sorted(paddle_inputs) != sorted(input_map.values()):
             raise LabError(f"model {model_id!r}: x2paddle's inputs {paddle_inputs} do not map to "
@@ -260,9 +261,9 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
         "inputs": [models._input_to_json(s) for s in paddle_specs],
         "flops": flops, "flops_note": note, "params": res_an.params,
         "persistable_numel": res_an.persistable_numel, "tags": {},
-        "built_with": {"paddle": models.paddle_version(), "x2paddle": key["x2paddle"],
-                       "onnx": models._version("onnx"),
-                       "onnxruntime": models._version("onnxruntime")},
+        "built_with": {"paddle": versions.paddle_version(), "x2paddle": key["x2paddle"],
+                       "onnx": versions.dist_version("onnx"),
+                       "onnxruntime": versions.dist_version("onnxruntime")},
         "origin": {"onnx_file": str(src.resolve())},
         "onnx_import": {"key": key, "source_file": SOURCE_FILE, "source_sha256": src_sha,
                         "opset": graph.opset, "input_map": input_map,

@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import models
-from ..errors import ConfigError, LabError
-from . import worker
+from lab.models import zoo as models
+from lab.core import versions
+from lab.core.errors import ConfigError, LabError
+from lab.convert import worker
 
 OPSET = 13
 SUBDIR = "onnx"
@@ -114,7 +115,7 @@ def export(art: models.ModelArtifact, *, int8: bool = False, force: bool = False
                           fix=f"run `lab models build {art.id}`")
     out_dir = art.dir / SUBDIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    p2o_version = models._version("paddle2onnx")
+    p2o_version = versions.dist_version("paddle2onnx")
     inputs = [models._input_to_json(i) for i in art.inputs]
     record = _read_record(art) or {}
     same_source = (record.get("schema") == RECORD_SCHEMA and record.get("source_sha256") ==
@@ -138,7 +139,7 @@ def export(art: models.ModelArtifact, *, int8: bool = False, force: bool = False
                            "agreement": dict(res.get("agreement") or {},
                                              note="ONNX Runtime (reference) vs Paddle Inference")}}
     if int8:
-        recipe = dict(INT8_RECIPE, onnxruntime=models._version("onnxruntime"))
+        recipe = dict(INT8_RECIPE, onnxruntime=versions.dist_version("onnxruntime"))
         part = record.get("int8")
         if force or not part or part.get("recipe") != recipe or \
                 part.get("fp32_sha256") != record["fp32"]["sha256"] or not _intact(art, part):

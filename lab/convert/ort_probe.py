@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from lab.core.errors import ConfigError
 
 _PROBE = ("import json, numpy, onnxruntime as o; "
           "print(json.dumps({'version': o.__version__, 'providers': o.get_available_providers()}))")

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError, LabError, excerpt
-from . import fluid_shim
+from lab.core.errors import ConfigError, LabError, excerpt
+from lab.convert import fluid_shim
 
 CONVERTER_DIST = "paddlejsconverter"
 CONVERTER_VERSION = "1.0.8"
@@ -128,7 +128,7 @@ def web_sha256(web_dir: Path) -> tuple[dict[str, str], str]:
     """Per-file sha256 and the content hash over model.json then chunk_1..N (numeric order)."""
     import hashlib
 
-    from ..models import sha256_file
+    from lab.models.zoo import sha256_file
     chunks = sorted((p for p in web_dir.glob("chunk_*.dat")),
                     key=lambda p: int(p.stem.split("_")[1]))
     files = {MODEL_JSON: sha256_file(web_dir / MODEL_JSON)}
@@ -144,7 +144,7 @@ def web_sha256(web_dir: Path) -> tuple[dict[str, str], str]:
 # ------------------------------------------------------------------------ what can be converted
 def web_refusal(artifact) -> str | None:
     """Why `artifact` has no Paddle.js build path (None when it has one). Used by the converter and
-    by planning (lab/campaign.py), so both refuse for the same reasons."""
+    by planning (lab/measure/campaign.py), so both refuse for the same reasons."""
     if not (artifact.pdmodel_path and artifact.legacy_pdiparams_path):
         return (f"model {artifact.id}: no legacy .pdmodel/.pdiparams; paddlejsconverter reads only "
                 "legacy programs")
@@ -204,7 +204,7 @@ def _run_converter(model_file: Path, params_file: Path, out_dir: Path, timeout: 
 
 def convert(artifact, *, force: bool = False, timeout: float = 600.0,
             log: Callable[[str], None] | None = None) -> WebModel:
-    """Convert `artifact` (a lab.models.ModelArtifact) into `<dir>/web/`, or reuse it."""
+    """Convert `artifact` (a lab.models.zoo.ModelArtifact) into `<dir>/web/`, or reuse it."""
     version = converter_version()
     refusal = web_refusal(artifact)
     if refusal:
@@ -243,7 +243,7 @@ def convert(artifact, *, force: bool = False, timeout: float = 600.0,
     files, digest = web_sha256(web)
     wm = WebModel(artifact.id, web, files, digest, converter, fixes, doc.get("feedShape"))
     meta["web"] = wm.to_meta(src_sha)
-    from ..models import _write_json_atomic
+    from lab.models.zoo import _write_json_atomic
     _write_json_atomic(meta_path, meta)
     if log:
         log(f"{artifact.id}: web model in {web}/ ({len(files) - 1} chunk(s); "

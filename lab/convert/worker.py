@@ -15,22 +15,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-AGREEMENT_SAMPLES = 4  # samples of lab.agreement's seeded reference inputs (seed REFERENCE_SEED+i)
+AGREEMENT_SAMPLES = 4  # samples of lab.models.agreement's seeded reference inputs (seed REFERENCE_SEED+i)
 
 
 def _inputs(specs: list[dict[str, Any]], count: int, seed: int | None = None) -> list[dict[str, Any]]:
-    """`count` seeded input sets {name: array} (lab.agreement.seeded_inputs, the runner's generator)."""
-    from .. import agreement
+    """`count` seeded input sets {name: array} (lab.models.agreement.seeded_inputs, the runner's generator)."""
+    from lab.models import agreement
     return agreement.seeded_inputs([(s["name"], list(s["run_shape"]), s["dtype"]) for s in specs],
                                    count, agreement.REFERENCE_SEED if seed is None else seed)
 
 
 def _agreement(reference: list[list[Any]], candidate: list[list[Any]], precision: str,
                reference_name: str) -> dict[str, Any]:
-    """lab.agreement.compare over compact outputs; keys cosine/max_abs/top1 kept for the records."""
+    """lab.models.agreement.compare over compact outputs; keys cosine/max_abs/top1 kept for the records."""
     import numpy as np
 
-    from .. import agreement
+    from lab.models import agreement
 
     def compact(outs: list[list[Any]]) -> list[list[dict]]:
         return agreement.compact_all([np.stack([o[j] for o in outs]) for j in range(len(outs[0]))])
@@ -73,7 +73,7 @@ def _paddle_outputs(model: str, params: str, feeds: list[dict[str, Any]]) -> lis
 
 def agree(job: dict[str, Any]) -> dict[str, Any]:
     """Reference (ONNX Runtime on job['onnx']) against Paddle Inference or another .onnx."""
-    from .. import agreement
+    from lab.models import agreement
     specs = job["inputs"]  # [{name (onnx), paddle_name, run_shape, dtype}]
     feeds = _inputs(specs, job.get("count", AGREEMENT_SAMPLES))
     if job.get("reference_paddle_model"):
@@ -220,7 +220,7 @@ def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0,
     import subprocess
     import tempfile
 
-    from ..errors import excerpt
+    from lab.core.errors import excerpt
     repo = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env.setdefault("GLOG_minloglevel", "2")

@@ -5,10 +5,10 @@ archived and opened offline by people who decide; it must not depend on a server
 A Content-Security-Policy with hashes of our own style and script makes that a browser-enforced
 fact (nothing external can load, injected markup cannot run), on top of jinja2 autoescaping.
 
-The figures come from the lab's own analysis, called directly: `lab.scoring` (ranking),
-`lab.advisor` (verdicts, and which row speaks for CPU and AIPU), `lab.tradeoffs` (break-even,
-Pareto front) and `lab.stats.compare` (baseline). This module never imports lab.transport,
-lab.scheduler or lab.commands.
+The figures come from the lab's own analysis, called directly: `lab.decide.scoring` (ranking),
+`lab.decide.advisor` (verdicts, and which row speaks for CPU and AIPU), `lab.decide.tradeoffs` (break-even,
+Pareto front) and `lab.results.stats.compare` (baseline). This module never imports lab.transport,
+lab.measure.scheduler or lab.commands.
 """
 from __future__ import annotations
 
@@ -26,15 +26,17 @@ from typing import Any, Iterable
 import jinja2
 from markupsafe import Markup
 
-from .. import advisor, scoring, stats
-from ..catalog import load_catalog
-from ..errors import ConfigError
-from ..quality import classify
-from ..records import ResultRow
-from ..store import ROW_FIELDS, Store
-from ..tradeoffs import BreakEven, break_even, pareto_front
-from . import plots
-from .serving import serving_section
+from lab.decide import advisor
+from lab.decide import scoring
+from lab.results import stats
+from lab.devices.catalog import load_catalog
+from lab.core.errors import ConfigError
+from lab.results.quality import classify
+from lab.core.records import ResultRow
+from lab.results.store import ROW_FIELDS, Store
+from lab.decide.tradeoffs import BreakEven, break_even, pareto_front
+from lab.report import plots
+from lab.report.serving import serving_section
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -70,7 +72,7 @@ class Pair:
     speedup: float | None  # cpu p50 / aipu p50; > 1 means the AIPU is faster in steady state
     cold_cpu_ms: float | None  # load + first inference
     cold_aipu_ms: float | None
-    crossing: BreakEven  # lab.tradeoffs.break_even, the same call `lab advise` makes
+    crossing: BreakEven  # lab.decide.tradeoffs.break_even, the same call `lab advise` makes
 
     @property
     def break_even(self) -> int | None:
@@ -188,7 +190,7 @@ def summarize_rows(rows: list[ResultRow], specs: dict[str, Any]) -> dict:
         "processors": sorted({r.processor for r in rows if r.processor}),
         "first_start": min(started) if started else None,
         "last_finish": max(finished) if finished else None,
-        # data quality: lab.quality.classify, the one judgement the run summary and advisor share
+        # data quality: lab.results.quality.classify, the one judgement the run summary and advisor share
         "not_converged": [r for r in rows if r.ok and "not_converged" in classify(r).flags],
         "wide_ci": [Noted(r, classify(r).text()) for r in rows
                     if r.ok and "wide_ci" in classify(r).flags],
@@ -303,7 +305,7 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
     samples gives the ratio of medians with its CI and the significance; without raw samples
     (imports) the change is shown but untested. Pairs whose context differs
     (`comparability.differences`, minus `allow`) are "not comparable" and stay out of the counts."""
-    from ..comparability import context_of, differences, verdict_text
+    from lab.results.comparability import context_of, differences, verdict_text
     base_by_key = {config_key(r): r for r in _ok(base_rows)}
     deltas: list[Delta] = []
     for r in _ok(rows):
@@ -324,7 +326,7 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
             c = stats.compare(base_s, cur_s)  # ratio = median(current) / median(baseline)
             ratio = c.ratio if c.ratio is not None else ratio
             lo, hi, sig = c.ratio_ci_low, c.ratio_ci_high, c.significant
-            method = "lab.stats.compare: " + c.method
+            method = "lab.results.stats.compare: " + c.method
         if sig is None:
             status = "untested"
         elif not sig:
@@ -347,7 +349,7 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
 def sustained_section(store: Store, rows: list[ResultRow]) -> list[dict] | None:
     """Per model: the sustained configurations ranked by p50 in their first and in their last
     window (rank changes flagged), the onset and ratio, and a p50-per-window chart."""
-    from ..sustained import ranks
+    from lab.results.sustained import ranks
     ok = _ok(rows)
     wins = store.windows([r.job_id for r in ok])
     by_model: dict[str, list[ResultRow]] = {}
@@ -378,7 +380,7 @@ def sustained_section(store: Store, rows: list[ResultRow]) -> list[dict] | None:
 
 # ---- scoring / advisor --------------------------------------------------------------------
 def ranking_section(rows: list[ResultRow], profiles: list[str] | None) -> dict | Unavailable:
-    """Ranked chips per selection profile via lab.scoring, plus the criteria heatmap data."""
+    """Ranked chips per selection profile via lab.decide.scoring, plus the criteria heatmap data."""
     catalog = load_catalog()  # a broken catalog or profile file is the user's to fix: ConfigError
     all_profiles = scoring.load_profiles()
     flops = scoring.load_model_flops()  # local model meta.json: for TOPS utilisation
@@ -401,8 +403,8 @@ def ranking_section(rows: list[ResultRow], profiles: list[str] | None) -> dict |
 
 
 def frameworks_section(store: Store, ok: list[ResultRow]):
-    """Paddle runtimes and ONNX Runtime side by side (lab.frameworks), or why not."""
-    from .. import frameworks
+    """Paddle runtimes and ONNX Runtime side by side (lab.decide.frameworks), or why not."""
+    from lab.decide import frameworks
     ids = [r.job_id for r in ok]
     comp = frameworks.compare_frameworks(ok, store.all_samples(ids),
                                          {i: store.provenance(i) for i in ids})
@@ -414,7 +416,7 @@ def frameworks_section(store: Store, ok: list[ResultRow]):
 
 def advisor_section(rows: list[ResultRow], campaigns: list[str],
                     op_profiles: dict[str, list] | None = None) -> dict | Unavailable:
-    """lab.advisor's answer for every model x device of the campaigns, from these rows only (no
+    """lab.decide.advisor's answer for every model x device of the campaigns, from these rows only (no
     inventory: a device is known by its name and chip, as for imported results); fallback ops are
     weighed by the AIPU job's op profile where one is stored."""
     answers = [a.to_dict() for c in campaigns
@@ -600,5 +602,5 @@ def write_report(store_path: str | Path, campaigns: list[str], out: str | Path, 
                                         allow_different=allow_different))
     finally:
         store.close()
-    from ..outpaths import write_text  # checked, atomic; device nodes are never replaced
+    from lab.core.outpaths import write_text  # checked, atomic; device nodes are never replaced
     return write_text(out, html)

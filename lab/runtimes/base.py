@@ -25,11 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
-from ..opprofile import OpProfile
-from ..records import Backend, Device, InputSpec, Job, Measurement
-from ..runners import RUNNER_CORE, RUNNERS_DIR
-from ..transport.base import Transport, remote_join
+from lab.devices.inventory import device_python
+from lab.core.errors import ConfigError
+from lab.results.opprofile import OpProfile
+from lab.core.records import Backend, Device, InputSpec, Job, Measurement
+from lab.runners import RUNNER_CORE, RUNNERS_DIR
+from lab.transport.base import Transport, remote_join
 
 # Measurement attributes that belong to the job itself, never copied from telemetry.
 _NOT_FROM_TELEMETRY = ("job_id", "samples", "provenance", "notes", "windows")
@@ -42,7 +43,7 @@ class JobContext:
     job: Job
     device: Device
     transport: Transport
-    artifact: Any  # lab.models.ModelArtifact
+    artifact: Any  # lab.models.zoo.ModelArtifact
     backend: Backend
     telemetry_root: str = ""  # prefixes /sys and /proc for the sampler (tests: a fake sysfs)
     keep_root: str = ""  # orchestrator dir for logs kept with the job (the store's dir; "" = results/)
@@ -128,7 +129,7 @@ class Runtime:
 # ------------------------------------------------------------------------------ the job path
 def execute(runtime: Runtime, ctx: JobContext, *, telemetry: bool = True) -> Measurement:
     """Prepare, run the protocol's trials inside one telemetry session, merge, check, return."""
-    from . import checks
+    from lab.runtimes import checks
     ctx.checks = checks.plan(runtime, ctx)
     prepared = runtime.prepare(ctx)
     session = open_session(ctx, runtime) if telemetry else None
@@ -159,7 +160,7 @@ def execute(runtime: Runtime, ctx: JobContext, *, telemetry: bool = True) -> Mea
 def profile_ops(runtime: Runtime, ctx: JobContext, prepared: PreparedJob, m: Measurement) -> OpProfile:
     """The extra profiled run: its failure or absence is a note on the job, never a failed job
     (the timed figures stand on their own)."""
-    from ..errors import LabError
+    from lab.core.errors import LabError
     try:
         prof = runtime.profile(ctx, prepared)
     except LabError as exc:
@@ -175,7 +176,7 @@ def profile_ops(runtime: Runtime, ctx: JobContext, prepared: PreparedJob, m: Mea
 
 def open_session(ctx: JobContext, runtime: Runtime):
     """Start the on-device sampler around the job (power, thermal, clocks; docs/telemetry.md)."""
-    from ..telemetry_session import TelemetrySession
+    from lab.telemetry.session import TelemetrySession
     kwargs: dict[str, Any] = {"job": ctx.job, "python": device_python(ctx.device), "root": ctx.telemetry_root}
     if runtime.nvml is not None:
         kwargs["nvml"] = runtime.nvml
@@ -206,19 +207,12 @@ def merge_telemetry(m: Measurement, tele: dict[str, Any] | None) -> None:
     if m.power_w is None and not m.power_note:
         m.power_note = "power unavailable: no reason recorded by telemetry"
     if m.windows and tele.get("_per_window"):
-        from ..sustained import merge_window_telemetry
+        from lab.results.sustained import merge_window_telemetry
         m.windows = merge_window_telemetry(m.windows, tele["_per_window"])
     m.provenance["telemetry"] = tele.get("_detail")
 
 
 # --------------------------------------------------------------------------- shared helpers
-def device_python(device: Device) -> str:
-    """The interpreter that runs Python runners on the device (the lab's own one for `local`)."""
-    if device.transport == "local" and device.python in ("python3", "python", "", None):
-        return sys.executable
-    return device.python
-
-
 def push_runner(transport: Transport, filename: str) -> str:
     """Push a travelling runner and its companion runner_core.py (the protocol code the runners
     share) into one remote directory, both hash-cached by the transport; returns the runner's path."""

@@ -2,7 +2,7 @@
 
 Why in the job path: a fast result is worthless if its outputs are wrong (an NPU that drops ops, a
 broken int8 model). Every job of a runtime that can feed given inputs runs the model's fixed
-reference input set (lab/agreement.py: REFERENCE_SET_SIZE seeded samples) after its timed
+reference input set (lab/models/agreement.py: REFERENCE_SET_SIZE seeded samples) after its timed
 trials, returns compact outputs, and `base.execute` compares them with the model's fp32 host
 reference, storing agree_* per job. With the campaign option `accuracy: true` it also runs the
 model's eval set and the host scores top-1 against the labels (which never travel).
@@ -14,7 +14,7 @@ The contract (docs/architecture.md "How to add a runtime"):
   returns a `CheckOutputs` from `Runtime.check_outputs(ctx, prepared, trials)`;
 - `base.execute` calls `plan(...)` and `apply(...)`; a runtime never compares by itself.
 
-References are computed when a campaign is prepared (lab.orchestrate), never while jobs run: host
+References are computed when a campaign is prepared (lab.measure.orchestrate), never while jobs run: host
 inference would disturb measurements on the `local` device. A job without one says why.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, LabError
-from ..records import Measurement
+from lab.core.errors import ConfigError, LabError
+from lab.core.records import Measurement
 
 EVAL_INPUTS_FILE = "eval_inputs.npz"
 
@@ -40,7 +40,7 @@ class CheckInputs:
     eval_file: Path | None = None  # eval inputs without labels (EVAL_INPUTS_FILE)
     eval_labels: Any = None
     eval_source: str = ""
-    reference: dict[str, Any] | None = None  # lab.agreement.load_reference's dict (host only)
+    reference: dict[str, Any] | None = None  # lab.models.agreement.load_reference's dict (host only)
     notes: list[str] = field(default_factory=list)
 
     def sample_inputs(self, i: int) -> dict[str, Any]:
@@ -66,7 +66,7 @@ def plan(runtime, ctx) -> CheckInputs | None:
 
     Returns None only when the runtime cannot run checks at all; a missing reference gives a
     CheckInputs with no reference_file and a note (the eval set may still run)."""
-    from .. import agreement
+    from lab.models import agreement
     if not getattr(runtime, "output_checks", False):
         return None
     art = ctx.artifact
@@ -96,7 +96,7 @@ def plan(runtime, ctx) -> CheckInputs | None:
 def eval_inputs_file(art) -> tuple[Path, Any, str]:
     """The model's eval inputs as a runner .npz (keys in:<name>), its labels and source."""
     import numpy as np
-    from ..accuracy import eval_set_for
+    from lab.models.accuracy import eval_set_for
     inputs, labels, source = eval_set_for(art)
     path = Path(art.dir) / EVAL_INPUTS_FILE
     tmp = path.with_name(f".eval-in.{os.getpid()}.{id(inputs)}.tmp.npz")
@@ -112,7 +112,7 @@ def apply(m: Measurement, ctx, runtime, checks: CheckInputs | None,
           out: CheckOutputs | None) -> None:
     """Compare what the runtime brought back and fill agree_* / accuracy_top1 (None + a note
     when no check could be made)."""
-    from .. import agreement
+    from lab.models import agreement
     name = getattr(runtime, "name", "?")
     if checks is None:
         m.notes.append(f"agreement not checked: runtime {name} does not run the reference set "
@@ -149,7 +149,7 @@ def apply(m: Measurement, ctx, runtime, checks: CheckInputs | None,
             m.notes.append(f"accuracy not measured: {len(out.eval_argmax)} eval outputs for "
                            f"{len(checks.eval_labels)} labels")
         else:
-            from ..accuracy import top1
+            from lab.models.accuracy import top1
             correct, n = top1(list(out.eval_argmax), checks.eval_labels,
                               f"model {ctx.artifact.id!r} eval set")
             m.accuracy_top1 = round(correct / n, 6)

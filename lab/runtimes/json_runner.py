@@ -16,12 +16,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidMeasurement, RunnerError, excerpt
-from ..opprofile import OpProfile, from_paddle_inference
-from ..records import Job, Measurement
-from ..transport.base import RunResult, Transport, remote_join
-from .checks import CheckOutputs
-from .base import (JobContext, PreparedJob, Runtime, TrialResult, device_python, ensure_results_dir,
+from lab.devices.inventory import device_python
+from lab.core.errors import InvalidMeasurement, RunnerError, excerpt
+from lab.results.opprofile import OpProfile, from_paddle_inference
+from lab.core.records import Job, Measurement
+from lab.transport.base import RunResult, Transport, remote_join
+from lab.runtimes.checks import CheckOutputs
+from lab.runtimes.base import (JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir,
                    median_or_none, push_model, push_runner)
 
 RUNNER_SCHEMA = "hwlab.runner/1"
@@ -187,11 +188,11 @@ def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = 
 def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, Any] | None = None
                           ) -> Measurement:
     """The trials' runner documents -> one Measurement (stats over all trials' raw samples)."""
-    from ..host_busy import host_busy_figures
-    from ..sustained import summary as sustained_summary
-    from ..sustained import windows_from_doc
-    from ..stats import summarize
-    from .base import merge_telemetry
+    from lab.results.host_busy import host_busy_figures
+    from lab.results.sustained import summary as sustained_summary
+    from lab.results.sustained import windows_from_doc
+    from lab.results.stats import summarize
+    from lab.runtimes.base import merge_telemetry
     trials = [[float(x) for x in d["timings"]["samples_ms"]] for d in docs]
     st = summarize(trials)
     rss = [(d.get("memory") or {}).get("peak_rss_mb") for d in docs]

@@ -17,7 +17,7 @@ campaign, protocol, statistics and report as the Paddle rows.
   after timing like pi_runner, so every job stores agree_* against the fp32 host reference.
 - Threads: intra-op = the job's threads, inter-op 1, sequential, all graph optimisations.
 - Where onnxruntime is missing: `local` with the lab's own interpreter is checked at planning
-  (lab.campaign.applicable, a cheap `find_spec`); any other device (SSH, ADB, another interpreter,
+  (lab.measure.campaign.applicable, a cheap `find_spec`); any other device (SSH, ADB, another interpreter,
   and every GPU job) is probed over its transport at the start of the job (lab.convert.ort_probe,
   once per device and interpreter per process): the job fails with a ConfigError line naming the
   device and what to install, and is not retried.
@@ -29,18 +29,19 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError
-from .base import JobContext, PreparedJob, device_python, input_shapes
-from .json_runner import JsonRunnerRuntime
+from lab.devices.inventory import device_python
+from lab.core.errors import ConfigError
+from lab.runtimes.base import JobContext, PreparedJob, input_shapes
+from lab.runtimes.json_runner import JsonRunnerRuntime
 
 PRECISIONS = ("fp32", "int8")
-INT8_SUFFIX = "-int8"  # lab.quantize names a quantised Paddle model ID-int8
+INT8_SUFFIX = "-int8"  # lab.models.quantize names a quantised Paddle model ID-int8
 _PROBED: dict[tuple[str, str, bool], str] = {}  # (device, python, gpu) -> onnxruntime version
 
 
 def unavailable_reason(device) -> str | None:
     """Why onnxruntime cannot run on the device, as far as planning can tell cheaply (precisions:
-    `Backend.precisions` in lab/backends.py)."""
+    `Backend.precisions` in lab/devices/backends.py)."""
     if _lab_python(device) and importlib.util.find_spec("onnxruntime") is None:
         return (f"onnxruntime is not installed in the lab's Python ({sys.executable}): "
                 f"{sys.executable} -m pip install onnxruntime (or the project's `onnx` extra)")
@@ -53,7 +54,7 @@ def _lab_python(device) -> bool:
 
 def fp32_artifact(art):
     """The fp32 Paddle model whose ONNX export a job runs (the parent of an `ID-int8` model)."""
-    from .. import models
+    from lab.models import zoo as models
     if not art.id.endswith(INT8_SUFFIX):
         return art
     parent = getattr(art, "parent", None) or art.id[:-len(INT8_SUFFIX)]
@@ -63,8 +64,8 @@ def fp32_artifact(art):
 def prepare_models(artifacts: dict[str, object], jobs, log: Callable[[str], None]) -> None:
     """Planning: export the ONNX files the campaign's onnxruntime jobs need. `export` reuses them
     while the Paddle model, opset, tool versions and int8 recipe are unchanged."""
-    from ..backends import BACKENDS
-    from ..convert import onnx_out
+    from lab.devices.backends import BACKENDS
+    from lab.convert import onnx_out
     wanted: dict[str, bool] = {}
     for job in jobs:
         if BACKENDS[job.backend].runtime == OnnxRuntime.name:
@@ -79,8 +80,8 @@ class OnnxRuntime(JsonRunnerRuntime):
     output_checks = True  # the runner takes --reference-inputs / --eval-inputs like pi_runner
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
-        from ..convert import onnx_out
-        from ..transport.base import sha256_file
+        from lab.convert import onnx_out
+        from lab.transport.base import sha256_file
         art, int8 = fp32_artifact(ctx.artifact), ctx.job.precision == "int8"
         if ctx.job.precision not in PRECISIONS:
             raise ConfigError(f"job {ctx.job.job_id}: {ctx.job.backend} cannot run {ctx.job.precision}",
@@ -95,7 +96,7 @@ class OnnxRuntime(JsonRunnerRuntime):
     def prepare(self, ctx: JobContext) -> PreparedJob:
         self._require_onnxruntime(ctx)
         prepared = super().prepare(ctx)
-        from ..convert import onnx_out
+        from lab.convert import onnx_out
         record = onnx_out.read_record(fp32_artifact(ctx.artifact)) or {}
         part = record.get("int8" if ctx.job.precision == "int8" else "fp32") or {}
         if ctx.job.precision == "int8":
@@ -113,7 +114,7 @@ class OnnxRuntime(JsonRunnerRuntime):
         return m
 
     def _require_onnxruntime(self, ctx: JobContext) -> None:
-        from ..convert.ort_probe import require_onnxruntime
+        from lab.convert.ort_probe import require_onnxruntime
         gpu = ctx.backend.processor == "gpu"
         if _lab_python(ctx.device) and not gpu:
             return  # checked at planning (unavailable_reason)

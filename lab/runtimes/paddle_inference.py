@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..runners.runner_core import protocol_argv
-from .base import JobContext, input_shapes
-from .json_runner import JsonRunnerRuntime
+from lab.core.errors import ConfigError
+from lab.runners.runner_core import protocol_argv
+from lab.runtimes.base import JobContext, input_shapes
+from lab.runtimes.json_runner import JsonRunnerRuntime
 
 
 class PaddleInference(JsonRunnerRuntime):

@@ -8,13 +8,13 @@ web_server.py and drives a fresh headless Chromium tab to the end of the protoco
 (lab/paddlejs_page.run_page: the browser and server are always stopped). The page writes the
 lab's runner JSON, so reading, validation and statistics are json_runner's.
 
-Where it runs: `local` (headless Chromium on this host) and an SSH host (lab/paddlejs_remote.py:
+Where it runs: `local` (headless Chromium on this host) and an SSH host (lab/web/remote.py:
 the site and web_server.py are pushed in `prepare`, the host's own headless Chromium and server run
 as one process group per trial, and its DevTools port is forwarded over the SSH connection). An
 Android phone needs `adb forward tcp:PORT localabstract:chrome_devtools_remote`, which the ADB
 transport does not offer, so planning refuses it with that reason (`paddlejs_page.device_refusal`).
 
-Agreement (lab/agreement.py, the one definition): the page's input is sample 0 of the model's
+Agreement (lab/models/agreement.py, the one definition): the page's input is sample 0 of the model's
 reference input set; after the trials every page load's output is compared with the host's cached
 fp32 Paddle Inference reference for that sample (`agreement.compare`, fp32 thresholds), and the
 `Agreement` is stored in the Measurement provenance under "agreement" (agree_cosine_min,
@@ -26,12 +26,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .. import cdp, paddlejs_page, paddlejs_remote
-from ..convert import paddlejs as web_convert
-from ..errors import ConfigError, LabError, RunnerError
-from ..records import Measurement
-from .base import JobContext, PreparedJob, Runtime, TrialResult, device_python, input_shapes
-from .json_runner import measurement_from_docs, trial_from_doc, validate_runner_doc
+from lab.devices.inventory import device_python
+from lab.web import cdp
+from lab.web import page as paddlejs_page
+from lab.web import remote as paddlejs_remote
+from lab.convert import paddlejs as web_convert
+from lab.core.errors import ConfigError, LabError, RunnerError
+from lab.core.records import Measurement
+from lab.runtimes.base import JobContext, PreparedJob, Runtime, TrialResult, input_shapes
+from lab.runtimes.json_runner import measurement_from_docs, trial_from_doc, validate_runner_doc
 
 SOFTWARE_GPU_NOTE = "software GPU emulation (SwiftShader): not a GPU figure"
 
@@ -57,8 +60,8 @@ def page_agreement(art, outputs: list[list[float | None] | None], precision: str
     reference output before it is compacted by the one definition (runner_core.compact_output).
     """
     import numpy as np
-    from .. import agreement
-    from ..runners import runner_core
+    from lab.models import agreement
+    from lab.runners import runner_core
     ref = agreement.load_reference(art)
     want = ref["outputs"][0][0]
     cands = []
@@ -79,7 +82,7 @@ class PaddleJs(Runtime):
 
     def prepare(self, ctx: JobContext) -> PreparedJob:
         import numpy as np
-        from .. import agreement
+        from lab.models import agreement
         page_backend = paddlejs_page.backend_name(ctx.backend.id)  # paddle-js-wasm: refused
         refusal = paddlejs_page.device_refusal(ctx.device)
         if refusal:

@@ -10,9 +10,9 @@ not runner JSON, and reports only init / first / min / max / avg. So:
   unknown (None), and a note says so;
 - memory comes from `--enable_memory_profile` only where the binary implements it (v2.12+,
   detected from `--help`), else None with a reason;
-- a `.nb` converted for the backend's target (lab/lite_convert.py) is pushed when present; else
+- a `.nb` converted for the backend's target (lab/convert/lite.py) is pushed when present; else
   the raw legacy model is pushed and the tool converts it in-process (memory flagged). An int8
-  job runs the `-int8` model's `.nb` (lab.models.artifact_id);
+  job runs the `-int8` model's `.nb` (lab.models.zoo.artifact_id);
 - output checks without an extra process: trial i feeds reference sample i through
   `--input_data_path` (v2.10+, text files) and, where `--help` lists `--output_data_path`, writes
   every output back (compared in full); else only the printed per-output mean/std is compared
@@ -28,16 +28,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, RunnerError, excerpt
-from ..records import Device, Job, Measurement
-from ..opprofile import OpProfile, from_lite
-from ..runners.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_op_profile, parse_output,
+from lab.core.errors import ConfigError, RunnerError, excerpt
+from lab.core.records import Device, Job, Measurement
+from lab.results.opprofile import OpProfile, from_lite
+from lab.runtimes.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_op_profile, parse_output,
                                      parse_values, supports_input_data, supports_memory_profile,
                                      supports_op_time_profile, supports_output_data)
-from ..transport.base import remote_join, sha256_file
-from .base import (JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir, input_shapes,
+from lab.transport.base import remote_join, sha256_file
+from lab.runtimes.base import (JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir, input_shapes,
                    median_or_none, push_model)
-from .checks import CheckOutputs
+from lab.runtimes.checks import CheckOutputs
 
 # backend id -> lite_convert target name
 LITE_TARGETS = {"paddle-lite-arm": "arm", "paddle-lite-opencl": "opencl",
@@ -220,7 +220,7 @@ class PaddleLite(Runtime):
         if not out_paths:
             return None
         import numpy as np
-        from ..runners.runner_core import compact_output
+        from lab.runners.runner_core import compact_output
         ref = ctx.checks.reference
         compact = []
         for j, path in enumerate(out_paths.split(":")):
@@ -283,7 +283,7 @@ class PaddleLite(Runtime):
 def check_trial(job: Job, device: Device, trial: int, parsed, rc: int, text: str):
     """A trial counts only if benchmark_bin exited 0, printed a full result, and (for an NNAdapter
     backend) did not say the NPU was dropped: a CPU fallback must never be stored as an AIPU figure."""
-    from ..backends import BACKENDS
+    from lab.devices.backends import BACKENDS
     where = f"job {job.job_id} on {device.id}: " + (f"trial {trial + 1}" if trial >= 0 else "profiled run")
     if not parsed.ok:
         raise RunnerError(f"{where}: {parsed.error} (exit {rc}; output: {excerpt(text, 300)})")
@@ -323,7 +323,7 @@ def measurement_from_results(job: Job, results, command: str, outputs: list[str]
     m.n_samples = len(avgs)
     m.converged = None  # fixed --repeats: benchmark_bin has no stopping rule
     if len(avgs) >= 3:
-        from ..stats import summarize
+        from lab.results.stats import summarize
         st = summarize([[a] for a in avgs])
         m.p50_ms, m.ci_low_ms, m.ci_high_ms = st.p50, st.ci_low, st.ci_high
     else:

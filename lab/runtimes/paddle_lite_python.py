@@ -12,12 +12,13 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..runners.runner_core import protocol_argv
-from ..records import Device
-from .base import JobContext, device_python, input_shapes
-from .json_runner import JsonRunnerRuntime
-from .paddle_lite import nb_path
+from lab.devices.inventory import device_python
+from lab.core.errors import ConfigError
+from lab.runners.runner_core import protocol_argv
+from lab.core.records import Device
+from lab.runtimes.base import JobContext, input_shapes
+from lab.runtimes.json_runner import JsonRunnerRuntime
+from lab.runtimes.paddle_lite import nb_path
 
 LOCAL_LITE_PYTHON = Path(__file__).resolve().parents[2] / ".venv-lite" / "bin" / "python"
 SETUP_HINT = "bash scripts/setup-lite-opt.sh (a Python 3.10 venv with the paddlelite wheel)"
@@ -50,7 +51,7 @@ class PaddleLitePython(JsonRunnerRuntime):
     nvml = False
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
-        from ..transport.base import sha256_file
+        from lab.transport.base import sha256_file
         target = lite_target_for(ctx.device)
         nb = nb_path(ctx.artifact, target)
         if not nb.is_file():

@@ -5,14 +5,14 @@ Adding a runtime is one module in lab/runtimes/ and one entry below (docs/archit
 """
 from __future__ import annotations
 
-from ..errors import ConfigError
-from .base import Runtime
-from .onnxruntime import OnnxRuntime
-from .paddle_inference import PaddleInference
-from .paddle_js import PaddleJs
-from .paddle_lite import PaddleLite
-from .paddle_lite_python import PaddleLitePython
-from .serving import Serving
+from lab.core.errors import ConfigError
+from lab.runtimes.base import Runtime
+from lab.runtimes.onnxruntime import OnnxRuntime
+from lab.runtimes.paddle_inference import PaddleInference
+from lab.runtimes.paddle_js import PaddleJs
+from lab.runtimes.paddle_lite import PaddleLite
+from lab.runtimes.paddle_lite_python import PaddleLitePython
+from lab.runtimes.serving import Serving
 
 RUNTIMES: dict[str, Runtime] = {rt.name: rt for rt in (PaddleInference(), PaddleLite(), PaddleLitePython(),
                                                        PaddleJs(), Serving(), OnnxRuntime())}

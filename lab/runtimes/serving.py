@@ -13,7 +13,7 @@ under many users (docs/serving.md). One job = one endpoint and one LoadGen scena
 - LoadGen's summary and detail logs are kept under `<store dir>/loadgen/<job id>/` (paths in the
   provenance), next to the runner's log.
 - Before the load, the reference input set goes through the endpoint and is compared with the
-  host's fp32 Paddle Inference reference (lab.agreement); the result is kept in the provenance.
+  host's fp32 Paddle Inference reference (lab.models.agreement); the result is kept in the provenance.
 One LoadGen run (or sweep) per job: LoadGen's min duration, min query count and early stopping
 stand in for repeated trials, so trials after the first are not run.
 """
@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, DeviceError, RunnerError
-from ..records import Job, Measurement
-from .base import JobContext, PreparedJob, Runtime, TrialResult, device_python, push_model, push_runner
+from lab.devices.inventory import device_python
+from lab.core.errors import ConfigError, DeviceError, RunnerError
+from lab.core.records import Job, Measurement
+from lab.runtimes.base import JobContext, PreparedJob, Runtime, TrialResult, push_model, push_runner
 
 RUNNER_FILE = "serving_runner.py"
 SCENARIOS = {"singlestream": "SingleStream", "server": "Server", "offline": "Offline", "sweep": "sweep"}
@@ -162,7 +163,7 @@ def _lifetime_s(ctx: JobContext) -> float:
 
 
 def _start_server(ctx: JobContext, prepared: PreparedJob, opts: ServingOptions):
-    from ..serving.endpoint import DeviceServer, ServerSpec
+    from lab.serving.endpoint import DeviceServer, ServerSpec
     files = prepared.extra["files"]
     inputs = tuple((i.name, tuple(int(d) for d in i.shape), i.dtype) for i in ctx.artifact.inputs)
     spec = ServerSpec(name=ctx.job.model, model_file=files[0], params_file=files[1], instances=opts.instances,
@@ -185,7 +186,7 @@ def _keep_server_log(ctx: JobContext, server, out: Path) -> None:
 
 def _samples(ctx: JobContext) -> tuple[list[dict], dict]:
     """The sample set (the agreement reference inputs, one request each) and the reference."""
-    from .. import agreement
+    from lab.models import agreement
     ref = agreement.load_reference(ctx.artifact)
     n = len(next(iter(ref["inputs"].values())))
     return [{k: v[i] for k, v in ref["inputs"].items()} for i in range(n)], ref  # each at its run shape
@@ -196,9 +197,9 @@ def _check_agreement(ctx: JobContext, url: str, opts: ServingOptions, samples: l
     The first request also says whether the endpoint answers at all (transient if not)."""
     import numpy as np
 
-    from .. import agreement
-    from ..serving.loadgen import probe
-    from ..serving.endpoint import ServingError
+    from lab.models import agreement
+    from lab.serving.loadgen import probe
+    from lab.serving.endpoint import ServingError
     outs = []
     for i, s in enumerate(samples):
         try:
@@ -208,14 +209,14 @@ def _check_agreement(ctx: JobContext, url: str, opts: ServingOptions, samples: l
                 raise DeviceError(ctx.job.device, f"serving endpoint does not answer: {exc}", transient=True) from None
             raise
         outs.append([np.asarray(a) for a in got.values()])
-    stacked = [np.stack([o[j] for o in outs]) for j in range(len(outs[0]))]  # as lab.host_infer stacks
+    stacked = [np.stack([o[j] for o in outs]) for j in range(len(outs[0]))]  # as lab.models.host_infer stacks
     return agreement.compare(ref["compact"], agreement.compact_all(stacked), ctx.job.precision,
                              agreement.reference_name(ref))
 
 
 def _settings(ctx: JobContext, opts: ServingOptions, scenario: str, target_qps: float | None = None,
               expected_latency_ms: float = 10.0):
-    from ..serving.loadgen import LoadSettings, early_stopping_min_queries
+    from lab.serving.loadgen import LoadSettings, early_stopping_min_queries
     p = ctx.job.protocol
     pct = opts.percentile if scenario == "Server" else 0.9
     bound = opts.latency_bound_ms
@@ -234,11 +235,11 @@ def _settings(ctx: JobContext, opts: ServingOptions, scenario: str, target_qps: 
 
 def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -> dict[str, Any]:
     """Agreement, then the scenario (a sweep: SingleStream + Offline + bisection over Server runs)."""
-    from ..serving.loadgen import run_scenario
-    from ..serving.sweep import sweep
+    from lab.serving.loadgen import run_scenario
+    from lab.serving.sweep import sweep
     samples, ref = _samples(ctx)
     agree = _check_agreement(ctx, url, opts, samples, ref)
-    from .. import agreement
+    from lab.models import agreement
     notes = [f"agreement with the host's fp32 reference: {agreement.summary(agree)}"]
     kw = dict(fmt=opts.endpoint_format, server=server, instances=opts.instances, max_batch=opts.max_batch)
     model = ctx.job.model

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from lab.errors import ConfigError, DeviceError, RunnerError
+from lab.core.errors import ConfigError, DeviceError, RunnerError
 
 RUNNER_PATH = Path(__file__).resolve().parent.parent / "runners" / "serving_runner.py"
 

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
-from lab.errors import ConfigError
+from lab.core.errors import ConfigError
 from lab.serving.client import HttpPool, Reply, prepare
 from lab.serving.endpoint import ServingError
 from lab.serving.protocol import encode_request, endpoint, parse_response

@@ -25,7 +25,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lab.errors import ConfigError, RunnerError
+from lab.core.errors import ConfigError, RunnerError
 
 FORMATS = ("v2", "pipeline")
 

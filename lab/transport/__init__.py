@@ -1,7 +1,7 @@
 """Transports: one protocol (run / push / pull / abort / check / close) over local, SSH and ADB."""
 from __future__ import annotations
 
-from .base import CheckResult, PushResult, RunResult, Transport, check_device, run_ok, shell_command
+from lab.transport.base import CheckResult, PushResult, RunResult, Transport, check_device, run_ok, shell_command
 
 __all__ = ["CheckResult", "PushResult", "RunResult", "Transport", "check_device", "run_ok", "shell_command",
            "open_transport", "close_quietly"]
@@ -11,15 +11,15 @@ def open_transport(device):
     """Open the transport a device entry names. Imported lazily: paramiko/adb-shell only when used."""
     kind = device.transport
     if kind == "local":
-        from .local import LocalTransport
+        from lab.transport.local import LocalTransport
         return LocalTransport(device)
     if kind == "ssh":
-        from .ssh import SSHTransport
+        from lab.transport.ssh import SSHTransport
         return SSHTransport(device)
     if kind == "adb":
-        from .adb import ADBTransport
+        from lab.transport.adb import ADBTransport
         return ADBTransport(device)
-    from ..errors import ConfigError
+    from lab.core.errors import ConfigError
     raise ConfigError(f"device {device.id!r}: unknown transport {kind!r}", fix="use local, ssh or adb")
 
 

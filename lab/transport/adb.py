@@ -34,9 +34,9 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import (ConfigError, DeviceAuthFailed, DeviceTimeout,
+from lab.core.errors import (ConfigError, DeviceAuthFailed, DeviceTimeout,
                       DeviceUnreachable, TransferError)
-from .base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
+from lab.transport.base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
                    sha256_file, shell_command)
 
 DEFAULT_WORKDIR = "/data/local/tmp/hwlab"
@@ -52,7 +52,7 @@ _KILL_TREE = ('hwlab_kill() { kill -STOP "$1" 2>/dev/null; '
               'true')
 
 
-# `transient` (may a retry help?) comes from the base classes in lab/errors.py: unreachable yes,
+# `transient` (may a retry help?) comes from the base classes in lab/core/errors.py: unreachable yes,
 # refused authentication no.
 class ADBOffline(DeviceUnreachable):
     """Cannot connect: no route, adbd not listening, or the server lists the device offline."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
-from ..errors import CommandFailed, DeviceError, LabError, excerpt
+from lab.core.errors import CommandFailed, DeviceError, LabError, excerpt
 
 CONNECT_TIMEOUT_S = 10.0  # TCP connect + handshake + auth of one device connection
 CHECK_TIMEOUT_S = 15.0

@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 
-from ..errors import DeviceUnreachable
+from lab.core.errors import DeviceUnreachable
 
 
 class Forward:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import DeviceTimeout, TransferError
-from .base import CHECK_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, sha256_file, shell_command
+from lab.core.errors import DeviceTimeout, TransferError
+from lab.transport.base import CHECK_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, sha256_file, shell_command
 
 
 class LocalTransport:
@@ -74,7 +74,7 @@ class LocalTransport:
 
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
         """The device's loopback is this machine's: nothing to forward."""
-        from .forward import no_forward
+        from lab.transport.forward import no_forward
         return no_forward(remote_port)
 
     def abort(self) -> None:

@@ -38,9 +38,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..errors import (CommandFailed, DeviceAuthFailed, DeviceError, DeviceTimeout, DeviceUnreachable,
+from lab.core.errors import (CommandFailed, DeviceAuthFailed, DeviceError, DeviceTimeout, DeviceUnreachable,
                       HostKeyMismatch, TransferError, excerpt)
-from .base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
+from lab.transport.base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
                    shell_command)
 
 DEFAULT_PORT = 22
@@ -224,7 +224,7 @@ class SSHTransport:
 
     def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
         """A local port that reaches `remote_host:remote_port` on the device (lab.transport.forward)."""
-        from .forward import ssh_forward
+        from lab.transport.forward import ssh_forward
         return ssh_forward(self._transport(), self.device_id, remote_port, remote_host)
 
     def expand(self, path: str) -> str:

@@ -1,0 +1,37 @@
+"""lab.core.signals: SIGTERM/SIGHUP become `Terminated` (exit 143/129), and an inherited ignore stays.
+
+Each case runs in a child interpreter: installing handlers inside pytest would change the suite's
+own signal handling."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from helpers import REPO
+
+CHILD = """
+import os, signal, sys
+from lab.core import signals
+if sys.argv[1] == "ignored":
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does before exec
+signals.install()
+try:
+    os.kill(os.getpid(), signal.SIGHUP)
+    import time; time.sleep(0.5)
+    print("still running")
+except signals.Terminated as exc:
+    print("terminated", signals.exit_code(exc))
+"""
+
+
+def _child(mode: str) -> str:
+    return subprocess.run([sys.executable, "-c", CHILD, mode], cwd=REPO, capture_output=True, text=True,
+                          timeout=60).stdout.strip()
+
+
+def test_sighup_ends_the_lab_like_ctrl_c_with_exit_129():
+    assert _child("default") == "terminated 129"
+
+
+def test_under_nohup_sighup_stays_ignored():
+    assert _child("ignored") == "still running"
