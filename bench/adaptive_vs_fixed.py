@@ -60,7 +60,7 @@ def run(model, params, inputs, extra, tmp, tag, threads):
 
 
 def bench_model(model_id, repeat, tmp, threads, max_seconds):
-    from lab.models.zoo import build
+    from lab.models.build import build
     art = build(model_id, REPO / "models", log=lambda m: print("#", m, file=sys.stderr))
     inputs = [(i.name, list(i.run_shape or i.shape), i.dtype) for i in art.inputs]
     model, params = art.json_path, art.pdiparams_path
@@ -68,7 +68,7 @@ def bench_model(model_id, repeat, tmp, threads, max_seconds):
     fixed = run(model, params, inputs,
                 ["--warmup", "20", "--warmup-seconds", "0", "--min-iters", "600", "--max-iters", "600",
                  "--min-seconds", "0", "--max-seconds", "100000", "--target-rel-ci", "1000"],
-                tmp, f"fixed", threads)
+                tmp, "fixed", threads)
     r_fixed = fixed["rel_ci"]
     lab = ["--warmup", "10", "--warmup-seconds", "1", "--min-iters", "50", "--min-seconds", "2",
            "--max-seconds", str(max_seconds)]

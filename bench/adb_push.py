@@ -26,11 +26,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from adbd_double import AdbdDouble, Faults, make_device_root  # noqa: E402
+from adbd_double import AdbdDouble, make_device_root  # noqa: E402
 
 from lab.core.records import Device  # noqa: E402
 from lab.transport.adb import ADBTransport, ensure_adb_key  # noqa: E402
-from lab.transport.base import sha256_file  # noqa: E402
+from lab.core.hashing import sha256_file  # noqa: E402
 
 
 def timed(fn, repeat: int) -> float:
@@ -128,7 +128,7 @@ def main() -> int:
         srv.stop()
         print(f"file {args.mib} MiB, median of {args.repeat}, loopback adbd double, "
               f"{drops} connection drops injected")
-        print(f"| case | seconds | MiB/s |\n|---|---|---|")
+        print("| case | seconds | MiB/s |\n|---|---|---|")
         for name, sec in results.items():
             print(f"| {name} | {sec:.3f} | {args.mib / sec:.0f} |")
     finally:

@@ -5,7 +5,7 @@ Measures, for each built model in --root (default ./models):
   (import + parse + rules; reported without interpreter start-up, timed inside the child);
 - `json_ms` / `pdmodel_ms`: median of N in-process analyses of the .json / legacy .pdmodel;
 - `cached_ms`: median of N `analysis_for(load_artifact(id))` (meta.json cache, what the advisor uses);
-- `cache_hit_build_ms`: `lab.models.zoo.build(id)` when the build is cached (hashes every file).
+- `cache_hit_build_ms`: `lab.models.build.build(id)` when the build is cached (hashes every file).
 
 Usage: .venv/bin/python bench/analysis_speed.py [--root models] [--repeat 20] [IDS...]
 Build the models first: .venv/bin/lab models build --all
@@ -24,7 +24,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lab.models import analysis
-from lab.models import zoo as models  # noqa: E402
+from lab.models.artifact import list_models, load_artifact  # noqa: E402
+from lab.models.build import build  # noqa: E402
 
 CHILD = """
 import sys, time, json
@@ -51,10 +52,10 @@ def main() -> int:
     ap.add_argument("--root", default="models")
     ap.add_argument("--repeat", type=int, default=20)
     args = ap.parse_args()
-    ids = args.ids or [r.id for r in models.list_models(args.root) if r.built]
+    ids = args.ids or [r.id for r in list_models(args.root) if r.built]
     rows = []
     for mid in ids:
-        art = models.load_artifact(mid, args.root)
+        art = load_artifact(mid, args.root)
         child = subprocess.run([sys.executable, "-c", CHILD, str(art.model_path)], cwd=REPO,
                                capture_output=True, text=True, check=True)
         fresh = json.loads(child.stdout.strip().splitlines()[-1])
@@ -65,8 +66,8 @@ def main() -> int:
                "pdmodel_ms": round(_median_ms(lambda: analysis.analyze(art.pdmodel_path),
                                               args.repeat), 1) if art.pdmodel_path else None,
                "cached_ms": round(_median_ms(lambda: analysis.analysis_for(
-                   models.load_artifact(mid, args.root)), args.repeat), 2),
-               "cache_hit_build_ms": round(_median_ms(lambda: models.build(mid, args.root), 3), 1)}
+                   load_artifact(mid, args.root)), args.repeat), 2),
+               "cache_hit_build_ms": round(_median_ms(lambda: build(mid, args.root), 3), 1)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return 0

@@ -33,7 +33,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from lab.models import zoo as models
+from lab.models.build import build  # noqa: E402
 from lab.results import stats  # noqa: E402
 from lab.convert import onnx_out  # noqa: E402
 
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for mid in args.models.split(","):
-            art = models.build(mid.strip(), args.root)
+            art = build(mid.strip(), args.root)
             exp = onnx_out.export(art, int8=True)
             spec = art.inputs[0]
             inp = f"{spec.name}:{'x'.join(map(str, spec.run_shape))}:{spec.dtype}"

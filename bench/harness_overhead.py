@@ -81,7 +81,7 @@ print(json.dumps({"samples_ms": ts}))
 
 
 def model_files(model_id: str, fmt: str):
-    from lab.models.zoo import build
+    from lab.models.build import build
     art = build(model_id, REPO / "models", log=lambda m: print("#", m, file=sys.stderr))
     if fmt == "json":
         return art, Path(art.json_path), Path(art.pdiparams_path)

@@ -23,7 +23,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from lab.telemetry import trace as T  # noqa: E402
+from lab.telemetry.energy import energy_between  # noqa: E402
+from lab.telemetry.figures import Window, analyze  # noqa: E402
+from lab.telemetry.power import PowerSeries, nvml_series  # noqa: E402
+from lab.telemetry.trace import parse_trace  # noqa: E402
 
 clock = lambda: time.clock_gettime(time.CLOCK_BOOTTIME)  # noqa: E731 - the sampler's clock
 
@@ -79,15 +82,15 @@ def main() -> int:
     time.sleep(1.0)
     stop.touch()
     proc.wait(10)
-    tr = T.parse_trace(trace.read_text())
-    res = T.analyze(tr, [T.Window(t0, t1, n)], (t_idle0, t_idle1), idle_s_wanted=args.idle)
-    counter = T.nvml_series(tr)
+    tr = parse_trace(trace.read_text())
+    res = analyze(tr, [Window(t0, t1, n)], (t_idle0, t_idle1), idle_s_wanted=args.idle)
+    counter = nvml_series(tr)
     gpu = next(c.name.split(".")[1] for c in tr.columns if c.name.endswith(".power"))
     pt, pv = tr.series(f"nvml.{gpu}.power")
-    sampled = T.PowerSeries("sampled", "nvml power", "nvml", list(pt),
+    sampled = PowerSeries("sampled", "nvml power", "nvml", list(pt),
                             power_w=[v * 1e-3 if isinstance(v, float) else None for v in pv])
-    e_counter = T.energy_between(counter, t0, t1) if counter.kind == "counter" else None
-    e_trap = T.energy_between(sampled, t0, t1)
+    e_counter = energy_between(counter, t0, t1) if counter.kind == "counter" else None
+    e_trap = energy_between(sampled, t0, t1)
     agree = (abs(e_counter - e_trap) / e_counter) if e_counter and e_trap else None
     report = {
         "device": tr.info.get(f"nvml.{gpu}.name"), "driver": tr.info.get("nvml.driver"),

@@ -31,9 +31,9 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     from lab.models import agreement
-    from lab.models import zoo as models
+    from lab.models.build import build
     from lab.models import quantize
-    parent = models.build("mobilenet_v1", args.root)
+    parent = build("mobilenet_v1", args.root)
     t = time.monotonic()
     r = quantize.quantize("mobilenet_v1", args.root, force=True)
     total = time.monotonic() - t

@@ -9,7 +9,6 @@ samples/s, median/max gap between samples and the CPU time the sampler and its c
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import shutil
 import statistics
@@ -29,7 +28,7 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=20.0)
     args = ap.parse_args()
     tree = ROOT / "tests/data/sysfs/rk1808_board"
-    print(f"| shell | target Hz | achieved Hz | median gap ms | max gap ms | CPU ms/s |")
+    print("| shell | target Hz | achieved Hz | median gap ms | max gap ms | CPU ms/s |")
     print("|---|---|---|---|---|---|")
     for name, argv in (("dash", ["dash"]), ("bash --posix", ["bash", "--posix"]),
                        ("busybox sh", ["busybox", "sh"]), ("mksh", ["mksh"])):

@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lab.devices.catalog import Figure, load_catalog  # noqa: E402
 from lab.core.records import ResultRow  # noqa: E402
-from lab.decide.scoring import load_profiles, score_chips  # noqa: E402
+from lab.decide.profiles import load_profiles  # noqa: E402
+from lab.decide.scoring import score_chips  # noqa: E402
 
 
 def _scale(f: Figure | None, k: float) -> Figure | None:

@@ -32,8 +32,8 @@ def outer(args) -> dict:
     reason = netns_missing_reason()
     if reason:
         raise SystemExit(f"ssh_parallel: {reason}")
-    from lab.models import zoo as models
-    models.build(args.model, out_root=REPO / "models")
+    from lab.models.build import build
+    build(args.model, out_root=REPO / "models")
     with tempfile.TemporaryDirectory(prefix="hwlab-bench-") as tmp:
         tmp = Path(tmp)
         key = keygen(tmp / "id_ed25519")
@@ -49,9 +49,9 @@ def outer(args) -> dict:
 
 
 def inner(args) -> dict:
-    from lab.runners import RUNNER_CORE, RUNNERS_DIR
+    from lab.core.runner_files import RUNNER_CORE, RUNNERS_DIR
     from lab.devices.inventory import load_devices
-    from lab.models.zoo import load_artifact
+    from lab.models.artifact import load_artifact
     from lab.core.records import Job, Measurement, MeasurementProtocol
     from lab.measure.scheduler import Scheduler, SchedulerOptions
     from lab.results.store import Store
@@ -99,7 +99,7 @@ def inner(args) -> dict:
 
         def factory(device):
             t0 = time.monotonic()
-            from lab.transport import open_transport
+            from lab.transport.registry import open_transport
             tr = open_transport(device)
             with lock:
                 pushed["connect_s"] += time.monotonic() - t0

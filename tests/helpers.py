@@ -87,8 +87,8 @@ def local_tiny_run(tmp_path: Path, campaign: str) -> tuple[list[str], Path, Path
     """For tests of a real `lab run` subprocess: tiny_mlp built in the repository's models/, a
     `local` device working in tmp_path/device, `campaign` (YAML text) written. Returns the `lab run`
     argv (no progress line), its store and the device's workdir."""
-    from lab.models import zoo as models
-    models.build("tiny_mlp", out_root=REPO / "models")
+    from lab.models.build import build
+    build("tiny_mlp", out_root=REPO / "models")
     workdir = tmp_path / "device"
     inv = write_local_devices(tmp_path, workdir)
     camp = tmp_path / "c.yaml"

@@ -7,7 +7,7 @@ from conftest_adb import adb_device
 from lab.devices.backends import BACKENDS
 from lab.runtimes import paddle_lite as lite_rt
 from lab.runtimes.base import JobContext, execute
-from lab.models.zoo import ModelArtifact
+from lab.models.artifact import ModelArtifact
 from lab.core.records import InputSpec, Job, MeasurementProtocol
 
 

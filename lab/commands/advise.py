@@ -35,7 +35,7 @@ def register(sub) -> None:
 
 
 def cmd_advise(args) -> int:
-    from lab.decide.advice_rules import Options
+    from lab.decide.advice_records import Options
     from lab.decide.advisor import advise, advise_campaign, render_text
     from lab.core.errors import ConfigError
 

@@ -1,6 +1,6 @@
 """`lab models`: build zoo models, register user models, list and analyse them.
 
-Thin: argument parsing and printing only; the work is in `lab.models.zoo` and `lab.models.analysis`.
+Thin: argument parsing and printing only; the work is in `lab.models` (zoo, build, user, artifact, analysis).
 """
 from __future__ import annotations
 
@@ -95,9 +95,11 @@ def _log(msg: str) -> None:
 
 
 def cmd_build(args) -> int:
-    from lab.models import zoo as models
-    zoo_path = args.zoo or models.default_zoo_path(args.root)
-    zoo = models.load_zoo(zoo_path)
+    from lab.models.artifact import load_artifact
+    from lab.models.build import build
+    from lab.models.zoo import default_zoo_path, load_zoo, suggest
+    zoo_path = args.zoo or default_zoo_path(args.root)
+    zoo = load_zoo(zoo_path)
     if args.all and args.ids:
         raise ConfigError("give model ids or --all, not both")
     ids = list(zoo) if args.all else args.ids
@@ -107,11 +109,11 @@ def cmd_build(args) -> int:
     unknown = [m for m in ids if m not in zoo and not (Path(args.root) / m / "meta.json").is_file()]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
-                          fix=models.suggest(unknown[0], args.root) + f"zoo models: {', '.join(zoo)}")
+                          fix=suggest(unknown[0], args.root) + f"zoo models: {', '.join(zoo)}")
     converted = web = onnx = 0
     for mid in ids:
-        art = (models.build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
-               if mid in zoo else models.load_artifact(mid, args.root))
+        art = (build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
+               if mid in zoo else load_artifact(mid, args.root))
         for target in args.lite_target:
             from lab.convert import lite as lite_convert  # on demand: opt's venv, paddle
             lite_convert.convert(art, target)
@@ -140,8 +142,8 @@ def _fmt_int(n) -> str:
 
 
 def cmd_list(args) -> int:
-    from lab.models import zoo as models
-    rows = models.list_models(args.root, args.zoo)
+    from lab.models.artifact import list_models
+    rows = list_models(args.root, args.zoo)
     if args.format == "json":
         print(jsonio.dumps([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
                     "params": r.params, "sha256": r.sha256, "note": r.note or None,
@@ -159,19 +161,19 @@ def cmd_list(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from lab.models import zoo as models
-    inputs = [models.parse_input_arg(text) for text in args.input]
-    art = models.add_user_model(args.id, args.model_file, args.params_file, inputs, args.root,
-                                zoo_path=args.zoo)
+    from lab.models.user import add_user_model, parse_input_arg
+    inputs = [parse_input_arg(text) for text in args.input]
+    art = add_user_model(args.id, args.model_file, args.params_file, inputs, args.root,
+                         zoo_path=args.zoo)
     print(f"registered {art.id} ({art.model_format}) under {art.dir}/, sha256 {art.sha256[:12]}, "
           f"MACs {_fmt_int(art.flops)}, params {_fmt_int(art.params)}")
     return 0
 
 
 def cmd_import(args) -> int:
-    from lab.models import zoo as models
     from lab.convert import onnx_in
-    inputs = [models.parse_input_arg(text) for text in args.input]
+    from lab.models.user import parse_input_arg
+    inputs = [parse_input_arg(text) for text in args.input]
     art = onnx_in.import_onnx(args.file, args.name, inputs, args.root, zoo_path=args.zoo,
                               force=args.force, log=_log)
     meta = json.loads((art.dir / "meta.json").read_text())["onnx_import"]
@@ -184,8 +186,8 @@ def cmd_import(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from lab.models import zoo as models
-    art = models.load_artifact(args.id, args.root)
+    from lab.models.artifact import load_artifact
+    art = load_artifact(args.id, args.root)
     meta = jsonio.load_file(art.dir / "meta.json", what="model meta")
     print(jsonio.dumps(meta, indent=1, sort_keys=True))
     return 0
@@ -195,14 +197,14 @@ def cmd_analyze(args) -> int:
     from pathlib import Path
 
     from lab.models import analysis
-    from lab.models import zoo as models
+    from lab.models.artifact import load_artifact
     target = Path(args.target)
     if target.suffix.lower() in (".json", ".pdmodel") or target.is_file():
         if not target.is_file():
             raise ConfigError(f"model file {target} does not exist")
         res = analysis.analyze(target)
     else:
-        art = models.load_artifact(args.target, args.root)
+        art = load_artifact(args.target, args.root)
         if args.legacy:
             if art.pdmodel_path is None:
                 raise ConfigError(f"model {art.id!r} has no legacy .pdmodel")

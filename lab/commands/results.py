@@ -134,7 +134,7 @@ def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None
 
 def cmd_compare(args) -> int:
     from lab.results.comparability import check_allowed, compare_pair, context_of, pair_rows
-    from lab.report.render import config_label
+    from lab.report.sections import config_label
     allow = check_allowed(args.allow_different)
     store = Store(args.store, create=False)
     try:

@@ -71,7 +71,8 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
                  wide: bool = False, width: int | None = None, file=None, console=None) -> None:
     """The ranking as a table that never cuts chip ids or figures (lab.commands.tables): criteria columns
     of low weight make room first, with a note; then why each n/a `measured` is n/a."""
-    from lab.decide.scoring import CRITERIA, UNKNOWN_PRIOR
+    from lab.decide.criteria import UNKNOWN_PRIOR
+    from lab.decide.profiles import CRITERIA
     from lab.commands.tables import Col, print_table
 
     if console is not None:  # tests: a recording rich Console
@@ -118,7 +119,9 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
 
 
 def run(args) -> int:
-    from lab.decide.scoring import load_model_flops, load_profiles, score_chips
+    from lab.decide.measures import load_model_flops
+    from lab.decide.profiles import load_profiles
+    from lab.decide.scoring import score_chips
     profiles = load_profiles(args.profiles)
     if args.profile is None:
         print("profiles (pass one with `lab score --profile ID`):")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab.core.errors import ConfigError, LabError, excerpt
-from lab.transport.base import sha256_file
+from lab.core.hashing import sha256_file
 
 ENV_VAR = "HWLAB_PADDLE_LITE_OPT"
 
@@ -160,7 +160,7 @@ def convert(artifact, target: str, *, precision: str | None = None, quant: str |
 
 def _record_in_model_meta(artifact, target: str, doc: dict) -> None:
     """`lite.<target>` in models/<id>/meta.json: the .nb, its hash and opt's partition."""
-    from lab.models.zoo import read_meta, update_meta
+    from lab.models.artifact import read_meta, update_meta
     root, model_id = Path(artifact.dir).parent, Path(artifact.dir).name
     try:
         meta = read_meta(model_id, root)
@@ -169,7 +169,7 @@ def _record_in_model_meta(artifact, target: str, doc: dict) -> None:
     if meta is None:
         return
     part = doc["partition"]
-    lite = dict(meta.get("lite") or {})
+    lite = dict(meta.lite or {})
     lite[target] = {
         "nb": f"lite/{target}.nb", "nb_sha256": doc["nb_sha256"],
         "valid_targets": TARGETS[target].valid_targets, "npu_subgraphs": part["npu_subgraphs"],

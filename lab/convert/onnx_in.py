@@ -26,11 +26,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from lab.models import zoo as models
 from lab.core import versions
 from lab.core.errors import ConfigError, LabError, excerpt
+from lab.core.hashing import files_sha256, sha256_file
 from lab.core.records import InputSpec
 from lab.convert import worker
+from lab.models import analysis
+from lab.models.artifact import (LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE, MODEL_FILE, PARAMS_FILE,
+                                 ModelArtifact, ModelMeta, load_artifact, read_meta,
+                                 verify_artifact, write_meta)
+from lab.models.build import BUILDER_VERSION
+from lab.models.zoo import ID_RE, default_zoo_path, input_to_json, load_zoo
 
 SOURCE = "onnx"
 SOURCE_FILE = "onnx/source.onnx"
@@ -163,126 +169,167 @@ def _default_id(path: Path) -> str:
     return (stem or "onnx_model")[:64]
 
 
+@dataclass(frozen=True)
+class _Converted:
+    """What the two worker runs made of the .onnx, once its files are in the model directory."""
+
+    input_map: dict[str, str]  # ONNX input -> Paddle input
+    agreement: dict  # the PIR model vs ONNX Runtime
+    legacy: dict | None  # the legacy .pdmodel: {patched, agreement}; None when it failed
+    lite: str | None  # why Paddle Lite is refused (no legacy .pdmodel), else None
+
+
 def import_onnx(onnx_file: Path | str, model_id: str | None = None,
                 inputs: list[InputSpec] | None = None, root: Path | str = "models", *,
                 zoo_path: Path | str | None = None, force: bool = False, timeout: float = 900.0,
-                log: Callable[[str], None] | None = None) -> models.ModelArtifact:
+                log: Callable[[str], None] | None = None) -> ModelArtifact:
     """Convert an .onnx file into `<root>/<id>/` (PIR .json + .pdiparams + the source .onnx)."""
     src = Path(onnx_file)
     graph = read_graph(src)
     specs = resolve_inputs(graph, list(inputs or []))
     model_id = model_id or _default_id(src)
-    if not models._ID_RE.match(model_id):
+    _check_id(model_id, root, zoo_path)
+    src_sha = sha256_file(src)
+    key = {"source_sha256": src_sha, "inputs": [input_to_json(s) for s in specs],
+           "x2paddle": versions.dist_version("x2paddle"), "legacy_export": 1}  # 1: .pdmodel for Lite
+    cached = _cached(model_id, root, key, force)
+    if cached is not None:
+        if log:
+            log(f"{model_id}: up to date (sha256 {cached.sha256[:12]})")
+        return cached
+    started = time.monotonic()
+    done = _convert(src, graph, specs, Path(root) / model_id, timeout)
+    meta = _meta(graph, specs, model_id, Path(root) / model_id, key, done)
+    meta.build_seconds = round(time.monotonic() - started, 2)
+    write_meta(meta, root)
+    if log:
+        log(f"{model_id}: imported in {meta.build_seconds:.1f} s, agreement cosine "
+            f"{done.agreement.get('cosine')}, max_abs {done.agreement.get('max_abs')}")
+    return load_artifact(model_id, root)
+
+
+def _check_id(model_id: str, root: Path | str, zoo_path: Path | str | None) -> None:
+    if not ID_RE.match(model_id):
         raise ConfigError(f"model id {model_id!r}: use letters, digits, _ . - (max 64)",
                           fix="pass --name ID")
-    zoo_file = Path(zoo_path) if zoo_path else models.default_zoo_path(root)
-    if zoo_file.exists() and model_id in models.load_zoo(zoo_file):
+    zoo_file = Path(zoo_path) if zoo_path else default_zoo_path(root)
+    if zoo_file.exists() and model_id in load_zoo(zoo_file):
         raise ConfigError(f"model id {model_id!r} is a zoo model", path=str(zoo_file),
                           fix="pass --name with another id")
-    src_sha = models.sha256_file(src)
-    mdir = Path(root) / model_id
-    key = {"source_sha256": src_sha, "inputs": [models._input_to_json(s) for s in specs],
-           "x2paddle": versions.dist_version("x2paddle"), "legacy_export": 1}  # 1: .pdmodel for Lite
-    old = models.read_meta(model_id, root)
-    if old and old.get("source") not in (SOURCE, None):
-        raise ConfigError(f"model id {model_id!r} is already a {old.get('source')} model under "
-                          f"{mdir}", fix="pass --name with another id")
-    if old and not force and (old.get("onnx_import") or {}).get("key") == key:
-        art = models.load_artifact(model_id, root)
-        if not models.verify_artifact(art):
-            if log:
-                log(f"{model_id}: up to date (sha256 {art.sha256[:12]})")
-            return art
 
-    started = time.monotonic()
-    Path(root).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}.import-", dir=str(root)))
+
+def _cached(model_id: str, root: Path | str, key: dict, force: bool) -> ModelArtifact | None:
+    """The earlier import of the same file with the same inputs and tools, when intact."""
+    old = read_meta(model_id, root)
+    if old and old.source not in (SOURCE, None):
+        raise ConfigError(f"model id {model_id!r} is already a {old.source} model under "
+                          f"{Path(root) / model_id}", fix="pass --name with another id")
+    if old and not force and (old.onnx_import or {}).get("key") == key:
+        art = load_artifact(model_id, root)
+        if not verify_artifact(art):
+            return art
+    return None
+
+
+def _convert(src: Path, graph: OnnxGraph, specs: list[InputSpec], mdir: Path,
+             timeout: float) -> _Converted:
+    """x2paddle (+ its agreement check), then the legacy re-export, in children; the files land
+    in `mdir` (its meta.json removed first) only when x2paddle succeeded."""
+    mdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{mdir.name}.import-", dir=str(mdir.parent)))
     try:
-        dynamic_past_batch = any(d == -1 for s in specs for d in s.shape[1:])
-        shape_dict = (repr({x2paddle_name(s.name)[len("x2paddle_"):]: list(s.run_shape)
-                            for s in specs}) if dynamic_past_batch else None)
-        made = tmp / "x2p" / "inference_model"
         input_map = {s.name: x2paddle_name(s.name) for s in specs}
+        made = tmp / "x2p" / "inference_model"
         check = {"onnx": str(src.resolve()), "paddle_model": str(made / "model.json"),
                  "paddle_params": str(made / "model.pdiparams"),
-                 "inputs": [dict(models._input_to_json(s), paddle_name=input_map[s.name])
-                            for s in specs]}
-        res = worker.run("import", {"onnx": str(src.resolve()), "save_dir": str(tmp / "x2p"),
-                                    "input_shape_dict": shape_dict, "agree": check},
-                         timeout=timeout)
-        if not res.get("ok"):
-            raise _conversion_error(graph, res)
-        if not (made / "model.json").is_file() or not (made / "model.pdiparams").is_file():
-            raise LabError(f"model {model_id!r}: x2paddle wrote no inference_model/model.json")
-        from lab.models import analysis
-        paddle_inputs = [i.name for i in analysis.analyze(made / "model.json").inputs]
-        if sorted(paddle_inputs) != sorted(input_map.values()):
-            raise LabError(f"model {model_id!r}: x2paddle's inputs {paddle_inputs} do not map to "
-                           f"the ONNX inputs {[s.name for s in specs]}")
-        agreement = res.get("agreement") or {}
-        if not agreement.pop("ok", False):
-            agreement = {"error": agreement.get("error", "not run"), "cosine": None,
-                         "max_abs": None, "top1": None}
+                 "inputs": [dict(input_to_json(s), paddle_name=input_map[s.name]) for s in specs]}
+        agreement = _x2paddle(src, graph, specs, tmp, check, mdir.name, timeout)
         leg = worker.run("legacy", {"save_dir": str(tmp / "x2p"), "out_prefix": str(tmp / "legacy"),
                                     "agree": check}, timeout=timeout,
                          env_extra={"FLAGS_enable_pir_api": "0"})
         legacy_ok = bool(leg.get("ok")) and (tmp / "legacy.pdmodel").is_file()
-        lite = None if legacy_ok else f"{LITE_REASON} ({excerpt(leg.get('error') or '?', 200)})"
-        mdir.mkdir(parents=True, exist_ok=True)
-        (mdir / "meta.json").unlink(missing_ok=True)
-        (mdir / "onnx").mkdir(exist_ok=True)
-        shutil.copyfile(src, mdir / SOURCE_FILE)
-        os.replace(made / "model.json", mdir / models.MODEL_FILE)
-        os.replace(made / "model.pdiparams", mdir / models.PARAMS_FILE)
-        for rel in (models.LEGACY_MODEL_FILE, models.LEGACY_PARAMS_FILE):
-            (mdir / rel).unlink(missing_ok=True)
-            if legacy_ok:
-                os.replace(tmp / ("legacy" + Path(rel).suffix), mdir / rel)
+        _install(src, tmp, mdir, legacy_ok)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-    paddle_specs = [InputSpec(input_map[s.name], s.shape, s.dtype, s.run_shape) for s in specs]
-    res_an = analysis.analyze(mdir / models.MODEL_FILE, params_file=mdir / models.PARAMS_FILE,
-                              run_shapes={s.name: s.run_shape for s in paddle_specs})
-    legacy_files = (models.LEGACY_MODEL_FILE, models.LEGACY_PARAMS_FILE) if legacy_ok else ()
-    files = {rel: models.sha256_file(mdir / rel)
-             for rel in (models.MODEL_FILE, models.PARAMS_FILE, SOURCE_FILE, *legacy_files)}
-    flops, note = res_an.estimated_macs(paddle_specs)
-    meta = {
-        "schema": models.META_SCHEMA, "id": model_id, "source": SOURCE, "format": "json",
-        "build_key": None, "builder_version": models.BUILDER_VERSION, "zoo_entry": None,
-        "model_file": models.MODEL_FILE, "params_file": models.PARAMS_FILE,
-        "legacy_model_file": models.LEGACY_MODEL_FILE if legacy_ok else None,
-        "legacy_params_file": models.LEGACY_PARAMS_FILE if legacy_ok else None,
-        "files": files, "sha256": models.files_sha256(mdir / models.MODEL_FILE,
-                                                      mdir / models.PARAMS_FILE),
-        "legacy_sha256": (models.files_sha256(mdir / models.LEGACY_MODEL_FILE,
-                                              mdir / models.LEGACY_PARAMS_FILE) if legacy_ok else None),
-        "inputs": [models._input_to_json(s) for s in paddle_specs],
-        "flops": flops, "flops_note": note, "params": res_an.params,
-        "persistable_numel": res_an.persistable_numel, "tags": {},
-        "built_with": {"paddle": versions.paddle_version(), "x2paddle": key["x2paddle"],
-                       "onnx": versions.dist_version("onnx"),
-                       "onnxruntime": versions.dist_version("onnxruntime")},
-        "origin": {"onnx_file": str(src.resolve())},
-        "onnx_import": {"key": key, "source_file": SOURCE_FILE, "source_sha256": src_sha,
-                        "opset": graph.opset, "input_map": input_map,
-                        "onnx_inputs": [models._input_to_json(s) for s in specs],
-                        "agreement": agreement, "lite": lite,
-                        "legacy": ({"patched": leg.get("patched"), "agreement": leg.get("agreement")}
-                                   if legacy_ok else None)},
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build_seconds": round(time.monotonic() - started, 2),
-        "op_histogram": dict(res_an.op_histogram), "analysis": res_an.to_dict(),
-    }
-    models.write_meta(model_id, root, meta)
-    if log:
-        log(f"{model_id}: imported in {meta['build_seconds']:.1f} s, agreement cosine "
-            f"{agreement.get('cosine')}, max_abs {agreement.get('max_abs')}")
-    return models.load_artifact(model_id, root)
+    return _Converted(
+        input_map, agreement,
+        {"patched": leg.get("patched"), "agreement": leg.get("agreement")} if legacy_ok else None,
+        None if legacy_ok else f"{LITE_REASON} ({excerpt(leg.get('error') or '?', 200)})")
 
 
-def lite_refusal(artifact: models.ModelArtifact) -> str | None:
+def _x2paddle(src: Path, graph: OnnxGraph, specs: list[InputSpec], tmp: Path, check: dict,
+              model_id: str, timeout: float) -> dict:
+    """ONNX -> PIR under tmp/x2p/inference_model and its agreement with ONNX Runtime (figures,
+    or {error} when the check could not run)."""
+    dynamic_past_batch = any(d == -1 for s in specs for d in s.shape[1:])
+    shape_dict = (repr({x2paddle_name(s.name)[len("x2paddle_"):]: list(s.run_shape)
+                        for s in specs}) if dynamic_past_batch else None)
+    res = worker.run("import", {"onnx": str(src.resolve()), "save_dir": str(tmp / "x2p"),
+                                "input_shape_dict": shape_dict, "agree": check}, timeout=timeout)
+    if not res.get("ok"):
+        raise _conversion_error(graph, res)
+    made = tmp / "x2p" / "inference_model"
+    if not (made / "model.json").is_file() or not (made / "model.pdiparams").is_file():
+        raise LabError(f"model {model_id!r}: x2paddle wrote no inference_model/model.json")
+    paddle_inputs = [i.name for i in analysis.analyze(made / "model.json").inputs]
+    if sorted(paddle_inputs) != sorted(x2paddle_name(s.name) for s in specs):
+        raise LabError(f"model {model_id!r}: x2paddle's inputs {paddle_inputs} do not map to "
+                       f"the ONNX inputs {[s.name for s in specs]}")
+    agreement = res.get("agreement") or {}
+    if not agreement.pop("ok", False):
+        agreement = {"error": agreement.get("error", "not run"), "cosine": None,
+                     "max_abs": None, "top1": None}
+    return agreement
+
+
+def _install(src: Path, tmp: Path, mdir: Path, legacy_ok: bool) -> None:
+    """Move the converted files from `tmp` into `mdir`, with a copy of the source .onnx."""
+    made = tmp / "x2p" / "inference_model"
+    mdir.mkdir(parents=True, exist_ok=True)
+    (mdir / "meta.json").unlink(missing_ok=True)
+    (mdir / "onnx").mkdir(exist_ok=True)
+    shutil.copyfile(src, mdir / SOURCE_FILE)
+    os.replace(made / "model.json", mdir / MODEL_FILE)
+    os.replace(made / "model.pdiparams", mdir / PARAMS_FILE)
+    for rel in (LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE):
+        (mdir / rel).unlink(missing_ok=True)
+        if legacy_ok:
+            os.replace(tmp / ("legacy" + Path(rel).suffix), mdir / rel)
+
+
+def _meta(graph: OnnxGraph, specs: list[InputSpec], model_id: str, mdir: Path, key: dict,
+          done: _Converted) -> ModelMeta:
+    """meta.json of the imported model: its Paddle inputs, static analysis, the import record."""
+    paddle_specs = [InputSpec(done.input_map[s.name], s.shape, s.dtype, s.run_shape)
+                    for s in specs]
+    res = analysis.analyze(mdir / MODEL_FILE, params_file=mdir / PARAMS_FILE,
+                           run_shapes={s.name: s.run_shape for s in paddle_specs})
+    legacy = done.legacy is not None
+    legacy_files = (LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE) if legacy else ()
+    flops, note = res.estimated_macs(paddle_specs)
+    return ModelMeta(
+        id=model_id, source=SOURCE, format="json", builder_version=BUILDER_VERSION,
+        model_file=MODEL_FILE, params_file=PARAMS_FILE,
+        legacy_model_file=LEGACY_MODEL_FILE if legacy else None,
+        legacy_params_file=LEGACY_PARAMS_FILE if legacy else None,
+        files={rel: sha256_file(mdir / rel)
+               for rel in (MODEL_FILE, PARAMS_FILE, SOURCE_FILE, *legacy_files)},
+        sha256=files_sha256(mdir / MODEL_FILE, mdir / PARAMS_FILE),
+        legacy_sha256=files_sha256(*(mdir / rel for rel in legacy_files)) if legacy else None,
+        inputs=paddle_specs, flops=flops, flops_note=note, params=res.params,
+        persistable_numel=res.persistable_numel,
+        built_with={"paddle": versions.paddle_version(), "x2paddle": key["x2paddle"],
+                    "onnx": versions.dist_version("onnx"),
+                    "onnxruntime": versions.dist_version("onnxruntime")},
+        origin={"onnx_file": str(graph.path.resolve())},
+        onnx_import={"key": key, "source_file": SOURCE_FILE, "source_sha256": key["source_sha256"],
+                     "opset": graph.opset, "input_map": done.input_map,
+                     "onnx_inputs": [input_to_json(s) for s in specs],
+                     "agreement": done.agreement, "lite": done.lite, "legacy": done.legacy},
+        op_histogram=dict(res.op_histogram), analysis=res.to_dict())
+
+
+def lite_refusal(artifact: ModelArtifact) -> str | None:
     """Why a Paddle Lite target cannot take this model, or None when it can."""
     if getattr(artifact, "source", None) == SOURCE and artifact.pdmodel_path is None:
         return LITE_REASON

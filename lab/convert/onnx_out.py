@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from lab.models import zoo as models
 from lab.core import versions
 from lab.core.errors import ConfigError, LabError
+from lab.core.hashing import sha256_file
 from lab.convert import worker
+from lab.models.artifact import ModelArtifact
+from lab.models.zoo import input_to_json
 
 OPSET = 13
 SUBDIR = "onnx"
@@ -50,7 +52,7 @@ class OnnxExport:
     record: dict[str, Any]
 
 
-def quantised_reason(art: models.ModelArtifact) -> str | None:
+def quantised_reason(art: ModelArtifact) -> str | None:
     """Why paddle2onnx must not be run on this model (a quantised Paddle graph), or None."""
     ops = sorted(op for op in art.op_histogram if any(m in op for m in QUANT_OP_MARKERS))
     tag = art.tags.get("quantization") or art.tags.get("precision", "")
@@ -61,23 +63,23 @@ def quantised_reason(art: models.ModelArtifact) -> str | None:
     return None
 
 
-def _record_path(art: models.ModelArtifact) -> Path:
+def _record_path(art: ModelArtifact) -> Path:
     return art.dir / SUBDIR / RECORD_FILE
 
 
-def _read_record(art: models.ModelArtifact) -> dict[str, Any] | None:
+def _read_record(art: ModelArtifact) -> dict[str, Any] | None:
     try:
         return json.loads(_record_path(art).read_text())
     except (OSError, ValueError):
         return None
 
 
-def _intact(art: models.ModelArtifact, part: dict[str, Any] | None) -> bool:
+def _intact(art: ModelArtifact, part: dict[str, Any] | None) -> bool:
     return bool(part) and (art.dir / part["file"]).is_file() and \
-        models.sha256_file(art.dir / part["file"]) == part.get("sha256")
+        sha256_file(art.dir / part["file"]) == part.get("sha256")
 
 
-def current_file(art: models.ModelArtifact, *, int8: bool = False) -> Path | None:
+def current_file(art: ModelArtifact, *, int8: bool = False) -> Path | None:
     """The exported .onnx (fp32, or the int8 one) when it was made from this exact Paddle model
     and is intact; None when it must be (re)built (`lab models build ID --onnx[-int8]`)."""
     record = _read_record(art)
@@ -90,7 +92,7 @@ def current_file(art: models.ModelArtifact, *, int8: bool = False) -> Path | Non
     return art.dir / part["file"] if _intact(art, part) else None
 
 
-def read_record(art: models.ModelArtifact) -> dict[str, Any] | None:
+def read_record(art: ModelArtifact) -> dict[str, Any] | None:
     """export.json of the model (None when never exported)."""
     return _read_record(art)
 
@@ -99,11 +101,11 @@ def build_command(model_id: str, *, int8: bool = False) -> str:
     return f"lab models build {model_id} --onnx{'-int8' if int8 else ''}"
 
 
-def _failure(art: models.ModelArtifact, what: str, res: dict[str, Any]) -> LabError:
+def _failure(art: ModelArtifact, what: str, res: dict[str, Any]) -> LabError:
     return LabError(f"model {art.id!r}: {what} failed: {res.get('error', '?')}")
 
 
-def export(art: models.ModelArtifact, *, int8: bool = False, force: bool = False,
+def export(art: ModelArtifact, *, int8: bool = False, force: bool = False,
            timeout: float = 900.0, log: Callable[[str], None] | None = None) -> OnnxExport:
     """Write (or reuse) `<model dir>/onnx/model.onnx` and, with `int8`, `model-int8.onnx`."""
     reason = quantised_reason(art)
@@ -116,7 +118,7 @@ def export(art: models.ModelArtifact, *, int8: bool = False, force: bool = False
     out_dir = art.dir / SUBDIR
     out_dir.mkdir(parents=True, exist_ok=True)
     p2o_version = versions.dist_version("paddle2onnx")
-    inputs = [models._input_to_json(i) for i in art.inputs]
+    inputs = [input_to_json(i) for i in art.inputs]
     record = _read_record(art) or {}
     same_source = (record.get("schema") == RECORD_SCHEMA and record.get("source_sha256") ==
                    art.sha256 and record.get("opset") == OPSET and
@@ -135,7 +137,7 @@ def export(art: models.ModelArtifact, *, int8: bool = False, force: bool = False
             raise _failure(art, "paddle2onnx export", res)
         record = {"schema": RECORD_SCHEMA, "model": art.id, "source_sha256": art.sha256,
                   "opset": OPSET, "paddle2onnx": res.get("paddle2onnx"), "inputs": inputs,
-                  "fp32": {"file": f"{SUBDIR}/{FP32_FILE}", "sha256": models.sha256_file(fp32),
+                  "fp32": {"file": f"{SUBDIR}/{FP32_FILE}", "sha256": sha256_file(fp32),
                            "agreement": dict(res.get("agreement") or {},
                                              note="ONNX Runtime (reference) vs Paddle Inference")}}
     if int8:
@@ -153,7 +155,7 @@ def export(art: models.ModelArtifact, *, int8: bool = False, force: bool = False
                 "agree": True}, timeout=timeout)
             if not res.get("ok") or not q.is_file():
                 raise _failure(art, "ONNX Runtime int8 quantisation", res)
-            record["int8"] = {"file": f"{SUBDIR}/{INT8_FILE}", "sha256": models.sha256_file(q),
+            record["int8"] = {"file": f"{SUBDIR}/{INT8_FILE}", "sha256": sha256_file(q),
                               "fp32_sha256": record["fp32"]["sha256"], "recipe": recipe,
                               "agreement": dict(res.get("agreement") or {},
                                                 note="fp32 .onnx (reference) vs int8 .onnx")}

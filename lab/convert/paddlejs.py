@@ -19,16 +19,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from lab.core import childproc
 from lab.core.errors import ConfigError, LabError, excerpt
+from lab.core.hashing import files_sha256, sha256_file
 from lab.convert import fluid_shim
+from lab.models.artifact import read_meta, update_meta, utc_stamp
 
 CONVERTER_DIST = "paddlejsconverter"
 CONVERTER_VERSION = "1.0.8"
@@ -36,7 +36,6 @@ CONVERTER_VERSION = "1.0.8"
 FIXER_VERSION = 1
 WEB_DIR = "web"
 MODEL_JSON = "model.json"
-_REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 CONV_OPS = ("conv2d", "depthwise_conv2d", "conv2d_transpose")
 
 
@@ -59,7 +58,7 @@ class WebModel:
                 "fixer_version": FIXER_VERSION, "shim": list(fluid_shim.MAPPED),
                 "fixes": self.fixes, "feed_shape": self.feed_shape,
                 "source_sha256": source_sha256,
-                "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                "converted_at": utc_stamp()}
 
 
 def converter_version() -> str:
@@ -126,19 +125,10 @@ def fix_model_json(doc: dict[str, Any]) -> list[str]:
 
 def web_sha256(web_dir: Path) -> tuple[dict[str, str], str]:
     """Per-file sha256 and the content hash over model.json then chunk_1..N (numeric order)."""
-    import hashlib
-
-    from lab.models.zoo import sha256_file
     chunks = sorted((p for p in web_dir.glob("chunk_*.dat")),
                     key=lambda p: int(p.stem.split("_")[1]))
-    files = {MODEL_JSON: sha256_file(web_dir / MODEL_JSON)}
-    h = hashlib.sha256()
-    for path in [web_dir / MODEL_JSON] + chunks:
-        files.setdefault(path.name, sha256_file(path))
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return files, h.hexdigest()
+    paths = [web_dir / MODEL_JSON] + chunks
+    return {p.name: sha256_file(p) for p in paths}, files_sha256(*paths)
 
 
 # ------------------------------------------------------------------------ what can be converted
@@ -162,9 +152,10 @@ def current_web(artifact, converter: str | None = None) -> WebModel | None:
     installed one unless given - and fixer version, files unchanged); None otherwise."""
     web = Path(artifact.dir) / WEB_DIR
     try:
-        old = json.loads((Path(artifact.dir) / "meta.json").read_text()).get("web") or {}
-    except (OSError, ValueError):
+        meta = read_meta(Path(artifact.dir).name, Path(artifact.dir).parent)
+    except ConfigError:
         return None
+    old = (meta.web if meta else None) or {}
     if converter is None:
         converter = old.get("converter")  # the runtime needs no converter, only a current build
     src_sha = artifact.legacy_sha256 or artifact.sha256
@@ -185,26 +176,20 @@ def build_command(model_id: str) -> str:
 
 # ----------------------------------------------------------------------------------- conversion
 def _run_converter(model_file: Path, params_file: Path, out_dir: Path, timeout: float) -> str:
-    env = dict(os.environ)
-    env["FLAGS_enable_pir_api"] = "0"
-    env.setdefault("GLOG_minloglevel", "2")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "lab.convert.paddlejs_worker", f"--modelPath={model_file}",
-           f"--paramPath={params_file}", f"--outputDir={out_dir}"]
-    try:
-        p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout,
-                           cwd=str(out_dir))
-    except subprocess.TimeoutExpired:
-        raise LabError(f"paddlejsconverter ran over {timeout:.0f} s") from None
-    out = p.stdout + p.stderr
+    p = childproc.run_module(
+        "lab.convert.paddlejs_worker", [f"--modelPath={model_file}", f"--paramPath={params_file}",
+                                        f"--outputDir={out_dir}"],
+        env={"FLAGS_enable_pir_api": "0"}, cwd=out_dir, timeout=timeout)
+    if p.timed_out:
+        raise LabError(f"paddlejsconverter ran over {timeout:.0f} s")
     if p.returncode != 0 or not (out_dir / MODEL_JSON).is_file():
-        raise LabError(f"paddlejsconverter failed (exit {p.returncode}): {excerpt(out)}")
-    return out
+        raise LabError(f"paddlejsconverter failed (exit {p.returncode}): {excerpt(p.output)}")
+    return p.output
 
 
 def convert(artifact, *, force: bool = False, timeout: float = 600.0,
             log: Callable[[str], None] | None = None) -> WebModel:
-    """Convert `artifact` (a lab.models.zoo.ModelArtifact) into `<dir>/web/`, or reuse it."""
+    """Convert `artifact` (a lab.models.artifact.ModelArtifact) into `<dir>/web/`, or reuse it."""
     version = converter_version()
     refusal = web_refusal(artifact)
     if refusal:
@@ -212,8 +197,6 @@ def convert(artifact, *, force: bool = False, timeout: float = 600.0,
                           if "legacy" in refusal else None)
     src_sha = artifact.legacy_sha256 or artifact.sha256
     mdir = Path(artifact.dir)
-    meta_path = mdir / "meta.json"
-    meta = json.loads(meta_path.read_text())
     web = mdir / WEB_DIR
     converter = f"{CONVERTER_DIST} {version}"
     if not force:
@@ -242,9 +225,7 @@ def convert(artifact, *, force: bool = False, timeout: float = 600.0,
             shutil.rmtree(tmp, ignore_errors=True)
     files, digest = web_sha256(web)
     wm = WebModel(artifact.id, web, files, digest, converter, fixes, doc.get("feedShape"))
-    meta["web"] = wm.to_meta(src_sha)
-    from lab.models.zoo import _write_json_atomic
-    _write_json_atomic(meta_path, meta)
+    update_meta(mdir.name, mdir.parent, web=wm.to_meta(src_sha))
     if log:
         log(f"{artifact.id}: web model in {web}/ ({len(files) - 1} chunk(s); "
             f"fixes: {'; '.join(fixes) or 'none'})")

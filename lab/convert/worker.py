@@ -215,33 +215,22 @@ def legacy(job: dict[str, Any]) -> dict[str, Any]:
 def run(mode: str, job: dict[str, Any], *, timeout: float = 900.0,
         python: str | None = None, env_extra: dict[str, str] | None = None) -> dict[str, Any]:
     """Host side: run one mode in a child; a crash/abort/timeout becomes {"ok": False, ...}."""
-    import os
-    import signal
-    import subprocess
     import tempfile
 
+    from lab.core import childproc
     from lab.core.errors import excerpt
-    repo = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env.setdefault("GLOG_minloglevel", "2")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
-    env.update(env_extra or {})
     with tempfile.TemporaryDirectory(prefix="hwlab-convert-") as tmp:
-        job = dict(job, mode=mode, result=os.path.join(tmp, "result.json"))
-        job_path = os.path.join(tmp, "job.json")
-        Path(job_path).write_text(json.dumps(job))
-        try:
-            p = subprocess.run([python or sys.executable, "-m", "lab.convert.worker", job_path], env=env,
-                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                               timeout=timeout)
-        except subprocess.TimeoutExpired:
+        result = Path(tmp) / "result.json"
+        job_path = Path(tmp) / "job.json"
+        job_path.write_text(json.dumps(dict(job, mode=mode, result=str(result))))
+        p = childproc.run_module("lab.convert.worker", [str(job_path)], env=env_extra,
+                                 timeout=timeout, python=python)
+        if p.timed_out:
             return {"ok": False, "kind": "timeout", "error": f"{mode} ran over {timeout:.0f} s"}
-        if os.path.isfile(job["result"]):
-            return json.loads(Path(job["result"]).read_text())
-        how = (f"killed by signal {-p.returncode} ({signal.Signals(-p.returncode).name})"
-               if p.returncode < 0 else f"exit {p.returncode}")
-        return {"ok": False, "kind": "crash", "error": f"{mode} {how}: "
-                f"{excerpt(p.stdout + p.stderr, 300)}"}
+        if result.is_file():
+            return json.loads(result.read_text())
+        return {"ok": False, "kind": "crash", "error": f"{mode} {p.exit_text()}: "
+                f"{excerpt(p.output, 300)}"}
 
 
 def import_(job: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,6 @@
 """Typed records passed between modules (DESIGN: never loose dicts across layers)."""
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any
 
@@ -39,10 +37,14 @@ class Device:
     line: int = 0
 
 
+# What a backend computes on: "CPU or AIPU?" compares these classes on one device.
+PROCESSOR_CLASSES = ("cpu", "gpu", "aipu")
+
+
 @dataclass(frozen=True)
 class Backend:
     id: str
-    processor: str  # cpu | gpu | aipu
+    processor: str  # one of PROCESSOR_CLASSES
     runtime: str  # a key of lab.runtimes.registry.RUNTIMES: paddle-inference | paddle-lite | paddle-js
     nnadapter_device: str | None = None  # huawei_kirin_npu | rockchip_npu | verisilicon_timvx
     lite_backend: str | None = None  # benchmark_bin --backend value
@@ -251,5 +253,9 @@ json` (docs/architecture.md); `to_json` is the one place a row becomes that dict
 
 
 def job_id_for(identity: dict[str, Any]) -> str:
+    """A job's stable id: the hash of its identity (campaign, device, model, backend, options...).
+    hashlib is imported here, not at module level: it loads OpenSSL, and `lab --version` never plans."""
+    import hashlib
+    import json
     blob = json.dumps(identity, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -4,7 +4,8 @@ Why one function per rule: each rule is tested on its own, and the answer lists 
 spoke with its reason in words and the evidence it used, so a user can check (and disagree with)
 each step instead of trusting one opaque score. A rule returns a `Contribution` or None when it has
 nothing to say (its input is unknown or the option was not given). Rules never read files, the
-store or devices: `lab/decide/advisor.py` gathers the facts into an `AdviceInput` first.
+store or devices: `lab/decide/advisor.py` gathers the facts into an `AdviceInput` first (the
+records are `lab.decide.advice_records`).
 
 Directions: `cpu`, `aipu`, `gpu`, or `neutral` (informative). `weight` is how strongly the rule
 leans (0..3); a `blocking` contribution is a hard constraint (a budget only one side meets, a chip
@@ -13,11 +14,10 @@ with no accelerator) and decides the verdict by itself.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from lab.decide import tradeoffs
-from lab.core.records import cold_start_ms
+from lab.decide.advice_records import AdviceInput, Contribution, Fallback, MeasuredFallback, Side
 from lab.decide.tradeoffs import BreakEven
 
 SMALL_MODEL_MS = 10.0  # the guide: a model that runs under ~10 ms on the CPU does not pay for an NPU
@@ -30,185 +30,6 @@ ASSUMED_UTILISATION = 0.3  # share of rated TOPS a real model reaches (estimate 
 # CPU fallback ops that together take less than this share of a measured AIPU run (its op profile,
 # job option `profile: ops`) are minor: the copies and CPU work they cost are within the noise
 MINOR_FALLBACK_SHARE = 0.05
-
-
-@dataclass(frozen=True)
-class Contribution:
-    rule: str
-    direction: str  # cpu | aipu | gpu | neutral
-    weight: float
-    text: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    blocking: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "direction": self.direction, "weight": round(self.weight, 2),
-                "blocking": self.blocking, "text": self.text, "evidence": self.evidence}
-
-
-@dataclass(frozen=True)
-class Side:
-    """Measured figures of one processor class (cpu | aipu | gpu) for the model on the device."""
-
-    processor: str
-    backend: str
-    precision: str | None
-    p50_ms: float | None
-    ci_low_ms: float | None = None
-    ci_high_ms: float | None = None
-    load_ms: float | None = None
-    first_ms: float | None = None
-    energy_mj_per_inf: float | None = None
-    power_w: float | None = None
-    peak_rss_mb: float | None = None
-    source: str = "lab"
-    job_id: str = ""
-    campaign: str = ""
-    candidates: int = 1  # ok configurations of this processor class the fastest was chosen from
-    # output correctness of this row (lab/models/agreement.py); False: fast but wrong
-    agree_ok: bool | None = None
-    agree_cosine_min: float | None = None
-    agree_top1: float | None = None
-    accuracy_top1: float | None = None
-    quality: tuple[str, ...] = ()  # lab.results.quality.classify reasons (not converged, wide CI, ...)
-
-    @property
-    def imported(self) -> bool:
-        return self.source != "lab"
-
-    @property
-    def selection(self) -> str:
-        """Which row speaks for this processor, in words (job/campaign, best of N, imported)."""
-        where = f"job {self.job_id or '?'} of campaign {self.campaign or '?'}"
-        if self.imported:
-            where += f", imported ({self.source}; no model hash)"
-        if self.candidates > 1:
-            where += f"; fastest of {self.candidates} {self.processor.upper()} configurations"
-        return where
-
-    @property
-    def start_ms(self) -> float | None:
-        """Load + first inference: the guide's "load to first prediction"."""
-        return cold_start_ms(self.load_ms, self.first_ms)
-
-    @property
-    def has_ci(self) -> bool:
-        return self.ci_low_ms is not None and self.ci_high_ms is not None
-
-
-@dataclass(frozen=True)
-class ModelFacts:
-    """What the static analysis says about the model (None = unknown)."""
-
-    model: str
-    macs: int | None = None
-    params: int | None = None
-    dense_share: float | None = None  # share of MACs in conv/matmul
-    dense_share_note: str = ""
-    dynamic_dims: tuple[str, ...] = ()  # "input[axis]" for dynamic dims other than batch
-    sequence_ops: tuple[str, ...] = ()
-    data_dependent_ops: tuple[str, ...] = ()
-    quantized: bool | None = None
-    quant_note: str = ""
-    domain: str | None = None  # zoo tag (nlp, vision, ...)
-    analysed: bool = True  # False when only measured rows exist (model file not available)
-
-
-@dataclass(frozen=True)
-class Fallback:
-    """NPU op coverage on one NNAdapter device (approximation of NNAdapter's partitioning)."""
-
-    nnadapter_device: str
-    supported_ops: int
-    fallback_ops: dict[str, int]  # op -> count running on the CPU
-    subgraphs: int  # NPU subgraphs (runs of supported ops in program order)
-    cpu_segments: int  # runs of unsupported ops
-    fused: dict[str, int] = field(default_factory=dict)  # op -> count absorbed by opt fusions
-    needs_quantized: bool = False
-    source: str = ""
-    removed: dict[str, int] = field(default_factory=dict)  # "op (pass)" -> count deleted at inference
-
-    @property
-    def total_ops(self) -> int:
-        return self.supported_ops + sum(self.fallback_ops.values())
-
-
-@dataclass(frozen=True)
-class MeasuredFallback:
-    """What the AIPU job's op profile says ran on the CPU, as shares of that run's op time."""
-
-    job_id: str
-    cpu_ops: dict[str, float]  # op type -> share of the profile's total time, largest first
-    iterations: int | None = None
-    source: str = ""
-
-    @property
-    def cpu_share(self) -> float:
-        return sum(self.cpu_ops.values())
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """AIPU steady latency from rated TOPS and model MACs: low confidence by construction."""
-
-    aipu_ms: float | None
-    precision: str | None
-    tops: float | None
-    utilisation: float
-    note: str
-    assumes_quantized: bool = False  # int8 TOPS used for a model that is not int8-quantised
-
-
-@dataclass(frozen=True)
-class Options:
-    latency_budget_ms: float | None = None
-    first_inference_budget_ms: float | None = None
-    no_preload: bool = False
-    busy_cpu: bool = False
-    power_budget_w: float | None = None
-
-
-@dataclass(frozen=True)
-class AdviceInput:
-    model: ModelFacts
-    device: str
-    chip: str | None
-    has_aipu: bool | None  # None: chip not in the catalog
-    aipu_name: str | None
-    options: Options
-    has_gpu: bool = False
-    cpu: Side | None = None
-    aipu: Side | None = None
-    gpu: Side | None = None
-    fallback: Fallback | None = None
-    estimate: Estimate | None = None
-    nnadapter_devices: tuple[str, ...] = ()
-    measured_fallback: MeasuredFallback | None = None  # from the AIPU job's op profile
-
-    @property
-    def accel(self) -> str | None:
-        """The accelerator class the question is about on this device: `aipu` (an NPU, or a chip
-        the catalog does not know), `gpu` (no NPU, a GPU), or None (neither: CPU only)."""
-        if self.aipu is not None or self.has_aipu:
-            return "aipu"
-        if self.gpu is not None or self.has_gpu:
-            return "gpu"
-        return "aipu" if self.has_aipu is None else None
-
-    @property
-    def acc(self) -> Side | None:
-        """The measured side of `accel`."""
-        return {"aipu": self.aipu, "gpu": self.gpu}.get(self.accel or "")
-
-    @property
-    def verdicts(self) -> tuple[str, ...]:
-        """The answers this device allows: cpu | <accel> (| gpu) | either; only cpu with neither."""
-        acc = self.accel
-        if acc is None:
-            return ("cpu",)
-        extra = ("gpu",) if acc == "aipu" and (self.gpu is not None) else ()
-        return ("cpu", acc, *extra, "either")
-
 
 ACCEL_NAME = {"aipu": "AIPU", "gpu": "GPU", None: "accelerator"}
 OVERHEAD = {"aipu": "NPU transfer and scheduling overhead",
@@ -242,7 +63,8 @@ def fmt_num(v: float | None) -> str:
     return text
 
 
-def _fmt(ms: float | None) -> str:
+def fmt_ms(ms: float | None) -> str:
+    """A latency for people: `fmt_num` + " ms", or n/a."""
     return "n/a" if ms is None else f"{fmt_num(ms)} ms"
 
 
@@ -280,11 +102,11 @@ def rule_model_too_small(x: AdviceInput) -> Contribution | None:
         if faster:
             ev["accelerator_p50_ms"] = acc.p50_ms
             return Contribution("model_too_small", "cpu", 1.0,
-                                f"the CPU already runs it in {_fmt(x.cpu.p50_ms)} (< "
+                                f"the CPU already runs it in {fmt_ms(x.cpu.p50_ms)} (< "
                                 f"{SMALL_MODEL_MS:g} ms), but the {name} measured faster end to end "
-                                f"({_fmt(acc.p50_ms)}), so this does not decide alone", ev)
+                                f"({fmt_ms(acc.p50_ms)}), so this does not decide alone", ev)
         return Contribution("model_too_small", "cpu", 3.0,
-                            f"the CPU already runs it in {_fmt(x.cpu.p50_ms)} (< "
+                            f"the CPU already runs it in {fmt_ms(x.cpu.p50_ms)} (< "
                             f"{SMALL_MODEL_MS:g} ms): {why} eats any gain, and no measurement "
                             f"shows the {name} faster", ev, blocking=True)
     macs = x.model.macs
@@ -346,30 +168,30 @@ def rule_first_inference_budget(x: AdviceInput) -> Contribution | None:
     if c is not None and a is not None:
         if a > budget >= c:
             return Contribution("first_inference_budget", "cpu", 3.0,
-                                f"{what}: {name} {_fmt(a)} misses the {_fmt(budget)} budget, CPU "
-                                f"{_fmt(c)} meets it", ev, blocking=True)
+                                f"{what}: {name} {fmt_ms(a)} misses the {fmt_ms(budget)} budget, CPU "
+                                f"{fmt_ms(c)} meets it", ev, blocking=True)
         if c > budget >= a:
             return Contribution("first_inference_budget", acc, 3.0,
-                                f"{what}: CPU {_fmt(c)} misses the {_fmt(budget)} budget, {name} "
-                                f"{_fmt(a)} meets it", ev, blocking=True)
+                                f"{what}: CPU {fmt_ms(c)} misses the {fmt_ms(budget)} budget, {name} "
+                                f"{fmt_ms(a)} meets it", ev, blocking=True)
         met = "both meet" if max(a, c) <= budget else "neither meets"
         return Contribution("first_inference_budget", "neutral", 0.0,
-                            f"{what}: CPU {_fmt(c)}, {name} {_fmt(a)}; {met} the {_fmt(budget)} budget",
+                            f"{what}: CPU {fmt_ms(c)}, {name} {fmt_ms(a)}; {met} the {fmt_ms(budget)} budget",
                             ev)
     if acc is None:
         state = ("not measured" if c is None else
-                 f"the CPU {'meets' if c <= budget else 'misses'} it ({_fmt(c)})")
+                 f"the CPU {'meets' if c <= budget else 'misses'} it ({fmt_ms(c)})")
         return Contribution("first_inference_budget", "neutral", 0.0,
-                            f"{what} budget {_fmt(budget)}: {state}; there is no accelerator to "
+                            f"{what} budget {fmt_ms(budget)}: {state}; there is no accelerator to "
                             "compare", ev)
     if preload:
         return Contribution("first_inference_budget", "neutral", 0.0,
-                            f"first-inference budget {_fmt(budget)} with the model preloaded: the "
+                            f"first-inference budget {fmt_ms(budget)} with the model preloaded: the "
                             f"{name} graph build happens before; not measured here", ev)
     build = ("an NPU builds/compiles its graph at load (often seconds)" if acc == "aipu" else
              "a GPU initialises its context and kernels at load (often seconds)")
     return Contribution("first_inference_budget", "cpu", 1.5,
-                        f"strict load-to-first-prediction budget ({_fmt(budget)}) without "
+                        f"strict load-to-first-prediction budget ({fmt_ms(budget)}) without "
                         f"preloading: {build}, the CPU does not (not measured: run with --measure)",
                         ev)
 
@@ -385,15 +207,15 @@ def rule_preload(x: AdviceInput) -> Contribution | None:
         side = "cpu" if cs < as_ else x.accel
         return Contribution("preload", side if abs(cs - as_) > 0 else "neutral", 1.0,
                             f"loaded on demand (--no-preload): load + first inference is CPU "
-                            f"{_fmt(cs)}, {name} {_fmt(as_)}", ev)
+                            f"{fmt_ms(cs)}, {name} {fmt_ms(as_)}", ev)
     if x.accel is None:
         return Contribution("preload", "neutral", 0.0,
                             "loaded on demand (--no-preload): load time counts toward the first "
-                            f"prediction (CPU load + first: {_fmt(cs)})", ev)
+                            f"prediction (CPU load + first: {fmt_ms(cs)})", ev)
     return Contribution("preload", "cpu", 0.5,
                         "loaded on demand (--no-preload): the accelerator's graph build/initialisation "
-                        f"counts toward the first prediction (not measured: CPU {_fmt(cs)}, {name} "
-                        f"{_fmt(as_)})", ev)
+                        f"counts toward the first prediction (not measured: CPU {fmt_ms(cs)}, {name} "
+                        f"{fmt_ms(as_)})", ev)
 
 
 def rule_dense_compute(x: AdviceInput) -> Contribution | None:
@@ -589,22 +411,22 @@ def rule_latency_budget(x: AdviceInput) -> Contribution | None:
         if est is not None:
             ev["aipu_estimate_ms"] = est
             return Contribution("latency_budget", "neutral", 0.0,
-                                f"latency budget {_fmt(budget)}: nothing measured; the AIPU "
-                                f"estimate is {_fmt(est)}{est_note} (low confidence)", ev)
+                                f"latency budget {fmt_ms(budget)}: nothing measured; the AIPU "
+                                f"estimate is {fmt_ms(est)}{est_note} (low confidence)", ev)
         return Contribution("latency_budget", "neutral", 0.0,
-                            f"latency budget {_fmt(budget)}: nothing measured for this model on this "
+                            f"latency budget {fmt_ms(budget)}: nothing measured for this model on this "
                             "device, so whether it is met is unknown (run `lab advise ... --measure`)",
                             ev)
     if len(meets) == 1:
         p = meets[0]
         return Contribution("latency_budget", p, 3.0,
-                            f"only the {p.upper()} meets the {_fmt(budget)} latency budget "
-                            f"(upper CI bound or p50: {_fmt(ev[f'{p}_ms'])})", ev, blocking=True)
+                            f"only the {p.upper()} meets the {fmt_ms(budget)} latency budget "
+                            f"(upper CI bound or p50: {fmt_ms(ev[f'{p}_ms'])})", ev, blocking=True)
     if not meets:
         return Contribution("latency_budget", "neutral", 0.0,
-                            f"no measured processor meets the {_fmt(budget)} latency budget", ev)
+                            f"no measured processor meets the {fmt_ms(budget)} latency budget", ev)
     return Contribution("latency_budget", "neutral", 0.0,
-                        f"{', '.join(m.upper() for m in meets)} all meet the {_fmt(budget)} budget",
+                        f"{', '.join(m.upper() for m in meets)} all meet the {fmt_ms(budget)} budget",
                         ev)
 
 
@@ -618,13 +440,13 @@ def rule_measured_speed(x: AdviceInput) -> Contribution | None:
           "ci_overlap": bool(overlap)}
     if overlap or 1 / SPEEDUP_MARGIN < speedup < SPEEDUP_MARGIN:
         return Contribution("measured_speed", "neutral", 0.0,
-                            f"steady latency about the same: CPU {_fmt(c.p50_ms)}, {name} "
-                            f"{_fmt(a.p50_ms)}" + (" (CIs overlap)" if overlap else ""), ev)
+                            f"steady latency about the same: CPU {fmt_ms(c.p50_ms)}, {name} "
+                            f"{fmt_ms(a.p50_ms)}" + (" (CIs overlap)" if overlap else ""), ev)
     side = acc if speedup > 1 else "cpu"
     factor = speedup if speedup > 1 else 1 / speedup
     weight = 3.0 if factor >= 2 else 2.0
     return Contribution("measured_speed", side, weight,
-                        f"measured steady latency: CPU {_fmt(c.p50_ms)}, {name} {_fmt(a.p50_ms)} "
+                        f"measured steady latency: CPU {fmt_ms(c.p50_ms)}, {name} {fmt_ms(a.p50_ms)} "
                         f"({factor:.2f}x faster on the {side.upper()})", ev)
 
 
@@ -637,7 +459,7 @@ def rule_start_cost(x: AdviceInput) -> Contribution | None:
     n = be.inferences
     ev = {"cpu_load_ms": c.load_ms, "cpu_first_ms": c.first_ms, f"{acc}_load_ms": a.load_ms,
           f"{acc}_first_ms": a.first_ms, "break_even_inferences": n, "break_even": be.to_dict()}
-    starts = f"load+first {_fmt(a.start_ms)} vs CPU {_fmt(c.start_ms)}"
+    starts = f"load+first {fmt_ms(a.start_ms)} vs CPU {fmt_ms(c.start_ms)}"
     if n is not None and be.ahead_after == acc:
         text = f"the {name} starts slower ({starts}) but runs faster: it is ahead from inference #{n} on"
     elif n is not None:
@@ -660,11 +482,11 @@ def rule_gpu(x: AdviceInput) -> Contribution | None:
     ev = {"gpu": _side_ev(g), "best_other": _side_ev(best) if best else None}
     if best is None or g.p50_ms * SPEEDUP_MARGIN < best.p50_ms:
         w = 3.0 if best is None or best.p50_ms / g.p50_ms >= 2 else 2.0
-        return Contribution("gpu", "gpu", w, f"the GPU runs it in {_fmt(g.p50_ms)}" +
-                            (f", faster than the {best.processor.upper()} ({_fmt(best.p50_ms)})"
+        return Contribution("gpu", "gpu", w, f"the GPU runs it in {fmt_ms(g.p50_ms)}" +
+                            (f", faster than the {best.processor.upper()} ({fmt_ms(best.p50_ms)})"
                              if best else ""), ev)
-    return Contribution("gpu", "neutral", 0.0, f"the GPU ({_fmt(g.p50_ms)}) is not faster than "
-                        f"the {best.processor.upper()} ({_fmt(best.p50_ms)})", ev)
+    return Contribution("gpu", "neutral", 0.0, f"the GPU ({fmt_ms(g.p50_ms)}) is not faster than "
+                        f"the {best.processor.upper()} ({fmt_ms(best.p50_ms)})", ev)
 
 
 def rule_estimate(x: AdviceInput) -> Contribution | None:
@@ -675,7 +497,7 @@ def rule_estimate(x: AdviceInput) -> Contribution | None:
           "assumed_utilisation": e.utilisation, "note": e.note, "confidence": "low"}
     if e.aipu_ms is None:
         return Contribution("estimate", "neutral", 0.0, f"no AIPU estimate: {e.note}", ev)
-    text = (f"estimated AIPU steady latency {_fmt(e.aipu_ms)} from {e.tops:g} {e.precision.upper()} "
+    text = (f"estimated AIPU steady latency {fmt_ms(e.aipu_ms)} from {e.tops:g} {e.precision.upper()} "
             f"TOPS at an assumed {e.utilisation:.0%} utilisation (low confidence)")
     if e.assumes_quantized:
         # an INT8-TOPS figure for a model that is not int8: informative only, never a vote
@@ -690,10 +512,10 @@ def rule_estimate(x: AdviceInput) -> Contribution | None:
         ratio = x.cpu.p50_ms / e.aipu_ms if e.aipu_ms > 0 else None
         ev["cpu_p50_ms"] = x.cpu.p50_ms
         if ratio is not None and ratio >= 2:
-            return Contribution("estimate", "aipu", 1.0, text + f"; the CPU measured {_fmt(x.cpu.p50_ms)}",
+            return Contribution("estimate", "aipu", 1.0, text + f"; the CPU measured {fmt_ms(x.cpu.p50_ms)}",
                                 ev)
         if ratio is not None and ratio < 1:
-            return Contribution("estimate", "cpu", 1.0, text + f"; the CPU measured {_fmt(x.cpu.p50_ms)}",
+            return Contribution("estimate", "cpu", 1.0, text + f"; the CPU measured {fmt_ms(x.cpu.p50_ms)}",
                                 ev)
     return Contribution("estimate", "neutral", 0.0, text, ev)
 

@@ -44,7 +44,6 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
     Backend("paddle-js-wasm", "cpu", "paddle-js"),  # refused at planning: runtime.wasm is CDN-only
 ]}
 
-PROCESSOR_CLASSES = ("cpu", "gpu", "aipu")
 # Precisions a job runs a model at (campaigns, imported results); each one has TOPS figures in
 # lab.devices.catalog.TOPS_PRECISIONS, the wider set of formats chips are rated at.
 RUN_PRECISIONS = ("fp32", "fp16", "int8", "int16", "bf16")

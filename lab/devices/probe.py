@@ -322,7 +322,7 @@ def probe_device(device, *, timeout: float = PROBE_TIMEOUT_S,
                  transport_factory: Callable[[Any], Any] | None = None) -> ProbeReport:
     """Connect, probe, close. Connection and device errors become an unreachable report."""
     if transport_factory is None:
-        from lab.transport import open_transport as transport_factory
+        from lab.transport.registry import open_transport as transport_factory
     start = time.monotonic()
     transport = None
     try:
@@ -336,7 +336,7 @@ def probe_device(device, *, timeout: float = PROBE_TIMEOUT_S,
                            error=f"internal error {type(exc).__name__}: {exc}",
                            elapsed_s=round(time.monotonic() - start, 2))
     finally:
-        from lab.transport import close_quietly
+        from lab.transport.registry import close_quietly
         close_quietly(transport)
 
 

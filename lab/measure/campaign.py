@@ -6,9 +6,7 @@ device, chip, model + artifact hash, backend, precision, threads, batch, options
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import math
 import re
 from dataclasses import asdict, dataclass, fields
@@ -227,7 +225,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
 
     `model_hash(artifact id)`: the sha256 of the model a job runs, asked only for combinations
     that can run: `models.artifact_id` (an int8 job of model M runs `M-int8`).
-    `artifacts` (model id -> lab.models.zoo.ModelArtifact), when given, lets planning refuse a backend
+    `artifacts` (model id -> lab.models.artifact.ModelArtifact), when given, lets planning refuse a backend
     a model cannot run on (Paddle.js: multi-input or non-float32 models)."""
     from lab.models.zoo import INT8_SUFFIX, artifact_id
     where = f"{spec.path}: " if spec.path else ""

@@ -56,14 +56,16 @@ def ensure_artifact(model_id: str, root: str | Path, log: Log = _quiet):
     `<model>-int8` not built yet is quantised now from its fp32 model (default recipe, as
     `lab models quantize <model>`; one that fails its agreement check is kept and used: its
     jobs store the failed check, which is the point)."""
-    from lab.models import zoo as models
+    from lab.models.artifact import load_artifact
+    from lab.models.build import build
+    from lab.models.zoo import INT8_SUFFIX, default_zoo_path, load_zoo
     root = str(root)
     try:
-        return models.load_artifact(model_id, root=root)
+        return load_artifact(model_id, root=root)
     except ConfigError:
-        if model_id.endswith(models.INT8_SUFFIX) and not (Path(root) / model_id / "meta.json").exists():
+        if model_id.endswith(INT8_SUFFIX) and not (Path(root) / model_id / "meta.json").exists():
             from lab.models.quantize import quantize
-            parent = model_id[:-len(models.INT8_SUFFIX)]
+            parent = model_id[:-len(INT8_SUFFIX)]
             ensure_artifact(parent, root, log)
             log(f"quantising {parent!r} to int8 (first use; `lab models quantize {parent}` with "
                 "options makes it your way) ...")
@@ -71,7 +73,7 @@ def ensure_artifact(model_id: str, root: str | Path, log: Log = _quiet):
             if not res.passed:
                 log(f"warning: {model_id} FAILED its agreement check ({res.summary}); measured anyway")
             return res.artifact
-        zoo = models.load_zoo(models.default_zoo_path(root))
+        zoo = load_zoo(default_zoo_path(root))
         if model_id not in zoo:
             known = sorted(set(zoo) | {p.parent.name for p in Path(root).glob("*/meta.json")})
             close = difflib.get_close_matches(model_id, known, n=1)
@@ -81,7 +83,7 @@ def ensure_artifact(model_id: str, root: str | Path, log: Log = _quiet):
         if (Path(root) / model_id / "meta.json").exists():
             raise  # a built model whose files went missing: say so, do not silently rebuild
         log(f"building model {model_id!r} (first use) ...")
-        return models.build(model_id, out_root=root)
+        return build(model_id, out_root=root)
 
 
 def prepare(campaign_path: str | Path, devices_path: str | Path, models_root: str | Path = "models",

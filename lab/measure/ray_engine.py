@@ -188,7 +188,7 @@ def run_on_node(job: Job, device: Device, bundle_box: list, models_root: str,
     try:
         if bundle_box:
             models_root = materialize_models(bundle_box[0])
-        from lab.transport import open_transport
+        from lab.transport.registry import open_transport
         transport = open_transport(device)
         m = (executor or _default_node_executor)(job, device, transport, models_root)
         m.provenance = dict(m.provenance or {})
@@ -197,7 +197,7 @@ def run_on_node(job: Job, device: Device, bundle_box: list, models_root: str,
     except BaseException as exc:  # noqa: BLE001 - everything goes back to the driver as data
         return TaskOutcome(job.job_id, error=RemoteError.of(exc), node=node)
     finally:
-        from lab.transport import close_quietly
+        from lab.transport.registry import close_quietly
         close_quietly(transport)
 
 
@@ -241,7 +241,7 @@ def materialize_models(entry) -> str:
 
 def _model_bundle(model_id: str, models_root: str) -> dict[str, Any]:
     """meta.json + every file it lists, as bytes, for the object store."""
-    from lab.models.zoo import load_artifact
+    from lab.models.artifact import load_artifact
     art = load_artifact(model_id, root=models_root)
     files = {"meta.json": (Path(art.dir) / "meta.json").read_bytes()}
     for rel in art.files:

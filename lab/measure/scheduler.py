@@ -23,9 +23,9 @@ from typing import Callable
 from lab.core.errors import DeviceError, LabError
 from lab.core.records import Device, Job, Measurement
 from lab.results.store import Store
-from lab.telemetry.trace import BOUND, COOLDOWN_POLL_S, Cooldown, wait_for_cooldown
+from lab.telemetry.cooldown import BOUND, COOLDOWN_POLL_S, Cooldown, wait_for_cooldown
 from lab.telemetry.session import abort_active_sessions, read_hottest_c
-from lab.transport import close_quietly as _close_quietly
+from lab.transport.registry import close_quietly as _close_quietly
 
 
 @dataclass
@@ -288,7 +288,7 @@ class Scheduler:
 
 
 def _open_transport(device: Device):
-    from lab.transport import open_transport
+    from lab.transport.registry import open_transport
     return open_transport(device)
 
 

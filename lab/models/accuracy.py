@@ -9,7 +9,6 @@ configurations the lab benchmarks. The result goes into meta.json under `accurac
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +81,9 @@ def eval_set_for(art, *, eval_data: Path | str | None = None) -> tuple[dict[str,
             return found
         eval_data = art.eval_data
         if eval_data is None and art.parent:
-            from lab.models.zoo import read_meta
-            eval_data = (read_meta(art.parent, Path(art.dir).parent) or {}).get("eval_data")
+            from lab.models.artifact import read_meta
+            parent = read_meta(art.parent, Path(art.dir).parent)
+            eval_data = parent.eval_data if parent else None
         if eval_data is None:
             raise ConfigError(f"model {art.id!r} has no eval set of its own",
                               fix=f"`lab models accuracy {art.id} --eval-data eval.npz` (labels + one "
@@ -118,9 +118,8 @@ def measure(art, *, eval_data: Path | str | None = None, threads: int = 1) -> Ac
     correct, n = top1(outs[0], labels, where)
     acc = Accuracy(round(correct / n, 6), n, correct, source,
                    f"paddle-inference cpu oneDNN {mode}", art.sha256)
-    from lab.models.zoo import update_meta
-    sections: dict[str, Any] = {"accuracy": dict(acc.to_dict(), measured_at=time.strftime(
-        "%Y-%m-%dT%H:%M:%SZ", time.gmtime()))}
+    from lab.models.artifact import update_meta, utc_stamp
+    sections: dict[str, Any] = {"accuracy": dict(acc.to_dict(), measured_at=utc_stamp())}
     if eval_data is not None:
         sections["eval_data"] = str(Path(eval_data).resolve())
     update_meta(art.id, Path(art.dir).parent, **sections)

@@ -26,7 +26,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from lab.runners import runner_core
 
@@ -208,7 +208,7 @@ def reference_artifact(art):
     else the model itself."""
     if not art.parent:
         return art
-    from lab.models.zoo import load_artifact
+    from lab.models.artifact import load_artifact
     return load_artifact(art.parent, Path(art.dir).parent)
 
 
@@ -291,21 +291,9 @@ def check_host(candidate_files: tuple[Path, Path], reference_art, precision: str
     return compare(ref["compact"], compact_all(outs), precision, reference_name(ref))
 
 
-def check_runner_doc(outputs_check: dict[str, Any], reference_art, precision: str) -> Agreement:
-    """Compare a runner's `outputs_check` document with the reference (phase 2: per job)."""
-    ref = load_reference(reference_art)
-    return compare(ref["compact"], outputs_check.get("outputs") or [], precision,
-                   reference_name(ref))
-
-
 def summary(a: Agreement) -> str:
     def f(x: float | None, fmt: str) -> str:
         return "n/a" if x is None else format(x, fmt)
     return (f"{'PASS' if a.passed else 'FAIL'} ({a.precision}): cosine_min "
             f"{f(a.agree_cosine_min, '.4f')}, max_abs {f(a.agree_max_abs, '.3g')}, top1 "
             f"{f(a.agree_top1, '.3f')} over {a.n} inputs" + (f"; {a.reason}" if a.reason else ""))
-
-
-def iter_thresholds() -> Iterable[tuple[str, float, float]]:
-    for p, th in THRESHOLDS.items():
-        yield p, th["cosine"], th["top1"]

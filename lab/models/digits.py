@@ -45,7 +45,7 @@ def calibration_set(n: int) -> Any:
 
 
 def architectures() -> dict[str, Any]:
-    """Lab architectures for lab.models.zoo' export worker (paddle imported lazily, in the worker)."""
+    """Lab architectures for lab.models.build's export worker (paddle imported lazily, in the worker)."""
     import numpy as np
     import paddle
     from paddle import nn
@@ -53,7 +53,7 @@ def architectures() -> dict[str, Any]:
     class DigitsCNN(nn.Layer):
         """conv(1->16) relu conv(16->32, stride 2) relu, fc(512->10); trained in the constructor.
 
-        Training inside __init__ keeps lab.models.zoo unchanged: each export process (PIR and legacy)
+        Training inside __init__ keeps lab.models.build unchanged: each export process (PIR and legacy)
         builds the same seeded model; full-batch-order determinism on CPU makes both identical
         (the test compares their outputs).
         """

@@ -1,7 +1,7 @@
 """Run Paddle Inference over a small set of inputs on the host, in a child process.
 
 Why a child: importing paddle costs seconds and memory, and int8 needs oneDNN settings made before
-the predictor exists; the CLI process stays paddle-free (as lab.models.zoo does for exports).
+the predictor exists; the CLI process stays paddle-free (as lab.models.build does for exports).
 Used by the agreement reference (fp32), the quantize-time agreement check (oneDNN int8) and
 `lab models accuracy`. Inputs and outputs travel as .npz files: inputs keyed by input name with a
 leading sample axis N in front of the run shape; outputs `out0`, `out1`, ... likewise stacked.
@@ -9,16 +9,13 @@ leading sample axis N in front of the run shape; outputs `out0`, `out1`, ... lik
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from lab.core import childproc
 from lab.core.errors import ConfigError, LabError, excerpt
-
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # precision -> (oneDNN, oneDNN int8). fp32 reference runs without oneDNN: independent of the
 # fused int8 path it judges.
@@ -59,13 +56,9 @@ def predict(model_file: Path | str, params_file: Path | str, inputs: dict, *, mo
         np.savez(src, **inputs)
         job = {"model_file": str(model_file), "params_file": str(params_file), "inputs": str(src),
                "out": str(dst), "mode": mode, "threads": threads, "batched": batched}
-        env = dict(os.environ, GLOG_minloglevel=os.environ.get("GLOG_minloglevel", "2"))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
-        try:
-            p = subprocess.run([sys.executable, "-m", "lab.models.host_infer", json.dumps(job)], env=env,
-                               capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise LabError(f"host inference of {model_file} ran over {timeout:.0f} s") from None
+        p = childproc.run_module("lab.models.host_infer", [json.dumps(job)], timeout=timeout)
+        if p.timed_out:
+            raise LabError(f"host inference of {model_file} ran over {timeout:.0f} s")
         if p.returncode != 0 or not dst.is_file():
             raise LabError(f"host inference of {model_file} ({mode}) failed (exit {p.returncode}): "
                            f"{excerpt(p.stderr or p.stdout)}")

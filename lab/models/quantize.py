@@ -2,7 +2,7 @@
 
 Why this recipe (checked on paddle 3.3.1, issue 13): `paddle.static.quantization.
 PostTrainingQuantization` on the LEGACY `.pdmodel` (FLAGS_enable_pir_api=0, so it runs in a child
-process like the exports in lab.models.zoo), `data_loader=` a callable yielding feed dicts (3.3.1
+process like the exports in lab.models.build), `data_loader=` a callable yielding feed dicts (3.3.1
 ignores sample_generator), `onnx_format=True` (quantize_linear/dequantize_linear ops, int8 weights:
 what Paddle Inference oneDNN int8, TensorRT and Paddle Lite's opt read), weights
 `channel_wise_abs_max`, activations by --algo (abs_max, hist, KL). The dygraph
@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from lab.core import childproc
 from lab.core.errors import ConfigError, LabError, excerpt
+from lab.core.hashing import files_sha256, sha256_file
+from lab.core.versions import paddle_version
+from lab.models.artifact import (LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE, ModelMeta, load_artifact,
+                                 read_meta, verify_artifact, write_meta)
+from lab.models.build import BUILDER_VERSION, attach_analysis
 from lab.models.host_infer import fit_samples
 from lab.models.zoo import INT8_SUFFIX
 
@@ -43,14 +48,13 @@ WEIGHT_QUANTIZE_TYPE = "channel_wise_abs_max"
 QUANT_TAG = "int8-ptq"  # models' `quantization` tag (lite_convert accepts it for the int8 NPUs)
 RECIPE_VERSION = 1
 EXIT_NO_QUANT_OP = 3
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 PADDLESLIM_REFUSAL = ("--engine paddleslim is not available: paddleslim 2.6.0 needs six, requests "
                       "and decorator added and pulls opencv-python, so hwlab does not install it")
 
 
 @dataclass(frozen=True)
 class QuantResult:
-    artifact: Any  # models.ModelArtifact of ID-int8
+    artifact: Any  # lab.models.artifact.ModelArtifact of ID-int8
     passed: bool
     summary: str
     seconds: float
@@ -141,7 +145,46 @@ def quantize(model_id: str, root: Path | str = "models", *, algo: str = "abs_max
              log: Callable[[str], None] | None = None) -> QuantResult:
     """Quantise built model `model_id` into `<root>/<model_id>-int8/` and check its agreement."""
     from lab.models import agreement
-    from lab.models import zoo as models
+    _check_request(model_id, algo, calib_batches, engine)
+    parent = load_artifact(model_id, root)
+    if not (parent.pdmodel_path and parent.legacy_pdiparams_path):
+        raise ConfigError(f"model {model_id!r} has no legacy .pdmodel; PTQ needs one",
+                          fix=f"rebuild it (`lab models build {model_id} --force`) or register a "
+                              ".pdmodel with `lab models add`")
+    calib, source = _calibration(parent, calib_data, calib_batches)
+    n_calib = len(next(iter(calib.values())))
+    batches = min(calib_batches, n_calib)
+    recipe = {"engine": "paddle.static.quantization.PostTrainingQuantization", "algo": algo,
+              "onnx_format": True, "weight_quantize_type": WEIGHT_QUANTIZE_TYPE,
+              "quantizable_op_type": list(QUANTIZABLE_OPS), "batch_nums": batches,
+              "batch_size": 1, "is_full_quantize": False}
+    key = _recipe_key(parent.legacy_sha256 or parent.sha256, recipe, calib)
+    qid = int8_id(model_id)
+    reused = None if force else _reused(qid, root, key, log)
+    if reused is not None:
+        return reused
+    started = time.monotonic()
+    info = _run_ptq(parent, {k: v[:batches] for k, v in calib.items()}, recipe, Path(root) / qid,
+                    timeout)
+    seconds = round(time.monotonic() - started, 2)
+    if log:
+        log(f"{qid}: PTQ {algo} over {batches} calibration batch(es) ({source}) in "
+            f"{seconds:.1f} s; checking agreement with {model_id} ...")
+    mfile, pfile = Path(root) / qid / LEGACY_MODEL_FILE, Path(root) / qid / LEGACY_PARAMS_FILE
+    ag = agreement.check_host((mfile, pfile), parent, "int8")
+    quantization = {
+        "recipe": recipe, "calibration": {"source": source, "batches": batches,
+                                          "available": n_calib},
+        "quant_ops": info["quant_ops"], "quantized_op_types": info["quantized_op_types"],
+        "int8_weight_tensors": info["int8_weight_tensors"],
+        "size_bytes": {"fp32_params": parent.legacy_pdiparams_path.stat().st_size,
+                       "int8_params": pfile.stat().st_size, "int8_model": mfile.stat().st_size},
+        "seconds": seconds}
+    _record(qid, root, parent, key, quantization, ag.to_dict())
+    return QuantResult(load_artifact(qid, root), ag.passed, agreement.summary(ag), seconds, False)
+
+
+def _check_request(model_id: str, algo: str, calib_batches: int, engine: str) -> None:
     if engine == "paddleslim":
         raise ConfigError(PADDLESLIM_REFUSAL, fix="use --engine paddle (the default)")
     if engine not in ENGINES:
@@ -152,120 +195,109 @@ def quantize(model_id: str, root: Path | str = "models", *, algo: str = "abs_max
         raise ConfigError(f"--calib-batches {calib_batches}: must be >= 1")
     if model_id.endswith(SUFFIX):
         raise ConfigError(f"model {model_id!r} is already quantised", fix="quantise its fp32 parent")
-    parent = models.load_artifact(model_id, root)
-    if not (parent.pdmodel_path and parent.legacy_pdiparams_path):
-        raise ConfigError(f"model {model_id!r} has no legacy .pdmodel; PTQ needs one",
-                          fix=f"rebuild it (`lab models build {model_id} --force`) or register a "
-                              ".pdmodel with `lab models add`")
+
+
+def _calibration(parent, calib_data: Path | str | None,
+                 calib_batches: int) -> tuple[dict[str, Any], str]:
+    """(calibration samples {input: [N, *run_shape]}, where they come from)."""
     if calib_data is not None:
         calib = load_calibration(calib_data, parent.inputs)
         source = f"file {Path(calib_data)}"
     else:
         calib, source = default_calibration(parent, calib_batches)
-    n_calib = len(next(iter(calib.values())))
     if len({len(v) for v in calib.values()}) != 1:
         raise ConfigError(f"calibration data {calib_data}: inputs have different sample counts")
-    batches = min(calib_batches, n_calib)
-    recipe = {"engine": "paddle.static.quantization.PostTrainingQuantization", "algo": algo,
-              "onnx_format": True, "weight_quantize_type": WEIGHT_QUANTIZE_TYPE,
-              "quantizable_op_type": list(QUANTIZABLE_OPS), "batch_nums": batches,
-              "batch_size": 1, "is_full_quantize": False}
-    key = _recipe_key(parent.legacy_sha256 or parent.sha256, recipe, calib)
-    qid = int8_id(model_id)
-    qdir = Path(root) / qid
-    old = models.read_meta(qid, root)
-    if old and not force and old.get("build_key") == key:
-        try:
-            art = models.load_artifact(qid, root)
-        except ConfigError:
-            art = None
-        if art is not None and not models.verify_artifact(art):
-            ag = agreement.Agreement(**old["agreement"])
-            if log:
-                log(f"{qid}: up to date (sha256 {art.sha256[:12]})")
-            return QuantResult(art, ag.passed, agreement.summary(ag), 0.0, True)
+    return calib, source
 
-    started = time.monotonic()
-    Path(root).mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{qid}.quant-", dir=str(root)))
+
+def _reused(qid: str, root: Path | str, key: str,
+            log: Callable[[str], None] | None) -> QuantResult | None:
+    """The earlier quantisation when it has this recipe key and intact files, else None."""
+    from lab.models import agreement
+    old = read_meta(qid, root)
+    if not old or old.build_key != key:
+        return None
     try:
-        np = _np()
-        np.savez(tmp / "calib.npz", **{k: v[:batches] for k, v in calib.items()})
+        art = load_artifact(qid, root)
+    except ConfigError:
+        return None
+    if verify_artifact(art):
+        return None
+    ag = agreement.Agreement(**old.agreement)
+    if log:
+        log(f"{qid}: up to date (sha256 {art.sha256[:12]})")
+    return QuantResult(art, ag.passed, agreement.summary(ag), 0.0, True)
+
+
+def _run_ptq(parent, calib: dict[str, Any], recipe: dict, qdir: Path,
+             timeout: float) -> dict[str, Any]:
+    """PTQ in a child (FLAGS_enable_pir_api=0); the int8 pair replaces what `qdir` held (its
+    meta.json, reference outputs and Lite builds go: they describe the old model). Returns the
+    worker's report: quant ops, quantised op types, int8 weight tensors."""
+    from lab.models import agreement
+    qdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{qdir.name}.quant-", dir=str(qdir.parent)))
+    try:
+        _np().savez(tmp / "calib.npz", **calib)
         job = {"model_dir": str(parent.pdmodel_path.parent),
                "model_filename": parent.pdmodel_path.name,
                "params_filename": parent.legacy_pdiparams_path.name,
                "calib": str(tmp / "calib.npz"), "recipe": recipe, "out_dir": str(tmp / "out"),
                "result": str(tmp / "result.json")}
-        env = dict(os.environ, FLAGS_enable_pir_api="0")
-        env.setdefault("GLOG_minloglevel", "2")
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO_ROOT), env.get("PYTHONPATH")]))
-        try:
-            p = subprocess.run([sys.executable, "-m", "lab.models.quantize", "--worker", json.dumps(job)],
-                               env=env, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise LabError(f"model {model_id!r}: quantisation ran over {timeout:.0f} s") from None
-        if p.returncode == EXIT_NO_QUANT_OP:
-            info = json.loads((tmp / "result.json").read_text())
-            raise ConfigError(f"model {model_id!r}: no quantisable op (PTQ quantises "
-                              f"{', '.join(QUANTIZABLE_OPS)}; the model has "
-                              f"{', '.join(sorted(info['op_types']))})",
-                              path=str(parent.pdmodel_path),
-                              fix="int8 PTQ needs conv or matmul layers; run this model in fp32")
-        if p.returncode != 0:
-            raise LabError(f"model {model_id!r}: quantisation failed (exit {p.returncode}): "
-                           f"{excerpt(p.stderr or p.stdout)}")
+        p = childproc.run_module("lab.models.quantize", ["--worker", json.dumps(job)],
+                                 env={"FLAGS_enable_pir_api": "0"}, timeout=timeout)
+        _check_worker(p, parent, tmp / "result.json", timeout)
         info = json.loads((tmp / "result.json").read_text())
-        seconds = round(time.monotonic() - started, 2)
-        if log:
-            log(f"{qid}: PTQ {algo} over {batches} calibration batch(es) ({source}) in "
-                f"{seconds:.1f} s; checking agreement with {model_id} ...")
         qdir.mkdir(parents=True, exist_ok=True)
         (qdir / "meta.json").unlink(missing_ok=True)
         for stale in (qdir / agreement.REFERENCE_FILE, qdir / "lite"):
             shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(
                 missing_ok=True)
-        for name in (models.LEGACY_MODEL_FILE, models.LEGACY_PARAMS_FILE):
+        for name in (LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE):
             os.replace(tmp / "out" / name, qdir / name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return info
 
-    mfile, pfile = qdir / models.LEGACY_MODEL_FILE, qdir / models.LEGACY_PARAMS_FILE
-    ag = agreement.check_host((mfile, pfile), parent, "int8")
-    sha = models.files_sha256(mfile, pfile)
-    pmeta = models.read_meta(model_id, root) or {}
-    meta = {
-        "schema": models.META_SCHEMA, "id": qid, "source": "quantized", "format": "pdmodel",
-        "build_key": key, "builder_version": models.BUILDER_VERSION, "zoo_entry": None,
-        "model_file": models.LEGACY_MODEL_FILE, "params_file": models.LEGACY_PARAMS_FILE,
-        "legacy_model_file": models.LEGACY_MODEL_FILE,
-        "legacy_params_file": models.LEGACY_PARAMS_FILE,
-        "files": {n: models.sha256_file(qdir / n) for n in (models.LEGACY_MODEL_FILE,
-                                                             models.LEGACY_PARAMS_FILE)},
-        "sha256": sha, "legacy_sha256": sha,
-        "inputs": pmeta.get("inputs", []), "flops": parent.flops,
-        "flops_note": "MACs of the fp32 parent " + (parent.flops_note or ""),
-        "params": parent.params, "persistable_numel": pmeta.get("persistable_numel"),
-        "tags": {**parent.tags, "quantization": QUANT_TAG, "precision": "int8"},
-        "built_with": {"paddle": models.paddle_version() or ""},
-        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build_seconds": seconds,
-        "parent": {"id": model_id, "sha256": parent.sha256, "legacy_sha256": parent.legacy_sha256},
-        "quantization": {
-            "recipe": recipe, "calibration": {"source": source, "batches": batches,
-                                              "available": n_calib},
-            "quant_ops": info["quant_ops"], "quantized_op_types": info["quantized_op_types"],
-            "int8_weight_tensors": info["int8_weight_tensors"],
-            "size_bytes": {"fp32_params": parent.legacy_pdiparams_path.stat().st_size,
-                           "int8_params": pfile.stat().st_size,
-                           "int8_model": mfile.stat().st_size},
-            "seconds": seconds},
-        "agreement": ag.to_dict(), "status": "ok" if ag.passed else "failed",
-        "op_histogram": {}, "analysis": None,
-    }
-    models._attach_analysis(meta, qdir, True)
-    models.write_meta(qid, root, meta)
-    art = models.load_artifact(qid, root)
-    return QuantResult(art, ag.passed, agreement.summary(ag), seconds, False)
+
+def _check_worker(p: childproc.ChildResult, parent, result: Path, timeout: float) -> None:
+    if p.timed_out:
+        raise LabError(f"model {parent.id!r}: quantisation ran over {timeout:.0f} s")
+    if p.returncode == EXIT_NO_QUANT_OP:
+        info = json.loads(result.read_text())
+        raise ConfigError(f"model {parent.id!r}: no quantisable op (PTQ quantises "
+                          f"{', '.join(QUANTIZABLE_OPS)}; the model has "
+                          f"{', '.join(sorted(info['op_types']))})",
+                          path=str(parent.pdmodel_path),
+                          fix="int8 PTQ needs conv or matmul layers; run this model in fp32")
+    if p.returncode != 0:
+        raise LabError(f"model {parent.id!r}: quantisation failed (exit {p.returncode}): "
+                       f"{excerpt(p.stderr or p.stdout)}")
+
+
+def _record(qid: str, root: Path | str, parent, key: str, quantization: dict[str, Any],
+            agreement: dict[str, Any]) -> None:
+    """meta.json of the int8 model: the parent's inputs, FLOPs and tags, the recipe, the check."""
+    qdir = Path(root) / qid
+    pmeta = read_meta(parent.id, root)
+    files = (LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE)
+    sha = files_sha256(*(qdir / n for n in files))
+    meta = ModelMeta(
+        id=qid, source="quantized", format="pdmodel", build_key=key,
+        builder_version=BUILDER_VERSION, model_file=LEGACY_MODEL_FILE,
+        params_file=LEGACY_PARAMS_FILE, legacy_model_file=LEGACY_MODEL_FILE,
+        legacy_params_file=LEGACY_PARAMS_FILE,
+        files={n: sha256_file(qdir / n) for n in files}, sha256=sha, legacy_sha256=sha,
+        inputs=list(pmeta.inputs) if pmeta else [], flops=parent.flops,
+        flops_note="MACs of the fp32 parent " + (parent.flops_note or ""), params=parent.params,
+        persistable_numel=pmeta.persistable_numel if pmeta else None,
+        tags={**parent.tags, "quantization": QUANT_TAG, "precision": "int8"},
+        built_with={"paddle": paddle_version() or ""}, build_seconds=quantization["seconds"],
+        parent={"id": parent.id, "sha256": parent.sha256, "legacy_sha256": parent.legacy_sha256},
+        quantization=quantization, agreement=agreement,
+        status="ok" if agreement["passed"] else "failed")
+    attach_analysis(meta, qdir, True)
+    write_meta(meta, root)
 
 
 # -------------------------------------------------------------------------- worker (child process)

@@ -1,7 +1,7 @@
 """The report's serving section: QPS against p99 per device, max QPS under the bound, cost.
 
 Why apart from render.py: it reads the sweep points from each serving job's provenance (typed by
-lab.serving.sweep.sweep_points) and the chips' cloud-hourly prices (lab.decide.scoring.hourly_usd, the
+lab.serving.sweep.sweep_points) and the chips' cloud-hourly prices (lab.decide.measures.hourly_usd, the
 one definition the cloud-serving profile also scores with); render.py only places the section.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ class ServingRow:
 def serving_section(store, rows: list[ResultRow], label) -> dict[str, Any] | None:
     """None when the campaigns have no serving job (the template then leaves the section out)."""
     from lab.devices.catalog import load_catalog
-    from lab.decide.scoring import cost_per_million, hourly_usd
+    from lab.decide.measures import cost_per_million, hourly_usd
     from lab.serving.sweep import sweep_points
     srv = [r for r in rows if r.ok and r.scenario is not None]
     if not srv:

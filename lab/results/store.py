@@ -480,8 +480,3 @@ class Store:
             raise ConfigError(f"job id prefix {prefix!r} is ambiguous ({', '.join(ids[:5])}"
                               f"{', ...' if len(ids) > 5 else ''})", fix="give more characters of the id")
         return next(r for r in self.results() if r.job_id == ids[0])
-
-    @_guarded
-    def dataframe(self, campaigns: Iterable[str] | str | None = None):
-        import pandas as pd
-        return pd.DataFrame(self.results_rows(campaigns), columns=ROW_FIELDS + ["options"])

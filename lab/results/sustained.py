@@ -4,7 +4,7 @@ Why: a phone or a passively cooled board is fast for ten seconds and slower afte
 A sustained job (protocol `sustained_s` > 0) runs the model continuously in the runner, which
 reports every `window_s` window (iterations, p50/p90, start/end on the device's uptime clock, other
 processes' CPU share); the telemetry session adds temperature, clocks and power per window
-(lab/telemetry/trace.py `window_telemetry`). This module turns those into the job's summary figures.
+(lab/telemetry/figures.py `window_telemetry`). This module turns those into the job's summary figures.
 """
 from __future__ import annotations
 

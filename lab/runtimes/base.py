@@ -18,7 +18,6 @@ compares them with the model's fp32 host reference and stores agree_* / accuracy
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from lab.devices.inventory import device_python
 from lab.core.errors import ConfigError
 from lab.results.opprofile import OpProfile
 from lab.core.records import Backend, Device, InputSpec, Job, Measurement
-from lab.runners import RUNNER_CORE, RUNNERS_DIR
+from lab.core.runner_files import RUNNER_CORE, RUNNERS_DIR
 from lab.transport.base import Transport, remote_join
 
 # Measurement attributes that belong to the job itself, never copied from telemetry.
@@ -43,7 +42,7 @@ class JobContext:
     job: Job
     device: Device
     transport: Transport
-    artifact: Any  # lab.models.zoo.ModelArtifact
+    artifact: Any  # lab.models.artifact.ModelArtifact
     backend: Backend
     telemetry_root: str = ""  # prefixes /sys and /proc for the sampler (tests: a fake sysfs)
     keep_root: str = ""  # orchestrator dir for logs kept with the job (the store's dir; "" = results/)

@@ -10,7 +10,7 @@ Formats (see shared/reference/paddle.md §1.6-1.11):
 - <= v2.9 (`lite/api/benchmark.cc`): `<name>min = <v> max = <v> average = <v>` result line and a glog
   `latency(ms): <avg>` line. No init/first.
 
-Standard library only (the rule for lab/runners/), Python 3.7+ syntax.
+Standard library only, Python 3.7+ syntax.
 """
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ POWER_MODES = {"big": 0, "little": 1, "all": 2, "no-bind": 3}
 # benchmark_bin's own NNAdapter allow-list (benchmark.h SetBackendConfig); others are dropped silently.
 BENCH_NNADAPTER_DEVICES = ("imagination_nna", "rockchip_npu", "mediatek_apu", "huawei_kirin_npu",
                            "huawei_ascend_npu", "amlogic_npu", "verisilicon_timvx")
-SENTINEL_MB = -0.001  # ru_maxrss not sampled yet: -1 kB / 1024 printed with 3 decimals
 
 
 @dataclass(frozen=True)
@@ -106,116 +105,177 @@ def parse_output(text: str) -> BenchmarkBinResult:
     # The memory monitor thread writes into the same stdout at any point, even inside a line.
     clean = _MONITOR.sub("", _CPU_RATIO.sub("", text))
     res = BenchmarkBinResult(ok=False)
+    res.error = _refused(clean)
+    if res.error:
+        return res
+    _parse_blocks(clean, res)
+    if res.avg_ms is not None:
+        return _perf_info_result(res)
+    return _old_tool_result(clean, res)
 
+
+def _refused(clean: str) -> Optional[str]:
+    """Why the tool did not run: it printed its usage (it exits 0 on bad flags) or gflags refused a
+    flag; None when it ran."""
     if "Note:" in clean and "For detailed usage info" in clean or "Usage:" in clean and \
             "--optimized_model_path" in clean and "latency(ms)" not in clean:
         reasons = [r for r in _USAGE_REASONS if r in clean]
-        res.error = ("benchmark_bin printed its usage (bad or missing flags; it exits 0 on this): "
-                     + ("; ".join(reasons) if reasons else "no reason printed"))
-        return res
+        return ("benchmark_bin printed its usage (bad or missing flags; it exits 0 on this): "
+                + ("; ".join(reasons) if reasons else "no reason printed"))
     m = _GFLAGS_ERR.search(clean)
     if m and "Perf Info" not in clean:
-        res.error = f"benchmark_bin rejected its flags: {m.group(1)}"
-        return res
+        return f"benchmark_bin rejected its flags: {m.group(1)}"
+    return None
 
-    section, current_out, outs = "", None, []  # type: str, Optional[dict], List[dict]
+
+def _parse_blocks(clean: str, res: BenchmarkBinResult) -> None:
+    """The v2.10+ `======= X Info =======` blocks, each line read by its block's parser
+    (_BLOCK_PARSERS); a line no parser takes is checked for NNAdapter warnings."""
+    section, outs = "", []  # type: str, List[dict]
     for raw in clean.split("\n"):
         line = raw.strip()
         if not line:
             continue
-        hm = re.match(r"^=+\s*(.+?)\s*Info\s*=+$", line)
-        if hm:
-            section = hm.group(1).lower()
+        header = _block_header(line)
+        if header is not None:
+            section = header
             if section == "opt":
                 res.converted_in_process = True
             continue
-        if line.startswith("Time(unit:"):
-            section = "time"
+        parser = _BLOCK_PARSERS.get(section)
+        if parser is not None and parser(line, res, outs):
             continue
-        if line.startswith("Memory Usage(unit:"):
-            section = "memory"
-            continue
-        if section == "memory" and "Not supported yet" in line:
-            res.memory_note = "benchmark_bin memory profile not supported by this version (v2.12+)"
-            continue
-        kv = _KV.match(line)
-        if kv and section in ("time", "memory"):
-            key, val = kv.group(1), _f(kv.group(2))
-            if section == "time":
-                if key != "peak":
-                    setattr(res, key + "_ms", val)
-            else:
-                if val is not None and val < 0:  # -0.001 sentinel: no sample taken yet
-                    val = None
-                if key == "init":
-                    res.mem_init_mb = val
-                elif key == "peak":
-                    res.mem_peak_mb = val
-            continue
-        if section == "device" and ":" in line:
-            k, v = line.split(":", 1)
-            res.device_info[k.strip()] = v.strip()
-            continue
-        if section == "model":
-            mo = re.match(r"^--- output tensor (\d+) ---$", line)
-            if mo:
-                current_out = {"index": int(mo.group(1)), "shape": (), "elem": None,
-                               "mean": None, "std": None}
-                outs.append(current_out)
-                continue
-            if line.startswith("optimized_model_file:"):
-                res.model_file = line.split(":", 1)[1].strip()
-            elif line.startswith("input_shape:"):
-                res.input_shape = line.split(":", 1)[1].strip()
-            elif current_out is not None:
-                if line.startswith("output shape(NCHW):"):
-                    current_out["shape"] = tuple(int(x) for x in line.split(":", 1)[1].split()
-                                                 if x.lstrip("-").isdigit())
-                elif " elem num:" in line:
-                    current_out["elem"] = int(float(line.rsplit(":", 1)[1]))
-                elif " mean value:" in line:
-                    current_out["mean"] = _f(line.rsplit(":", 1)[1].strip())
-                elif " standard deviation:" in line:
-                    current_out["std"] = _f(line.rsplit(":", 1)[1].strip())
-            continue
-        if section == "runtime" and ":" in line:
-            k, v = (s.strip() for s in line.split(":", 1))
-            if k == "benchmark_bin version":
-                res.version = v or None
-            elif k in ("threads", "power_mode", "warmup", "repeats"):
-                try:
-                    setattr(res, k, int(v))
-                except ValueError:
-                    pass
-            continue
-        if section == "backend" and ":" in line:
-            k, v = (s.strip() for s in line.split(":", 1))
-            if k == "backend":
-                res.backend = v
-            elif k == "cpu precision":
-                res.cpu_precision = v
-            continue
-        # matched anywhere in the line: glog may prefix them ("[W  1/ 1 ...] ...")
-        if "Find and ignore unsupport nnadapter device" in line:
-            res.warnings.append(line)
-            res.nnadapter_unused.append(line)
-        elif any(m in line for m in _NN_UNUSED):
-            res.warnings.append(line + " (the model ran without the NPU)")
-            res.nnadapter_unused.append(line)
+        _nnadapter_warning(line, res)
     res.outputs = [OutputStat(o["index"], o["shape"], o["elem"], o["mean"], o["std"]) for o in outs]
 
-    if res.avg_ms is not None:
-        res.format = "v2.10+"
-        missing = [k for k in ("init_ms", "first_ms", "min_ms", "max_ms") if getattr(res, k) is None]
-        if missing:
-            res.error = f"benchmark_bin Perf Info incomplete: no {', '.join(missing)}"
-            return res
-        res.ok = True
-        if res.converted_in_process and res.mem_peak_mb is not None:
-            res.memory_note = ("peak memory includes the in-process opt conversion (ru_maxrss is a "
-                               "process-lifetime maximum); push a .nb for a clean figure")
-        return res
 
+def _block_header(line: str) -> Optional[str]:
+    """The block a header line opens (`X Info` -> 'x', `Time(unit:` -> 'time', ...), else None."""
+    hm = re.match(r"^=+\s*(.+?)\s*Info\s*=+$", line)
+    if hm:
+        return hm.group(1).lower()
+    if line.startswith("Time(unit:"):
+        return "time"
+    if line.startswith("Memory Usage(unit:"):
+        return "memory"
+    return None
+
+
+def _time_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
+    kv = _KV.match(line)
+    if not kv:
+        return False
+    key, val = kv.group(1), _f(kv.group(2))
+    if key != "peak":
+        setattr(res, key + "_ms", val)
+    return True
+
+
+def _memory_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
+    if "Not supported yet" in line:
+        res.memory_note = "benchmark_bin memory profile not supported by this version (v2.12+)"
+        return True
+    kv = _KV.match(line)
+    if not kv:
+        return False
+    key, val = kv.group(1), _f(kv.group(2))
+    if val is not None and val < 0:  # -0.001 sentinel: no sample taken yet
+        val = None
+    if key == "init":
+        res.mem_init_mb = val
+    elif key == "peak":
+        res.mem_peak_mb = val
+    return True
+
+
+def _device_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
+    if ":" not in line:
+        return False
+    k, v = line.split(":", 1)
+    res.device_info[k.strip()] = v.strip()
+    return True
+
+
+def _model_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
+    """Model Info: the model file, input shape, and a `--- output tensor N ---` record per output."""
+    mo = re.match(r"^--- output tensor (\d+) ---$", line)
+    if mo:
+        outs.append({"index": int(mo.group(1)), "shape": (), "elem": None, "mean": None, "std": None})
+        return True
+    current_out = outs[-1] if outs else None
+    if line.startswith("optimized_model_file:"):
+        res.model_file = line.split(":", 1)[1].strip()
+    elif line.startswith("input_shape:"):
+        res.input_shape = line.split(":", 1)[1].strip()
+    elif current_out is not None:
+        if line.startswith("output shape(NCHW):"):
+            current_out["shape"] = tuple(int(x) for x in line.split(":", 1)[1].split()
+                                         if x.lstrip("-").isdigit())
+        elif " elem num:" in line:
+            current_out["elem"] = int(float(line.rsplit(":", 1)[1]))
+        elif " mean value:" in line:
+            current_out["mean"] = _f(line.rsplit(":", 1)[1].strip())
+        elif " standard deviation:" in line:
+            current_out["std"] = _f(line.rsplit(":", 1)[1].strip())
+    return True
+
+
+def _runtime_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
+    if ":" not in line:
+        return False
+    k, v = (s.strip() for s in line.split(":", 1))
+    if k == "benchmark_bin version":
+        res.version = v or None
+    elif k in ("threads", "power_mode", "warmup", "repeats"):
+        try:
+            setattr(res, k, int(v))
+        except ValueError:
+            pass
+    return True
+
+
+def _backend_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
+    if ":" not in line:
+        return False
+    k, v = (s.strip() for s in line.split(":", 1))
+    if k == "backend":
+        res.backend = v
+    elif k == "cpu precision":
+        res.cpu_precision = v
+    return True
+
+
+# block name -> line parser: True when the line was the block's (else it is checked for warnings)
+_BLOCK_PARSERS = {"time": _time_line, "memory": _memory_line, "device": _device_line,
+                  "model": _model_line, "runtime": _runtime_line, "backend": _backend_line}
+
+
+def _nnadapter_warning(line: str, res: BenchmarkBinResult) -> None:
+    """Matched anywhere in the line: glog may prefix them ("[W  1/ 1 ...] ...")."""
+    if "Find and ignore unsupport nnadapter device" in line:
+        res.warnings.append(line)
+        res.nnadapter_unused.append(line)
+    elif any(m in line for m in _NN_UNUSED):
+        res.warnings.append(line + " (the model ran without the NPU)")
+        res.nnadapter_unused.append(line)
+
+
+def _perf_info_result(res: BenchmarkBinResult) -> BenchmarkBinResult:
+    """A v2.10+ result: complete only with init, first, min, max and avg."""
+    res.format = "v2.10+"
+    missing = [k for k in ("init_ms", "first_ms", "min_ms", "max_ms") if getattr(res, k) is None]
+    if missing:
+        res.error = f"benchmark_bin Perf Info incomplete: no {', '.join(missing)}"
+        return res
+    res.ok = True
+    if res.converted_in_process and res.mem_peak_mb is not None:
+        res.memory_note = ("peak memory includes the in-process opt conversion (ru_maxrss is a "
+                           "process-lifetime maximum); push a .nb for a clean figure")
+    return res
+
+
+def _old_tool_result(clean: str, res: BenchmarkBinResult) -> BenchmarkBinResult:
+    """The <= v2.9 result line (or only its glog latency line); else why there is no result."""
     old = _OLD.search(clean)
     if old:
         res.format = "v2.9"
@@ -233,7 +293,6 @@ def parse_output(text: str) -> BenchmarkBinResult:
         res.ok = res.avg_ms is not None
         res.warnings.append("only latency(ms) found: result-file line (min/max) missing")
         return res
-
     tail = [ln.strip() for ln in clean.split("\n") if ln.strip()][-3:]
     res.error = ("benchmark_bin output has no Perf Info / result line (crashed or killed?): "
                  + (" | ".join(tail) if tail else "no output"))

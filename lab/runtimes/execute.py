@@ -18,7 +18,8 @@ from lab.transport.base import Transport
 
 def execute_job(job: Job, device: Device, transport: Transport, *, models_root: str | Path = "models",
                 telemetry: bool = True, telemetry_root: str = "", keep_root: str | Path = "") -> Measurement:
-    from lab.models.zoo import artifact_id, load_artifact
+    from lab.models.artifact import load_artifact
+    from lab.models.zoo import artifact_id
     backend = BACKENDS[job.backend]
     artifact = load_artifact(artifact_id(job.model, job.precision, backend.runtime), root=str(models_root))
     if artifact.sha256 != job.model_sha256:

@@ -54,11 +54,11 @@ def _lab_python(device) -> bool:
 
 def fp32_artifact(art):
     """The fp32 Paddle model whose ONNX export a job runs (the parent of an `ID-int8` model)."""
-    from lab.models import zoo as models
+    from lab.models.artifact import load_artifact
     if not art.id.endswith(INT8_SUFFIX):
         return art
     parent = getattr(art, "parent", None) or art.id[:-len(INT8_SUFFIX)]
-    return models.load_artifact(parent, root=str(Path(art.dir).parent))
+    return load_artifact(parent, root=str(Path(art.dir).parent))
 
 
 def prepare_models(artifacts: dict[str, object], jobs, log: Callable[[str], None]) -> None:
@@ -81,7 +81,7 @@ class OnnxRuntime(JsonRunnerRuntime):
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
         from lab.convert import onnx_out
-        from lab.transport.base import sha256_file
+        from lab.core.hashing import sha256_file
         art, int8 = fp32_artifact(ctx.artifact), ctx.job.precision == "int8"
         if ctx.job.precision not in PRECISIONS:
             raise ConfigError(f"job {ctx.job.job_id}: {ctx.job.backend} cannot run {ctx.job.precision}",

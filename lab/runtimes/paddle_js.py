@@ -5,14 +5,14 @@ checks the web build (models/<id>/web/, `lab models build ID --web`) and takes t
 model's agreement reference set;
 `run_trial` stages the site (page, JS runner, Paddle.js bundles, model, inputs.bin), serves it with
 web_server.py and drives a fresh headless Chromium tab to the end of the protocol
-(lab/paddlejs_page.run_page: the browser and server are always stopped). The page writes the
+(lab/web/page.py `run_page`: the browser and server are always stopped). The page writes the
 lab's runner JSON, so reading, validation and statistics are json_runner's.
 
 Where it runs: `local` (headless Chromium on this host) and an SSH host (lab/web/remote.py:
 the site and web_server.py are pushed in `prepare`, the host's own headless Chromium and server run
 as one process group per trial, and its DevTools port is forwarded over the SSH connection). An
-Android phone needs `adb forward tcp:PORT localabstract:chrome_devtools_remote`, which the ADB
-transport does not offer, so planning refuses it with that reason (`paddlejs_page.device_refusal`).
+Android phone needs `adb forward tcp:PORT localabstract:chrome_devtools_remote`; the ADB transport
+refuses `forward`, so planning refuses the job with that reason (lab/web/page.py `device_refusal`).
 
 Agreement (lab/models/agreement.py, the one definition): the page's input is sample 0 of the model's
 reference input set; after the trials every page load's output is compared with the host's cached

@@ -34,7 +34,8 @@ from lab.results.opprofile import OpProfile, from_lite
 from lab.runtimes.benchmark_bin import (BenchSpec, build_shell, is_old_tool, parse_op_profile, parse_output,
                                      parse_values, supports_input_data, supports_memory_profile,
                                      supports_op_time_profile, supports_output_data)
-from lab.transport.base import remote_join, sha256_file
+from lab.core.hashing import sha256_file
+from lab.transport.base import remote_join
 from lab.runtimes.base import (JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir, input_shapes,
                    median_or_none, push_model)
 from lab.runtimes.checks import CheckOutputs
@@ -99,85 +100,106 @@ def prepare_checks(ctx: JobContext, help_text: str, lite_dir: str, results_dir: 
     return plan, ""
 
 
+def _benchmark_bin(job: Job, device: Device) -> Path:
+    """The host path of the device's benchmark_bin build: configured and present (ConfigError)."""
+    if not device.benchmark_bin:
+        raise ConfigError(f"device {device.id!r}: backend {job.backend} needs 'benchmark_bin: <host path>' (your "
+                          f"Paddle Lite build for ABI {device.abi or '?'})", path=device.source or None,
+                          line=device.line or None)
+    binary = Path(device.benchmark_bin).expanduser()
+    if not binary.is_file():
+        raise ConfigError(f"device {device.id!r}: benchmark_bin {binary} does not exist",
+                          fix="build it with lite/tools/build_android.sh --with_benchmark=ON full_publish")
+    return binary
+
+
+def _push_nnadapter_libs(ctx: JobContext, lite_dir: str) -> str | None:
+    """The NNAdapter HAL + vendor DDK libs of the backend's device, pushed; their device dir (None:
+    a backend without NNAdapter)."""
+    job, device, backend = ctx.job, ctx.device, ctx.backend
+    if not backend.nnadapter_device:
+        return None
+    libs = (device.nnadapter_libs or {}).get(backend.nnadapter_device)
+    if not libs or not Path(libs).expanduser().is_dir():
+        raise ConfigError(f"device {device.id!r}: backend {job.backend} needs nnadapter_libs: "
+                          f"{{{backend.nnadapter_device}: <host dir with libnnadapter.so, the HAL "
+                          f"and vendor DDK libs>}}" + (f"; {libs} is not a directory" if libs else ""),
+                          path=device.source or None, line=device.line or None)
+    lib_dir = remote_join(lite_dir, "libs", backend.nnadapter_device)
+    _push_dir(ctx.transport, Path(libs).expanduser(), lib_dir)
+    return lib_dir
+
+
+def _push_model_files(ctx: JobContext, old: bool, results_dir: str,
+                      notes: list[str]) -> tuple[dict[str, Any], str]:
+    """(BenchSpec model fields, model sha256): the `.nb` converted for the backend's target where
+    there is one; else the raw legacy model, which the tool converts in-process (noted)."""
+    job, artifact, transport = ctx.job, ctx.artifact, ctx.transport
+    target = LITE_TARGETS.get(job.backend, "arm")
+    nb = nb_path(artifact, target)
+    if nb.is_file():
+        return {"optimized_model_file": push_model(transport, artifact, [nb])[nb.name]}, sha256_file(nb)
+    if ctx.backend.nnadapter_device == "rockchip_npu":
+        raise ConfigError(f"job {job.job_id}: the Rockchip NPU runs only fully-quantised int8 "
+                          f"models and {artifact.id} has no {target} .nb",
+                          fix=f"lab models build {artifact.id} --lite-target rockchip-npu "
+                              "(from a PaddleSlim full-quant model)")
+    if old:
+        raise ConfigError(f"device {ctx.device.id!r}: this benchmark_bin is the <= v2.9 tool, which needs a .nb",
+                          fix=f"lab models build {artifact.id} --lite-target {target}")
+    if not (artifact.pdmodel_path and artifact.legacy_pdiparams_path):
+        raise ConfigError(f"job {job.job_id}: {artifact.id} has no legacy .pdmodel (Paddle Lite "
+                          "cannot read .json models)", fix="rebuild the model with the legacy export")
+    pm, pp = Path(artifact.pdmodel_path), Path(artifact.legacy_pdiparams_path)
+    remote = push_model(transport, artifact, [pm, pp])
+    notes.append("raw model converted in-process by benchmark_bin: init excludes the conversion, "
+                 "peak memory includes it")
+    return ({"model_file": remote[pm.name], "param_file": remote[pp.name],
+             "optimized_model_file": remote_join(results_dir, f"{job.job_id}-opt.nb")},
+            artifact.legacy_sha256 or artifact.sha256)
+
+
+def _bench_spec(ctx: JobContext, lite_dir: str, model_kw: dict[str, Any], **fixed: Any) -> BenchSpec:
+    """The job's benchmark_bin run: its protocol, threads, power mode and precision for the
+    backend's processor, run in `lite_dir`; `fixed` are the device paths and tool facts prepare()
+    decided."""
+    job, backend, p = ctx.job, ctx.backend, ctx.job.protocol
+    precision = job.precision if job.precision in ("fp32", "fp16") else "fp32"
+    gpu = backend.processor == "gpu"
+    return BenchSpec(
+        backend=backend.lite_backend or "arm", nnadapter_device=backend.nnadapter_device,
+        threads=job.threads, power_mode=job.option("power_mode") or ctx.device.power_mode,
+        warmup=p.warmup, repeats=max(p.min_iters, 1),
+        cpu_precision=precision if backend.processor == "cpu" else "fp32",
+        gpu_precision=precision if gpu else None,
+        opencl_cache_dir=remote_join(lite_dir, "opencl") if gpu else None, cwd=lite_dir,
+        cpu_mask=job.option("cpu_mask"), **fixed, **model_kw)
+
+
 class PaddleLite(Runtime):
     name = "paddle-lite"
     nvml = False  # sh sampler only: no NVML on Paddle Lite devices
     output_checks = True  # reference samples ride on the trials (prepare_checks)
 
     def prepare(self, ctx: JobContext) -> PreparedJob:
-        job, device, transport, artifact, backend = ctx.job, ctx.device, ctx.transport, ctx.artifact, ctx.backend
-        where = f"device {device.id!r}"
-        if not device.benchmark_bin:
-            raise ConfigError(f"{where}: backend {job.backend} needs 'benchmark_bin: <host path>' (your "
-                              f"Paddle Lite build for ABI {device.abi or '?'})", path=device.source or None,
-                              line=device.line or None)
-        binary = Path(device.benchmark_bin).expanduser()
-        if not binary.is_file():
-            raise ConfigError(f"{where}: benchmark_bin {binary} does not exist",
-                              fix="build it with lite/tools/build_android.sh --with_benchmark=ON full_publish")
+        job, transport, backend = ctx.job, ctx.transport, ctx.backend
+        binary = _benchmark_bin(job, ctx.device)
         shapes = [shape for _spec, shape in input_shapes(ctx, static=True, dtypes=("float32",))]
         lite_dir = remote_join(transport.workdir, "lite")
         bin_sha = sha256_file(binary)
         remote_bin = transport.push(binary, remote_join(lite_dir, f"benchmark_bin-{bin_sha[:12]}")).remote
-
-        lib_dir = None
-        if backend.nnadapter_device:
-            libs = (device.nnadapter_libs or {}).get(backend.nnadapter_device)
-            if not libs or not Path(libs).expanduser().is_dir():
-                raise ConfigError(f"{where}: backend {job.backend} needs nnadapter_libs: "
-                                  f"{{{backend.nnadapter_device}: <host dir with libnnadapter.so, the HAL "
-                                  f"and vendor DDK libs>}}" + (f"; {libs} is not a directory" if libs else ""),
-                                  path=device.source or None, line=device.line or None)
-            lib_dir = remote_join(lite_dir, "libs", backend.nnadapter_device)
-            _push_dir(transport, Path(libs).expanduser(), lib_dir)
+        lib_dir = _push_nnadapter_libs(ctx, lite_dir)
         lib_env = (f"LD_LIBRARY_PATH={shlex.quote(lib_dir)}${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}} "
                    if lib_dir else "")
-        help_text = _tool_help(transport, device, remote_bin, bin_sha, lib_env)
+        help_text = _tool_help(transport, ctx.device, remote_bin, bin_sha, lib_env)
         old = is_old_tool(help_text)
         memory = (not old) and supports_memory_profile(help_text)
-
-        target = LITE_TARGETS.get(job.backend, "arm")
-        nb = nb_path(artifact, target)
         results_dir = ensure_results_dir(ctx)
         notes = [MINMAX_NOTE]
-        model_kw: dict[str, Any] = {}
-        if nb.is_file():
-            model_kw["optimized_model_file"] = push_model(transport, artifact, [nb])[nb.name]
-            model_hash = sha256_file(nb)
-        else:
-            if backend.nnadapter_device == "rockchip_npu":
-                raise ConfigError(f"job {job.job_id}: the Rockchip NPU runs only fully-quantised int8 "
-                                  f"models and {artifact.id} has no {target} .nb",
-                                  fix=f"lab models build {artifact.id} --lite-target rockchip-npu "
-                                      "(from a PaddleSlim full-quant model)")
-            if old:
-                raise ConfigError(f"{where}: this benchmark_bin is the <= v2.9 tool, which needs a .nb",
-                                  fix=f"lab models build {artifact.id} --lite-target {target}")
-            if not (artifact.pdmodel_path and artifact.legacy_pdiparams_path):
-                raise ConfigError(f"job {job.job_id}: {artifact.id} has no legacy .pdmodel (Paddle Lite "
-                                  "cannot read .json models)", fix="rebuild the model with the legacy export")
-            pm, pp = Path(artifact.pdmodel_path), Path(artifact.legacy_pdiparams_path)
-            remote = push_model(transport, artifact, [pm, pp])
-            model_kw["model_file"], model_kw["param_file"] = remote[pm.name], remote[pp.name]
-            model_kw["optimized_model_file"] = remote_join(results_dir, f"{job.job_id}-opt.nb")
-            model_hash = artifact.legacy_sha256 or artifact.sha256
-            notes.append("raw model converted in-process by benchmark_bin: init excludes the conversion, "
-                         "peak memory includes it")
-
-        p = job.protocol
-        precision = job.precision if job.precision in ("fp32", "fp16") else "fp32"
-        spec_kw = dict(
-            binary=remote_bin, input_shapes=shapes, backend=backend.lite_backend or "arm",
-            nnadapter_device=backend.nnadapter_device, threads=job.threads,
-            power_mode=job.option("power_mode") or device.power_mode, warmup=p.warmup,
-            repeats=max(p.min_iters, 1), cpu_precision=precision if backend.processor == "cpu" else "fp32",
-            gpu_precision=precision if backend.processor == "gpu" else None,
-            opencl_cache_dir=remote_join(lite_dir, "opencl") if backend.processor == "gpu" else None,
-            enable_memory_profile=memory, lib_dir=lib_dir, cwd=lite_dir,
-            cpu_mask=job.option("cpu_mask"), old_tool=old, **model_kw)
-        if old:
-            spec_kw["result_path"] = remote_join(results_dir, f"{job.job_id}-result.txt")
-        spec = BenchSpec(**spec_kw)
+        model_kw, model_hash = _push_model_files(ctx, old, results_dir, notes)
+        spec = _bench_spec(ctx, lite_dir, model_kw, binary=remote_bin, input_shapes=shapes, lib_dir=lib_dir,
+                           enable_memory_profile=memory, old_tool=old,
+                           result_path=remote_join(results_dir, f"{job.job_id}-result.txt") if old else None)
         try:
             command = build_shell(spec)
         except ValueError as exc:

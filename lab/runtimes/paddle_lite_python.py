@@ -51,7 +51,7 @@ class PaddleLitePython(JsonRunnerRuntime):
     nvml = False
 
     def model_files(self, ctx: JobContext) -> tuple[list[Path], str]:
-        from lab.transport.base import sha256_file
+        from lab.core.hashing import sha256_file
         target = lite_target_for(ctx.device)
         nb = nb_path(ctx.artifact, target)
         if not nb.is_file():

@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-LOOPBACK_ONLY_NOTE = "load tests send traffic only to loopback or the tests' own netns hosts"
 _RECV = 1 << 18
 
 

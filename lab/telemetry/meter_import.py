@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import csv
 import math
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lab.core.errors import ConfigError
-from lab.telemetry.trace import NOMINAL_PERIOD, PowerSeries, TelemetryResult, Trace, Window, analyze, \
-    power_fields, change_period
+from lab.core.isotime import iso_to_epoch
+from lab.telemetry.figures import TelemetryResult, Window, analyze, power_fields
+from lab.telemetry.power import NOMINAL_PERIOD, PowerSeries, change_period
+from lab.telemetry.trace import Trace
 
 TIME_NAMES = {"timestamp", "time", "t", "ts", "epoch", "datetime", "date"}
 WATT_NAMES = {"w", "watt", "watts", "power", "power_w", "p"}
@@ -36,10 +37,7 @@ def parse_time(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
-        value = dt.timestamp()
+        value = iso_to_epoch(text)
     if not (math.isfinite(value) and EPOCH_RANGE[0] <= value <= EPOCH_RANGE[1]):
         raise ValueError(f"timestamp {text!r} is not between 1970 and 2100")
     return value

@@ -1,6 +1,6 @@
 """The device side of telemetry: start the samplers around a job, mark the device clock, collect.
 
-Why apart from lab/telemetry/trace.py: that module is pure trace maths (text in, figures out); this one
+Why apart from lab/telemetry/figures.py: that module is pure trace maths (text in, figures out); this one
 talks to the device through a transport, starts background processes there and keeps the sessions
 that are running, so that an interrupted campaign can stop their samplers (SessionRegistry).
 It also reads the device's thermal zones for the scheduler's cooldown between jobs.
@@ -18,10 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from lab.core.isotime import iso_epoch
 from lab.core.records import Job, MeasurementProtocol
-from lab.runners import RUNNERS_DIR
-from lab.telemetry.trace import DEFAULT_IDLE_S, TelemetryResult, Window, analyze, hottest_c, iso_epoch, \
-    parse_thermal_zones, parse_trace, pick_power, window_telemetry
+from lab.core.runner_files import RUNNERS_DIR
+from lab.telemetry.cooldown import hottest_c, parse_thermal_zones
+from lab.telemetry.figures import DEFAULT_IDLE_S, TelemetryResult, Window, analyze, window_telemetry
+from lab.telemetry.power import pick_power
+from lab.telemetry.trace import parse_trace
 from lab.transport.base import Transport, remote_join, shell_command
 
 # The sampler's -M bound: an orchestrator killed with -9 cannot touch the stop file, so the sampler

@@ -22,7 +22,6 @@ Why this shape (see shared/reference/peers.md §6):
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import secrets
 import shlex
@@ -34,10 +33,11 @@ import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from lab.core.errors import (ConfigError, DeviceAuthFailed, DeviceTimeout,
+from lab.core.errors import (ConfigError, DeviceAuthFailed, DeviceError, DeviceTimeout,
                       DeviceUnreachable, TransferError)
+from lab.core.hashing import file_digests
 from lab.transport.base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
-                   sha256_file, shell_command)
+                   shell_command)
 
 DEFAULT_WORKDIR = "/data/local/tmp/hwlab"
 LARGE_FILE_BYTES = 64 * 1024 * 1024
@@ -340,6 +340,10 @@ class _ServerLink:
 class ADBTransport:
     """The lab's `Transport` over ADB (see module doc)."""
 
+    forward_refusal = ("the ADB transport offers no port forward (adb-shell has shell and file "
+                       "transfer only, and the lab runs no `adb forward` through an adb server); "
+                       "forward by hand with `adb forward tcp:PORT tcp:PORT`")
+
     def __init__(self, device, *, key_path: Path | None = None, connect_timeout: float = CONNECT_TIMEOUT_S,
                  large_file_bytes: int = LARGE_FILE_BYTES, chunk_bytes: int = CHUNK_BYTES,
                  chunk_attempts: int = 3, transfer_timeout: float = 300.0):
@@ -358,7 +362,6 @@ class ADBTransport:
         self.transfer_timeout = transfer_timeout
         self._lock = threading.RLock()
         self._running: set[str] = set()  # PID files of the commands running now (for abort())
-        self.reconnects = 0
 
     def _new_link(self):
         if self._device.adb_server:
@@ -408,7 +411,6 @@ class ADBTransport:
         """After a deadline: reconnect (the connection's state is unknown) and kill the command tree."""
         try:
             self.link.close()
-            self.reconnects += 1
             self.link.shell(_kill_command([pidf]), KILL_TIMEOUT_S)
         except Exception:
             pass  # best effort: the device may be gone too
@@ -434,6 +436,11 @@ class ADBTransport:
     def check(self, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
         return check_device(self, timeout)
 
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1"):
+        """Refused, with the reason (`forward_refusal`): planning keeps forwarding jobs off ADB."""
+        raise DeviceError(self.device_id, f"cannot reach {remote_host}:{remote_port} on the device: "
+                          f"{self.forward_refusal}", transient=False)
+
     # ---------------------------------------------------------------- files
     def remote_digest(self, remote: str, timeout: float = 120.0) -> tuple[int | None, str, str]:
         """(size or None if missing, algorithm 'sha256'|'md5'|'none', hex digest or '')."""
@@ -454,7 +461,7 @@ class ADBTransport:
     def push(self, local: Path, remote: str) -> PushResult:
         local = Path(local)
         size = local.stat().st_size
-        digests = _local_digests(local)
+        digests = file_digests(local, "sha256", "md5")
         with self._lock:
             have = self.remote_digest(remote)
             if _matches(have, size, digests):
@@ -481,7 +488,6 @@ class ADBTransport:
         try:
             self.link.push(local, remote, self.transfer_timeout)
         except (ADBDeviceGone, DeviceTimeout):
-            self.reconnects += 1
             self.link.push(local, remote, self.transfer_timeout)  # one retry on a fresh connection
         return local.stat().st_size
 
@@ -496,7 +502,7 @@ class ADBTransport:
             for i, name in enumerate(names):
                 piece = Path(tmpd) / f"c{i:04d}"
                 piece.write_bytes(fh.read(self.chunk_bytes))
-                want = {"sha256": sha256_file(piece), "md5": _md5(piece)}
+                want = file_digests(piece, "sha256", "md5")
                 psize = piece.stat().st_size
                 if _matches(self.remote_digest(name), psize, want):
                     continue  # left by an earlier, interrupted push
@@ -509,7 +515,6 @@ class ADBTransport:
                         err = f"chunk {i} arrived damaged"
                     except (ADBDeviceGone, DeviceTimeout, TransferError) as exc:
                         err = str(exc)
-                        self.reconnects += 1
                     if attempt == self.chunk_attempts:
                         raise TransferError(self.device_id, f"push of {local.name}: chunk {i + 1}/{n} "
                                             f"failed {attempt} times: {err}")
@@ -529,7 +534,7 @@ class ADBTransport:
             self.link.pull(remote, tmp, self.transfer_timeout)
         got = tmp.stat().st_size
         if got != have[0] or (have[1] in ("sha256", "md5") and
-                              _local_digests(tmp)[have[1]] != have[2]):
+                              file_digests(tmp, "sha256", "md5")[have[1]] != have[2]):
             tmp.unlink(missing_ok=True)
             raise TransferError(self.device_id, f"pull {remote}: got {got} bytes, device has {have[0]}"
                                 " (or content differs)")
@@ -545,23 +550,6 @@ class ADBTransport:
 
 def _kill_command(pidfs: list[str]) -> str:
     return "sh -c " + shlex.quote(_KILL_TREE) + " hwlab-kill " + " ".join(shlex.quote(f) for f in pidfs)
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _local_digests(path: Path) -> dict:
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-            md5.update(block)
-    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
 
 
 def _matches(have: tuple, size: int, digests: dict) -> bool:

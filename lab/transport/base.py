@@ -1,7 +1,7 @@
 """The transport protocol every device connection implements.
 
 Why one protocol: the scheduler, the probe and the runner adapters are written once against
-`run/push/pull/abort/check/close`; local, SSH and ADB differ only underneath. Contract (DESIGN.md):
+`run/push/pull/forward/abort/check/close`; local, SSH and ADB differ only underneath. Contract (DESIGN.md):
 - `run()` enforces a wall-clock deadline itself, drains stdout/stderr while waiting and returns
   the real exit code;
 - `push()` verifies size + sha256 on the device and skips files that are already there unchanged;
@@ -11,18 +11,24 @@ Why one protocol: the scheduler, the probe and the runner adapters are written o
 - `check()` never raises for a device problem: it returns a `CheckResult` that says whether the
   device answers and can hold the lab's files, and, when not, whether a retry may help (devlib's
   transient vs stable target errors: offline or timed out vs refused key or broken shell);
+- `forward(port)` returns a `Forward`: a local port that reaches a port on the device's loopback
+  (the serving endpoint, a browser's DevTools), so nothing is opened on the device's network; a
+  transport that cannot forward says why in `forward_refusal` (read at planning, before any
+  connection) and raises a DeviceError with that reason;
 - every path and argument is shell-quoted (`shell_command`).
 """
 from __future__ import annotations
 
-import hashlib
 import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence, runtime_checkable
 
 from lab.core.errors import CommandFailed, DeviceError, LabError, excerpt
+
+if TYPE_CHECKING:
+    from lab.transport.forward import Forward
 
 CONNECT_TIMEOUT_S = 10.0  # TCP connect + handshake + auth of one device connection
 CHECK_TIMEOUT_S = 15.0
@@ -62,6 +68,7 @@ class CheckResult:
 class Transport(Protocol):
     device_id: str
     workdir: str  # absolute path on the device where the lab keeps runners, models and results
+    forward_refusal: str | None  # why `forward()` is refused on this transport; None: it forwards
 
     def run(self, cmd: Sequence[str] | str, timeout: float, *, env: Mapping[str, str] | None = None,
             cwd: str | None = None) -> RunResult:
@@ -73,6 +80,11 @@ class Transport(Protocol):
         ...
 
     def pull(self, remote: str, local: Path) -> Path:
+        ...
+
+    def forward(self, remote_port: int, remote_host: str = "127.0.0.1") -> "Forward":
+        """A local port reaching `remote_host:remote_port` on the device; close() ends it.
+        DeviceError (with `forward_refusal`) on a transport that cannot forward."""
         ...
 
     def abort(self) -> None:
@@ -139,17 +151,6 @@ def shell_command(cmd: Sequence[str] | str, *, env: Mapping[str, str] | None = N
     if cwd:
         text = f"cd {shlex.quote(cwd)} && {text}"
     return text
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(chunk)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def remote_join(*parts: str) -> str:

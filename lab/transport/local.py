@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from lab.core.errors import DeviceTimeout, TransferError
-from lab.transport.base import CHECK_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, sha256_file, shell_command
+from lab.core.hashing import sha256_file
+from lab.transport.base import CHECK_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, shell_command
 
 
 class LocalTransport:
+    forward_refusal = None  # the device's loopback is this machine's
+
     def __init__(self, device):
         self.device_id = device.id
         workdir = device.workdir or "~/.cache/hwlab/device-local"

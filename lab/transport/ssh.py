@@ -6,12 +6,7 @@ Why it looks like this (see shared/reference/peers.md §7.1 for the paramiko pit
   `recv_exit_status` would hang). On timeout the remote *process group* is killed: the command
   runs as `exec sh -c SCRIPT`, so the shell keeps the session-leader pid sshd gave it, reports
   `$$` on its first stderr line, and `kill -- -PID` reaches everything it started.
-- Host keys are checked by default (strict = RejectPolicy against the device's known_hosts or
-  ~/.ssh/known_hosts). accept-new saves unknown keys but a *changed* key is still refused
-  (paramiko checks known keys before asking the policy). insecure accepts anything and says so
-  loudly on stderr at every connect.
-- No password ever comes from the inventory: key file or agent; a key passphrase only from the
-  environment variable named by `key_passphrase_env`.
+- Opening the connection (host-key policy, key file, passphrase) is lab/transport/ssh_connect.py.
 - One SSHClient (one TCP connection) per transport; the scheduler keeps one transport per device.
 - `push()` goes through SFTP into a temporary name, is verified by size + sha256 computed *on the
   device*, then renamed into place; unchanged files (same size + sha256) are not sent again. After a
@@ -23,14 +18,11 @@ Why it looks like this (see shared/reference/peers.md §7.1 for the paramiko pit
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import select
 import shlex
-import socket
 import stat
-import sys
 import threading
 import time
 import uuid
@@ -38,18 +30,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from lab.core.errors import (CommandFailed, DeviceAuthFailed, DeviceError, DeviceTimeout, DeviceUnreachable,
-                      HostKeyMismatch, TransferError, excerpt)
+from lab.core.errors import (CommandFailed, DeviceError, DeviceTimeout, DeviceUnreachable, TransferError,
+                            excerpt)
+from lab.core.hashing import sha256_file
 from lab.transport.base import (CHECK_TIMEOUT_S, CONNECT_TIMEOUT_S, CheckResult, PushResult, RunResult, check_device, remote_join, run_ok,
                    shell_command)
+from lab.transport.ssh_connect import DEFAULT_PORT, open_client
 
-DEFAULT_PORT = 22
 KEEPALIVE_S = 15
 SFTP_OP_TIMEOUT_S = 60.0
 PID_MARK = "hwlab-pid:"
 RECORD_SUFFIX = ".hwlab-sha256"  # `.NAME.hwlab-sha256` next to a pushed file: "size mtime sha256"
-# Fastest ciphers first: AES-GCM needs no separate MAC pass (matters for 100 MB pushes).
-PREFERRED_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes256-ctr")
 
 # sha256 of a file on the device with what it has: OpenSSL first (uses the CPU's SHA extensions:
 # 0.3 s for 100 MB here vs 2.2 s for coreutils sha256sum), then coreutils/busybox, then Python.
@@ -72,7 +63,6 @@ _REMOTE_HASH_MANY = (
 
 _local_hash_cache: dict[tuple[str, int, int], str] = {}
 _cache_lock = threading.Lock()
-_known_hosts_lock = threading.Lock()
 
 
 def local_sha256(path: Path) -> str:
@@ -82,29 +72,16 @@ def local_sha256(path: Path) -> str:
     with _cache_lock:
         if key in _local_hash_cache:
             return _local_hash_cache[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    digest = h.hexdigest()
+    digest = sha256_file(path)
     with _cache_lock:
         _local_hash_cache[key] = digest
     return digest
 
 
-def fingerprint(key) -> str:
-    """OpenSSH-style `SHA256:<base64>` fingerprint, comparable with `ssh-keygen -lf`."""
-    import base64
-    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    """The name a host is filed under in known_hosts (OpenSSH: `[host]:port` unless port 22)."""
-    return host if port == DEFAULT_PORT else f"[{host}]:{port}"
-
-
 class SSHTransport:
     """`Transport` over one paramiko connection to one device."""
+
+    forward_refusal = None  # direct-tcpip channels of the one connection (lab.transport.forward)
 
     def __init__(self, device, *, connect_timeout: float = CONNECT_TIMEOUT_S,
                  keepalive_s: int = KEEPALIVE_S, known_hosts_default: str = "~/.ssh/known_hosts"):
@@ -142,79 +119,9 @@ class SSHTransport:
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self) -> None:
-        paramiko = self._paramiko
-        client = paramiko.SSHClient()
-        if self.policy == "insecure":
-            print(f"WARNING: device {self.device_id!r}: host_key_policy is 'insecure': the SSH host key of "
-                  f"{self.host}:{self.port} is NOT checked; anyone on the path can impersonate it",
-                  file=sys.stderr, flush=True)
-            client.set_missing_host_key_policy(_InsecurePolicy())
-        else:
-            if os.path.exists(self.known_hosts):
-                try:
-                    client.load_host_keys(self.known_hosts)
-                except (OSError, paramiko.SSHException) as exc:
-                    raise HostKeyMismatch(self.device_id, f"cannot read known_hosts {self.known_hosts}: "
-                                          f"{exc}") from None
-            if self.policy == "accept-new":
-                client.set_missing_host_key_policy(_AcceptNewPolicy(self.known_hosts, self.device_id))
-            else:
-                client.set_missing_host_key_policy(_StrictPolicy())
-        kwargs = dict(hostname=self.host, port=self.port, username=self.user,
-                      timeout=self.connect_timeout, banner_timeout=self.connect_timeout,
-                      auth_timeout=self.connect_timeout, allow_agent=True,
-                      look_for_keys=not self.device.key_file, transport_factory=_fast_transport)
-        if self.device.key_file:
-            key_path = os.path.expanduser(self.device.key_file)
-            if not os.path.exists(key_path):
-                raise DeviceAuthFailed(self.device_id, f"key_file {key_path} does not exist "
-                                       f"(fix key_file in {self.device.source}:{self.device.line})")
-            kwargs["key_filename"] = key_path
-        env_name = self.device.key_passphrase_env
-        if env_name:
-            if env_name not in os.environ:
-                raise DeviceAuthFailed(self.device_id, f"key_passphrase_env names ${env_name}, which is not "
-                                       "set (export it before running the lab)")
-            kwargs["passphrase"] = os.environ[env_name]
-        try:
-            client.connect(**kwargs)
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise HostKeyMismatch(
-                self.device_id, f"host key of {self.host}:{self.port} CHANGED "
-                f"(got {exc.key.get_name()} {fingerprint(exc.key)}, known_hosts "
-                f"{self.known_hosts} has {fingerprint(exc.expected_key)}); refusing to connect. "
-                f"If the device was reinstalled, remove the old entry with "
-                f"`ssh-keygen -R {shlex.quote(known_hosts_name(self.host, self.port))} -f "
-                f"{shlex.quote(self.known_hosts)}`") from None
-        except _UnknownHostKey as exc:
-            client.close()
-            raise HostKeyMismatch(
-                self.device_id, f"host key of {self.host}:{self.port} ({exc.key_type}) is not in "
-                f"{self.known_hosts} and host_key_policy is strict; add it after checking its "
-                f"fingerprint (`ssh-keyscan -p {self.port} {shlex.quote(self.host)} >> "
-                f"{shlex.quote(self.known_hosts)}`) or use host_key_policy: accept-new") from None
-        except paramiko.PasswordRequiredException:
-            client.close()
-            raise DeviceAuthFailed(self.device_id, "the SSH key is encrypted and no passphrase was given "
-                                   "(set key_passphrase_env to the name of an environment variable)") from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise DeviceAuthFailed(self.device_id, f"SSH authentication as {self.user!r} on "
-                                   f"{self.host}:{self.port} failed: {exc} (check key_file / the agent and "
-                                   "the device's authorized_keys)") from None
-        except paramiko.SSHException as exc:
-            client.close()
-            if "not found in known_hosts" in str(exc):  # RejectPolicy's own wording
-                raise HostKeyMismatch(self.device_id, f"{exc}; add the key to {self.known_hosts} or use "
-                                      "host_key_policy: accept-new") from None
-            raise DeviceUnreachable(self.device_id, f"SSH to {self.host}:{self.port} failed: {exc}") from None
-        except (OSError, EOFError, socket.timeout) as exc:
-            client.close()
-            raise DeviceUnreachable(self.device_id, f"cannot connect to {self.host}:{self.port}: "
-                                    f"{exc or type(exc).__name__}") from None
-        client.get_transport().set_keepalive(self.keepalive_s)
-        self._client = client
+        self._client = open_client(self.device, port=self.port, policy=self.policy,
+                                   known_hosts=self.known_hosts, timeout=self.connect_timeout,
+                                   keepalive_s=self.keepalive_s)
 
     def _transport(self):
         t = self._client.get_transport() if self._client is not None else None
@@ -674,51 +581,3 @@ def _strip_pid(text: str) -> str:
     if text.startswith(PID_MARK):
         return text.split("\n", 1)[1] if "\n" in text else ""
     return text
-
-
-class _UnknownHostKey(Exception):
-    def __init__(self, key_type: str):
-        super().__init__(key_type)
-        self.key_type = key_type
-
-
-def _policy_base():
-    import paramiko
-    return paramiko.MissingHostKeyPolicy
-
-
-def _fast_transport(sock, **kwargs):
-    """A paramiko Transport that offers AES-GCM first (set before key exchange, or it is too late)."""
-    import paramiko
-    t = paramiko.Transport(sock, **kwargs)
-    opts = t.get_security_options()
-    first = [c for c in PREFERRED_CIPHERS if c in opts.ciphers]
-    opts.ciphers = tuple(first + [c for c in opts.ciphers if c not in first])
-    return t
-
-
-class _StrictPolicy(_policy_base()):
-    def missing_host_key(self, client, hostname, key):
-        raise _UnknownHostKey(key.get_name())
-
-
-class _InsecurePolicy(_policy_base()):
-    def missing_host_key(self, client, hostname, key):
-        return None  # accepted, not saved; the warning is printed at every connect
-
-
-class _AcceptNewPolicy(_policy_base()):
-    """Like OpenSSH's StrictHostKeyChecking=accept-new: save unknown keys; changed keys never get here."""
-
-    def __init__(self, path: str, device_id: str):
-        self.path, self.device_id = path, device_id
-
-    def missing_host_key(self, client, hostname, key):
-        line = f"{hostname} {key.get_name()} {key.get_base64()}\n"
-        with _known_hosts_lock:
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-            with open(self.path, "a") as fh:
-                fh.write(line)
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        print(f"device {self.device_id!r}: added new host key {key.get_name()} for {hostname} to {self.path}",
-              file=sys.stderr, flush=True)

@@ -74,16 +74,6 @@ def chromium_argv(binary: str, user_data_dir: str, *, port: int = 0,
             f"--user-data-dir={user_data_dir}", *extra, "about:blank"]
 
 
-def adb_forward_argv(serial: str, local_port: int) -> list[str]:
-    """Forward a host port to Chrome's DevTools socket on an Android phone."""
-    return ["adb", "-s", serial, "forward", f"tcp:{int(local_port)}", "localabstract:chrome_devtools_remote"]
-
-
-def adb_reverse_argv(serial: str, port: int) -> list[str]:
-    """Make the host's page server reachable from the phone's Chrome as 127.0.0.1:port."""
-    return ["adb", "-s", serial, "reverse", f"tcp:{int(port)}", f"tcp:{int(port)}"]
-
-
 # ------------------------------------------------------------------------------- local browser
 def _kill_tree(proc: subprocess.Popen, grace_s: float = 3.0) -> None:
     """SIGTERM the process group and every descendant, then SIGKILL what is left."""

@@ -7,7 +7,7 @@ or not (ok=false with the console's error lines), and always leaves no browser a
 behind.
 
 Refusals: `paddle-js-wasm` needs `runtime.wasm`, which @paddlejs/paddlejs-backend-wasm 1.0.3
-fetches from a CDN at run time and does not ship (checked by `wasm_refusal`), so it is refused.
+fetches from a CDN at run time and does not ship, so it is refused.
 """
 from __future__ import annotations
 
@@ -24,10 +24,11 @@ from typing import Any
 from lab.web import cdp
 from lab.core.errors import ConfigError, LabError, excerpt
 from lab.core.records import MeasurementProtocol
+from lab.core.runner_files import RUNNERS_DIR
+from lab.transport.registry import forward_refusal
 
-_LAB = Path(__file__).resolve().parents[1]
-PAGE_DIR = _LAB / "runners" / "web"
-SERVER = _LAB / "runners" / "web_server.py"
+PAGE_DIR = RUNNERS_DIR / "web"
+SERVER = RUNNERS_DIR / "web_server.py"
 NODE_MODULES = PAGE_DIR / "node_modules"
 # Staged name -> file inside node_modules (UMD bundles: window.paddlejs.core / .webglBackend).
 VENDOR = {"paddlejs-core.js": "@paddlejs/paddlejs-core/lib/index.js",
@@ -67,18 +68,10 @@ def device_refusal(dev) -> str | None:
     if dev.transport == "adb":
         return ("Paddle.js on an Android phone drives its Chrome through `adb forward tcp:PORT "
                 "localabstract:chrome_devtools_remote`; the ADB transport offers no port forward yet")
-    if transport_forwards(dev.transport):
+    if forward_refusal(dev.transport) is None:
         return None  # the host's Chromium is looked for at the start of the job (over the transport)
     return (f"Paddle.js on {dev.transport} device {dev.id!r} needs the browser's DevTools port "
             "reached through the transport (a port forward); that transport offers none")
-
-
-def transport_forwards(kind: str) -> bool:
-    """Does the transport class of this kind offer `forward(port)` (lab.transport.forward)?"""
-    if kind == "ssh":
-        from lab.transport.ssh import SSHTransport
-        return callable(getattr(SSHTransport, "forward", None))
-    return False
 
 
 def backend_name(backend: str) -> str:
@@ -88,15 +81,6 @@ def backend_name(backend: str) -> str:
     if backend not in BACKENDS:
         raise ConfigError(f"unknown Paddle.js backend {backend!r}", fix="use paddle-js-webgl")
     return BACKENDS[backend]
-
-
-def wasm_refusal(package_dir: Path) -> str | None:
-    """Re-check the refusal against an unpacked -backend-wasm package: the reason, or None."""
-    files = [p for p in package_dir.rglob("*") if p.is_file()]
-    if any(p.name == "runtime.wasm" for p in files):
-        return None
-    cdn = any(b"cdn.bcebos.com" in p.read_bytes() for p in files if p.suffix == ".js")
-    return WASM_REFUSAL if cdn else "runtime.wasm is not in the package"
 
 
 def vendor_files() -> dict[str, Path]:

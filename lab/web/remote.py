@@ -28,6 +28,7 @@ from typing import Any
 
 from lab.web import cdp
 from lab.core.errors import ConfigError, DeviceError, LabError, excerpt
+from lab.core.hashing import sha256_file
 from lab.web.page import PageProtocol, backend_name, finish_doc, page_url, stage_site
 
 SESSION = "web_session.sh"
@@ -64,14 +65,14 @@ def _site_digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(x for x in root.rglob("*") if x.is_file()):
         h.update(p.relative_to(root).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        h.update(bytes.fromhex(sha256_file(p)))
     return h.hexdigest()
 
 
 def push_site(transport, web_dir: Path, inputs: list[tuple[str, Any]], model_id: str) -> RemoteSite:
     """Stage the site here, push it into workdir/web/site-<model>-<content hash>/ on the device."""
     from lab.convert.paddlejs import web_sha256
-    from lab.runners import RUNNERS_DIR
+    from lab.core.runner_files import RUNNERS_DIR
     from lab.transport.base import remote_join
     sweep_stale_runs(transport)
     runners = remote_join(transport.workdir, "runners")

@@ -7,7 +7,6 @@ real zoo models exported by Paddle and a real `--measure` run on the local devic
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import subprocess
 import sys
@@ -15,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.decide import advisor
-from lab.models.analysis import ANALYSIS_VERSION, ModelAnalysis
+from lab.decide import advisor, facts, verdict
+from lab.decide.advice_records import Options
 from lab.cli import main
-from lab.core.records import Device, Job, Measurement
+from lab.core.records import Measurement
 from lab.results.store import Store
 from advisor_fixtures import CNN_OPS, LSTM_OPS, finish, job, make_model  # noqa: F401
 
@@ -161,10 +160,10 @@ def test_unknown_device_and_bad_input_exit_2_one_line(lab, capsys):
 
 
 def test_api_for_reports_and_no_heavy_imports(lab):
-    rows = advisor.load_rows(lab["store"])
-    a = advisor.advise("cnn", "mate30", rows=rows, devices=advisor.load_inventory(lab["devices"]),
+    rows = facts.load_rows(lab["store"])
+    a = advisor.advise("cnn", "mate30", rows=rows, devices=facts.load_inventory(lab["devices"]),
                        models_root=lab["models"])
-    assert a.verdict == "aipu" and a.to_dict()["schema"] == advisor.ADVICE_SCHEMA
+    assert a.verdict == "aipu" and a.to_dict()["schema"] == verdict.ADVICE_SCHEMA
     code = ("import sys; from lab.cli import main; "
             f"rc = main(['--devices', {str(lab['devices'])!r}, '--store', {str(lab['store'])!r}, "
             f"'advise', '--models-root', {str(lab['models'])!r}, '--model', 'cnn', '--device', "
@@ -176,10 +175,10 @@ def test_api_for_reports_and_no_heavy_imports(lab):
 
 def test_json_schema_documented():
     doc = (REPO / "docs" / "advisor.md").read_text()
-    a = advisor.Advice(model="m", device="d", chip=None, device_status="imported", verdict="cpu",
+    a = verdict.Advice(model="m", device="d", chip=None, device_status="imported", verdict="cpu",
                        confidence="low", reasons=[], speedup=None, speedup_source=None,
                        break_even=None, run_ids=[], numbers={}, fallback=None,
-                       fallback_all=[], estimate=None, options=advisor.R.Options())
+                       fallback_all=[], estimate=None, options=Options())
     for key in a.to_dict():
         assert f"`{key}`" in doc, key
     for key in ("rule", "direction", "weight", "blocking", "text", "evidence"):
@@ -190,10 +189,10 @@ def test_json_schema_documented():
 @pytest.mark.slow
 def test_real_zoo_models_and_measure_on_local(tmp_path, capsys):
     """Worked examples on exported zoo models, and --measure through the real scheduler."""
-    from lab.models import zoo
+    from lab.models.build import build
     root = tmp_path / "models"
     for mid in ("text_lstm", "tiny_mlp"):
-        zoo.build(mid, out_root=root)
+        build(mid, out_root=root)
     devices = tmp_path / "devices.yaml"
     devices.write_text("devices:\n  - {id: local, chip: generic-x86-cpu, transport: local,"
                        f" workdir: {tmp_path / 'dev'}}}\n"
@@ -207,7 +206,7 @@ def test_real_zoo_models_and_measure_on_local(tmp_path, capsys):
     rc = main(base + ["--model", "tiny_mlp", "--device", "local", "--measure", "--format", "json"])
     out, err = capsys.readouterr()
     a = json.loads(out)
-    failed = [(r.backend, r.status, r.error) for r in advisor.load_rows(store) if r.status != "ok"]
+    failed = [(r.backend, r.status, r.error) for r in facts.load_rows(store) if r.status != "ok"]
     assert rc == 0 and a["numbers"]["cpu"] is not None, (failed, err)
     assert a["numbers"]["cpu"]["p50_ms"] > 0 and a["run_ids"]
     assert a["verdict"] == "cpu"  # no accelerator on a generic x86 CPU

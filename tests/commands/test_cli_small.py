@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -55,14 +54,15 @@ def test_advise_on_unbuilt_zoo_model_names_the_exact_command_or_builds(tmp_path,
                                                                         monkeypatch):
     """Building is slow (Paddle export); here the build is made to fail, so the answer must name
     the exact command (with --models-root) - and say it was building first."""
-    import lab.models.zoo as models
+    import lab.models.build as build_module
+    from lab.core.errors import ConfigError
     devices = tmp_path / "devices.yaml"
     devices.write_text("devices:\n  - {id: local, chip: generic-x86-cpu, transport: local}\n")
 
     def no_build(model_id, out_root="models", **kw):
-        raise models.ConfigError(f"model {model_id!r} could not be built here",
-                                 fix=f"run `lab models build {model_id} --models-root {out_root}`")
-    monkeypatch.setattr(models, "build", no_build)
+        raise ConfigError(f"model {model_id!r} could not be built here",
+                          fix=f"run `lab models build {model_id} --models-root {out_root}`")
+    monkeypatch.setattr(build_module, "build", no_build)
     root = tmp_path / "mods"
     rc = main(["--devices", str(devices), "--store", str(tmp_path / "s.sqlite"), "advise",
                "--model", "tiny_mlp", "--device", "local", "--models-root", str(root)])

@@ -18,7 +18,8 @@ import pytest
 from lab.devices.catalog import load_catalog
 from lab.cli import main
 from lab.core.records import ResultRow
-from lab.decide.scoring import load_profiles, score_chips
+from lab.decide.profiles import load_profiles
+from lab.decide.scoring import score_chips
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,7 +87,7 @@ def test_chips_table_keeps_ids_whole(width):
 
 
 def test_wide_flag_keeps_every_column(tmp_path, capsys):
-    from lab.commands.results import TABLE_COLUMNS, _print_table
+    from lab.commands.results import _print_table
     buf = io.StringIO()
     _print_table(_rows(), width=80, file=buf, wide=True)
     head = buf.getvalue().splitlines()[0]

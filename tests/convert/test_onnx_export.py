@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.models import zoo as models
 from lab.convert import onnx_in, onnx_out, worker
 from lab.core.errors import ConfigError
+from lab.models.artifact import ModelArtifact
+from lab.models.build import build
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -23,7 +24,7 @@ def zoo_root(tmp_path_factory) -> Path:
 
 
 def test_quantised_paddle_model_refused_before_paddle2onnx(tmp_path):
-    art = models.ModelArtifact(
+    art = ModelArtifact(
         id="m_int8", dir=tmp_path, json_path=tmp_path / "inference.json",
         pdiparams_path=tmp_path / "inference.pdiparams", pdmodel_path=None,
         legacy_pdiparams_path=None, sha256="0" * 64, inputs=[], flops=None, params=None,
@@ -55,7 +56,7 @@ def test_worker_unknown_failure_is_data():
 
 @pytest.mark.slow
 def test_round_trip_mobilenet_v1(zoo_root, tmp_path):
-    art = models.build("mobilenet_v1", zoo_root)
+    art = build("mobilenet_v1", zoo_root)
     res = subprocess.run([sys.executable, "-m", "lab.cli", "models", "--root", str(zoo_root),
                           "build", "mobilenet_v1", "--onnx"], capture_output=True, text=True,
                          cwd=REPO, timeout=600)
@@ -78,7 +79,7 @@ def test_round_trip_mobilenet_v1(zoo_root, tmp_path):
 
 @pytest.mark.slow
 def test_int8_onnx_recipe_recorded_and_cached(zoo_root):
-    art = models.build("tiny_mlp", zoo_root)
+    art = build("tiny_mlp", zoo_root)
     exp = onnx_out.export(art, int8=True)
     rec = exp.record["int8"]
     assert exp.int8.is_file() and rec["recipe"]["format"] == "QDQ" and rec["recipe"]["per_channel"]

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from lab.convert import lite as lite_convert
-from lab.models import zoo as models
 from lab.convert import onnx_in
 from lab.core.errors import ConfigError
+from lab.models.artifact import LEGACY_MODEL_FILE, ModelArtifact, load_artifact
+from lab.models.user import parse_input_arg
 from helpers import lab_cli, one_line_error
 from tests.onnx_graphs import tiny_cnn, with_det
 
@@ -36,9 +37,9 @@ def imported(tmp_path_factory):
 def test_hand_built_graph_imports_and_agrees(imported):
     d, res = imported
     assert "image.in -> x2paddle_image_in" in res.stdout
-    art = models.load_artifact("tiny_cnn", d / "models")
+    art = load_artifact("tiny_cnn", d / "models")
     meta = json.loads((art.dir / "meta.json").read_text())
-    assert meta["source"] == "onnx" and meta["legacy_model_file"] == models.LEGACY_MODEL_FILE
+    assert meta["source"] == "onnx" and meta["legacy_model_file"] == LEGACY_MODEL_FILE
     assert [i.name for i in art.inputs] == ["x2paddle_image_in"]
     assert art.inputs[0].run_shape == (1, 3, 16, 16) and art.inputs[0].shape == (-1, 3, 16, 16)
     imp = meta["onnx_import"]
@@ -51,7 +52,7 @@ def test_hand_built_graph_imports_and_agrees(imported):
 @pytest.mark.slow
 def test_imported_model_runs_in_both_runners(imported, tmp_path):
     d, _ = imported
-    art = models.load_artifact("tiny_cnn", d / "models")
+    art = load_artifact("tiny_cnn", d / "models")
     fast = ["--warmup", "2", "--warmup-seconds", "0", "--min-iters", "10", "--min-seconds", "0.1",
             "--max-seconds", "2"]
     pi = subprocess.run([sys.executable, str(REPO / "lab/runners/pi_runner.py"), "--model-file",
@@ -72,7 +73,7 @@ def test_imported_model_runs_in_both_runners(imported, tmp_path):
 def test_reimport_is_cached(imported):
     d, _ = imported
     art = onnx_in.import_onnx(d / "tiny_cnn.onnx", "tiny_cnn", root=d / "models")
-    assert art.sha256 == models.load_artifact("tiny_cnn", d / "models").sha256
+    assert art.sha256 == load_artifact("tiny_cnn", d / "models").sha256
 
 
 @pytest.mark.slow
@@ -80,7 +81,7 @@ def test_imported_model_gets_a_legacy_pdmodel_and_runs_in_paddle_lite(imported, 
     """x2paddle's code re-exported to .pdmodel (matmul_v2 appended by hand), checked against ONNX
     Runtime, converted by the real opt for x86 and run by the real paddlelite (.venv-lite)."""
     d, _ = imported
-    art = models.load_artifact("tiny_cnn", d / "models")
+    art = load_artifact("tiny_cnn", d / "models")
     meta = json.loads((art.dir / "meta.json").read_text())
     leg = meta["onnx_import"]["legacy"]
     assert meta["onnx_import"]["lite"] is None and leg["patched"] == ["paddle.matmul -> matmul_v2"]
@@ -103,7 +104,7 @@ def test_imported_model_gets_a_legacy_pdmodel_and_runs_in_paddle_lite(imported, 
 
 
 def test_lite_refused_for_an_import_without_pdmodel():
-    art = models.ModelArtifact(
+    art = ModelArtifact(
         id="imp", dir=Path("/nonexistent"), json_path=Path("/nonexistent/inference.json"),
         pdiparams_path=Path("/nonexistent/inference.pdiparams"), pdmodel_path=None,
         legacy_pdiparams_path=None, sha256="0" * 64, inputs=[], flops=None, params=None,
@@ -168,7 +169,7 @@ def test_zoo_id_refused(tmp_path):
 @pytest.mark.slow
 def test_dynamic_spatial_dims_with_input_import(tmp_path):
     src = tiny_cnn(tmp_path / "dyn.onnx", dims=("N", 3, "H", "W"))
-    art = onnx_in.import_onnx(src, "dyn", [models.parse_input_arg("image.in:1x3x32x32:float32")],
+    art = onnx_in.import_onnx(src, "dyn", [parse_input_arg("image.in:1x3x32x32:float32")],
                               root=tmp_path / "models")
     assert art.inputs[0].shape == (-1, 3, -1, -1) and art.inputs[0].run_shape == (1, 3, 32, 32)
     meta = json.loads((art.dir / "meta.json").read_text())

@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 from hypothesis import given, strategies as st
 
+from lab.decide import advice_records as A
 from lab.decide import advice_rules as R
-from lab.decide.advisor import load_npu_ops, partition
+from lab.decide.npu_partition import load_npu_ops, partition
 
 ROCKCHIP = ("rockchip_npu",)
 KIRIN = ("huawei_kirin_npu",)
@@ -16,17 +17,17 @@ KIRIN = ("huawei_kirin_npu",)
 
 def side(proc, p50, *, lo=None, hi=None, load=None, first=None, energy=None, power=None,
          source="lab", job="j-" + "x"):
-    return R.Side(processor=proc, backend=f"b-{proc}", precision="fp32", p50_ms=p50, ci_low_ms=lo,
+    return A.Side(processor=proc, backend=f"b-{proc}", precision="fp32", p50_ms=p50, ci_low_ms=lo,
                   ci_high_ms=hi, load_ms=load, first_ms=first, energy_mj_per_inf=energy,
                   power_w=power, source=source, job_id=f"{job}-{proc}")
 
 
 def inp(**kw):
-    model = kw.pop("model", R.ModelFacts(model="m"))
+    model = kw.pop("model", A.ModelFacts(model="m"))
     base = dict(model=model, device="d", chip="rk1808", has_aipu=True, aipu_name="NPU",
-                options=R.Options(), nnadapter_devices=KIRIN)
+                options=A.Options(), nnadapter_devices=KIRIN)
     base.update(kw)
-    return R.AdviceInput(**base)
+    return A.AdviceInput(**base)
 
 
 # ------------------------------------------------------------------------------ each rule
@@ -42,38 +43,38 @@ def test_rule_model_too_small_measured_and_from_macs():
     c = R.rule_model_too_small(inp(cpu=side("cpu", 3.0)))
     assert c.direction == "cpu" and c.blocking and c.evidence["p50_ms"] == 3.0
     assert R.rule_model_too_small(inp(cpu=side("cpu", 30.0))) is None
-    small = R.rule_model_too_small(inp(model=R.ModelFacts("m", macs=10_000)))
+    small = R.rule_model_too_small(inp(model=A.ModelFacts("m", macs=10_000)))
     assert small.direction == "cpu" and small.evidence["measured"] is False and small.blocking
     # a measurement showing the AIPU faster end to end: it only leans
     lean = R.rule_model_too_small(inp(cpu=side("cpu", 3.0), aipu=side("aipu", 1.0)))
     assert lean.direction == "cpu" and not lean.blocking and "faster" in lean.text
-    assert R.rule_model_too_small(inp(model=R.ModelFacts("m", macs=500_000_000))) is None
+    assert R.rule_model_too_small(inp(model=A.ModelFacts("m", macs=500_000_000))) is None
 
 
 def test_rule_variable_shapes():
-    c = R.rule_variable_shapes(inp(model=R.ModelFacts("m", dynamic_dims=("tokens[1]",),
+    c = R.rule_variable_shapes(inp(model=A.ModelFacts("m", dynamic_dims=("tokens[1]",),
                                                        sequence_ops=("rnn",))))
     assert c.direction == "cpu" and "tokens[1]" in c.text and "rnn" in c.text
-    nlp = R.rule_variable_shapes(inp(model=R.ModelFacts("m", domain="nlp")))
+    nlp = R.rule_variable_shapes(inp(model=A.ModelFacts("m", domain="nlp")))
     assert nlp.direction == "cpu" and nlp.weight < c.weight
     assert R.rule_variable_shapes(inp()) is None
 
 
 def test_rule_data_dependent_output():
-    c = R.rule_data_dependent_output(inp(model=R.ModelFacts("m", data_dependent_ops=("nonzero",))))
+    c = R.rule_data_dependent_output(inp(model=A.ModelFacts("m", data_dependent_ops=("nonzero",))))
     assert c.direction == "cpu" and c.evidence["ops"] == ["nonzero"]
     assert R.rule_data_dependent_output(inp()) is None
 
 
 def test_rule_first_inference_budget_without_preload_compares_load_plus_first():
-    opts = R.Options(first_inference_budget_ms=200, no_preload=True)
+    opts = A.Options(first_inference_budget_ms=200, no_preload=True)
     x = inp(options=opts, cpu=side("cpu", 30, load=80, first=40),
             aipu=side("aipu", 5, load=1500, first=20))
     c = R.rule_first_inference_budget(x)
     assert c.direction == "cpu" and c.blocking
     assert c.evidence["cpu_ms"] == 120 and c.evidence["aipu_ms"] == 1520
     # with the model preloaded only the first inference counts: both meet -> neutral
-    pre = R.rule_first_inference_budget(replace(x, options=R.Options(first_inference_budget_ms=200)))
+    pre = R.rule_first_inference_budget(replace(x, options=A.Options(first_inference_budget_ms=200)))
     assert pre.direction == "neutral" and pre.evidence["aipu_ms"] == 20
     # reversed: only the AIPU meets it
     rev = R.rule_first_inference_budget(replace(x, cpu=side("cpu", 30, load=500, first=300),
@@ -82,62 +83,62 @@ def test_rule_first_inference_budget_without_preload_compares_load_plus_first():
 
 
 def test_rule_first_inference_budget_unmeasured():
-    c = R.rule_first_inference_budget(inp(options=R.Options(first_inference_budget_ms=100,
+    c = R.rule_first_inference_budget(inp(options=A.Options(first_inference_budget_ms=100,
                                                             no_preload=True)))
     assert c.direction == "cpu" and not c.blocking and "not measured" in c.text
-    pre = R.rule_first_inference_budget(inp(options=R.Options(first_inference_budget_ms=100)))
+    pre = R.rule_first_inference_budget(inp(options=A.Options(first_inference_budget_ms=100)))
     assert pre.direction == "neutral"
     assert R.rule_first_inference_budget(inp()) is None
 
 
 def test_rule_dense_compute():
-    big = R.ModelFacts("m", macs=570_000_000, dense_share=0.97)
+    big = A.ModelFacts("m", macs=570_000_000, dense_share=0.97)
     assert R.rule_dense_compute(inp(model=big)).direction == "aipu"
-    tiny = R.ModelFacts("m", macs=10_000, dense_share=0.97)
+    tiny = A.ModelFacts("m", macs=10_000, dense_share=0.97)
     assert R.rule_dense_compute(inp(model=tiny)).direction == "neutral"
-    low = R.ModelFacts("m", macs=570_000_000, dense_share=0.1)
+    low = A.ModelFacts("m", macs=570_000_000, dense_share=0.1)
     assert R.rule_dense_compute(inp(model=low)).direction == "neutral"
     assert R.rule_dense_compute(inp()) is None
 
 
 def test_rule_quantized():
-    q = R.rule_quantized(inp(model=R.ModelFacts("m", quantized=True)))
+    q = R.rule_quantized(inp(model=A.ModelFacts("m", quantized=True)))
     assert q.direction == "aipu"
-    rk = R.rule_quantized(inp(model=R.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP))
+    rk = R.rule_quantized(inp(model=A.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP))
     assert rk.direction == "cpu" and rk.evidence["npu_needs_int8"] is True
     assert "cannot run on this NPU until quantised with PaddleSlim" in rk.text
     assert rk.blocking and rk.weight == 3.0  # nothing to offload until the model is int8
     # a measured AIPU row outranks the rule: still toward the CPU, no longer blocking
-    rk_m = R.rule_quantized(inp(model=R.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP,
+    rk_m = R.rule_quantized(inp(model=A.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP,
                                 aipu=side("aipu", 5.0)))
     assert rk_m.direction == "cpu" and not rk_m.blocking
-    assert R.rule_quantized(inp(model=R.ModelFacts("m", quantized=False))) is None  # Kirin: fp32 ok
+    assert R.rule_quantized(inp(model=A.ModelFacts("m", quantized=False))) is None  # Kirin: fp32 ok
     assert R.rule_quantized(inp()) is None  # unknown
 
 
 def test_rule_power_budget_and_energy():
-    x = inp(options=R.Options(power_budget_w=2.0), cpu=side("cpu", 20, power=3.5, energy=70),
+    x = inp(options=A.Options(power_budget_w=2.0), cpu=side("cpu", 20, power=3.5, energy=70),
             aipu=side("aipu", 5, power=1.5, energy=7.5))
     c = R.rule_power(x)
     assert c.direction == "aipu" and c.blocking
-    e = R.rule_power(replace(x, options=R.Options()))
+    e = R.rule_power(replace(x, options=A.Options()))
     assert e.direction == "aipu" and not e.blocking and e.evidence["cpu_energy_mj_per_inf"] == 70
-    worse = R.rule_power(replace(x, options=R.Options(), aipu=side("aipu", 5, energy=200)))
+    worse = R.rule_power(replace(x, options=A.Options(), aipu=side("aipu", 5, energy=200)))
     assert worse.direction == "cpu"
-    guide = R.rule_power(inp(options=R.Options(power_budget_w=1.0)))
+    guide = R.rule_power(inp(options=A.Options(power_budget_w=1.0)))
     assert guide.direction == "aipu" and guide.weight == 1.0
     assert R.rule_power(inp()) is None
 
 
 def test_rule_busy_cpu():
-    assert R.rule_busy_cpu(inp(options=R.Options(busy_cpu=True))).direction == "aipu"
-    none = R.rule_busy_cpu(inp(options=R.Options(busy_cpu=True), has_aipu=False))
+    assert R.rule_busy_cpu(inp(options=A.Options(busy_cpu=True))).direction == "aipu"
+    none = R.rule_busy_cpu(inp(options=A.Options(busy_cpu=True), has_aipu=False))
     assert none.direction == "neutral" and "no accelerator" in none.text  # the flag still speaks
     assert R.rule_busy_cpu(inp()) is None
 
 
 def _fb(fallback=None, subgraphs=1, supported=20, cpu_segments=0):
-    return R.Fallback("rockchip_npu", supported, fallback or {}, subgraphs, cpu_segments)
+    return A.Fallback("rockchip_npu", supported, fallback or {}, subgraphs, cpu_segments)
 
 
 def test_rule_op_fallback():
@@ -153,11 +154,11 @@ def test_rule_op_fallback():
 
 
 def test_rule_latency_budget_uses_upper_ci_bound():
-    x = inp(options=R.Options(latency_budget_ms=10), cpu=side("cpu", 9.5, lo=9, hi=11),
+    x = inp(options=A.Options(latency_budget_ms=10), cpu=side("cpu", 9.5, lo=9, hi=11),
             aipu=side("aipu", 4, lo=3.8, hi=4.2))
     c = R.rule_latency_budget(x)
     assert c.direction == "aipu" and c.blocking and c.evidence["cpu_ms"] == 11
-    both = R.rule_latency_budget(replace(x, options=R.Options(latency_budget_ms=20)))
+    both = R.rule_latency_budget(replace(x, options=A.Options(latency_budget_ms=20)))
     assert both.direction == "neutral"
     assert R.rule_latency_budget(inp()) is None
 
@@ -176,7 +177,7 @@ def test_rule_measured_speed_needs_separated_cis():
 def test_rule_gpu_and_estimate():
     g = R.rule_gpu(inp(cpu=side("cpu", 40), gpu=side("gpu", 2)))
     assert g.direction == "gpu"
-    est = R.Estimate(aipu_ms=2.0, precision="int8", tops=3.0, utilisation=0.3, note="n")
+    est = A.Estimate(aipu_ms=2.0, precision="int8", tops=3.0, utilisation=0.3, note="n")
     e = R.rule_estimate(inp(estimate=est, cpu=side("cpu", 40)))
     assert e.direction == "aipu" and e.evidence["confidence"] == "low"
     assert R.rule_estimate(inp(estimate=est, aipu=side("aipu", 3))) is None  # measured wins
@@ -226,12 +227,12 @@ def test_break_even_is_where_the_lead_changes(cl, cf, cp, al, af, ap):
 
 def test_decide_blocking_wins_and_conflicts_give_either():
     x = inp()
-    a = R.Contribution("x", "aipu", 3, "", {})
-    b = R.Contribution("y", "cpu", 3, "", {}, blocking=True)
+    a = A.Contribution("x", "aipu", 3, "", {})
+    b = A.Contribution("y", "cpu", 3, "", {}, blocking=True)
     assert R.decide([a, a, b], x)[0] == "cpu"
-    b2 = R.Contribution("z", "aipu", 3, "", {}, blocking=True)
+    b2 = A.Contribution("z", "aipu", 3, "", {}, blocking=True)
     assert R.decide([b, b2], x)[0] == "either"
-    assert R.decide([R.Contribution("s", "cpu", 0.5, "", {})], x)[0] == "either"
+    assert R.decide([A.Contribution("s", "cpu", 0.5, "", {})], x)[0] == "either"
     assert R.decide([a], x)[0] == "aipu"
 
 
@@ -290,22 +291,22 @@ def test_npu_ops_yaml_records_sources_per_list():
                                     (0.00005, "0.0000500"), (0, "0"), (None, "n/a")])
 def test_fmt_num_no_exponents(v, text):
     assert R.fmt_num(v) == text
-    assert R._fmt(1530.4) == "1,530 ms"
+    assert R.fmt_ms(1530.4) == "1,530 ms"
 
 
 def test_estimate_for_an_fp32_model_on_an_int8_npu_is_informative_only():
-    est = R.Estimate(aipu_ms=2.0, precision="int8", tops=3.0, utilisation=0.3, note="n",
+    est = A.Estimate(aipu_ms=2.0, precision="int8", tops=3.0, utilisation=0.3, note="n",
                      assumes_quantized=True)
-    x = inp(model=R.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP, estimate=est,
+    x = inp(model=A.ModelFacts("m", quantized=False), nnadapter_devices=ROCKCHIP, estimate=est,
             cpu=side("cpu", 40.0))
     c = R.rule_estimate(x)
     assert c.direction == "neutral" and c.weight == 0.0
     assert "assumes an int8-quantised model (it is not)" in c.text
     # the same figure for a quantised model does vote
-    q = R.rule_estimate(replace(x, model=R.ModelFacts("m", quantized=True),
+    q = R.rule_estimate(replace(x, model=A.ModelFacts("m", quantized=True),
                                 estimate=replace(est, assumes_quantized=False)))
     assert q.direction == "aipu"
-    lb = R.rule_latency_budget(replace(x, cpu=None, options=R.Options(latency_budget_ms=5)))
+    lb = R.rule_latency_budget(replace(x, cpu=None, options=A.Options(latency_budget_ms=5)))
     assert "if the model were int8-quantised (it is not)" in lb.text
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, strategies as st
 
+from lab.decide import advice_records as A
 from lab.decide import advice_rules as R
-from lab.decide.advisor import advise, load_inventory, partition, render_text
+from lab.decide.advisor import advise, render_text
+from lab.decide.facts import load_inventory
+from lab.decide.npu_partition import partition
 from lab.devices.catalog import load_catalog
 from lab.cli import main
-from lab.core.records import Measurement
 from lab.results.store import Store
 from lab.core.yamlio import load_yaml
 
@@ -74,8 +76,8 @@ def fleet(tmp_path_factory):
             "store": root / "lab.sqlite", "devfile": root / "devices.yaml"}
 
 
-OPTION_SETS = [R.Options(), R.Options(latency_budget_ms=5), R.Options(busy_cpu=True),
-               R.Options(power_budget_w=10, first_inference_budget_ms=50, no_preload=True)]
+OPTION_SETS = [A.Options(), A.Options(latency_budget_ms=5), A.Options(busy_cpu=True),
+               A.Options(power_budget_w=10, first_inference_budget_ms=50, no_preload=True)]
 
 
 def test_gpu_or_cpu_only_devices_never_answer_aipu(fleet):
@@ -100,7 +102,7 @@ def test_gpu_or_cpu_only_devices_never_answer_aipu(fleet):
 
 
 side_st = st.builds(
-    lambda p, lo, hi, load, first, w: R.Side("x", "b", "fp32", p, p * lo, p * hi, load, first,
+    lambda p, lo, hi, load, first, w: A.Side("x", "b", "fp32", p, p * lo, p * hi, load, first,
                                                power_w=w),
     st.floats(0.01, 5000), st.floats(0.5, 1.0), st.floats(1.0, 2.0),
     st.none() | st.floats(0, 5000), st.none() | st.floats(0, 500), st.none() | st.floats(0.1, 300))
@@ -117,10 +119,10 @@ def test_property_no_npu_never_aipu(has_gpu, cpu, gpu, macs, share, quant, nlp, 
     from dataclasses import replace
     cpu = cpu and replace(cpu, processor="cpu")
     gpu = gpu and replace(gpu, processor="gpu") if has_gpu else None
-    x = R.AdviceInput(model=R.ModelFacts("m", macs=macs, dense_share=share, quantized=quant,
+    x = A.AdviceInput(model=A.ModelFacts("m", macs=macs, dense_share=share, quantized=quant,
                                          domain="nlp" if nlp else "vision"),
                       device="d", chip="c", has_aipu=False, aipu_name=None, has_gpu=has_gpu,
-                      options=R.Options(lat, first, nopre, busy, power), cpu=cpu, gpu=gpu)
+                      options=A.Options(lat, first, nopre, busy, power), cpu=cpu, gpu=gpu)
     verdict, _ = R.decide(R.evaluate(x), x)
     assert verdict in ({"cpu", "gpu", "either"} if has_gpu else {"cpu"})
 
@@ -131,11 +133,11 @@ def test_every_flag_gives_a_reason_with_its_number(fleet, device):
              "power_budget_w": (9, "9 W")}
     for key, (value, shown) in flags.items():
         for rows in (fleet["rows"], []):
-            a = advise("mobilenet_v1", device, options=R.Options(**{key: value}), rows=rows,
+            a = advise("mobilenet_v1", device, options=A.Options(**{key: value}), rows=rows,
                        devices=fleet["devices"], models_root=fleet["models"])
             assert any(shown in c.text for c in a.reasons), (device, key, [c.text for c in a.reasons])
     for key, rule in (("busy_cpu", "busy_cpu"), ("no_preload", "preload")):
-        a = advise("mobilenet_v1", device, options=R.Options(**{key: True}), rows=fleet["rows"],
+        a = advise("mobilenet_v1", device, options=A.Options(**{key: True}), rows=fleet["rows"],
                    devices=fleet["devices"], models_root=fleet["models"])
         assert any(c.rule == rule for c in a.reasons), (device, key)
 
@@ -163,14 +165,14 @@ def test_tiny_model_on_kirin_is_cpu_although_every_op_maps(fleet):
 
 
 def test_tiny_model_stays_cpu_unless_measured_faster_end_to_end():
-    tiny = R.ModelFacts("m", macs=9_500, dense_share=1.0)
+    tiny = A.ModelFacts("m", macs=9_500, dense_share=1.0)
     base = dict(model=tiny, device="d", chip="kirin990", has_aipu=True, aipu_name="NPU",
-                options=R.Options(), nnadapter_devices=("huawei_kirin_npu",))
-    fb = R.Fallback("huawei_kirin_npu", 5, {}, 1, 0)
-    x = R.AdviceInput(**base, fallback=fb, cpu=R.Side("cpu", "b", "fp32", 2.0, 1.9, 2.1))
+                options=A.Options(), nnadapter_devices=("huawei_kirin_npu",))
+    fb = A.Fallback("huawei_kirin_npu", 5, {}, 1, 0)
+    x = A.AdviceInput(**base, fallback=fb, cpu=A.Side("cpu", "b", "fp32", 2.0, 1.9, 2.1))
     assert R.decide(R.evaluate(x), x)[0] == "cpu"
-    y = R.AdviceInput(**base, fallback=fb, cpu=R.Side("cpu", "b", "fp32", 6.0, 5.9, 6.1),
-                      aipu=R.Side("aipu", "b", "fp32", 1.0, 0.9, 1.1))
+    y = A.AdviceInput(**base, fallback=fb, cpu=A.Side("cpu", "b", "fp32", 6.0, 5.9, 6.1),
+                      aipu=A.Side("aipu", "b", "fp32", 1.0, 0.9, 1.1))
     assert R.decide(R.evaluate(y), y)[0] != "cpu"
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +16,9 @@ from lab.devices.catalog import Figure, load_catalog
 from lab.cli import main
 from lab.core.errors import ConfigError
 from lab.core.records import ResultRow
-from lab.decide.scoring import (CRITERIA, Constraint, amortised_usd, load_profiles, log_down,
-                         log_up, score_chip, score_chips)
+from lab.decide.criteria import amortised_usd, log_down, log_up
+from lab.decide.profiles import CRITERIA, Constraint, load_profiles
+from lab.decide.scoring import score_chip, score_chips
 from lab.decide.tradeoffs import dominates
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -470,7 +470,7 @@ MEASURED_PROFS = [pid for pid in PROF_IDS if PROFS[pid].reference_models]
 
 
 def _sub_scores(p, lat, energy):
-    from lab.decide.scoring import UNKNOWN_PRIOR
+    from lab.decide.criteria import UNKNOWN_PRIOR
     out = {"latency": log_down(lat, *p.targets["latency_ms"]),
            "throughput": log_up(1000.0 / lat, *p.targets["throughput_ips"])
            if "throughput_ips" in p.targets else 1.0,

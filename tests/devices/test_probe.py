@@ -84,7 +84,7 @@ def test_probe_reports_missing_paddle_for_a_python_without_it(tmp_path):
     rep = probe_device(Device(id="local", chip="generic-x86-cpu", transport="local", python=py,
                               workdir=str(tmp_path)))
     assert rep.reachable and rep.paddle is None
-    assert any(f"pip install paddlepaddle==" in m and py in m for m in rep.runtimes_missing)
+    assert any("pip install paddlepaddle==" in m and py in m for m in rep.runtimes_missing)
 
 
 @pytest.mark.skipif(not shutil.which("busybox"), reason="busybox not installed (apt-get install busybox)")
@@ -102,7 +102,7 @@ def test_check_devices_parallel_keeps_order_and_bounds_each_probe():
             raise DeviceUnreachable(dev.id, "connection refused")
         if dev.id == "hang":
             time.sleep(30)
-        from lab.transport import open_transport
+        from lab.transport.registry import open_transport
         return open_transport(dev)
 
     devs = [Device(id="hang", chip="generic-x86-cpu", transport="local"),

@@ -57,8 +57,9 @@ def cluster(tmp_path_factory):
 
 
 def test_campaign_local_then_resumed_on_ray_across_two_nodes(cluster, tmp_path, ssh_client_key, loopback_sshd):
-    from lab.models import zoo as models
-    models.build("tiny_mlp", out_root=str(tmp_path / "models"))
+    from lab.models.artifact import load_artifact
+    from lab.models.build import build
+    build("tiny_mlp", out_root=str(tmp_path / "models"))
     kh = tmp_path / "known_hosts"
     kh.write_text(loopback_sshd.known_hosts_line())
     (tmp_path / "devices.yaml").write_text(textwrap.dedent(f"""
@@ -89,7 +90,7 @@ def test_campaign_local_then_resumed_on_ray_across_two_nodes(cluster, tmp_path, 
         """))
     devices = load_devices(tmp_path / "devices.yaml")
     spec = load_campaign(tmp_path / "c.yaml")
-    sha = models.load_artifact("tiny_mlp", root=str(tmp_path / "models")).sha256
+    sha = load_artifact("tiny_mlp", root=str(tmp_path / "models")).sha256
     jobs, _ = plan_jobs(spec, devices, lambda m: sha)
     assert len(jobs) == 4
     store_path = tmp_path / "s.sqlite"

@@ -12,7 +12,7 @@ import pytest
 from lab import cli
 from lab.core import errors
 from lab.core.errors import ConfigError, DeviceError
-from lab.core.records import Device, Job, Measurement
+from lab.core.records import Device, Job
 from lab.measure import ray_engine as re_
 from lab.measure.ray_engine import (RemoteError, SyntheticExecutor, device_resource, materialize_models,
                             node_resources, run_on_node)

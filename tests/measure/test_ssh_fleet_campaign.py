@@ -42,9 +42,9 @@ PROTOCOL = """protocol:
 
 @pytest.fixture(scope="module")
 def models_root():
-    from lab.models import zoo as models
+    from lab.models.build import build
     root = REPO / "models"  # the lab's default models root (git-ignored); build is skipped when cached
-    models.build("tiny_mlp", out_root=root)
+    build("tiny_mlp", out_root=root)
     return root
 
 

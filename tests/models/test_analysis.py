@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from lab.models import analysis
-from lab.models import zoo as models
+from lab.models import analysis, program
+from lab.models.build import build
 from lab.core.errors import ConfigError, LabError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,7 +183,7 @@ def test_json_analysis_does_not_import_paddle(tmp_path):
 
 # ------------------------------------------------------- legacy ProgramDesc, built with protobuf
 def _program(ops, vars_):
-    pb2 = analysis._framework_pb2()
+    pb2 = program.framework_pb2()
     prog = pb2.ProgramDesc()
     block = prog.blocks.add()
     block.idx, block.parent_idx = 0, -1
@@ -275,7 +275,7 @@ def zoo_root(tmp_path_factory) -> Path:
     ("tiny_mlp", {"x": []}, [], []),
 ])
 def test_real_exports_both_formats_agree(zoo_root, model_id, dyn, data_dep, seq):
-    art = models.build(model_id, zoo_root)
+    art = build(model_id, zoo_root)
     run = {i.name: i.run_shape for i in art.inputs}
     pir = analysis.analyze(art.json_path, run_shapes=run)
     leg = analysis.analyze(art.pdmodel_path, run_shapes=run)
@@ -298,7 +298,7 @@ def test_real_exports_both_formats_agree(zoo_root, model_id, dyn, data_dep, seq)
 
 @pytest.mark.slow
 def test_mobilenet_v1_static_estimate_matches_paddle_flops(zoo_root):
-    art = models.build("mobilenet_v1", zoo_root)
+    art = build("mobilenet_v1", zoo_root)
     assert art.flops == 578_876_928 and art.params == 4_253_864  # paddle.md reference values
     res = analysis.analysis_for(art)
     # paddle.flops also counts BN (2/elem) and pooling; conv+matmul alone is ~98% of it

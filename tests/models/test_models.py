@@ -11,9 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from lab.models import zoo as models
+import lab.models.build as build_module
 from lab.cli import main
 from lab.core.errors import ConfigError
+from lab.core.hashing import files_sha256, sha256_file
+from lab.core.versions import paddle_version
+from lab.models.artifact import META_SCHEMA, load_artifact, verify_artifact
+from lab.models.build import build, build_key
+from lab.models.user import parse_input_arg
+from lab.models.zoo import load_zoo
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,7 +42,7 @@ models:
 
 
 def test_shipped_zoo_has_required_models():
-    zoo = models.load_zoo(REPO / "models" / "zoo.yaml")
+    zoo = load_zoo(REPO / "models" / "zoo.yaml")
     for mid in ("mobilenet_v1", "mobilenet_v2", "resnet18", "resnet50", "text_lstm", "tiny_mlp",
                 "tiny_detector"):
         assert mid in zoo
@@ -47,7 +53,7 @@ def test_shipped_zoo_has_required_models():
 
 
 def test_zoo_good_entry(tmp_path):
-    zoo = models.load_zoo(_zoo(tmp_path, GOOD_ENTRY))
+    zoo = load_zoo(_zoo(tmp_path, GOOD_ENTRY))
     e = zoo["m1"]
     assert (e.arch, e.seed, e.kwargs, e.line) == ("tiny_mlp", 3, {"in_features": 8}, 2)
 
@@ -66,23 +72,23 @@ def test_zoo_good_entry(tmp_path):
 ])
 def test_zoo_errors_name_file_and_line(tmp_path, body, needle):
     with pytest.raises(ConfigError) as err:
-        models.load_zoo(_zoo(tmp_path, body))
+        load_zoo(_zoo(tmp_path, body))
     msg = str(err.value)
     assert needle in msg and "zoo.yaml" in msg and "\n" not in msg
 
 
 def test_duplicate_id_points_at_second_entry(tmp_path):
     with pytest.raises(ConfigError) as err:
-        models.load_zoo(_zoo(tmp_path, GOOD_ENTRY + GOOD_ENTRY.split("\n", 1)[1]))
+        load_zoo(_zoo(tmp_path, GOOD_ENTRY + GOOD_ENTRY.split("\n", 1)[1]))
     assert err.value.line == 7 and "first defined at line 2" in str(err.value)
 
 
 def test_build_key_depends_on_seed_and_paddle(tmp_path):
-    e = models.load_zoo(_zoo(tmp_path, GOOD_ENTRY))["m1"]
-    e2 = models.load_zoo(_zoo(tmp_path, GOOD_ENTRY.replace("seed: 3", "seed: 4")))["m1"]
-    assert models.build_key(e, "3.3.1") == models.build_key(e, "3.3.1")
-    assert models.build_key(e, "3.3.1") != models.build_key(e2, "3.3.1")
-    assert models.build_key(e, "3.3.1") != models.build_key(e, "3.2.0")
+    e = load_zoo(_zoo(tmp_path, GOOD_ENTRY))["m1"]
+    e2 = load_zoo(_zoo(tmp_path, GOOD_ENTRY.replace("seed: 3", "seed: 4")))["m1"]
+    assert build_key(e, "3.3.1") == build_key(e, "3.3.1")
+    assert build_key(e, "3.3.1") != build_key(e2, "3.3.1")
+    assert build_key(e, "3.3.1") != build_key(e, "3.2.0")
 
 
 @pytest.mark.parametrize("text, expect", [
@@ -91,7 +97,7 @@ def test_build_key_depends_on_seed_and_paddle(tmp_path):
     ("x:4x8", ("x", (4, 8), "float32")),
 ])
 def test_parse_input_arg(text, expect):
-    spec = models.parse_input_arg(text)
+    spec = parse_input_arg(text)
     assert (spec.name, spec.run_shape, spec.dtype) == expect
 
 
@@ -99,19 +105,19 @@ def test_parse_input_arg(text, expect):
                                   "x:-1x3:float32", "a:b:c:d"])
 def test_parse_input_arg_rejects(text):
     with pytest.raises(ConfigError):
-        models.parse_input_arg(text)
+        parse_input_arg(text)
 
 
 def test_load_artifact_not_built(tmp_path):
     with pytest.raises(ConfigError) as err:
-        models.load_artifact("mobilenet_v1", root=tmp_path)
+        load_artifact("mobilenet_v1", root=tmp_path)
     assert "run `lab models build mobilenet_v1 --models-root" in str(err.value)
 
 
 def test_load_artifact_rejects_path_like_ids(tmp_path):
     for bad in ("../etc", "a/b", ""):
         with pytest.raises(ConfigError):
-            models.load_artifact(bad, root=tmp_path)
+            load_artifact(bad, root=tmp_path)
 
 
 def test_cli_build_unknown_model_exit2(tmp_path, capsys):
@@ -135,37 +141,37 @@ def zoo_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny(zoo_root):
-    return models.build("tiny_mlp", zoo_root)
+    return build("tiny_mlp", zoo_root)
 
 
 @pytest.fixture(scope="session")
 def lstm(zoo_root):
-    return models.build("text_lstm", zoo_root)
+    return build("text_lstm", zoo_root)
 
 
 @pytest.fixture(scope="session")
 def detector(zoo_root):
-    return models.build("tiny_detector", zoo_root)
+    return build("tiny_detector", zoo_root)
 
 
 @pytest.mark.slow
 def test_build_writes_both_formats_and_meta(tiny, zoo_root):
-    art = models.load_artifact("tiny_mlp", zoo_root)
+    art = load_artifact("tiny_mlp", zoo_root)
     assert art.json_path.name == "inference.json" and art.json_path.is_file()
     assert art.pdiparams_path.is_file() and art.pdmodel_path.name == "legacy.pdmodel"
     assert art.legacy_pdiparams_path.is_file() and art.source == "zoo"
     meta = json.loads((art.dir / "meta.json").read_text())
-    assert meta["schema"] == models.META_SCHEMA
+    assert meta["schema"] == META_SCHEMA
     assert set(meta["files"]) == {"inference.json", "inference.pdiparams", "legacy.pdmodel",
                                   "legacy.pdiparams"}
     for rel, digest in meta["files"].items():
-        assert models.sha256_file(art.dir / rel) == digest
-    assert art.sha256 == models.files_sha256(art.json_path, art.pdiparams_path)
-    assert art.legacy_sha256 == models.files_sha256(art.pdmodel_path, art.legacy_pdiparams_path)
+        assert sha256_file(art.dir / rel) == digest
+    assert art.sha256 == files_sha256(art.json_path, art.pdiparams_path)
+    assert art.legacy_sha256 == files_sha256(art.pdmodel_path, art.legacy_pdiparams_path)
     # 64->128->10 MLP: MACs 64*128 + 128*10, params weights + biases
     assert art.flops == 64 * 128 + 128 * 10
     assert art.params == 64 * 128 + 128 + 128 * 10 + 10
-    assert meta["built_with"]["paddle"] == models.paddle_version()
+    assert meta["built_with"]["paddle"] == paddle_version()
     assert meta["built_with"]["numpy"]
     assert [(i.name, i.shape, i.dtype, i.run_shape) for i in art.inputs] == \
         [("x", (-1, 64), "float32", (1, 64))]
@@ -179,24 +185,24 @@ def test_cache_hit_skips_export(tiny, zoo_root, monkeypatch):
     def no_export(*a, **k):
         raise AssertionError("cache hit expected: the exporter must not run")
 
-    monkeypatch.setattr(models, "_run_worker", no_export)
+    monkeypatch.setattr(build_module, "_start_worker", no_export)
     before = (tiny.dir / "meta.json").read_text()
     t0 = time.monotonic()
-    again = models.build("tiny_mlp", zoo_root)
+    again = build("tiny_mlp", zoo_root)
     assert time.monotonic() - t0 < 2.0
     assert again.sha256 == tiny.sha256 and (tiny.dir / "meta.json").read_text() == before
 
 
 @pytest.mark.slow
 def test_tampered_file_rebuilds_to_same_seeded_weights(tmp_path):
-    art = models.build("tiny_mlp", tmp_path)
+    art = build("tiny_mlp", tmp_path)
     params = art.pdiparams_path.read_bytes()
     art.pdiparams_path.write_bytes(b"\0" * len(params))
-    assert models.verify_artifact(art) == ["inference.pdiparams"]
-    rebuilt = models.build("tiny_mlp", tmp_path)
+    assert verify_artifact(art) == ["inference.pdiparams"]
+    rebuilt = build("tiny_mlp", tmp_path)
     # Seeded random weights: a rebuild gives byte-identical parameters.
     assert rebuilt.pdiparams_path.read_bytes() == params
-    assert rebuilt.sha256 == art.sha256 and models.verify_artifact(rebuilt) == []
+    assert rebuilt.sha256 == art.sha256 and verify_artifact(rebuilt) == []
 
 
 @pytest.mark.slow
@@ -206,7 +212,7 @@ def test_missing_model_file_is_config_error(tiny, tmp_path, capsys):
     shutil.copytree(tiny.dir, root / "tiny_mlp")
     (root / "tiny_mlp" / "legacy.pdmodel").unlink()
     with pytest.raises(ConfigError) as err:
-        models.load_artifact("tiny_mlp", root)
+        load_artifact("tiny_mlp", root)
     assert "legacy.pdmodel missing" in str(err.value)
     assert "lab models build tiny_mlp" in str(err.value)
     rc = main(["models", "--root", str(root), "show", "tiny_mlp"])
@@ -268,7 +274,7 @@ def test_add_user_model_both_formats(tiny, tmp_path, capsys):
                str(tiny.pdmodel_path), "--params-file", str(tiny.legacy_pdiparams_path),
                "--input", "x:1x64:float32"])
     assert rc == 0, capsys.readouterr().err
-    art = models.load_artifact("my_pd", root)
+    art = load_artifact("my_pd", root)
     assert art.source == "user" and art.model_format == "pdmodel" and art.json_path is None
     assert art.model_path == art.pdmodel_path and art.params_path.is_file()
     assert art.inputs[0].shape == (-1, 64) and art.inputs[0].run_shape == (1, 64)
@@ -278,7 +284,7 @@ def test_add_user_model_both_formats(tiny, tmp_path, capsys):
     rc = main(["models", "--root", str(root), "add", "my_json", "--model-file",
                str(tiny.json_path), "--input", "x:4x64"])  # params found next to the .json
     assert rc == 0, capsys.readouterr().err
-    art2 = models.load_artifact("my_json", root)
+    art2 = load_artifact("my_json", root)
     assert art2.model_format == "json" and art2.sha256 == tiny.sha256
     assert art2.flops == 4 * tiny.flops  # estimated at the given batch 4
 
@@ -327,7 +333,7 @@ def test_lite_target_calls_converter_per_model_and_target(monkeypatch, tmp_path,
     from lab.convert import lite
     calls = []
     monkeypatch.setattr(lite, "convert", lambda art, target: calls.append((art, target)))
-    monkeypatch.setattr(models, "build", lambda mid, *a, **k: f"artifact:{mid}")
+    monkeypatch.setattr(build_module, "build", lambda mid, *a, **k: f"artifact:{mid}")
     rc = main(["models", "--root", str(tmp_path), "--zoo", str(REPO / "models/zoo.yaml"),
                "build", "tiny_mlp", "text_lstm", "--lite-target", "arm",
                "--lite-target", "huawei_kirin_npu"])

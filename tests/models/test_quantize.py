@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from lab.models import agreement
-from lab.models import zoo as models
+from lab.models.artifact import load_artifact
+from lab.models.build import build
 from lab.models import quantize
 from lab.cli import main
 
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="session")
 def qroot(tmp_path_factory) -> Path:
     root = tmp_path_factory.getbasetemp() / "hwlab-quant"
-    models.build("digits_cnn", root)
+    build("digits_cnn", root)
     return root
 
 
@@ -175,7 +176,7 @@ def test_bad_eval_data_exit2(digits_int8, qroot, tmp_path, capsys):
 
 def test_pi_runner_int8_reports_outputs_check_that_agrees(digits_int8, qroot, tmp_path):
     """The travelling runner: oneDNN int8 timing, then the reference set, compared on the host."""
-    parent = models.load_artifact("digits_cnn", qroot)
+    parent = load_artifact("digits_cnn", qroot)
     ref = agreement.load_reference(parent)
     art = digits_int8.artifact
     out = tmp_path / "r.json"
@@ -191,7 +192,7 @@ def test_pi_runner_int8_reports_outputs_check_that_agrees(digits_int8, qroot, tm
     assert doc["config"]["precision"] == "int8" and doc["ok"]
     check = doc["outputs_check"]
     assert check["n"] == agreement.REFERENCE_SET_SIZE and check["seconds"] > 0
-    ag = agreement.check_runner_doc(check, parent, "int8")
+    ag = agreement.compare(ref["compact"], check["outputs"], "int8", agreement.reference_name(ref))
     assert ag.passed, ag
     # fp32 outputs from the runner agree with the reference at the fp32 threshold.
     ag32 = agreement.compare(ref["compact"], check["outputs"], "fp32")
@@ -230,7 +231,7 @@ def test_mobilenet_v1_int8_rockchip_npu(tmp_path_factory, lite_opt, monkeypatch)
     """The issue's must-show: mobilenet_v1 -> -int8 -> rockchip-npu .nb with its subgraphs."""
     monkeypatch.setenv("HWLAB_PADDLE_LITE_OPT", str(lite_opt))
     root = tmp_path_factory.getbasetemp() / "hwlab-quant-mnv1"
-    models.build("mobilenet_v1", root)
+    build("mobilenet_v1", root)
     r = quantize.quantize("mobilenet_v1", root, calib_batches=4)
     assert r.passed, r.summary
     assert main(["models", "--root", str(root), "build", "mobilenet_v1-int8", "--lite-target",

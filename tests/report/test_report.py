@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import html
 import json
-import random
 import re
 
 import pytest
 
 from lab.cli import main
-from lab.core.records import Job, Measurement, MeasurementProtocol
-from lab.report.render import build_report, render_html, write_report
+from lab.core.records import Job, Measurement
+from lab.report.render import build_report, decode_embedded, render_html
 from lab.results import stats
-from lab.report.render import cpu_vs_aipu, decode_embedded
+from lab.report.sections import cpu_vs_aipu
 from lab.results.store import Store
 from lab.decide.tradeoffs import pareto_front
 from report_fixtures import XSS_DEVICE, XSS_MODEL, make_job, measurement, fill  # noqa: F401

@@ -102,7 +102,7 @@ def _campaign(ws, name, threads, fmt):
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
-    from hog import boost, cpu_hog, find_process
+    from hog import cpu_hog
     ws = tmp_path_factory.mktemp("compare")
     (ws / "devices.yaml").write_text(f"devices:\n  - {{id: local, chip: generic-x86-cpu, transport: local,"
                                      f" workdir: {ws / 'device'}}}\n")
@@ -168,7 +168,7 @@ def test_other_threads_and_model_build_are_named(ws):
 
 @pytest.mark.slow
 def test_report_baseline_marks_the_busy_pair(ws):
-    from lab.report.render import baseline_section
+    from lab.report.sections import baseline_section
     from lab.results.store import Store
     s = Store(ws / "s.sqlite")
     try:

@@ -280,20 +280,22 @@ def test_lite_build_without_profiler_is_a_note_not_a_failure(kirin, tmp_path):
 
 # ------------------------------------------------------------------ advisor: fallback by measured time
 def _mf(cpu_ops):
-    from lab.decide import advice_rules as R
-    return R.MeasuredFallback(job_id="job-aipu-123", cpu_ops=cpu_ops, iterations=50, source="s")
+    from lab.decide import advice_records as A
+    return A.MeasuredFallback(job_id="job-aipu-123", cpu_ops=cpu_ops, iterations=50, source="s")
 
 
 def _rule(mf, fallback=None):
+    from lab.decide import advice_records as A
     from lab.decide import advice_rules as R
-    x = R.AdviceInput(model=R.ModelFacts(model="m"), device="d", chip="kirin990", has_aipu=True,
-                      aipu_name="NPU", options=R.Options(), measured_fallback=mf, fallback=fallback)
+    x = A.AdviceInput(model=A.ModelFacts(model="m"), device="d", chip="kirin990", has_aipu=True,
+                      aipu_name="NPU", options=A.Options(), measured_fallback=mf, fallback=fallback)
     return R.rule_op_fallback(x)
 
 
 def test_rule_weighs_fallback_by_measured_time_share():
+    from lab.decide import advice_records as A
     from lab.decide import advice_rules as R
-    static = R.Fallback("huawei_kirin_npu", 20, {"softmax": 1}, 1, 1)
+    static = A.Fallback("huawei_kirin_npu", 20, {"softmax": 1}, 1, 1)
     big = _rule(_mf({"softmax": 0.40}), static)
     assert big.direction == "cpu" and big.weight == pytest.approx(2.0)
     assert "CPU fallback: softmax takes 40 % of the time in the measured AIPU run" in big.text

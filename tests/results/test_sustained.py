@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from helpers import config_error, repo_env
-from lab.telemetry import trace as T
+from lab.telemetry.figures import WindowTelemetry, window_telemetry
+from lab.telemetry.trace import parse_trace
 from lab.measure.campaign import load_campaign, plan_jobs, protocol_identity
 from lab.devices.inventory import load_devices
 from lab.core.records import Measurement, MeasurementProtocol, SustainedWindow
@@ -112,13 +113,13 @@ def test_window_telemetry_from_a_trace():
             (2, 45000, 90000, 1000000, 1500000, 600000000, 4e6), (3, 50000, 90000, 1000000, 1000000, 600000000, 8e6),
             (4, 52000, 90000, 1000000, 1000000, 600000000, 12e6)]
     text += "".join(" ".join(str(int(x)) for x in r) + "\n" for r in rows)
-    tr = T.parse_trace(text)
-    a, b = T.window_telemetry(tr, [(0.0, 2.0), (2.0, 4.0)])
+    tr = parse_trace(text)
+    a, b = window_telemetry(tr, [(0.0, 2.0), (2.0, 4.0)])
     assert a.temp_c == 45.0 and b.temp_c == 52.0  # battery zone (90 °C) excluded
     assert a.cpu_mhz == pytest.approx(2000 * 2 / 3 + 1500 / 3) and b.cpu_mhz == pytest.approx((1500 + 1000 + 1000) / 3)
     assert a.accel_mhz == 600.0 and a.power_w == pytest.approx(2.0) and b.power_w == pytest.approx(4.0)
-    bare = T.parse_trace(head + "# col cpu.policy0 kHz /x\n# fields t cpu.policy0\n0 -\n")
-    assert T.window_telemetry(bare, [(0.0, 1.0)]) == [T.WindowTelemetry()]
+    bare = parse_trace(head + "# col cpu.policy0 kHz /x\n# fields t cpu.policy0\n0 -\n")
+    assert window_telemetry(bare, [(0.0, 1.0)]) == [WindowTelemetry()]
 
 
 # ------------------------------------------------------------------------------ protocol keys
@@ -205,9 +206,9 @@ def sustained_with_hog(tmp_path, *, model: str, seconds: float, window: float, h
         protocol: {{warmup: 3, warmup_seconds: 0.5, trials: 1, sustained_s: {seconds}, window_s: {window},
                    timeout_s: {seconds + 240}, sample_hz: 5, throttle_slowdown: {HOG_SLOWDOWN}}}
         """))
-    from lab.models import zoo as models
+    from lab.models.build import build
     root = REPO / "models"  # the lab's default models root (git-ignored): cached builds are reused
-    models.build(model, out_root=root)
+    build(model, out_root=root)
     out: dict = {}
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "--devices", "devices.yaml", "--store", "s.sqlite",
                              "run", "c.yaml", "--models-root", str(root), "--no-progress"], cwd=tmp_path,
@@ -275,7 +276,8 @@ def test_sustained_run_with_a_hog_shows_the_onset_in_its_windows(tmp_path):
 def test_report_ranks_first_and_last_window_and_flags_rank_changes(tmp_path):
     """Chip A is faster at first and throttles; chip B is steady: ranks swap, both flagged."""
     from lab.core.records import Job
-    from lab.report.render import build_report, render_html, sustained_section
+    from lab.report.render import build_report, render_html
+    from lab.report.sections import sustained_section
     s = Store(tmp_path / "s.sqlite")
     jobs = [Job("ja", "c", "board-a", "rk3588", "m", "0" * 64, "paddle-inference-cpu", "cpu", "fp32", 2),
             Job("jb", "c", "board-b", "generic-x86-cpu", "m", "0" * 64, "paddle-inference-cpu", "cpu", "fp32", 2)]

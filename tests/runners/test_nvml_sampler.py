@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.telemetry import trace as T
+from lab.telemetry.energy import energy_between
+from lab.telemetry.figures import POWER_FIELDS, Window, analyze
+from lab.telemetry.power import nvml_series
+from lab.telemetry.trace import parse_trace
 
 SAMPLER = Path(__file__).resolve().parents[2] / "lab" / "runners" / "nvml_sampler.py"
 
@@ -88,7 +91,7 @@ def run(tmp_path, spec, *args, with_fake=True):
     p = subprocess.run([sys.executable, "-S", str(SAMPLER), "-o", str(out), *args], env=env,
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
-    return T.parse_trace(out.read_text())
+    return parse_trace(out.read_text())
 
 
 def test_records_all_fields_and_analysis_matches_hand_figures(tmp_path):
@@ -101,10 +104,10 @@ def test_records_all_fields_and_analysis_matches_hand_figures(tmp_path):
     # counter: between sample k (step k+1) and the last: energy steps are 79 W*0.1 s idle / 69 J load.
     # In the trace's own time base the power is whatever the fake counter says per real second;
     # check the energy difference itself: steps 5..19 are load -> 14 x 69 J = 966 J
-    s = T.nvml_series(tr)
+    s = nvml_series(tr)
     i5 = 4  # sample index of step 5
-    assert T.energy_between(s, tr.t[i5], tr.t[-1]) == pytest.approx(14 * 69.0)
-    r = T.analyze(tr, [T.Window(tr.t[i5], tr.t[-1], 140)], idle=(tr.t[0], tr.t[3]))
+    assert energy_between(s, tr.t[i5], tr.t[-1]) == pytest.approx(14 * 69.0)
+    r = analyze(tr, [Window(tr.t[i5], tr.t[-1], 140)], idle=(tr.t[0], tr.t[3]))
     assert r.energy_mj_per_inf == pytest.approx(966_000 / 140)
     assert r.throttled is True and "SwPowerCap" in r.throttle_reasons[0]
     assert r.gpu_mem_mb == 1200 and r.power_source.startswith("nvml:gpu0 (counter")
@@ -113,14 +116,14 @@ def test_records_all_fields_and_analysis_matches_hand_figures(tmp_path):
 def test_pid_mismatch_falls_back_to_device_memory_delta(tmp_path):
     tr = run(tmp_path, script(), "-r", "50", "-n", "19", "--pid", "7")
     assert any("not among GPU processes" in n for n in tr.notes)
-    r = T.analyze(tr, [T.Window(tr.t[5], tr.t[-1], 10)], idle=(tr.t[0], tr.t[2]))
+    r = analyze(tr, [Window(tr.t[5], tr.t[-1], 10)], idle=(tr.t[0], tr.t[2]))
     assert r.gpu_mem_mb == 1000 and "device memory delta" in r.power_note
 
 
 def test_pre_volta_without_energy_counter_uses_sampled_power(tmp_path):
     tr = run(tmp_path, script(energy_ok=False), "-r", "50", "-n", "10")
     assert any(w == "nvml.gpu0.energy" for w, _ in tr.unavailable)
-    s = T.nvml_series(tr)
+    s = nvml_series(tr)
     assert s.kind == "sampled" and s.power_w[-1] == pytest.approx(690.0)
 
 
@@ -128,7 +131,7 @@ def test_no_pynvml_says_unavailable(tmp_path):
     tr = run(tmp_path, script(), "-n", "3", with_fake=False)
     assert tr.end_reason == "unavailable" and tr.unavailable[0][0] == "nvml"
     assert "pynvml not importable" in tr.unavailable[0][1]
-    f = T.analyze(tr, [T.Window(0, 1, 1)]).fields()
+    f = analyze(tr, [Window(0, 1, 1)]).fields()
     assert f["power_w"] is None and "pynvml not importable" in f["power_note"]
 
 
@@ -140,12 +143,12 @@ def test_init_failure_says_unavailable(tmp_path):
 
 
 def test_merges_with_sh_sampler_trace():
-    sh = T.parse_trace("# clock uptime\n# col temp.thermal_zone0 mC p\n# fields t temp.thermal_zone0\n"
+    sh = parse_trace("# clock uptime\n# col temp.thermal_zone0 mC p\n# fields t temp.thermal_zone0\n"
                        "0 40000\n1 41000\n2 42000\n")
-    nv = T.parse_trace("# clock uptime\n# col nvml.gpu0.energy mJ nvml\n# fields t nvml.gpu0.energy\n"
+    nv = parse_trace("# clock uptime\n# col nvml.gpu0.energy mJ nvml\n# fields t nvml.gpu0.energy\n"
                        "0.05 0\n1.05 100000\n2.05 200000\n")
     m = sh.merge(nv)
-    r = T.analyze(m, [T.Window(0.05, 2.05, 10)])
+    r = analyze(m, [Window(0.05, 2.05, 10)])
     assert r.power_w == pytest.approx(100.0) and r.temp_max_c == 42.0
 
 
@@ -158,12 +161,12 @@ def test_runs_on_python37_syntax():
 
 def test_without_runner_pid_gpu_memory_is_flagged_as_all_processes(tmp_path):
     tr = run(tmp_path, script(), "-r", "50", "-n", "19")  # no --pid: what a session starts today
-    r = T.analyze(tr, [T.Window(tr.t[5], tr.t[-1], 10)], idle=(tr.t[0], tr.t[2]))
+    r = analyze(tr, [Window(tr.t[5], tr.t[-1], 10)], idle=(tr.t[0], tr.t[2]))
     assert r.gpu_mem_mb == 1200 and r.gpu_mem_scope == "all compute processes"
     assert "not attributed to the runner" in r.power_note
     assert r.measurement_fields()["_detail"]["gpu_mem_scope"] == "all compute processes"
     tr2 = run(tmp_path, script(), "-r", "50", "-n", "19", "--pid", "4242")
-    mine = T.analyze(tr2, [T.Window(tr2.t[5], tr2.t[-1], 10)])
+    mine = analyze(tr2, [Window(tr2.t[5], tr2.t[-1], 10)])
     assert mine.gpu_mem_scope == "runner process"
     assert "not attributed" not in (mine.power_note or "")
 
@@ -174,7 +177,7 @@ def test_empty_pid_file_is_said_once(tmp_path):
     tr = run(tmp_path, script(), "-r", "50", "-n", "19", "--pid-file", str(pidf))
     said = [n for n in tr.notes if "pid file names no runner pid" in n]
     assert len(said) == 1
-    r = T.analyze(tr, [T.Window(tr.t[5], tr.t[-1], 10)])
+    r = analyze(tr, [Window(tr.t[5], tr.t[-1], 10)])
     assert r.gpu_mem_scope == "all compute processes"
 
 
@@ -187,7 +190,7 @@ def test_runner_gpu_memory_is_not_replaced_by_telemetry():
     def doc(gpu):
         return {"timings": {"samples_ms": [2.0, 2.1, 2.05], "converged": True},
                 "memory": {"peak_rss_mb": 900.0, "gpu_mem_mb": gpu}}
-    tele = dict.fromkeys(T.POWER_FIELDS)
+    tele = dict.fromkeys(POWER_FIELDS)
     tele.update(power_w=300.0, power_note="x", gpu_mem_mb=9000.0,
                 _detail={"gpu_mem_scope": "all compute processes"})
     m = measurement_from_docs(job, [doc(512.0), doc(520.0)], tele)

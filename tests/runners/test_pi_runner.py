@@ -264,12 +264,6 @@ def test_parse_input_spec():
             core.parse_input_spec(bad)
 
 
-def test_host_reads_constants_without_importing_paddle():
-    from lab.runners import read_constants, runner_path
-    consts = read_constants(runner_path("pi_runner.py"))
-    assert consts == {"SCHEMA": pr.SCHEMA, "RUNNER": "pi_runner", "RUNNER_VERSION": pr.RUNNER_VERSION}
-
-
 @pytest.mark.slow
 def test_max_iters_gives_a_fixed_count_protocol(tiny_models, tmp_path):
     """benchmark_bin-style --warmup 20 --repeats N: exactly N steady samples."""

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lab.telemetry import trace as T
+from lab.telemetry.energy import energy_between
+from lab.telemetry.figures import Window, analyze
+from lab.telemetry.power import battery_series, ina_series, rapl_series
+from lab.telemetry.trace import Trace, parse_trace
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLER = ROOT / "lab" / "runners" / "sampler.sh"
@@ -50,14 +53,14 @@ def shell_cmd(name: str, tmp_path: Path):
     return [shutil.which(argv[0])] + argv[1:], env
 
 
-def run_sampler(shell: str, tmp_path: Path, *args: str) -> T.Trace:
+def run_sampler(shell: str, tmp_path: Path, *args: str) -> Trace:
     cmd, env = shell_cmd(shell, tmp_path)
     out = tmp_path / "trace.txt"
     proc = subprocess.run(cmd + [str(SAMPLER), "-o", str(out), *args], env=env,
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
-    return T.parse_trace(out.read_text())
+    return parse_trace(out.read_text())
 
 
 @pytest.mark.parametrize("shell", list(SHELLS))
@@ -72,7 +75,7 @@ def test_kirin_phone_tree(shell, tmp_path):
     assert tr.info["cpu.policy4.cpuinfo_max_freq"] == "2600000"
     assert tr.info["temp.thermal_zone0.trip_point_0"] == "85000 passive"
     assert tr.t == sorted(tr.t) and len(tr.wall_refs) == 2
-    s = T.battery_series(tr)  # 350 mA x 3.85 V = 1.3475 W, unit detected as mA
+    s = battery_series(tr)  # 350 mA x 3.85 V = 1.3475 W, unit detected as mA
     assert s.power_w[0] == pytest.approx(1.3475) and "current unit mA" in s.notes[0]
 
 
@@ -83,14 +86,14 @@ def test_rk1808_tree(shell, tmp_path):
     assert "ina.hwmon0.power1" in names and "npu.ffbc0000.npu" in names
     assert not any(n.startswith("ina.hwmon1") for n in names)  # cpu_thermal hwmon is no INA
     assert tr.values["npu.ffbc0000.npu"] == [792000000.0] * 2
-    assert T.ina_series(tr).power_w == [2.5, 2.5]
+    assert ina_series(tr).power_w == [2.5, 2.5]
 
 
 def test_android_tree_spaces_and_per_cpu_fallback(tmp_path):
     tr = run_sampler("dash", tmp_path, "-R", str(TREES / "android_phone"), "-n", "1")
     assert tr.values["bat.status"] == ["Not_charging"]
     assert "cpu.cpu0" in tr.values
-    s = T.battery_series(tr)  # -420000 µA x 4 V, kernel sign
+    s = battery_series(tr)  # -420000 µA x 4 V, kernel sign
     assert s.power_w[0] == pytest.approx(1.68) and "negative = discharging" in s.notes[0]
 
 
@@ -98,7 +101,7 @@ def test_this_machine_reports_power_unavailable_with_reason(tmp_path):
     """The local device: no battery, no INA, no readable RAPL here -> 'power unavailable: why'."""
     tr = run_sampler("dash", tmp_path, "-n", "2")
     have = any(c.name.startswith(("bat.", "ina.", "rapl.")) for c in tr.columns)
-    r = T.analyze(tr, [T.Window(tr.t[0], tr.t[-1] + 1e-9, 1)])
+    r = analyze(tr, [Window(tr.t[0], tr.t[-1] + 1e-9, 1)])
     if have:  # a machine with readable sensors must give a number instead
         assert r.power_w is not None
     else:
@@ -131,7 +134,7 @@ def test_duration_and_stopfile(tmp_path):
     time.sleep(0.5)
     stop.touch()
     assert proc.wait(timeout=5) == 0
-    tr = T.parse_trace(out.read_text())
+    tr = parse_trace(out.read_text())
     assert tr.end_reason == "stopfile" and len(tr.t) >= 2
 
 
@@ -141,7 +144,7 @@ def test_sigterm_ends_cleanly(tmp_path):
     time.sleep(0.4)
     proc.terminate()
     assert proc.wait(timeout=5) == 0
-    assert T.parse_trace(out.read_text()).end_reason == "signal"
+    assert parse_trace(out.read_text()).end_reason == "signal"
 
 
 def test_bad_arguments_exit_2(tmp_path):
@@ -178,10 +181,10 @@ def test_scripted_rapl_sequence_with_wraparound(tmp_path):
             seen += 1
         time.sleep(0.01)
     assert proc.wait(timeout=5) == 0
-    tr = T.parse_trace(out.read_text())
+    tr = parse_trace(out.read_text())
     assert tr.values["rapl.intel-rapl:0"] == [900, 990, 40, 140]
-    s = T.rapl_series(tr)
-    assert s.wraps == 1 and T.energy_between(s, tr.t[0], tr.t[-1]) == pytest.approx(240e-6)
+    s = rapl_series(tr)
+    assert s.wraps == 1 and energy_between(s, tr.t[0], tr.t[-1]) == pytest.approx(240e-6)
 
 
 def test_shellcheck_posix():

@@ -46,9 +46,9 @@ def workspace(tmp: Path, campaign: str) -> Path:
 
 @pytest.fixture(scope="module")
 def digits_root(tmp_path_factory) -> Path:
-    from lab.models import zoo as models
+    from lab.models.build import build
     root = tmp_path_factory.mktemp("digits") / "models"
-    models.build("digits_cnn", root)
+    build("digits_cnn", root)
     return root
 
 

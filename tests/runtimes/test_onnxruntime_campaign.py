@@ -127,7 +127,7 @@ def test_missing_onnx_export_names_the_build_command(ws):
     from lab.measure.campaign import load_campaign, plan_jobs
     from lab.core.errors import ConfigError
     from lab.devices.inventory import load_devices
-    from lab.models.zoo import load_artifact
+    from lab.models.artifact import load_artifact
     from lab.transport.local import LocalTransport
     models = ws / "models"
     if not (models / "tiny_mlp" / "meta.json").exists():

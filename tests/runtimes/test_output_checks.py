@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from lab.decide import advice_records as A
 from lab.decide import advice_rules as R
 from lab.models import agreement
 from lab.measure.campaign import load_campaign, plan_jobs
@@ -130,14 +131,14 @@ def test_weak_check_compares_mean_and_std():
 
 # ------------------------------------------------------------------------- the advisor rule
 def _side(proc, p50, ok, acc=None):
-    return R.Side(processor=proc, backend=f"b-{proc}", precision="int8", p50_ms=p50, agree_ok=ok,
+    return A.Side(processor=proc, backend=f"b-{proc}", precision="int8", p50_ms=p50, agree_ok=ok,
                   agree_cosine_min=0.03 if ok is False else 0.999, agree_top1=0.1 if ok is False else 1.0,
                   accuracy_top1=acc, job_id=f"j-{proc}")
 
 
 def _x(cpu, aipu):
-    return R.AdviceInput(model=R.ModelFacts(model="m"), device="d", chip="c", has_aipu=True,
-                         aipu_name="npu", options=R.Options(), cpu=cpu, aipu=aipu)
+    return A.AdviceInput(model=A.ModelFacts(model="m"), device="d", chip="c", has_aipu=True,
+                         aipu_name="npu", options=A.Options(), cpu=cpu, aipu=aipu)
 
 
 def test_fast_but_wrong_aipu_is_never_recommended():

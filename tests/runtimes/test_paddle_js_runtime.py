@@ -28,7 +28,8 @@ LOCAL = Device(id="local", chip="generic-x86-cpu", transport="local")
 
 
 def _art(tmp_path, inputs=(InputSpec("x", (1, 3, 8, 8), "float32"),), web_meta=None):
-    (tmp_path / "meta.json").write_text(json.dumps({"web": web_meta} if web_meta else {}))
+    meta = {"id": "m", "sha256": "a" * 64, **({"web": web_meta} if web_meta else {})}
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
     return SimpleNamespace(id="m", dir=tmp_path, inputs=list(inputs), pdmodel_path=tmp_path / "m.pdmodel",
                            legacy_pdiparams_path=tmp_path / "m.pdiparams", sha256="a" * 64,
                            legacy_sha256="b" * 64)

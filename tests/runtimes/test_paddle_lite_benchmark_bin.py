@@ -6,7 +6,6 @@ flags, files and LD_LIBRARY_PATH a real binary needs and prints the documented v
 from __future__ import annotations
 
 import hashlib
-import shutil
 from contextlib import closing
 from pathlib import Path
 
@@ -14,12 +13,10 @@ import pytest
 
 from conftest_adb import adb_device, adb_env, adb_key, kirin, start_double  # noqa: F401
 
-from lab.devices.backends import BACKENDS
 from lab.runtimes import paddle_lite as lite_rt
-from lab.runtimes.base import JobContext, execute
 from lab.core.errors import ConfigError, RunnerError
-from lab.models.zoo import ModelArtifact
-from lab.core.records import InputSpec, Job, MeasurementProtocol
+from lab.models.artifact import ModelArtifact
+from lab.core.records import InputSpec
 from lab.transport.adb import ADBTransport
 from lite_doubles import STANDIN, make_artifact, make_bin, make_libs, job, run_lite_job, kirin_npu_setup  # noqa: F401
 

@@ -8,7 +8,6 @@ has a --max-seconds bound and every LoadGen run a max duration.
 """
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import sys
@@ -95,10 +94,10 @@ def _lab(*args: str, timeout: float = 600, prefix=()) -> subprocess.CompletedPro
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
-    from lab.models import zoo as models
+    from lab.models.build import build
     root = REPO / "models"  # the lab's default models root (git-ignored); cached builds are reused
-    models.build("tiny_mlp", out_root=root)
-    models.build("mobilenet_v1", out_root=root)
+    build("tiny_mlp", out_root=root)
+    build("mobilenet_v1", out_root=root)
     return root
 
 
@@ -134,10 +133,10 @@ def test_local_sweep_of_mobilenet_1_and_2_instances_gives_a_qps_p99_curve(zoo, t
         assert (logs / "serving_runner.log").is_file() and "stopping: SIGTERM" in (logs / "serving_runner.log").read_text()
     # a LoadGen Server run at the reported max QPS (2 instances: the most queries per second, so the
     # least Poisson noise) completes what it scheduled within 10 %: the endpoint really serves that rate
-    from lab.models import zoo as models
+    from lab.models.artifact import load_artifact
     from lab.serving.endpoint import LocalServer, ServerSpec
     from lab.serving.loadgen import LoadSettings, run_scenario
-    art = models.load_artifact("mobilenet_v1", root=str(zoo))
+    art = load_artifact("mobilenet_v1", root=str(zoo))
     two = next(r for r in rows if r["instances"] == 2)
     x = [{"x": np.random.RandomState(i).rand(1, 3, 224, 224).astype("float32")} for i in range(4)]
     spec = ServerSpec(name="mobilenet_v1", model_file=str(art.model_path), params_file=str(art.params_path),
@@ -160,7 +159,7 @@ def _device_server(tmp_path: Path, **kw):
     from lab.transport.local import LocalTransport
     t = LocalTransport(Device(id="local", chip="generic-x86-cpu", transport="local", workdir=str(tmp_path / "wd")))
     spec = ServerSpec(name="m", noop=True, max_seconds=60, **kw)
-    from lab.runners import RUNNERS_DIR
+    from lab.core.runner_files import RUNNERS_DIR
     return DeviceServer(t, spec, python=sys.executable, runner=str(RUNNERS_DIR / "serving_runner.py"),
                         workdir=t.workdir, tag="fault", ready_timeout=60)
 
@@ -269,7 +268,8 @@ def test_over_ssh_the_lab_starts_the_endpoint_on_the_netns_host_and_loads_it_fro
 def test_cloud_serving_scores_measured_max_qps_per_dollar_and_cost_per_million():
     from lab.devices.catalog import load_catalog
     from lab.core.records import ResultRow
-    from lab.decide.scoring import cost_per_million, hourly_usd, load_profiles, measures_for, score_measured
+    from lab.decide.measures import cost_per_million, hourly_usd, measures_for, score_measured
+    from lab.decide.profiles import load_profiles
     t4 = load_catalog().get("nvidia-t4")
     usd_h, why = hourly_usd(t4)
     assert usd_h and "USD/h" in why
@@ -291,7 +291,7 @@ def test_cloud_serving_scores_measured_max_qps_per_dollar_and_cost_per_million()
 def test_report_shows_the_qps_p99_curve_max_qps_and_cost_per_million(tmp_path):
     from lab.core.records import Job, Measurement
     from lab.report.render import build_report, render_html
-    from lab.decide.scoring import cost_per_million, hourly_usd
+    from lab.decide.measures import cost_per_million, hourly_usd
     from lab.devices.catalog import load_catalog
     from lab.results.store import Store
     store = Store(tmp_path / "lab.sqlite")

@@ -184,9 +184,9 @@ def test_sweep_is_bounded_in_points():
 # ------------------------------------------------------------------------- the real server
 @pytest.fixture(scope="module")
 def mobilenet(tmp_path_factory):
-    from lab.models import zoo as models
+    from lab.models.build import build
     root = tmp_path_factory.getbasetemp() / "hwlab-zoo"  # shared with test_models/test_analysis
-    return models.build("mobilenet_v1", root)
+    return build("mobilenet_v1", root)
 
 
 def _get(url: str, path: str):
@@ -261,8 +261,8 @@ def test_dynamic_batching_batches_and_splits_outputs(mobilenet, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_mlp(tmp_path_factory):
-    from lab.models import zoo as models
-    return models.build("tiny_mlp", tmp_path_factory.getbasetemp() / "hwlab-zoo")
+    from lab.models.build import build
+    return build("tiny_mlp", tmp_path_factory.getbasetemp() / "hwlab-zoo")
 
 
 @pytest.mark.slow

@@ -1,23 +1,29 @@
-"""lab.telemetry.trace on scripted traces: every expected figure is worked out by hand in the comments."""
+"""lab.telemetry (trace, power, energy, thermal, figures, cooldown) and lab.core.isotime on scripted
+traces: every expected figure is worked out by hand in the comments."""
 from __future__ import annotations
 
 import math
 
 import pytest
 
-from lab.telemetry import trace as T
+from lab.core.isotime import iso_epoch
+from lab.telemetry.cooldown import cooldown_step, hottest_c, parse_thermal_zones, wait_for_cooldown
+from lab.telemetry.energy import energy_between
+from lab.telemetry.figures import POWER_FIELDS, Window, analyze, power_fields
+from lab.telemetry.power import battery_series, detect_current_unit, rapl_series
+from lab.telemetry.trace import Trace, parse_trace
 from lab.core.records import Measurement
 
 HEAD = "# hwlab-sampler 1\n# clock uptime\n# rate_hz 20\n# period_s 0.05\n"
 
 
 def trace(cols: list[tuple[str, str]], rows: list[tuple], info: dict | None = None,
-          extra: str = "") -> T.Trace:
+          extra: str = "") -> Trace:
     text = HEAD + "".join(f"# col {n} {u} /sys/fake/{n}\n" for n, u in cols)
     text += "".join(f"# info {k} {v}\n" for k, v in (info or {}).items()) + extra
     text += "# fields t " + " ".join(n for n, _ in cols) + "\n"
     text += "".join(" ".join(str(x) for x in r) + "\n" for r in rows)
-    return T.parse_trace(text)
+    return parse_trace(text)
 
 
 # Battery, irregular sample times. V = 4.0 V; P = 4 V x |I|.
@@ -26,7 +32,7 @@ def trace(cols: list[tuple[str, str]], rows: list[tuple], info: dict | None = No
 # gross = 9.25 J / 100 inf = 92.5 mJ; idle [0,7.5] = 1 W; net = (9.25 - 1*4)/100 = 52.5 mJ
 TIMES = [0, 3, 7.5, 10, 11, 12.5, 14]
 WATTS = [1, 1, 1, 2, 3, 2, 2]
-WIN = [T.Window(10, 14, 100)]
+WIN = [Window(10, 14, 100)]
 
 
 def battery_rows(scale, sign, status="Discharging"):
@@ -42,7 +48,7 @@ def battery_rows(scale, sign, status="Discharging"):
 def test_battery_units_and_signs_hand_computed(node, scale, sign, unit, conv):
     tr = trace([("bat.current", "raw"), ("bat.voltage", "uV"), ("bat.status", "text")],
                battery_rows(scale, sign), {"bat.node": node})
-    r = T.analyze(tr, WIN, idle=(0, 7.5))
+    r = analyze(tr, WIN, idle=(0, 7.5))
     assert r.power_w == pytest.approx(9.25 / 4)
     assert r.energy_mj_per_inf == pytest.approx(92.5)
     assert r.idle_w == pytest.approx(1.0)
@@ -54,7 +60,7 @@ def test_battery_units_and_signs_hand_computed(node, scale, sign, unit, conv):
 def test_battery_charging_is_unavailable_not_zero():
     tr = trace([("bat.current", "raw"), ("bat.voltage", "uV"), ("bat.status", "text")],
                battery_rows(1e6, +1, "Charging"), {"bat.node": "battery"})
-    f = T.analyze(tr, WIN, idle=(0, 7.5)).fields()
+    f = analyze(tr, WIN, idle=(0, 7.5)).fields()
     assert f["power_w"] is None and f["energy_mj_per_inf"] is None
     assert "charging" in f["power_note"]
 
@@ -68,7 +74,7 @@ def power_now_rows(sign, status="Discharging"):
 def test_battery_power_now_sign_hand_computed(sign, conv):
     tr = trace([("bat.power", "uW"), ("bat.status", "text")], power_now_rows(sign),
                {"bat.node": "battery"})
-    r = T.analyze(tr, WIN, idle=(0, 7.5))
+    r = analyze(tr, WIN, idle=(0, 7.5))
     assert r.power_w == pytest.approx(9.25 / 4) and r.energy_mj_per_inf == pytest.approx(92.5)
     assert r.energy_net_mj_per_inf == pytest.approx(52.5)
     assert "power_now in µW" in r.power_note and conv in r.power_note
@@ -77,7 +83,7 @@ def test_battery_power_now_sign_hand_computed(sign, conv):
 def test_battery_power_now_while_charging_is_unavailable_not_device_power():
     tr = trace([("bat.power", "uW"), ("bat.status", "text")], power_now_rows(+1, "Charging"),
                {"bat.node": "battery"})
-    f = T.analyze(tr, WIN, idle=(0, 7.5)).fields()
+    f = analyze(tr, WIN, idle=(0, 7.5)).fields()
     assert f["power_w"] is None and f["energy_mj_per_inf"] is None
     assert "is charging" in f["power_note"]
 
@@ -88,7 +94,7 @@ def test_battery_power_now_not_charging_or_full_is_noted(status):
                [(t, -int(w * 1e6), status.replace(" ", "_")) for t, w in zip(TIMES, WATTS)],
                {"bat.node": "battery"})
     # the trace format splits on spaces: sampler.sh writes "Not_charging"
-    r = T.analyze(tr, WIN, idle=(0, 7.5))
+    r = analyze(tr, WIN, idle=(0, 7.5))
     assert r.power_w == pytest.approx(9.25 / 4)
     assert "charger may carry part of the load" in r.power_note
 
@@ -97,15 +103,15 @@ def test_battery_power_now_minority_reverse_flow_kept_negative():
     rows = power_now_rows(-1)
     rows[4] = (rows[4][0], 500000, "Discharging")  # 0.5 W into the battery at t=11
     tr = trace([("bat.power", "uW"), ("bat.status", "text")], rows, {"bat.node": "battery"})
-    s = T.battery_series(tr)
+    s = battery_series(tr)
     assert s.power_w[4] == pytest.approx(-0.5) and s.power_w[3] == pytest.approx(2.0)
     assert any("flowed into the battery" in n for n in s.notes)
 
 
 def test_unit_detection_rule():
-    assert T.detect_current_unit(3000, 4.0)[0] == 1e-3   # 3 A phone in mA: 12 W, not 0.012 W
-    assert T.detect_current_unit(300000, 4.0)[0] == 1e-6
-    assert T.detect_current_unit(350, 3.85)[0] == 1e-3
+    assert detect_current_unit(3000, 4.0)[0] == 1e-3   # 3 A phone in mA: 12 W, not 0.012 W
+    assert detect_current_unit(300000, 4.0)[0] == 1e-6
+    assert detect_current_unit(350, 3.85)[0] == 1e-3
 
 
 # RAPL package counter with max_energy_range_uj = 1e9 µJ (1000 J); values in µJ:
@@ -119,7 +125,7 @@ RAPL_INFO = {"rapl.intel-rapl:0.name": "package-0",
 
 def test_rapl_wraparound_hand_computed():
     tr = trace([("rapl.intel-rapl:0", "uJ")], RAPL_ROWS, RAPL_INFO)
-    r = T.analyze(tr, [T.Window(2, 7, 50)], idle=(0, 2), idle_s_wanted=2)
+    r = analyze(tr, [Window(2, 7, 50)], idle=(0, 2), idle_s_wanted=2)
     assert r.power_w == pytest.approx(10.0)
     assert r.energy_mj_per_inf == pytest.approx(1000.0)
     assert r.idle_w == pytest.approx(5.0)
@@ -130,14 +136,14 @@ def test_rapl_wraparound_hand_computed():
 def test_counter_interpolates_window_edges():
     # cumulative J: t=2 10, t=4 30 -> t=3 20; t=5 40, t=7 60 -> t=6 50; [3,6] = 30 J
     tr = trace([("rapl.intel-rapl:0", "uJ")], RAPL_ROWS, RAPL_INFO)
-    s = T.rapl_series(tr)
-    assert T.energy_between(s, 3, 6) == pytest.approx(30.0)
-    assert T.energy_between(s, 3, 8) is None  # beyond the last sample: not covered
+    s = rapl_series(tr)
+    assert energy_between(s, 3, 6) == pytest.approx(30.0)
+    assert energy_between(s, 3, 8) is None  # beyond the last sample: not covered
 
 
 def test_rapl_without_range_does_not_invent_a_wrap():
     tr = trace([("rapl.intel-rapl:0", "uJ")], RAPL_ROWS, {"rapl.intel-rapl:0.name": "package-0"})
-    r = T.analyze(tr, [T.Window(2, 7, 50)], idle=(0, 2), idle_s_wanted=2)
+    r = analyze(tr, [Window(2, 7, 50)], idle=(0, 2), idle_s_wanted=2)
     assert r.power_w == pytest.approx(30 / 5)  # the backwards step is skipped, and said so
     assert "went backwards" in r.power_note
 
@@ -145,7 +151,7 @@ def test_rapl_without_range_does_not_invent_a_wrap():
 def test_rapl_subzones_are_not_double_counted():
     rows = [(t, e, 5) for t, e in RAPL_ROWS]
     tr = trace([("rapl.intel-rapl:0", "uJ"), ("rapl.intel-rapl:0:0", "uJ")], rows, RAPL_INFO)
-    assert T.analyze(tr, [T.Window(2, 7, 50)]).power_w == pytest.approx(10.0)
+    assert analyze(tr, [Window(2, 7, 50)]).power_w == pytest.approx(10.0)
 
 
 def test_two_packages_are_summed():
@@ -153,7 +159,7 @@ def test_two_packages_are_summed():
     info = {"rapl.intel-rapl:0.max_energy_range_uj": "1e12",
             "rapl.intel-rapl:1.max_energy_range_uj": "1e12"}
     tr = trace([("rapl.intel-rapl:0", "uJ"), ("rapl.intel-rapl:1", "uJ")], rows, info)
-    assert T.analyze(tr, [T.Window(0, 2, 10)]).power_w == pytest.approx(8.0)
+    assert analyze(tr, [Window(0, 2, 10)]).power_w == pytest.approx(8.0)
 
 
 def test_ina226_power_and_short_window_flag():
@@ -161,13 +167,13 @@ def test_ina226_power_and_short_window_flag():
     rows = [(0.00, 2500000), (0.01, 2500000), (0.03, 2500000), (1.0, 2500000)]
     tr = trace([("ina.hwmon0.power1", "uW")], rows,
                {"ina.hwmon0.chip": "ina226", "ina.hwmon0.update_interval_ms": "2"})
-    r = T.analyze(tr, [T.Window(0.0, 1.0, 4)])
+    r = analyze(tr, [Window(0.0, 1.0, 4)])
     assert r.power_w == pytest.approx(2.5) and r.energy_mj_per_inf == pytest.approx(625.0)
     assert r.power_source.startswith("ina226:hwmon0")
     assert "shorter than 10 sensor periods" not in r.power_note
-    r = T.analyze(trace([("ina.hwmon0.power1", "uW")], rows,
+    r = analyze(trace([("ina.hwmon0.power1", "uW")], rows,
                         {"ina.hwmon0.chip": "ina226", "ina.hwmon0.update_interval_ms": "100"}),
-                  [T.Window(0.0, 0.5, 4)])
+                  [Window(0.0, 0.5, 4)])
     assert "shorter than 10 sensor periods" in r.power_note
     assert r.idle_w is None and r.energy_net_mj_per_inf is None
     assert "no idle baseline" in r.power_note
@@ -176,12 +182,12 @@ def test_ina226_power_and_short_window_flag():
 def test_ina_current_times_voltage():
     rows = [(0, 500, 5000), (2, 700, 5000)]  # 2.5 W -> 3.5 W: trapezoid 6 J over 2 s = 3 W
     tr = trace([("ina.hwmon0.curr1", "mA"), ("ina.hwmon0.in1", "mV")], rows)
-    assert T.analyze(tr, [T.Window(0, 2, 1)]).power_w == pytest.approx(3.0)
+    assert analyze(tr, [Window(0, 2, 1)]).power_w == pytest.approx(3.0)
 
 
 def test_uncertainty_model_is_stated_and_grows_for_short_windows():
     tr = trace([("rapl.intel-rapl:0", "uJ")], RAPL_ROWS, RAPL_INFO)
-    r = T.analyze(tr, [T.Window(2, 7, 50)])
+    r = analyze(tr, [Window(2, 7, 50)])
     # counter: sampling term 0; edge = 2 x period / 5 s; sensor 5 %
     assert r.uncertainty_rel == pytest.approx(math.sqrt(0.05 ** 2 + (2 * r.sensor_period_s / 5) ** 2))
     assert "quadrature" in r.uncertainty_model
@@ -198,7 +204,7 @@ def test_nvml_counter_reasons_memory_and_temps():
             ("nvml.gpu0.proc_mem", "MB"), ("nvml.gpu0.temp", "C"), ("nvml.gpu0.reasons", "mask"),
             ("nvml.gpu0.sm_clock", "MHz")]
     tr = trace(cols, rows)
-    r = T.analyze(tr, [T.Window(100.5, 102.0, 30)], idle=(100.0, 100.4), idle_s_wanted=0.4)
+    r = analyze(tr, [Window(100.5, 102.0, 30)], idle=(100.0, 100.4), idle_s_wanted=0.4)
     assert r.power_w == pytest.approx(20.0)
     assert r.energy_mj_per_inf == pytest.approx(20.0 * 1.5 * 1000 / 30)
     assert r.throttled is True and "SwPowerCap" in r.throttle_reasons[0]
@@ -209,7 +215,7 @@ def test_nvml_counter_reasons_memory_and_temps():
 def test_nvml_memory_delta_fallback_when_pids_do_not_match():
     rows = [(0, 500, 0), (1, 500, 0), (2, 2100, 0), (3, 2000, 0)]
     tr = trace([("nvml.gpu0.mem_used", "MB"), ("nvml.gpu0.proc_mem", "MB")], rows)
-    r = T.analyze(tr, [T.Window(2, 3, 10)], idle=(0, 1), gpu_pids_note="pid 7 not in list")
+    r = analyze(tr, [Window(2, 3, 10)], idle=(0, 1), gpu_pids_note="pid 7 not in list")
     assert r.gpu_mem_mb == 1600 and "device memory delta" in r.power_note
 
 
@@ -222,7 +228,7 @@ def test_thermal_trip_and_frequency_throttle():
             (4, 80000, 1700000, 600000), (5, 79000, 1700000, 600000)]
     tr = trace([("temp.thermal_zone0", "mC"), ("cpu.policy4", "kHz"), ("cpu.policy0", "kHz")],
                rows, info)
-    r = T.analyze(tr, [T.Window(0.5, 5, 10)])
+    r = analyze(tr, [Window(0.5, 5, 10)])
     assert r.throttled is True
     text = " ".join(r.throttle_reasons)
     assert "trip_point_0" in text and "cpu.policy4" in text
@@ -233,18 +239,18 @@ def test_thermal_trip_and_frequency_throttle():
 def test_not_throttled_is_false_only_when_something_was_watched():
     info = {"cpu.policy0.cpuinfo_max_freq": "1600000"}
     tr = trace([("cpu.policy0", "kHz")], [(0, 1600000), (1, 1600000), (2, 1600000)], info)
-    assert T.analyze(tr, [T.Window(0, 2, 1)]).throttled is False
-    assert T.analyze(trace([], [(0,), (1,)]), [T.Window(0, 1, 1)]).throttled is None
+    assert analyze(tr, [Window(0, 2, 1)]).throttled is False
+    assert analyze(trace([], [(0,), (1,)]), [Window(0, 1, 1)]).throttled is None
 
 
 def test_power_fields_are_exactly_measurement_fields_and_none_with_reason():
-    f = T.power_fields(None, unavailable="power unavailable: no sampler on this device")
-    assert set(f) == set(T.POWER_FIELDS)
+    f = power_fields(None, unavailable="power unavailable: no sampler on this device")
+    assert set(f) == set(POWER_FIELDS)
     assert set(f) <= set(Measurement.__dataclass_fields__)
     assert all(f[k] is None for k in f if k != "power_note")
     assert f["power_note"].startswith("power unavailable")
     tr = trace([("temp.thermal_zone0", "mC")], [(0, 40000), (1, 41000)])
-    f = T.analyze(tr, [T.Window(0, 1, 5)]).fields()
+    f = analyze(tr, [Window(0, 1, 5)]).fields()
     assert f["power_w"] is None and f["energy_mj_per_inf"] is None and f["power_w"] != 0
     assert f["power_note"].startswith("power unavailable")
     assert f["temp_max_c"] == 41.0
@@ -252,7 +258,7 @@ def test_power_fields_are_exactly_measurement_fields_and_none_with_reason():
 
 def test_parser_skips_malformed_lines_and_keeps_unreadable_as_none():
     text = HEAD + "# col a uW p\n# fields t a\n0 1\n1 -\nGARBAGE\n2 3 4\n0.5 9\n"
-    tr = T.parse_trace(text)
+    tr = parse_trace(text)
     assert tr.t == [0, 1] and tr.values["a"] == [1.0, None]
     assert "2 malformed" in tr.notes[0] or "3 malformed" in tr.notes[0]
 
@@ -273,16 +279,16 @@ class FakeClock:
 
 
 def test_cooldown_step_decisions():
-    assert T.cooldown_step(46.0, 46.0, 0.0, 10.0) == "cooled"  # at the target counts
-    assert T.cooldown_step(46.1, 46.0, 9.9, 10.0) == "wait"
-    assert T.cooldown_step(46.1, 46.0, 10.0, 10.0) == "bound"
-    assert T.cooldown_step(30.0, 46.0, 99.0, 10.0) == "cooled"  # cooled wins over the bound
+    assert cooldown_step(46.0, 46.0, 0.0, 10.0) == "cooled"  # at the target counts
+    assert cooldown_step(46.1, 46.0, 9.9, 10.0) == "wait"
+    assert cooldown_step(46.1, 46.0, 10.0, 10.0) == "bound"
+    assert cooldown_step(30.0, 46.0, 99.0, 10.0) == "cooled"  # cooled wins over the bound
 
 
 def test_cooldown_returns_when_cool_and_records_what_was_waited():
     c = FakeClock()
     temps = iter([60.0, 55.0, 50.0, 45.5, 44.0])
-    r = T.wait_for_cooldown(lambda: next(temps), 44.0, 100, sleep=c.sleep, clock=c.clock,
+    r = wait_for_cooldown(lambda: next(temps), 44.0, 100, sleep=c.sleep, clock=c.clock,
                             poll_s=5)
     assert (r.outcome, r.waited_s, r.start_c, r.end_c, r.target_c) == ("cooled", 15, 60.0, 45.5, 46.0)
     d = r.as_dict()
@@ -291,29 +297,29 @@ def test_cooldown_returns_when_cool_and_records_what_was_waited():
 
 def test_cooldown_is_bounded_when_the_device_stays_hot():
     c = FakeClock()
-    r = T.wait_for_cooldown(lambda: 70.0, 44.0, 12, sleep=c.sleep, clock=c.clock, poll_s=5)
+    r = wait_for_cooldown(lambda: 70.0, 44.0, 12, sleep=c.sleep, clock=c.clock, poll_s=5)
     assert r.outcome == "bound" and r.waited_s == 12 and c.sleeps == [5, 5, 2]
     assert "bound of 12 s hit" in r.note() and "70.0 -> 70.0" in r.note()
 
 
 def test_cooldown_without_sensors_is_the_fixed_sleep_with_the_reason():
     c = FakeClock()
-    r = T.wait_for_cooldown(lambda: None, 44.0, 30, sleep=c.sleep, clock=c.clock)
+    r = wait_for_cooldown(lambda: None, 44.0, 30, sleep=c.sleep, clock=c.clock)
     assert r.outcome == "fixed" and r.waited_s == 30 and c.sleeps == [30]
     assert r.note() == "cooldown: no thermal zone readable now: fixed sleep of 30.0 s"
     c = FakeClock()
-    r = T.wait_for_cooldown(lambda: 50.0, None, 30, sleep=c.sleep, clock=c.clock)
+    r = wait_for_cooldown(lambda: 50.0, None, 30, sleep=c.sleep, clock=c.clock)
     assert r.outcome == "fixed" and r.waited_s == 30 and "before the device's first job" in r.reason
     # a sensor that goes away mid-wait: the rest of the bound is slept, the readings kept
     c = FakeClock()
     temps = iter([60.0, None])
-    r = T.wait_for_cooldown(lambda: next(temps), 44.0, 30, sleep=c.sleep, clock=c.clock, poll_s=2)
+    r = wait_for_cooldown(lambda: next(temps), 44.0, 30, sleep=c.sleep, clock=c.clock, poll_s=2)
     assert r.outcome == "fixed" and r.waited_s == 30 and r.start_c == 60.0 and c.sleeps == [2, 28]
 
 
 def test_cooldown_stops_when_interrupted():
     c = FakeClock(interrupt_at=4)
-    r = T.wait_for_cooldown(lambda: 70.0, 44.0, 100, sleep=c.sleep, clock=c.clock, poll_s=2)
+    r = wait_for_cooldown(lambda: 70.0, 44.0, 100, sleep=c.sleep, clock=c.clock, poll_s=2)
     assert r.outcome == "interrupted" and r.waited_s == 4
 
 
@@ -321,12 +327,12 @@ def test_thermal_zone_lines_parse_to_soc_celsius():
     text = ("thermal_zone0 41000 soc-thermal\nthermal_zone1 38500 battery\n"
             "thermal_zone2 -273150 disabled\nthermal_zone3 55250 cpu big cluster\n"
             "thermal_zone4 oops gpu\nthermal_zone5 47000 charger-therm\n\n")
-    zones = T.parse_thermal_zones(text)
+    zones = parse_thermal_zones(text)
     assert zones == {"thermal_zone0": 41.0, "thermal_zone3": 55.25}
-    assert T.hottest_c(zones) == 55.25 and T.hottest_c({}) is None
+    assert hottest_c(zones) == 55.25 and hottest_c({}) is None
 
 
 def test_iso_parsing():
-    assert T.iso_epoch("1970-01-01T00:00:01.5Z") == (1.5, True)
-    assert T.iso_epoch("1970-01-01T00:00:01Z") == (1.0, False)
-    assert T.iso_epoch("nope") is None
+    assert iso_epoch("1970-01-01T00:00:01.5Z") == (1.5, True)
+    assert iso_epoch("1970-01-01T00:00:01Z") == (1.0, False)
+    assert iso_epoch("nope") is None

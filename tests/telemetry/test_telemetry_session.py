@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.telemetry import trace as T
+from lab.telemetry.figures import POWER_FIELDS
 from lab.telemetry import session as S
 from lab.core.records import Device
 from lab.transport.local import LocalTransport
@@ -101,7 +101,7 @@ def test_job_kwarg_and_whole_job_fallback_as_execute_calls_it(tmp_path):
     # static fake counter: 0 W over the job, a real figure from a counter (not 'unavailable')
     assert f["power_w"] == 0.0 and f["power_source"].startswith("rapl:intel-rapl:0")
     assert f["energy_mj_per_inf"] is None and "whole job" in f["power_note"]
-    assert set(f) == set(T.POWER_FIELDS) | {"_detail"}
+    assert set(f) == set(POWER_FIELDS) | {"_detail"}
 
 
 def _sampler_running(trace: str) -> bool:

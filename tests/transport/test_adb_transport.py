@@ -12,7 +12,7 @@ from conftest_adb import (Faults, adb_device, adb_env, adb_key, kirin, start_dou
 from lab.core.errors import DeviceTimeout, TransferError
 from lab.transport.adb import (ADBDeviceGone, ADBOffline, ADBTransport, ADBUnauthorized,
                                ensure_adb_key)
-from lab.transport.base import sha256_file
+from lab.core.hashing import sha256_file
 
 
 def test_double_works_with_unmodified_AdbDeviceTcp(kirin, adb_env):

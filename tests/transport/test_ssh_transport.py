@@ -11,7 +11,7 @@ import pytest
 
 from lab.core.errors import (DeviceAuthFailed, DeviceTimeout, DeviceUnreachable, HostKeyMismatch,
                         TransferError)
-from lab.transport import open_transport
+from lab.transport.registry import open_transport
 from lab.transport.ssh import SSHTransport
 from sshd_fleet import Sshd, free_port, keygen
 

@@ -52,9 +52,9 @@ def test_a_campaign_runs_on_a_netns_host_without_sftp(tmp_path, ssh_client_key):
     reason = netns_missing_reason()
     if reason:
         pytest.skip(reason)
-    from lab.models import zoo as models
+    from lab.models.build import build
     root = REPO / "models"
-    models.build("tiny_mlp", out_root=root)
+    build("tiny_mlp", out_root=root)
     with NetnsFleet(1, tmp_path / "fleet", ssh_client_key[1], sftp=False) as f:
         kh = f.known_hosts(tmp_path / "known_hosts")
         h = f.hosts[0]

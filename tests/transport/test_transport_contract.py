@@ -6,6 +6,7 @@ the real adb-shell client (its shell commands are real host processes, so a kill
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 
@@ -13,9 +14,9 @@ import pytest
 
 from conftest_adb import Faults, adb_device, adb_env, adb_key, kirin, start_double  # noqa: F401
 
-from lab.core.errors import CommandFailed
+from lab.core.errors import CommandFailed, DeviceError
 from lab.core.records import Device
-from lab.transport import CheckResult, Transport, run_ok
+from lab.transport.base import CheckResult, Transport, run_ok
 from lab.transport.adb import ADBTransport
 from lab.transport.local import LocalTransport
 from sshd_fleet import free_port
@@ -70,8 +71,46 @@ def _wait(cond, timeout: float) -> bool:
 
 def test_every_transport_implements_the_protocol(any_transport):
     assert isinstance(any_transport, Transport)
-    for name in ("run", "push", "pull", "abort", "check", "close"):
+    for name in ("run", "push", "pull", "forward", "abort", "check", "close"):
         assert callable(getattr(any_transport, name))
+
+
+def _echo_server() -> tuple[socket.socket, int]:
+    """A TCP server on this machine's loopback (the device's, for all three) that echoes one line."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        try:
+            conn, _ = srv.accept()
+        except OSError:
+            return
+        with conn:
+            conn.sendall(b"echo:" + conn.recv(100))
+
+    threading.Thread(target=serve, daemon=True).start()
+    return srv, srv.getsockname()[1]
+
+
+def test_forward_reaches_a_device_port_or_is_refused_with_the_reason(any_transport):
+    """local and SSH give a local port that reaches the device's loopback; ADB refuses, saying why
+    (the same reason planning reads from the class before any connection)."""
+    srv, port = _echo_server()
+    try:
+        if isinstance(any_transport, ADBTransport):
+            assert "adb forward" in ADBTransport.forward_refusal
+            with pytest.raises(DeviceError, match="offers no port forward") as info:
+                any_transport.forward(port)
+            assert not info.value.transient and "adb forward tcp:PORT" in str(info.value)
+            return
+        assert type(any_transport).forward_refusal is None
+        with any_transport.forward(port) as fwd:
+            with socket.create_connection(("127.0.0.1", fwd.local_port), timeout=10) as c:
+                c.sendall(b"ping")
+                c.settimeout(10)
+                assert c.recv(100) == b"echo:ping"
+            assert fwd.via
+    finally:
+        srv.close()
 
 
 def test_check_of_a_live_device_is_ok_with_one_return_type(any_transport):

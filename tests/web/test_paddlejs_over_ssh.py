@@ -130,8 +130,8 @@ def host(tmp_path_factory, ssh_client_key):
     reason = netns_missing_reason()
     if reason:
         pytest.skip(reason)
-    from lab.models import zoo as models
-    models.build("mobilenet_v1", out_root=MODELS)
+    from lab.models.build import build
+    build("mobilenet_v1", out_root=MODELS)
     tmp = tmp_path_factory.mktemp("webssh")
     with NetnsFleet(1, tmp / "fleet", ssh_client_key[1]) as fleet:
         h = fleet.hosts[0]
