@@ -86,7 +86,6 @@ class DeviceFacts:
     tops: dict[str, float]  # precision -> rated dense TOPS (stated figures only)
     tops_source: dict[str, str]
     note: str = ""
-    nnadapter_from: str = "catalog"  # inventory (its nnadapter_libs) | catalog
 
 
 _CATALOG: list[Catalog] = []
@@ -144,16 +143,15 @@ def device_facts(device_id: str, devices: list[Device], rows: list[ResultRow]) -
         chip = chips[0] if chips else None
         status, note = "imported", "known only from stored/imported results"
     has, name, nna, tops, srcs, cnote, gpu = _chip_info(chip)
-    origin = "catalog"
     if inv is not None and inv.nnadapter_libs:
         # the NPU library this device is set up with decides the NNAdapter path, not the model
-        nna, origin = tuple(inv.nnadapter_libs), "inventory"
+        nna = tuple(inv.nnadapter_libs)
     elif inv is not None and nna and has:
         cnote = "; ".join(x for x in (cnote, f"no nnadapter_libs configured in {inv.source}:"
                                       f"{inv.line}; NPU path taken from the chip catalog "
                                       f"({nna[0]})") if x)
     return DeviceFacts(device_id, chip, status, has, name, nna, gpu, tops, srcs,
-                       "; ".join(x for x in (note, cnote) if x), origin)
+                       "; ".join(x for x in (note, cnote) if x))
 
 
 # --------------------------------------------------------------------------------- estimate

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from lab.results import stats
+from lab.results.quality import agreement_uninformative
 from lab.devices.backends import BACKENDS
 from lab.core.records import ResultRow
 
@@ -38,7 +39,7 @@ class Agree:
     cosine_min: float | None
     top1: float | None
     passed: bool | None
-    source: str  # job | build | reference
+    source: str  # job | "job, uninformative" (lab.results.quality) | build | reference
 
 
 @dataclass
@@ -57,8 +58,7 @@ class FrameworkRow:
     model: str
     threads: int | None
     precision: str
-    baseline: ResultRow | None
-    like_for_like: bool = True  # False: no Paddle row at this precision, baseline is Paddle fp32
+    baseline: ResultRow | None  # Paddle fp32 where no Paddle row has this precision
     cells: list[Cell] = field(default_factory=list)
 
 
@@ -77,7 +77,8 @@ def runtime_of(r: ResultRow) -> str | None:
 def agreement_of(prov: dict[str, Any], r: ResultRow) -> Agree | None:
     """The agreement a row carries: per job, else the build-time check of its model file."""
     if r.agree_cosine_min is not None or r.agree_ok is not None:
-        return Agree(r.agree_cosine_min, r.agree_top1, r.agree_ok, "job")
+        return Agree(r.agree_cosine_min, r.agree_top1, r.agree_ok,
+                     "job, uninformative" if agreement_uninformative(r) else "job")
     mag = prov.get("model_agreement") if prov else None
     if mag:
         return Agree(mag.get("cosine"), mag.get("top1"), mag.get("passed"), "build")
@@ -112,7 +113,7 @@ def compare_frameworks(rows: Iterable[ResultRow], samples: dict[str, list[list[f
             fp32 = sorted((r for r in groups.get(key[:3] + ("fp32",), [])
                            if runtime_of(r) in PADDLE_RUNTIMES), key=lambda r: r.p50_ms)
             base = fp32[0] if fp32 else None
-        fr = FrameworkRow(key[0], key[1], key[2], key[3], base, like)
+        fr = FrameworkRow(key[0], key[1], key[2], key[3], base)
         for r in members:
             cell = Cell(r, RUNTIME_LABELS.get(runtime_of(r) or "", r.backend or "?"),
                         agreement_of(provenance.get(r.job_id) or {}, r))

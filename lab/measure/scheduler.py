@@ -58,7 +58,6 @@ class DeviceState:
 @dataclass
 class RunSummary:
     planned: int = 0
-    ran: int = 0
     ok: int = 0
     failed: int = 0
     skipped: int = 0
@@ -272,7 +271,6 @@ class Scheduler:
             state.done += 1
             state.current = ""  # between jobs: nothing runs (the next job sets it)
             setattr(state, status, getattr(state, status) + 1)
-            self.summary.ran += status != "skipped"
             setattr(self.summary, status, getattr(self.summary, status) + 1)
             if status == "ok" and measurement is not None:
                 from lab.results.quality import LABELS, classify

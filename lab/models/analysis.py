@@ -88,10 +88,6 @@ class ModelAnalysis:
     def macs_total(self) -> int:
         return self.macs_conv + self.macs_matmul + self.macs_rnn
 
-    @property
-    def has_dynamic_non_batch_dims(self) -> bool:
-        return any(self.dynamic_dims.values())
-
     def estimated_macs(self, specs: Iterable[InputSpec] = ()) -> tuple[int | None, str]:
         """(MACs, note) for meta.json `flops` of models the lab did not build itself."""
         if self.macs_total == 0 and self.unknown_shape_ops:

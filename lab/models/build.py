@@ -2,7 +2,9 @@
 
 Why this shape:
 - Zoo models are built from `paddle.vision.models` (or a few lab architectures) with seeded
-  random weights, so nothing is downloaded and every machine builds byte-identical weights.
+  random weights, so nothing is downloaded and every machine builds byte-identical weights. Image
+  models then get a data-dependent initialisation (lab.models.datainit: batch-norm statistics and
+  classifier bias from a few natural images), so their outputs differ between inputs.
 - Each model is exported twice: Paddle 3.x PIR `.json` + `.pdiparams` (what Paddle Inference 3.x
   loads by default) and the legacy `.pdmodel` + `.pdiparams` (Paddle Lite cannot read `.json`).
   `FLAGS_enable_pir_api=0` only takes effect when set before paddle initialises, so each format is
@@ -35,8 +37,10 @@ from lab.models.artifact import (LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE, META_SCH
 from lab.models.zoo import ZooEntry, default_zoo_path, input_to_json, load_zoo, suggest
 
 # Bump when the export code changes in a way that changes the artifacts: invalidates the cache.
-BUILDER_VERSION = 1
+# 3: data-dependent initialisation of image models (lab.models.datainit, issue 26).
+BUILDER_VERSION = 3
 LAB_ARCHS = ("text_lstm", "tiny_mlp", "tiny_detector", "digits_cnn")
+TRAINED_ARCHS = ("digits_cnn",)  # weights learnt from real labels: no data-dependent init
 _EXPORTED = (MODEL_FILE, PARAMS_FILE, LEGACY_MODEL_FILE, LEGACY_PARAMS_FILE)
 
 
@@ -293,6 +297,9 @@ def _export_worker(job: dict[str, Any]) -> None:
                              f"{', '.join(LAB_ARCHS)}")
         layer = ctor(pretrained=False, **kwargs)
     layer.eval()
+    if arch not in TRAINED_ARCHS:  # only image inputs change (datainit.informative decides)
+        from lab.models.datainit import informative
+        informative(layer, job["inputs"])
     if os.environ.get("FLAGS_enable_pir_api") == "0":
         # Legacy export of nn.LSTM/GRU in 3.3.1 fails ("Unknown place type: Place(undefined:0)"):
         # RNNBase keeps an uninitialised dropout-state tensor that to_static cannot convert.

@@ -44,7 +44,6 @@ class Op:
     ins: dict[str, list[list[int] | None]]  # slot -> shapes (None = unknown)
     outs: list[list[int] | None]
     attrs: dict[str, Any]
-    out_dtypes: list[str | None] = field(default_factory=list)
 
 
 @dataclass
@@ -229,8 +228,7 @@ def read_pir(path: Path) -> Program:
                     slots = _PIR_SLOTS.get(kind, ())
                     ins = {slot: [in_shapes[k]] for k, slot in enumerate(slots) if k < len(in_shapes)}
                     ins["_all"] = in_shapes
-                    ops.append(Op(name, ins, [t[0] for t in out_types], attrs,
-                                  [t[1] for t in out_types]))
+                    ops.append(Op(name, ins, [t[0] for t in out_types], attrs))
                     if op.get("regions"):
                         walk(op["regions"])
 
@@ -333,8 +331,7 @@ def read_pdmodel(path: Path) -> Program:
             out_vars = [a for args in outs_named.values() for a in args]
             main_out = outs_named.get("Out") or outs_named.get("Output") or outs_named.get("Y") \
                 or out_vars[:1]
-            ops.append(Op(op.type, ins, [var_info.get(a, (None,))[0] for a in main_out], attrs,
-                          [var_info.get(a, (None, None))[1] for a in main_out]))
+            ops.append(Op(op.type, ins, [var_info.get(a, (None,))[0] for a in main_out], attrs))
     for _, name in sorted(feeds):
         shape, dtype, _ = var_info.get(name, (None, None, False))
         inputs.append(InputSpec(name, tuple(shape or ()), dtype or "unknown"))

@@ -14,8 +14,10 @@ oneDNN int8 on the host; a model that fails is kept, marked `status: failed`, an
 
 Calibration data (first match): --calib-data FILE.npz (keys = input names, arrays N x run shape
 or N x run shape without its batch-1 axis) or a DIR of such .npz files (or .npy for one-input
-models); else the model's own data set (digits: the training split); else seeded random inputs
-(runner_core.make_inputs), recorded as such: fine for latency, weak for accuracy.
+models); else the model's own data set (digits: the training split); else, for one image input,
+natural images (lab.models.natural, seed CALIBRATION_SEED: other crops than the reference set's);
+else seeded random inputs (runner_core.make_inputs), recorded as such: fine for latency, weak for
+accuracy.
 """
 from __future__ import annotations
 
@@ -47,6 +49,7 @@ QUANTIZABLE_OPS = ("conv2d", "depthwise_conv2d", "conv2d_transpose", "mul", "mat
 WEIGHT_QUANTIZE_TYPE = "channel_wise_abs_max"
 QUANT_TAG = "int8-ptq"  # models' `quantization` tag (lite_convert accepts it for the int8 NPUs)
 RECIPE_VERSION = 1
+CALIBRATION_SEED = 2000  # default calibration draws (natural images or make_inputs), sample i: +i
 EXIT_NO_QUANT_OP = 3
 PADDLESLIM_REFUSAL = ("--engine paddleslim is not available: paddleslim 2.6.0 needs six, requests "
                       "and decorator added and pulls opencv-python, so hwlab does not install it")
@@ -113,16 +116,21 @@ def load_calibration(path: Path | str, inputs) -> dict[str, Any]:
 
 def default_calibration(art, batches: int) -> tuple[dict[str, Any], str]:
     np = _np()
-    from lab.models import digits
+    from lab.models import digits, natural
     from lab.runners import runner_core
     if art.tags.get("eval") == digits.EVAL_TAG:
         x = digits.calibration_set(batches)
         return {art.inputs[0].name: x.reshape((len(x),) + tuple(art.inputs[0].run_shape))}, \
             f"{digits.EVAL_TAG} training split, first {len(x)}"
+    if len(art.inputs) == 1 and natural.is_image(art.inputs[0].run_shape, art.inputs[0].dtype):
+        spec = art.inputs[0]  # other crops than the reference set's (agreement, seed 1000)
+        return {spec.name: natural.images(spec.run_shape, batches, CALIBRATION_SEED, spec.dtype)}, \
+            natural.describe(CALIBRATION_SEED, batches)
     specs = [(i.name, list(i.run_shape), i.dtype) for i in art.inputs]
-    samples = [dict(runner_core.make_inputs(np, specs, 2000 + i, 1000)) for i in range(batches)]
+    samples = [dict(runner_core.make_inputs(np, specs, CALIBRATION_SEED + i, 1000))
+               for i in range(batches)]
     return {n: np.stack([s[n] for s in samples]) for n, _, _ in specs}, \
-        f"seeded random (seed 2000+i), {batches} batches: weak for accuracy"
+        f"seeded random (seed {CALIBRATION_SEED}+i), {batches} batches: weak for accuracy"
 
 
 # ------------------------------------------------------------------------------------- the host

@@ -27,7 +27,7 @@ from lab.decide.tradeoffs import BreakEven, break_even, pareto_front
 from lab.devices.catalog import load_catalog
 from lab.report import plots
 from lab.results import stats
-from lab.results.quality import classify
+from lab.results.quality import agreement_uninformative, classify
 from lab.results.store import Store
 
 
@@ -181,7 +181,9 @@ def latency_groups(rows: list[ResultRow]) -> list[dict]:
         bars = [plots.Bar(config_label(r), num(r.p50_ms), num(r.ci_low_ms), num(r.ci_high_ms),
                           r.processor, "fast but wrong" if r.agree_ok is False else
                           ("not converged" if r.converged is False else
-                           ("throttled" if r.throttled else ""))) for r in ok]
+                           ("throttled" if r.throttled else
+                            ("agreement uninformative" if agreement_uninformative(r) else ""))))
+                for r in ok]
         chart = plots.bar_chart(f"{model}: steady-state median latency (95% CI)", bars, "ms per inference",
                                 alt=f"Bar chart of median latency for model {model} per configuration")
         out.append({"model": model, "rows": group, "chart": chart})

@@ -15,7 +15,12 @@ Flags (each with a reason in words):
   SPEEDUP_MARGIN (1.15x) stop being trustworthy;
 - `throttled`: the device throttled during the job;
 - `busy_host`: other processes used the CPU during the steady window (`busy_host` True; None is
-  unknown, not flagged).
+  unknown, not flagged);
+- `agreement_uninformative`: the outputs were checked (`agree_reference` set) and passed, but
+  against a reference whose null passes too (a wrong answer scores as well: lab/models/agreement.py
+  `null_scores`), so `agree_ok` was left None, never True (lab.runtimes.checks.apply writes it so;
+  `agree_reference` then ends with the sentence that gives the null's figures). The row's speed
+  stands; its correctness is unproven.
 """
 from __future__ import annotations
 
@@ -24,9 +29,9 @@ from typing import Any
 
 WIDE_CI_REL = 0.10  # CI half-width / median above which a CI is "wide"
 
-FLAGS = ("not_converged", "wide_ci", "throttled", "busy_host")
+FLAGS = ("not_converged", "wide_ci", "throttled", "busy_host", "agreement_uninformative")
 LABELS = {"not_converged": "not converged", "wide_ci": "wide CI", "throttled": "throttled",
-          "busy_host": "busy host"}
+          "busy_host": "busy host", "agreement_uninformative": "agreement uninformative"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,16 @@ def classify(m: Any) -> Quality:
         reasons.append("busy host (other processes used the CPU"
                        + (f": {share:.0%} of its time" if isinstance(share, (int, float)) else "")
                        + ")")
+    if agreement_uninformative(m):
+        flags.append("agreement_uninformative")
+        reasons.append(f"outputs checked against {m.agree_reference}")
     return Quality(tuple(flags), tuple(reasons))
+
+
+def agreement_uninformative(m: Any) -> bool:
+    """Checked and passed, but the check could not have failed (the module docstring says how a
+    row records it)."""
+    return getattr(m, "agree_ok", None) is None and bool(getattr(m, "agree_reference", None))
 
 
 def summarize(qualities: list[Quality]) -> str:

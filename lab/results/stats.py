@@ -43,25 +43,18 @@ class LatencyStats:
     method: str
     confidence: float = CONFIDENCE
 
-    @property
-    def rel_ci(self) -> float | None:
-        return relative_ci_halfwidth(self)
-
 
 @dataclass(frozen=True)
 class Comparison:
-    """Candidate b against baseline a. diff = median(b) - median(a); ratio = median(b) / median(a)."""
+    """Candidate b against baseline a: ratio = median(b) / median(a)."""
 
     median_a: float
     median_b: float
-    diff: float
-    diff_ci_low: float
-    diff_ci_high: float
     ratio: float | None
     ratio_ci_low: float | None
     ratio_ci_high: float | None
     p_value: float  # two-sided bootstrap p-value for "medians equal"; >= 1/(n_boot+1)
-    significant: bool  # p_value < alpha and the diff CI excludes 0
+    significant: bool  # p_value < alpha and the CI of median(b) - median(a) excludes 0
     method: str
     confidence: float = CONFIDENCE
 
@@ -215,13 +208,6 @@ def summarize(trials: Sequence[Sequence[float]], seed: int = 0, n_boot: int = 20
         ci_low=ci_low, ci_high=ci_high, method=method, confidence=confidence)
 
 
-def relative_ci_halfwidth(stats: LatencyStats) -> float | None:
-    """Half the CI width of the median over the median (the runner's convergence figure)."""
-    if stats.ci_low is None or stats.ci_high is None or not stats.p50 > 0:
-        return None
-    return (stats.ci_high - stats.ci_low) / 2.0 / stats.p50
-
-
 def compare(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], seed: int = 0,
             n_boot: int = 2000, confidence: float = CONFIDENCE) -> Comparison:
     """Baseline a vs candidate b: difference of medians with a bootstrap CI and p-value.
@@ -252,8 +238,7 @@ def compare(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]], seed: in
     significant = bool(p < alpha and (d_low > 0 or d_high < 0))
     hier = "hierarchical" if (len(ta) > 1 or len(tb) > 1) else "sample"
     return Comparison(
-        median_a=med_a, median_b=med_b, diff=med_b - med_a, diff_ci_low=d_low, diff_ci_high=d_high,
-        ratio=ratio, ratio_ci_low=r_low, ratio_ci_high=r_high, p_value=p, significant=significant,
+        median_a=med_a, median_b=med_b, ratio=ratio, ratio_ci_low=r_low, ratio_ci_high=r_high, p_value=p, significant=significant,
         method=f"independent {hier} bootstrap of each median, percentile CI, two-sided bootstrap "
                f"p-value, n_boot={n_boot}",
         confidence=confidence)

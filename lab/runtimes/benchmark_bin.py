@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 POWER_MODES = {"big": 0, "little": 1, "all": 2, "no-bind": 3}
 # benchmark_bin's own NNAdapter allow-list (benchmark.h SetBackendConfig); others are dropped silently.
@@ -31,7 +31,6 @@ class OutputStat:
 
     index: int
     shape: tuple
-    elem_num: Optional[int]
     mean: Optional[float]
     std: Optional[float]
 
@@ -57,7 +56,6 @@ class BenchmarkBinResult:
     backend: Optional[str] = None
     cpu_precision: Optional[str] = None
     model_file: Optional[str] = None
-    input_shape: Optional[str] = None
     converted_in_process: bool = False  # Opt Info block: the tool ran opt itself before timing
     outputs: List[OutputStat] = field(default_factory=list)
     device_info: Dict[str, str] = field(default_factory=dict)
@@ -146,7 +144,7 @@ def _parse_blocks(clean: str, res: BenchmarkBinResult) -> None:
         if parser is not None and parser(line, res, outs):
             continue
         _nnadapter_warning(line, res)
-    res.outputs = [OutputStat(o["index"], o["shape"], o["elem"], o["mean"], o["std"]) for o in outs]
+    res.outputs = [OutputStat(o["index"], o["shape"], o["mean"], o["std"]) for o in outs]
 
 
 def _block_header(line: str) -> Optional[str]:
@@ -197,22 +195,18 @@ def _device_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
 
 
 def _model_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
-    """Model Info: the model file, input shape, and a `--- output tensor N ---` record per output."""
+    """Model Info: the model file and a `--- output tensor N ---` record per output."""
     mo = re.match(r"^--- output tensor (\d+) ---$", line)
     if mo:
-        outs.append({"index": int(mo.group(1)), "shape": (), "elem": None, "mean": None, "std": None})
+        outs.append({"index": int(mo.group(1)), "shape": (), "mean": None, "std": None})
         return True
     current_out = outs[-1] if outs else None
     if line.startswith("optimized_model_file:"):
         res.model_file = line.split(":", 1)[1].strip()
-    elif line.startswith("input_shape:"):
-        res.input_shape = line.split(":", 1)[1].strip()
     elif current_out is not None:
         if line.startswith("output shape(NCHW):"):
             current_out["shape"] = tuple(int(x) for x in line.split(":", 1)[1].split()
                                          if x.lstrip("-").isdigit())
-        elif " elem num:" in line:
-            current_out["elem"] = int(float(line.rsplit(":", 1)[1]))
         elif " mean value:" in line:
             current_out["mean"] = _f(line.rsplit(":", 1)[1].strip())
         elif " standard deviation:" in line:
@@ -220,34 +214,29 @@ def _model_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
     return True
 
 
-def _runtime_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
-    if ":" not in line:
-        return False
-    k, v = (s.strip() for s in line.split(":", 1))
-    if k == "benchmark_bin version":
-        res.version = v or None
-    elif k in ("threads", "power_mode", "warmup", "repeats"):
-        try:
-            setattr(res, k, int(v))
-        except ValueError:
-            pass
-    return True
-
-
-def _backend_line(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
-    if ":" not in line:
-        return False
-    k, v = (s.strip() for s in line.split(":", 1))
-    if k == "backend":
-        res.backend = v
-    elif k == "cpu precision":
-        res.cpu_precision = v
-    return True
+def _fields_parser(keys: Dict[str, tuple]) -> Callable[[str, BenchmarkBinResult, List[dict]], bool]:
+    """A block of `key: value` lines: each key named in `keys` sets (field, conversion) of the
+    result; a value that does not convert leaves the field as it was."""
+    def parse(line: str, res: BenchmarkBinResult, outs: List[dict]) -> bool:
+        if ":" not in line:
+            return False
+        k, v = (s.strip() for s in line.split(":", 1))
+        if k in keys:
+            name, conv = keys[k]
+            try:
+                setattr(res, name, conv(v))
+            except ValueError:
+                pass
+        return True
+    return parse
 
 
 # block name -> line parser: True when the line was the block's (else it is checked for warnings)
-_BLOCK_PARSERS = {"time": _time_line, "memory": _memory_line, "device": _device_line,
-                  "model": _model_line, "runtime": _runtime_line, "backend": _backend_line}
+_BLOCK_PARSERS = {"time": _time_line, "memory": _memory_line, "device": _device_line, "model": _model_line,
+                  "runtime": _fields_parser({"benchmark_bin version": ("version", lambda v: v or None),
+                                             "threads": ("threads", int), "power_mode": ("power_mode", int),
+                                             "warmup": ("warmup", int), "repeats": ("repeats", int)}),
+                  "backend": _fields_parser({"backend": ("backend", str), "cpu precision": ("cpu_precision", str)})}
 
 
 def _nnadapter_warning(line: str, res: BenchmarkBinResult) -> None:
@@ -451,7 +440,6 @@ class LiteOpLine:
 
     op_type: str
     place: str
-    kernel_func: Optional[str]
     avg_ms: float
     called: Optional[int]  # instances per inference (concise CalledTimes; 1 per detailed row)
 
@@ -488,8 +476,7 @@ def _profile_row(tokens: List[str], header: List[str], concise: bool) -> Optiona
     called = None
     if concise and "CalledTimes" in header and len(tokens) > pct + 2 and tokens[pct + 2].isdigit():
         called = int(tokens[pct + 2])
-    func = tokens[2] if "KernelFuncName" in header and pct - back > 2 else None
-    return LiteOpLine(op_type=tokens[0], place=tokens[1], kernel_func=func, avg_ms=avg,
+    return LiteOpLine(op_type=tokens[0], place=tokens[1], avg_ms=avg,
                       called=called if concise else 1)
 
 

@@ -111,7 +111,9 @@ def eval_inputs_file(art) -> tuple[Path, Any, str]:
 def apply(m: Measurement, ctx, runtime, checks: CheckInputs | None,
           out: CheckOutputs | None) -> None:
     """Compare what the runtime brought back and fill agree_* / accuracy_top1 (None + a note
-    when no check could be made)."""
+    when no check could be made). agree_ok is `Agreement.ok`: True only when the check passed AND
+    could have failed; a pass against an uninformative reference leaves it None, with the null's
+    figures in the note and at the end of agree_reference (lab.results.quality flags the row)."""
     from lab.models import agreement
     name = getattr(runtime, "name", "?")
     if checks is None:
@@ -128,8 +130,7 @@ def apply(m: Measurement, ctx, runtime, checks: CheckInputs | None,
         ref_name = agreement.reference_name(ref)
         ag = None
         if out is not None and out.outputs:
-            ag = agreement.compare(ref["compact"][:len(out.outputs)], out.outputs, precision,
-                                   ref_name)
+            ag = agreement.judge(ref, out.outputs, precision)
         elif out is not None and out.stats:
             ag = agreement.compare_stats(ref["outputs"], out.stats, precision, ref_name)
         if ag is None:
@@ -137,9 +138,12 @@ def apply(m: Measurement, ctx, runtime, checks: CheckInputs | None,
         else:
             m.agree_cosine_min, m.agree_max_abs, m.agree_top1 = (
                 ag.agree_cosine_min, ag.agree_max_abs, ag.agree_top1)
-            m.agree_reference, m.agree_ok = ag.reference, ag.passed
-            if not ag.passed:
+            m.agree_reference, m.agree_ok = ag.reference, ag.ok
+            if ag.ok is False:
                 m.notes.append(f"output check FAILED against {ag.reference}: {ag.reason}")
+            elif ag.ok is None:  # passed, but a wrong answer passes too (lab.results.quality reads it)
+                m.agree_reference = f"{ag.reference}; {ag.reason}"
+                m.notes.append(ag.reason)
             detail["agreement"] = ag.to_dict()
             detail["seconds"] = out.seconds
     if checks.eval_file is not None:

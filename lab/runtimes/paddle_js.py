@@ -1,7 +1,7 @@
 """Paddle.js in a real browser (backend paddle-js-webgl): one fresh page load per trial, over CDP.
 
 Why a runtime of its own: the model runs in a page, not a process the transport starts. `prepare`
-checks the web build (models/<id>/web/, `lab models build ID --web`) and takes the input from the
+checks the web build (models/<id>/web/, `lab models build ID --web`) and takes the inputs from the
 model's agreement reference set;
 `run_trial` stages the site (page, JS runner, Paddle.js bundles, model, inputs.bin), serves it with
 web_server.py and drives a fresh headless Chromium tab to the end of the protocol
@@ -14,11 +14,11 @@ as one process group per trial, and its DevTools port is forwarded over the SSH 
 Android phone needs `adb forward tcp:PORT localabstract:chrome_devtools_remote`; the ADB transport
 refuses `forward`, so planning refuses the job with that reason (lab/web/page.py `device_refusal`).
 
-Agreement (lab/models/agreement.py, the one definition): the page's input is sample 0 of the model's
-reference input set; after the trials every page load's output is compared with the host's cached
-fp32 Paddle Inference reference for that sample (`agreement.compare`, fp32 thresholds), and the
-`Agreement` is stored in the Measurement provenance under "agreement" (agree_cosine_min,
-agree_max_abs, agree_top1 over the trials).
+Output checks (lab/runtimes/checks.py, the job path every runtime shares): inputs.bin holds the
+whole reference input set; the timed loop feeds sample 0, and on the last trial the page runs every
+sample once after the loop (PageProtocol.reference_samples) and reports the flat outputs as
+`outputs_check`. `check_outputs` shapes them as the host reference's and compacts them
+(runner_core.compact_output); `base.execute` compares them and stores agree_* on the row.
 """
 from __future__ import annotations
 
@@ -31,9 +31,10 @@ from lab.web import cdp
 from lab.web import page as paddlejs_page
 from lab.web import remote as paddlejs_remote
 from lab.convert import paddlejs as web_convert
-from lab.core.errors import ConfigError, LabError, RunnerError
+from lab.core.errors import ConfigError, RunnerError
 from lab.core.records import Measurement
 from lab.runtimes.base import JobContext, PreparedJob, Runtime, TrialResult, input_shapes
+from lab.runtimes.checks import CheckOutputs
 from lab.runtimes.json_runner import measurement_from_docs, trial_from_doc, validate_runner_doc
 
 SOFTWARE_GPU_NOTE = "software GPU emulation (SwiftShader): not a GPU figure"
@@ -52,53 +53,53 @@ def web_model(ctx: JobContext) -> web_convert.WebModel:
     return wm
 
 
-# ------------------------------------------------------------------------------- agreement
-def page_agreement(art, outputs: list[list[float | None] | None], precision: str = "fp32"):
-    """Each page load's output against the reference of sample 0 (one comparison per trial).
+# --------------------------------------------------------------------------- output checks
+def page_outputs(reference: dict[str, Any], outputs: list[list[dict]]) -> list[list[dict]]:
+    """The page's `outputs_check` outputs, compact per sample, for `checks.apply`.
 
-    The page returns a flat list (non-finite values arrive as null); it is shaped as the
-    reference output before it is compacted by the one definition (runner_core.compact_output).
+    The page returns output 0 of each sample as a flat list (non-finite values arrive as null);
+    it is shaped as the reference's output of that sample before it is compacted by the one
+    definition (runner_core.compact_output). A missing or mis-sized output stays empty: the
+    comparison reports it as a failure, with the reason.
     """
     import numpy as np
-    from lab.models import agreement
     from lab.runners import runner_core
-    ref = agreement.load_reference(art)
-    want = ref["outputs"][0][0]
-    cands = []
-    for out in outputs:
-        if out is None or len(out) != want.size:
-            cands.append([])  # compare() reports the missing output as a failure, with the reason
+    out = []
+    for i, recs in enumerate(outputs):
+        want = reference["outputs"][0][i]
+        values = (recs[0] if recs else {}).get("values")
+        if values is None or len(values) != want.size:
+            out.append([])
             continue
-        arr = np.array([np.nan if v is None else v for v in out], dtype="float64").reshape(want.shape)
-        cands.append([runner_core.compact_output(np, arr)])
-    return agreement.compare([ref["compact"][0]] * len(outputs), cands, precision,
-                             agreement.reference_name(ref))
+        arr = np.array([np.nan if v is None else v for v in values], dtype="float64").reshape(want.shape)
+        out.append([runner_core.compact_output(np, arr)])
+    return out
 
 
 # ---------------------------------------------------------------------------------- runtime
 class PaddleJs(Runtime):
     name = "paddle-js"
     nvml = False  # the browser's GPU work is not a process NVML could attribute
+    output_checks = True  # the page runs the reference set after the last trial's timed loop
 
     def prepare(self, ctx: JobContext) -> PreparedJob:
         import numpy as np
-        from lab.models import agreement
         page_backend = paddlejs_page.backend_name(ctx.backend.id)  # paddle-js-wasm: refused
         refusal = paddlejs_page.device_refusal(ctx.device)
         if refusal:
             raise ConfigError(f"job {ctx.job.job_id}: {refusal}", fix="run paddle-js-* on `local` or an SSH host")
         wm = web_model(ctx)
         (spec, shape), = input_shapes(ctx, static=True, dtypes=("float32",))
-        ref_inputs, source = agreement.reference_inputs(ctx.artifact)
-        sample = np.ascontiguousarray(ref_inputs[spec.name][0], dtype="float32")
-        if list(sample.shape) != shape:
-            raise ConfigError(f"job {ctx.job.job_id}: the page feeds one reference sample of shape "
-                              f"{list(sample.shape)}, the job asks for {shape}",
+        ref_inputs, source, n_check = _reference_set(ctx)
+        samples = np.ascontiguousarray(ref_inputs[spec.name], dtype="float32")
+        if list(samples.shape[1:]) != shape:
+            raise ConfigError(f"job {ctx.job.job_id}: the page feeds reference samples of shape "
+                              f"{list(samples.shape[1:])}, the job asks for {shape}",
                               fix="use batch 1 for paddle-js backends")
-        inputs = [(spec.name, sample)]
+        inputs = [(spec.name, samples)]  # inputs.bin: every sample; the timed loop feeds sample 0
         input_spec = f"{spec.name}:{'x'.join(str(d) for d in shape)}:{spec.dtype}"
-        extra = {"web_dir": wm.dir, "inputs": inputs, "input_spec": input_spec,
-                 "page_backend": page_backend, "input_source": f"{source}: sample 0"}
+        extra = {"web_dir": wm.dir, "inputs": inputs, "input_spec": input_spec, "page_backend": page_backend,
+                 "input_source": f"{source}: sample 0", "reference_samples": n_check}
         browser = "chromium"
         notes = [f"Paddle.js web model {wm.converter}; fixes: {'; '.join(wm.fixes) or 'none'}"]
         if ctx.device.transport != "local":  # an SSH host: its own Chromium and page server
@@ -117,7 +118,8 @@ class PaddleJs(Runtime):
         p, x = ctx.job.protocol, prepared.extra
         proto = paddlejs_page.PageProtocol(
             warmup=p.warmup, warmup_seconds=p.warmup_seconds, min_iters=p.min_iters,
-            min_seconds=p.min_seconds, max_seconds=p.max_seconds, target_rel_ci=p.target_rel_ci)
+            min_seconds=p.min_seconds, max_seconds=p.max_seconds, target_rel_ci=p.target_rel_ci,
+            reference_samples=x["reference_samples"] if trial == ctx.last_trial else 0)
         if "site" in x:  # an SSH host: pushed (and verified by sha256) in prepare
             site = x["site"]
             doc = paddlejs_remote.run_remote_page(
@@ -146,16 +148,8 @@ class PaddleJs(Runtime):
         webgl = [(d.get("env") or {}).get("webgl") or {} for d in docs]
         renderer = next((w.get("renderer") for w in webgl if w.get("renderer")), None)
         label = cdp.renderer_label(renderer)
-        outputs = [((d.get("outputs") or [{}])[0]).get("values") for d in docs]
-        try:
-            agree = page_agreement(ctx.artifact, outputs).to_dict()
-            agree["input"] = x["input_source"]
-        except LabError as exc:  # the figures stand; agreement is unknown, with the reason
-            agree = {"agree_cosine_min": None, "agree_max_abs": None, "agree_top1": None,
-                     "passed": None, "reason": f"reference unavailable: {exc}"}
-        m.provenance["agreement"] = agree
         m.provenance["web"] = {
-            "backend": x["page_backend"], "renderer": renderer, "label": label,
+            "backend": x["page_backend"], "renderer": renderer, "label": label, "input": x["input_source"],
             "webgl": webgl[0] if webgl else None,
             "browser": docs[0].get("browser") if docs else None,
             "js_heap": [{"page_peak_mb": (d.get("memory") or {}).get("js_heap_peak_mb"),
@@ -171,9 +165,30 @@ class PaddleJs(Runtime):
             m.notes.append(SOFTWARE_GPU_NOTE)
         m.notes.append("peak RSS unavailable: a page cannot see its browser's process RSS "
                        "(JS heap in provenance['web']['js_heap'])")
-        if agree.get("passed") is False:
-            m.notes.append(f"outputs disagree with the host fp32 reference: {agree['reason']}")
-        elif agree.get("passed") is None:
-            m.notes.append(f"agreement unknown: {agree['reason']}")
         return m
 
+    def check_outputs(self, ctx: JobContext, prepared: PreparedJob,
+                      trials: list[TrialResult]) -> CheckOutputs | None:
+        """The last trial's `outputs_check` (the page's reference pass after its timed loop)."""
+        doc = trials[-1].raw if trials else None
+        oc = doc.get("outputs_check") if isinstance(doc, dict) else None
+        ref = ctx.checks.reference if ctx.checks is not None else None
+        if not oc or ref is None:
+            return None
+        n, wanted = int(oc.get("n") or 0), prepared.extra["reference_samples"]
+        note = "" if n == wanted else (f"agreement over {n} of the {wanted} reference samples "
+                                       f"(inputs.bin held {oc.get('available')})")
+        return CheckOutputs(outputs=page_outputs(ref, oc.get("outputs") or []), seconds=oc.get("seconds"),
+                            note=note)
+
+
+def _reference_set(ctx: JobContext) -> tuple[dict[str, Any], str, int]:
+    """The inputs the page feeds: the reference set the job's fp32 reference was made from
+    (ctx.checks), all of it checked after the last trial; without a reference the model's own
+    reference input set (the same data), unchecked (the job's notes say why)."""
+    from lab.models import agreement
+    ref = ctx.checks.reference if ctx.checks is not None else None
+    if ref is None:
+        inputs, source = agreement.reference_inputs(ctx.artifact)
+        return inputs, source, 0
+    return ref["inputs"], ref["meta"]["source"], int(ref["meta"]["n"])

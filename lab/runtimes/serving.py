@@ -12,8 +12,10 @@ under many users (docs/serving.md). One job = one endpoint and one LoadGen scena
   (lab.transport.forward: paramiko direct-tcpip), so nothing is opened on the device's network.
 - LoadGen's summary and detail logs are kept under `<store dir>/loadgen/<job id>/` (paths in the
   provenance), next to the runner's log.
-- Before the load, the reference input set goes through the endpoint and is compared with the
-  host's fp32 Paddle Inference reference (lab.models.agreement); the result is kept in the provenance.
+- Before the load (outside the timed part), the reference input set (lab.models.agreement) goes
+  through the endpoint once; `check_outputs` returns those outputs and `base.execute` compares them
+  with the host's fp32 reference (lab/runtimes/checks.py), storing agree_* on the row like every
+  runtime. The same samples are LoadGen's sample set.
 One LoadGen run (or sweep) per job: LoadGen's min duration, min query count and early stopping
 stand in for repeated trials, so trials after the first are not run.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +33,7 @@ from lab.devices.inventory import device_python
 from lab.core.errors import ConfigError, DeviceError, RunnerError
 from lab.core.records import Job, Measurement
 from lab.runtimes.base import JobContext, PreparedJob, Runtime, TrialResult, push_model, push_runner
+from lab.runtimes.checks import CheckOutputs
 
 RUNNER_FILE = "serving_runner.py"
 SCENARIOS = {"singlestream": "SingleStream", "server": "Server", "offline": "Offline", "sweep": "sweep"}
@@ -80,6 +84,7 @@ def keep_dir(ctx: JobContext) -> Path:
 
 class Serving(Runtime):
     name = "serving"
+    output_checks = True  # the reference pass goes through the endpoint before the load
 
     def prepare(self, ctx: JobContext) -> PreparedJob:
         opts = ServingOptions.from_job(ctx.job)
@@ -138,12 +143,21 @@ class Serving(Runtime):
                         valid=doc["valid"], instances=None if opts.endpoint else opts.instances,
                         max_batch=None if opts.endpoint else opts.max_batch, n_samples=res["queries"],
                         converged=doc.get("converged", res["valid"]), source="lab")
-        m.provenance = {"serving": doc, "model_sha256": prepared.model_sha256, "runner": RUNNER_FILE,
+        served = {k: v for k, v in doc.items() if k != "outputs_check"}  # compared by checks.apply
+        m.provenance = {"serving": served, "model_sha256": prepared.model_sha256, "runner": RUNNER_FILE,
                         "loadgen_dir": str(keep_dir(ctx))}
         m.notes.extend(doc.get("notes", []))
         m.notes.append("serving: one LoadGen run per job (its min duration, min query count and early "
                        "stopping stand in for trials)")
         return m
+
+    def check_outputs(self, ctx: JobContext, prepared: PreparedJob,
+                      trials: list[TrialResult]) -> CheckOutputs | None:
+        """The reference pass the LoadGen trial sent through the endpoint before its load."""
+        oc = (trials[0].raw or {}).get("outputs_check") if trials else None
+        if not oc:
+            return None
+        return CheckOutputs(outputs=oc["outputs"], seconds=oc["seconds"])
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -184,22 +198,26 @@ def _keep_server_log(ctx: JobContext, server, out: Path) -> None:
         pass
 
 
-def _samples(ctx: JobContext) -> tuple[list[dict], dict]:
-    """The sample set (the agreement reference inputs, one request each) and the reference."""
+def _samples(ctx: JobContext) -> list[dict]:
+    """The sample set: the reference inputs the job's fp32 reference was made from (ctx.checks),
+    else the model's own reference input set (the same data), one request each."""
     from lab.models import agreement
-    ref = agreement.load_reference(ctx.artifact)
-    n = len(next(iter(ref["inputs"].values())))
-    return [{k: v[i] for k, v in ref["inputs"].items()} for i in range(n)], ref  # each at its run shape
+    ref = ctx.checks.reference if ctx.checks is not None else None
+    inputs = ref["inputs"] if ref is not None else agreement.reference_inputs(ctx.artifact)[0]
+    n = len(next(iter(inputs.values())))
+    return [{k: v[i] for k, v in inputs.items()} for i in range(n)]  # each at its run shape
 
 
-def _check_agreement(ctx: JobContext, url: str, opts: ServingOptions, samples: list[dict], ref: dict):
-    """Each reference input once through the endpoint, compared with the host's fp32 reference.
-    The first request also says whether the endpoint answers at all (transient if not)."""
+def _reference_pass(ctx: JobContext, url: str, opts: ServingOptions, samples: list[dict]) -> dict[str, Any]:
+    """Each reference input once through the endpoint (not timed): the compact outputs per sample,
+    as a JSON runner's `outputs_check`. The first request also says whether the endpoint answers
+    at all (transient if not)."""
     import numpy as np
 
-    from lab.models import agreement
+    from lab.runners import runner_core
     from lab.serving.loadgen import probe
     from lab.serving.endpoint import ServingError
+    t0 = time.perf_counter()
     outs = []
     for i, s in enumerate(samples):
         try:
@@ -208,10 +226,8 @@ def _check_agreement(ctx: JobContext, url: str, opts: ServingOptions, samples: l
             if i == 0 and ("does not answer" in str(exc)):
                 raise DeviceError(ctx.job.device, f"serving endpoint does not answer: {exc}", transient=True) from None
             raise
-        outs.append([np.asarray(a) for a in got.values()])
-    stacked = [np.stack([o[j] for o in outs]) for j in range(len(outs[0]))]  # as lab.models.host_infer stacks
-    return agreement.compare(ref["compact"], agreement.compact_all(stacked), ctx.job.precision,
-                             agreement.reference_name(ref))
+        outs.append([runner_core.compact_output(np, np.asarray(a)) for a in got.values()])
+    return {"n": len(outs), "outputs": outs, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _settings(ctx: JobContext, opts: ServingOptions, scenario: str, target_qps: float | None = None,
@@ -234,16 +250,16 @@ def _settings(ctx: JobContext, opts: ServingOptions, scenario: str, target_qps: 
 
 
 def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -> dict[str, Any]:
-    """Agreement, then the scenario (a sweep: SingleStream + Offline + bisection over Server runs)."""
+    """The reference pass, then the scenario (a sweep: SingleStream + Offline + bisection over
+    Server runs)."""
     from lab.serving.loadgen import run_scenario
     from lab.serving.sweep import sweep
-    samples, ref = _samples(ctx)
-    agree = _check_agreement(ctx, url, opts, samples, ref)
-    from lab.models import agreement
-    notes = [f"agreement with the host's fp32 reference: {agreement.summary(agree)}"]
+    samples = _samples(ctx)
+    notes: list[str] = []
     kw = dict(fmt=opts.endpoint_format, server=server, instances=opts.instances, max_batch=opts.max_batch)
     model = ctx.job.model
-    doc: dict[str, Any] = {"agreement": agree.to_dict(), "notes": notes, "options": asdict(opts)}
+    doc: dict[str, Any] = {"outputs_check": _reference_pass(ctx, url, opts, samples), "notes": notes,
+                           "options": asdict(opts)}
     if opts.scenario != "sweep":
         r = run_scenario(url, model, samples, _settings(ctx, opts, opts.loadgen_scenario, opts.target_qps),
                          out_dir=out / opts.scenario, **kw)

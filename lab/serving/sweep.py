@@ -129,34 +129,6 @@ def sweep(measure: Callable[[float], LoadResult], lo: float, hi: float, *, rel_t
     return result(lo, converged, "" if converged else f"stopped after {max_points} runs")
 
 
-def server_sweep(url: str, model: str, inputs, base, out_dir, *, lo: float, hi: float | None = None,
-                 fmt: str = "v2", server=None, instances: int | None = None, max_batch: int | None = None,
-                 rel_tol: float = 0.05, max_points: int = 10) -> SweepResult:
-    """Sweep an endpoint: `base` is a Server LoadSettings (bound, percentile, durations); its
-    target_qps is replaced per point. Without `hi`, an Offline run's throughput x1.1 is the upper
-    end (a rate the endpoint cannot complete cannot hold any bound). Logs: out_dir/qps-<rate>/."""
-    from dataclasses import replace
-    from pathlib import Path
-
-    from lab.serving.loadgen import LoadSettings, run_scenario
-
-    out = Path(out_dir)
-    kw = dict(fmt=fmt, server=server, instances=instances, max_batch=max_batch)
-    if hi is None:
-        off = run_scenario(url, model, inputs, LoadSettings("Offline", target_qps=max(lo * 4, 100.0),
-                                                            min_duration_s=base.min_duration_s,
-                                                            max_duration_s=base.max_duration_s,
-                                                            connections=base.connections),
-                           out_dir=out / "offline", **kw)
-        hi = max((off.qps or lo) * 1.1, lo * 1.25)
-
-    def measure(q: float) -> LoadResult:
-        return run_scenario(url, model, inputs, replace(base, scenario="Server", target_qps=round(q, 3)),
-                            out_dir=out / f"qps-{q:.3f}", **kw)
-
-    return sweep(measure, lo, hi, rel_tol=rel_tol, max_points=max_points)
-
-
 def sweep_points(provenance: dict[str, Any]) -> list[SweepPoint]:
     """The sweep's points of a stored serving job, typed (empty when the job was not a sweep).
 

@@ -1,1 +1,2 @@
-"""Telemetry: the sampler trace maths (power, energy, thermal, figures), the device-side session, and external meter imports."""
+"""Telemetry: the sampler trace maths (power, energy, thermal, figures), the device-side session,
+cooldown between jobs, and external meter imports."""

@@ -46,7 +46,9 @@ _DEFAULT = MeasurementProtocol()
 @dataclass(frozen=True)
 class PageProtocol:
     """The measurement protocol, as pi_runner's flags (same names, same meaning): the loop fields of
-    MeasurementProtocol with its defaults (one definition), plus max_iters (0 = no cap) for tests."""
+    MeasurementProtocol with its defaults (one definition), plus max_iters (0 = no cap) for tests and
+    reference_samples: after the loop, feed that many samples of inputs.bin (the job's reference
+    set) and report their outputs as `outputs_check` (lab/runtimes/checks.py; 0 = none)."""
 
     warmup: int = _DEFAULT.warmup
     warmup_seconds: float = _DEFAULT.warmup_seconds
@@ -55,6 +57,7 @@ class PageProtocol:
     max_seconds: float = _DEFAULT.max_seconds
     target_rel_ci: float = _DEFAULT.target_rel_ci
     max_iters: int = 0
+    reference_samples: int = 0
 
 
 def device_refusal(dev) -> str | None:

@@ -46,7 +46,6 @@ class RemoteSite:
     session: str       # web_session.sh on the device
     model_sha256: str  # of the model files served (web_sha256 of site/model, verified by push)
     model_files: dict[str, str]
-    pushed_bytes: int
 
 
 def device_chromium(transport) -> str:
@@ -82,10 +81,9 @@ def push_site(transport, web_dir: Path, inputs: list[tuple[str, Any]], model_id:
         local = stage_site(web_dir, inputs, Path(tmp) / "site")
         files, model_sha = web_sha256(local / "model")
         remote = remote_join(transport.workdir, "web", f"site-{model_id}-{_site_digest(local)[:12]}")
-        sent = 0
         for p in sorted(x for x in local.rglob("*") if x.is_file()):
-            sent += transport.push(p, remote_join(remote, p.relative_to(local).as_posix())).bytes_sent
-    return RemoteSite(remote, server, session, model_sha, files, sent)
+            transport.push(p, remote_join(remote, p.relative_to(local).as_posix()))
+    return RemoteSite(remote, server, session, model_sha, files)
 
 
 # POSIX sh test "process group $pg runs": a zombie member counts as gone (an init that does not

@@ -45,6 +45,7 @@ _.max_query_count  # LoadGen TestSettings: the query cap
 _.outdir  # LoadGen LogOutputSettings: where the summary and detail logs go (kept per job)
 _.copy_summary_to_stdout  # LoadGen LogOutputSettings: off, the lab parses the summary file
 _.enable_trace  # LoadGen LogSettings: off, the trace is large and unused
+_.training  # paddle.nn.Layer flag its BatchNorm forward reads: batch statistics on (lab/models/datainit.py)
 
 # -- record fields written whole to the store, JSON or a template ----------------------------------
 # Measurement figures: every field in MEASUREMENT_FIGURES is a results-table column and a field of
@@ -77,6 +78,19 @@ _.cold_cpu_ms  # report section field, read by report.html.j2 (CPU vs AIPU table
 _.cold_aipu_ms  # report section field, read by report.html.j2 (CPU vs AIPU table)
 _.cost_per_million_usd  # serving section field, read by report.html.j2
 _.cost_note  # serving section field, read by report.html.j2
+_.utilisation_note  # ModelMeasure field: vars() into `lab score --format json` "measured" (docs/scoring.md)
+_.serving_qps  # ModelMeasure field: vars() into `lab score --format json` "measured" (docs/scoring.md)
+# Chip catalog records: the typed form of a chips.yaml entry. load_catalog accepts only known keys and
+# type-checks these; dropping the fields would drop the catalog's stated data while still accepting it.
+_.desc  # Unit / VideoPath field: chips.yaml `cpu.desc`, `gpu.desc`, `video.decode/encode.desc`
+_.foundry  # Chip field: chips.yaml `foundry` (which fab makes the chip)
+_.sdk  # Chip field: chips.yaml `sdk` (the vendor's NPU toolchains)
+
+# -- schema that existing files use ---------------------------------------------------------------
+_.power_meter_csv  # devices.yaml key the inventory accepts: unknown keys are refused, so existing files need it
+# TrialResult is the runtime contract's typed trial (docs/architecture.md, "Adding a runtime"); every
+# runtime fills samples_ms, measurement() reads the raw runner document instead.
+_.samples_ms  # TrialResult field: required by the contract, set by all runtimes (serving.py, paddle_js.py, ...)
 
 # -- read by name (getattr over a table of field names) ---------------------------------------------
 _.throughput_ips  # ModelMeasure field, read via the criteria table (decide/measures.py, profiles.py)
@@ -88,7 +102,11 @@ _.enable_memory_profile  # benchmark_bin RunSpec flag, turned into argv by name 
 _.enable_op_time_profile  # benchmark_bin RunSpec flag, turned into argv by name (runtimes/benchmark_bin.py)
 _.input_data_path  # benchmark_bin RunSpec flag, turned into argv by name (runtimes/benchmark_bin.py)
 _.output_data_path  # benchmark_bin RunSpec flag, turned into argv by name (runtimes/benchmark_bin.py)
+_.reference_samples  # PageProtocol field: page_url puts every field in the page URL by name; runner.js reads it
 
 # -- called from outside lab/ ------------------------------------------------------------------------
+_.n_trials  # LatencyStats field: bench/frameworks.py writes it as "trials" in its result rows (docs/benchmarks.md)
+_.bytes_sent  # PushResult field: bench/ssh_parallel.py and bench/ssh_push.py measure pushed bytes (benchmarks.md)
+_.decode_embedded  # public API: reads a report's data block back (docs/report.md, named in every report.html)
 _.SyntheticExecutor  # bench/ray_overhead.py measures the Ray engine with it (docs/benchmarks.md)
 _.latency_s  # CheckResult field: the result of Transport.check(), the protocol's health check (DESIGN.md)

@@ -77,7 +77,7 @@ def test_run_end_line_says_not_converged(tmp_path, monkeypatch, capsys):
     """`lab run`'s end line, from a scheduler summary (orchestrate is replaced by the summary)."""
     from lab.commands import run as run_cmd
     from lab.measure.scheduler import RunSummary
-    summary = RunSummary(planned=4, ran=4, ok=4,
+    summary = RunSummary(planned=4, ok=4,
                          qualities=[quality.classify(Measurement("j", converged=False))] * 3
                          + [quality.Quality()])
     outcome = SimpleNamespace(summary=summary, already_done=0, exit_code=0)

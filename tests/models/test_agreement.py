@@ -100,3 +100,13 @@ def test_opt_output_rockchip_partition():
 def test_opt_output_arm_has_no_partition():
     r = parse((DATA / "arm_mobilenet_v1_int8.txt").read_text())
     assert r.npu_subgraphs is None and r.cpu_ops is None and r.saved.endswith(".nb")
+
+
+def test_agreement_recorded_before_the_null_still_reads():
+    """meta.json agreements written before `informative`/`null` existed load and keep their verdict."""
+    old = {"agree_cosine_min": 0.999, "agree_max_abs": 0.01, "agree_top1": 1.0, "n": 8,
+           "precision": "int8", "passed": True, "reason": "", "reference": "m@abc",
+           "thresholds": agreement.THRESHOLDS["int8"]}
+    a = agreement.Agreement(**old)
+    assert a.informative is None and a.ok is True and agreement.summary(a).startswith("PASS (int8)")
+    assert agreement.Agreement(**dict(old, passed=False, reason="x")).status == "FAIL"

@@ -98,7 +98,7 @@ def test_pir_cnn_rules(tmp_path):
                                 "flatten": 1, "matmul": 1}  # no data/fetch/parameters
     assert [(i.name, i.shape, i.dtype) for i in res.inputs] == [("image", (-1, 3, 32, 32),
                                                                   "float32")]
-    assert res.dynamic_dims == {"image": []} and not res.has_dynamic_non_batch_dims
+    assert res.dynamic_dims == {"image": []}
     assert res.params == 8 * 27 + 8 + 80 and res.trainable_params == 8 * 27 + 80
     assert res.outputs == [{"name": "out", "shape": [-1, 10], "dtype": "float32"}]
     assert (res.quantization, res.data_dependent_ops, res.sequence_ops) == ("none", [], [])
@@ -130,7 +130,7 @@ def test_pir_rnn_and_dynamic_seq(tmp_path):
     d.op("fetch", [o], [[-1, -1, 32]], {"name": "h"})
     path = d.write(tmp_path / "lstm.json")
     res = analysis.analyze(path, run_shapes={"tokens": [2, 50]})
-    assert res.dynamic_dims == {"tokens": [1]} and res.has_dynamic_non_batch_dims
+    assert res.dynamic_dims == {"tokens": [1]}
     assert res.sequence_ops == ["rnn"] and "combine" not in res.op_histogram
     assert (res.dyn_fill, res.batch_fill) == (50, 2)
     assert res.macs_rnn == 2 * 50 * 4 * 32 * (16 + 32)

@@ -228,12 +228,21 @@ def test_lite_rockchip_npu_from_int8(digits_int8, qroot, lite_opt, monkeypatch, 
 
 
 def test_mobilenet_v1_int8_rockchip_npu(tmp_path_factory, lite_opt, monkeypatch):
-    """The issue's must-show: mobilenet_v1 -> -int8 -> rockchip-npu .nb with its subgraphs."""
+    """The issue's must-show: mobilenet_v1 -> -int8 -> rockchip-npu .nb with its subgraphs.
+
+    Whether the int8 model agrees with fp32 is measured, not assumed: on the informative
+    mobilenet_v1 (issue 26) abs_max PTQ fails the check, with or without oneDNN's int8 kernels
+    (docs/benchmarks.md). Either way the verdict is stored with the model and matches its figures."""
     monkeypatch.setenv("HWLAB_PADDLE_LITE_OPT", str(lite_opt))
     root = tmp_path_factory.getbasetemp() / "hwlab-quant-mnv1"
     build("mobilenet_v1", root)
     r = quantize.quantize("mobilenet_v1", root, calib_batches=4)
-    assert r.passed, r.summary
+    meta = json.loads((root / "mobilenet_v1-int8" / "meta.json").read_text())
+    ag, th = meta["agreement"], agreement.thresholds_for("int8")
+    assert ag["n"] == agreement.REFERENCE_SET_SIZE and ag["passed"] is r.passed
+    assert r.passed is (ag["agree_cosine_min"] >= th["cosine"] and ag["agree_top1"] >= th["top1"])
+    assert meta["status"] == ("ok" if r.passed else "failed"), r.summary
+    assert meta["quantization"]["calibration"]["source"].startswith("natural images")
     assert main(["models", "--root", str(root), "build", "mobilenet_v1-int8", "--lite-target",
                  "rockchip-npu"]) == 0
     lite = json.loads((root / "mobilenet_v1-int8" / "meta.json").read_text())["lite"]

@@ -1,5 +1,5 @@
-"""The paddle-js runtime through real campaigns: planning refusals, agreement maths, and `lab run`
-on `local` with headless Chromium (SwiftShader WebGL), Paddle.js from npm and mobilenet_v1.
+"""The paddle-js runtime through real campaigns: planning refusals, the page's reference outputs, and
+`lab run` on `local` with headless Chromium (SwiftShader WebGL), Paddle.js from npm and mobilenet_v1.
 
 Real parts: the lab CLI, Paddle Inference (native rows and the host reference), paddlejsconverter,
 Debian chromium. SwiftShader takes seconds per inference on two busy cores, so the protocol is the
@@ -21,7 +21,7 @@ from lab.convert import paddlejs as pjs
 from lab.core.errors import ConfigError
 from lab.core.records import Device, InputSpec
 from lab.runtimes.registry import RUNTIMES
-from lab.runtimes.paddle_js import page_agreement, web_model
+from lab.runtimes.paddle_js import page_outputs, web_model
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = Device(id="local", chip="generic-x86-cpu", transport="local")
@@ -79,27 +79,35 @@ def test_a_model_without_a_current_web_build_names_the_build_command(tmp_path):
     assert web_model(ctx).sha256 == digest
 
 
-# ---------------------------------------------------------------------------- agreement input
-def test_page_outputs_are_shaped_compacted_and_compared_per_trial(monkeypatch):
-    """The page's flat outputs (null for non-finite) against a reference of shape [1, 3]: the
-    comparison itself is lab.models.agreement's, the reference here a hand-made one (the real host
-    reference is exercised by the campaign test below)."""
+# ---------------------------------------------------------------------------- output checks
+def test_page_outputs_are_shaped_compacted_and_compared_per_sample():
+    """The page's flat outputs (null for non-finite) per reference sample, shaped as the reference's
+    [1, 3] and compacted; the comparison is checks.apply's (lab.models.agreement), the reference a
+    hand-made one here (the real host reference is exercised by the campaign tests below)."""
     import numpy as np
     from lab.models import agreement as ag
     from lab.runners import runner_core
-    ref_out = np.array([[[0.1, 0.7, 0.2]]])  # stacked: [sample][1, 3]
-    fake = {"outputs": [ref_out], "compact": [[runner_core.compact_output(np, ref_out[0])]],
-            "meta": {"model_id": "m", "model_sha256": "a" * 64, "runtime": ag.REFERENCE_RUNTIME}}
-    monkeypatch.setattr(ag, "load_reference", lambda art: fake)
-    same = page_agreement(None, [[0.1, 0.7, 0.2], [0.2, 1.4, 0.4]])  # a scaled copy: cosine 1
-    assert same.agree_cosine_min == pytest.approx(1.0) and same.agree_top1 == 1.0 and same.n == 2
-    assert same.agree_max_abs == pytest.approx(0.7) and same.reference.startswith("m@aaaaaaaaaaaa")
-    off = page_agreement(None, [[0.7, 0.1, 0.2]])
-    assert off.agree_cosine_min < 0.6 and off.agree_top1 == 0.0 and not off.passed
-    nan = page_agreement(None, [[0.1, None, 0.2]])
+    ref_out = np.array([[[0.1, 0.7, 0.2]], [[0.5, 0.1, 0.3]]])  # stacked: [sample][1, 3]
+    ref = {"outputs": [ref_out], "compact": [[runner_core.compact_output(np, o)] for o in ref_out]}
+
+    def rec(values):
+        return [{"name": "output0", "values": values}]
+
+    def compare(cands):
+        return ag.compare(ref["compact"][:len(cands)], cands, "fp32", "m@aaaaaaaaaaaa")
+
+    same = page_outputs(ref, [rec([0.2, 1.4, 0.4]), rec([0.5, 0.1, 0.3])])  # a scaled copy: cosine 1
+    assert same[0][0]["shape"] == [1, 3] and same[0][0]["argmax"] == 1
+    ag_same = compare(same)
+    assert ag_same.passed and ag_same.agree_cosine_min == pytest.approx(1.0) and ag_same.n == 2
+    assert ag_same.agree_max_abs == pytest.approx(0.7)
+    off = compare(page_outputs(ref, [rec([0.7, 0.1, 0.2])]))  # one sample: n records it
+    assert off.n == 1 and off.agree_cosine_min < 0.6 and off.agree_top1 == 0.0 and not off.passed
+    nan = compare(page_outputs(ref, [rec([0.1, None, 0.2])]))
     assert not nan.passed and nan.agree_max_abs is None
-    missing = page_agreement(None, [[0.1, 0.7]])
+    missing = compare(page_outputs(ref, [rec([0.1, 0.7])]))
     assert not missing.passed and "0 outputs" in missing.reason
+    assert page_outputs(ref, [[{"name": "output0", "values_note": "more than 1048576 values"}]]) == [[]]
 
 
 # -------------------------------------------------------------------------- real campaigns
@@ -174,9 +182,13 @@ def test_web_campaign_runs_beside_native_and_the_report_labels_it(ws):
     # the page made no request beyond the local server (browser events and server log agree)
     assert w["outside_requests"] == [] and w["requests"][0] > 0
     assert {"/model/model.json", "/model/chunk_1.dat", "/inputs.bin", "/index.html"} <= set(w["served"])
-    agree = prov["agreement"]
-    assert agree["agree_cosine_min"] >= 0.999 and agree["agree_top1"] == 1.0 and agree["n"] == 1
-    assert agree["passed"] and agree["input"].startswith("seeded random")
+    # the output check: the whole reference set after the timed loop, on the row (checks.apply)
+    from lab.models import agreement
+    assert web["agree_ok"] is True and web["agree_cosine_min"] >= 0.9999 and web["agree_top1"] == 1.0
+    assert web["agree_reference"].startswith("mobilenet_v1@")
+    assert prov["checks"]["agreement"]["n"] == agreement.REFERENCE_SET_SIZE
+    assert not any("agreement not checked" in n for n in prov["notes"]), prov["notes"]
+    assert w["input"].endswith(": sample 0")  # the reference set's source (lab.models.agreement)
     assert prov["model_sha256"] == json.loads(
         (ws / "models" / "mobilenet_v1" / "meta.json").read_text())["web"]["sha256"]
     assert not _browsers_of(ws)
@@ -188,6 +200,35 @@ def test_web_campaign_runs_beside_native_and_the_report_labels_it(ws):
     assert "<td>paddle-inference-cpu</td>" in latency and "<td>paddle-js-webgl</td>" in latency
     web_tr = next(tr for tr in latency.split("<tr>") if "<td>paddle-js-webgl</td>" in tr)
     assert "web · software GPU emulation" in web_tr
+
+
+@pytest.mark.slow
+def test_a_perturbed_reference_fails_the_page_output_check(ws):
+    """The same page and outputs against a reference whose outputs were negated (its sha256 stamp
+    kept, so it is the cached reference): the row stores agree_ok false with the reason."""
+    import numpy as np
+    from lab.models import agreement
+    from lab.models.artifact import load_artifact
+    root = _broken_copy(ws, "perturbed", lambda p: None)
+    ref_path = agreement.load_reference(load_artifact("mobilenet_v1", root))["path"]  # cached or made
+    with np.load(ref_path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["out:0"] = -arrays["out:0"]
+    np.savez(ref_path, **arrays)
+    camp = _campaign(ws, "perturbed", ["paddle-js-webgl"])
+    res = lab("--devices", "devices.yaml", "--store", "s.sqlite", "run", camp, "--models-root", root,
+              "--no-progress", cwd=ws, env=_env(ws))
+    assert res.returncode == 0, res.stdout + res.stderr
+    row = _rows(ws, "perturbed")["paddle-js-webgl"]
+    assert row["status"] == "ok" and row["agree_ok"] is False and row["agree_cosine_min"] < 0, row
+    from lab.results.store import Store
+    store = Store(ws / "s.sqlite")
+    try:
+        notes = store.provenance(row["job_id"])["notes"]
+    finally:
+        store.close()
+    assert any(n.startswith("output check FAILED against mobilenet_v1@") for n in notes), notes
+    assert not _browsers_of(ws)
 
 
 def _broken_copy(ws, name, edit) -> Path:

@@ -14,6 +14,7 @@ import signal
 import socket
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -292,10 +293,11 @@ def test_sweep_converges_on_an_endpoint_whose_latency_rises_with_load(tmp_path):
     base = LoadSettings("Server", latency_bound_ms=150, percentile=0.9, min_duration_s=2, max_duration_s=6,
                         min_queries=50)
     x = [{"x": np.zeros((1, 4), "float32")}]
-    from lab.serving.sweep import server_sweep
     with LocalServer(spec, tmp_path / "srv") as srv:
-        res = server_sweep(srv.url, "syn", x, base, tmp_path / "sweep", lo=10, hi=80, server=srv,
-                           rel_tol=0.15, max_points=7)
+        def measure(q: float) -> LoadResult:
+            return run_scenario(srv.url, "syn", x, replace(base, target_qps=round(q, 3)),
+                                out_dir=tmp_path / "sweep" / f"qps-{q:.3f}", server=srv)
+        res = sweep(measure, 10, 80, rel_tol=0.15, max_points=7)
     assert res.converged and res.max_qps is not None and 10 < res.max_qps <= 50, res.points
     by_rate = {p.target_qps: p for p in res.points}
     assert by_rate[10].valid and not by_rate[80].valid
@@ -413,6 +415,5 @@ def test_a_valid_run_that_did_not_keep_up_is_not_held():
     measure, _ = _fake(1e9)
     ok = measure(20.0)
     assert held(ok)
-    from dataclasses import replace
     assert not held(replace(ok, completed_qps=14.5, qps=21.8))
     assert not held(replace(ok, valid=False))

@@ -246,6 +246,28 @@ def test_mobilenet_v1_on_webgl_in_headless_chromium(mobilenet, tmp_path):
 
 
 @pytest.mark.slow
+def test_page_runs_the_reference_samples_after_the_timed_loop(mobilenet, tmp_path):
+    """inputs.bin holds several samples: the timed loop feeds sample 0, then each sample runs once
+    (reference_samples; here one more than the file holds, so n records how many ran) and its
+    output goes into outputs_check, each matching Paddle Inference on that sample."""
+    import dataclasses
+    from lab.models import agreement
+    name = mobilenet.inputs[0].name
+    x = np.ascontiguousarray(agreement.reference_inputs(mobilenet)[0][name][:3], dtype="float32")
+    spec = f"{name}:{'x'.join(map(str, x.shape[1:]))}:float32"
+    doc = pp.run_page(mobilenet.dir / "web", [(name, x)], spec,
+                      dataclasses.replace(TINY, reference_samples=4), 200, tmp_path)
+    assert doc["ok"], doc["error"]
+    oc = doc["outputs_check"]
+    assert (oc["n"], oc["requested"], oc["available"]) == (3, 4, 3) and oc["seconds"] > 0
+    refs = [_paddle_inference(mobilenet, [(name, x[i])]) for i in range(3)]
+    got = [o[0]["values"] for o in oc["outputs"]]
+    assert all(_cosine(r, g) >= 0.999 for r, g in zip(refs, got))
+    assert _cosine(refs[0], doc["outputs"][0]["values"]) >= 0.999  # the timed loop's input: sample 0
+    assert got[0] != got[1]  # each sample was fed, not sample 0 again
+
+
+@pytest.mark.slow
 def test_broken_model_json_fails_with_the_console_line(mobilenet, tmp_path):
     before = _chromium_pids()
     web = tmp_path / "web"

@@ -1,7 +1,7 @@
 /* hwlab Paddle.js runner: one trial of one model in this page, same protocol as pi_runner.py.
  *
  * Why a page: Paddle.js runs in a browser; the host drives this page over the DevTools protocol
- * (lab/cdp.py) and reads window.__hwlab.doc, a hwlab.runner/1 document (docs/architecture.md).
+ * (lab/web/cdp.py) and reads window.__hwlab.doc, a hwlab.runner/1 document (docs/architecture.md).
  * Parameters come from the query string (see params()). Measured, in order:
  *   load_ms   new Runner(...) + await runner.init(): fetch model.json + chunks, build the graph and
  *             the WebGL programs (needPreheat:false, so no inference hides in here).
@@ -12,7 +12,11 @@
  *             max_iters adds a count limit. Each sample is performance.now() around one
  *             predictWithFeed (it reads the output back, so the GPU work is included).
  * The input is inputs.bin (raw little-endian float32), made by the host with its seeded
- * generator, so the outputs recorded here can be compared with Paddle Inference's.
+ * generator, so the outputs recorded here can be compared with Paddle Inference's. It may hold
+ * several samples back to back (the job's reference set): the timed loop feeds sample 0.
+ *   check     after the loop (reference_samples > 0, the job's last trial): each of the first
+ *             reference_samples samples once, outputs in doc.outputs_check (compared on the host,
+ *             lab/runtimes/checks.py); never inside the timed loop.
  * Any error ends in ok=false with a one-line error (also written with console.error).
  */
 (function () {
@@ -41,7 +45,8 @@
         warmup: num("warmup", 10), warmup_seconds: num("warmup_seconds", 1),
         min_iters: num("min_iters", 50), min_seconds: num("min_seconds", 2),
         max_seconds: num("max_seconds", 20), target_rel_ci: num("target_rel_ci", 0.02),
-        max_iters: num("max_iters", 0) || null
+        max_iters: num("max_iters", 0) || null,
+        reference_samples: num("reference_samples", 0)
       }
     };
   }
@@ -137,8 +142,29 @@
     if (!resp.ok) throw new Error("input " + url + ": HTTP " + resp.status);
     var buf = await resp.arrayBuffer();
     var want = spec.shape.reduce(function (a, b) { return a * b; }, 1);
-    if (buf.byteLength !== want * 4) throw new Error("input " + url + ": " + buf.byteLength + " bytes, want " + (want * 4) + " for " + spec.shape.join("x") + " float32");
-    return new Float32Array(buf);
+    if (!buf.byteLength || buf.byteLength % (want * 4) !== 0) throw new Error("input " + url + ": " + buf.byteLength + " bytes, want a multiple of " + (want * 4) + " for " + spec.shape.join("x") + " float32");
+    var all = new Float32Array(buf), samples = [];
+    for (var i = 0; i < all.length / want; i++) samples.push(all.slice(i * want, (i + 1) * want));
+    return samples;  // one Float32Array per sample
+  }
+
+  function outputRecord(out) {
+    var values = Array.prototype.slice.call(out || []);
+    var rec = {name: "output0", shape: [values.length], dtype: "float32", count: values.length};
+    if (values.length <= MAX_OUTPUT_VALUES) rec.values = values; else rec.values_note = "more than " + MAX_OUTPUT_VALUES + " values: not kept";
+    if (values.some(function (v) { return !isFinite(v); })) rec.non_finite = true;
+    return rec;
+  }
+
+  // The reference pass (after timing): one run per sample, outputs for the host to compare.
+  async function referencePass(runner, spec, samples, wanted) {
+    var n = Math.min(wanted, samples.length), outputs = [], t0 = now();
+    for (var i = 0; i < n; i++) {
+      var out = await runner.predictWithFeed([{data: samples[i], shape: spec.shape, name: "image", persistable: true}]);
+      outputs.push([outputRecord(out)]);
+    }
+    return {schema: "hwlab.outputs_check/1", n: n, requested: wanted, available: samples.length,
+            outputs: outputs, seconds: (now() - t0) / 1000};
   }
 
   async function measure(p, doc) {
@@ -148,7 +174,7 @@
     doc.config.inputs = [spec];
     doc.config.batch = spec.shape[0];
     doc.env.webgl = webglInfo();
-    var data = await fetchInput(p.inputs, spec);
+    var inputs = await fetchInput(p.inputs, spec), data = inputs[0];
     var t = doc.timings, pr = p.protocol, core = window.paddlejs.core;
 
     state.phase = "load";
@@ -170,11 +196,7 @@
     var out = await run();
     t.first_ms = now() - t0;
     sampleHeap();
-    var values = Array.prototype.slice.call(out || []);
-    var rec = {name: "output0", shape: [values.length], dtype: "float32", count: values.length};
-    if (values.length <= MAX_OUTPUT_VALUES) rec.values = values; else rec.values_note = "more than " + MAX_OUTPUT_VALUES + " values: not kept";
-    if (values.some(function (v) { return !isFinite(v); })) rec.non_finite = true;
-    doc.outputs = [rec];
+    doc.outputs = [outputRecord(out)];
 
     state.phase = "warmup";
     var wIters = 0, wTotal = 0, wStart = now();
@@ -210,6 +232,11 @@
     t.stop_reason = reason;
     t.rel_ci = medianCi(samples)[3];
     sampleHeap();
+    if (pr.reference_samples > 0) {
+      state.phase = "check";
+      doc.outputs_check = await referencePass(runner, spec, inputs, pr.reference_samples);
+      sampleHeap();
+    }
   }
 
   async function main() {

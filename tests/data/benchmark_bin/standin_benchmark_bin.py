@@ -121,7 +121,6 @@ def main(argv):
         return 0  # the real tool exits 0 here
 
     backends = flags["backend"].split(",")
-    out = []
     if "nnadapter" in backends:
         devices = [d for d in flags["nnadapter_device_names"].split(",") if d]
         for d in devices:
