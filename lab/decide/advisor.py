@@ -23,7 +23,7 @@ from lab.decide.facts import (ModelInfo, device_facts, estimate, load_inventory,
                               measured_fallback, model_facts)
 from lab.decide.npu_partition import fallbacks
 from lab.decide.verdict import Advice, answer
-from lab.devices.backends import BACKENDS
+from lab.devices.backends import BACKENDS, OTHER_RUNTIMES
 from lab.results.quality import classify
 from lab.results.store import Store
 
@@ -86,7 +86,6 @@ def measured_rows(rows: list[ResultRow], device: str, model: str, *,
 
 
 def _other_framework(r: ResultRow) -> bool:
-    from lab.decide.frameworks import OTHER_RUNTIMES  # deferred: frameworks pulls numpy (stats)
     b = BACKENDS.get(r.backend or "")
     return b is not None and b.runtime in OTHER_RUNTIMES
 

@@ -24,11 +24,10 @@ from typing import Any, Iterable
 
 from lab.results import stats
 from lab.results.quality import agreement_uninformative
-from lab.devices.backends import BACKENDS
+from lab.devices.backends import BACKENDS, OTHER_RUNTIMES
 from lab.core.records import ResultRow
 
 PADDLE_RUNTIMES = ("paddle-inference", "paddle-lite", "paddle-lite-python")
-OTHER_RUNTIMES = ("onnxruntime",)
 RUNTIME_LABELS = {"paddle-inference": "Paddle Inference", "paddle-lite": "Paddle Lite",
                   "paddle-lite-python": "Paddle Lite", "onnxruntime": "ONNX Runtime"}
 CLAIM = "Paddle Lite/Paddle is faster than other frameworks at deployment (the deployment guide)"

@@ -46,6 +46,9 @@ BACKENDS: dict[str, Backend] = {b.id: b for b in [
 
 # Precisions a job runs a model at (campaigns, imported results); each one has TOPS figures in
 # lab.devices.catalog.TOPS_PRECISIONS, the wider set of formats chips are rated at.
+# Runtimes that are not Paddle's: the honest baseline that the frameworks comparison and the advisor
+# put beside Paddle Inference, never in place of it.
+OTHER_RUNTIMES = ("onnxruntime",)
 RUN_PRECISIONS = ("fp32", "fp16", "int8", "int16", "bf16")
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.models import natural
+from lab.models.host_infer import pack_outputs, unpack_outputs
 from lab.runners import runner_core
 
 REFERENCE_SET_SIZE = 8
@@ -204,12 +205,14 @@ def null_scores(outputs: list[Any]) -> list[NullScore]:
     n = len(ref)
     if n < 2:
         return []
-    mean = compact_all([np.asarray(o, dtype="float64").mean(axis=0, keepdims=True)
-                        for o in outputs])[0]
+    ragged = any(isinstance(o, list) for o in outputs)  # a content-dependent output: no mean
+    mean = None if ragged else compact_all([np.asarray(o, dtype="float64").mean(axis=0, keepdims=True)
+                                            for o in outputs])[0]
     wrong = [("shift", f"another input's output (shift {s})", [ref[(i + s) % n] for i in range(n)])
              for s in range(1, n)]
     wrong += [("constant", f"a constant output (input {k}'s)", [ref[k]] * n) for k in range(n)]
-    wrong.append(("constant", "a constant output (the mean output)", [mean] * n))
+    if mean is not None:
+        wrong.append(("constant", "a constant output (the mean output)", [mean] * n))
     scores = []
     for kind, label, cand in wrong:
         a = compare(ref, cand, "fp32")
@@ -371,7 +374,9 @@ def cached_reference(art) -> dict[str, Any] | None:
             if meta.get("natural", False) != _natural_input(art):  # made before issue 26
                 return None
             inputs = {k[3:]: z[k] for k in z.files if k.startswith("in:")}
-            outs = [z[f"out:{j}"] for j in range(meta["n_outputs"])]
+            outs = unpack_outputs(z, "out:")
+            if len(outs) != meta["n_outputs"]:
+                return None
     except (OSError, ValueError, KeyError):
         return None
     return _reference(inputs, outs, meta, path)
@@ -412,7 +417,7 @@ def load_reference(art) -> dict[str, Any]:
                 "n_outputs": len(outs)}
     meta["null"] = [asdict(s) for s in (found or {}).get("null") or null_scores(outs)]
     arrays = {f"in:{k}": v for k, v in inputs.items()}
-    arrays.update({f"out:{j}": o for j, o in enumerate(outs)})
+    arrays.update(pack_outputs([[o[i] for o in outs] for i in range(len(outs[0]))], "out:"))
     tmp = path.with_name(f".reference.{os.getpid()}.{id(arrays)}.tmp.npz")
     np.savez(tmp, meta=np.array(json.dumps(meta)), **arrays)
     tmp.replace(path)

@@ -4,7 +4,9 @@ Why a child: importing paddle costs seconds and memory, and int8 needs oneDNN se
 the predictor exists; the CLI process stays paddle-free (as lab.models.build does for exports).
 Used by the agreement reference (fp32), the quantize-time agreement check (oneDNN int8) and
 `lab models accuracy`. Inputs and outputs travel as .npz files: inputs keyed by input name with a
-leading sample axis N in front of the run shape; outputs `out0`, `out1`, ... likewise stacked.
+leading sample axis N in front of the run shape; outputs `out0`, `out1`, ... likewise stacked,
+except an output whose shape depends on the content (a detector's boxes): its samples are kept
+one array each (`out0.0`, `out0.1`, ...; `pack_outputs` / `unpack_outputs`), never padded.
 """
 from __future__ import annotations
 
@@ -62,8 +64,35 @@ def predict(model_file: Path | str, params_file: Path | str, inputs: dict, *, mo
         if p.returncode != 0 or not dst.is_file():
             raise LabError(f"host inference of {model_file} ({mode}) failed (exit {p.returncode}): "
                            f"{excerpt(p.stderr or p.stdout)}")
-        with np.load(dst) as z:
-            return [z[f"out{i}"] for i in range(len(z.files))]
+        with np.load(dst, allow_pickle=False) as z:
+            return unpack_outputs(z, "out")
+
+
+def pack_outputs(outs_by_sample: list[list[Any]], prefix: str) -> dict[str, Any]:
+    """Per-sample outputs -> npz arrays: `{prefix}{j}` stacked [N, ...] where every sample has the
+    same shape, else `{prefix}{j}.{i}` one per sample (a content-dependent output)."""
+    import numpy as np
+    arrays: dict[str, Any] = {}
+    for j in range(len(outs_by_sample[0])):
+        per_sample = [np.asarray(s[j]) for s in outs_by_sample]
+        if all(a.shape == per_sample[0].shape for a in per_sample):
+            arrays[f"{prefix}{j}"] = np.stack(per_sample)
+        else:
+            arrays.update({f"{prefix}{j}.{i}": a for i, a in enumerate(per_sample)})
+    return arrays
+
+
+def unpack_outputs(z: Any, prefix: str) -> list[Any]:
+    """`pack_outputs`' arrays back: one entry per output, a stacked array or a list of samples."""
+    names = {k[len(prefix):].split(".")[0] for k in z.files if k.startswith(prefix)}
+    outs = []
+    for j in range(len(names)):
+        if f"{prefix}{j}" in z.files:
+            outs.append(z[f"{prefix}{j}"])
+        else:
+            count = sum(1 for k in z.files if k.startswith(f"{prefix}{j}."))
+            outs.append([z[f"{prefix}{j}.{i}"] for i in range(count)])
+    return outs
 
 
 def _worker(job: dict) -> None:
@@ -103,10 +132,10 @@ def _worker(job: dict) -> None:
                                for o in predictor.get_output_names()])
     n_out = len(outs_by_sample[0])
     if job["batched"]:
-        stacked = {f"out{j}": outs_by_sample[0][j] for j in range(n_out)}
+        arrays = {f"out{j}": outs_by_sample[0][j] for j in range(n_out)}
     else:
-        stacked = {f"out{j}": np.stack([s[j] for s in outs_by_sample]) for j in range(n_out)}
-    np.savez(job["out"], **stacked)
+        arrays = pack_outputs(outs_by_sample, "out")
+    np.savez(job["out"], **arrays)
 
 
 if __name__ == "__main__":

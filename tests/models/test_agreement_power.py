@@ -284,3 +284,24 @@ def test_vision_zoo_reference_fails_every_mutant(model_id, tmp_path_factory):
     outs = predict(model, params, dropped, mode="fp32-ref")
     a = agreement.judge(ref, agreement.compact_all(outs), "int8")
     assert not a.passed and a.ok is False, (model_id, a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", ["resnet50", "text_lstm", "tiny_mlp", "tiny_detector"])
+def test_rest_of_the_zoo_never_reads_ok_for_a_wrong_answer(model_id, tmp_path_factory):
+    """The zoo models the vision tests above do not cover: a shuffled or constant answer either
+    fails the check or the check calls itself uninformative (ok None) - never "ok"."""
+    _, ref = _built_reference(model_id, tmp_path_factory.getbasetemp() / "hwlab-power")
+    outs = ref["outputs"]
+    if any(isinstance(o, list) for o in outs):  # a detector's boxes: one array per sample
+        wrong = {"shuffled (cyclic shift)": [[o[(i + 1) % N] for i in range(N)] for o in outs],
+                 "shuffled (reversed)": [[o[N - 1 - i] for i in range(N)] for o in outs],
+                 "constant (input 0's output)": [[o[0]] * N for o in outs]}
+    else:
+        wrong = {k: v for k, v in mutants(outs).items() if k.startswith(("shuffled", "constant"))}
+    for label, cand in wrong.items():
+        for precision in agreement.THRESHOLDS:
+            a = agreement.judge(ref, agreement.compact_all(cand), precision)
+            informative, _ = agreement.power(ref["null"], precision)
+            assert a.ok is not True, (model_id, label, precision, a)
+            assert not (informative and a.passed), (model_id, label, precision, a)
