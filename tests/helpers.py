@@ -121,5 +121,7 @@ def default_signals() -> None:
     suite started in the background (`cmd &`: SIGINT ignored) or under nohup (SIGHUP ignored)
     passes those ignores on, and the lab rightly keeps an inherited ignore."""
     import signal
-    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+    sigs = (signal.SIGHUP, signal.SIGINT, signal.SIGTERM)
+    for sig in sigs:
         signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)  # a parent's blocked mask is inherited too

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from helpers import REPO
+from helpers import REPO, default_signals
 
 CHILD = """
 import os, signal, sys
@@ -25,8 +25,10 @@ except signals.Terminated as exc:
 
 
 def _child(mode: str) -> str:
+    """The child starts with the signals at their defaults whatever the suite inherited (a suite
+    under nohup ignores SIGHUP, one started with `&` ignores SIGINT); "ignored" re-creates nohup."""
     return subprocess.run([sys.executable, "-c", CHILD, mode], cwd=REPO, capture_output=True, text=True,
-                          timeout=60).stdout.strip()
+                          timeout=60, preexec_fn=default_signals).stdout.strip()
 
 
 def test_sighup_ends_the_lab_like_ctrl_c_with_exit_129():
