@@ -43,3 +43,14 @@ def file_digests(path: Path | str, *algorithms: str) -> dict[str, str]:
     hashes = [hashlib.new(name) for name in algorithms]
     _feed(hashes, path)
     return {name: h.hexdigest() for name, h in zip(algorithms, hashes)}
+
+
+def tree_sha256(root: Path | str) -> str:
+    """Hex sha256 of a folder's files, names included (relative path, then content hash, in path
+    order): a staged site's identity, so an unchanged site is never pushed twice."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for p in sorted(x for x in root.rglob("*") if x.is_file()):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0")
+        h.update(bytes.fromhex(sha256_file(p)))
+    return h.hexdigest()

@@ -15,7 +15,6 @@ local path's.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shlex
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 
 from lab.web import cdp
 from lab.core.errors import ConfigError, DeviceError, LabError, excerpt
-from lab.core.hashing import sha256_file
+from lab.core.hashing import tree_sha256
 from lab.web.page import PageProtocol, backend_name, finish_doc, page_url, stage_site
 
 SESSION = "web_session.sh"
@@ -60,14 +59,6 @@ def device_chromium(transport) -> str:
     return path
 
 
-def _site_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(x for x in root.rglob("*") if x.is_file()):
-        h.update(p.relative_to(root).as_posix().encode() + b"\0")
-        h.update(bytes.fromhex(sha256_file(p)))
-    return h.hexdigest()
-
-
 def push_site(transport, web_dir: Path, inputs: list[tuple[str, Any]], model_id: str) -> RemoteSite:
     """Stage the site here, push it into workdir/web/site-<model>-<content hash>/ on the device."""
     from lab.convert.paddlejs import web_sha256
@@ -80,7 +71,7 @@ def push_site(transport, web_dir: Path, inputs: list[tuple[str, Any]], model_id:
     with tempfile.TemporaryDirectory(prefix="hwlab-web-site-") as tmp:
         local = stage_site(web_dir, inputs, Path(tmp) / "site")
         files, model_sha = web_sha256(local / "model")
-        remote = remote_join(transport.workdir, "web", f"site-{model_id}-{_site_digest(local)[:12]}")
+        remote = remote_join(transport.workdir, "web", f"site-{model_id}-{tree_sha256(local)[:12]}")
         for p in sorted(x for x in local.rglob("*") if x.is_file()):
             transport.push(p, remote_join(remote, p.relative_to(local).as_posix()))
     return RemoteSite(remote, server, session, model_sha, files)
