@@ -95,6 +95,8 @@ def runner_cmd(model, params, inputs, args, out, seed):
            "--device", "cpu", "--precision", "fp32", *core.protocol_argv(args)]
     for name, shape in inputs:
         cmd += ["--input", f"{name}:{'x'.join(map(str, shape))}:float32"]
+    if args.process == "fork":  # issue 23: the runner imports paddle, then measures in a forked child
+        cmd += ["--trials", "1", "--process", "fork"]
     return cmd + ["--out", str(out), "--seed", str(seed)]
 
 
@@ -174,6 +176,7 @@ def report(label, rows, a_trials, b_trials, args):
     verdict = "PASS" if 0.97 <= ratio <= 1.03 else "FAIL"
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"[{label}] model={args.model} ({args.format}) threads={args.threads} onednn={bool(args.onednn)} "
+          f"runner process={args.process} "
           f"n={len(rows)}: paired ratio lab/bare = {ratio:.4f} (95% CI {_fmt(r_lo)}-{_fmt(r_hi)}) "
           f"[{verdict}: 0.97-1.03]; pooled "
           f"lab {cmp.median_b:.3f} ms vs bare {cmp.median_a:.3f} ms, ratio {cmp.ratio:.4f} "
@@ -193,6 +196,8 @@ def main(argv=None) -> int:
     ap.add_argument("--block-seconds", type=float, default=1.0, help="shared mode: seconds per A block")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--onednn", type=int, default=1)
+    ap.add_argument("--process", choices=("fresh", "fork"), default="fresh",
+                    help="process mode: the runner as one fresh process, or forking its trial (issue 23)")
     core.add_protocol_flags(ap, max_iters=False)  # the runner's own flags and defaults ...
     ap.set_defaults(max_seconds=6.0)  # ... but a shorter cap per process round
     ap.add_argument("--json", help="also write the figures here")

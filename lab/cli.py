@@ -19,7 +19,8 @@ from lab.core.errors import ConfigError, LabError
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
-        from lab.core.textsafe import one_line
+        from lab.core.textsafe import clip, one_line
+        message = clip(message)  # argparse echoes the bad value whole
         sys.stderr.write(f"lab: error: {one_line(message)} (see 'lab {self.prog.split(' ', 1)[-1]} --help')\n"
                          if " " in self.prog else f"lab: error: {one_line(message)} (see 'lab --help')\n")
         raise SystemExit(2)
@@ -63,10 +64,11 @@ def _add_globals(parser: argparse.ArgumentParser) -> None:
 
 
 def _error(message: str) -> None:
-    """One line on stderr, names shown as text (no control sequences, no embedded newlines)."""
-    from lab.core.textsafe import one_line
+    """One line on stderr, names shown as text (no control sequences, no embedded newlines), quoting
+    at most an excerpt of a long value (an OSError's file name is the user's path)."""
+    from lab.core.textsafe import clip, one_line
     try:
-        sys.stderr.write(f"lab: error: {one_line(message)}\n")
+        sys.stderr.write(f"lab: error: {one_line(clip(message))}\n")
         sys.stderr.flush()
     except (OSError, ValueError):
         pass  # stderr itself is gone: the exit code still says it
@@ -110,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else argv) == ["--version"]:
+        # fast path (issue 23: < 60 ms): no parser, so no command module is imported
+        from lab import __version__
+        print(f"lab (hwlab) {__version__}")
+        raise SystemExit(0)  # as argparse's version action does
     parser = _parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -12,6 +12,7 @@ import contextlib
 import io
 import json
 import random
+import re
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 EVIL_STR = ["[/]", "[bold]x[/bold]", "[red", "\x1b[31mred\x1b[0m", "\x1b]0;title\x07", "a\rb",
             "=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", "../../X", "/etc/passwd", "",
             " ", "\u202eevil", "x" * 300, "é" * 100, "\x00nul", "a\nb", "%s%n", "{0}", "<script>"]
+TAG_MISFITS = ["!!bool foo", "!!bool", "!!int", "!!float", "!!timestamp abc", "!!timestamp",
+               "!!null x", "!!str", "!!map x", "!!seq x", "!!bool [1]", "!!int {a: 1}"]
+LONG_VALUE = "Q" * 100_000  # a value no error line may quote whole
 EVIL_NUM = [float("nan"), float("inf"), float("-inf"), 1e308, -1e308, -1, 0, 10 ** 12,
             2 ** 64, -(2 ** 63), 1e-320, 0.5, 3]
 EVIL_NUM_TEXT = ["nan", "NaN", "inf", "-inf", "Infinity", "1e308", "1e999", "-1", "0", "-0",
@@ -83,8 +87,44 @@ def mutate_doc(doc: Any, rng: random.Random, n: int | None = None) -> Any:
         if path and rng.random() < 0.15 and isinstance(_get(doc, path[:-1]), dict):
             del _get(doc, path[:-1])[path[-1]]
             continue
+        if rng.random() < 0.15:  # two values swapped (a zoo's `builder` and `arch`, ...)
+            doc = swap_values(doc, rng)
+            continue
         doc = _set(doc, path, evil_value(rng))
     return doc
+
+
+def swap_values(doc: Any, rng: random.Random) -> Any:
+    """Two nodes of the document trade values, one possibly inside the other (a mapping and one
+    of its own fields: `builder: {arch: x}` -> `builder: x`, `arch: {arch: x}`...)."""
+    import copy
+    paths = [p for p in _paths(doc) if p]
+    if len(paths) < 2:
+        return doc
+    a, b = rng.sample(paths, 2)
+    va, vb = copy.deepcopy(_get(doc, a)), copy.deepcopy(_get(doc, b))
+    doc = _set(doc, a, vb)
+    try:
+        doc = _set(doc, b, va)
+    except (KeyError, IndexError, TypeError):  # b lived inside a's old value
+        pass
+    return doc
+
+
+def long_value_docs(doc: Any, value: str = LONG_VALUE):
+    """(path, doc) with one node replaced by `value`, for every node, and every mapping key
+    renamed to `value`: the class "an error echoes the whole bad input" in each place."""
+    import copy
+    for path in _paths(doc):
+        if not path:
+            continue
+        yield path, _set(copy.deepcopy(doc), path, value)
+        parent = _get(doc, path[:-1])
+        if isinstance(parent, dict):
+            d = copy.deepcopy(doc)
+            holder = _get(d, path[:-1])
+            holder[value] = holder.pop(path[-1])
+            yield path + ("<key>",), d
 
 
 def _get(doc: Any, path: tuple) -> Any:
@@ -130,7 +170,7 @@ def text_mutation(text: str, rng: random.Random) -> str:
 
 def yaml_special(rng: random.Random, key: str = "x") -> str:
     """Whole YAML documents that attack the loader itself."""
-    k = rng.randrange(12)
+    k = rng.randrange(13)
     if k == 0:  # billion laughs
         lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
         for i in range(1, 10):
@@ -144,6 +184,8 @@ def yaml_special(rng: random.Random, key: str = "x") -> str:
         return "".join("  " * i + f"k{i}:\n" for i in range(d)) + "  " * d + "v\n"
     if k == 9:
         return f"{key}: {'9' * rng.choice([30, 5000])}\n"
+    if k == 11:  # an explicit standard tag on text it cannot construct (KeyError, IndexError...)
+        return f"{key}: {rng.choice(TAG_MISFITS)}\n"
     values = {1: "&r [*r]",  # recursive alias
               4: "!foo bar", 5: "!!int abc", 6: "!!python/object/apply:os.system ['true']",
               7: "!!binary aGVsbG8=", 8: "!!set {a, b}", 10: "[.nan, .inf, -.inf, 1e999]"}
@@ -337,6 +379,10 @@ def run_cli(argv: list[str]) -> Outcome:
     return Outcome(argv, code, out.getvalue(), err.getvalue(), crash)
 
 
+ERROR_LINE_MAX = 2100  # textsafe.LINE_LIMIT + "lab: error: " and escapes
+_LONG_ECHO = re.compile(r"(.)\1{220,}")  # every long fuzz value repeats one character
+
+
 def _strict(name: str):
     raise ValueError(f"non-strict JSON constant {name}")
 
@@ -356,6 +402,9 @@ def problems(o: Outcome, *, json_out: bool = False, csv_out: bool = False) -> li
             bad.append(f"{len(errors)} error lines for exit 2: {o.err[-300:]!r}")
         elif not o.err.rstrip("\n").endswith(errors[0]):
             bad.append("the error line is not the last line")
+    for line in errors:
+        if len(line) > ERROR_LINE_MAX or _LONG_ECHO.search(line):
+            bad.append(f"an error line of {len(line)} chars quotes a long input whole: {line[:120]!r}")
     for stream, text in (("stdout", o.out), ("stderr", o.err)):
         if "\x1b" in text or "\x07" in text or "\u202e" in text:
             bad.append(f"control sequence on {stream}")

@@ -35,9 +35,10 @@ def register(sub) -> None:
 
 
 def cmd_advise(args) -> int:
+    from lab.api import advice_rows  # only the rows the answer reads
+    from lab.core.errors import ConfigError
     from lab.decide.advice_records import Options
     from lab.decide.advisor import advise, advise_campaign, render_text
-    from lab.core.errors import ConfigError
 
     if args.campaign and (args.model or args.device or args.measure):
         raise ConfigError("--campaign answers for every pair of a stored campaign; do not combine "
@@ -53,8 +54,9 @@ def cmd_advise(args) -> int:
                                   devices_path=args.devices, models_root=args.models_root)
     else:
         job_ids = None
-        from lab.models.zoo import is_zoo_model
         from pathlib import Path
+
+        from lab.models.zoo import is_zoo_model
         if (not args.measure and not (Path(args.models_root) / args.model / "meta.json").exists()
                 and is_zoo_model(args.model, args.models_root)):  # the cheap check first
             # a zoo model not built yet: build it now, and say so (the verdict needs its analysis)
@@ -68,10 +70,11 @@ def cmd_advise(args) -> int:
             print(f"measured: campaign {name!r} in {args.store}", file=sys.stderr)
         answers = [advise(args.model, args.device, options=opts, store_path=args.store,
                           devices_path=args.devices, models_root=args.models_root,
-                          job_ids=job_ids)]
+                          job_ids=job_ids, rows=advice_rows(args.store, args.device, args.model))]
     if args.format == "json":
         docs = [a.to_dict() for a in answers]
         print(jsonio.dumps(docs if args.campaign else docs[0], indent=2))
     else:
         print(clean("\n\n".join(render_text(a) for a in answers)))
     return 0
+

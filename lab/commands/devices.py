@@ -36,6 +36,8 @@ def cmd_devices(args) -> int:
         else:
             for r in reports:
                 print(clean(r.to_text()))
+            from lab.runtimes.registry import runtime_sources
+            print("runtimes found: " + "; ".join(clean(s.line()) for s in runtime_sources()))
         return 0 if all(r.reachable for r in reports) else 1
     rows = [{"id": d.id, "chip": d.chip, "transport": d.transport, "enabled": d.enabled,
              "address": _address(d), "tags": list(d.tags), "source": f"{d.source}:{d.line}"} for d in devices]

@@ -5,11 +5,12 @@ import csv
 import io
 import json
 import sys
+from collections.abc import Iterable
+from typing import IO
 
 from lab.core import jsonio
 from lab.core.errors import ConfigError
 from lab.core.records import ResultRow
-from lab.results.store import Store
 from lab.core.textsafe import csv_cell, one_line
 
 
@@ -47,8 +48,8 @@ def register(sub) -> None:
 
 
 # minor columns, dropped (highest first) when the terminal is narrow; the rest are never cut
-MINOR = {"mJ/inf": 9, "power W": 8, "conv": 7, "n": 6, "RSS MB": 5, "first ms": 4, "load ms": 3,
-         "p90 ms": 2, "batch": 1}
+MINOR = {"cos min": 10, "mJ/inf": 9, "power W": 8, "conv": 7, "n": 6, "RSS MB": 5, "first ms": 4,
+         "load ms": 3, "p90 ms": 2, "batch": 1}
 WRAP = {"options", "quality"}
 TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
     "campaign": lambda r: r.campaign, "device": lambda r: r.device, "model": lambda r: r.model,
@@ -58,6 +59,10 @@ TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
     "status": lambda r: r.status,
     "p50 ms [95% CI]": lambda r: (f"{_fmt(r.p50_ms)} [{_fmt(r.ci_low_ms)}-{_fmt(r.ci_high_ms)}]"
                                   if r.ci_low_ms is not None else _fmt(r.p50_ms or r.mean_ms)),
+    # correctness beside the latency at every width (issue 25): key columns, never dropped
+    "agree": lambda r: "" if not r.ok else {True: "ok", False: "FAIL"}.get(r.agree_ok, "n/a"),
+    "top1%": lambda r: "" if not r.ok else _fmt(None if r.accuracy_top1 is None else 100 * r.accuracy_top1),
+    "cos min": lambda r: _fmt(r.agree_cosine_min) if r.ok else "",
     "p90 ms": lambda r: _fmt(r.p90_ms), "load ms": lambda r: _fmt(r.load_ms),
     "first ms": lambda r: _fmt(r.first_ms), "RSS MB": lambda r: _fmt(r.peak_rss_mb),
     "n": lambda r: _fmt(r.n_samples), "conv": lambda r: _fmt(r.converged),
@@ -74,36 +79,73 @@ def _quality(r: ResultRow) -> str:
 
 
 def cmd_results(args) -> int:
+    from lab.results.store import (
+        Store,  # deferred: sqlite3 is no cost to the other commands
+    )
     store = Store(args.store, readonly=True)
     try:
-        rows = store.results(args.campaign)
+        if args.campaign:
+            store.require_campaigns(args.campaign)
+        if args.format == "json":
+            write_json(store.scan(args.campaign, status=args.status), sys.stdout)
+        elif args.format == "csv":
+            write_csv(store.scan(args.campaign, status=args.status), sys.stdout)
+        else:
+            rows = store.results(args.campaign, status=args.status)
+            if args.status and not rows:
+                print(f"no {args.status} jobs" + (f" in campaign {', '.join(args.campaign)}"
+                                                  if args.campaign else ""))
+                return 0
+            _print_table(rows, wide=args.wide)
     finally:
         store.close()
-    if args.campaign:
-        known = {r.campaign for r in rows}
-        missing = [c for c in args.campaign if c not in known]
-        if missing:
-            raise ConfigError(f"no campaign named {missing[0]!r} in {args.store}",
-                              fix="see `lab results` for the stored campaigns")
-    if args.status:
-        rows = [r for r in rows if r.status == args.status]
-        if not rows and args.format == "table":
-            print(f"no {args.status} jobs" + (f" in campaign {', '.join(args.campaign)}" if args.campaign else ""))
-            return 0
-    if args.format == "json":
-        sys.stdout.write(jsonio.dumps([r.to_json() for r in rows], indent=1) + "\n")
-    elif args.format == "csv":
-        docs = [r.to_json() for r in rows]
-        fields = list(docs[0]) if docs else []
-        w = csv.DictWriter(sys.stdout, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-        w.writeheader()
-        for d in docs:
-            w.writerow({k: csv_cell("" if v is None else jsonio.dumps(v, sort_keys=True)
-                                    if k == "options" else one_line(v) if isinstance(v, str) else
-                                    jsonio.finite(v)) for k, v in d.items()})
-    else:
-        _print_table(rows, wide=args.wide)
     return 0
+
+
+# -- streamed output (issue 23): a farm's 100,000 rows go out one at a time, never held as a list,
+# byte for byte what `jsonio.dumps([row.to_json() ...], indent=1)` and the CSV writer gave
+# values only, one per line: ensure_ascii escapes every control character, so a raw newline only
+# ever separates values; the row template then puts each after its key
+_VALUES_JSON = json.JSONEncoder(separators=("\n", ": "), allow_nan=False)
+_BATCH = 1000  # rows per write
+
+
+def write_json(rows: Iterable[tuple[list, dict]], out: IO[str]) -> None:
+    """`Store.scan` rows as the JSON list of `ResultRow.to_json` dicts, indent 1. A row's values
+    are one call of the C encoder (a template adds the keys and indentation); options, the only
+    nested field and last in the row, are formatted once per distinct option set."""
+    from lab.results.store import ROW_FIELDS
+    template = ",\n  ".join(f"{json.dumps(k)}: %s" for k in ROW_FIELDS)
+    opts_text: dict[int, tuple[dict, str]] = {}
+    first, batch = True, []
+    for vals, options in rows:
+        body = template % tuple(_VALUES_JSON.encode(vals)[1:-1].split("\n"))
+        hit = opts_text.get(id(options))
+        if hit is None:  # the dict is kept in the value, so its id is never reused meanwhile
+            hit = opts_text[id(options)] = (options, jsonio.dumps(options, indent=1).replace("\n", "\n  "))
+        batch.append(f"{'[' if first else ','}\n {{\n  {body},\n  \"options\": {hit[1]}\n }}")
+        first = False
+        if len(batch) >= _BATCH:
+            out.write("".join(batch))
+            batch = []
+    out.write("".join(batch) + ("[]\n" if first else "\n]\n"))
+
+
+def write_csv(rows: Iterable[tuple[list, dict]], out: IO[str]) -> None:
+    """`Store.scan` rows as CSV: ResultRow's fields then options (JSON, sorted keys); text on one
+    line and never read as a formula (lab.core.textsafe); unknown is an empty cell."""
+    from lab.results.store import ROW_FIELDS
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow([*ROW_FIELDS, "options"])
+    opts_text: dict[int, tuple[dict, str]] = {}
+    for vals, options in rows:
+        texts = " ".join(v for v in vals if type(v) is str)
+        if one_line(texts) != texts:  # a control character somewhere in the row: escape each text
+            vals = [one_line(v) if type(v) is str else v for v in vals]
+        hit = opts_text.get(id(options))
+        if hit is None:
+            hit = opts_text[id(options)] = (options, csv_cell(jsonio.dumps(options, sort_keys=True)))
+        w.writerow([csv_cell(v) if type(v) is str else v for v in vals] + [hit[1]])
 
 
 def _fmt(v) -> str:
@@ -124,8 +166,10 @@ def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None
         print("no results stored yet (run `lab run campaigns/demo.yaml`)", file=out)
         return
     from lab.commands.tables import Col, print_table
-    cols = [Col(h, drop=MINOR.get(h, 0), wrap=h in WRAP) for h in TABLE_COLUMNS]
-    print_table(cols, [[show(r) for show in TABLE_COLUMNS.values()] for r in rows], wide=wide,
+    shown = {h: show for h, show in TABLE_COLUMNS.items()  # accuracy only where measured
+             if h != "top1%" or any(r.accuracy_top1 is not None for r in rows)}
+    cols = [Col(h, drop=MINOR.get(h, 0), wrap=h in WRAP) for h in shown]
+    print_table(cols, [[show(r) for show in shown.values()] for r in rows], wide=wide,
                 width=width, file=out)
     failed = [r for r in rows if r.status == "failed"]
     for r in failed[:20]:
@@ -133,16 +177,22 @@ def _print_table(rows: list[ResultRow], *, wide: bool = False, width: int | None
 
 
 def cmd_compare(args) -> int:
-    from lab.results.comparability import check_allowed, compare_pair, context_of, pair_rows
     from lab.report.sections import config_label
+    from lab.results.comparability import (
+        check_allowed,
+        compare_pair,
+        context_of,
+        pair_rows,
+    )
     allow = check_allowed(args.allow_different)
+    from lab.results.store import Store
     store = Store(args.store, create=False)
     try:
         side = {}
         for name in (args.a, args.b):
             rows = [r for r in store.results(name) if r.ok]
             if not rows:
-                rows = [r for r in store.results() if r.job_id == name and r.ok]
+                rows = [r for r in store.results(job_id=name) if r.ok]
             if not rows:
                 raise ConfigError(f"{name!r} is neither a campaign nor a job id with ok results in {args.store}",
                                   fix="see `lab results` for the stored campaigns and job ids")
@@ -181,8 +231,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from lab.results.importer import parse_results_csv
     from pathlib import Path
+
+    from lab.results.importer import parse_results_csv
     path = Path(args.file)
     if not path.is_file():
         raise ConfigError("file not found", path=args.file, fix="give the path of a CSV file")
@@ -193,6 +244,7 @@ def cmd_import(args) -> int:
         raise ConfigError(f"not UTF-8 text (byte {exc.start}: {exc.reason})", path=str(path),
                           fix="save the CSV as UTF-8") from None
     pairs = parse_results_csv(io.StringIO(text), str(path), campaign)
+    from lab.results.store import Store
     store = Store(args.store)
     try:
         store.save_campaign(campaign, {"name": campaign, "imported_from": str(path)})
@@ -205,6 +257,7 @@ def cmd_import(args) -> int:
 
 def cmd_ops(args) -> int:
     """`lab results ops JOB`: where the time of one job goes, per op type and processor."""
+    from lab.results.store import Store
     store = Store(args.store, create=False)
     try:
         row = store.find_job(args.job)

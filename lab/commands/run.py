@@ -81,12 +81,14 @@ def _dry_run(args, prep) -> int:
     _log(f"dry run: {len(jobs)} jobs planned, {len(jobs) - todo} already ok, {todo} would run with --resume"
          + (f"; a plain run would be refused ({finished} finished jobs stored)" if finished else ""))
     from lab.measure.duration import fmt_s, plan_bounds
+    from lab.runtimes.serving import loadgen_runs
     lo, hi = plan_bounds(jobs, args.max_parallel)
     rlo, rhi = plan_bounds([j for j in jobs if status.get(j.job_id) != "ok"], args.max_parallel)
     _log(f"estimated device time: {fmt_s(lo)} to {fmt_s(hi)} for all {len(jobs)} jobs"
          + (f" ({fmt_s(rlo)} to {fmt_s(rhi)} for the {todo} left)" if todo != len(jobs) else "")
-         + " (per job: trials x (warm-up + min..max steady seconds + start allowance) + cooldown; "
-         "devices in parallel; lab/measure/duration.py)")
+         + " (per job: trials x (warm-up + min..max steady seconds + start allowance) + cooldown; a "
+         "serving job: every LoadGen run its scenario can make, a sweep's up to "
+         f"{loadgen_runs('sweep')[1]}; devices in parallel; lab/measure/duration.py)")
     return 0
 
 

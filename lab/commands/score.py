@@ -111,6 +111,11 @@ def render_table(results: list[ChipScore], profile, note: str, draws: int, seed:
         for r in na:
             print(f"  {r.chip}: {r.criteria['measured'].reason}", file=out)
     print(f"measurements: {note}", file=out)
+    left = [r for r in results if r.left_out is not None]
+    if left:  # lab.results.quality.representative: never a chip's measured performance
+        print("left out of the measured criterion (not the chip's own performance):", file=out)
+        for r in left:
+            print(f"  {r.chip}: {r.left_out.text()}", file=out)
     exc = [r for r in results if r.excluded]
     if exc:
         print(f"excluded ({len(exc)}):", file=out)

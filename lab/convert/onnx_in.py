@@ -70,7 +70,8 @@ def x2paddle_name(name: str) -> str:
 
 def read_graph(path: Path | str) -> OnnxGraph:
     """Load and check an .onnx file; every problem is one ConfigError naming the file."""
-    import onnx
+    from lab.core import optional
+    onnx = optional.require("onnx")
     from onnx import helper
     p = Path(path)
     if not p.is_file():
@@ -185,6 +186,8 @@ def import_onnx(onnx_file: Path | str, model_id: str | None = None,
                 log: Callable[[str], None] | None = None) -> ModelArtifact:
     """Convert an .onnx file into `<root>/<id>/` (PIR .json + .pdiparams + the source .onnx)."""
     src = Path(onnx_file)
+    from lab.core import optional
+    optional.check("onnx", "x2paddle", "six", "requests", "onnxruntime")  # the worker's imports, said now
     graph = read_graph(src)
     specs = resolve_inputs(graph, list(inputs or []))
     model_id = model_id or _default_id(src)

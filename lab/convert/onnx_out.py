@@ -115,6 +115,8 @@ def export(art: ModelArtifact, *, int8: bool = False, force: bool = False,
     if art.json_path is None or art.pdiparams_path is None:
         raise ConfigError(f"model {art.id!r}: no PIR .json + .pdiparams to export",
                           fix=f"run `lab models build {art.id}`")
+    from lab.core import optional
+    optional.check("paddle2onnx", "onnx", "onnxruntime")  # the worker's imports, said before it starts
     out_dir = art.dir / SUBDIR
     out_dir.mkdir(parents=True, exist_ok=True)
     p2o_version = versions.dist_version("paddle2onnx")

@@ -7,9 +7,18 @@ device or job it is about, and what to do.
 """
 from __future__ import annotations
 
+from lab.core.textsafe import clip
+
 
 class LabError(Exception):
-    """Base class for every error the lab raises on purpose."""
+    """Base class for every error the lab raises on purpose. Its message quotes at most an excerpt
+    of any long value it echoes (`textsafe.clip`): the message is built here, once, for every
+    subclass, so no raise site can put a 100 KB input back on one line."""
+
+    def __init__(self, *args):
+        if args and isinstance(args[0], str):
+            args = (clip(args[0]),) + args[1:]
+        super().__init__(*args)
 
 
 class ConfigError(LabError):

@@ -33,6 +33,9 @@ class Device:
     power_mode: str | None = None  # big | little | all | no-bind
     # telemetry
     power_meter_csv: str | None = None
+    # identity (issue 22): devices.yaml `identity: skip` with `identity_reason:` -> the reason; rows
+    # then carry identity "skipped" and this reason instead of the probe's verdict
+    identity_skip: str | None = None
     source: str = ""  # devices.yaml path
     line: int = 0
 
@@ -74,6 +77,10 @@ class MeasurementProtocol:
     # the slowdown (fraction over the first window's p50) that marks the throttle onset; the
     # default is lab.results.sustained.THROTTLE_SLOWDOWN (kept equal by a test: records imports nothing)
     throttle_slowdown: float = 0.20
+    # issue 23: fork = one runner process per job imports the runtime once and forks a cold child
+    # per trial (Paddle Inference / ONNX Runtime on CPU); fresh = a new process per trial. Planning
+    # resolves it per job (lab.measure.campaign.job_process): where fork is unsafe the job is fresh.
+    process: str = "fork"
 
 
 @dataclass(frozen=True)
@@ -160,7 +167,23 @@ class Measurement:
     valid: bool | None = None  # LoadGen's VALID/INVALID, early stopping included
     instances: int | None = None
     max_batch: int | None = None
-    source: str = "lab"  # lab | import:<file> | benchmark_bin ...
+    # serving (issue 23): where the row's LoadGen run spent its requests' time inside the endpoint
+    # (lab/serving/stats.py, Triton's statistics extension): MEANS per request over the run, in ms;
+    # endpoint_share = 1 - model / the client's mean latency (everything but the model)
+    endpoint_queue_ms: float | None = None
+    endpoint_decode_ms: float | None = None
+    endpoint_model_ms: float | None = None
+    endpoint_encode_ms: float | None = None
+    endpoint_server_ms: float | None = None
+    endpoint_share: float | None = None
+    source: str = "lab"  # lab | import:<file> | benchmark_bin | simulated (issue 24: never mixed with measured)
+    # identity (issue 22): whether the device this ran on is the chip the inventory names.
+    # ok | mismatch | emulated | skipped (devices.yaml `identity: skip`); None = not checked
+    identity: str | None = None
+    identity_note: str | None = None  # the reason in words (what was found against what was claimed)
+    # the runtime's one-time import in the runner process (issue 23: a Python service's "load"),
+    # measured apart from load_ms (predictor creation)
+    import_ms: float | None = None
     samples: list[list[float]] = field(default_factory=list)  # raw steady samples per trial (ms)
     provenance: dict[str, Any] = field(default_factory=dict)  # runner JSON(s), command lines, env
     notes: list[str] = field(default_factory=list)

@@ -2,7 +2,8 @@
 
 Why: device, model and campaign names come from files users import (results CSVs, stores made
 elsewhere). Printed raw, an ESC sequence rewrites the terminal and `[/]` crashes rich's markup
-parser; exported raw, `=cmd|...` runs as a formula when the CSV is opened in a spreadsheet.
+parser; exported raw, `=cmd|...` runs as a formula when the CSV is opened in a spreadsheet. Echoed
+whole, a 100,000-character device id made a 100 KB error line: `clip` quotes an excerpt instead.
 """
 from __future__ import annotations
 
@@ -30,6 +31,38 @@ def clean(text: Any) -> str:
 def one_line(text: Any) -> str:
     """Like clean(), and newlines too are escaped: for error messages and table cells."""
     return _CONTROL_LINE.sub(_visible, str(text))
+
+
+QUOTE_LIMIT = 200  # characters of any one input value an error message quotes
+LINE_LIMIT = 2000  # a whole error line, whatever it holds
+_N = f"{{{QUOTE_LIMIT + 1},}}"  # more than QUOTE_LIMIT: {201,}
+_QUOTED = re.compile(f"'([^'\n]{_N})'|\"([^\"\n]{_N})\"")
+_RUN = re.compile(rf"\S{_N}")
+
+
+def excerpt_value(text: str, limit: int = QUOTE_LIMIT) -> str:
+    """`text` cut to at most `limit` characters: its head and tail around how much was left out."""
+    if len(text) <= limit:
+        return text
+    gap = f"…[{len(text):,} chars]…"
+    keep = max(limit - len(gap), 8)
+    head = keep * 3 // 4
+    return text[:head] + gap + text[len(text) - (keep - head):]
+
+
+def clip(message: Any) -> str:
+    """An error message that quotes at most QUOTE_LIMIT characters of any value it echoes (a quoted
+    value or an unbroken run: an id, a path, a number) and is at most LINE_LIMIT long.
+
+    Why in one place: error messages echo what the user gave (device ids, paths, CSV cells, YAML
+    values), dozens of sites; every lab error and every CLI error line passes through here, so no
+    site can echo a whole 100 KB value back. Idempotent: a clipped message stays as it is."""
+    text = str(message)
+    if len(text) <= QUOTE_LIMIT:
+        return text
+    text = _QUOTED.sub(lambda m: m.group(0)[0] + excerpt_value(m.group(1) or m.group(2)) + m.group(0)[-1], text)
+    text = _RUN.sub(lambda m: excerpt_value(m.group(0)), text)
+    return excerpt_value(text, LINE_LIMIT)
 
 
 def csv_cell(value: Any) -> Any:

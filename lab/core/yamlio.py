@@ -129,9 +129,13 @@ def _scalar(node: yaml.ScalarNode, path: str = "<string>") -> Any:
         raise ConfigError(f"integer {node.value[:20]}... is too large", path=path, line=line)
     try:
         value = _RESOLVER_LOADER.construct_object(node, deep=True)
-    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
-        raise ConfigError(f"bad {node.tag.rsplit(':', 1)[-1]} value {node.value[:40]!r} "
-                          f"({str(exc).splitlines()[0][:80]})", path=path, line=line,
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError, LookupError, AttributeError) as exc:
+        # PyYAML's constructors fail on an explicit tag that does not fit the text in their own
+        # ways: `!!bool foo` KeyError, `!!int` IndexError, `!!timestamp abc` AttributeError
+        kind = node.tag.rsplit(':', 1)[-1]
+        why = (str(exc).splitlines() or [""])[0][:80] if isinstance(exc, (yaml.YAMLError, ValueError)) \
+            else f"not a {kind} as written"
+        raise ConfigError(f"bad {kind} value {node.value[:40]!r} ({why})", path=path, line=line,
                           fix="quote it to make it a string, or write a plain number") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{node.value[:40]!r} is not a finite number", path=path, line=line,

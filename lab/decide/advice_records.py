@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.core.records import cold_start_ms
+from lab.results.quality import LeftOut
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ class Estimate:
     utilisation: float
     note: str
     assumes_quantized: bool = False  # int8 TOPS used for a model that is not int8-quantised
+    # the NPU's fixed cost per call (lab.decide.npu_partition.per_call_floor); a compute estimate
+    # below it is not a latency figure: aipu_ms is then None and below_floor True
+    per_call_floor_ms: float | None = None
+    below_floor: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +172,9 @@ class AdviceInput:
     estimate: Estimate | None = None
     nnadapter_devices: tuple[str, ...] = ()
     measured_fallback: MeasuredFallback | None = None  # from the AIPU job's op profile
+    # rows of this model on this device left out as not representative of the chip (emulated,
+    # identity mismatch, simulated: lab.results.quality); None when there were none
+    left_out: LeftOut | None = None
 
     @property
     def accel(self) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from lab.decide import tradeoffs
 from lab.decide.advice_records import AdviceInput, Contribution, Fallback, MeasuredFallback, Side
+from lab.decide.figures import fmt_macs, fmt_ms, fmt_num, fmt_pct
 from lab.decide.tradeoffs import BreakEven
 
 SMALL_MODEL_MS = 10.0  # the guide: a model that runs under ~10 ms on the CPU does not pay for an NPU
@@ -45,27 +46,6 @@ def break_even(cpu: Side | None, aipu: Side | None, accel: str = "aipu") -> Brea
         cpu_start_ms=cpu.start_ms if cpu else None, cpu_p50_ms=cpu.p50_ms if cpu else None,
         aipu_start_ms=aipu.start_ms if aipu else None, aipu_p50_ms=aipu.p50_ms if aipu else None,
         accel=accel)
-
-
-def fmt_num(v: float | None) -> str:
-    """A figure for people: 3 significant digits below 1000, whole with thousands separators above.
-
-    Why: `f"{v:.3g}"` prints 1530 as "1.53e+03", which reads badly in a verdict.
-    """
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "n/a"
-    if v == 0:
-        return "0"
-    digits = max(0, 2 - math.floor(math.log10(abs(v))))
-    text = f"{v:.{digits}f}"
-    if abs(float(text)) >= 1000:
-        return f"{v:,.0f}"
-    return text
-
-
-def fmt_ms(ms: float | None) -> str:
-    """A latency for people: `fmt_num` + " ms", or n/a."""
-    return "n/a" if ms is None else f"{fmt_num(ms)} ms"
 
 
 def _side_ev(s: Side) -> dict[str, Any]:
@@ -114,7 +94,7 @@ def rule_model_too_small(x: AdviceInput) -> Contribution | None:
         ev = {"macs": macs, "threshold_macs": SMALL_MODEL_MACS, "measured": False,
               "threshold_ms": SMALL_MODEL_MS}
         return Contribution("model_too_small", "cpu", 3.0,
-                            f"only {macs / 1e6:.2g} M MACs (< {SMALL_MODEL_MACS / 1e6:g} M): "
+                            f"only {fmt_macs(macs)} (< {SMALL_MODEL_MACS / 1e6:g} M): "
                             f"estimated under {SMALL_MODEL_MS:g} ms on a CPU (not measured), where "
                             f"{why} eats any gain", ev, blocking=True)
     return None
@@ -230,7 +210,7 @@ def rule_dense_compute(x: AdviceInput) -> Contribution | None:
         ev["macs"] = macs
         return Contribution("dense_compute", "neutral", 0.0,
                             f"{share:.0%} of the compute is dense Conv2D/MatMul, but only "
-                            f"{macs / 1e6:.2g} M MACs: too little work for {unit} to pay", ev)
+                            f"{fmt_macs(macs)}: too little work for {unit} to pay", ev)
     if share >= DENSE_SHARE_PAYS and x.accel is not None:
         built = ("what NPU MAC arrays are built for" if x.accel == "aipu" else
                  "what GPU tensor cores and wide SIMD are built for")
@@ -286,15 +266,15 @@ def rule_power(x: AdviceInput) -> Contribution | None:
           "cpu_energy_mj_per_inf": ce, "aipu_energy_mj_per_inf": ae, "accelerator": acc}
     if budget is not None and cw is not None and aw is not None:
         if cw > budget >= aw:
-            return Contribution("power", acc, 3.0, f"CPU draws {cw:.2f} W, over the {budget:g} W "
-                                f"budget; {name} {aw:.2f} W fits", ev, blocking=True)
+            return Contribution("power", acc, 3.0, f"CPU draws {fmt_num(cw)} W, over the {budget:g} W "
+                                f"budget; {name} {fmt_num(aw)} W fits", ev, blocking=True)
         if aw > budget >= cw:
-            return Contribution("power", "cpu", 3.0, f"{name} draws {aw:.2f} W, over the {budget:g} W "
-                                f"budget; CPU {cw:.2f} W fits", ev, blocking=True)
+            return Contribution("power", "cpu", 3.0, f"{name} draws {fmt_num(aw)} W, over the {budget:g} W "
+                                f"budget; CPU {fmt_num(cw)} W fits", ev, blocking=True)
     head = f"power budget {budget:g} W: " if budget is not None else ""
     if budget is not None and cw is not None and aw is not None:
         met = "both fit" if max(cw, aw) <= budget else "neither fits"
-        head = f"power budget {budget:g} W: CPU {cw:.2f} W, {name} {aw:.2f} W ({met}); "
+        head = f"power budget {budget:g} W: CPU {fmt_num(cw)} W, {name} {fmt_num(aw)} W ({met}); "
     if ce is not None and ae is not None and ce > 0 and ae > 0 and acc is not None:
         ratio = ce / ae
         if ratio >= SPEEDUP_MARGIN or ratio <= 1 / SPEEDUP_MARGIN:
@@ -302,7 +282,7 @@ def rule_power(x: AdviceInput) -> Contribution | None:
             w = 2.0 if budget is not None else 1.0
             return Contribution("power", side, w,
                                 f"{head}energy per inference: CPU {fmt_num(ce)} mJ, {name} "
-                                f"{fmt_num(ae)} mJ ({max(ratio, 1 / ratio):.2f}x less on the "
+                                f"{fmt_num(ae)} mJ ({fmt_num(max(ratio, 1 / ratio))}x less on the "
                                 f"{side.upper()})", ev)
         return Contribution("power", "neutral", 0.0, f"{head}energy per inference similar: CPU "
                             f"{fmt_num(ce)} mJ, {name} {fmt_num(ae)} mJ", ev)
@@ -321,7 +301,7 @@ def rule_power(x: AdviceInput) -> Contribution | None:
                             "with telemetry to decide)", ev)
     return Contribution("power", "neutral", 0.0,
                         f"power budget {budget:g} W: the CPU is the only processor here"
-                        + (f" (measured {cw:.2f} W: {'fits' if cw <= budget else 'over budget'})"
+                        + (f" (measured {fmt_num(cw)} W: {'fits' if cw <= budget else 'over budget'})"
                            if cw is not None else " (no power measured)"), ev)
 
 
@@ -380,8 +360,7 @@ def _measured_op_fallback(m: MeasuredFallback, f: Fallback | None) -> Contributi
     where = f"in the measured AIPU run (op profile of job {m.job_id[:12]})"
     if not m.cpu_ops:
         return Contribution("op_fallback", "aipu", 0.5, f"no op ran on the CPU {where}", ev)
-    ops = ", ".join(f"{k} takes {100 * v:.0f} %" if v >= 0.005 else f"{k} takes {100 * v:.1f} %"
-                    for k, v in m.cpu_ops.items())
+    ops = ", ".join(f"{k} takes {fmt_pct(v)}" for k, v in m.cpu_ops.items())
     if m.cpu_share < MINOR_FALLBACK_SHARE:
         return Contribution("op_fallback", "neutral", 0.0,
                             f"CPU fallback: {ops} of the time {where}: minor (under "
@@ -447,7 +426,7 @@ def rule_measured_speed(x: AdviceInput) -> Contribution | None:
     weight = 3.0 if factor >= 2 else 2.0
     return Contribution("measured_speed", side, weight,
                         f"measured steady latency: CPU {fmt_ms(c.p50_ms)}, {name} {fmt_ms(a.p50_ms)} "
-                        f"({factor:.2f}x faster on the {side.upper()})", ev)
+                        f"({fmt_num(factor)}x faster on the {side.upper()})", ev)
 
 
 def rule_start_cost(x: AdviceInput) -> Contribution | None:
@@ -542,9 +521,9 @@ def rule_output_correctness(x: AdviceInput) -> Contribution | None:
         ev = {f"{p}_accuracy_top1": a for p, a in acc.items()}
         if drop > ACCURACY_DROP:
             return Contribution("output_correctness", best, 1.0, f"accuracy top-1 drops by "
-                                f"{drop:.3f} off the {best.upper()} ({', '.join(f'{p.upper()} {a:.3f}' for p, a in acc.items())})", ev)
+                                f"{fmt_num(drop)} off the {best.upper()} ({', '.join(f'{p.upper()} {fmt_num(a)}' for p, a in acc.items())})", ev)
         return Contribution("output_correctness", "neutral", 0.0, "accuracy top-1 within "
-                            f"{ACCURACY_DROP} across sides ({', '.join(f'{p.upper()} {a:.3f}' for p, a in acc.items())})", ev)
+                            f"{ACCURACY_DROP} across sides ({', '.join(f'{p.upper()} {fmt_num(a)}' for p, a in acc.items())})", ev)
     return None
 
 

@@ -18,13 +18,13 @@ from typing import Iterable
 from lab.core.errors import ConfigError
 from lab.core.records import Device, ResultRow
 from lab.decide.advice_records import AdviceInput, Fallback, ModelFacts, Options, Side
-from lab.decide.advice_rules import fmt_ms, fmt_num
+from lab.decide.figures import fmt_ms, fmt_num
 from lab.decide.facts import (ModelInfo, device_facts, estimate, load_inventory, load_rows,
                               measured_fallback, model_facts)
 from lab.decide.npu_partition import fallbacks
 from lab.decide.verdict import Advice, answer
 from lab.devices.backends import BACKENDS, OTHER_RUNTIMES
-from lab.results.quality import classify
+from lab.results.quality import LeftOut, classify, identity_skipped, left_out, representative
 from lab.results.store import Store
 
 
@@ -41,11 +41,14 @@ def _side(r: ResultRow, candidates: int = 1) -> Side:
 
 def measured_rows(rows: list[ResultRow], device: str, model: str, *,
                   job_ids: Iterable[str] | None = None, model_shas: Iterable[str] | None = None,
-                  notes: list[str] | None = None) -> dict[str, tuple[ResultRow, int]]:
+                  notes: list[str] | None = None,
+                  excluded: list[ResultRow] | None = None) -> dict[str, tuple[ResultRow, int]]:
     """The row that speaks for each processor class, and how many it was chosen from.
 
     Fastest ok row per processor class for this model on this device (lab or imported); ties go
     to the most recent run. The advisor and the report's CPU-vs-AIPU table both choose this way.
+    Rows that are not representative of their chip (lab.results.quality.representative: emulated,
+    identity mismatch, simulated) never speak for it; they go to `excluded` when given.
     """
     wanted = None if job_ids is None else set(job_ids)
     shas = None if model_shas is None else {h for h in model_shas if h}
@@ -62,6 +65,10 @@ def measured_rows(rows: list[ResultRow], device: str, model: str, *,
             continue  # the verdict compares processors under Paddle; other runtimes are a note
         if shas and r.model_sha256 and r.model_sha256 not in shas:
             stale += 1
+            continue
+        if not representative(r):
+            if excluded is not None:
+                excluded.append(r)
             continue
         groups.setdefault(r.processor, []).append(r)
     if notes is not None and stale:
@@ -94,7 +101,7 @@ def framework_note(rows: list[ResultRow], device: str, model: str,
                    store_path: str | Path | None) -> str | None:
     """Information, not a reason: another runtime (ONNX Runtime) measurably faster than Paddle on
     this device (lab.decide.frameworks; needs the stored samples for the CI of the ratio)."""
-    mine = [r for r in rows if r.device == device and r.model == model and r.ok]
+    mine = [r for r in rows if r.device == device and r.model == model and r.ok and representative(r)]
     if store_path is None or not any(_other_framework(r) for r in mine) or not Path(store_path).exists():
         return None
     from lab.decide.frameworks import faster_runtime_note  # deferred: numpy (lab.results.stats)
@@ -108,7 +115,8 @@ def framework_note(rows: list[ResultRow], device: str, model: str,
 
 def measured_sides(rows: list[ResultRow], device: str, model: str, *,
                    job_ids: Iterable[str] | None = None, model_shas: Iterable[str] | None = None,
-                   notes: list[str] | None = None) -> dict[str, Side]:
+                   notes: list[str] | None = None,
+                   excluded: list[ResultRow] | None = None) -> dict[str, Side]:
     """The measured side of each processor class (`measured_rows`), as the rules read it.
 
     Why the filters: a verdict must quote the model as it is built now, and after `--measure`
@@ -117,8 +125,22 @@ def measured_sides(rows: list[ResultRow], device: str, model: str, *,
     rows with another model hash are left out, rows without one (imports) are kept. Each side
     says how many configurations it was chosen from; `notes` receives what was left out.
     """
-    chosen = measured_rows(rows, device, model, job_ids=job_ids, model_shas=model_shas, notes=notes)
+    chosen = measured_rows(rows, device, model, job_ids=job_ids, model_shas=model_shas, notes=notes,
+                           excluded=excluded)
+    if notes is not None:
+        notes += [f"{p.upper()} row {r.job_id}: {identity_skipped(r)}"
+                  for p, (r, _) in chosen.items() if identity_skipped(r)]
     return {proc: _side(r, candidates=n) for proc, (r, n) in chosen.items()}
+
+
+def left_out_note(lo: LeftOut, chip: str | None, measured: bool) -> str:
+    """What the advice left out, in words: never the chip's figures (issues 22 and 24)."""
+    text = (f"{lo.text()}: not representative of chip {chip or '(unknown)'}, so never quoted as "
+            "its measurement")
+    if not measured and lo.counts.get("simulated") == lo.total:
+        text += ("; only simulated rows exist for this model on this device: they are not "
+                 "measurements, and the answer rests on the model analysis and the catalog")
+    return text
 
 
 # ------------------------------------------------------------------------------------ answer
@@ -143,8 +165,12 @@ def advise(model_id: str, device_id: str, *, options: Options | None = None,
     dev = device_facts(device_id, devices, rows)
     notes: list[str] = [dev.note] if dev.note else []
     m = _model(model_id, models_root, rows, notes)
+    excluded: list[ResultRow] = []
     sides = measured_sides(rows, device_id, model_id, job_ids=job_ids, model_shas=m.shas,
-                           notes=notes)
+                           notes=notes, excluded=excluded)
+    lo = left_out(excluded)
+    if lo.total:
+        notes.append(left_out_note(lo, dev.chip, bool(sides)))
     if dev.status in ("disabled", "unreachable"):
         notes.append(f"device {dev.status}: answered from the chip's catalog entry and the model "
                      "analysis" + (" plus earlier stored measurements" if sides else ""))
@@ -160,8 +186,12 @@ def advise(model_id: str, device_id: str, *, options: Options | None = None,
                     aipu_name=dev.aipu_name, has_gpu=dev.has_gpu, options=options,
                     cpu=sides.get("cpu"), aipu=sides.get("aipu"), gpu=sides.get("gpu"),
                     fallback=fallback, estimate=est, nnadapter_devices=used,
-                    measured_fallback=measured_fallback(sides.get("aipu"), op_profiles, store_path))
-    if not sides:
+                    measured_fallback=measured_fallback(sides.get("aipu"), op_profiles, store_path),
+                    left_out=lo if lo.total else None)
+    if not sides and lo.total:
+        notes.append(f"nothing measured on chip {dev.chip or '(unknown)'} for this model (this "
+                     "device's rows are not its figures): static rules and a TOPS estimate only")
+    elif not sides:
         notes.append("nothing measured for this model on this device: static rules and a "
                      "TOPS estimate only (run `lab advise ... --measure`)")
     fw = framework_note(rows, device_id, model_id, store_path)
@@ -224,7 +254,7 @@ def render_text(a: Advice) -> str:
     if a.confidence_reasons and a.confidence != "high":
         lines.append(f"  confidence {a.confidence}: " + "; ".join(a.confidence_reasons))
     if a.speedup is not None:
-        lines.append(f"  speedup (CPU/{acc} steady): {a.speedup:.2f}x ({a.speedup_source})")
+        lines.append(f"  speedup (CPU/{acc} steady): {fmt_num(a.speedup)}x ({a.speedup_source})")
     if a.break_even is not None:
         lines.append(f"  break-even: {a.break_even.reason}")
     if a.fallback is not None:

@@ -18,7 +18,7 @@ from lab.core.errors import ConfigError, LabError
 from lab.core.records import Device, ResultRow
 from lab.decide.advice_records import Estimate, MeasuredFallback, ModelFacts, Side
 from lab.decide.advice_rules import ASSUMED_UTILISATION, INT8_ONLY_NPUS
-from lab.decide.npu_partition import op_sequence
+from lab.decide.npu_partition import op_sequence, per_call_floor
 from lab.devices.catalog import Catalog, load_catalog
 from lab.devices.inventory import load_devices
 from lab.models.analysis import analysis_for
@@ -161,7 +161,9 @@ def estimate(facts: ModelFacts, dev: DeviceFacts,
 
     `nnadapter`: the NNAdapter device(s) the answer uses (default: the device's list). On an
     int8-only NPU an fp32 model gets an int8 figure marked `assumes_quantized`: it is what the
-    model would reach once quantised, not what it runs at now.
+    model would reach once quantised, not what it runs at now. A compute time below the NPU's
+    fixed per-call cost (`npu_partition.per_call_floor`) is not a figure: `aipu_ms` None,
+    `below_floor` True, and the note says so instead of quoting noise to six digits.
     """
     if not dev.has_aipu:
         return None
@@ -187,7 +189,15 @@ def estimate(facts: ModelFacts, dev: DeviceFacts,
                  "run on this NPU until quantised")
     elif assumes:
         note += "; int8 TOPS assume the model gets quantised"
-    return Estimate(ms, prec, tops, util, note, assumes_quantized=assumes)
+    floor, basis = per_call_floor()
+    if floor is not None and ms < floor:
+        return Estimate(None, prec, tops, util,
+                        f"the compute alone ({note}) is below the NPU's ~{floor:g} ms per-call "
+                        f"floor: not a figure (the floor is {basis.split(':')[0]}, an order of "
+                        "magnitude: lab/decide/data/npu_ops.yaml)", per_call_floor_ms=floor,
+                        below_floor=True,
+                        assumes_quantized=assumes)
+    return Estimate(ms, prec, tops, util, note, assumes_quantized=assumes, per_call_floor_ms=floor)
 
 
 def measured_fallback(aipu: Side | None, op_profiles: dict[str, list] | None,

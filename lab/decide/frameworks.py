@@ -22,6 +22,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
+from lab.decide.figures import fmt_ms, fmt_num
 from lab.results import stats
 from lab.results.quality import agreement_uninformative
 from lab.devices.backends import BACKENDS, OTHER_RUNTIMES
@@ -165,8 +166,9 @@ def faster_runtime_note(rows: Iterable[ResultRow], samples: dict[str, list[list[
     r, base = best.row, next(fr.baseline for fr in comp.rows if best in fr.cells)
     top = min((fr.baseline for fr in comp.rows if fr.baseline is not None), key=lambda b: b.p50_ms)
     return (f"information: {best.runtime} ({r.backend}, {r.precision}, t{r.threads}) ran {model} "
-            f"at {r.p50_ms:.3g} ms p50, {best.ratio:.2f}\u00d7 the latency of {base.backend} {base.precision} "
-            f"({base.p50_ms:.3g} ms; 95% CI of the ratio {best.ratio_ci[0]:.2f}-{best.ratio_ci[1]:.2f}) "
+            f"at {fmt_ms(r.p50_ms)} p50, {fmt_num(best.ratio)}\u00d7 the latency of {base.backend} "
+            f"{base.precision} ({fmt_ms(base.p50_ms)}; 95% CI of the ratio "
+            f"{fmt_num(best.ratio_ci[0])}-{fmt_num(best.ratio_ci[1])}) "
             f"on {device}; faster in {len(comp.faster_other)} configuration(s); the fastest Paddle "
-            f"configuration here is {top.backend} {top.precision} t{top.threads} at {top.p50_ms:.3g} ms. "
+            f"configuration here is {top.backend} {top.precision} t{top.threads} at {fmt_ms(top.p50_ms)}. "
             "The verdict compares processors, not runtimes.")

@@ -19,6 +19,7 @@ from lab.core.records import ResultRow
 from lab.decide.criteria import UNKNOWN_PRIOR, Criterion, effective_tops, log_down, log_up
 from lab.decide.profiles import Profile
 from lab.devices.catalog import TOPS_PRECISIONS, Chip
+from lab.results.quality import LeftOut, left_out, representative
 
 
 @dataclass
@@ -112,7 +113,9 @@ def _num(v: Any) -> float | None:
 
 def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[str, float]) -> dict[str, ModelMeasure]:
     """Per reference model, the row used for latency: ok, batch 1 preferred, the profile's
-    precision preferred, then the fastest. Throughput is the best over all its ok rows."""
+    precision preferred, then the fastest. Throughput is the best over all its ok rows. Rows not
+    representative of the chip (emulated, identity mismatch, simulated) never count
+    (`unrepresentative` says which were left out)."""
     out: dict[str, ModelMeasure] = {}
     by_model: dict[str, list[ResultRow]] = {}
 
@@ -127,6 +130,8 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
         if r.chip != chip.id or not r.ok or r.model not in p.reference_models:
             continue
         if r.agree_ok is False:  # outputs failed the agreement check: fast but wrong, never a figure
+            continue
+        if not representative(r):  # not the chip's figure (lab.results.quality)
             continue
         if r.scenario is not None:  # a serving job: its latency is under load, not batch-1
             if r.scenario == "sweep" and r.valid and _num(r.qps):
@@ -151,6 +156,13 @@ def measures_for(chip: Chip, p: Profile, rows: Iterable[ResultRow], flops: dict[
         m.requests_per_usd = qps * 3600.0 / usd_h if usd_h else None
         out[model] = m
     return out
+
+
+def unrepresentative(chip: Chip, p: Profile, rows: Iterable[ResultRow]) -> LeftOut:
+    """The ok rows of the profile's reference models on this chip that `measures_for` left out as
+    not representative of it, counted with their reasons (for `lab score`'s output)."""
+    return left_out(r for r in rows if r.chip == chip.id and r.ok and r.model in p.reference_models
+                    and not representative(r))
 
 
 def hourly_usd(chip: Chip) -> tuple[float | None, str]:

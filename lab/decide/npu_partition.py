@@ -51,6 +51,8 @@ class NpuOps:
     fusions: tuple[Fusion, ...]
     aliases: dict[str, str]
     removed: dict[str, str] = field(default_factory=dict)  # op -> the inference pass deleting it
+    per_call_floor_ms: float | None = None  # the NPU's fixed cost per call (`per_call_floor`)
+    per_call_floor_basis: str = ""
 
     def normalise(self, raw: str) -> str | None:
         """One op name as Paddle Lite knows it (legacy name), or None for structure/constants.
@@ -102,11 +104,30 @@ def load_npu_ops(path: str | Path | None = None) -> NpuOps:
                     for f in doc.get("fusions") or [])
     removed = {str(r["op"]): str(r.get("pass", "")) for r in doc.get("removed_at_inference") or []
                if isinstance(r, dict) and r.get("op")}
+    floor_ms, floor_basis = _floor(doc.get("per_call_floor"), p)
     table = NpuOps(devices=devices, ignore=frozenset(doc.get("ignore") or ()), fusions=fusions,
                    aliases={str(k): str(v) for k, v in (doc.get("pir_aliases") or {}).items()},
-                   removed=removed)
+                   removed=removed, per_call_floor_ms=floor_ms, per_call_floor_basis=floor_basis)
     _NPU_CACHE[p] = table
     return table
+
+
+def _floor(entry: object, path: str) -> tuple[float | None, str]:
+    """`per_call_floor: {ms, confidence, basis}` -> (ms, "confidence: basis"); absent -> None."""
+    if entry is None:
+        return None, ""
+    ms = entry.get("ms") if isinstance(entry, dict) else None
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or not 0 < ms < 1000:
+        raise ConfigError("per_call_floor needs 'ms:', a positive number of milliseconds",
+                          path=path)
+    return float(ms), f"{entry.get('confidence', 'assumed')}: {' '.join(str(entry.get('basis', '')).split())}"
+
+
+def per_call_floor(table: NpuOps | None = None) -> tuple[float | None, str]:
+    """The NPU's fixed cost per inference call in ms and its basis (npu_ops.yaml
+    `per_call_floor`): no AIPU call is faster, whatever its compute."""
+    table = table or load_npu_ops()
+    return table.per_call_floor_ms, table.per_call_floor_basis
 
 
 def partition(raw_ops: Iterable[str], nnadapter_device: str, table: NpuOps | None = None) -> Fallback:

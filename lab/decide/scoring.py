@@ -19,10 +19,11 @@ from lab.core.errors import ConfigError
 from lab.core.records import ResultRow
 from lab.decide.criteria import (SCORERS, UNKNOWN_PRIOR, Criterion, amortised_usd, effective_tops,
                                  fig_text, video_parts)
-from lab.decide.measures import ModelMeasure, measures_for, score_measured
+from lab.decide.measures import ModelMeasure, measures_for, score_measured, unrepresentative
 from lab.decide.profiles import CRITERIA, METRICS, Constraint, Profile
 from lab.decide.tradeoffs import pareto_front
 from lab.devices.catalog import Catalog, Chip, Figure
+from lab.results.quality import LeftOut
 
 
 @dataclass
@@ -43,6 +44,8 @@ class ChipScore:
     measures: dict[str, ModelMeasure] = field(default_factory=dict)
     price_usd: float | None = None  # amortised cost used by `price` and Pareto
     notes: list[str] = field(default_factory=list)
+    # rows of this chip left out of `measured` as not its figures (lab.results.quality.LeftOut)
+    left_out: LeftOut | None = None
 
     def to_json(self) -> dict:
         return {
@@ -60,6 +63,7 @@ class ChipScore:
             "price_usd_amortised": None if self.price_usd is None else round(self.price_usd, 2),
             "measured": {m: {k: _jsonable(v) for k, v in vars(mm).items()} for m, mm in self.measures.items()},
             "notes": self.notes,
+            "left_out": None if self.left_out is None else self.left_out.to_json(),
         }
 
 
@@ -160,6 +164,7 @@ def score_chip(chip: Chip, p: Profile, rows: Iterable[ResultRow] = (), flops: di
                compare_on: tuple[str, ...] | None = None, context: str = "",
                in_play: Iterable[str] | None = None) -> ChipScore:
     """All criteria + constraints for one chip (no rank/stability/Pareto: those need the field)."""
+    rows = rows if isinstance(rows, (list, tuple)) else list(rows)
     if measures is None:
         measures = measures_for(chip, p, rows, flops or {})
     crit = {name: fn(chip, p) for name, fn in SCORERS.items()}
@@ -168,6 +173,10 @@ def score_chip(chip: Chip, p: Profile, rows: Iterable[ResultRow] = (), flops: di
     score, coverage = combine(crit, in_play)
     cs = ChipScore(chip=chip.id, name=chip.name, score=score, coverage=coverage, criteria=crit,
                    measures=measures, price_usd=crit["price"].value)
+    lo = unrepresentative(chip, p, rows)
+    if lo.total:
+        cs.left_out = lo
+        crit["measured"].reason += f"; {lo.text()}: not this chip's measured performance"
     fails = []
     for c in p.constraints:
         ok, why = check(chip, p, c)

@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from lab.decide.figures import fmt_ms
+
 
 @dataclass(frozen=True)
 class BreakEven:
@@ -32,10 +34,6 @@ class BreakEven:
     def to_dict(self) -> dict:
         return {"inferences": self.inferences, "ahead_first": self.ahead_first,
                 "ahead_after": self.ahead_after, "reason": self.reason}
-
-
-def _ms(v: float) -> str:
-    return f"{v:,.0f} ms" if abs(v) >= 1000 else f"{v:.3g} ms"
 
 
 def break_even(*, cpu_start_ms: float | None, cpu_p50_ms: float | None,
@@ -80,8 +78,8 @@ def break_even(*, cpu_start_ms: float | None, cpu_p50_ms: float | None,
     late, early = steady.upper(), first.upper()
     return BreakEven(n, first, steady,
                      f"{late} ahead from inference #{n:,} ({early} starts faster: "
-                     f"{_ms(min(a0, c0))} vs {_ms(max(a0, c0))} load+first; {late} runs faster: "
-                     f"{_ms(min(ap, cp))} vs {_ms(max(ap, cp))})")
+                     f"{fmt_ms(min(a0, c0))} vs {fmt_ms(max(a0, c0))} load+first; {late} runs faster: "
+                     f"{fmt_ms(min(ap, cp))} vs {fmt_ms(max(ap, cp))})")
 
 
 def dominates(a: Mapping[str, float], b: Mapping[str, float]) -> bool:

@@ -44,6 +44,7 @@ class Advice:
     measured_fallback: MeasuredFallback | None = None  # the AIPU job's op profile, where it has one
     accelerator: str | None = "aipu"  # aipu | gpu | None (CPU only): what the question compares
     confidence_reasons: list[str] = field(default_factory=list)  # why confidence is not higher
+    left_out: dict[str, Any] | None = None  # rows not representative of the chip (LeftOut.to_json)
 
     @property
     def verdicts(self) -> tuple[str, ...]:
@@ -70,7 +71,8 @@ class Advice:
             e = self.estimate
             est = {"aipu_ms": _r(e.aipu_ms), "precision": e.precision, "tops": e.tops,
                    "assumed_utilisation": e.utilisation, "note": e.note, "confidence": "low",
-                   "assumes_quantized": e.assumes_quantized}
+                   "assumes_quantized": e.assumes_quantized,
+                   "per_call_floor_ms": e.per_call_floor_ms, "below_floor": e.below_floor}
         return {
             "schema": ADVICE_SCHEMA, "model": self.model, "device": self.device, "chip": self.chip,
             "device_status": self.device_status, "verdict": self.verdict,
@@ -86,7 +88,7 @@ class Advice:
                         "first_inference_budget_ms": self.options.first_inference_budget_ms,
                         "no_preload": self.options.no_preload, "busy_cpu": self.options.busy_cpu,
                         "power_budget_w": self.options.power_budget_w},
-            "notes": list(self.notes),
+            "notes": list(self.notes), "left_out": self.left_out,
             "npu_fallback_measured": None if self.measured_fallback is None else {
                 "job_id": self.measured_fallback.job_id, "cpu_time_share": _r(self.measured_fallback.cpu_share),
                 "cpu_ops_share": {k: _r(v) for k, v in self.measured_fallback.cpu_ops.items()},
@@ -121,8 +123,9 @@ def confidence(contribs: list[Contribution], x: AdviceInput,
     Base: `high` when CPU and accelerator were both measured by the lab with CIs (or the chip has
     nothing to offload to), `medium` with imports or without CIs, or with one side measured and a
     clear margin, else `low`. Data quality lowers it one step (lab.results.quality.classify: not
-    converged, wide CI, throttled, busy host) and names each row's problem; a verdict resting on
-    the rated-TOPS estimate alone is `low`.
+    converged, wide CI, throttled, busy host) and names each row's problem; so do rows left out as
+    not representative of the chip (emulated, identity mismatch, simulated: the chip's own figure
+    is missing); a verdict resting on the rated-TOPS estimate alone is `low`.
     """
     sides = {p: s for p, s in (("cpu", x.cpu), ("aipu", x.aipu), ("gpu", x.gpu)) if s is not None}
     why: list[str] = []
@@ -149,6 +152,10 @@ def confidence(contribs: list[Contribution], x: AdviceInput,
     if flagged:
         level = LEVELS[max(0, LEVELS.index(level) - 1)]
         why += [f"{p.upper()} row {sides[p].job_id or '?'}: {'; '.join(q)}" for p, q in flagged]
+    if x.left_out is not None:
+        level = LEVELS[max(0, LEVELS.index(level) - 1)]
+        why.append(f"{x.left_out.short()}: not the figures of chip {x.chip or '(unknown)'} (see "
+                   "the notes)")
     return level, why
 
 
@@ -180,4 +187,5 @@ def answer(x: AdviceInput, *, device_status: str, fallbacks: list[Fallback],
                   run_ids=sorted({s.job_id for s in sides.values() if s.job_id}),
                   numbers={p: _side_numbers(sides.get(p)) for p in ("cpu", "aipu", "gpu")},
                   fallback=x.fallback, fallback_all=fallbacks, estimate=x.estimate,
-                  options=x.options, notes=notes, measured_fallback=x.measured_fallback)
+                  options=x.options, notes=notes, measured_fallback=x.measured_fallback,
+                  left_out=None if x.left_out is None else x.left_out.to_json())

@@ -155,6 +155,17 @@ class Video:
 
 
 @dataclass(frozen=True)
+class ChipIdentity:
+    """What a device of this chip must show (lab/devices/identity.py compares): `uname -m` values,
+    core types with counts ({cortex-a35: 2}), accelerator device nodes. Each a sourced Figure whose
+    value is a list or mapping; None = the catalog claims nothing (a GPU card's host CPU varies)."""
+
+    arch: Figure | None = None
+    cpus: Figure | None = None
+    nodes: Figure | None = None
+
+
+@dataclass(frozen=True)
 class Chip:
     id: str
     name: str
@@ -178,6 +189,7 @@ class Chip:
     nnadapter: tuple[str, ...]
     notes: tuple[str, ...]
     line: int = 0
+    identity: ChipIdentity = ChipIdentity()
 
     def figures(self) -> list[Figure]:
         out = [self.process_nm, self.cpu.max_clock_mhz, self.gpu.max_clock_mhz,
@@ -190,6 +202,7 @@ class Chip:
 
     def sources(self) -> list[str]:
         ids = [f.source for f in self.figures()] + [p.source for p in self.prices]
+        ids += [f.source for f in (self.identity.arch, self.identity.cpus, self.identity.nodes) if f is not None]
         ids += [s.source for s in self.supply]
         return sorted(set(ids))
 
@@ -458,9 +471,38 @@ def _supply(ctx: _Ctx, raw: Any, what: str, line: int) -> tuple[SupplyFlag, ...]
     return tuple(out)
 
 
+def _identity(ctx: _Ctx, raw: Any, what: str, line: int) -> ChipIdentity:
+    """`identity:` {arch: [uname -m values], cpus: {core: count}, nodes: [/dev/...]}, each sourced."""
+    if raw is None:
+        return ChipIdentity()
+    from lab.devices.identity import KNOWN_CORES
+    m = _map(ctx, raw, what, line)
+    expect_keys(m, path=ctx.path, what=what, required=set(), allowed={"arch", "cpus", "nodes"})
+    figs = {k: _figure(ctx, m.get(k), f"{what}.{k}", m.line_of(k), numeric=False) for k in ("arch", "cpus", "nodes")}
+    for key in ("arch", "nodes"):
+        f = figs[key]
+        if f is not None and (not isinstance(f.value, list) or not f.value
+                              or not all(isinstance(x, str) and x for x in f.value)):
+            raise ctx.err(f"{what}.{key}.value must be a non-empty list of strings", m.line_of(key))
+    if figs["nodes"] is not None and not all(x.startswith("/dev/") for x in figs["nodes"].value):
+        raise ctx.err(f"{what}.nodes: device nodes are paths under /dev/", m.line_of("nodes"))
+    cpus = figs["cpus"]
+    if cpus is not None:
+        if not isinstance(cpus.value, dict) or not cpus.value:
+            raise ctx.err(f"{what}.cpus.value must map core names to counts", m.line_of("cpus"),
+                          fix="write {cortex-a35: 2}")
+        for core, n in cpus.value.items():
+            if core not in KNOWN_CORES:
+                raise ctx.err(f"{what}.cpus: unknown core {core!r}", m.line_of("cpus"),
+                              fix="use a name of lab/devices/identity.py ARM_PARTS, e.g. cortex-a55")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ctx.err(f"{what}.cpus: count of {core} must be a positive integer", m.line_of("cpus"))
+    return ChipIdentity(arch=figs["arch"], cpus=cpus, nodes=figs["nodes"])
+
+
 _CHIP_KEYS = {"id", "name", "vendor", "family", "domain", "process_nm", "foundry", "supply", "cpu",
               "gpu", "accelerator", "memory", "video", "isp_mp", "power_w", "launch", "price",
-              "price_note", "sdk", "nnadapter", "notes"}
+              "price_note", "sdk", "nnadapter", "notes", "identity"}
 
 
 def _chip(ctx: _Ctx, m: LineDict) -> Chip:
@@ -496,7 +538,7 @@ def _chip(ctx: _Ctx, m: LineDict) -> Chip:
         sdk=_str_list(ctx, m.get("sdk"), f"{what}.sdk", m.line_of("sdk")),
         nnadapter=nna,
         notes=_str_list(ctx, m.get("notes"), f"{what}.notes", m.line_of("notes")),
-        line=m.line)
+        line=m.line, identity=_identity(ctx, m.get("identity"), f"{what}.identity", m.line_of("identity")))
 
 
 _CACHE: dict[tuple, Catalog] = {}

@@ -16,7 +16,7 @@ from lab.core.records import Device
 from lab.core.yamlio import LineDict, LineList, expect_keys, expect_type, load_yaml
 
 COMMON_KEYS = {"id", "chip", "transport", "enabled", "tags", "workdir", "python", "power_meter_csv",
-               "description"}
+               "description", "identity", "identity_reason"}
 TRANSPORT_KEYS = {
     "local": set(),
     "ssh": {"host", "port", "user", "key_file", "key_passphrase_env", "known_hosts",
@@ -107,6 +107,7 @@ def _device(entry: LineDict, path: str, chip_ids: set[str]) -> Device:
     for tag in tags:
         expect_type(tag, str, path=path, line=entry.line_of("tags"), what=f"{where}: tag", hint="a string")
     libs = get("nnadapter_libs", dict, "a mapping of NNAdapter device name to a directory", {})
+    identity_skip = _identity_skip(entry, path, where, get)
     return Device(
         id=dev_id, chip=chip, transport=transport,
         enabled=get("enabled", bool, "true or false", True),
@@ -121,9 +122,26 @@ def _device(entry: LineDict, path: str, chip_ids: set[str]) -> Device:
         abi=get("abi", str, "an ABI name such as arm64-v8a"),
         benchmark_bin=get("benchmark_bin", str, "a host path to benchmark_bin"),
         nnadapter_libs={str(k): str(v) for k, v in libs.items()}, power_mode=power_mode,
-        power_meter_csv=get("power_meter_csv", str, "a CSV path"),
+        power_meter_csv=get("power_meter_csv", str, "a CSV path"), identity_skip=identity_skip,
         source=path, line=entry.line,
     )
+
+
+def _identity_skip(entry: LineDict, path: str, where: str, get) -> str | None:
+    """`identity: skip` needs `identity_reason:` (recorded on every row); `identity: check` is the default."""
+    mode = get("identity", str, "'skip' (with identity_reason) or 'check'", "check")
+    reason = get("identity_reason", str, "a sentence saying why the identity check does not apply")
+    if mode not in ("check", "skip"):
+        raise ConfigError(f"{where}: identity {mode!r} is not valid", path=path, line=entry.line_of("identity"),
+                          fix="use 'identity: skip' with 'identity_reason: ...', or leave it out")
+    if mode == "skip" and not (reason or "").strip():
+        raise ConfigError(f"{where}: 'identity: skip' needs a reason", path=path, line=entry.line_of("identity"),
+                          fix="add 'identity_reason: <why this device is the chip it names>' (it is recorded "
+                              "on every row)")
+    if mode == "check" and reason is not None:
+        raise ConfigError(f"{where}: identity_reason without 'identity: skip'", path=path,
+                          line=entry.line_of("identity_reason"), fix="add 'identity: skip' or drop the reason")
+    return " ".join(reason.split()) if mode == "skip" else None
 
 
 def _catalog_chip_ids() -> set[str]:

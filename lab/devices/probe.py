@@ -15,18 +15,39 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from lab.devices import identity as ident
 from lab.devices.inventory import device_python
+from lab.devices.portability import no_wheel_reason, probed_readiness
 from lab.core.errors import DeviceError, LabError, excerpt
 
 PROBE_TIMEOUT_S = 60.0
 PY_MARK = "HWLAB_PY="
 
+# What identity (lab/devices/identity.py) compares, as `key=value` lines: $1 the interpreter the
+# runners use (its ELF header; /bin/sh where it is missing), $3 the device nodes the catalog claims.
+# POSIX sh, busybox/toybox safe; also the first part of PROBE_SCRIPT (one round trip for both).
+IDENTITY_SCRIPT = r'''
+echo "kernel=$(uname -r 2>/dev/null)"
+echo "arch=$(uname -m 2>/dev/null)"
+sh_path=$(readlink -f /bin/sh 2>/dev/null); echo "shell=${sh_path:-/bin/sh}"
+case "$sh_path" in *busybox*) echo "busybox=$(busybox 2>&1 | head -n 1 | cut -d ' ' -f 1-2)" ;; esac
+if [ -r /proc/cpuinfo ]; then
+  grep -E '^(processor|vendor_id|model name|Processor|CPU implementer|CPU part|Hardware|isa|uarch)[[:space:]]*:' /proc/cpuinfo | sed 's/^/cpuinfo=/'
+  grep -m1 -E '^flags[[:space:]]*:' /proc/cpuinfo | sed 's/^/cpuinfo=/'
+fi
+[ -r /sys/devices/system/cpu/present ] && echo "cpu_present=$(cat /sys/devices/system/cpu/present 2>/dev/null)"
+[ -r /proc/meminfo ] && echo "mem_total_kb=$(grep -m1 '^MemTotal:' /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
+b=$(command -v "$1" 2>/dev/null); [ -n "$b" ] && [ -r "$b" ] || b=/bin/sh
+echo "elf=$b|$(od -An -tx1 -N20 "$b" 2>/dev/null | tr -s ' \n' '  ')"
+command -v systemd-detect-virt >/dev/null 2>&1 && echo "virt=$(systemd-detect-virt 2>/dev/null)"
+for n in $3; do echo "node_checked=$n"; [ -e "$n" ] && echo "node=$n"; done
+'''
+
 # Facts as `key=value` lines; lists as repeated keys. POSIX sh, busybox/toybox safe.
 PROBE_SCRIPT = r'''
 PY=$1; PYCODE=$2
 echo "os_name=$(uname -s 2>/dev/null)"
-echo "kernel=$(uname -r 2>/dev/null)"
-echo "arch=$(uname -m 2>/dev/null)"
+''' + IDENTITY_SCRIPT + r'''
 if [ -r /etc/os-release ]; then ( . /etc/os-release 2>/dev/null; echo "os_pretty=${PRETTY_NAME:-}" ); fi
 if [ -r /proc/cpuinfo ]; then
   m=$(grep -m1 -i -E '^(model name|hardware|cpu model|processor[[:space:]]*:[[:space:]]*[a-z])' /proc/cpuinfo | cut -d: -f2-)
@@ -37,7 +58,6 @@ echo "cores_online=$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null)
 for f in /sys/devices/system/cpu/cpu[0-9]*/cpufreq/cpuinfo_max_freq; do
   [ -r "$f" ] && echo "max_freq_khz=$(cat "$f" 2>/dev/null)"
 done
-[ -r /proc/meminfo ] && echo "mem_total_kb=$(grep -m1 '^MemTotal:' /proc/meminfo | tr -s ' ' | cut -d' ' -f2)"
 for z in /sys/class/thermal/thermal_zone*; do
   [ -d "$z" ] || continue
   echo "thermal=${z##*/}|$(cat "$z/type" 2>/dev/null)|$(cat "$z/temp" 2>/dev/null)"
@@ -76,7 +96,11 @@ def ver(dist):
     except Exception:
         return None
 for mod, key, dists in (("numpy", "numpy", ("numpy",)), ("paddle", "paddle", ("paddlepaddle", "paddlepaddle-gpu")),
-                        ("paddlelite.lite", "paddlelite", ("paddlelite",))):
+                        ("paddlelite.lite", "paddlelite", ("paddlelite",)), ("onnxruntime", "onnxruntime", ("onnxruntime",))):
+    # an import that kills the interpreter (a native crash) leaves the facts found so far and the culprit
+    out[key], out[key + "_error"] = None, "the interpreter crashed importing %s" % mod
+    print("HWLAB_PY=" + json.dumps(out), flush=True)
+    del out[key + "_error"]
     try:
         m = __import__(mod, fromlist=["_"])
         v = getattr(m, "__version__", None)
@@ -113,14 +137,25 @@ class ProbeReport:
     python: str | None = None
     paddle: str | None = None
     paddlelite: str | None = None
+    onnxruntime: str | None = None
+    # the userland the lab's shell scripts meet (busybox sh on Buildroot boards), the SSH server and
+    # how files travel (SFTP or the exec channel), and which runtimes can run there (devices.portability)
+    userland: str | None = None
+    ssh_server: str | None = None
+    files: str | None = None
+    backends: list[str] = field(default_factory=list)
     thermal_zones: list[dict[str, Any]] = field(default_factory=list)
     power_sources: list[dict[str, Any]] = field(default_factory=list)
     runtimes_missing: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     elapsed_s: float | None = None
+    identity: ident.Identity | None = None  # the chip the inventory names against what was found
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if self.identity is not None:
+            d["identity"]["note"] = self.identity.note  # the text rows store as identity_note
+        return d
 
     def to_text(self) -> str:
         def show(v, unit=""):
@@ -132,6 +167,8 @@ class ProbeReport:
                  f"  cpu: {show(self.cpu_model)}  cores: {show(self.cores)}  max freq: "
                  f"{show(self.max_freq_mhz, ' MHz')}  memory: {show(self.mem_total_mb, ' MB')}",
                  f"  python: {show(self.python)}  paddle: {show(self.paddle)}  paddlelite: {show(self.paddlelite)}"]
+        if self.identity is not None:
+            lines.extend("  " + line for line in self.identity.lines())
         temps = ", ".join(f"{z['type'] or z['zone']}"
                           f"{'' if z.get('temp_c') is None else ' %.1f C' % z['temp_c']}"
                           for z in self.thermal_zones) or "none found"
@@ -140,6 +177,10 @@ class ProbeReport:
                           + (f" ({p['note']})" if p.get("note") else "")
                           for p in self.power_sources) or "none found (power will be reported unavailable)"
         lines.append(f"  power sources: {power}")
+        if self.userland or self.ssh_server or self.files:
+            lines.append(f"  userland: {show(self.userland)}  ssh server: {show(self.ssh_server)}  "
+                         f"files: {show(self.files)}")
+        lines.extend(f"  backend {b}" for b in self.backends)
         for miss in self.runtimes_missing:
             lines.append(f"  MISSING: {miss}")
         for note in self.notes:
@@ -152,19 +193,14 @@ class ProbeReport:
 def parse_probe_output(device, text: str) -> ProbeReport:
     """Turn the probe script's key=value lines (+ the Python JSON line) into a ProbeReport."""
     rep = ProbeReport(device=device.id, transport=device.transport, reachable=True)
-    facts: dict[str, list[str]] = {}
+    facts = _key_values(text)
     py: dict[str, Any] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.startswith(PY_MARK):
-            try:
-                py = json.loads(line[len(PY_MARK):])
-            except json.JSONDecodeError:
-                rep.notes.append(f"unreadable Python probe output: {excerpt(line, 120)}")
-            continue
-        if "=" in line:
-            key, value = line.split("=", 1)
-            facts.setdefault(key, []).append(value.strip())
+    for line in facts.pop(PY_MARK[:-1], []):
+        try:
+            py = json.loads(line)
+        except json.JSONDecodeError:
+            rep.notes.append(f"unreadable Python probe output: {excerpt(line, 120)}")
+    rep.identity = identity_from_facts(device, facts)
 
     def one(key):
         v = facts.get(key, [""])[0]
@@ -174,6 +210,7 @@ def parse_probe_output(device, text: str) -> ProbeReport:
     if one("os_pretty") and one("os_name"):
         rep.os = f"{one('os_name')} ({one('os_pretty')})"
     rep.kernel, rep.arch, rep.cpu_model = one("kernel"), one("arch"), one("cpu_model")
+    rep.userland = f"busybox sh ({one('busybox')})" if one("busybox") else one("shell")
     for key in ("cores_online", "cores_cpuinfo"):
         if (one(key) or "").isdigit() and int(one(key)) > 0:
             rep.cores = int(one(key))
@@ -199,17 +236,92 @@ def parse_probe_output(device, text: str) -> ProbeReport:
         rep.power_sources.append(entry)
     python_name = device.python
     if "python_missing" in facts:
-        rep.runtimes_missing.append(f"python: {python_name!r} not found on the device (install Python 3.7+ "
-                                    "or set 'python:' in devices.yaml to the interpreter path)")
+        rep.runtimes_missing.append(f"python: {python_name!r} not found on the device (" +
+                                    (no_wheel_reason(rep.arch) or "install Python 3.7+ or set 'python:' "
+                                     "in devices.yaml to the interpreter path") + ")")
     elif py is None:
         rep.runtimes_missing.append(f"python: {python_name!r} failed to run the probe "
                                     f"(exit {one('python_failed') or '?'})")
     else:
         rep.python = f"{py.get('python')} ({py.get('executable')})"
-        rep.paddle, rep.paddlelite = py.get("paddle"), py.get("paddlelite")
+        rep.paddle, rep.paddlelite, rep.onnxruntime = py.get("paddle"), py.get("paddlelite"), py.get("onnxruntime")
         rep.runtimes_missing.extend(_missing_runtimes(device, py, python_name))
     rep.runtimes_missing.extend(_missing_host_side(device))
+    _device_runtimes(rep, py or {}, device, one("python_failed"))
     return rep
+
+
+def _device_runtimes(rep: ProbeReport, py: dict[str, Any], device, python_exit: str | None) -> None:
+    """Which backends can run (lab.devices.portability), the version skew with the host's paddle, and
+    an interpreter that died mid-probe (a native crash importing a runtime)."""
+    if rep.paddle and rep.paddle not in ("installed", _host_paddle_version()):
+        rep.notes.append(f"paddle {rep.paddle} here, {_host_paddle_version()} on the lab host that exports "
+                         "the models: rows record the device's version (lab results compare shows it)")
+    crashed = [k for k in ("numpy", "paddle", "paddlelite", "onnxruntime") if "crashed" in (py.get(k + "_error") or "")]
+    if python_exit and crashed:
+        rep.notes.append(f"the device's Python exited {python_exit} importing {crashed[0]} "
+                         f"({'a segmentation fault' if python_exit in ('139', '-11') else 'a native crash'})")
+    keys = {"paddlepaddle": "paddle", "onnxruntime": "onnxruntime", "paddlelite": "paddlelite"}
+    modules = {wheel: py.get(k) for wheel, k in keys.items()}
+    errors = {wheel: py.get(k + "_error") for wheel, k in keys.items() if py.get(k + "_error")}
+    rep.backends = [r.to_text() for r in probed_readiness(rep.arch, py.get("python"), modules,
+                                                          device.benchmark_bin, errors)]
+
+
+def _key_values(text: str) -> dict[str, list[str]]:
+    """The probe scripts' `key=value` lines; a key may repeat (a list)."""
+    facts: dict[str, list[str]] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if "=" in line:
+            key, value = line.split("=", 1)
+            facts.setdefault(key, []).append(value.strip())
+    return facts
+
+
+def _claim(device) -> ident.Claim | None:
+    from lab.devices.catalog import load_catalog
+    chip = load_catalog().chips.get(device.chip)
+    return ident.claim_of(chip) if chip is not None else None
+
+
+def raw_facts(facts: dict[str, list[str]]) -> ident.RawFacts:
+    """IDENTITY_SCRIPT's lines -> the typed facts identity compares."""
+    def one(key):
+        return (facts.get(key) or [None])[0] or None
+    elf_path, _, elf_hex = (one("elf") or "").partition("|")
+    mem = one("mem_total_kb")
+    return ident.RawFacts(uname_m=one("arch"), kernel=one("kernel"), cpuinfo="\n".join(facts.get("cpuinfo", [])),
+                          cpu_present=one("cpu_present"), mem_total_kb=int(mem) if mem and mem.isdigit() else None,
+                          elf_header=elf_hex.strip() or None, elf_path=elf_path or None, virt=one("virt"),
+                          nodes_checked=tuple(facts.get("node_checked", [])), nodes_present=tuple(facts.get("node", [])))
+
+
+def identity_from_facts(device, facts: dict[str, list[str]]) -> ident.Identity:
+    """The device's verdict from the probe's lines: `identity: skip` wins, an unknown chip is not checked."""
+    if getattr(device, "identity_skip", None):
+        return ident.skipped(device.identity_skip)
+    claim = _claim(device)
+    if claim is None:
+        return ident.not_checked(f"chip {device.chip!r} is not in the catalog")
+    if "arch" not in facts:
+        return ident.not_checked("the probe printed no facts")
+    return ident.compare(claim, raw_facts(facts))
+
+
+def check_identity(device, transport, *, timeout: float = PROBE_TIMEOUT_S) -> ident.Identity:
+    """The identity verdict alone, in one round trip (IDENTITY_SCRIPT; no Python import on the device):
+    what a campaign asks once per device. Never raises: a failed probe is `not checked` with the reason."""
+    if getattr(device, "identity_skip", None):
+        return ident.skipped(device.identity_skip)
+    try:
+        claim = _claim(device)
+        nodes = " ".join(claim.nodes) if claim is not None else ""
+        res = transport.run(["sh", "-c", IDENTITY_SCRIPT, "hwlab-identity", device_python(device), "", nodes],
+                            timeout=timeout)
+        return identity_from_facts(device, _key_values(res.out))
+    except Exception as exc:  # noqa: BLE001 - the job's own run reports the device's failure
+        return ident.not_checked(f"probe failed: {type(exc).__name__}: {excerpt(str(exc), 160)}")
 
 
 def _host_paddle_version() -> str:
@@ -266,12 +378,17 @@ def probe_transport(device, transport, *, timeout: float = PROBE_TIMEOUT_S) -> P
         facts = probe_android(transport, timeout=timeout)
         rep = facts if isinstance(facts, ProbeReport) else report_from_android(device, facts)
         rep.device, rep.transport = device.id, "adb"
+        rep.identity = check_identity(device, transport, timeout=timeout)
     else:
         python = device_python(device)
-        res = transport.run(["sh", "-c", PROBE_SCRIPT, "hwlab-probe", python, PY_CODE], timeout=timeout)
+        claim = None if getattr(device, "identity_skip", None) else _claim(device)
+        res = transport.run(["sh", "-c", PROBE_SCRIPT, "hwlab-probe", python, PY_CODE,
+                             " ".join(claim.nodes) if claim is not None else ""], timeout=timeout)
         if res.rc != 0 and "os_name=" not in res.out:
             raise LabError(f"probe script failed on {device.id!r} (exit {res.rc}): {excerpt(res.err or res.out)}")
         rep = parse_probe_output(_WithPython(device, python), res.out)
+        rep.ssh_server = getattr(transport, "server_software", None)
+        rep.files = transport.file_transfer() if hasattr(transport, "file_transfer") else None
     rep.elapsed_s = round(time.monotonic() - start, 2)
     return rep
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -17,7 +17,7 @@ from lab.core.records import job_id_for
 from lab.devices.backends import BACKENDS, RUN_PRECISIONS, get_backend
 from lab.core.errors import ConfigError
 from lab.devices.inventory import find_device
-from lab.core.records import Device, Job, MeasurementProtocol
+from lab.core.records import Backend, Device, Job, MeasurementProtocol
 from lab.core.yamlio import LineDict, expect_keys, expect_type, load_yaml
 
 CAMPAIGN_KEYS = {"name", "description", "devices", "models", "backends", "threads", "precisions",
@@ -110,6 +110,8 @@ def load_campaign(path: str | Path) -> CampaignSpec:
         raise ConfigError(f"campaign name {name!r} is not a valid name", path=path, line=doc.line_of("name"),
                           fix="use letters, digits, '.', '_' or '-' (max 64); it names report folders")
     backends = str_list("backends")
+    from lab.runtimes.registry import load_plugins
+    load_plugins()  # plugin runtimes' backends (entry points `hwlab.runtimes`) join BACKENDS
     for b in backends:
         if b not in BACKENDS:
             get_backend(b, where=f"{path}:{doc.line_of('backends')}: ")
@@ -137,11 +139,24 @@ def load_campaign(path: str | Path) -> CampaignSpec:
                                       fix="use " + ", ".join(OPTION_CHOICES[key]))
                 _check_serving_option(key, v, path, opts.line_of(key))
             options.append((key, tuple(values)))
-    return CampaignSpec(
+    spec = CampaignSpec(
         name=name, devices=str_list("devices"), models=str_list("models"), backends=backends,
         threads=int_list("threads", [1]), precisions=precisions, batch=int_list("batch", [1]),
         options=tuple(sorted(options)), protocol=_protocol(doc.get("protocol"), path, doc),
         path=path, description=str(doc.get("description", "")))
+    _check_serving_combinations(spec)
+    return spec
+
+
+def _check_serving_combinations(spec: CampaignSpec) -> None:
+    """Serving options that are valid alone but not together (a server scenario without a rate):
+    refused when the campaign loads, before any model is built (lab.runtimes.serving.plan_options)."""
+    if not any(BACKENDS[b].runtime == "serving" for b in spec.backends):
+        return
+    from lab.runtimes.serving import plan_options
+    chosen = [(k, v) for k, v in spec.options if k in SERVING_OPTIONS or k == "onednn"]
+    for combo in itertools.product(*(v for _, v in chosen)):
+        plan_options(tuple(sorted(zip((k for k, _ in chosen), combo))), spec.path or None, spec.protocol)
 
 
 def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
@@ -151,6 +166,9 @@ def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
     expect_keys(value, path=path, what="protocol", required=set(), allowed=set(PROTOCOL_TYPES))
     kwargs = {}
     for key, v in value.items():
+        if key == "process":
+            kwargs[key] = _process(v, path, value.line_of(key))
+            continue
         want = int if PROTOCOL_TYPES[key] in ("int", int) else float
         hint = "an integer" if want is int else "a number"
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
@@ -168,6 +186,14 @@ def _protocol(value: Any, path: str, doc: LineDict) -> MeasurementProtocol:
                           line=value.line_of("max_seconds"), fix="raise max_seconds")
     _check_sustained(proto, path, value)
     return proto
+
+
+def _process(value: Any, path: str, line: int | None) -> str:
+    if value not in PROCESS_CHOICES:
+        raise ConfigError(f"protocol 'process' must be fork or fresh, got {value!r}", path=path, line=line,
+                          fix="write process: fork (one runner process per job) or process: fresh "
+                              "(a new process per trial)")
+    return value
 
 
 def _check_sustained(proto: MeasurementProtocol, path: str, value: LineDict) -> None:
@@ -207,9 +233,26 @@ _IDENTITY_DEFAULT_OFF = ("sustained_s", "window_s", "throttle_slowdown")
 _DEFAULT_PROTOCOL = MeasurementProtocol()
 
 
+PROCESS_CHOICES = ("fork", "fresh")
+# runtimes whose runner forks a cold child per trial from one process that imported the runtime
+# (runner_core.run_job); every other runtime (Paddle Lite's benchmark_bin, serving, Paddle.js)
+# and every GPU job (a CUDA context must not exist before a fork) runs fresh processes
+FORK_RUNTIMES = ("paddle-inference", "onnxruntime")
+
+
+def job_process(proto: MeasurementProtocol, backend: Backend) -> str:
+    """The process model a job runs with: the campaign's `process`, where fork is safe."""
+    if proto.process == "fork" and backend.runtime in FORK_RUNTIMES and backend.processor == "cpu":
+        return "fork"
+    return "fresh"
+
+
 def protocol_identity(proto: MeasurementProtocol) -> dict[str, Any]:
+    """The protocol part of a job's id. `process` is in it only as fork: a fresh job measures
+    what every job measured before the key existed, and keeps its id (and `--resume`)."""
     return {k: v for k, v in asdict(proto).items()
-            if not (k in _IDENTITY_DEFAULT_OFF and v == getattr(_DEFAULT_PROTOCOL, k))}
+            if not (k in _IDENTITY_DEFAULT_OFF and v == getattr(_DEFAULT_PROTOCOL, k))
+            and not (k == "process" and v == "fresh")}
 
 
 PROTOCOL_HINTS = {
@@ -244,7 +287,8 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
     seen: set[str] = set()  # job ids planned so far: the duplicate check is O(1) per job
     excluded: dict[Exclusion, None] = {}  # ordered set
     why_not: dict[tuple[str, str, str, str], str | None] = {}  # per device/model/backend/precision
-    protocol = protocol_identity(spec.protocol)
+    protocols = {p: replace(spec.protocol, process=p) for p in PROCESS_CHOICES}
+    identities = {p: protocol_identity(proto) for p, proto in protocols.items()}
     for dev, model, backend_id, precision, threads, batch in itertools.product(
             chosen, spec.models, spec.backends, spec.precisions, spec.threads, spec.batch):
         backend = BACKENDS[backend_id]
@@ -261,7 +305,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
         if reason:
             excluded.setdefault(Exclusion(dev.id, model, backend_id, reason), None)
             continue
-        art_id = artifact_id(model, precision, backend.runtime)
+        art_id, process = artifact_id(model, precision, backend.runtime), job_process(spec.protocol, backend)
         if art_id not in hashes:
             hashes[art_id] = model_hash(art_id)
         for combo in (itertools.product(*option_values) if spec.options else [()]):
@@ -275,10 +319,13 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
                 options = tuple(o for o in options if o[0] != "onednn")
             if backend.runtime != "serving":
                 options = tuple(o for o in options if o[0] not in SERVING_OPTIONS)
+            else:  # checked now (exit 2 before anything runs), its defaults in the job's identity
+                from lab.runtimes.serving import plan_options
+                options = plan_options(options, spec.path or None, spec.protocol)
             identity = {"campaign": spec.name, "device": dev.id, "chip": dev.chip, "model": model,
                         "model_sha256": hashes[art_id], "backend": backend_id, "precision": precision,
                         "threads": threads, "batch": batch, "options": dict(options),
-                        "protocol": protocol}
+                        "protocol": identities[process]}
             job_id = job_id_for(identity)
             if job_id in seen:
                 continue
@@ -287,7 +334,7 @@ def plan_jobs(spec: CampaignSpec, devices: list[Device], model_hash: Callable[[s
             jobs.append(Job(job_id=job_id, campaign=spec.name, device=dev.id, chip=dev.chip,
                             model=model, model_sha256=hashes[art_id], backend=backend_id,
                             processor=processor, precision=precision, threads=threads,
-                            batch=batch, options=options, protocol=spec.protocol))
+                            batch=batch, options=options, protocol=protocols[process]))
     return jobs, list(excluded)
 
 
@@ -298,6 +345,10 @@ def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = Non
     backend = BACKENDS[backend_id]
     if backend.runtime == "paddle-js":
         return _paddle_js_refusal(dev, backend_id, precision, artifact)
+    from lab.devices.portability import planning_refusal  # e.g. no Python wheel exists for armv7
+    why = planning_refusal(dev, backend, precision, _chip(dev.chip))
+    if why:
+        return why
     if backend.runtime == "paddle-lite":
         if dev.transport == "local":
             return "Paddle Lite backends need an ARM device with a user-supplied benchmark_bin"
@@ -312,6 +363,10 @@ def applicable(dev: Device, backend_id: str, precision: str, artifact: Any = Non
             return "serving-http needs a local or SSH device (the load comes from the lab host)"
         if precision != "fp32":
             return f"serving-http serves fp32 models here, not {precision}"
+        from lab.runtimes.serving import unavailable_reason as serving_reason
+        why = serving_reason(dev)
+        if why:
+            return why
     if backend.runtime == "paddle-lite-python":
         from lab.runtimes.paddle_lite_python import unavailable_reason
         why = unavailable_reason(dev)
@@ -375,9 +430,12 @@ def _paddle_js_refusal(dev: Device, backend_id: str, precision: str, artifact: A
 
 
 def _chip_vendor(chip_id: str) -> str | None:
+    return getattr(_chip(chip_id), "vendor", None)
+
+
+def _chip(chip_id: str) -> Any:
     try:
         from lab.devices.catalog import load_catalog
-        chip = load_catalog().get(chip_id)
-        return getattr(chip, "vendor", None)
+        return load_catalog().get(chip_id)
     except Exception:  # catalog unavailable or chip unknown: let the device decide at run time
         return None

@@ -7,6 +7,10 @@ and `max_seconds` (its bound), after a warm-up of at least `warmup_seconds`, so 
     low  = trials x (warmup_seconds + min_seconds)                                + cooldown_s
     high = trials x (START_ALLOWANCE_S + warmup_seconds + max_seconds)            + cooldown_s
 
+A serving job is not trials: it makes LoadGen runs, one per scenario, and a sweep makes a
+SingleStream run, an Offline run and up to 7 Server runs, each between LoadGen's min and max
+duration (`lab.runtimes.serving.time_bounds`, which `job_time_bounds` asks for such jobs).
+
 START_ALLOWANCE_S covers what the protocol does not bound: starting the runner process, loading
 the model and the first inference (measured: ~1-3 s for the zoo CNNs with Paddle Inference on a
 laptop-class CPU; an NPU graph build can take longer, so `high` is an estimate, not a guarantee).
@@ -28,11 +32,22 @@ def job_bounds(protocol) -> tuple[float, float]:
     return low, high
 
 
+def job_time_bounds(job) -> tuple[float, float]:
+    """(low, high) seconds of one Job: a serving job by every LoadGen run its scenario can make,
+    any other by its protocol's trials (`job_bounds`)."""
+    from lab.devices.backends import BACKENDS
+    backend = BACKENDS.get(job.backend)
+    if backend is not None and backend.runtime == "serving":
+        from lab.runtimes.serving import time_bounds
+        return time_bounds(job, START_ALLOWANCE_S)
+    return job_bounds(job.protocol)
+
+
 def plan_bounds(jobs: Iterable, max_parallel: int = 8) -> tuple[float, float]:
     """(low, high) seconds of a plan: per-device queues in series, devices in parallel."""
     per_dev: dict[str, list[float]] = {}
     for j in jobs:
-        lo, hi = job_bounds(j.protocol)
+        lo, hi = job_time_bounds(j)
         acc = per_dev.setdefault(j.device, [0.0, 0.0])
         acc[0] += lo
         acc[1] += hi

@@ -1,22 +1,23 @@
-"""Run a campaign on a Ray cluster: each job is a Ray task that needs its device's resource.
+"""Run a campaign on a Ray cluster, driver side: jobs go to node agents in batches.
 
 Why Ray, and why this shape: phones and boards hang off several hosts, so one orchestrator cannot
 reach them all. A host that reaches devices runs `lab node start`, which joins the cluster and
 advertises one unit of the custom resource `hwlab-dev:<device id>` per device (`device_resource`).
-A job's task asks for one unit of its device's resource, so Ray places it only on a node that reaches
-the device, and never runs two jobs on one device at once.
+Every node that advertises devices gets one agent (`lab.measure.ray_node.NodeAgent`, pinned to it),
+and a job goes only to an agent whose node advertises its device.
 
 The driver keeps the local scheduler's semantics by *reusing* `lab.measure.scheduler.Scheduler`: its
 per-device threads, retries with backoff for transient DeviceErrors, unhealthy devices, cooldowns
-and progress view all run on the driver, with an executor that submits one Ray task per attempt and
-waits for it (`ray.wait`). Results stream back as they complete and the driver alone writes the
-store, so store semantics (commit per job, `--resume` by job id) are the same under both engines.
+and progress view all run on the driver, with an executor (`AgentExecutor`) that queues the job
+for its agent's next batch and waits for its outcome, which comes back in a batch from the agent's
+long poll. The driver alone writes the store, so store semantics (commit per job, `--resume` by job
+id) are the same under both engines. Batches, not a Ray task per job: at 1,000 devices a task per
+job meant a worker process per running job and two round trips per job (docs/ray.md).
 
-Node loss: a task whose node dies raises NodeDiedError / WorkerCrashedError on the driver; that
-becomes a transient DeviceError naming the cause, so the scheduler retries it - and the retry is
-only submitted while some live node still advertises the device's resource (`_DeviceHandle`), else
-the device is marked unhealthy with the reason and its remaining jobs are skipped. A task that is
-waiting for a resource that disappears from the cluster is cancelled by the same check.
+Node loss: an agent whose node dies fails its poll (ActorDiedError); its jobs become transient
+DeviceErrors naming the cause, so the scheduler retries them - and a retry goes only to a live
+agent whose node advertises the device (`_DeviceHandle`), else the device is marked unhealthy with
+the reason and its remaining jobs are skipped.
 
 Models travel through Ray's object store (`_model_bundle`): the driver puts each model's files once,
 and a node materialises them into a content-addressed cache (`~/.cache/hwlab/ray-models`, or
@@ -26,23 +27,21 @@ runtime environment when this module starts the connection, so nodes run the dri
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
-import os
 import re
-import shutil
 import socket
-import tempfile
 import threading
 import time
-import traceback
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from lab.core import errors as lab_errors
-from lab.core.errors import ConfigError, DeviceError, LabError
+from lab.core.errors import ConfigError, DeviceError
 from lab.core.records import Device, Job, Measurement
+from lab.measure.ray_node import NodeAgent, NodeExecutor, node_info
 from lab.measure.scheduler import RunSummary, Scheduler, SchedulerOptions
 from lab.results.store import Store
 
@@ -51,8 +50,6 @@ RAY_MISSING = "Ray is not installed: pip install '.[ray]'"
 _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 LAB_DIR = Path(__file__).resolve().parents[1]
 
-# Executor run *on the node*: (job, device, transport, models_root) -> Measurement.
-NodeExecutor = Callable[[Job, Device, Any, str], Measurement]
 
 
 def device_resource(device_id: str) -> str:
@@ -70,7 +67,7 @@ def device_resource(device_id: str) -> str:
 def import_ray():
     """Ray, or the one-line ConfigError that tells how to install it (exit 2)."""
     try:
-        import ray  # noqa: F401
+        import ray
     except ImportError:
         raise ConfigError(RAY_MISSING) from None
     return ray
@@ -112,133 +109,6 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                               "--address") from None
 
 
-# -- what travels back from a node ---------------------------------------------------------------
-@dataclass
-class RemoteError:
-    """An exception raised on a node, as plain data.
-
-    Why not let Ray pickle the exception: the lab's errors take (device, message) arguments, which
-    the default exception unpickling cannot rebuild, and the scheduler needs the class (transient?
-    LabError or a bug?) to decide on retries.
-    """
-
-    cls_name: str
-    message: str
-    kind: str  # device | lab | internal
-    transient: bool = False
-    trace: str = ""
-
-    @classmethod
-    def of(cls, exc: BaseException) -> "RemoteError":
-        kind = "device" if isinstance(exc, DeviceError) else "lab" if isinstance(exc, LabError) else "internal"
-        return cls(type(exc).__name__, str(exc), kind, bool(getattr(exc, "transient", False)),
-                   "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-2000:])
-
-    def rebuild(self, device_id: str) -> BaseException:
-        """An exception of the same class name and text, for the scheduler's retry rules."""
-        base = DeviceError if self.kind == "device" else LabError if self.kind == "lab" else Exception
-        cls = getattr(lab_errors, self.cls_name, None)
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            cls = type(self.cls_name, (base,), {})  # same name in messages, right family for retries
-        exc = cls.__new__(cls)
-        Exception.__init__(exc, self.message)
-        if self.kind == "device":
-            exc.device, exc.transient = device_id, self.transient
-        return exc
-
-
-@dataclass
-class TaskOutcome:
-    job_id: str
-    measurement: Measurement | None = None
-    error: RemoteError | None = None
-    node: dict[str, Any] = field(default_factory=dict)
-
-
-# -- on the node --------------------------------------------------------------------------------
-def _default_node_executor(job: Job, device: Device, transport, models_root: str) -> Measurement:
-    from lab.runtimes.execute import execute_job
-    return execute_job(job, device, transport, models_root=models_root)
-
-
-def _node_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid()}
-    try:
-        import ray
-        if not ray.is_initialized():
-            return info
-        ctx = ray.get_runtime_context()
-        info["node_id"] = ctx.get_node_id()
-        info["node_ip"] = ray.util.get_node_ip_address()
-    except Exception:  # noqa: BLE001 - provenance is best effort
-        pass
-    return info
-
-
-def run_on_node(job: Job, device: Device, bundle_box: list, models_root: str,
-                executor: NodeExecutor | None) -> TaskOutcome:
-    """The body of a job's Ray task: open the transport here, measure, close; never raise.
-
-    `bundle_box` is [(model id, sha256, ObjectRef)] when models travel through the object store
-    (a list, so Ray hands the ref over unresolved and a cache hit costs no transfer), or [] when
-    every node sees the driver's `models_root` (a shared filesystem).
-    """
-    node = _node_info()
-    transport = None
-    try:
-        if bundle_box:
-            models_root = materialize_models(bundle_box[0])
-        from lab.transport.registry import open_transport
-        transport = open_transport(device)
-        m = (executor or _default_node_executor)(job, device, transport, models_root)
-        m.provenance = dict(m.provenance or {})
-        m.provenance["ray"] = node
-        return TaskOutcome(job.job_id, measurement=m, node=node)
-    except BaseException as exc:  # noqa: BLE001 - everything goes back to the driver as data
-        return TaskOutcome(job.job_id, error=RemoteError.of(exc), node=node)
-    finally:
-        from lab.transport.registry import close_quietly
-        close_quietly(transport)
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("HWLAB_RAY_CACHE") or os.path.expanduser("~/.cache/hwlab/ray-models"))
-
-
-def materialize_models(entry) -> str:
-    """Make a pushed model available on this node; returns a models root for `load_artifact`.
-
-    `entry` is (model id, sha256, ObjectRef or bundle dict). Content-addressed (id + sha256), so a
-    node fetches each model version once; written to a temporary directory and renamed, so
-    concurrent tasks on one node never see half a model.
-    """
-    model_id, sha, ref = entry
-    root = cache_root() / f"{model_id}-{sha[:16]}"
-    if (root / model_id / "meta.json").is_file():
-        return str(root)
-    if isinstance(ref, dict):
-        bundle = ref
-    else:
-        import ray
-        bundle = ray.get(ref)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{model_id}-", dir=root.parent))
-    try:
-        for rel, data in bundle["files"].items():
-            dest = tmp / model_id / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(data)
-        try:
-            os.rename(tmp, root)
-        except OSError:  # another task on this node won the race: its copy is the same content
-            if not (root / model_id / "meta.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return str(root)
-
-
 def _model_bundle(model_id: str, models_root: str) -> dict[str, Any]:
     """meta.json + every file it lists, as bytes, for the object store."""
     from lab.models.artifact import load_artifact
@@ -250,20 +120,15 @@ def _model_bundle(model_id: str, models_root: str) -> dict[str, Any]:
 
 
 # -- on the driver ------------------------------------------------------------------------------
-class _ClusterView:
-    """Which device resources live nodes advertise; cached briefly (one GCS call per `ttl_s`)."""
+class _Agent:
+    """The driver's view of one node's agent: which device resources its node advertises, the
+    jobs waiting for the next batch and the jobs it holds."""
 
-    def __init__(self, ray, ttl_s: float = 0.5):
-        self.ray, self.ttl_s = ray, ttl_s
-        self._at, self._res = 0.0, {}
-        self._lock = threading.Lock()
-
-    def has(self, resource: str) -> bool:
-        with self._lock:
-            if time.monotonic() - self._at > self.ttl_s:
-                self._res = dict(self.ray.cluster_resources())
-                self._at = time.monotonic()
-            return self._res.get(resource, 0) > 0
+    def __init__(self, node_id: str, resources: set[str], handle):
+        self.node_id, self.resources, self.handle = node_id, resources, handle
+        self.alive = True
+        self.pending: list[tuple[Job, Device, list]] = []
+        self.inflight: set[str] = set()
 
 
 @dataclass
@@ -278,34 +143,77 @@ class _DeviceHandle:
     resource: str
 
     def abort(self) -> None:
-        """Nothing runs in this process: the scheduler's stop flag makes RayExecutor cancel the
-        device's Ray task, which holds the device's real transport on its node."""
+        """Nothing runs in this process: the scheduler's stop flag ends the waits and the run's end
+        kills the agents, which hold the devices' real transports on their nodes."""
 
     def close(self) -> None:
         pass
 
 
-class RayExecutor:
-    """The scheduler's executor under Ray: submit one task per attempt, wait, hand back the result."""
+@dataclass
+class _Lost:
+    message: str
+
+
+_STOPPED = object()  # a job's outcome when the run stops before it came back
+
+
+class AgentExecutor:
+    """The scheduler's executor under Ray: a job goes into its node agent's next batch, its
+    outcome comes back in a batch from the agent's long poll (module doc, lab/measure/ray_node.py).
+
+    Threads: the scheduler's device threads wait on a Future each; one flusher sends each agent the
+    jobs queued since its last batch (`batch_s` apart at most); one collector per agent polls it.
+    """
 
     def __init__(self, ray, *, models_root: str, node_executor: NodeExecutor | None = None,
-                 push_models: bool = True, poll_s: float = 0.5, stop: threading.Event | None = None):
-        self.ray = ray
-        self.models_root = models_root
-        self.node_executor = node_executor
-        self.push_models = push_models
-        self.poll_s = poll_s
-        self.view = _ClusterView(ray)
+                 push_models: bool = True, poll_s: float = 0.5, batch_s: float = 0.005,
+                 stop: threading.Event | None = None):
+        self.ray, self.models_root, self.node_executor = ray, models_root, node_executor
+        self.push_models, self.poll_s, self.batch_s = push_models, poll_s, batch_s
         self.stop = stop or threading.Event()
-        self._task = ray.remote(run_on_node)
+        self._agent_cls = ray.remote(NodeAgent)
+        self.agents: dict[str, _Agent] = {}
+        self.futures: dict[str, Future] = {}
+        self.last_loss: dict[str, str] = {}  # device id -> last "node lost" message (the cause)
         self._bundles: dict[tuple[str, str], tuple[str, str, Any]] = {}
         self._lock = threading.Lock()
-        self.in_flight: dict[str, Any] = {}  # job id -> ObjectRef
-        self.last_loss: dict[str, str] = {}  # device id -> last "task lost" message (the cause)
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self.discover()
+        threading.Thread(target=self._flush_loop, name="ray-flusher", daemon=True).start()
+
+    def discover(self) -> None:
+        """An agent on every live node that advertises devices and has none yet (a node that
+        joined mid-run, a replacement host, is picked up when a device asks for it)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+        for node in self.ray.nodes():
+            res = {k for k in (node.get("Resources") or {}) if k.startswith(RESOURCE_PREFIX)}
+            nid = node.get("NodeID")
+            with self._lock:
+                known = nid in self.agents
+            if not node.get("Alive") or not res or known:
+                continue
+            handle = self._agent_cls.options(
+                num_cpus=0, max_concurrency=4, max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
+            ).remote(self.models_root, self.node_executor)
+            agent = _Agent(nid, res, handle)
+            with self._lock:
+                self.agents[nid] = agent
+            threading.Thread(target=self._collect, args=(agent,), name=f"ray-poll-{nid[:8]}",
+                             daemon=True).start()
+
+    def _route(self, resource: str) -> _Agent | None:
+        with self._lock:
+            live = [a for a in self.agents.values() if a.alive and resource in a.resources]
+        return min(live, key=lambda a: len(a.inflight)) if live else None
 
     def open(self, device: Device) -> _DeviceHandle:
         res = device_resource(device.id)
-        if not self.view.has(res):
+        if self._route(res) is None:
+            self.discover()
+        if self._route(res) is None:
             raise DeviceError(device.id, f"no live node in the Ray cluster advertises {res}"
                               + self._cause(device.id), transient=False)
         return _DeviceHandle(device.id, res)
@@ -324,35 +232,40 @@ class RayExecutor:
             return [self._bundles[key]]
 
     def __call__(self, job: Job, device: Device, handle: _DeviceHandle) -> Measurement:
+        agent = self._route(handle.resource)
+        if agent is None:
+            raise DeviceError(device.id, f"job {job.job_id}: no live node in the Ray cluster advertises "
+                              f"{handle.resource} any more" + self._cause(device.id), transient=False)
         box = self._bundle_box(job)
-        ref = self._task.options(resources={handle.resource: 1}, num_cpus=0, max_retries=0,
-                                 name=f"hwlab-job-{job.job_id}").remote(job, device, box, self.models_root, self.node_executor)
-        self.in_flight[job.job_id] = ref
+        fut: Future = Future()
+        with self._lock:
+            if agent.alive:
+                self.futures[job.job_id] = fut
+                agent.inflight.add(job.job_id)
+                agent.pending.append((job, device, box))
+            else:
+                fut.set_result(_Lost(self.last_loss.get(device.id, "its node was lost")))
+        self._wake.set()
         try:
-            while True:
-                ready, _ = self.ray.wait([ref], timeout=self.poll_s)
-                if ready:
-                    break
-                if self.stop.is_set():
-                    self._cancel(ref)
-                    raise DeviceError(device.id, f"job {job.job_id} cancelled: the run was stopped",
-                                      transient=False)
-                if not self.view.has(handle.resource):
-                    # waiting for a device no live node reaches any more: it would wait forever
-                    self._cancel(ref)
-                    raise DeviceError(device.id, f"job {job.job_id}: no live node in the Ray cluster "
-                                      f"advertises {handle.resource} any more" + self._cause(device.id),
-                                      transient=False)
-            try:
-                outcome: TaskOutcome = self.ray.get(ref)
-            except self.ray.exceptions.RayError as exc:
-                # NodeDiedError, WorkerCrashedError, ObjectLostError, ...: the node, not the job, failed
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                msg = f"Ray task of job {job.job_id} lost: {type(exc).__name__}: {first[:300]}"
-                self.last_loss[device.id] = msg
-                raise DeviceError(device.id, msg, transient=True) from None
+            outcome = self._wait(fut, job, device)
         finally:
-            self.in_flight.pop(job.job_id, None)
+            with self._lock:
+                self.futures.pop(job.job_id, None)
+                agent.inflight.discard(job.job_id)
+        return self._result(outcome, job, device)
+
+    def _wait(self, fut: Future, job: Job, device: Device):
+        """The job's outcome. No polling here (1,000 device threads waking twice a second would
+        cost the driver more than the jobs): the flusher resolves every future when the run stops."""
+        outcome = fut.result()
+        if outcome is _STOPPED:
+            raise DeviceError(device.id, f"job {job.job_id} cancelled: the run was stopped", transient=False)
+        return outcome
+
+    def _result(self, outcome, job: Job, device: Device) -> Measurement:
+        if isinstance(outcome, _Lost):
+            self.last_loss[device.id] = f"Ray task of job {job.job_id} lost: {outcome.message}"
+            raise DeviceError(device.id, self.last_loss[device.id], transient=True)
         if outcome.error is not None:
             exc = outcome.error.rebuild(device.id)
             host = outcome.node.get("hostname") or outcome.node.get("node_ip") or "?"
@@ -361,20 +274,64 @@ class RayExecutor:
             raise exc
         return outcome.measurement
 
+    def _flush_loop(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if self.stop.is_set():
+                self._resolve_all(_STOPPED)
+            time.sleep(self.batch_s)  # let the jobs of devices finishing together join one batch
+            with self._lock:
+                work = [(a, a.pending) for a in self.agents.values() if a.pending and a.alive]
+                for a, _ in work:
+                    a.pending = []
+            for agent, batch in work:
+                agent.handle.submit.remote(batch)  # a dead agent shows in its poll
+
+    def _collect(self, agent: _Agent) -> None:
+        while not self._closed.is_set():
+            try:
+                outcomes = self.ray.get(agent.handle.poll.remote(self.poll_s))
+            except Exception as exc:  # noqa: BLE001 - RayActorError & co: the agent's node is gone
+                if not self._closed.is_set():
+                    self._lose(agent, exc)
+                return
+            with self._lock:
+                futs = [(self.futures.get(o.job_id), o) for o in outcomes]
+            for fut, o in futs:
+                if fut is not None and not fut.done():
+                    fut.set_result(o)
+
+    def _lose(self, agent: _Agent, exc: BaseException) -> None:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        msg = f"{type(exc).__name__}: its node {agent.node_id[:12]} was lost ({first})"
+        with self._lock:
+            agent.alive = False
+            futs = [self.futures.get(j) for j in agent.inflight]
+        for fut in futs:
+            if fut is not None and not fut.done():
+                fut.set_result(_Lost(msg))
+
+    def _resolve_all(self, outcome) -> None:
+        with self._lock:
+            futs = list(self.futures.values())
+        for fut in futs:
+            if not fut.done():
+                fut.set_result(outcome)
+
     def _cause(self, device_id: str) -> str:
         loss = self.last_loss.get(device_id)
         return (f" (node lost; before that: {loss})" if loss else
                 " (run `lab node start --devices ...` on a host that reaches it)")
 
-    def _cancel(self, ref) -> None:
-        try:
-            self.ray.cancel(ref, force=True)
-        except Exception:  # noqa: BLE001 - the task may be gone already
-            pass
-
-    def cancel_all(self) -> None:
-        for ref in list(self.in_flight.values()):
-            self._cancel(ref)
+    def close(self) -> None:
+        """Stop polling and kill the agents: what still runs on a node ends with its agent."""
+        self._closed.set()
+        self._wake.set()
+        self._resolve_all(_STOPPED)
+        for agent in list(self.agents.values()):
+            with contextlib.suppress(Exception):  # the agent may be gone already
+                self.ray.kill(agent.handle)
 
 
 def run_with_ray(store: Store, devices: list[Device], jobs: list[Job], opts: SchedulerOptions | None = None,
@@ -389,15 +346,15 @@ def run_with_ray(store: Store, devices: list[Device], jobs: list[Job], opts: Sch
     opts = opts or SchedulerOptions()
     ray, owned = connect(address, ship_code=ship_code)
     try:
-        rex = RayExecutor(ray, models_root=str(Path(opts.models_root).resolve()), node_executor=node_executor,
-                          push_models=push_models, poll_s=poll_s)
+        rex = AgentExecutor(ray, models_root=str(Path(opts.models_root).resolve()), node_executor=node_executor,
+                            push_models=push_models, poll_s=poll_s)
         sched = Scheduler(store, devices, opts, executor=rex, transport_factory=rex.open)
         rex.stop = sched._stop  # one stop flag: Scheduler.stop() also ends the waits on the cluster
         try:
             return sched.run(jobs)
         finally:
             rex.stop.set()
-            rex.cancel_all()
+            rex.close()
     finally:
         if owned:
             ray.shutdown()
@@ -428,7 +385,7 @@ class SyntheticExecutor:
     def __call__(self, job: Job, device: Device, transport, models_root: str | None = None) -> Measurement:
         marker = Path(self.trace_dir) / f"{job.job_id}.running" if self.trace_dir else None
         if marker is not None:
-            marker.write_text(_node_info().get("node_id", "local"))
+            marker.write_text(node_info().get("node_id", "local"))
         t0 = time.perf_counter()
         time.sleep(self.duration_s)
         ms = (time.perf_counter() - t0) * 1000.0

@@ -194,8 +194,8 @@ class Scheduler:
                             self._finish(job, state, "failed", error=error)
                             if permanent or consecutive_failures >= self.opts.unhealthy_after:
                                 state.healthy = False
-                                state.reason = (error or "")[:300] if permanent else (
-                                    f"{consecutive_failures} jobs failed in a row; last: {(error or '')[:240]}")
+                                state.reason = error_headline(error) if permanent else (
+                                    f"{consecutive_failures} jobs failed in a row; last: {error_headline(error)}")
                     except Exception as exc:  # noqa: BLE001 - one broken job must not end the device's queue
                         consecutive_failures += 1
                         try:
@@ -279,10 +279,34 @@ class Scheduler:
                 value = measurement.p50_ms if measurement.p50_ms is not None else measurement.mean_ms
                 figure = f"p50 {value:.2f} ms" if measurement.p50_ms is not None else (
                     f"mean {value:.2f} ms" if value is not None else "no latency")
+                if measurement.qps is not None:  # serving: the figure of merit and what limits it
+                    share = measurement.endpoint_share
+                    figure = f"{measurement.scenario} {measurement.qps:.1f} QPS, {figure}" + (
+                        f", endpoint {share:.0%} of a request" if share is not None else "")
                 state.last = f"{job.model} {job.backend} t{job.threads}: {figure}" + (
                     f" ({', '.join(LABELS[f] for f in q.flags)})" if q.flags else "")
             else:
-                state.last = f"{job.model} {job.backend}: {status}: {(error or '')[:120]}"
+                state.last = f"{job.model} {job.backend}: {status}: {error_headline(error)}"
+
+
+def error_headline(error: str | None) -> str:
+    """An error's first line, whole (never cut mid-sentence: the fix is at its end), and how many
+    lines follow it (a runner's log tail); `lab results` shows the stored error in full."""
+    lines = (error or "").strip().splitlines() or [""]
+    more = len(lines) - 1
+    return lines[0] + (f" (+{more} more line{'s' if more > 1 else ''} in `lab results`)" if more else "")
+
+
+def _wrapped(line: str) -> str:
+    """A progress line wrapped to the terminal's width (continuations indented), never cut; as it
+    is for a pipe or a log file (one line per event, for grep)."""
+    if not sys.stderr.isatty():
+        return line
+    import shutil
+    import textwrap
+    width = max(40, shutil.get_terminal_size((100, 24)).columns)
+    return textwrap.fill(line, width=width, subsequent_indent="    ", break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def _open_transport(device: Device):
@@ -324,16 +348,16 @@ class _Progress:
     def eta_s(self) -> float:
         """Upper-bound seconds left: per device, the high bound of the jobs not done (the running
         one less what it has run), devices in parallel."""
-        from lab.measure.duration import job_bounds
+        from lab.measure.duration import job_time_bounds
         now = time.monotonic()
         left = 0.0
         for dev, q in self.queues.items():
             st = self.summary.devices.get(dev)
             done = st.done if st else 0
             rest = q[done:]
-            t = sum(job_bounds(j.protocol)[1] for j in rest)
+            t = sum(job_time_bounds(j)[1] for j in rest)
             if rest and dev in self._job_t0 and st and st.current:
-                t -= min(job_bounds(rest[0].protocol)[1], now - self._job_t0[dev])
+                t -= min(job_time_bounds(rest[0])[1], now - self._job_t0[dev])
             left = max(left, t)
         return left
 
@@ -346,7 +370,7 @@ class _Progress:
         from rich.table import Table
         table = Table(title=f"hwlab campaign: {self.clock()}", expand=False)
         for col in ("device", "done", "ok", "failed", "skipped", "now", "last"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")  # long cells wrap, never end in an ellipsis
         for s in self.summary.devices.values():
             table.add_row(s.device + ("" if s.healthy else " (unhealthy)"), f"{s.done}/{s.total}", str(s.ok),
                           str(s.failed), str(s.skipped), s.current, s.last)
@@ -370,11 +394,11 @@ class _Progress:
                     self._started[s.device] = key
                     if s.current.startswith("cooling down"):
                         continue
-                    print(f"[{s.device}] {s.done + 1}/{s.total} started: {s.current} ({self.clock()})",
+                    print(_wrapped(f"[{s.device}] {s.done + 1}/{s.total} started: {s.current} ({self.clock()})"),
                           file=sys.stderr, flush=True)
                 if self._printed.get(s.device, 0) < s.done:
                     self._printed[s.device] = s.done
-                    print(f"[{s.device}] {s.done}/{s.total} {s.last} ({self.clock()})",
+                    print(_wrapped(f"[{s.device}] {s.done}/{s.total} {s.last} ({self.clock()})"),
                           file=sys.stderr, flush=True)
 
     def stop(self) -> None:

@@ -26,10 +26,12 @@ from markupsafe import Markup
 
 from lab.core.errors import ConfigError
 from lab.core.records import ResultRow
+from lab.decide.figures import fmt_num
 from lab.report.sections import (Unavailable, advisor_section, baseline_section, cold_section, config_label,
-                                 cpu_vs_aipu, energy_rows, frameworks_section, latency_groups, memory_section,
-                                 num, ok_rows, op_profile_section, pareto_section, provenance_rows,
-                                 ranking_section, summarize_rows, sustained_section, web_labels)
+                                 cpu_vs_aipu, energy_rows, frameworks_section, identity_marks,
+                                 latency_groups, marked_label, memory_section, num, ok_rows,
+                                 op_profile_section, pareto_section, provenance_rows, ranking_section,
+                                 split_simulated, summarize_rows, sustained_section, web_labels)
 from lab.report.serving import serving_section
 from lab.results.store import ROW_FIELDS, Store
 
@@ -109,13 +111,16 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
                  profiles: list[str] | None = None, title: str | None = None,
                  now: datetime | None = None, allow_different: tuple[str, ...] = ()) -> Report:
     _check_campaigns(store, campaigns, baseline)
-    rows = store.results(campaigns)
+    all_rows = store.results(campaigns)
     specs = {c: store.campaign_spec(c) for c in campaigns}
     rep = Report(title=title or f"hwlab chip comparison: {', '.join(campaigns)}", campaigns=list(campaigns),
                  generated_at=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),
-                 rows=rows, summary=summarize_rows(rows, specs))
+                 rows=all_rows, summary=summarize_rows(all_rows, specs))
+    # simulated rows never sit next to measured ones (sections.split_simulated): shown apart
+    rows, simulated, only_simulated = split_simulated(all_rows)
     rep.latency = latency_groups(ok_rows(rows))
     s = rep.sections
+    s["simulated"] = {"rows": simulated, "only": only_simulated}
     s["ranking"] = ranking_section(rows, profiles)
     s["cpu_aipu"] = cpu_vs_aipu(rows)
     ok = ok_rows(rows)
@@ -133,9 +138,9 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["baseline"] = (baseline_section(store, rows, store.results([baseline]), allow_different)
                      if baseline else None)
     s["baseline_name"] = baseline
-    s["provenance"] = provenance_rows(store, rows)
+    s["provenance"] = provenance_rows(store, all_rows)
     s["web"] = web_labels(store, rows)
-    s["data_json"] = embedded_data(rows, store.all_samples([r.job_id for r in rows]))
+    s["data_json"] = embedded_data(all_rows, store.all_samples([r.job_id for r in all_rows]))
     return rep
 
 
@@ -155,8 +160,10 @@ def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=True,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
-    env.filters["label"] = config_label
+    env.filters["label"] = marked_label  # config_label + [emulated] etc. (sections.identity_marks)
     env.filters["heat"] = heat_class
+    env.filters["marks"] = identity_marks
+    env.filters["sig"] = fmt_num  # the advisor's figures: 3 significant digits (lab.decide.figures)
     env.tests["unavailable"] = lambda v: isinstance(v, Unavailable)
     return env
 

@@ -27,7 +27,8 @@ from lab.decide.tradeoffs import BreakEven, break_even, pareto_front
 from lab.devices.catalog import load_catalog
 from lab.report import plots
 from lab.results import stats
-from lab.results.quality import agreement_uninformative, classify
+from lab.results.quality import (LABELS, agreement_uninformative, classify, device_kind,
+                                 identity_quality, identity_skipped, left_out, representative)
 from lab.results.store import Store
 
 
@@ -105,6 +106,13 @@ def config_label(r: ResultRow, *, with_device: bool = True, with_model: bool = F
     return " · ".join(parts)
 
 
+def marked_label(r: ResultRow, **kw: bool) -> str:
+    """`config_label` plus "[emulated]" / "[identity mismatch]" / "[simulated]": every table row of
+    the report that names a configuration says when its figures are not its chip's."""
+    marks = [b for b, _ in identity_marks(r) if b != "identity skipped"]
+    return config_label(r, **kw) + "".join(f" [{b}]" for b in marks)
+
+
 def config_key(r: ResultRow) -> str:
     """Identity of a configuration across campaigns (everything but campaign and job id)."""
     return json.dumps([r.device, r.model, r.backend, r.precision, r.threads, r.batch, r.options],
@@ -123,6 +131,30 @@ def num(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+def identity_marks(r: ResultRow) -> list[tuple[str, str]]:
+    """(badge, reason) for each flag that makes the row not its chip's figure (lab.results.quality:
+    emulated, identity mismatch, simulated), and for a skipped identity check; shown as text."""
+    if r.identity is None and r.source != "simulated":
+        return []  # the common case: nothing to mark
+    q = identity_quality(r)
+    marks = [(LABELS[f], why) for f, why in zip(q.flags, q.reasons)]
+    skipped = identity_skipped(r)
+    return marks + ([("identity skipped", skipped)] if skipped else [])
+
+
+def split_simulated(rows: list[ResultRow]) -> tuple[list[ResultRow], list[ResultRow], bool]:
+    """(rows the sections compare, simulated rows shown apart, whether the compared rows are all
+    simulated). Simulated rows never sit next to measured ones in a table, chart or comparison
+    (issue 24); where a report holds nothing else they are shown, each marked "simulated"."""
+    simulated = [r for r in rows if r.source == "simulated"]
+    if not simulated:
+        return rows, [], False
+    measured = [r for r in rows if r.source != "simulated"]
+    if not measured:
+        return rows, [], True
+    return measured, simulated, False
 
 
 def _imported(r: ResultRow) -> bool:
@@ -161,12 +193,29 @@ def summarize_rows(rows: list[ResultRow], specs: dict[str, Any]) -> dict:
                                       else "the run reported no convergence")
                                 for r in rows if r.ok and r.converged is None],
         "throttled": [r for r in rows if "throttled" in classify(r).flags],
+        # not representative of the chip (lab.results.quality.representative), and skipped checks
+        **_identity_summary(rows),
         "failed": [Noted(r, _short_error(r.error)) for r in rows if r.status == "failed"],
         "skipped": [Noted(r, _short_error(r.error)) for r in rows if r.status == "skipped"],
         "unfinished": [r for r in rows if r.status in ("planned", "running")],
         "n_samples": sum(r.n_samples or 0 for r in rows),
         "specs": specs,
     }
+
+
+def _identity_summary(rows: list[ResultRow]) -> dict:
+    """Rows not representative of their chip, per flag, and rows whose identity check was skipped,
+    each with its reason (lab.results.quality): the summary's "Validity flags" lists them."""
+    out: dict[str, Any] = {"identity": {f: [] for f in ("emulated", "identity_mismatch", "simulated")},
+                           "identity_skipped": []}
+    label_flag = {LABELS[f]: f for f in out["identity"]}
+    for r in rows:
+        if r.identity is None and r.source != "simulated":
+            continue  # the common case, at farm scale: nothing to say
+        for badge, why in identity_marks(r):
+            (out["identity"][label_flag[badge]] if badge in label_flag
+             else out["identity_skipped"]).append(Noted(r, why))
+    return out
 
 
 def latency_groups(rows: list[ResultRow]) -> list[dict]:
@@ -179,32 +228,52 @@ def latency_groups(rows: list[ResultRow]) -> list[dict]:
         group = sorted(by_model[model], key=lambda r: (num(r.p50_ms) is None, num(r.p50_ms) or 0.0))
         ok = ok_rows(group)
         bars = [plots.Bar(config_label(r), num(r.p50_ms), num(r.ci_low_ms), num(r.ci_high_ms),
-                          r.processor, "fast but wrong" if r.agree_ok is False else
-                          ("not converged" if r.converged is False else
-                           ("throttled" if r.throttled else
-                            ("agreement uninformative" if agreement_uninformative(r) else ""))))
-                for r in ok]
+                          r.processor, _bar_flag(r)) for r in ok]
         chart = plots.bar_chart(f"{model}: steady-state median latency (95% CI)", bars, "ms per inference",
                                 alt=f"Bar chart of median latency for model {model} per configuration")
         out.append({"model": model, "rows": group, "chart": chart})
     return out
 
 
+def _bar_flag(r: ResultRow) -> str:
+    """The one mark a latency bar carries: not the chip's figure first, then correctness, quality."""
+    marks = identity_marks(r)
+    if marks and marks[0][0] != "identity skipped":
+        return marks[0][0]
+    if r.agree_ok is False:
+        return "fast but wrong"
+    if r.converged is False:
+        return "not converged"
+    if r.throttled:
+        return "throttled"
+    return "agreement uninformative" if agreement_uninformative(r) else ""
+
+
+# What to add where no AIPU was measured (a CPU-only host such as the demo's cannot fill this section)
+AIPU_HINT = ("To answer \"CPU or AIPU?\", add a device with an NPU to the campaign with its CPU and NPU "
+             "backends, e.g. `devices: [mate30-kirin990]` with `backends: [paddle-lite-arm, "
+             "paddle-lite-kirin-npu]` (campaigns/phone-npu.yaml) or an RK1808/RV1109 board "
+             "(campaigns/boards.yaml); devices.yaml says what each needs.")
+
+
 def cpu_vs_aipu(rows: list[ResultRow]) -> list[Pair] | Unavailable:
     """Per model x device, the advisor's CPU and AIPU rows and the lab's one break-even."""
-    measured = [r for r in rows if r.ok and r.latency_ms is not None]
+    timed = [r for r in rows if r.ok and r.latency_ms is not None]
+    measured = [r for r in timed if representative(r)]  # as advisor.measured_rows chooses
+    lo = left_out(timed)
+    off = f" ({lo.text()}: not their chip's figures)" if lo.total else ""
     procs = {r.processor for r in measured}
     if "aipu" not in procs or "cpu" not in procs:
         seen = ", ".join(sorted(p for p in procs if p)) or "none"
         return Unavailable("needs ok measurements of both a CPU and an AIPU backend on the same device; "
-                           f"processor classes measured here: {seen}")
+                           f"processor classes measured here: {seen}{off}. {AIPU_HINT}")
     pairs = []
     for device, model in sorted({(r.device, r.model) for r in measured}):
         chosen = advisor.measured_rows(measured, device, model)
         if "cpu" in chosen and "aipu" in chosen:
             pairs.append(_pair(chosen["cpu"][0], chosen["aipu"][0]))
     if not pairs:
-        return Unavailable("CPU and AIPU were measured, but never the same model on the same device")
+        return Unavailable("CPU and AIPU were measured, but never the same model on the same device" + off)
     return pairs
 
 
@@ -249,7 +318,7 @@ def pareto_section(rows: list[ResultRow]) -> list[dict] | Unavailable:
             continue
         flags = pareto_front(pts)
         chart = plots.pareto_chart(f"{model}: latency vs {ylabel}",
-                                   [(config_label(r), x, y, f, r.processor)
+                                   [(marked_label(r), x, y, f, r.processor)
                                     for r, (x, y), f in zip(group, pts, flags)],
                                    "median latency (ms)", ylabel,
                                    alt=f"Pareto plot of latency against {ylabel} for model {model}")
@@ -266,14 +335,14 @@ def cold_section(ok: list[ResultRow]) -> dict:
     """Cold start per ok configuration: load (predictor creation) + first inference, stacked."""
     return {"rows": ok, "chart": plots.stacked_chart(
         "Cold start: load (predictor creation) + first inference",
-        [config_label(r, with_model=True) for r in ok],
+        [marked_label(r, with_model=True) for r in ok],
         [("load", [num(r.load_ms) for r in ok]), ("first inference", [num(r.first_ms) for r in ok])],
         "ms", alt="Stacked bar chart of load time and first inference time per configuration")}
 
 
 def memory_section(ok: list[ResultRow]) -> dict:
     """Peak resident memory per ok configuration, where measured."""
-    mem_bars = [plots.Bar(config_label(r, with_model=True), num(r.peak_rss_mb), processor=r.processor)
+    mem_bars = [plots.Bar(marked_label(r, with_model=True), num(r.peak_rss_mb), processor=r.processor)
                 for r in ok if num(r.peak_rss_mb) is not None]
     return {"rows": ok, "chart": plots.bar_chart("Peak resident memory (VmHWM) per configuration",
                                                  mem_bars, "MB", alt="Bar chart of peak memory")}
@@ -287,11 +356,16 @@ def baseline_section(store: Store, rows: list[ResultRow], base_rows: list[Result
     (imports) the change is shown but untested. Pairs whose context differs
     (`comparability.differences`, minus `allow`) are "not comparable" and stay out of the counts."""
     from lab.results.comparability import context_of, differences, verdict_text
-    base_by_key = {config_key(r): r for r in ok_rows(base_rows)}
+    base_by_key: dict[str, list[ResultRow]] = defaultdict(list)
+    for r in ok_rows(base_rows):
+        base_by_key[config_key(r)].append(r)
     deltas: list[Delta] = []
     for r in ok_rows(rows):
         key = config_key(r)
-        b = base_by_key.get(key)
+        same = base_by_key.get(key) or [None]
+        # a baseline row of the same kind (real, emulated, simulated) where there is one; another
+        # kind is then "not comparable: identity" (lab.results.comparability)
+        b = next((x for x in same if x is not None and device_kind(x) == device_kind(r)), same[0])
         if b is None:
             continue
         cur_s, base_s = store.samples(r.job_id), store.samples(b.job_id)
@@ -351,7 +425,7 @@ def sustained_section(store: Store, rows: list[ResultRow]) -> list[dict] | None:
                    for r in sorted(group, key=lambda r: r_first.get(r.job_id, 10**9))]
         chart = plots.window_chart(
             f"{model}: p50 per window of the sustained run",
-            [(f"{r.chip} · {config_label(r)}", r.processor,
+            [(f"{r.chip} · {marked_label(r)}", r.processor,
               [((w.t_start_s + w.t_end_s) / 2, w.p50_ms) for w in wins[r.job_id] if w.trial == 0]) for r in group],
             "p50 ms", alt=f"Line chart of p50 latency per window for {model}")
         out.append({"model": model, "entries": entries, "chart": chart,
@@ -421,7 +495,7 @@ def op_profile_section(rows: list[ResultRow], profiles: dict[str, list]) -> list
     for model in sorted({r.model for r in ok}):
         jobs = sorted((r for r in ok if r.model == model),
                       key=lambda r: (_PROC_ORDER.get(r.processor or "", 9), r.device, config_key(r)))
-        panels = [(config_label(r), [(o.op_type, o.share, o.processor) for o in profiles[r.job_id]]) for r in jobs]
+        panels = [(marked_label(r), [(o.op_type, o.share, o.processor) for o in profiles[r.job_id]]) for r in jobs]
         chart = plots.op_profile_chart(f"{model}: share of op time per op type", panels,
                                        alt=f"Bar charts of the per-operator time share of {model}, one per job")
         out.append({"model": model, "chart": chart,

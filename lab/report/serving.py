@@ -1,4 +1,5 @@
-"""The report's serving section: QPS against p99 per device, max QPS under the bound, cost.
+"""The report's serving section: QPS against p99 per device, max QPS under the bound, cost, and
+beside each QPS where a request's time went (the model or the endpoint: what limits the figure).
 
 Why apart from render.py: it reads the sweep points from each serving job's provenance (typed by
 lab.serving.sweep.sweep_points) and the chips' cloud-hourly prices (lab.decide.measures.hourly_usd, the
@@ -13,12 +14,45 @@ from lab.core.records import ResultRow
 from lab.report import plots
 
 
+@dataclass(frozen=True)
+class Split:
+    """Where the row's requests spent their time (means, ms; lab.serving.stats), in the parts a
+    reader weighs: the model, the endpoint's own work, waiting inside it, and everything outside
+    it (HTTP on the wire, a request waiting in its socket, the client)."""
+
+    queue_ms: float
+    decode_ms: float
+    model_ms: float
+    encode_ms: float
+    other_ms: float  # in the endpoint but in no phase (the HTTP server's own parsing and routing)
+    outside_ms: float | None  # the client's mean latency - the endpoint's time; None without it
+    share: float | None  # the endpoint's own share: everything but the model
+    largest: str  # the part that limits the figure, in words
+
+
 @dataclass
 class ServingRow:
     row: ResultRow
     label: str
     cost_per_million_usd: float | None
     cost_note: str
+    split: Split | None = None
+
+
+def request_split(r: ResultRow) -> Split | None:
+    """The row's split, or None when its endpoint has no statistics call (pipeline format)."""
+    if r.endpoint_model_ms is None or r.endpoint_server_ms is None:
+        return None
+    q, d, m, e = (r.endpoint_queue_ms or 0.0, r.endpoint_decode_ms or 0.0, r.endpoint_model_ms,
+                  r.endpoint_encode_ms or 0.0)
+    other = max(0.0, r.endpoint_server_ms - q - d - m - e)
+    outside = max(0.0, r.mean_ms - r.endpoint_server_ms) if r.mean_ms is not None else None
+    parts = {"the model": m, "the endpoint's work (decode, encode, HTTP)": d + e + other,
+             "queueing in the endpoint": q, "outside the endpoint (socket wait, network, client)": outside or 0.0}
+    name = max(parts, key=parts.get)
+    total = r.mean_ms or sum(parts.values())
+    return Split(q, d, m, e, other, outside, r.endpoint_share,
+                 f"{name} ({parts[name] / total:.0%})" if total else name)
 
 
 def serving_section(store, rows: list[ResultRow], label) -> dict[str, Any] | None:
@@ -38,7 +72,7 @@ def serving_section(store, rows: list[ResultRow], label) -> dict[str, Any] | Non
         cost = cost_per_million(r.qps, usd_h) if r.valid else None
         note = why if usd_h is None else (f"at {r.qps:.4g} QPS, {why}" if cost is not None else
                                           "no valid rate to price")
-        out.append(ServingRow(r, name, cost, note))
+        out.append(ServingRow(r, name, cost, note, request_split(r)))
         pts = sweep_points(store.provenance(r.job_id))
         if pts:
             series.append((name, [(p.qps if p.qps is not None else p.target_qps, p.p99_ms, p.valid) for p in pts]))
@@ -49,4 +83,4 @@ def serving_section(store, rows: list[ResultRow], label) -> dict[str, Any] | Non
                               "QPS (scheduled, Poisson)", "p99 latency (ms, log)", hline=bound,
                               hline_label=f"bound {bound:g} ms" if bound else "",
                               alt="Line chart of p99 latency against offered QPS per device and configuration")
-    return {"rows": out, "chart": chart}
+    return {"rows": out, "chart": chart, "split_rows": [v for v in out if v.split is not None]}

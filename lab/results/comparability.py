@@ -8,6 +8,10 @@ CPU governor, a hot start, or a host busy with other work. Each job already reco
 module reads it into a `RunContext` and lists the fields in which two runs differ. Pairs that
 differ are "not comparable: <field>: a vs b" and stay out of wins/losses unless the user allows
 the field (`--allow-different FIELD`).
+
+One difference is never allowed away: `identity`. A row from an emulated device, from a device
+that failed its identity check, or from a simulated runtime (lab.results.quality.device_kind) is
+not comparable with a row from a real device, nor with one of another kind (issues 22 and 24).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from lab.core.errors import ConfigError
 from lab.results.host_busy import is_busy
+from lab.results.quality import device_kind, identity_quality
 from lab.core.records import ResultRow
 
 # Two runs whose start temperatures differ by more than this are not comparable: a device that
@@ -26,6 +31,9 @@ START_TEMP_MARGIN_C = 5.0
 # The fields checked, in report order (also the values `--allow-different` accepts).
 FIELDS = ("runtime_version", "runner_version", "model_sha256", "threads", "power_mode", "governor",
           "start_temp", "host_busy")
+
+# compared always, never allowed away (`--allow-different identity` is refused with the reason)
+NEVER_ALLOWED = ("identity",)
 
 # options that are compared as fields above, not used to pair configurations
 _CHECKED_OPTIONS = ("power_mode", "model_format")
@@ -49,6 +57,8 @@ class RunContext:
     temp_start_c: float | None
     host_busy_share: float | None
     busy_host: bool | None
+    kind: str = "device"  # lab.results.quality.device_kind: device | emulated | mismatched | simulated
+    kind_note: str = ""  # the reason, where the kind is not a real device
 
 
 @dataclass(frozen=True)
@@ -76,12 +86,19 @@ def context_of(row: ResultRow, provenance: dict[str, Any] | None) -> RunContext:
         model_sha256=prov.get("model_sha256") or row.model_sha256, threads=row.threads,
         power_mode=row.options.get("power_mode") or config.get("power_mode"),
         governor=env.get("governor"), temp_start_c=row.temp_start_c,
-        host_busy_share=row.host_busy_share, busy_host=busy)
+        host_busy_share=row.host_busy_share, busy_host=busy, kind=device_kind(row),
+        kind_note="; ".join(identity_quality(row).reasons))
 
 
 def check_allowed(fields: Iterable[str]) -> tuple[str, ...]:
     """Validate `--allow-different` values (ConfigError names the choices)."""
     out = tuple(fields or ())
+    never = [f for f in out if f in NEVER_ALLOWED]
+    if never:
+        raise ConfigError(f"--allow-different {never[0]!r} is refused: rows from emulated, "
+                          "mismatched or simulated devices are never comparable with rows from real "
+                          "devices", fix="compare rows of real devices (lab results shows each "
+                          "row's quality flags)")
     bad = [f for f in out if f not in FIELDS]
     if bad:
         raise ConfigError(f"--allow-different {bad[0]!r} is not a compared field",
@@ -108,6 +125,8 @@ def differences(a: RunContext, b: RunContext, allow: Sequence[str] = ()) -> list
     Exact fields compare as recorded (unknown on one side only is a difference). Start temperature
     differs when both are known and more than START_TEMP_MARGIN_C apart. Host busy differs when
     either run was flagged busy (lab/results/host_busy.py): a busy run is not a fair side of a comparison.
+    Identity differs when the runs' device kinds differ (a real device against an emulated,
+    mismatched or simulated one); `allow` never removes it.
     """
     out: list[Difference] = []
     for name in ("runtime_version", "runner_version", "model_sha256", "threads", "power_mode", "governor"):
@@ -119,7 +138,14 @@ def differences(a: RunContext, b: RunContext, allow: Sequence[str] = ()) -> list
         out.append(Difference("start_temp", f"{ta:.1f} °C", f"{tb:.1f} °C (> {START_TEMP_MARGIN_C:g} °C apart)"))
     if a.busy_host or b.busy_host:
         out.append(Difference("host_busy", _busy(a), _busy(b)))
-    return [d for d in out if d.field not in allow]
+    out = [d for d in out if d.field not in allow]
+    if a.kind != b.kind:  # never allowed away (NEVER_ALLOWED)
+        out.insert(0, Difference("identity", _kind(a), _kind(b)))
+    return out
+
+
+def _kind(c: RunContext) -> str:
+    return "real device" if c.kind == "device" else f"{c.kind} ({c.kind_note})"
 
 
 def verdict_text(diffs: Sequence[Difference]) -> str:

@@ -7,20 +7,29 @@ job, and `--resume` can tell done from not done by job id.
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import math
+import operator
 import os
 import sqlite3
 import threading
 import urllib.parse
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
+from lab.core.records import (
+    MEASUREMENT_FIGURES,
+    Job,
+    Measurement,
+    ResultRow,
+    SustainedWindow,
+)
 from lab.results.opprofile import OpRow
-from lab.core.records import MEASUREMENT_FIGURES, Job, Measurement, ResultRow, SustainedWindow
 
 SCHEMA_VERSION = 1
 
@@ -42,6 +51,9 @@ CREATE TABLE IF NOT EXISTS jobs (
   options_json TEXT, protocol_json TEXT, status TEXT NOT NULL, error TEXT, attempts INTEGER DEFAULT 0,
   planned_at TEXT, started_at TEXT, finished_at TEXT);
 CREATE INDEX IF NOT EXISTS jobs_campaign ON jobs(campaign);
+CREATE INDEX IF NOT EXISTS jobs_order ON jobs(campaign, device, model, backend, precision, threads, job_id);
+CREATE INDEX IF NOT EXISTS jobs_device_model ON jobs(device, model);
+CREATE INDEX IF NOT EXISTS jobs_model ON jobs(model);
 CREATE TABLE IF NOT EXISTS measurements (
   job_id TEXT PRIMARY KEY REFERENCES jobs(job_id) ON DELETE CASCADE,
   {", ".join(f"{name} {_column_type(name)}" for name in MEASURE_FIELDS)},
@@ -66,14 +78,28 @@ ROW_FIELDS = [f.name for f in fields(ResultRow) if f.name != "options"]
 _BOOL_FIELDS = {n for n, t in _MEASURE_TYPES.items() if t.startswith("bool") and n in MEASURE_FIELDS}
 _INT_FIELDS = {"threads", "batch", "attempts"} | {n for n, t in _MEASURE_TYPES.items()
                                                    if t.startswith("int") and n in MEASURE_FIELDS}
-
-
 _TEXT_FIELDS = {f.name for f in fields(ResultRow)
                 if str(f.type).startswith("str") and f.name != "options"}
 MAX_TEXT = 64 * 1024  # a stored name or error longer than this is cut (a store is input too)
 
-
-_isfinite = math.isfinite
+# how each row field is read (`Store._row_sql`): typed in SQL, anything else is unknown (NULL)
+_KIND = {n: "text" if n in _TEXT_FIELDS else "bool" if n in _BOOL_FIELDS else "int" if n in _INT_FIELDS
+         else "num" for n in ROW_FIELDS}
+# a number is between the finite bounds; NULL, text and blobs never are (SQLite orders them after
+# numbers), nor is Infinity (NaN is stored as NULL)
+_FINITE = "{c} BETWEEN -1.7976931348623157e308 AND 1.7976931348623157e308"
+_CLEAN = {
+    "num": f"CASE WHEN {_FINITE} THEN {{c}} END",
+    "bool": f"CASE WHEN {_FINITE} THEN {{c}} != 0 END",
+    "int": "CASE WHEN {c} BETWEEN -4611686018427387904 AND 4611686018427387904 THEN CAST({c} AS INTEGER) END",
+    "text": (f"CASE typeof({{c}}) WHEN 'text' THEN substr({{c}}, 1, {MAX_TEXT}) WHEN 'null' THEN NULL "
+             f"ELSE substr(CAST({{c}} AS TEXT), 1, {MAX_TEXT}) END"),
+}
+_NOT_NULL = {"job_id": "''", "campaign": "''", "device": "''", "model": "''", "status": "''",
+             "n_samples": "0"}
+_BOOL_POS = [i for i, n in enumerate(ROW_FIELDS) if n in _BOOL_FIELDS]
+# the one order of results rows; index jobs_order serves it without a sort
+_ORDER = " ORDER BY j.campaign, j.device, j.model, j.backend, j.precision, j.threads, j.job_id"
 
 
 def _number(v: Any) -> float | int | None:
@@ -119,10 +145,14 @@ def _guarded(method):
         try:
             return method(self, *args, **kwargs)
         except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
-            from lab.core.errors import ConfigError
-            raise ConfigError(f"the results store is damaged or unusable: {exc}", path=str(self.path),
-                              fix="restore it from a copy, or point --store at another file") from None
+            raise _damaged(self.path, exc) from None
     return wrapper
+
+
+def _damaged(path: Path, exc: Exception) -> Exception:
+    from lab.core.errors import ConfigError
+    return ConfigError(f"the results store is damaged or unusable: {exc}", path=str(path),
+                       fix="restore it from a copy, or point --store at another file")
 
 
 def _open_readonly(path: Path) -> sqlite3.Connection:
@@ -155,7 +185,7 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Store:
@@ -323,71 +353,120 @@ class Store:
             return [_text(r[0]) or "" for r in self._db.execute(
                 "SELECT DISTINCT campaign FROM jobs ORDER BY campaign")]
 
+    def require_campaigns(self, names: Iterable[str]) -> None:
+        """Every campaign named is stored; else ConfigError naming the first missing one."""
+        from lab.core.errors import ConfigError
+        known = set(self.campaigns())
+        missing = [c for c in names if c not in known]
+        if missing:
+            raise ConfigError(f"no campaign named {missing[0]!r} in {self.path}",
+                              fix="stored campaigns: " + (", ".join(sorted(known)[:20]) or "none"))
+
     @_guarded
     def campaign_spec(self, name: str) -> dict[str, Any] | None:
         with self._lock:
             row = self._db.execute("SELECT spec_json FROM campaigns WHERE name=?", (name,)).fetchone()
         return _json_cell(row[0], {}) or None if row else None
 
-    @_guarded
-    def results(self, campaigns: Iterable[str] | str | None = None) -> list[ResultRow]:
-        """Typed result records, one per job (planned/failed jobs too), in a stable order."""
+    def _row_sql(self) -> str:
+        """The SELECT of one results row per job: ResultRow's fields in order, then options_json.
+
+        Each value is typed and cleaned in SQL (a store edited or damaged elsewhere may hold text,
+        blobs or Infinity in a REAL column: unknown, NULL), so the Python side of a 100,000-row
+        read only turns 0/1 into booleans. A read-only store from an older lab may lack newer
+        figures: NULL."""
+        have = {n: "j" for n in self._columns("jobs")}
+        for n in self._columns("measurements"):
+            have.setdefault(n, "m")
+        cols = []
+        for name in ROW_FIELDS:
+            expr = f"{have[name]}.{name}" if name in have else "NULL"
+            kind = _KIND[name]
+            cell = expr if expr == "NULL" else _CLEAN[kind].format(c=expr)
+            if name in _NOT_NULL:
+                cell = f"coalesce({cell}, {_NOT_NULL[name]})"
+            cols.append(cell)
+        return (f"SELECT {', '.join(cols)}, j.options_json FROM jobs j "
+                "LEFT JOIN measurements m ON m.job_id = j.job_id")
+
+    def _columns(self, table: str) -> list[str]:
+        return [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
+
+    def scan(self, campaigns: Iterable[str] | str | None = None, *, status: str | None = None,
+             device: str | None = None, model: str | None = None, job_id: str | None = None,
+             one_per_device: bool = False, limit: int | None = None) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+        """Result rows one at a time, in the stable order of `results()`: (values in `ROW_FIELDS`
+        order, typed as ResultRow's fields; the job's options). Why a generator: `lab results` on
+        a farm's 100,000 rows streams them, never holding the list (issue 23). Rows with the same
+        options share one dict: copy it before changing it. Filters run in SQL (indexed): `status`,
+        `device`, `model`, `job_id`, `one_per_device` (one row of each stored device: which devices the store
+        knows), at most `limit` rows."""
         if isinstance(campaigns, str):
             campaigns = [campaigns]
-        sql = ("SELECT j.*, m.* , j.job_id AS job_id FROM jobs j LEFT JOIN measurements m "
-               "ON m.job_id = j.job_id")
-        params: list[Any] = []
+        where, params = [], []
         if campaigns:
             campaigns = list(campaigns)
-            sql += f" WHERE j.campaign IN ({', '.join('?' * len(campaigns))})"
-            params = campaigns
-        sql += " ORDER BY j.campaign, j.device, j.model, j.backend, j.precision, j.threads, j.job_id"
+            where.append(f"j.campaign IN ({', '.join('?' * len(campaigns))})")
+            params += campaigns
+        if status:
+            where.append("j.status = ?")
+            params.append(status)
+        for col, value in (("device", device), ("model", model), ("job_id", job_id)):
+            if value is not None:
+                where.append(f"j.{col} = ?")
+                params.append(value)
+        if one_per_device:
+            where.append("j.rowid IN (SELECT min(rowid) FROM jobs GROUP BY device)")
+        sql = self._row_sql() + (" WHERE " + " AND ".join(where) if where else "") + _ORDER
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._typed(sql, params)
+
+    def _tuples(self, sql: str, params: list[Any], lenient: bool) -> sqlite3.Cursor:
+        """Rows as plain tuples (sqlite3.Row looks names up linearly). Text is decoded by sqlite3
+        itself, in C, unless `lenient`: then bytes that are not UTF-8 are shown, not a crash."""
         with self._lock:
-            rows = self._db.execute(sql, params).fetchall()
-        out = []
-        # column positions once (sqlite3.Row looks names up linearly: ~60 columns x ~50 fields per
-        # row was most of `lab advise`'s time on a 2,000-job store); the first column of a name wins,
-        # as with Row[name]. A read-only store from an older lab may lack newer figures: None.
-        names = list(rows[0].keys()) if rows else []
-        first = {}
-        for i, name in enumerate(names):
-            first.setdefault(name, i)
-        pos = [(k, first.get(k), "text" if k in _TEXT_FIELDS else "bool" if k in _BOOL_FIELDS
-                 else "int" if k in _INT_FIELDS else "num") for k in ROW_FIELDS]
-        opt_i = first.get("options_json")
-        opt_cache: dict[str, dict[str, Any]] = {}
-        for r in rows:
-            d = {}
-            for k, i, kind in pos:  # values as typed; what a damaged store holds instead: unknown
-                v = None if i is None else r[i]
-                tv = type(v)
-                if v is None:
-                    d[k] = None
-                elif kind == "num" and (tv is int or (tv is float and _isfinite(v))):
-                    d[k] = v  # the common case, inline: this loop runs rows x ~55 fields
-                elif kind == "text" and tv is str and len(v) <= MAX_TEXT:
-                    d[k] = v
-                elif kind == "text":
-                    d[k] = _text(v)
-                elif kind == "bool":
-                    d[k] = None if _number(v) is None else bool(v)
-                elif kind == "int":
-                    n = _number(v)
-                    d[k] = None if n is None or abs(n) > 2 ** 62 else int(n)
-                else:
-                    d[k] = _number(v)
-            for k in ("job_id", "campaign", "device", "model", "status"):
-                d[k] = d[k] or ""
-            if d["n_samples"] is None:
-                d["n_samples"] = 0
-            cell = None if opt_i is None else r[opt_i]
-            options = opt_cache.get(cell) if isinstance(cell, str) else None
-            if options is None:  # campaigns repeat a few option sets: parse each text once
-                options = {str(k): v for k, v in _json_cell(cell, {}).items()}
-                if isinstance(cell, str):
-                    opt_cache[cell] = options
-            out.append(ResultRow(**d, options=dict(options)))
-        return out
+            self._db.text_factory = _lenient_text if lenient else str
+            cur = self._db.cursor()
+            cur.row_factory = None
+            return cur.execute(sql, params)
+
+    def _typed(self, sql: str, params: list[Any]) -> Iterator[tuple[list[Any], dict[str, Any]]]:
+        opt_cache: dict[Any, dict[str, Any]] = {}
+        bools, n = _BOOL_POS, len(ROW_FIELDS)
+        done = 0
+        try:
+            for lenient in (False, True):  # text that is not UTF-8: again, leniently, from that row
+                try:
+                    for r in itertools.islice(self._tuples(sql, params, lenient), done, None):
+                        vals = list(r[:n])
+                        for i in bools:
+                            if vals[i] is not None:
+                                vals[i] = vals[i] == 1
+                        cell = r[n]
+                        options = opt_cache.get(cell)
+                        if options is None:  # campaigns repeat a few option sets: parse each once
+                            options = opt_cache[cell] = {str(k): v for k, v in _json_cell(cell, {}).items()}
+                        done += 1
+                        yield vals, options
+                    return
+                except (sqlite3.OperationalError, UnicodeDecodeError):
+                    if lenient:
+                        raise
+        except (sqlite3.DatabaseError, UnicodeDecodeError) as exc:
+            raise _damaged(self.path, exc) from None
+        finally:
+            self._db.text_factory = _lenient_text
+
+    @_guarded
+    def results(self, campaigns: Iterable[str] | str | None = None, *, status: str | None = None,
+                device: str | None = None, model: str | None = None, job_id: str | None = None,
+                one_per_device: bool = False, limit: int | None = None) -> list[ResultRow]:
+        """Typed result records, one per job (planned/failed jobs too), in a stable order;
+        filters as in `scan`."""
+        return [ResultRow(*vals, options=dict(options))
+                for vals, options in self.scan(campaigns, status=status, device=device, model=model,
+                                               job_id=job_id, one_per_device=one_per_device, limit=limit)]
 
     @_guarded
     def results_rows(self, campaigns: Iterable[str] | str | None = None) -> list[dict[str, Any]]:
@@ -397,25 +476,28 @@ class Store:
 
     @_guarded
     def samples(self, job_id: str) -> list[list[float]]:
-        with self._lock:
-            rows = self._db.execute("SELECT trial, ms FROM samples WHERE job_id=? ORDER BY trial, idx",
-                                    (job_id,)).fetchall()
-        trials: dict[int, list[float]] = {}
-        for r in rows:
-            if _number(r["ms"]) is not None:  # damaged cells are not samples
-                trials.setdefault(r["trial"], []).append(float(r["ms"]))
-        return [trials[k] for k in sorted(trials)]
+        return self.all_samples([job_id]).get(job_id, [])
 
     @_guarded
     def all_samples(self, job_ids: Iterable[str] | None = None) -> dict[str, list[list[float]]]:
-        with self._lock:
-            rows = self._db.execute("SELECT job_id, trial, ms FROM samples ORDER BY job_id, trial, idx")
-            out: dict[str, dict[int, list[float]]] = {}
-            wanted = set(job_ids) if job_ids is not None else None
-            for r in rows:
-                if (wanted is None or r["job_id"] in wanted) and _number(r["ms"]) is not None:
-                    out.setdefault(r["job_id"], {}).setdefault(r["trial"], []).append(r["ms"])
-        return {j: [t[k] for k in sorted(t)] for j, t in out.items()}
+        """Raw samples by job id: a list of trials (in trial order), each the ms in run order.
+        Only the jobs asked for are read (their ids as one JSON parameter: any number of them,
+        read-only stores too); damaged cells are not samples."""
+        sql, params = "SELECT job_id, trial, ms FROM samples WHERE " + _FINITE.format(c="ms"), []
+        if job_ids is not None:
+            sql += " AND job_id IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(sorted(set(job_ids))))
+        sql += " ORDER BY job_id, trial, idx"
+        try:
+            rows = self._tuples(sql, params, lenient=False).fetchall()
+        except (sqlite3.OperationalError, UnicodeDecodeError):  # a job id that is not UTF-8
+            rows = self._tuples(sql, params, lenient=True).fetchall()
+        finally:
+            self._db.text_factory = _lenient_text
+        out: dict[str, list[list[float]]] = {}
+        for (job, _), trial in itertools.groupby(rows, key=operator.itemgetter(0, 1)):
+            out.setdefault(job, []).append([r[2] for r in trial])
+        return out
 
     @_guarded
     def windows(self, job_ids: Iterable[str] | str | None = None) -> dict[str, list[SustainedWindow]]:
@@ -479,4 +561,4 @@ class Store:
         if len(ids) > 1:
             raise ConfigError(f"job id prefix {prefix!r} is ambiguous ({', '.join(ids[:5])}"
                               f"{', ...' if len(ids) > 5 else ''})", fix="give more characters of the id")
-        return next(r for r in self.results() if r.job_id == ids[0])
+        return self.results(job_id=ids[0])[0]

@@ -72,10 +72,6 @@ busy_snapshot = core.busy_snapshot
 record_busy = core.record_busy
 
 
-def finish(doc, args):
-    core.finish(doc, args.out)
-
-
 # --------------------------------------------------------------------------- ONNX Runtime specific
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "gpu": "CUDAExecutionProvider"}
@@ -98,6 +94,7 @@ def build_parser():
                    help="what the model holds (int8 = QDQ-quantised .onnx); recorded, not converted")
     core.add_protocol_flags(p)
     core.add_output_flags(p)
+    core.add_job_flags(p)
     p.add_argument("--pid-file", default=None, help="write this process's PID here")
     return p
 
@@ -172,10 +169,9 @@ def measure(args, doc):
     doc["model"]["sha256"] = core.files_sha256((args.model_file,))  # weights are inside the .onnx
     core.record_inputs(doc, specs)
 
+    core.timed_import(doc, import_runtime)
     import numpy as np
-    doc["env"]["numpy"] = np.__version__
     import onnxruntime as ort
-    doc["env"]["onnxruntime"] = ort.__version__
     doc["env"]["providers_available"] = list(ort.get_available_providers())
     install_signal_handlers()
     providers = providers_for(ort, args)
@@ -256,14 +252,14 @@ def new_doc(args, argv):
         "protocol": {"warmup": args.warmup, "warmup_seconds": args.warmup_seconds,
                      "min_iters": args.min_iters, "min_seconds": args.min_seconds,
                      "max_seconds": args.max_seconds, "target_rel_ci": args.target_rel_ci,
-                     "max_iters": args.max_iters or None},
+                     "max_iters": args.max_iters or None, "process": args.process},
         "env": {"python": platform.python_version(), "paddle": None, "onnxruntime": None,
                 "providers_available": None, "numpy": None,
                 "hostname": socket.gethostname(), "machine": platform.machine(),
                 "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
                 "governor": cpu_governor(), "freq_khz_start": cpu_freqs_khz(), "freq_khz_end": None,
                 "temps_c_start": thermal_temps_c(), "temps_c_end": None, "pid": os.getpid()},
-        "timings": {"load_ms": None, "first_ms": None, "warmup_iters": 0, "warmup_ms_total": None,
+        "timings": {"import_ms": None, "load_ms": None, "first_ms": None, "warmup_iters": 0, "warmup_ms_total": None,
                     "samples_ms": [], "steady_seconds": None, "converged": False, "stop_reason": None,
                     "rel_ci": None,
                     "clock": "time.perf_counter around session.run_with_iobinding() (inputs bound once)"},
@@ -274,9 +270,22 @@ def new_doc(args, argv):
     }
 
 
+def import_runtime():
+    """The runtime's imports (timed as import_ms; once per job with --process fork)."""
+    import numpy as np
+    import onnxruntime as ort
+    return {"numpy": np.__version__, "onnxruntime": ort.__version__}
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    return core.run_job(RUNNER, args, argv, lambda targs, out: run_trial(targs, argv, out), import_runtime,
+                        (args.model_file,))
+
+
+def run_trial(args, argv, out):
+    """One trial in this process (a fresh one, or a forked child of run_job)."""
     doc = new_doc(args, [sys.argv[0] if sys.argv and sys.argv[0] else "ort_runner.py"] + argv)
     install_signal_handlers()
     if args.pid_file:
@@ -295,7 +304,7 @@ def main(argv=None):
         code = EXIT_FAILED
         sys.stderr.write("ort_runner: " + doc["error"] + "\n")
     try:
-        finish(doc, args)
+        core.finish(doc, out)
     except Exception as exc:
         sys.stderr.write("ort_runner: could not write result: " + _one_line(exc) + "\n")
         code = EXIT_FAILED
@@ -303,4 +312,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    core.leave(main())

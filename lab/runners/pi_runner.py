@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Paddle Inference runner: one trial of one model, in its own process, on the device.
+"""Paddle Inference runner: the trials of one model, each a cold predictor in a process of its own.
 
 Why standalone: this file travels to servers and boards (old Debian, Python 3.7+) with its
 companion runner_core.py (the protocol code the runners share) and nothing else, so it imports only
@@ -8,6 +8,8 @@ for its constants without paddle). It writes one JSON document, schema ``hwlab.r
 (docs/architecture.md), to ``--out PATH`` or as the last stdout line with ``--out -``.
 
 What is measured, in this order:
+  import_ms ``import numpy, paddle, paddle.inference`` in the process that imported them: the
+            runner itself with ``--process fork`` (once per job), else the trial's own process.
   load_ms   wall time of ``Config(...)`` + option setup + ``create_predictor`` (model load + graph
             optimisation). Python/paddle import time is NOT included.
   first_ms  the first inference: ``copy_from_cpu`` of every input + ``run()`` + ``copy_to_cpu`` of
@@ -44,6 +46,11 @@ they stay on the host): after that, the argmax of the first output per sample go
 Precision int8: on CPU oneDNN int8 (``enable_onednn_int8``) over a quantised model
 (quantize_linear/dequantize_linear ops from lab/quantize.py); on GPU TensorRT int8 with the
 model's own scales (``use_calib_mode=False``: no calibration on the device).
+
+Trials (``--trials N --process fork|fresh``, runner_core.run_job): the whole job in one runner
+process. ``fork`` imports paddle once, then forks a child per trial that creates its predictor
+cold (the runner process made none, initialised no device, started no threads: checked before each
+fork, else the trials run as fresh processes with a note); one document per trial, one per line.
 
 Any exception (and SIGTERM) ends in ok=false, a one-line error, exit code 3, and a JSON document
 with whatever was measured so far.
@@ -88,6 +95,7 @@ def build_parser():
                         "phase, reporting per --window-s window (0 = off)")
     p.add_argument("--window-s", type=float, default=0.0, help="window length of a sustained run")
     core.add_output_flags(p)
+    core.add_job_flags(p)
     p.add_argument("--pid-file", default=None,
                    help="write this process's PID here (the NVML sampler attributes GPU memory to it)")
     p.add_argument("--profile-ops", action="store_true",
@@ -164,11 +172,10 @@ def measure(args, doc):
     core.record_inputs(doc, specs)
     names = [s[0] for s in specs]
 
+    core.timed_import(doc, import_runtime)
     import numpy as np
-    doc["env"]["numpy"] = np.__version__
     import paddle
     import paddle.inference as pi
-    doc["env"]["paddle"] = paddle.__version__
     core.install_signal_handlers()
 
     timings = doc["timings"]
@@ -384,12 +391,23 @@ def new_doc(args, command):
         gpu_mem_note="no GPU" if args.device == "cpu" else None)
 
 
+def import_runtime():
+    """The runtime's imports (timed as import_ms; once per job with --process fork)."""
+    import numpy as np
+    import paddle
+    import paddle.inference  # noqa: F401 - loads the inference library itself
+    return {"numpy": np.__version__, "paddle": paddle.__version__}
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    doc = new_doc(args, core.command_line("pi_runner.py", argv))
-    return core.run_measured(RUNNER, doc, lambda d: measure(args, d), args.out, args.pid_file)
+
+    def trial(targs, out):
+        doc = new_doc(targs, core.command_line("pi_runner.py", argv))
+        return core.run_measured(RUNNER, doc, lambda d: measure(targs, d), out, targs.pid_file)
+    return core.run_job(RUNNER, args, argv, trial, import_runtime, (args.model_file, args.params_file))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    core.leave(main())

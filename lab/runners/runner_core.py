@@ -245,14 +245,22 @@ def one_line(exc):
     return msg[:500]
 
 
+_SHA_CACHE = {}  # (path, size, mtime_ns) per file -> digest: forked trials reuse the runner's
+
+
 def files_sha256(paths):
-    """One sha256 over the files' bytes in order (a single file: that file's sha256)."""
+    """One sha256 over the files' bytes in order (a single file: that file's sha256). Remembered
+    per process while the files' sizes and mtimes stay (run_job hashes once before forking)."""
+    key = tuple((p, st.st_size, st.st_mtime_ns) for p, st in ((p, os.stat(p)) for p in paths))
+    if key in _SHA_CACHE:
+        return _SHA_CACHE[key]
     h = hashlib.sha256()
     for path in paths:
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):
                 h.update(chunk)
-    return h.hexdigest()
+    _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
 
 
 def record_inputs(doc, specs):
@@ -612,7 +620,8 @@ def new_doc(schema, runner, version, command, model, config, protocol, env, cloc
     return {
         "schema": schema, "runner": runner, "runner_version": version, "ok": False, "error": None,
         "command": list(command), "model": model, "config": config, "protocol": protocol, "env": probed,
-        "timings": {"load_ms": None, "first_ms": None, "warmup_iters": 0, "warmup_ms_total": None,
+        "timings": {"import_ms": None, "load_ms": None, "first_ms": None, "warmup_iters": 0,
+                    "warmup_ms_total": None,
                     "samples_ms": [], "steady_seconds": None, "converged": False, "stop_reason": None,
                     "rel_ci": None, "clock": clock},
         "memory": {"peak_rss_mb": None, "rss_source": None, "gpu_mem_mb": None, "gpu_mem_note": gpu_mem_note},
@@ -622,17 +631,22 @@ def new_doc(schema, runner, version, command, model, config, protocol, env, cloc
 
 
 def finish(doc, out):
-    """End-of-run probes, then write the JSON to `out` (atomically) or as the last stdout line ('-')."""
+    """End-of-run probes, then write the JSON to `out` (atomically), as the last stdout line ('-')
+    or to a pipe (an int: a forked trial's file descriptor)."""
     doc["env"]["freq_khz_end"] = cpu_freqs_khz()
     doc["env"]["temps_c_end"] = thermal_temps_c()
     mb, source, note = peak_rss()
+    if mb is not None and _ZYGOTE.get("file_rss_mb") is not None:
+        mb, source, note = forked_peak_rss(mb)
     doc["memory"]["peak_rss_mb"] = mb
     doc["memory"]["rss_source"] = source
     if note:
         doc["memory"]["rss_note"] = note
     doc["finished_at"] = utc_now()
     text = json.dumps(doc, allow_nan=False)
-    if out == "-":
+    if isinstance(out, int):  # a forked trial: the pipe to the runner process (run_job)
+        write_fd(out, text + "\n")
+    elif out == "-":
         sys.stdout.flush()
         sys.stdout.write("\n" + text + "\n")
         sys.stdout.flush()
@@ -668,6 +682,285 @@ def run_measured(name, doc, measure, out, pid_file=None):
         sys.stderr.write(name + ": could not write result: " + one_line(exc) + "\n")
         code = EXIT_FAILED
     return code
+
+
+# ------------------------------------------------------------ one runner process per job (issue 23)
+# Why: a fresh process per trial pays the interpreter, the runtime's import (1.5-6 s for paddle)
+# and the model's sha256 again on every trial. With `--trials N --process fork` this process
+# imports the runtime once (timings.import_ms: a Python service's "load"), then forks one child per
+# trial; the child creates the predictor, so load_ms is still a cold predictor made in a process
+# that never made one. A fork copies one thread only: any pool that exists before it (OpenBLAS,
+# oneDNN/OpenMP, CUDA, a runtime's own) would be missing in the child, its locks maybe held. So the
+# thread count is read from /proc just before each fork; with more than one thread (or no /proc)
+# the trials run as fresh processes of this runner instead (today's measurement, still one host
+# round trip), and every trial's document says why in `notes`.
+# Output: one runner document per trial, one per line (JSON lines; one trial = today's file).
+
+PROCESS_CHOICES = ("fork", "fresh")
+RUNNER_SCHEMA = "hwlab.runner/1"  # what every Paddle/ORT runner writes (their SCHEMA)
+_ZYGOTE = {"import_ms": None}  # set in the runner process before it forks; children inherit it
+CHILD_GRACE_S = 2.0  # after the runner is told to stop: how long a trial has to write what it has
+
+
+def add_job_flags(parser):
+    """--trials and --process: the whole job's trials in this one runner process."""
+    parser.add_argument("--trials", type=int, default=1,
+                        help="run this many trials (seeds --seed, --seed+1, ...; the output checks "
+                             "ride on the last); one runner document per trial, one per line")
+    parser.add_argument("--process", choices=PROCESS_CHOICES, default="fresh",
+                        help="fork: import the runtime once, fork a child per trial (cold predictor "
+                             "each); fresh: a new process per trial")
+
+
+def thread_count():
+    """Threads of this process now (/proc/self/task), None where there is no procfs."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return None
+
+
+def status_mb(key):
+    """A /proc/self/status figure (kB) in MB; None where absent."""
+    for line in (_read("/proc/self/status") or "").splitlines():
+        parts = line.split()
+        if line.startswith(key + ":") and len(parts) >= 2 and parts[1].isdigit():
+            return int(parts[1]) / 1024.0
+    return None
+
+
+def forked_peak_rss(child_hwm_mb):
+    """Peak RSS of a forked trial, comparable with a fresh process's VmHWM: a fork does not copy
+    the page tables of file mappings, so the library pages the runner's import made resident are
+    not in the child's VmHWM until it touches them again. They are added back: the runner's
+    file-backed RSS at the fork minus the child's at its start. An upper bound: a library page the
+    trial touches again counts twice (+5-10 % against fresh processes here, docs/benchmarks.md)."""
+    extra = max(0.0, _ZYGOTE["file_rss_mb"] - (_ZYGOTE.get("child_file_rss_mb") or 0.0))
+    return (child_hwm_mb + extra, "VmHWM+runner library pages",
+            "forked trial: VmHWM plus %.1f MB of library pages the runner's import made resident "
+            "(an upper bound)" % extra)
+
+
+def write_fd(fd, text):
+    data = text.encode("utf-8")
+    while data:
+        data = data[os.write(fd, data):]
+
+
+def timed_import(doc, importer):
+    """importer() -> {name: version} (the runtime's imports); records env versions and
+    timings.import_ms: in a forked trial the runner process's one import (the modules are already
+    loaded here), else this process's own."""
+    t0 = time.perf_counter()
+    versions = importer()
+    own_ms = (time.perf_counter() - t0) * 1e3
+    doc["env"].update(versions)
+    zygote = _ZYGOTE["import_ms"]
+    doc["timings"]["import_ms"] = zygote if zygote is not None else own_ms
+
+
+def start_zygote(importer):
+    """Import the runtime in this process; (fork allowed, note). OpenBLAS (numpy's BLAS) starts a
+    pool at import unless told otherwise; numpy's BLAS is never in a timed path here, so it is asked
+    for none (an explicit OPENBLAS_NUM_THREADS wins, and is then caught by the thread check)."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    t0 = time.perf_counter()
+    try:
+        importer()
+    except Exception:  # noqa - each trial imports again and reports the failure in its document
+        return True, None
+    _ZYGOTE["import_ms"] = (time.perf_counter() - t0) * 1e3
+    why = fork_refusal()
+    return why is None, why
+
+
+def fork_refusal():
+    """Why this process must not fork now (None: one thread, fork is safe)."""
+    n = thread_count()
+    if n == 1:
+        return None
+    if n is None:
+        return "process fork refused: no /proc/self/task to count threads; trials ran as fresh processes"
+    return ("process fork refused: the runner had %d threads after importing the runtime (a fork "
+            "copies one); trials ran as fresh processes" % n)
+
+
+def trial_args(args, i):
+    """The arguments of trial i of a job: seed + i, one trial, the checks on the last only."""
+    import copy
+    targs = copy.copy(args)
+    targs.seed, targs.trials = args.seed + i, 1
+    if i != args.trials - 1:
+        for name in ("reference_inputs", "eval_inputs"):
+            if hasattr(targs, name):
+                setattr(targs, name, None)
+    return targs
+
+
+def _read_child(fd, deadline=None):
+    """Everything the child writes to fd until it closes it (or `deadline`, a time.time())."""
+    import select
+    chunks = []
+    while True:
+        wait = None if deadline is None else max(0.0, deadline - time.time())
+        ready = select.select([fd], [], [], wait)[0]
+        if not ready:
+            break
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def _stop_child(pid):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def fork_trial(targs, trial):
+    """Trial i in a forked child: (its document or None, exit description, interrupted)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    r, w = os.pipe()
+    _ZYGOTE["file_rss_mb"] = status_mb("RssFile")
+    pid = os.fork()
+    if pid == 0:  # the child: measure, write the document to the pipe, leave without cleanup
+        code = EXIT_FAILED
+        try:
+            _ZYGOTE["child_file_rss_mb"] = status_mb("RssFile")
+            os.close(r)
+            code = trial(targs, w)
+        finally:
+            os._exit(code)
+    os.close(w)
+    interrupted = False
+    try:
+        text = _read_child(r)
+    except BaseException:  # SIGTERM/Ctrl-C of the runner: the child writes what it measured
+        interrupted = True
+        text = _read_child(r, time.time() + CHILD_GRACE_S)
+        if not text:
+            _stop_child(pid)
+            text = _read_child(r, time.time() + CHILD_GRACE_S)
+    os.close(r)
+    status = os.waitpid(pid, 0)[1]
+    return _parse_trial(text), _exit_text(status), interrupted
+
+
+def _exit_text(status):
+    if os.WIFSIGNALED(status):
+        return "killed by signal %d" % os.WTERMSIG(status)
+    return "exit %d" % (os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1)
+
+
+def _parse_trial(text):
+    lines = [ln for ln in (text or "").splitlines() if ln.strip().startswith("{")]
+    try:
+        return json.loads(lines[-1]) if lines else None
+    except ValueError:
+        return None
+
+
+def fresh_trial(args, argv, i, tmpdir):
+    """Trial i as a fresh process of this runner (the fallback): (document or None, exit, interrupted)."""
+    import subprocess
+    out = os.path.join(tmpdir, "t%d.json" % i)
+    cmd = [sys.executable or "python3", os.path.abspath(sys.argv[0])] + list(argv) + [
+        "--trials", "1", "--process", "fresh", "--seed", str(args.seed + i), "--out", out]
+    if i != args.trials - 1:
+        cmd += ["--reference-inputs", "", "--eval-inputs", ""]
+    proc = subprocess.Popen(cmd)
+    interrupted = False
+    try:
+        code = proc.wait()
+    except BaseException:
+        interrupted = True
+        proc.terminate()
+        code = proc.wait()
+    text = _read(out)
+    return _parse_trial(text), "exit %d" % code, interrupted
+
+
+GPU_REFUSAL = ("process fork refused: --device gpu (a CUDA context must never be inherited by a "
+               "fork); trials ran as fresh processes")
+
+
+def run_job(name, args, argv, trial, importer, model_files=()):
+    """A runner's life with --trials/--process: trial(targs, out) -> exit code runs one trial in
+    this process (the runner's main before issue 23); returns the exit code for the whole job.
+    `model_files` are hashed once before the forks (the trials report the sha256)."""
+    if args.trials == 1 and args.process == "fresh":
+        return trial(args, args.out)
+    if args.trials < 1:
+        sys.stderr.write(name + ": --trials must be >= 1\n")
+        return EXIT_FAILED
+    install_signal_handlers()
+    fork, note = False, None
+    if args.process == "fork" and getattr(args, "device", "cpu") == "gpu":
+        note = GPU_REFUSAL  # the host plans GPU jobs fresh; a hand-run runner is refused too
+    elif args.process == "fork":
+        fork, note = start_zygote(importer)
+    if fork:
+        try:
+            files_sha256(model_files)
+        except OSError:  # a missing file: each trial says so in its document
+            pass
+    import tempfile
+    tmpdir = tempfile.mkdtemp(prefix="hwlab_trials_")
+    docs = []
+    for i in range(args.trials):
+        why = fork_refusal() if fork else None
+        if why is not None:  # a thread appeared since the last trial
+            fork, note = False, why
+        if fork:
+            doc, how, interrupted = fork_trial(trial_args(args, i), trial)
+        else:
+            doc, how, interrupted = fresh_trial(args, argv, i, tmpdir)
+        if doc is None:
+            doc = {"schema": RUNNER_SCHEMA, "ok": False, "trial": i,
+                   "error": "trial %d wrote no result (%s)" % (i, how)}
+        doc["trial"] = i
+        if note:
+            doc.setdefault("notes", []).append(note)
+        docs.append(doc)
+        if interrupted or not doc.get("ok"):
+            break
+    import shutil
+    shutil.rmtree(tmpdir, ignore_errors=True)
+    _ZYGOTE["leave_fast"] = True
+    return write_docs(name, docs, args.out, args.trials)
+
+
+def leave(code):
+    """Exit a runner. After run_job's trials, without the interpreter's teardown: the runner
+    process holds nothing to clean up, and unloading paddle took ~1 s of every job here."""
+    if _ZYGOTE.get("leave_fast"):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
+def write_docs(name, docs, out, trials):
+    """The trials' documents, one per line, to `out` (atomically) or stdout ('-')."""
+    text = "\n".join(json.dumps(d, allow_nan=False) for d in docs) + "\n"
+    try:
+        if out == "-":
+            sys.stdout.flush()
+            sys.stdout.write("\n" + text)
+            sys.stdout.flush()
+        else:
+            with open(out + ".tmp", "w") as f:
+                f.write(text)
+            os.replace(out + ".tmp", out)
+    except Exception as exc:
+        sys.stderr.write(name + ": could not write result: " + one_line(exc) + "\n")
+        return EXIT_FAILED
+    ok = len(docs) == trials and all(d.get("ok") for d in docs)
+    return 0 if ok else EXIT_FAILED
 
 
 # ------------------------------------------------------------------------------ the protocol flags
@@ -707,6 +1000,8 @@ def protocol_doc(args):
     doc = dict((dest, getattr(args, dest)) for dest, _, _ in PROTOCOL_FLAGS)
     if hasattr(args, "max_iters"):
         doc["max_iters"] = args.max_iters or None
+    if hasattr(args, "process"):
+        doc["process"] = args.process
     return doc
 
 

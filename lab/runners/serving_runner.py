@@ -14,11 +14,15 @@ same client drives Triton or any other v2 server, because the protocol is the v2
                                                 "binary_data_size", raw little-endian bytes after
                                                 the JSON header) in and/or out
   GET  /v2/models/{name}/stats                  Triton-shaped statistics: inference and execution
-                                                counts and a batch-size histogram (what the
-                                                dynamic batcher really did)
+                                                counts, a batch-size histogram (what the dynamic
+                                                batcher really did), and per phase (queue, decode,
+                                                compute_input/infer/output, encode, success) the
+                                                count and summed ns of the successful requests
 
-Execution: ``--instances N`` worker threads, each with its own predictor (``--threads`` CPU math
-threads each), each running one batch at a time from one shared queue. With ``--max-batch B > 1``
+Execution: one instance without batching runs each request in the event loop (predictor.run()
+holds the GIL, so a thread would only add handoffs; see build_app). Otherwise ``--instances N``
+worker threads, each with its own predictor (``--threads`` CPU math threads each), each running
+one batch at a time from one shared queue. With ``--max-batch B > 1``
 a worker that takes a request waits up to ``--max-queue-delay-ms`` for more, concatenates up to B
 rows along dim 0, runs once and splits the outputs (Triton's dynamic batcher, per instance).
 
@@ -52,9 +56,10 @@ except ImportError:
     import runner_core as core  # on the device: the file travels next to this one
 
 RUNNER = "serving_runner"
-RUNNER_VERSION = "1.1.0"
+RUNNER_VERSION = "1.2.0"
 EXIT_FAILED = 3
 EXIT_CRASH_INJECTED = 70
+SWITCH_INTERVAL_S = 0.0005  # see serve()
 
 # v2 datatype <-> numpy dtype name
 V2_TO_NUMPY = {"BOOL": "bool", "UINT8": "uint8", "INT8": "int8", "INT16": "int16", "INT32": "int32",
@@ -90,7 +95,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="CPU math threads per instance")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--gpu-id", type=int, default=0)
-    p.add_argument("--onednn", choices=("on", "off"), default="off")
+    # the default is the lab's one definition (lab/runtimes/defaults.py ONEDNN; a test keeps this copy
+    # equal): the batch-1 runner and this endpoint measure the same predictor
+    p.add_argument("--onednn", choices=("on", "off"), default="on")
     p.add_argument("--max-batch", type=int, default=1, help=">1 turns dynamic batching on")
     p.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     p.add_argument("--max-seconds", type=float, required=True, help="the server stops by itself after this")
@@ -123,9 +130,15 @@ class NoopEngine(object):
         self.platform = "noop"
 
     def infer(self, arrays):
+        return self.infer_timed(arrays)[0]
+
+    def infer_timed(self, arrays):
+        """-> (outputs, (input ns, run ns, output ns)); a no-op "runs" in its zero fill."""
         import numpy as np
+        t0 = time.perf_counter()
         rows = len(next(iter(arrays.values()))) if arrays else 1
-        return [("y", np.zeros([rows] + self.row_shape, dtype="float32"))]
+        out = [("y", np.zeros([rows] + self.row_shape, dtype="float32"))]
+        return out, (0, _ns(time.perf_counter() - t0), 0)
 
 
 class PaddleEngine(object):
@@ -173,6 +186,13 @@ class PaddleEngine(object):
                                  "shape": shape})
 
     def infer(self, arrays):
+        return self.infer_timed(arrays)[0]
+
+    def infer_timed(self, arrays):
+        """-> (outputs, (ns copying inputs in, ns in predictor.run(), ns copying outputs out)): the
+        split Triton's statistics call compute_input / compute_infer / compute_output. Only the
+        middle one is the figure the batch-1 runner times (pi_runner: perf_counter around run())."""
+        t0 = time.perf_counter()
         for spec in self.inputs:
             n, want = spec["name"], spec["shape"]
             if n not in arrays:
@@ -183,8 +203,15 @@ class PaddleEngine(object):
             h = self.predictor.get_input_handle(n)
             h.reshape(list(arrays[n].shape))
             h.copy_from_cpu(arrays[n])
+        t1 = time.perf_counter()
         self.predictor.run()
-        return [(n, self.predictor.get_output_handle(n).copy_to_cpu()) for n in self.output_names]
+        t2 = time.perf_counter()
+        outs = [(n, self.predictor.get_output_handle(n).copy_to_cpu()) for n in self.output_names]
+        return outs, (_ns(t1 - t0), _ns(t2 - t1), _ns(time.perf_counter() - t2))
+
+
+def _ns(seconds):
+    return int(seconds * 1e9)
 
 
 def parse_input(text):
@@ -244,7 +271,8 @@ def decode_inputs(doc, want_arrays=True, blob=None):
             itemsize = np.dtype(dtype).itemsize
             if size != n * itemsize:
                 raise BadRequest("input %r: %d bytes for shape %s of %s" % (t["name"], size, shape, t["datatype"]))
-            arr = np.frombuffer(chunk, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype)
+            # a view of the request's bytes: no copy on a little-endian host (copy_from_cpu copies once)
+            arr = np.frombuffer(chunk, dtype=np.dtype(dtype).newbyteorder("<")).astype(dtype, copy=False)
         else:
             try:
                 arr = np.asarray(t["data"], dtype=dtype)
@@ -285,14 +313,40 @@ def encode_outputs(outputs, binary=False):
 
 
 # ------------------------------------------------------------------------------- execution
+# Per-request phases, summed over the successful requests (Triton's statistics extension: count and
+# ns per phase; "decode" and "encode" are this endpoint's additions, the HTTP body to tensors and
+# back). queue: waiting for an instance (the batching delay included) and for the event loop to take
+# the answer back; success: the whole request inside the endpoint, from the handler's start.
+PHASES = ("success", "queue", "decode", "compute_input", "compute_infer", "compute_output", "encode")
+
+
 class Stats(object):
-    """Server-side counts, read by /stats: requests, executions, batch-size histogram."""
+    """Server-side counts, read by /stats: requests, executions, batch-size histogram, and the
+    per-phase time of every successful request (what a client's latency is made of)."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.requests = 0
         self.executions = 0
         self.batches = {}  # batch rows -> [count, ns]
+        self.phases = {k: [0, 0] for k in PHASES}
+
+    def served(self, ns_by_phase):
+        with self.lock:
+            for k, ns in ns_by_phase.items():
+                c = self.phases[k]
+                c[0] += 1
+                c[1] += max(0, int(ns))
+
+    def doc(self, name):
+        """The Triton-shaped statistics document of GET /v2/models/{name}/stats."""
+        with self.lock:
+            batch_stats = [{"batch_size": k, "compute_infer": {"count": v[0], "ns": v[1]}}
+                           for k, v in sorted(self.batches.items())]
+            inference = {k: {"count": c, "ns": ns} for k, (c, ns) in self.phases.items()}
+            return {"model_stats": [{"name": name, "version": "1", "inference_count": self.requests,
+                                     "execution_count": self.executions, "inference_stats": inference,
+                                     "batch_stats": batch_stats}]}
 
     def executed(self, rows, ns):
         with self.lock:
@@ -303,11 +357,15 @@ class Stats(object):
 
 
 class Item(object):
-    __slots__ = ("arrays", "rows", "future", "loop", "t_enq")
+    """One request between the event loop and an instance; the times (perf_counter seconds) and
+    the model's phase ns are filled in on the way, for the per-request statistics."""
+    __slots__ = ("arrays", "rows", "future", "loop", "t_enq", "t_start", "t_done", "ns")
 
     def __init__(self, arrays, rows, future, loop):
         self.arrays, self.rows, self.future, self.loop = arrays, rows, future, loop
-        self.t_enq = time.monotonic()
+        self.t_enq = time.perf_counter()
+        self.t_start = self.t_done = self.t_enq
+        self.ns = (0, 0, 0)
 
 
 def _resolve(fut, value, exc):
@@ -334,7 +392,7 @@ class Instance(threading.Thread):
             return batch, None
         deadline = first.t_enq + self.args.max_queue_delay_ms / 1000.0
         while rows < self.args.max_batch:
-            wait = deadline - time.monotonic()
+            wait = deadline - time.perf_counter()
             try:
                 nxt = self.work.get(timeout=wait) if wait > 0 else self.work.get_nowait()
             except _queue.Empty:
@@ -360,18 +418,23 @@ class Instance(threading.Thread):
             t0 = time.perf_counter()
             try:
                 self.hooks.before_execute(len(batch))
+                t_hook = time.perf_counter()
                 if len(batch) == 1:
-                    outs = [self.engine.infer(batch[0].arrays)]
+                    joined, ns = self.engine.infer_timed(batch[0].arrays)
+                    outs = [joined]
                 else:
                     names = list(batch[0].arrays)
                     merged = dict((n, np.concatenate([b.arrays[n] for b in batch], axis=0)) for n in names)
-                    joined = self.engine.infer(merged)
+                    joined, ns = self.engine.infer_timed(merged)
                     outs, start = [], 0
                     for b in batch:
                         outs.append([(n, a[start:start + b.rows]) for n, a in joined])
                         start += b.rows
-                self.stats.executed(sum(b.rows for b in batch), int((time.perf_counter() - t0) * 1e9))
+                t1 = time.perf_counter()
+                ns = (ns[0], ns[1] + _ns(t_hook - t0), ns[2])  # --service-ms is the test mode's "model"
+                self.stats.executed(sum(b.rows for b in batch), _ns(t1 - t0))
                 for b, o in zip(batch, outs):
+                    b.t_start, b.t_done, b.ns = t0, t1, ns  # each request of a batch waited the whole batch
                     b.loop.call_soon_threadsafe(_resolve, b.future, o, None)
             except Exception as exc:  # answered 500 (400 for BadRequest) per request
                 for b in batch:
@@ -414,7 +477,13 @@ def build_app(args, engines, stats, hooks, state):
 
     meta = {"name": args.name, "versions": ["1"], "platform": engines[0].platform,
             "inputs": engines[0].inputs, "outputs": engines[0].outputs}
-    inline = args.noop and not args.service_ms and args.max_batch <= 1
+    # One instance without batching runs each request in the event loop itself: predictor.run()
+    # holds the GIL, so a worker thread would not let the loop do anything meanwhile, only add two
+    # thread handoffs per request (measured: ~4 ms of queue_ms per request on a loaded 2-core box).
+    # A request that arrives during a run then waits in its socket, not in `queue`: that wait is in
+    # the client's latency, outside the endpoint's server_ms. --service-ms (a sleep, which frees
+    # the GIL) keeps the worker thread, so its test endpoint still queues inside.
+    inline = args.instances == 1 and args.max_batch <= 1 and not args.service_ms
     work = _queue.Queue()
     workers = []
     if not inline:
@@ -447,12 +516,7 @@ def build_app(args, engines, stats, hooks, state):
     async def model_stats(request):
         if not known(request):
             return err(404, "unknown model")
-        with stats.lock:
-            batch_stats = [{"batch_size": k, "compute_infer": {"count": v[0], "ns": v[1]}}
-                           for k, v in sorted(stats.batches.items())]
-            doc = {"model_stats": [{"name": args.name, "version": "1", "inference_count": stats.requests,
-                                    "execution_count": stats.executions, "batch_stats": batch_stats}]}
-        return JSONResponse(doc)
+        return JSONResponse(stats.doc(args.name))
 
     async def infer(request):
         try:
@@ -465,6 +529,7 @@ def build_app(args, engines, stats, hooks, state):
     async def _infer(request):
         if not known(request):
             return err(404, "unknown model %r (this server has %r)" % (request.path_params["name"], args.name))
+        t0 = time.perf_counter()
         body = await request.body()
         blob = None
         try:
@@ -477,9 +542,10 @@ def build_app(args, engines, stats, hooks, state):
                 if not 0 < hlen <= len(body):
                     raise BadRequest("Inference-Header-Content-Length %d does not fit a %d-byte body"
                                      % (hlen, len(body)))
-                body, blob = body[:hlen], body[hlen:]
+                view = memoryview(body)  # the tensors are read in place, not copied out of the body
+                body, blob = body[:hlen], view[hlen:]
             doc = json.loads(body.decode("utf-8"))
-            arrays, rows = decode_inputs(doc, want_arrays=not inline, blob=blob)
+            arrays, rows = decode_inputs(doc, want_arrays=not (inline and args.noop), blob=blob)
         except BadRequest as exc:
             return err(400, str(exc))
         except ValueError as exc:
@@ -487,25 +553,41 @@ def build_app(args, engines, stats, hooks, state):
         hooks.on_request()
         with stats.lock:
             stats.requests += 1
+        t1 = time.perf_counter()
         if inline:
-            engine = engines[0]
-            outs = engine.infer({"x": [0] * rows})
-            stats.executed(rows, 0)
+            item = Item(arrays or {"x": [0] * rows}, rows, None, None)
+            try:
+                outs, item.ns = engines[0].infer_timed(item.arrays)
+            except BadRequest as exc:
+                return err(400, str(exc))
+            item.t_start, item.t_done = t1, time.perf_counter()
+            stats.executed(rows, _ns(item.t_done - t1))
         else:
             if args.max_batch > 1 and rows > args.max_batch:
                 return err(400, "batch of %d rows is larger than --max-batch %d" % (rows, args.max_batch))
             loop = asyncio.get_event_loop()
             fut = loop.create_future()
-            work.put(Item(arrays, rows, fut, loop))
+            item = Item(arrays, rows, fut, loop)
+            work.put(item)
             try:
                 outs = await fut
             except BadRequest as exc:
                 return err(400, str(exc))
             except Exception as exc:
                 return err(500, "%s: %s" % (type(exc).__name__, exc))
+        t2 = time.perf_counter()
+        response = _answer(args.name, doc, outs)
+        stats.served({"success": _ns(time.perf_counter() - t0), "decode": _ns(t1 - t0),
+                      "queue": _ns((item.t_start - t1) + (t2 - item.t_done)), "compute_input": item.ns[0],
+                      "compute_infer": item.ns[1], "compute_output": item.ns[2],
+                      "encode": _ns(time.perf_counter() - t2)})
+        return response
+
+    def _answer(name, doc, outs):
+        """The v2 answer (binary tensors when the request asks for them)."""
         binary = wants_binary_outputs(doc)
         tensors, raw = encode_outputs(outs, binary)
-        resp = {"model_name": args.name, "model_version": "1", "outputs": tensors}
+        resp = {"model_name": name, "model_version": "1", "outputs": tensors}
         if "id" in doc:
             resp["id"] = doc["id"]
         head = json.dumps(resp, separators=(",", ":")).encode("utf-8")
@@ -577,6 +659,11 @@ def watchdog(deadline_box, code_box):
 
 def serve(args):
     import asyncio
+    # predictor.run() holds the GIL (Paddle 3.3.1, measured: the event loop stalls for whole runs),
+    # so the loop and an instance hand the GIL to each other at least twice per request. At
+    # CPython's default 5 ms switch interval a thread that wants the GIL may wait that long;
+    # 0.5 ms keeps those handoffs far below a model's run.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     t0 = time.monotonic()
     hard = [t0 + args.max_seconds + 10.0]
     code = [0]
@@ -625,6 +712,7 @@ def serve(args):
         info = {"runner": RUNNER, "runner_version": RUNNER_VERSION, "pid": os.getpid(), "host": args.host,
                 "port": port, "name": args.name, "instances": args.instances, "threads": args.threads,
                 "max_batch": args.max_batch, "max_queue_delay_ms": args.max_queue_delay_ms,
+                "onednn": args.onednn, "switch_interval_s": sys.getswitchinterval(),
                 "noop": bool(args.noop), "load_s": round(load_s, 3),
                 "inputs": engines[0].inputs, "outputs": engines[0].outputs}
         if args.ready_file:

@@ -8,7 +8,9 @@ shapes are the same for all of them and live here, once.
 A runtime implements three steps:
 - `prepare(ctx)`: push what the job needs (runner, model, libraries) and return a
   `PreparedJob` (the command and anything the trials need);
-- `run_trial(ctx, prepared, trial)`: run one fresh process and return a typed `TrialResult`;
+- `run_trial(ctx, prepared, trial)`: run one fresh process and return a typed `TrialResult`
+  (`run_trials` calls it per trial; a runner that runs the whole job in one process, `process:
+  fork`, overrides `run_trials` instead);
 - `measurement(ctx, prepared, trials)`: turn the trials into a `Measurement`.
 `execute()` calls them in that order inside a telemetry session. Output correctness (optional,
 lab/runtimes/checks.py): a runtime with `output_checks = True` finds the reference / eval inputs
@@ -99,6 +101,7 @@ class Runtime:
     name: str = ""
     nvml: bool | None = None  # None: the session decides (GPU backends); False: never NVML
     output_checks: bool = False  # True: runs ctx.checks after timing and implements check_outputs
+    sensors: bool = True  # False: no device to sample (a simulated one); its power_note says why
 
     def prepare(self, ctx: JobContext) -> PreparedJob:  # pragma: no cover - contract
         raise NotImplementedError
@@ -110,6 +113,20 @@ class Runtime:
     def measurement(self, ctx: JobContext, prepared: PreparedJob,
                     trials: list[TrialResult]) -> Measurement:  # pragma: no cover - contract
         raise NotImplementedError
+
+    def run_trials(self, ctx: JobContext, prepared: PreparedJob, session: Any | None) -> list[TrialResult]:
+        """The protocol's trials, one `run_trial` (one fresh process) each, between telemetry marks.
+        A runtime whose runner runs a whole job in one process (`process: fork`) overrides this."""
+        trials: list[TrialResult] = []
+        for trial in range(ctx.job.protocol.trials):
+            if session is not None:
+                session.mark(f"t{trial}-start")
+            result = self.run_trial(ctx, prepared, trial, session)
+            if session is not None:
+                session.mark(f"t{trial}-end")
+                session.add_run(result.telemetry_doc, label=f"t{trial}")
+            trials.append(result)
+        return trials
 
     def check_outputs(self, ctx: JobContext, prepared: PreparedJob,
                       trials: list[TrialResult]) -> Any:  # checks.CheckOutputs | None
@@ -129,31 +146,45 @@ class Runtime:
 def execute(runtime: Runtime, ctx: JobContext, *, telemetry: bool = True) -> Measurement:
     """Prepare, run the protocol's trials inside one telemetry session, merge, check, return."""
     from lab.runtimes import checks
+    phases = Phases()  # where a job's wall time goes outside the model (issue 23; the bench reads it)
     ctx.checks = checks.plan(runtime, ctx)
     prepared = runtime.prepare(ctx)
-    session = open_session(ctx, runtime) if telemetry else None
+    phases.lap("prepare")
+    session = open_session(ctx, runtime) if telemetry and runtime.sensors else None
+    phases.lap("telemetry_start")
     trials: list[TrialResult] = []
     started = time.monotonic()
     try:
-        for trial in range(ctx.job.protocol.trials):
-            if session is not None:
-                session.mark(f"t{trial}-start")
-            result = runtime.run_trial(ctx, prepared, trial, session)
-            if session is not None:
-                session.mark(f"t{trial}-end")
-                session.add_run(result.telemetry_doc, label=f"t{trial}")
-            trials.append(result)
+        trials = runtime.run_trials(ctx, prepared, session)
     finally:
         seconds = time.monotonic() - started
+        phases.lap("trials")
         tele = close_session(session, ctx.transport)
+        phases.lap("telemetry_stop")
     m = runtime.measurement(ctx, prepared, trials)
     merge_telemetry(m, tele)
     m.provenance["trials_seconds"] = round(seconds, 3)  # the job's device time (checks' share)
     checks.apply(m, ctx, runtime, ctx.checks,
                  runtime.check_outputs(ctx, prepared, trials) if ctx.checks is not None else None)
+    phases.lap("measurement")
     if ctx.job.option("profile") == "ops":
         m.op_profile = profile_ops(runtime, ctx, prepared, m)
+        phases.lap("profile")
+    m.provenance["phases_s"] = phases.seconds
     return m
+
+
+class Phases:
+    """Consecutive laps of the job path, in seconds (monotonic clock)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.monotonic()
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.seconds[name] = round(now - self._last, 4)
+        self._last = now
 
 
 def profile_ops(runtime: Runtime, ctx: JobContext, prepared: PreparedJob, m: Measurement) -> OpProfile:

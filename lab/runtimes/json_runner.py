@@ -73,6 +73,31 @@ class JsonRunnerRuntime(Runtime):
             cmd += ["--pid-file", session.runner_pid_file]  # GPU memory of this runner, not all
         return cmd
 
+    def run_trials(self, ctx: JobContext, prepared: PreparedJob, session: Any | None) -> list[TrialResult]:
+        """`process: fork`: the whole job in one runner process (runner_core.run_job), so one
+        command, one result file pulled and two telemetry marks; else one process per trial."""
+        if ctx.job.protocol.process != "fork":
+            return super().run_trials(ctx, prepared, session)
+        p = ctx.job.protocol
+        out_remote = remote_join(ctx.results_dir, f"{ctx.job.job_id}-job-{uuid.uuid4().hex[:8]}.jsonl")
+        cmd = list(prepared.command) + ["--trials", str(p.trials), "--process", "fork", "--out", out_remote,
+                                        "--seed", "0", *prepared.extra.get("check_args", [])]
+        if session is not None and session.nvml and session.started:
+            cmd += ["--pid-file", session.runner_pid_file]
+        if session is not None:
+            session.mark("trials-start")
+        res = ctx.transport.run(cmd, timeout=p.timeout_s * p.trials)  # timeout_s is per trial
+        if session is not None:
+            session.mark("trials-end")
+        docs = read_runner_docs(ctx.transport, out_remote, res, ctx.job, prepared.model_sha256, p.trials)
+        trials = []
+        for i, doc in enumerate(docs):
+            doc["command"] = cmd + [f"# trial {i}"]
+            if session is not None:
+                session.add_run(doc, label=f"t{i}")
+            trials.append(trial_from_doc(doc))
+        return trials
+
     def run_trial(self, ctx: JobContext, prepared: PreparedJob, trial: int,
                   session: Any | None) -> TrialResult:
         # a fresh name per attempt: a result left by an earlier, killed attempt is never read
@@ -130,6 +155,29 @@ def trial_from_doc(doc: dict[str, Any]) -> TrialResult:
 def read_runner_doc(transport: Transport, out_remote: str, res: RunResult, job: Job,
                     expect_sha: str | None = None) -> dict[str, Any]:
     """The runner's JSON (pulled, else its last stdout line), checked; a failed job otherwise."""
+    return read_runner_docs(transport, out_remote, res, job, expect_sha, 1)[0]
+
+
+def read_runner_docs(transport: Transport, out_remote: str, res: RunResult, job: Job,
+                     expect_sha: str | None, count: int) -> list[dict[str, Any]]:
+    """The runner's `count` documents, one per line (pulled once, else the last stdout lines),
+    each checked; a failed job otherwise (naming the trial that failed)."""
+    text = _pull_text(transport, out_remote)
+    if text is None:
+        lines = [ln for ln in res.out.splitlines() if ln.strip().startswith("{")]
+        text = "\n".join(lines[-count:]) if lines else None
+    if text is None:
+        raise RunnerError(f"job {job.job_id} on {job.device}: runner exited {res.rc} without a result: "
+                          f"{excerpt(res.err or res.out)}")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    docs = [_checked_doc(ln, res, job, expect_sha, count > 1) for ln in lines]
+    if len(docs) != count:
+        raise RunnerError(f"job {job.job_id} on {job.device}: runner exited {res.rc} with {len(docs)} of "
+                          f"{count} trial results: {excerpt(res.err or res.out)}")
+    return docs
+
+
+def _pull_text(transport: Transport, out_remote: str) -> str | None:
     text = None
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / "result.json"
@@ -138,12 +186,10 @@ def read_runner_doc(transport: Transport, out_remote: str, res: RunResult, job: 
             text = local.read_text()
         except Exception:  # noqa: BLE001 - fall back to stdout; a missing file is judged below
             text = None
-    if text is None:
-        lines = [ln for ln in res.out.splitlines() if ln.strip().startswith("{")]
-        text = lines[-1] if lines else None
-    if text is None:
-        raise RunnerError(f"job {job.job_id} on {job.device}: runner exited {res.rc} without a result: "
-                          f"{excerpt(res.err or res.out)}")
+    return text
+
+
+def _checked_doc(text: str, res: RunResult, job: Job, expect_sha: str | None, several: bool) -> dict[str, Any]:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError:
@@ -152,8 +198,9 @@ def read_runner_doc(transport: Transport, out_remote: str, res: RunResult, job: 
     if not isinstance(doc, dict) or doc.get("schema") != RUNNER_SCHEMA:
         raise RunnerError(f"job {job.job_id} on {job.device}: unexpected runner schema "
                           f"{doc.get('schema') if isinstance(doc, dict) else type(doc).__name__!r}")
-    if not doc.get("ok") or res.rc != 0:
-        raise RunnerError(f"job {job.job_id} on {job.device}: runner failed (exit {res.rc}): "
+    if not doc.get("ok") or (res.rc != 0 and not several):
+        trial = f" in trial {doc['trial']}" if several and "trial" in doc else ""
+        raise RunnerError(f"job {job.job_id} on {job.device}: runner failed{trial} (exit {res.rc}): "
                           f"{doc.get('error') or excerpt(res.err)}")
     validate_runner_doc(doc, job, expect_sha)
     return doc
@@ -171,7 +218,7 @@ def validate_runner_doc(doc: dict[str, Any], job: Job, expect_sha: str | None = 
     if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not x > 0 or x == float("inf")
            for x in samples):
         raise InvalidMeasurement(f"{where}: runner returned non-positive or non-numeric samples")
-    for key in ("load_ms", "first_ms"):
+    for key in ("import_ms", "load_ms", "first_ms"):
         v = t.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0
                               or v == float("inf")):
@@ -201,6 +248,7 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
         job_id=job.job_id, p50_ms=st.p50, ci_low_ms=st.ci_low, ci_high_ms=st.ci_high, p90_ms=st.p90,
         p99_ms=st.p99, mean_ms=st.mean, std_ms=st.std, min_ms=st.min, max_ms=st.max,
         load_ms=median_or_none(d["timings"].get("load_ms") for d in docs),
+        import_ms=median_or_none(d["timings"].get("import_ms") for d in docs),
         first_ms=median_or_none(d["timings"].get("first_ms") for d in docs),
         peak_rss_mb=max((r for r in rss if r is not None), default=None),
         gpu_mem_mb=max((g for g in gpu if g is not None), default=None),
@@ -211,7 +259,11 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
         "model_sha256": (docs[0].get("model") or {}).get("sha256"),
         "commands": [" ".join(shlex.quote(str(a)) for a in d.get("command", [])) for d in docs],
         "env": docs[0].get("env"), "config": docs[0].get("config"), "protocol": docs[0].get("protocol"),
+        "process": (docs[0].get("protocol") or {}).get("process"),
         "trials": [{"load_ms": d["timings"].get("load_ms"), "first_ms": d["timings"].get("first_ms"),
+                    "import_ms": d["timings"].get("import_ms"),
+                    "warmup_ms_total": d["timings"].get("warmup_ms_total"),
+                    "steady_seconds": d["timings"].get("steady_seconds"),
                     "n": len(d["timings"]["samples_ms"]), "converged": d["timings"].get("converged"),
                     "stop_reason": d["timings"].get("stop_reason"), "started_at": d.get("started_at"),
                     "finished_at": d.get("finished_at")} for d in docs],
@@ -227,6 +279,8 @@ def measurement_from_docs(job: Job, docs: list[dict[str, Any]], tele: dict[str, 
         m.notes.extend(sustained_notes)
     for note in {(d.get("config") or {}).get("threads_note") for d in docs} - {None}:
         m.notes.append(note)  # e.g. a runtime build that cannot set its thread count
+    for note in dict.fromkeys(n for d in docs for n in d.get("notes") or []):
+        m.notes.append(note)  # e.g. process fork refused: the runner had threads before forking
     if not m.converged and not m.windows:
         m.notes.append("not converged: the target CI was not reached within max_seconds in "
                        f"{sum(1 for d in docs if not d['timings'].get('converged'))} of {len(docs)} trials")

@@ -24,7 +24,6 @@ campaign, protocol, statistics and report as the Paddle rows.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from typing import Callable
@@ -42,9 +41,10 @@ _PROBED: dict[tuple[str, str, bool], str] = {}  # (device, python, gpu) -> onnxr
 def unavailable_reason(device) -> str | None:
     """Why onnxruntime cannot run on the device, as far as planning can tell cheaply (precisions:
     `Backend.precisions` in lab/devices/backends.py)."""
-    if _lab_python(device) and importlib.util.find_spec("onnxruntime") is None:
-        return (f"onnxruntime is not installed in the lab's Python ({sys.executable}): "
-                f"{sys.executable} -m pip install onnxruntime (or the project's `onnx` extra)")
+    if _lab_python(device):
+        from lab.core import optional
+        why = optional.missing("onnxruntime")
+        return f"{why}: {optional.install_command('onnxruntime')}" if why else None
     return None
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from lab.core.errors import ConfigError
 from lab.runners.runner_core import protocol_argv
 from lab.runtimes.base import JobContext, input_shapes
+from lab.runtimes.defaults import onednn_flag
 from lab.runtimes.json_runner import JsonRunnerRuntime
 
 
@@ -29,7 +30,7 @@ class PaddleInference(JsonRunnerRuntime):
     def runner_args(self, ctx: JobContext, remote_files: list[str]) -> list[str]:
         job, p = ctx.job, ctx.job.protocol
         args = ["--model-file", remote_files[0], "--params-file", remote_files[1],
-                "--threads", str(job.threads), "--onednn", "on" if job.option("onednn", True) else "off",
+                "--threads", str(job.threads), "--onednn", onednn_flag(job),
                 "--device", "gpu" if ctx.backend.processor == "gpu" else "cpu",
                 "--precision", job.precision, *protocol_argv(p)]
         if p.sustained_s > 0:

@@ -163,6 +163,9 @@ class PaddleJs(Runtime):
         m.notes.append(f"WebGL renderer: {renderer or 'unknown'}")
         if label == cdp.SOFTWARE_GPU_LABEL:
             m.notes.append(SOFTWARE_GPU_NOTE)
+            if ctx.job.processor == "gpu":  # issue 22: the row's GPU is the CPU: emulated, whatever the device
+                m.identity = "emulated"
+                m.identity_note = f"software WebGL renderer ({renderer}): the GPU this row ran on is emulated on the CPU"
         m.notes.append("peak RSS unavailable: a page cannot see its browser's process RSS "
                        "(JS heap in provenance['web']['js_heap'])")
         return m

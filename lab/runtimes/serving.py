@@ -21,6 +21,7 @@ stand in for repeated trials, so trials after the first are not run.
 """
 from __future__ import annotations
 
+import functools
 import math
 import shutil
 import time
@@ -31,9 +32,10 @@ from typing import Any
 
 from lab.devices.inventory import device_python
 from lab.core.errors import ConfigError, DeviceError, RunnerError
-from lab.core.records import Job, Measurement
+from lab.core.records import Job, Measurement, MeasurementProtocol
 from lab.runtimes.base import JobContext, PreparedJob, Runtime, TrialResult, push_model, push_runner
 from lab.runtimes.checks import CheckOutputs
+from lab.runtimes.defaults import ONEDNN, onednn_flag
 
 RUNNER_FILE = "serving_runner.py"
 SCENARIOS = {"singlestream": "SingleStream", "server": "Server", "offline": "Offline", "sweep": "sweep"}
@@ -44,11 +46,18 @@ SWEEP_REL_TOL = 0.08    # bisection stops when the bracket is within 8 % ...
 SWEEP_MAX_POINTS = 7    # ... or after this many Server runs
 
 
+# options that configure the lab's own endpoint: meaningless with `endpoint:` (a server the user
+# runs). `onednn` too, but a campaign may set it for its paddle-inference jobs: a serving job with
+# `endpoint:` drops it instead (plan_options)
+OWN_ENDPOINT_OPTIONS = ("instances", "max_batch", "max_queue_delay_ms", "port")
+
+
 @dataclass(frozen=True)
 class ServingOptions:
-    """The job's serving options (campaign `options:`), with their defaults."""
+    """The job's serving options (campaign `options:`), with their defaults. The default scenario
+    is `sweep`: what a user wants from a serving campaign is the max QPS under a bound."""
 
-    scenario: str = "server"
+    scenario: str = "sweep"
     target_qps: float | None = None
     latency_bound_ms: float = 100.0
     percentile: float = 0.99
@@ -61,20 +70,114 @@ class ServingOptions:
 
     @classmethod
     def from_job(cls, job: Job) -> "ServingOptions":
-        o = cls(**{k: v for k, v in job.options if k in cls.__dataclass_fields__})
+        return cls.from_options(job.options, f"job {job.job_id}: ")
+
+    @classmethod
+    def from_options(cls, options, where: str = "", path: str | None = None) -> ServingOptions:
+        """Checked: a missing or impossible combination is a ConfigError (one line: where, the
+        option, the fix). Planning calls this with the campaign file as `path`, so nothing runs."""
+        given = dict(options)
+        o = cls(**{k: v for k, v in given.items() if k in cls.__dataclass_fields__})
+
+        def bad(msg: str, fix: str):
+            raise ConfigError(where + msg, path=path, fix=fix)
+
         if o.scenario not in SCENARIOS:
-            raise ConfigError(f"job {job.job_id}: unknown scenario {o.scenario!r}",
-                              fix="use " + ", ".join(SCENARIOS))
+            bad(f"unknown scenario {o.scenario!r}", "use " + ", ".join(SCENARIOS))
         if o.scenario == "server" and not o.target_qps:
-            raise ConfigError(f"job {job.job_id}: the server scenario needs target_qps",
-                              fix="add options: {target_qps: [N]} or use scenario: sweep")
-        if o.endpoint and o.endpoint_format == "pipeline" and o.scenario != "offline" and o.max_batch > 1:
-            raise ConfigError(f"job {job.job_id}: max_batch configures the lab's own server, not {o.endpoint}")
+            bad("option 'scenario: server' needs option 'target_qps' (the Poisson rate)",
+                "add options: {target_qps: [N]}, or drop scenario: the default sweep finds the max QPS")
+        if o.endpoint:
+            own = [k for k in OWN_ENDPOINT_OPTIONS if k in given]
+            if own:
+                bad(f"option {own[0]!r} configures the lab's own endpoint, not {o.endpoint}",
+                    f"drop {own[0]!r}, or drop 'endpoint' to measure the lab's endpoint")
+        elif o.endpoint_format != "v2":
+            bad(f"option 'endpoint_format: {o.endpoint_format}' needs option 'endpoint' (the lab's "
+                "own endpoint speaks KServe v2)", "add endpoint: [http://host:port], or drop endpoint_format")
+        if o.max_queue_delay_ms and o.max_batch <= 1:
+            bad("option 'max_queue_delay_ms' waits for a batch, but 'max_batch' is 1 (nothing is batched)",
+                "set max_batch: [N > 1] for dynamic batching, or drop max_queue_delay_ms")
         return o
 
     @property
     def loadgen_scenario(self) -> str:
         return SCENARIOS[self.scenario]
+
+
+@functools.lru_cache(maxsize=1024)  # a plan of many jobs repeats few option combinations
+def plan_options(options: tuple[tuple[str, Any], ...], path: str | None = None,
+                 protocol: MeasurementProtocol | None = None) -> tuple[tuple[str, Any], ...]:
+    """A serving job's options as planned: checked now (`ServingOptions.from_options`, and the
+    protocol's timeout against the LoadGen runs: exit 2 before anything runs), and with the
+    defaults that decide what is measured written in (the scenario; oneDNN for the lab's own
+    endpoint), so a changed default makes a new job id instead of reading a stored row of another
+    measurement as this one."""
+    o = ServingOptions.from_options(options, path=path)
+    if protocol is not None and not o.endpoint:
+        runs, per_run = loadgen_runs(o.scenario)[1], _run_seconds(protocol)[1]
+        if o.scenario == "server":
+            per_run = _server_seconds(per_run, o.percentile, o.target_qps)
+        need = runs * (per_run + RUN_ALLOWANCE_S)
+        if protocol.timeout_s < need:
+            raise ConfigError(f"protocol timeout_s ({protocol.timeout_s:g} s) is the lab endpoint's lifetime, "
+                              f"too short for the {runs} LoadGen run(s) of up to {per_run:g} s that "
+                              f"scenario {o.scenario} can make", path=path,
+                              fix=f"set timeout_s to at least {math.ceil(need)}, or lower max_seconds")
+    given = dict(options)
+    given.setdefault("scenario", o.scenario)
+    if o.endpoint:
+        given.pop("onednn", None)
+    else:
+        given.setdefault("onednn", ONEDNN)
+    return tuple(sorted(given.items()))
+
+
+HOST_MODULES = (("mlperf_loadgen", "mlcommons-loadgen>=6.0"),)  # LoadGen runs on the lab host
+ENDPOINT_MODULES = (("starlette", "starlette>=0.37"), ("uvicorn", "uvicorn>=0.29"))  # the runner's
+
+
+def unavailable_reason(device) -> str | None:
+    """Why serving cannot run from this lab host on `device`, as far as planning can tell cheaply:
+    LoadGen here, and the endpoint's web stack where the device is this interpreter."""
+    import importlib.util
+    import sys
+    need = list(HOST_MODULES)
+    if device.transport == "local" and device_python(device) == sys.executable:
+        need += ENDPOINT_MODULES
+    missing = [pkg for mod, pkg in need if importlib.util.find_spec(mod) is None]
+    if missing:
+        return (f"serving-http needs {', '.join(missing)} in the lab's Python: "
+                f"{sys.executable} -m pip install " + " ".join(f"'{m}'" for m in missing))
+    return None
+
+
+def loadgen_runs(scenario: str) -> tuple[int, int]:
+    """(fewest, most) LoadGen runs one job makes: one for a single scenario; a sweep's SingleStream
+    and Offline, then its Server runs (lab.serving.sweep: at least two, at most SWEEP_MAX_POINTS)."""
+    return (1, 1) if scenario != "sweep" else (2 + 2, 2 + SWEEP_MAX_POINTS)
+
+
+RUN_ALLOWANCE_S = 3.0  # per LoadGen run: the probe request, LoadGen's start and its log files
+
+
+def time_bounds(job: Job, start_allowance_s: float) -> tuple[float, float]:
+    """(low, high) seconds of one serving job, from every LoadGen run its scenario can make.
+
+    low: the fewest runs at LoadGen's min duration, plus the endpoint's start. high: a single
+    scenario's run at its max duration (a Server run at a low rate is stretched to reach LoadGen's
+    min query count: `_server_seconds`); a sweep's Server rates are only found as it runs, and a
+    low one stretches the same way, so its bound is the lab endpoint's lifetime (`_lifetime_s`:
+    the endpoint stops itself then, so no job outlives it; planning checks that the unstretched
+    runs fit in it). For a user's `endpoint:` nothing is stopped: there it is an estimate."""
+    o = ServingOptions.from_options(job.options)
+    min_s, max_s = _run_seconds(job.protocol)
+    low = loadgen_runs(o.scenario)[0] * min_s + start_allowance_s
+    lifetime = _lifetime_s(job.protocol) + start_allowance_s
+    if o.scenario == "sweep":
+        return low, lifetime
+    run = _server_seconds(max_s, o.percentile, o.target_qps) if o.scenario == "server" else max_s
+    return low, min(lifetime, run + RUN_ALLOWANCE_S + start_allowance_s)
 
 
 def keep_dir(ctx: JobContext) -> Path:
@@ -142,7 +245,7 @@ class Serving(Runtime):
                         latency_bound_ms=opts.latency_bound_ms if opts.scenario in ("server", "sweep") else None,
                         valid=doc["valid"], instances=None if opts.endpoint else opts.instances,
                         max_batch=None if opts.endpoint else opts.max_batch, n_samples=res["queries"],
-                        converged=doc.get("converged", res["valid"]), source="lab")
+                        converged=doc.get("converged", res["valid"]), source="lab", **_split_fields(res))
         served = {k: v for k, v in doc.items() if k != "outputs_check"}  # compared by checks.apply
         m.provenance = {"serving": served, "model_sha256": prepared.model_sha256, "runner": RUNNER_FILE,
                         "loadgen_dir": str(keep_dir(ctx))}
@@ -161,6 +264,14 @@ class Serving(Runtime):
 
 
 # ------------------------------------------------------------------------------------ helpers
+def _split_fields(result: dict[str, Any]) -> dict[str, float | None]:
+    """The row's endpoint_* fields from its LoadGen run's split (lab.serving.stats); None without."""
+    sp = result.get("split") or {}
+    return {"endpoint_queue_ms": sp.get("queue_ms"), "endpoint_decode_ms": sp.get("decode_ms"),
+            "endpoint_model_ms": sp.get("model_ms"), "endpoint_encode_ms": sp.get("encode_ms"),
+            "endpoint_server_ms": sp.get("server_ms"), "endpoint_share": sp.get("endpoint_share")}
+
+
 def _model_files(ctx: JobContext) -> tuple[list[Path], str]:
     art = ctx.artifact
     if art.json_path:
@@ -171,9 +282,9 @@ def _model_files(ctx: JobContext) -> tuple[list[Path], str]:
     raise ConfigError(f"job {ctx.job.job_id}: model {ctx.job.model!r} has no Paddle Inference form to serve")
 
 
-def _lifetime_s(ctx: JobContext) -> float:
+def _lifetime_s(protocol: MeasurementProtocol) -> float:
     """The server's --max-seconds: the job's timeout (it stops by itself if the lab dies)."""
-    return float(ctx.job.protocol.timeout_s) + 30.0
+    return float(protocol.timeout_s) + 30.0
 
 
 def _start_server(ctx: JobContext, prepared: PreparedJob, opts: ServingOptions):
@@ -184,8 +295,8 @@ def _start_server(ctx: JobContext, prepared: PreparedJob, opts: ServingOptions):
                       threads=ctx.job.threads, max_batch=opts.max_batch,
                       max_queue_delay_ms=float(opts.max_queue_delay_ms), device=ctx.job.processor
                       if ctx.job.processor in ("cpu", "gpu") else "cpu",
-                      onednn="on" if ctx.job.option("onednn", False) else "off", host="127.0.0.1",
-                      port=opts.port, max_seconds=_lifetime_s(ctx), inputs=inputs)
+                      onednn=onednn_flag(ctx.job), host="127.0.0.1",
+                      port=opts.port, max_seconds=_lifetime_s(ctx.job.protocol), inputs=inputs)
     tag = f"{ctx.job.job_id}-{uuid.uuid4().hex[:8]}"
     return DeviceServer(ctx.transport, spec, python=device_python(ctx.device), runner=prepared.extra["runner"],
                         workdir=ctx.transport.workdir, tag=tag).start()
@@ -237,16 +348,27 @@ def _settings(ctx: JobContext, opts: ServingOptions, scenario: str, target_qps: 
     pct = opts.percentile if scenario == "Server" else 0.9
     bound = opts.latency_bound_ms
     min_q = early_stopping_min_queries(pct)
-    max_s = max(p.max_seconds, p.min_seconds)
+    min_s, max_s = _run_seconds(p)
     if scenario == "Server" and target_qps:
-        # LoadGen needs min_q queries for a verdict: a low rate gets the time to issue them
-        max_s = max(max_s, 1.5 * min_q / target_qps)
+        max_s = _server_seconds(max_s, pct, target_qps)
     return LoadSettings(scenario=scenario, target_qps=target_qps, latency_bound_ms=bound if scenario == "Server" else None,
                         percentile=pct, expected_latency_ms=expected_latency_ms,
-                        min_duration_s=max(0.5, p.min_seconds), max_duration_s=max_s,
+                        min_duration_s=min_s, max_duration_s=max_s,
                         min_queries=min_q,
                         connections=max(16, 4 * opts.instances * opts.max_batch),
                         request_timeout_s=min(60.0, max(5.0, 20.0 * bound / 1000.0)))
+
+
+def _run_seconds(protocol) -> tuple[float, float]:
+    """LoadGen's (min, max) duration of one run from the job's protocol (min_seconds, max_seconds)."""
+    return max(0.5, protocol.min_seconds), max(protocol.max_seconds, protocol.min_seconds)
+
+
+def _server_seconds(max_s: float, percentile: float, target_qps: float) -> float:
+    """A Server run's max duration: LoadGen needs the early-stopping minimum of queries for a
+    verdict, so a low rate gets the time to issue them."""
+    from lab.serving.loadgen import early_stopping_min_queries
+    return max(max_s, 1.5 * early_stopping_min_queries(percentile) / target_qps)
 
 
 def _drive(ctx: JobContext, opts: ServingOptions, url: str, server, out: Path) -> dict[str, Any]:

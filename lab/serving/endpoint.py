@@ -60,7 +60,7 @@ class ServerSpec:
     max_batch: int = 1
     max_queue_delay_ms: float = 0.0
     device: str = "cpu"
-    onednn: str = "off"
+    onednn: str = "on"  # a copy of lab.runtimes.defaults.ONEDNN (this package is below runtimes; a test keeps it equal)
     host: str = "127.0.0.1"
     port: int = 0
     max_seconds: float = 600.0
@@ -138,8 +138,9 @@ class LocalServer:
     """The runner as a local child process (loopback): start, wait ready, check, stop."""
 
     def __init__(self, spec: ServerSpec, workdir: Path | str, *, python: str = sys.executable,
-                 ready_timeout: float = 60.0):
+                 ready_timeout: float = 60.0, runner: str | Path = RUNNER_PATH):
         self.spec, self.dir, self.python, self.ready_timeout = spec, Path(workdir), python, ready_timeout
+        self.runner = runner  # another runner file: a bench compares an older endpoint with this one
         self.dir.mkdir(parents=True, exist_ok=True)
         self.ready_path = self.dir / "serving.ready.json"
         self.log_path = self.dir / "serving.log"
@@ -148,7 +149,7 @@ class LocalServer:
 
     def start(self) -> "LocalServer":
         self.ready_path.unlink(missing_ok=True)
-        argv = server_argv(self.spec, python=self.python, ready_file=str(self.ready_path))
+        argv = server_argv(self.spec, python=self.python, runner=self.runner, ready_file=str(self.ready_path))
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                          start_new_session=True)

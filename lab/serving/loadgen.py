@@ -27,6 +27,7 @@ from lab.core.errors import ConfigError
 from lab.serving.client import HttpPool, Reply, prepare
 from lab.serving.endpoint import ServingError
 from lab.serving.protocol import encode_request, endpoint, parse_response
+from lab.serving.stats import snapshot, split
 
 SCENARIOS = ("SingleStream", "Server", "Offline")
 EARLY_STOPPING_CONFIDENCE = 0.99  # LoadGen's
@@ -188,6 +189,10 @@ class LoadResult:
     summary_path: str
     detail_path: str
     wall_s: float
+    # where the run's requests spent their time inside the endpoint (lab.serving.stats), means per
+    # request with the endpoint's own share of the mean latency; None when the endpoint has no
+    # statistics call (Paddle Serving's pipeline format)
+    split: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -267,7 +272,8 @@ def run_scenario(url: str, model: str, inputs: Sequence[Mapping[str, np.ndarray]
     or a `server` that has stopped, raises ServingError with the first error and the server's
     last log lines.
     """
-    import mlperf_loadgen as lg
+    from lab.core import optional
+    lg = optional.require("mlperf_loadgen")
 
     settings.check()
     if not inputs:
@@ -277,6 +283,7 @@ def run_scenario(url: str, model: str, inputs: Sequence[Mapping[str, np.ndarray]
     probe(url, model, inputs[0], fmt=fmt, timeout=settings.request_timeout_s, binary=binary)  # clear error before LoadGen
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    before = snapshot(ep)  # after the probe: the difference is this run's requests alone
     pool = HttpPool(ep.host, ep.port, size=settings.connections, timeout=settings.request_timeout_s)
     state = {"failed": 0, "first": None, "issued": 0}
     lock = threading.Lock()
@@ -312,11 +319,18 @@ def run_scenario(url: str, model: str, inputs: Sequence[Mapping[str, np.ndarray]
         pool.close()
     wall = time.monotonic() - t0
     why = server.failure() if server is not None else None
+    parts = split(before, snapshot(ep)) if not (state["failed"] or why) else None
     if state["failed"] or why:
         msg = f"{state['failed']} of {state['issued']} requests to {ep.base}{ep.path} failed"
         if state["first"]:
             msg += f"; first: {state['first']}"
         raise ServingError(msg + (f"\n{why}" if why else ""))
+    return _load_result(settings, out, state["issued"], wall, parts, instances, max_batch)
+
+
+def _load_result(settings: LoadSettings, out: Path, queries: int, wall: float, parts, instances: int | None,
+                 max_batch: int | None) -> LoadResult:
+    """The run's LoadResult from LoadGen's summary in `out` and the endpoint's split."""
     summary_path, detail_path = out / "mlperf_log_summary.txt", out / "mlperf_log_detail.txt"
     try:
         sm = parse_summary(summary_path.read_text())
@@ -333,6 +347,7 @@ def run_scenario(url: str, model: str, inputs: Sequence[Mapping[str, np.ndarray]
         mean_ms=_ms(sm.mean_ns), max_ms=_ms(sm.max_ns),
         latency_bound_ms=settings.latency_bound_ms if settings.scenario == "Server" else None,
         percentile=settings.percentile if settings.scenario == "Server" else 0.9,
-        valid=sm.valid, checks=sm.checks, early_stopping=sm.early_stopping, queries=state["issued"],
+        valid=sm.valid, checks=sm.checks, early_stopping=sm.early_stopping, queries=queries,
         failed=0, instances=instances, max_batch=max_batch, summary_path=str(summary_path),
-        detail_path=str(detail_path), wall_s=wall)
+        detail_path=str(detail_path), wall_s=wall,
+        split=parts.to_dict(_ms(sm.mean_ns)) if parts is not None else None)

@@ -232,6 +232,16 @@ class SSHTransport:
     def check(self, timeout: float = CHECK_TIMEOUT_S) -> CheckResult:
         return check_device(self, timeout)
 
+    @property
+    def server_software(self) -> str | None:
+        """The server's SSH version string ("OpenSSH_9.2p1 ...", "dropbear_2022.83"), for the probe."""
+        version = getattr(self._client.get_transport(), "remote_version", None) if self._client else None
+        return version.split("-", 2)[-1] if version else None
+
+    def file_transfer(self) -> str:
+        """How files travel to this device: SFTP, or the exec channel and why (the probe says it)."""
+        return "sftp" if self._sftp_client() is not None else str(self.no_sftp)
+
     # -- files --------------------------------------------------------------------------------
     def _sftp_client(self):
         """The SFTP session, or None on hosts without an sftp subsystem (dropbear or busybox

@@ -31,7 +31,6 @@ from lab.core.errors import ConfigError, LabError, excerpt
 
 ENV_BROWSER = "HWLAB_CHROMIUM"
 SOFTWARE_GPU_LABEL = "software GPU emulation"
-_SOFTWARE_RENDERERS = ("swiftshader", "llvmpipe", "softpipe", "software rasterizer")
 # Headless, software WebGL (SwiftShader through ANGLE), and no traffic of the browser's own.
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--use-angle=swiftshader",
                   "--enable-unsafe-swiftshader", "--disable-background-networking",
@@ -48,8 +47,9 @@ def renderer_label(renderer: str | None) -> str | None:
     """'software GPU emulation' for SwiftShader/llvmpipe renderers, 'GPU' for others, None unknown."""
     if not renderer:
         return None
-    low = renderer.lower()
-    return SOFTWARE_GPU_LABEL if any(s in low for s in _SOFTWARE_RENDERERS) else "GPU"
+    # the one list of software renderers (identity marks those rows emulated)
+    from lab.devices.identity import software_renderer
+    return SOFTWARE_GPU_LABEL if software_renderer(renderer) else "GPU"
 
 
 # ------------------------------------------------------------------------------- argv builders
@@ -221,10 +221,8 @@ class CdpConnection:
     """One DevTools websocket: numbered calls, events kept in order for the page watcher."""
 
     def __init__(self, ws_url: str, timeout_s: float = 10.0):
-        try:
-            import websocket  # websocket-client (the `web` extra)
-        except ModuleNotFoundError:
-            raise ConfigError("websocket-client is not installed", fix="pip install -e '.[web]'") from None
+        from lab.core import optional
+        websocket = optional.require("websocket")  # websocket-client
         self._ws_mod = websocket
         try:
             self.ws = websocket.create_connection(ws_url, timeout=timeout_s, suppress_origin=True)

@@ -57,6 +57,7 @@ _.gpu_mem_mb  # Measurement figure (results column; also read by report.html.j2)
 _.agree_reference  # Measurement figure (results column): what the outputs were checked against
 _.throttle_onset_s  # Measurement figure (results column) of a sustained run
 _.sustained_ratio  # Measurement figure (results column) of a sustained run
+_.import_ms  # Measurement figure (results column): the runner's import of the runtime (issue 23)
 # SustainedWindow fields: the store's `windows` table has one column per field (WINDOW_FIELDS).
 _.clock_start  # SustainedWindow column: the window's start on the device's uptime clock
 _.clock_end  # SustainedWindow column: the window's end on the device's uptime clock
@@ -78,6 +79,13 @@ _.cold_cpu_ms  # report section field, read by report.html.j2 (CPU vs AIPU table
 _.cold_aipu_ms  # report section field, read by report.html.j2 (CPU vs AIPU table)
 _.cost_per_million_usd  # serving section field, read by report.html.j2
 _.cost_note  # serving section field, read by report.html.j2
+_.queue_ms  # EndpointSplit / report Split field: written by asdict (lab/serving/stats.py), read by report.html.j2
+_.decode_ms  # EndpointSplit / report Split field: written by asdict (lab/serving/stats.py), read by report.html.j2
+_.encode_ms  # EndpointSplit / report Split field: written by asdict (lab/serving/stats.py), read by report.html.j2
+_.server_ms  # EndpointSplit field: written by asdict into the run's split (lab/serving/stats.py)
+_.other_ms  # report Split field, read by report.html.j2 (where a request's time goes)
+_.outside_ms  # report Split field, read by report.html.j2 (where a request's time goes)
+_.largest  # report Split field, read by report.html.j2 (where a request's time goes)
 _.utilisation_note  # ModelMeasure field: vars() into `lab score --format json` "measured" (docs/scoring.md)
 _.serving_qps  # ModelMeasure field: vars() into `lab score --format json` "measured" (docs/scoring.md)
 # Chip catalog records: the typed form of a chips.yaml entry. load_catalog accepts only known keys and

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fuzz_inputs import (EVIL_NUM_TEXT, EVIL_STR, REPO, meta_case, meta_doc, meter_csv_case,
-                         model_json_case, problems, results_csv_case, results_rows, run_cli,
-                         yaml_case, _csv_text, RESULTS_HEADER)
+from fuzz_inputs import (EVIL_NUM_TEXT, EVIL_STR, LONG_VALUE, REPO, long_value_docs, meta_case,
+                         meta_doc, meter_csv_case, model_json_case, problems, results_csv_case,
+                         results_rows, run_cli, yaml_case, yaml_dump, _csv_text, RESULTS_HEADER)
 
 SEED = int(os.environ.get("HWLAB_FUZZ_SEED", "17"))
 SCALE = float(os.environ.get("HWLAB_FUZZ_SCALE", "1"))
@@ -168,6 +168,130 @@ def test_fuzz_zoo_yaml(ws):
         return ["models", "list", "--root", str(ws / "models"), "--zoo", str(f), "--format", fmt], \
             fmt == "json"
     fuzz_yaml(ws, "zoo", (REPO / "models" / "zoo.yaml").read_text(), "models", 150, argv)
+
+
+# ---------------------------------------------------------------- long values: quoted, not echoed
+@pytest.mark.slow
+def test_fuzz_long_values_are_quoted_as_excerpts(ws):
+    """The class "38 error messages echo the whole bad input": every node (and key) of every input
+    file, every CSV cell and every free-text flag set to a 100,000-character value. No error line
+    quotes it whole (problems(): an excerpt of <= ~200 characters, a line <= 2,100)."""
+    zoo = yaml.safe_load((REPO / "models" / "zoo.yaml").read_text())
+    zoo["models"] = zoo["models"][:2]
+    chips = yaml.safe_load((REPO / "lab" / "devices" / "data" / "chips.yaml").read_text())
+    chips["chips"] = chips["chips"][:1]
+    store, none = str(ws / "base.sqlite"), str(ws / "none.sqlite")
+    run = ["--devices", str(ws / "devices.yaml"), "--store", none, "run"]
+    mroot = ws / "longmeta"
+    (mroot / "fake").mkdir(parents=True, exist_ok=True)
+    files = [  # (label, base document, file, argv for it)
+        ("devices", DEVICES, ws / "long-d.yaml", lambda f: ["--devices", str(f), "devices"]),
+        ("campaign", CAMPAIGN, ws / "long-c.yaml",
+         lambda f: run + [str(f), "--dry-run", "--models-root", str(ws / "models")]),
+        ("zoo", zoo, ws / "long-z.yaml", lambda f: ["models", "list", "--root", str(ws / "models"), "--zoo", str(f)]),
+        ("catalog", chips, ws / "long-cat.yaml", lambda f: ["chips", "--catalog", str(f)]),
+        ("profiles", yaml.safe_load((ws / "profiles.yaml").read_text()), ws / "long-p.yaml",
+         lambda f: ["--store", store, "score", "--profile", "fz-profile", "--profiles", str(f), "--draws", "5"]),
+        ("meta.json", meta_doc(), mroot / "fake" / "meta.json",
+         lambda f: ["--devices", str(ws / "devices.yaml"), "--store", none, "run", str(ws / "campaign.yaml"),
+                    "--dry-run", "--models-root", str(mroot)]),
+    ]
+
+    def cases():
+        for label, doc, f, argv_for in files:
+            variants = list(long_value_docs(doc))  # every node of the small files; 60 of the catalog's
+            seed, rng = _rng("long", 0)
+            for path, bad in (rng.sample(variants, n(60)) if len(variants) > n(60) else variants):
+                f.write_text(__import__("json").dumps(bad) if f.suffix == ".json" else yaml_dump(bad))
+                yield f"{seed} {label}{list(path)}", run_cli(argv_for(f)), False, False
+        rows = [list(RESULTS_HEADER)] + results_rows(random.Random(1), 2)
+        for j in range(len(RESULTS_HEADER)):
+            bad = [list(r) for r in rows]
+            bad[1][j] = LONG_VALUE
+            f = _write(ws / "long-rows.csv", _csv_text(bad))
+            shutil.copy(ws / "base.sqlite", ws / "long.sqlite")
+            yield f"csv[{RESULTS_HEADER[j]}]", run_cli(["--store", str(ws / "long.sqlite"), "results",
+                                                        "import", str(f), "--campaign", "c1"]), False, False
+        for argv in _long_flag_argvs(ws, store):
+            yield "flags", run_cli(argv), False, False
+    check("long value", cases())
+
+
+def _long_flag_argvs(ws: Path, store: str) -> list[list[str]]:
+    """Every free-text flag and argument of the CLI given a 100,000-character value."""
+    L, m, d = LONG_VALUE, str(ws / "models"), str(ws / "devices.yaml")
+    return [["--devices", d, "devices", L], ["--devices", L, "devices"], ["--store", L, "results"],
+            ["--store", store, "results", "--campaign", L], ["--store", store, "results", "compare", L, L],
+            ["--store", store, "results", "ops", L], ["--store", store, "report", "--campaign", L],
+            ["--store", store, "score", "--profile", L], ["--store", store, "advise", "--campaign", L],
+            ["--store", store, "advise", "--model", L, "--device", "local", "--models-root", m],
+            ["--store", store, "advise", "--model", "fake", "--device", L, "--models-root", m],
+            ["models", "show", L, "--root", m], ["models", "build", L, "--root", m], ["models", "analyze", L],
+            ["models", "add", "ok", "--model-file", L, "--root", m], ["models", "import", L],
+            ["models", "quantize", L, "--root", m], ["models", "build", "fake", "--lite-target", L, "--root", m],
+            ["--store", store, "power", "import", L, "--device", "local"],
+            ["--store", store, "power", "import", str(ws / "rows.csv"), "--device", L],
+            ["run", L], ["chips", "--catalog", L], ["--store", store, "report", "-o", L, "--campaign", "imp"],
+            ["results", "--format", L], [L], ["models", L], ["--devices", d, "devices", "--timeout", L],
+            ["--store", store, "results", "import", L]]
+
+
+def test_fuzz_swapped_values_and_misfit_tags(ws):
+    """The class of the last traceback (a zoo whose `builder` and `arch` values are swapped ->
+    KeyError in yamlio._scalar): every pair of values of a zoo entry swapped, and every explicit
+    standard tag on text it cannot construct (`!!bool foo`, `!!int`, `!!timestamp abc`), in each
+    YAML input: one line, exit 2, no traceback."""
+    import itertools
+    from fuzz_inputs import TAG_MISFITS, swap_values
+    zoo = yaml.safe_load((REPO / "models" / "zoo.yaml").read_text())
+    entry = next(e for e in zoo["models"] if e["id"] == "tiny_mlp")
+    f = ws / "swap-zoo.yaml"
+
+    def cases():
+        the_swap = {**entry, "builder": entry["builder"]["arch"]}  # the reported case, literally
+        the_swap["arch"] = entry["builder"]
+        variants = [the_swap]
+        keys = [("builder",), ("builder", "arch"), ("builder", "kwargs"), ("id",), ("seed",), ("inputs",),
+                ("tags",), ("inputs", 0, "shape"), ("inputs", 0, "dtype")]
+        for a, b in itertools.combinations(keys, 2):
+            import copy
+            d = copy.deepcopy(entry)
+            va, vb = copy.deepcopy(_get_path(d, a)), copy.deepcopy(_get_path(d, b))
+            if _set_path(d, a, vb) and _set_path(d, b, va):
+                variants.append(d)
+        for i, d in enumerate(variants):
+            _write(f, yaml.safe_dump({"models": [d]}))
+            yield f"swap{i}", run_cli(["models", "list", "--root", str(ws / "models"), "--zoo", str(f)]), False, False
+        for i in range(n(40)):
+            seed, rng = _rng("swap", i)
+            _write(f, yaml.safe_dump(swap_values({"models": [dict(entry)]}, rng)))
+            yield seed, run_cli(["models", "list", "--root", str(ws / "models"), "--zoo", str(f)]), False, False
+        for tag in TAG_MISFITS:
+            for label, text, argv in (
+                    ("zoo", f"models:\n  - id: {tag}\n", ["models", "list", "--zoo", str(f)]),
+                    ("devices", f"devices:\n  - id: x\n    chip: {tag}\n", ["--devices", str(f), "devices"]),
+                    ("campaign", f"name: {tag}\n", ["run", str(f), "--dry-run"])):
+                _write(f, text)
+                out = run_cli(argv)
+                yield f"{label} {tag}", out, False, False
+                assert out.code == 2, (label, tag, out.err)
+    check("swapped/tagged", cases())
+
+
+def _get_path(doc, path):
+    for k in path:
+        doc = doc[k]
+    return doc
+
+
+def _set_path(doc, path, value) -> bool:
+    """Set doc[path] = value; False when the path no longer exists (it was inside a swapped value)."""
+    try:
+        parent = _get_path(doc, path[:-1])
+        parent[path[-1]] = value
+        return True
+    except (KeyError, IndexError, TypeError):
+        return False
 
 
 # ------------------------------------------------------------------------------ model files

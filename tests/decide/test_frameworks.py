@@ -67,8 +67,8 @@ def test_advisor_sides_ignore_other_runtimes_and_note_says_it():
     note = frameworks.faster_runtime_note(rows, {r.job_id: trials(r.p50_ms, 2) for r in rows},
                                           "local", "m")
     assert note.startswith("information: ONNX Runtime (onnxruntime-cpu, fp32, t1) ran m")
-    assert "0.40\u00d7 the latency of paddle-inference-cpu fp32" in note
-    assert "the fastest Paddle configuration here is paddle-inference-cpu fp32 t1 at 10 ms" in note
+    assert "0.400\u00d7 the latency of paddle-inference-cpu fp32" in note  # 3 significant digits (fmt_num)
+    assert "the fastest Paddle configuration here is paddle-inference-cpu fp32 t1 at 10.0 ms" in note
     assert "The verdict compares processors, not runtimes." in note
 
 

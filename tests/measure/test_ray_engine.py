@@ -14,8 +14,8 @@ from lab.core import errors
 from lab.core.errors import ConfigError, DeviceError
 from lab.core.records import Device, Job
 from lab.measure import ray_engine as re_
-from lab.measure.ray_engine import (RemoteError, SyntheticExecutor, device_resource, materialize_models,
-                            node_resources, run_on_node)
+from lab.measure.ray_engine import SyntheticExecutor, device_resource, node_resources
+from lab.measure.ray_node import RemoteError, materialize_models, run_on_node
 
 
 def _job(i=0, device="dev-a"):

@@ -143,3 +143,22 @@ def test_reference_and_eval_inputs_after_timing(tmp_path):
     p, doc = run(tmp_path, "--model-file", model, "--input", "image.in:1x3x16x16:float32",
                  "--reference-inputs", tmp_path / "bad.npz", *FAST)
     assert p.returncode == 3 and "hold [x], the model wants [image.in]" in doc["error"]
+
+
+def test_trials_in_one_runner_process_fork_or_the_reason_not(tmp_path):
+    """--trials 2 --process fork: ONNX Runtime's module starts a thread when it is imported (1.32
+    here), so the runner may refuse to fork; then the trials are fresh processes and say why."""
+    model = tiny_cnn(tmp_path / "m.onnx")
+    out = tmp_path / "r.jsonl"
+    p = subprocess.run([sys.executable, str(ORT), "--model-file", str(model), "--input",
+                        "image.in:1x3x16x16:float32", *FAST, "--trials", "2", "--process", "fork",
+                        "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    docs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [d["ok"] for d in docs] == [True, True] and [d["config"]["seed"] for d in docs] == [0, 1]
+    for d in docs:
+        assert d["timings"]["import_ms"] > 0 and d["timings"]["load_ms"] > 0
+        if d["protocol"]["process"] == "fresh":
+            assert "process fork refused: the runner had" in d["notes"][0]
+        else:
+            assert d["protocol"]["process"] == "fork" and not d.get("notes")

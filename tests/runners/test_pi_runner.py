@@ -293,3 +293,33 @@ def test_pid_file_names_the_runner_process(tiny_models, tmp_path):
     assert proc.returncode == 0 and doc["ok"]
     assert int(pid_file.read_text()) == doc["env"]["pid"]
     assert doc["clock"]["name"] == "uptime" and doc["clock"]["steady_end"] >= doc["clock"]["steady_start"]
+
+
+@pytest.mark.slow
+def test_fork_job_cold_predictor_per_trial_after_one_import(tiny_models, tmp_path):
+    """--trials 3 --process fork (issue 23): paddle imported once by the runner, each trial's
+    predictor created in its own forked child; one document per trial, one per line."""
+    import numpy as np
+    np.savez(tmp_path / "ref.npz", **{"in:x": np.ones((2, 1, 16), "float32")})
+    out = tmp_path / "r.jsonl"
+    proc = subprocess.run([sys.executable, str(RUNNER), *map(str, _model_args(tiny_models, "json")),
+                           "--trials", "3", "--process", "fork", "--reference-inputs", str(tmp_path / "ref.npz"),
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    docs = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(docs) == 3 and all(d["ok"] for d in docs)
+    for d in docs:
+        _check_schema(d)
+        assert d["protocol"]["process"] == "fork" and not d.get("notes")  # one thread: fork allowed
+        assert d["timings"]["load_ms"] > 0 and d["timings"]["first_ms"] > 0
+    assert len({d["env"]["pid"] for d in docs}) == 3
+    assert len({d["timings"]["import_ms"] for d in docs}) == 1 and docs[0]["timings"]["import_ms"] > 100
+    assert [d["config"]["seed"] for d in docs] == [0, 1, 2]
+    assert ["outputs_check" in d for d in docs] == [False, False, True]
+    assert docs[2]["outputs_check"]["n"] == 2
+
+
+def test_one_fresh_trial_records_its_own_import(tiny_models, tmp_path):
+    proc, doc = run_runner(_model_args(tiny_models, "json"), tmp_path / "o.json")
+    assert proc.returncode == 0 and doc["protocol"]["process"] == "fresh"
+    assert doc["timings"]["import_ms"] > 100 and doc["memory"]["rss_source"] == "VmHWM"

@@ -168,6 +168,9 @@ def test_web_campaign_runs_beside_native_and_the_report_labels_it(ws):
     assert web["status"] == "ok" and web["processor"] == "gpu", web["error"]
     assert web["p50_ms"] > 0 and web["load_ms"] > 0 and web["first_ms"] > 0
     assert web["peak_rss_mb"] is None  # unknown, not zero
+    # issue 22: a software renderer makes the gpu row emulated; the native row keeps the device's verdict
+    assert web["identity"] == "emulated" and "software WebGL renderer (ANGLE" in web["identity_note"]
+    assert rows["paddle-inference-cpu"]["identity"] == "ok"
     from lab.results.store import Store
     store = Store(ws / "s.sqlite")
     try:

@@ -9,6 +9,7 @@ has a --max-seconds bound and every LoadGen run a max duration.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -72,7 +73,7 @@ def test_server_scenario_needs_a_rate_and_sanity_bound_is_stated():
     from lab.core.records import Job
     job = Job("j", "c", "local", "x", "m", "0", "serving-http", "cpu", "fp32", 1,
               options=(("scenario", "server"),))
-    with pytest.raises(ConfigError, match="needs target_qps"):
+    with pytest.raises(ConfigError, match="needs option 'target_qps'"):
         ServingOptions.from_job(job)
     assert sanity_bound(2, 1, 20.0) == pytest.approx(2 * 1000 / 20 * (1 + SANITY_MARGIN))
     assert sanity_bound(1, 1, None) is None
@@ -140,7 +141,7 @@ def test_local_sweep_of_mobilenet_1_and_2_instances_gives_a_qps_p99_curve(zoo, t
     two = next(r for r in rows if r["instances"] == 2)
     x = [{"x": np.random.RandomState(i).rand(1, 3, 224, 224).astype("float32")} for i in range(4)]
     spec = ServerSpec(name="mobilenet_v1", model_file=str(art.model_path), params_file=str(art.params_path),
-                      inputs=(("x", (-1, 3, 224, 224), "float32"),), instances=2, max_seconds=120)
+                      inputs=(("x", (-1, 3, 224, 224), "float32"),), instances=2, max_seconds=300)
     with LocalServer(spec, tmp_path / "confirm", ready_timeout=180) as srv:
         for attempt in range(2):  # one retry: on a shared box another process can take the CPU for seconds
             confirm = run_scenario(srv.url, "mobilenet_v1", x, LoadSettings("Server", target_qps=two["qps"],
@@ -188,6 +189,11 @@ def test_serving_rows_carry_the_reference_pass_agreement_and_a_constant_endpoint
     assert not any("agreement not checked" in n for n in prov["notes"])
     assert "outputs_check" not in prov["serving"] and "agreement" not in prov["serving"]
     assert bad["status"] == "ok" and bad["agree_ok"] is False and bad["agree_cosine_min"] == 0.0
+    # where the requests' time went (issue 23), stored on the row from the endpoint's statistics
+    for row in (good, bad):
+        assert 0 < row["endpoint_model_ms"] < row["endpoint_server_ms"] <= row["mean_ms"], row
+        assert all(row[f"endpoint_{k}_ms"] >= 0 for k in ("queue", "decode", "encode"))
+        assert row["endpoint_share"] == pytest.approx(1 - row["endpoint_model_ms"] / row["mean_ms"], rel=1e-6)
     (bad_prov,) = [r["provenance"] for r in _rows(tmp_path / "const" / "lab.sqlite")]
     assert any(n.startswith("output check FAILED against tiny_mlp@") for n in bad_prov["notes"])
 
@@ -341,7 +347,9 @@ def test_report_shows_the_qps_p99_curve_max_qps_and_cost_per_million(tmp_path):
     pts = [{"target_qps": q, "qps": q, "p50_ms": 5.0, "p90_ms": 8.0, "p99_ms": p99, "valid": v, "summary_path": ""}
            for q, p99, v in ((100, 12.0, True), (200, 30.0, True), (300, 400.0, False))]
     m = Measurement("s1", p50_ms=5.0, p90_ms=8.0, p99_ms=30.0, scenario="sweep", qps=200.0, latency_bound_ms=50.0,
-                    valid=True, instances=2, max_batch=1,
+                    valid=True, instances=2, max_batch=1, mean_ms=10.0, endpoint_queue_ms=1.5,
+                    endpoint_decode_ms=0.25, endpoint_model_ms=6.0, endpoint_encode_ms=0.25,
+                    endpoint_server_ms=8.5, endpoint_share=0.4,
                     provenance={"serving": {"sweep": {"points": pts, "max_qps": 200.0}}})
     store.finish_job("s1", "ok", measurement=m)
     html = render_html(build_report(store, ["srv"]))
@@ -350,3 +358,8 @@ def test_report_shows_the_qps_p99_curve_max_qps_and_cost_per_million(tmp_path):
     assert "Serving: QPS under a latency bound" in html and "Line chart of p99 latency against offered QPS" in html
     assert "Max QPS under 50 ms for" in html and "<b>200.0</b>" in html
     assert f"{cost_per_million(200.0, usd_h):.3f}" in html
+    # beside the QPS, where a request's time went (issue 23): the model dominates this one
+    split = html.split("Where a request's time goes")[1].split("</table>")[0]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", split)
+    assert cells[2:10] == ["200.0", "6.00", "0.25", "0.25", "0.50", "1.50", "1.50", "40 %"], cells
+    assert cells[10] == "the model (60%)"

@@ -282,6 +282,11 @@ def test_loadgen_server_run_at_modest_qps_is_valid(tiny_mlp, tmp_path):
     assert res.scenario == "Server" and res.latency_bound_ms == 1000 and res.instances == 1
     assert 14 <= res.qps <= 26 and res.queries >= 50
     assert 0 < res.p50_ms <= res.p90_ms <= res.p99_ms
+    # the endpoint's statistics around the run: exactly LoadGen's requests, each phase timed
+    sp = res.split
+    assert sp["requests"] == res.queries and 0 < sp["model_ms"] < sp["server_ms"] <= res.mean_ms, sp
+    assert sp["queue_ms"] + sp["decode_ms"] + sp["model_ms"] + sp["encode_ms"] <= sp["server_ms"] * 1.001
+    assert 0 < sp["endpoint_share"] < 1
     assert Path(res.summary_path).exists() and Path(res.detail_path).stat().st_size > 0
 
 
@@ -303,6 +308,8 @@ def test_sweep_converges_on_an_endpoint_whose_latency_rises_with_load(tmp_path):
     assert by_rate[10].valid and not by_rate[80].valid
     assert res.best is not None and res.best.p90_ms <= 150 and res.best.target_qps == res.max_qps
     assert len(res.points) <= 7
+    # the worker-thread path (--service-ms): the service time is the "model", waiting is queue
+    assert res.best.split["model_ms"] >= 20 and res.best.split["queue_ms"] > 0, res.best.split
 
 
 @pytest.mark.slow
