@@ -10,9 +10,10 @@ Stores (built here through the real Store API, one transaction per chunk):
 
 Each command runs as its own process (`python -m lab.cli ...`) with PYTHONPATH set to the tree, from
 a neutral folder; trees alternate and swap order every round, so a slow spell on the shared box hits
-both. Per run: wall seconds and the child's peak RSS (`os.wait4`, that child alone). Outputs go
-to a file (their size is reported; the trees' bytes differ where the newer tree has more fields:
-tests/commands/test_results_stream.py checks the streamed bytes against the list writer).
+both. Per run: wall seconds, the child's CPU seconds (user + sys) and peak RSS (`os.wait4`, that
+child alone). Outputs go to a file (their size is reported; the trees' bytes differ where the newer
+tree has more fields: tests/commands/test_results_stream.py checks the streamed bytes against the
+list writer).
 
     .venv/bin/python bench/reads.py --old /tmp/reads-base [--runs 3] [--rows 100000] [--json out.json]
 
@@ -122,8 +123,8 @@ def build_advise_model(models: Path) -> str:
     return "model_07"
 
 
-def run_once(tree: Path, argv: list[str], cwd: Path, out: Path) -> tuple[float, float]:
-    """(wall s, peak RSS MB) of `python -m lab.cli ARGV` from `tree`, stdout to `out`."""
+def run_once(tree: Path, argv: list[str], cwd: Path, out: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s, peak RSS MB) of `python -m lab.cli ARGV` from `tree`, stdout to `out`."""
     env = dict(os.environ, PYTHONPATH=str(tree), COLUMNS="120")
     with open(out, "wb") as fh:
         t0 = time.perf_counter()
@@ -135,7 +136,7 @@ def run_once(tree: Path, argv: list[str], cwd: Path, out: Path) -> tuple[float, 
         p.returncode = os.waitstatus_to_exitcode(status)
     if p.returncode != 0:
         raise SystemExit(f"{tree}: lab {' '.join(argv)} exited {p.returncode}: {err.decode()[-500:]}")
-    return wall, usage.ru_maxrss / 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def commands(work: Path, model: str) -> dict[str, list[str]]:
@@ -159,19 +160,21 @@ def measure(trees: dict[str, Path], work: Path, runs: int, only: list[str] | Non
     model = build_advise_model(work / "models")
     cmds = {k: v for k, v in commands(work, model).items() if not only or k in only}
     (work / "out").mkdir(exist_ok=True)
-    figs = {c: {t: {"wall_s": [], "peak_rss_mb": []} for t in trees} for c in cmds}
+    figs = {c: {t: {"wall_s": [], "cpu_s": [], "peak_rss_mb": []} for t in trees} for c in cmds}
     for name, argv in cmds.items():
         for i in range(runs):
             order = list(trees.items()) if i % 2 == 0 else list(trees.items())[::-1]
             for label, tree in order:
                 out = work / "out" / f"{name}-{label}.txt"
-                wall, rss = run_once(tree, argv, work, out)
+                wall, cpu, rss = run_once(tree, argv, work, out)
                 figs[name][label]["wall_s"].append(round(wall, 3))
+                figs[name][label]["cpu_s"].append(round(cpu, 3))
                 figs[name][label]["peak_rss_mb"].append(round(rss, 1))
                 figs[name][label]["output_bytes"] = out.stat().st_size
         for label in trees:
             f = figs[name][label]
             f["median_wall_s"] = round(statistics.median(f["wall_s"]), 3)
+            f["median_cpu_s"] = round(statistics.median(f["cpu_s"]), 3)
             f["max_peak_rss_mb"] = max(f["peak_rss_mb"])
         print(json.dumps({name: figs[name]}), flush=True)
     return {"figures": figs}

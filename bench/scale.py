@@ -126,8 +126,9 @@ def overhead(store_path: Path, t0: float) -> dict:
 
 
 def fill(store_path: Path, rows: int) -> dict:
-    """Copies of the campaign's measured jobs (same figures and samples, new ids and campaigns)
-    through the store's own write path until the store holds `rows` rows."""
+    """Copies of the campaign's measured jobs (same figures and samples, new ids, the same
+    campaign: `lab report --campaign scale` reads them all) through the store's own write path
+    until the store holds `rows` rows."""
     store = Store(store_path)
     base = [r for r in store.results("scale") if r.status == "ok"]
     samples = store.all_samples([r.job_id for r in base])
@@ -137,7 +138,7 @@ def fill(store_path: Path, rows: int) -> dict:
     while have < rows:
         k += 1
         batch = base[: rows - have]
-        jobs = [Job(job_id=f"{r.job_id}-c{k}", campaign=f"scale-copy{k}", device=r.device, chip=r.chip,
+        jobs = [Job(job_id=f"{r.job_id}-c{k}", campaign="scale", device=r.device, chip=r.chip,
                     model=r.model, model_sha256=r.model_sha256, backend=r.backend, processor=r.processor,
                     precision=r.precision, threads=r.threads) for r in batch]
         store.plan_jobs(jobs)
@@ -152,14 +153,20 @@ def fill(store_path: Path, rows: int) -> dict:
     return {"rows": have, "store_commits_per_s": round((have - len(base)) / max(1e-9, secs), 1)}
 
 
-def reads(store_path: Path, tmp: Path) -> dict:
-    out = {}
+def reads(store_path: Path, tmp: Path, limit_s: float) -> dict:
+    """The readers as a user runs them, each bounded by `limit_s` (a reader past it is killed and
+    reported as such, never waited for)."""
+    out: dict = {}
     for name, argv in (("results_json_s", ["results", "--format", "json"]),
                        ("results_csv_s", ["results", "--format", "csv"]),
-                       ("report_s", ["report", "-o", str(tmp / "report" / "index.html")])):
+                       ("report_s", ["report", "--campaign", "scale", "-o", str(tmp / "report" / "index.html")])):
         t0 = time.perf_counter()
-        res = subprocess.run([LAB, "--store", str(store_path), *argv], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True, timeout=600)
+        try:
+            res = subprocess.run([LAB, "--store", str(store_path), *argv], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True, timeout=limit_s, check=False)
+        except subprocess.TimeoutExpired:
+            out[name] = f"> {limit_s:g} (killed)"
+            continue
         out[name] = round(time.perf_counter() - t0, 2)
         if res.returncode != 0:
             out[name.replace("_s", "_exit")] = f"{res.returncode}: {res.stderr.strip()[-300:]}"
@@ -173,6 +180,7 @@ def main() -> int:
     ap.add_argument("--warmup-seconds", type=float, default=4.0, help="replayed warm-up per job (device time)")
     ap.add_argument("--min-iters", type=int, default=30, help="samples kept per job")
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--read-limit-s", type=float, default=300.0, help="each reader is killed after this")
     ap.add_argument("--keep", help="work directory to keep (default: a temporary one, removed)")
     args = ap.parse_args()
     tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="hwlab-scale-"))
@@ -184,7 +192,7 @@ def main() -> int:
         with Farm([f"sim-{i:04d}" for i in range(args.devices)], workers=3) as farm:
             fig.update(campaign(prep, store_path, farm.address, args.devices, tmp / "models"))
         fig.update(fill(store_path, args.rows))
-        fig.update(reads(store_path, tmp))
+        fig.update(reads(store_path, tmp, args.read_limit_s))
         fig.update(devices=args.devices, nodes=4)
         print(json.dumps(fig))
         for k, v in fig.items():

@@ -17,6 +17,9 @@ from lab import commands
 from lab.core.errors import ConfigError, LabError
 
 
+GLOBAL_OPTIONS = ("--devices", "--store", "--models-root")  # before or after the command, alike
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # usage errors: one line, exit 2
         from lab.core.textsafe import clip, one_line
@@ -36,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="device inventory (default ./devices.yaml)")
     parser.add_argument("--store", default="results/lab.sqlite", metavar="PATH",
                         help="results store (default results/lab.sqlite)")
+    parser.add_argument("--models-root", default="models", metavar="DIR",
+                        help="where built models live (default ./models)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):  # helpers of a command (e.g. _models_quant under `models`)
@@ -49,14 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_globals(parser: argparse.ArgumentParser) -> None:
-    """Accept --devices/--store after the subcommand too (`lab results --store X`); SUPPRESS keeps
-    the root parser's value when they are not given there."""
+    """Accept --devices/--store/--models-root after the subcommand too (`lab results --store X`),
+    alike before it; SUPPRESS keeps the root parser's value when they are not given there."""
     parser.allow_abbrev = False  # `--resum` must not silently mean `--resume`
     have = {opt for action in parser._actions for opt in action.option_strings}
-    if "--devices" not in have:
-        parser.add_argument("--devices", default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
-    if "--store" not in have:
-        parser.add_argument("--store", default=argparse.SUPPRESS, metavar="PATH", help=argparse.SUPPRESS)
+    for opt in GLOBAL_OPTIONS:
+        if opt not in have:
+            parser.add_argument(opt, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():

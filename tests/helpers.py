@@ -125,3 +125,29 @@ def default_signals() -> None:
     for sig in sigs:
         signal.signal(sig, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, sigs)  # a parent's blocked mask is inherited too
+
+
+def signal_masks(pid: int) -> dict[str, int]:
+    """The signal masks of a live process from /proc/PID/status: SigCgt (caught), SigBlk
+    (blocked), SigIgn (ignored), each as an int whose bit (signum - 1) is that signal."""
+    masks = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            if key in ("SigCgt", "SigBlk", "SigIgn"):
+                masks[key] = int(value.strip(), 16)
+    return masks
+
+
+def assert_receives(pid: int, *sigs: int) -> None:
+    """An interrupt test's precondition: the lab catches each signal and neither blocks nor ignores
+    it. A lab that cannot receive SIGINT (blocked or ignored, inherited from a suite run in the
+    background) looks exactly like one whose job finished ok."""
+    import signal
+    masks = signal_masks(pid)
+    for sig in sigs:
+        bit = 1 << (int(sig) - 1)
+        name = signal.Signals(sig).name
+        assert masks["SigCgt"] & bit, f"pid {pid} does not catch {name}: {masks}"
+        assert not masks["SigBlk"] & bit, f"pid {pid} blocks {name}: {masks}"
+        assert not masks["SigIgn"] & bit, f"pid {pid} ignores {name}: {masks}"

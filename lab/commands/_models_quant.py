@@ -52,11 +52,11 @@ def _log(msg: str) -> None:
 
 def cmd_quantize(args) -> int:
     from lab.models import quantize
-    r = quantize.quantize(args.id, args.root, algo=args.algo, calib_batches=args.calib_batches,
+    r = quantize.quantize(args.id, args.models_root, algo=args.algo, calib_batches=args.calib_batches,
                           calib_data=args.calib_data, engine=args.engine, force=args.force,
                           log=_log)
     from lab.models.artifact import read_meta
-    q = read_meta(r.artifact.id, args.root).quantization
+    q = read_meta(r.artifact.id, args.models_root).quantization
     sizes = q["size_bytes"]
     print(f"{r.artifact.id}: {'reused' if r.reused else f'quantised in {r.seconds:.1f} s'}, "
           f"params {sizes['fp32_params'] / 1e6:.1f} MB -> {sizes['int8_params'] / 1e6:.1f} MB, "
@@ -72,7 +72,7 @@ def cmd_quantize(args) -> int:
 def cmd_accuracy(args) -> int:
     from lab.models import accuracy
     from lab.models.artifact import load_artifact
-    art = load_artifact(args.id, args.root)
+    art = load_artifact(args.id, args.models_root)
     acc = accuracy.measure(art, eval_data=args.eval_data)
     if args.format == "json":
         print(json.dumps(acc.to_dict()))
@@ -86,16 +86,16 @@ def cmd_agreement(args) -> int:
     from lab.models import agreement
     from lab.models.artifact import load_artifact, update_meta
     from lab.core.errors import ConfigError
-    art = load_artifact(args.id, args.root)
+    art = load_artifact(args.id, args.models_root)
     ref_id = args.against or art.parent
     if not ref_id:
         raise ConfigError(f"model {art.id!r} has no parent", fix="pass --against REF_ID")
-    ref = load_artifact(ref_id, args.root)
+    ref = load_artifact(ref_id, args.models_root)
     precision = args.precision or art.tags.get("precision") or "fp32"
     files = (art.pdmodel_path, art.legacy_pdiparams_path) if art.pdmodel_path else \
         (art.model_path, art.params_path)
     ag = agreement.check_host(files, ref, precision)
-    update_meta(art.id, args.root, agreement=ag.to_dict(),
+    update_meta(art.id, args.models_root, agreement=ag.to_dict(),
                 status="ok" if ag.passed else "failed")
     print(f"{art.id} vs {ref_id}: agreement {agreement.summary(ag)}")
     return 0 if ag.passed else 1

@@ -5,6 +5,7 @@ not pay for them, and the advise path never imports paddle, pandas or matplotlib
 """
 from __future__ import annotations
 
+import argparse
 import sys
 
 from lab.commands import argtypes
@@ -29,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--power-budget-w", type=argtypes.positive, metavar="W", help="power budget in watts")
     p.add_argument("--measure", action="store_true",
                    help="first run a short campaign on the device through the scheduler, then answer")
-    p.add_argument("--models-root", default="models", help="where built models live (default models/)")
+    p.add_argument("--models-root", metavar="DIR", default=argparse.SUPPRESS,  # lab.cli's default
+                   help="where built models live (default ./models)")
     p.add_argument("--format", choices=["text", "json"], default="text")
     p.set_defaults(func=cmd_advise)
 

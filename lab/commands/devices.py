@@ -38,6 +38,10 @@ def cmd_devices(args) -> int:
                 print(clean(r.to_text()))
             from lab.runtimes.registry import runtime_sources
             print("runtimes found: " + "; ".join(clean(s.line()) for s in runtime_sources()))
+            if any(d.transport == "local" for d in chosen):  # this host: each path ready or its command
+                from lab.devices.readiness import deployment_paths
+                print("deployment paths on this host (local):")
+                print("\n".join(clean(p.line()) for p in deployment_paths()))
         return 0 if all(r.reachable for r in reports) else 1
     rows = [{"id": d.id, "chip": d.chip, "transport": d.transport, "enabled": d.enabled,
              "address": _address(d), "tags": list(d.tags), "source": f"{d.source}:{d.line}"} for d in devices]

@@ -16,9 +16,8 @@ from lab.core.errors import ConfigError
 
 def _common(parser, top: bool = False) -> None:
     """--root/--models-root and --zoo, accepted before or after the action."""
-    parser.add_argument("--root", dest="root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    parser.add_argument("--models-root", dest="root", metavar="DIR",
-                        default="models" if top else argparse.SUPPRESS,
+    parser.add_argument("--root", dest="models_root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--models-root", metavar="DIR", default=argparse.SUPPRESS,  # lab.cli's default
                         help="where built models live (default ./models)")
     parser.add_argument("--zoo", metavar="PATH", default=None if top else argparse.SUPPRESS,
                         help="zoo file (default <root>/zoo.yaml, else the lab's own)")
@@ -98,7 +97,7 @@ def cmd_build(args) -> int:
     from lab.models.artifact import load_artifact
     from lab.models.build import build
     from lab.models.zoo import default_zoo_path, load_zoo, suggest
-    zoo_path = args.zoo or default_zoo_path(args.root)
+    zoo_path = args.zoo or default_zoo_path(args.models_root)
     zoo = load_zoo(zoo_path)
     if args.all and args.ids:
         raise ConfigError("give model ids or --all, not both")
@@ -106,14 +105,14 @@ def cmd_build(args) -> int:
     if not ids:
         raise ConfigError("no model to build", fix=f"name ids ({', '.join(zoo)}) or pass --all")
     # Quantised and registered models are not in the zoo: accepted when built (--lite-target).
-    unknown = [m for m in ids if m not in zoo and not (Path(args.root) / m / "meta.json").is_file()]
+    unknown = [m for m in ids if m not in zoo and not (Path(args.models_root) / m / "meta.json").is_file()]
     if unknown:
         raise ConfigError(f"unknown model(s) {', '.join(map(repr, unknown))}", path=str(zoo_path),
-                          fix=suggest(unknown[0], args.root) + f"zoo models: {', '.join(zoo)}")
+                          fix=suggest(unknown[0], args.models_root) + f"zoo models: {', '.join(zoo)}")
     converted = web = onnx = 0
     for mid in ids:
-        art = (build(mid, args.root, zoo_path=zoo_path, force=args.force, log=_log)
-               if mid in zoo else load_artifact(mid, args.root))
+        art = (build(mid, args.models_root, zoo_path=zoo_path, force=args.force, log=_log)
+               if mid in zoo else load_artifact(mid, args.models_root))
         for target in args.lite_target:
             from lab.convert import lite as lite_convert  # on demand: opt's venv, paddle
             lite_convert.convert(art, target)
@@ -126,7 +125,7 @@ def cmd_build(args) -> int:
             from lab.convert import paddlejs
             paddlejs.convert(art, force=args.force, log=_log)
             web += 1
-    print(f"built {len(ids)} model(s) under {args.root}/" +
+    print(f"built {len(ids)} model(s) under {args.models_root}/" +
           (f", {converted} Paddle Lite conversion(s)" if converted else "") +
           (f", {onnx} ONNX export(s)" if onnx else "") + (f", {web} Paddle.js model(s)" if web else ""))
     return 0
@@ -143,7 +142,7 @@ def _fmt_int(n) -> str:
 
 def cmd_list(args) -> int:
     from lab.models.artifact import list_models
-    rows = list_models(args.root, args.zoo)
+    rows = list_models(args.models_root, args.zoo)
     if args.format == "json":
         print(jsonio.dumps([{"id": r.id, "source": r.source, "built": r.built, "flops": r.flops,
                     "params": r.params, "sha256": r.sha256, "note": r.note or None,
@@ -163,7 +162,7 @@ def cmd_list(args) -> int:
 def cmd_add(args) -> int:
     from lab.models.user import add_user_model, parse_input_arg
     inputs = [parse_input_arg(text) for text in args.input]
-    art = add_user_model(args.id, args.model_file, args.params_file, inputs, args.root,
+    art = add_user_model(args.id, args.model_file, args.params_file, inputs, args.models_root,
                          zoo_path=args.zoo)
     print(f"registered {art.id} ({art.model_format}) under {art.dir}/, sha256 {art.sha256[:12]}, "
           f"MACs {_fmt_int(art.flops)}, params {_fmt_int(art.params)}")
@@ -174,7 +173,7 @@ def cmd_import(args) -> int:
     from lab.convert import onnx_in
     from lab.models.user import parse_input_arg
     inputs = [parse_input_arg(text) for text in args.input]
-    art = onnx_in.import_onnx(args.file, args.name, inputs, args.root, zoo_path=args.zoo,
+    art = onnx_in.import_onnx(args.file, args.name, inputs, args.models_root, zoo_path=args.zoo,
                               force=args.force, log=_log)
     meta = json.loads((art.dir / "meta.json").read_text())["onnx_import"]
     agree = meta["agreement"]
@@ -187,7 +186,7 @@ def cmd_import(args) -> int:
 
 def cmd_show(args) -> int:
     from lab.models.artifact import load_artifact
-    art = load_artifact(args.id, args.root)
+    art = load_artifact(args.id, args.models_root)
     meta = jsonio.load_file(art.dir / "meta.json", what="model meta")
     print(jsonio.dumps(meta, indent=1, sort_keys=True))
     return 0
@@ -204,7 +203,7 @@ def cmd_analyze(args) -> int:
             raise ConfigError(f"model file {target} does not exist")
         res = analysis.analyze(target)
     else:
-        art = load_artifact(args.target, args.root)
+        art = load_artifact(args.target, args.models_root)
         if args.legacy:
             if art.pdmodel_path is None:
                 raise ConfigError(f"model {art.id!r} has no legacy .pdmodel")

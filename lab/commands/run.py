@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from lab.commands import argtypes
+import argparse
 import sys
 
 from lab.core.errors import ConfigError
@@ -23,7 +24,8 @@ def register(sub) -> None:
     p.add_argument("--address", default="auto", help="Ray address for --engine ray (auto | host:port)")
     p.add_argument("--max-parallel", type=argtypes.integer(1, 1024, what="a device count"), default=8, metavar="N", help="devices measured at once")
     p.add_argument("--retries", type=argtypes.integer(0, 100, what="a retry count"), default=2, help="retries for transient device errors")
-    p.add_argument("--models-root", default="models", help="where built models live (default models/)")
+    p.add_argument("--models-root", metavar="DIR", default=argparse.SUPPRESS,  # lab.cli's default
+                   help="where built models live (default ./models)")
     p.add_argument("--no-progress", action="store_true",
                    help="no live view: one line per job start and end instead (what a pipe gets)")
     p.add_argument("--dry-run", action="store_true", help="print the plan and exit")
@@ -40,8 +42,11 @@ def cmd_run(args) -> int:
     for ex in prep.excluded:
         _log(f"not planned: {ex.model} on {ex.device} with {ex.backend}: {ex.reason}")
     if not prep.jobs:
+        first = prep.excluded[0] if prep.excluded else None  # its reason names what to install
         raise ConfigError("the campaign plans no runnable job", path=prep.spec.path,
-                          fix="check devices and backends: see the 'not planned' lines above")
+                          fix=(f"{first.backend} on {first.device}: {first.reason}" if first else
+                               "check devices and backends") +
+                          ("; see the 'not planned' lines above" if len(prep.excluded) > 1 else ""))
     if args.dry_run:
         return _dry_run(args, prep)
     from lab.measure.locks import DeviceLocks

@@ -30,9 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--catalog", metavar="PATH", default=None, help="chip catalog YAML (default: built-in)")
     p.add_argument("--profiles", metavar="PATH", default=None,
                    help="extra profiles YAML (added to, and overriding, the built-in ones)")
-    p.add_argument("--models-root", dest="models_dir", metavar="DIR", default="models",
+    p.add_argument("--models-root", metavar="DIR", default=argparse.SUPPRESS,
                    help="where models/<id>/meta.json give FLOPs for utilisation (default ./models)")
-    p.add_argument("--models-dir", dest="models_dir", help=argparse.SUPPRESS)  # old spelling
+    p.add_argument("--models-dir", dest="models_root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
     p.add_argument("--draws", type=argtypes.integer(1, 100_000, what="a draw count"), default=1000, help="Monte Carlo weight draws (default 1000)")
     p.add_argument("--seed", type=argtypes.integer(0, 2 ** 32 - 1, what="a seed"), default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--format", choices=("table", "json"), default="table")
@@ -141,7 +141,7 @@ def run(args) -> int:
     profile = profiles[args.profile]
     catalog = load_catalog(args.catalog)
     rows, note = load_rows(args.store, args.campaign)
-    flops = load_model_flops(args.models_dir)
+    flops = load_model_flops(args.models_root)
     results = score_chips(catalog, profile, rows, flops=flops, draws=args.draws, seed=args.seed)
     if args.format == "json":
         print(jsonio.dumps([r.to_json() for r in results], indent=2))

@@ -52,10 +52,10 @@ def requirement(dist: str) -> str:
     return dist
 
 
-def install_command(module: str) -> str:
-    """The one command that installs what `import module` needs, for this interpreter."""
-    dist = PACKAGES.get(module, (module, ""))[0]
-    return f"{sys.executable} -m pip install '{requirement(dist)}'"
+def install_command(*modules: str) -> str:
+    """The one command that installs what importing `modules` needs, for this interpreter."""
+    reqs = " ".join(f"'{requirement(PACKAGES.get(m, (m,))[0])}'" for m in modules)
+    return f"{sys.executable} -m pip install {reqs}"
 
 
 def missing(module: str) -> str | None:

@@ -261,6 +261,8 @@ def _device_runtimes(rep: ProbeReport, py: dict[str, Any], device, python_exit: 
     if python_exit and crashed:
         rep.notes.append(f"the device's Python exited {python_exit} importing {crashed[0]} "
                          f"({'a segmentation fault' if python_exit in ('139', '-11') else 'a native crash'})")
+    if device.transport == "local":
+        return  # this host: `lab devices --check local` lists its deployment paths (lab.devices.readiness)
     keys = {"paddlepaddle": "paddle", "onnxruntime": "onnxruntime", "paddlelite": "paddlelite"}
     modules = {wheel: py.get(k) for wheel, k in keys.items()}
     errors = {wheel: py.get(k + "_error") for wheel, k in keys.items() if py.get(k + "_error")}

@@ -180,6 +180,8 @@ class AgentExecutor:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
+        self._discover_lock = threading.Lock()
+        self._discovered_at = -1e9
         self.discover()
         threading.Thread(target=self._flush_loop, name="ray-flusher", daemon=True).start()
 
@@ -187,22 +189,29 @@ class AgentExecutor:
         """An agent on every live node that advertises devices and has none yet (a node that
         joined mid-run, a replacement host, is picked up when a device asks for it)."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        for node in self.ray.nodes():
-            res = {k for k in (node.get("Resources") or {}) if k.startswith(RESOURCE_PREFIX)}
-            nid = node.get("NodeID")
-            with self._lock:
-                known = nid in self.agents
-            if not node.get("Alive") or not res or known:
-                continue
-            handle = self._agent_cls.options(
-                num_cpus=0, max_concurrency=4, max_restarts=0,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
-            ).remote(self.models_root, self.node_executor)
-            agent = _Agent(nid, res, handle)
-            with self._lock:
-                self.agents[nid] = agent
-            threading.Thread(target=self._collect, args=(agent,), name=f"ray-poll-{nid[:8]}",
-                             daemon=True).start()
+        with self._discover_lock:  # one device thread asks the GCS; the others reuse its answer
+            if time.monotonic() - self._discovered_at < self.poll_s:
+                return
+            nodes = self.ray.nodes()
+            self._discovered_at = time.monotonic()
+            for node in nodes:
+                self._start_agent(node, NodeAffinitySchedulingStrategy)
+
+    def _start_agent(self, node: dict, affinity) -> None:
+        """An agent pinned to `node` if it is alive, advertises devices and has none yet."""
+        res = {k for k in (node.get("Resources") or {}) if k.startswith(RESOURCE_PREFIX)}
+        nid = node.get("NodeID")
+        with self._lock:
+            known = nid in self.agents
+        if not node.get("Alive") or not res or known:
+            return
+        handle = self._agent_cls.options(num_cpus=0, max_concurrency=4, max_restarts=0,
+                                         scheduling_strategy=affinity(nid, soft=False),
+                                         ).remote(self.models_root, self.node_executor)
+        agent = _Agent(nid, res, handle)
+        with self._lock:
+            self.agents[nid] = agent
+        threading.Thread(target=self._collect, args=(agent,), name=f"ray-poll-{nid[:8]}", daemon=True).start()
 
     def _route(self, resource: str) -> _Agent | None:
         with self._lock:

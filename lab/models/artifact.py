@@ -166,7 +166,9 @@ class ModelArtifact:
     def model_path(self) -> Path:
         """The file Paddle Inference should load: the .json when there is one, else the .pdmodel."""
         path = self.json_path or self.pdmodel_path
-        assert path is not None
+        if path is None:  # a meta.json that names no model file (hand-written or damaged)
+            raise ConfigError(f"model {self.id!r}: its meta.json names no model file",
+                              path=str(self.dir / "meta.json"), fix=f"build or add {self.id!r} again")
         return path
 
     @property

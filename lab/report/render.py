@@ -112,6 +112,7 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
                  now: datetime | None = None, allow_different: tuple[str, ...] = ()) -> Report:
     _check_campaigns(store, campaigns, baseline)
     all_rows = store.results(campaigns)
+    store.provenances(r.job_id for r in all_rows)  # one query; the sections' provenance() reads it
     specs = {c: store.campaign_spec(c) for c in campaigns}
     rep = Report(title=title or f"hwlab chip comparison: {', '.join(campaigns)}", campaigns=list(campaigns),
                  generated_at=(now or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M UTC"),

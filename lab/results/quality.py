@@ -48,6 +48,9 @@ WIDE_CI_REL = 0.10  # CI half-width / median above which a CI is "wide"
 NOT_REPRESENTATIVE = ("emulated", "identity_mismatch", "simulated")
 FLAGS = (*NOT_REPRESENTATIVE, "not_converged", "wide_ci", "throttled", "busy_host",
          "agreement_uninformative")
+# `identity` values (written by lab.devices.identity) that are not the chip: flag, default reason
+IDENTITY_FLAGS = {"emulated": ("emulated", "the device is emulated or virtualised"),
+                  "mismatch": ("identity_mismatch", "the hardware found is not the chip named")}
 LABELS = {"emulated": "emulated", "identity_mismatch": "identity mismatch", "simulated": "simulated",
           "not_converged": "not converged", "wide_ci": "wide CI", "throttled": "throttled",
           "busy_host": "busy host", "agreement_uninformative": "agreement uninformative"}
@@ -78,12 +81,10 @@ def identity_quality(m: Any) -> Quality:
         flags.append("simulated")
         reasons.append("simulated: latencies replayed by a simulated runtime, not measured on any "
                        "device")
-    if ident == "emulated":
-        flags.append("emulated")
-        reasons.append("emulated: " + (note or "the device is emulated or virtualised"))
-    elif ident == "mismatch":
-        flags.append("identity_mismatch")
-        reasons.append("identity mismatch: " + (note or "the hardware found is not the chip named"))
+    if ident in IDENTITY_FLAGS:
+        flag, default = IDENTITY_FLAGS[ident]
+        flags.append(flag)
+        reasons.append(f"{LABELS[flag]}: " + (note or default))
     return Quality(tuple(flags), tuple(reasons))
 
 
@@ -92,7 +93,7 @@ def representative(m: Any) -> bool:
     its identity check, not simulated. Unchecked (None) and skipped identities are representative.
     (`identity_quality` without building its reasons: every reader calls this once per row.)"""
     return (getattr(m, "source", None) != "simulated"
-            and getattr(m, "identity", None) not in ("emulated", "mismatch"))
+            and getattr(m, "identity", None) not in IDENTITY_FLAGS)
 
 
 def identity_skipped(m: Any) -> str | None:

@@ -184,6 +184,12 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _provenance(cells: Any) -> dict[str, Any]:
+    prov = _json_cell(cells[0], {})
+    prov["notes"] = [str(n) for n in _json_cell(cells[1], [])]
+    return prov
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -199,6 +205,7 @@ class Store:
         from lab.core.errors import ConfigError
         self.path = Path(path)
         self.readonly = readonly
+        self._prov: dict[str, dict[str, Any]] = {}  # provenances() of a read-only store
         if (readonly or not create) and not self.path.is_file():
             raise ConfigError("no results store here", path=str(path),
                               fix="run a campaign first with `lab run campaigns/demo.yaml`, or pass --store PATH")
@@ -516,14 +523,26 @@ class Store:
 
     @_guarded
     def provenance(self, job_id: str) -> dict[str, Any]:
+        """What made a job's figures (runner JSON, commands, env) and its notes; {} if not measured."""
+        if job_id in self._prov:  # read by provenances() on a read-only store
+            return dict(self._prov[job_id])
         with self._lock:
             row = self._db.execute("SELECT provenance_json, notes_json FROM measurements WHERE job_id=?",
                                    (job_id,)).fetchone()
-        if not row:
-            return {}
-        prov = _json_cell(row[0], {})
-        prov["notes"] = [str(n) for n in _json_cell(row[1], [])]
-        return prov
+        return _provenance(row) if row else {}
+
+    @_guarded
+    def provenances(self, job_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """provenance() of many jobs in one query (a report reads every row's: one query, not
+        one per row). On a read-only store they are kept, so later provenance() calls are free."""
+        sql = ("SELECT job_id, provenance_json, notes_json FROM measurements "
+               "WHERE job_id IN (SELECT value FROM json_each(?))")
+        with self._lock:
+            rows = self._db.execute(sql, (json.dumps(sorted(set(job_ids))),)).fetchall()
+        out = {r[0]: _provenance(r[1:]) for r in rows}
+        if self.readonly:
+            self._prov.update(out)
+        return out
 
     @_guarded
     def op_profile(self, job_id: str) -> list[OpRow]:

@@ -133,22 +133,21 @@ def plan_options(options: tuple[tuple[str, Any], ...], path: str | None = None,
     return tuple(sorted(given.items()))
 
 
-HOST_MODULES = (("mlperf_loadgen", "mlcommons-loadgen>=6.0"),)  # LoadGen runs on the lab host
-ENDPOINT_MODULES = (("starlette", "starlette>=0.37"), ("uvicorn", "uvicorn>=0.29"))  # the runner's
+HOST_MODULES = ("mlperf_loadgen",)  # LoadGen runs on the lab host
+ENDPOINT_MODULES = ("starlette", "uvicorn")  # the runner's
 
 
 def unavailable_reason(device) -> str | None:
     """Why serving cannot run from this lab host on `device`, as far as planning can tell cheaply:
     LoadGen here, and the endpoint's web stack where the device is this interpreter."""
-    import importlib.util
     import sys
-    need = list(HOST_MODULES)
-    if device.transport == "local" and device_python(device) == sys.executable:
-        need += ENDPOINT_MODULES
-    missing = [pkg for mod, pkg in need if importlib.util.find_spec(mod) is None]
+    from lab.core import optional
+    need = HOST_MODULES + (ENDPOINT_MODULES if device.transport == "local" and
+                           device_python(device) == sys.executable else ())
+    missing = [m for m in need if optional.missing(m)]
     if missing:
-        return (f"serving-http needs {', '.join(missing)} in the lab's Python: "
-                f"{sys.executable} -m pip install " + " ".join(f"'{m}'" for m in missing))
+        return (f"serving-http needs {', '.join(optional.PACKAGES[m][0] for m in missing)} in the lab's "
+                f"Python: {optional.install_command(*missing)}")
     return None
 
 

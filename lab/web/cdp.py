@@ -59,7 +59,8 @@ def find_chromium() -> str:
         if not (os.path.isfile(env) and os.access(env, os.X_OK)):
             raise ConfigError(f"{ENV_BROWSER}={env} is not an executable file")
         return env
-    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+    from lab.devices.readiness import CHROMIUM_NAMES
+    for name in CHROMIUM_NAMES:
         found = shutil.which(name)
         if found:
             return found

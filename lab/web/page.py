@@ -62,6 +62,10 @@ class PageProtocol:
 
 def device_refusal(dev) -> str | None:
     """Why the browser backends cannot run on `dev` (None when they can); checked at planning."""
+    from lab.core import optional
+    gone = [m for m in ("websocket", "psutil") if optional.missing(m)]  # the lab host drives the page
+    if gone:
+        return f"{optional.missing(gone[0])}: {optional.install_command(*gone)}"
     if dev.transport == "local":
         try:
             cdp.find_chromium()

@@ -16,14 +16,14 @@ NUMPY_VERSION=2.3.5
 RECIPE="arm64 bookworm minbase python3,openssh-server,procps paddlepaddle==$PADDLE_VERSION onnxruntime==$ORT_VERSION numpy==$NUMPY_VERSION v1"
 dst="$BOARDS_CACHE/$BOARD_NAME"
 
+ensure_host_packages
+ensure_binfmt qemu-aarch64  # also for a cached board: binfmt_misc is gone after a reboot
 if [ "${1:-}" != --force ] && board_current "$BOARD_NAME" "$RECIPE"; then
   echo "$dst"; exit 0
 fi
-ensure_host_packages
-ensure_binfmt qemu-aarch64
 start=$(date +%s)
 stage="$dst.tmp"
-refuse_if_mounted "$stage"
+release_mounts "$stage"
 rm -rf "$stage"
 mkdir -p "$stage"
 log "debootstrap bookworm arm64 (about 6 min)"

@@ -11,14 +11,14 @@ BOARD_NAME=armhf
 RECIPE="armhf bookworm busybox-static dropbear-bin v2"
 dst="$BOARDS_CACHE/$BOARD_NAME"
 
+ensure_host_packages
+ensure_binfmt qemu-arm  # also for a cached board: binfmt_misc is gone after a reboot
 if [ "${1:-}" != --force ] && board_current "$BOARD_NAME" "$RECIPE"; then
   echo "$dst"; exit 0
 fi
-ensure_host_packages
-ensure_binfmt qemu-arm
 start=$(date +%s)
 stage="$dst.tmp"
-refuse_if_mounted "$stage"
+release_mounts "$stage"
 rm -rf "$stage"
 mkdir -p "$stage/debs"
 log "downloading armhf busybox-static and dropbear-bin with their dependencies"

@@ -5,7 +5,7 @@
 # only when complete, with a stamp naming its recipe, so a half-built board is never reused.
 
 BOARDS_CACHE="${HWLAB_BOARDS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hwlab/boards}"
-DEBIAN_MIRROR="${HWLAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+export DEBIAN_MIRROR="${HWLAB_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
 log() { printf '%s: %s\n' "${BOARD_NAME:-board}" "$*" >&2; }
 
@@ -55,9 +55,18 @@ refuse_if_mounted() {
   fi
 }
 
+# Unmount what a failed debootstrap left mounted in a staging directory $1 (its /proc, /sys).
+release_mounts() {
+  local d m
+  d="$(realpath -m "$1")"
+  awk -v d="$d/" 'index($2 "/", d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m"
+  done
+}
+
 # Move the staged build $1.tmp into place as board $1 and write its stamp (recipe $2, seconds $3).
 board_commit() {
-  local name="$1" recipe="$2" secs="$3" dst="$BOARDS_CACHE/$1"
+  local recipe="$2" secs="$3" dst="$BOARDS_CACHE/$1"
   printf '%s\nbuilt %s in %ss on %s\n' "$recipe" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$secs" "$(uname -m)" \
     > "$dst.tmp/stamp"
   refuse_if_mounted "$dst"

@@ -7,13 +7,13 @@ import io
 import json
 
 import pytest
+from results_fixtures import small_store
 
 from lab.cli import main
 from lab.commands.results import _print_table
 from lab.core import jsonio
 from lab.core.textsafe import csv_cell, one_line
 from lab.results.store import Store
-from results_fixtures import small_store
 
 
 def _list_json(rows) -> str:

@@ -37,3 +37,26 @@ def test_sighup_ends_the_lab_like_ctrl_c_with_exit_129():
 
 def test_under_nohup_sighup_stays_ignored():
     assert _child("ignored") == "still running"
+
+
+PADDLE_CHILD = """
+import os, signal, time
+from lab.core import signals
+signals.install()
+import paddle  # installs its own C-level SIGTERM handler ("FatalError: Termination signal")
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(2)
+    print("still running")
+except signals.Terminated as exc:
+    print("terminated", signals.exit_code(exc))
+"""
+
+
+def test_the_handlers_are_installed_again_after_paddle_is_imported():
+    """The lab imports paddle after `install()` (first-use builds, references): without the
+    re-install Paddle's handler took SIGTERM and the process died with "FatalError"."""
+    res = subprocess.run([sys.executable, "-c", PADDLE_CHILD], cwd=REPO, capture_output=True, text=True,
+                         timeout=300, preexec_fn=default_signals)
+    assert res.stdout.strip() == "terminated 143", (res.returncode, res.stdout, res.stderr[-2000:])
+    assert "FatalError" not in res.stderr

@@ -90,5 +90,5 @@ def test_local_with_the_labs_python_is_checked_at_planning(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "onnxruntime" else real(name, *a))
     why = applicable(dev, "onnxruntime-cpu", "fp32")
-    assert why.startswith("onnxruntime is not installed in the lab's Python") and \
-        f"{sys.executable} -m pip install onnxruntime" in why
+    assert "needs the Python package 'onnxruntime', which is not installed" in why and \
+        f"{sys.executable} -m pip install 'onnxruntime>=" in why

@@ -265,6 +265,28 @@ def test_results_compare_calls_them_not_comparable(tmp_path, capsys):
 
 
 # --------------------------------------------------------------------- the real pipeline (slow)
+TINY_PROFILE = """\
+assumptions:
+  currency_to_usd: {USD: 1.0}
+profiles:
+  - id: tiny
+    domain: [edge]
+    precision: int8
+    weights: {domain: 1, supply: 1, tops: 1, frequency: 1, memory: 1, video_isp: 1, price: 1, measured: 2}
+    targets:
+      tops: [1, 100]
+      frequency: {of: accelerator, mhz: [500, 1500]}
+      memory_gb: [1, 4]
+      video: {decode_1080p30: 8, isp_mp: 12}
+      price_usd: [10, 1000]
+      latency_ms: [0.01, 100]
+    measured: {latency: 1}
+    reference_models: [tiny_mlp]
+    price_bases: [board]
+    amortisation: {years: 1, utilisation: 1.0, usd_per_kwh: 0}
+"""
+
+
 @pytest.mark.slow
 def test_local_declared_as_rk1808_end_to_end(tmp_path, capsys):
     """Issue 22's must-show on real parts: this x86 host declared `chip: rk1808` runs a campaign
@@ -274,7 +296,7 @@ def test_local_declared_as_rk1808_end_to_end(tmp_path, capsys):
     devs.write_text("devices:\n  - {id: local-as-rk1808, chip: rk1808, transport: local, "
                     f"workdir: {tmp_path / 'dev'}}}\n")
     camp = tmp_path / "c.yaml"
-    camp.write_text("name: e2e\ndevices: [local-as-rk1808]\nmodels: [mobilenet_v1]\n"
+    camp.write_text("name: e2e\ndevices: [local-as-rk1808]\nmodels: [tiny_mlp]\n"
                     "backends: [paddle-inference-cpu]\nthreads: [1]\nprotocol: {warmup: 2, "
                     "warmup_seconds: 0, min_iters: 10, min_seconds: 0.1, max_seconds: 1, trials: 1}\n")
     g = ["--devices", str(devs), "--store", str(tmp_path / "lab.sqlite")]
@@ -284,10 +306,13 @@ def test_local_declared_as_rk1808_end_to_end(tmp_path, capsys):
     assert "1 identity mismatch" in out.out + out.err and "not representative of their chip" in out.out + out.err
     (r,) = [r for r in Store(tmp_path / "lab.sqlite", readonly=True).results() if r.ok]
     assert r.identity == "mismatch" and "x86_64" in r.identity_note
-    assert main([*g, "score", "--profile", "mobile-app", "--format", "json", "--draws", "20"]) == 0
+    prof = tmp_path / "profiles.yaml"  # a profile whose reference model is tiny_mlp
+    prof.write_text(TINY_PROFILE)
+    assert main([*g, "score", "--profiles", str(prof), "--profile", "tiny", "--format", "json",
+                 "--draws", "20"]) == 0
     rk = {d["chip"]: d for d in json.loads(capsys.readouterr().out)}["rk1808"]
     assert rk["left_out"]["by_flag"] == {"identity_mismatch": 1} and rk["measured"] == {}
-    assert main([*g, "advise", "--model", "mobilenet_v1", "--device", "local-as-rk1808", *models]) == 0
+    assert main([*g, "advise", "--model", "tiny_mlp", "--device", "local-as-rk1808", *models]) == 0
     text = capsys.readouterr().out
     assert "identity mismatch" in text and r.identity_note in text
     assert f"{r.p50_ms:.3g}" not in text.split("reasons:")[0]  # never quoted as the chip's figure

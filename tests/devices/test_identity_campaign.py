@@ -53,8 +53,6 @@ def ws(tmp_path_factory):
 def test_devices_check_flags_the_mislabelled_machine(ws):
     res = lab("--devices", "devices.yaml", "devices", "--check", cwd=ws)
     assert res.returncode == 0, res.stderr
-    blocks = {b.split(" ", 1)[0]: b for b in res.stdout.split("\n") if b and not b.startswith(" ")}
-    assert set(blocks) >= {"board", "host", "trusted"}
     text = res.stdout
     board = text[text.index("board ["):text.index("host [")]
     assert "identity: MISMATCH - inventory says rk1808 (aarch64/armv8l/armv7l, 2x Cortex-A35, 1 GB), found x86_64" \

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from helpers import REPO, default_signals, job_rows, local_tiny_run
+from helpers import REPO, assert_receives, default_signals, job_rows, local_tiny_run
 
 pytestmark = pytest.mark.slow
 
@@ -53,6 +54,7 @@ def test_interruption_kills_the_device_side_and_resume_finishes(tmp_path, sig, c
             time.sleep(0.1)
         assert _device_processes(workdir), "the runner never started"
         time.sleep(1.0)
+        assert_receives(proc.pid, sig)  # the precondition: the lab can receive it at all
         proc.send_signal(sig)
         err = proc.communicate(timeout=60)[1]
     finally:
@@ -83,3 +85,75 @@ def test_timeout_s_term_then_resume(tmp_path):
     res = subprocess.run([*cmd, "--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert set(_statuses(store).values()) == {"ok"}
+
+
+FIRST_USE = {"build": "building model 'tiny_mlp' (first use)",
+             "reference": "computing the fp32 host reference of tiny_mlp"}
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    stat = subprocess.run(["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True).stdout
+    return bool(stat.strip()) and not stat.strip().startswith("Z")
+
+
+def _children(pid: int) -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,ppid=,args=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [ln for ln in out.splitlines() if ln.strip()]
+
+
+@pytest.mark.parametrize("window", sorted(FIRST_USE))
+def test_sigterm_during_first_use_work_then_resume(tmp_path, window):
+    """SIGTERM while the lab builds a zoo model on first use, or computes its fp32 reference (Paddle
+    in a child; and any Paddle import in the lab re-installs the handlers): exit 143, no job left
+    running, no worker left, and --resume completes. The signal is sent once the step's line is out
+    and its worker process runs (polled, not slept)."""
+    from helpers import write_local_devices
+    models = tmp_path / "models"
+    if window == "reference":  # built already: only the reference is missing
+        from lab.models.build import build
+        build("tiny_mlp", out_root=models)
+    inv = write_local_devices(tmp_path, tmp_path / "device")
+    camp = tmp_path / "c.yaml"
+    camp.write_text(campaign(threads="", min_s=0.2, max_s=1))
+    store = tmp_path / "s.sqlite"
+    if window == "reference":  # the plan stored already (a run stopped before): it must stay planned
+        from lab.measure.orchestrate import prepare
+        from lab.results.store import Store
+        prep = prepare(camp, inv, models, dry_run=True)
+        s = Store(store)
+        s.save_campaign(prep.spec.name, prep.spec.to_dict())
+        s.plan_jobs(prep.jobs)
+        s.close()
+    cmd = [sys.executable, "-m", "lab.cli", "--devices", str(inv), "--store", str(store), "--models-root",
+           str(models), "run", str(camp), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
+    seen = []
+    try:
+        for line in proc.stderr:
+            seen.append(line)
+            if FIRST_USE[window] in line:
+                break
+        else:
+            pytest.fail(f"the {window} step never started: {''.join(seen)}")
+        deadline = time.monotonic() + 60
+        while not _children(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        workers = _children(proc.pid)
+        assert workers, f"no worker process for the {window}"
+        assert_receives(proc.pid, signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        err = "".join(seen) + proc.communicate(timeout=120)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert "interrupted (SIGTERM)" in err and "Traceback" not in err and "FatalError" not in err, err
+    assert set(_statuses(store).values()) == ({"planned"} if window == "reference" else set()), \
+        "a job left running (or measured)"
+    assert not [ln for ln in workers if _alive(int(ln.split()[0]))], "the worker outlived the lab"
+    res = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert set(_statuses(store).values()) == {"ok"}, _statuses(store)

@@ -116,6 +116,13 @@ def test_a_thread_before_the_fork_falls_back_to_fresh_processes_with_a_note(tmp_
                               "runtime (a fork copies one); trials ran as fresh processes"]
 
 
+def test_the_documents_as_the_last_stdout_lines(tmp_path):
+    p = fake(tmp_path, "--trials", "2", "--process", "fork", "--out", "-")
+    assert p.returncode == 0, p.stderr
+    docs = [json.loads(ln) for ln in p.stdout.splitlines() if ln.startswith("{")]
+    assert [d["trial"] for d in docs] == [0, 1] and all(d["ok"] for d in docs)
+
+
 def test_a_gpu_job_is_never_forked(tmp_path):
     out = tmp_path / "r.jsonl"
     p = fake(tmp_path, "--trials", "2", "--process", "fork", "--device", "gpu", "--out", out)

@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -157,3 +158,18 @@ def test_one_definition_of_the_runtime_defaults():
     assert pi_runner.build_parser().parse_args(["--model-file", "m.json", "--params-file", "p"]).onednn == flag
     off = Job("j", "c", "local", "x", "m", "0", "serving-http", "cpu", "fp32", 2, options=(("onednn", False),))
     assert defaults.onednn_flag(off) == "off"
+
+
+def test_the_live_table_wraps_a_long_error_instead_of_cutting_it():
+    from rich.console import Console
+
+    from lab.measure.scheduler import DeviceState, RunSummary, _Progress, error_headline
+    s = RunSummary(planned=1)
+    st = s.devices["local"] = DeviceState("local", total=1)
+    fix = "or drop scenario: the default sweep finds the max QPS"
+    st.last = "m serving-http: failed: " + error_headline("RunnerError: " + "needs target_qps " * 12 + fix)
+    console = Console(width=90, record=True, file=io.StringIO())
+    console.print(_Progress(s, enabled=False)._table())
+    text = console.export_text()
+    flat = " ".join(line.strip(" │┃|") for line in text.splitlines())
+    assert "…" not in text and " ".join(fix.split()) in " ".join(flat.split()), text

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from helpers import default_signals
+from helpers import assert_receives, default_signals
 from lab.web import remote as pr
 from lab.core.errors import ConfigError
 
@@ -207,6 +207,7 @@ def test_ctrl_c_while_the_page_runs_stops_the_hosts_browser_and_server(host):
         else:
             pytest.fail(f"the page never started on the host: {proc.communicate(timeout=30)}")
         time.sleep(1.0)  # inside the page's run
+        assert_receives(proc.pid, signal.SIGINT)  # the precondition: not ignored, not blocked
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
