@@ -29,8 +29,11 @@ demo: $(STAMP)
 
 # The whole test suite, with the Debian packages it starts (sshd, chromium, busybox, shellcheck).
 # The 5-minute sustained run (issue 18, marker `sustained`) is out of it: CI runs it after, as test-sustained.
+# The emulated ARM boards are built (or taken from ~/.cache/hwlab/boards) before the suite, not inside it.
 test: $(TEST_STAMP)
 	bash scripts/install-test-deps.sh
+	bash scripts/boards/build-arm64.sh
+	bash scripts/boards/build-armhf.sh
 	bash scripts/run-tests.sh -m "not sustained"
 
 test-sustained: $(TEST_STAMP)

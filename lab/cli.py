@@ -29,7 +29,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole CLI, or with `only` one command registered (what a run of that command needs:
+    the other command modules, and what they import, are never loaded; issue 23)."""
     parser = _Parser(prog="lab", allow_abbrev=False,
                      description="hwlab: benchmark PaddlePaddle models on devices and choose the chip to "
                      "ship on.")
@@ -44,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):  # helpers of a command (e.g. _models_quant under `models`)
+            continue
+        if only is not None and info.name != only:
             continue
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         if hasattr(module, "register"):  # argtypes, tables: helpers the commands share
@@ -103,16 +107,29 @@ def _park_stdout() -> None:
         pass
 
 
-_PARSER: argparse.ArgumentParser | None = None
+_PARSERS: dict[str | None, argparse.ArgumentParser] = {}
 
 
-def _parser() -> argparse.ArgumentParser:
-    """The parser, built once per process (argparse parsers are reusable; building one imports
-    and registers every command, which tests calling main() many times should not repeat)."""
-    global _PARSER
-    if _PARSER is None:
-        _PARSER = build_parser()
-    return _PARSER
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser, built once per process and command (argparse parsers are reusable; building
+    one imports and registers commands, which tests calling main() many times should not repeat)."""
+    if only not in _PARSERS:
+        _PARSERS[only] = build_parser(only)
+    return _PARSERS[only]
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command of `argv` when it can be parsed with that command alone: the first bare word
+    after `--option VALUE` pairs, if a command module has that name; else None (the whole CLI:
+    `--help`, a typo, a flag before the command)."""
+    i = 0
+    while i < len(argv):
+        if not argv[i].startswith("-"):
+            name = argv[i]
+            ok = name.isidentifier() and not name.startswith("_")
+            return name if ok and os.path.isfile(os.path.join(commands.__path__[0], name + ".py")) else None
+        i += 1 if "=" in argv[i] else 2
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         from lab import __version__
         print(f"lab (hwlab) {__version__}")
         raise SystemExit(0)  # as argparse's version action does
-    parser = _parser()
+    parser = _parser(_command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -32,7 +32,8 @@ def register(subparsers) -> None:
                    help="extra profiles YAML (added to, and overriding, the built-in ones)")
     p.add_argument("--models-root", metavar="DIR", default=argparse.SUPPRESS,
                    help="where models/<id>/meta.json give FLOPs for utilisation (default ./models)")
-    p.add_argument("--models-dir", dest="models_root", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old spelling
+    p.add_argument("--models-dir", dest="models_root", default=argparse.SUPPRESS,  # the old spelling
+                   help=argparse.SUPPRESS)
     p.add_argument("--draws", type=argtypes.integer(1, 100_000, what="a draw count"), default=1000, help="Monte Carlo weight draws (default 1000)")
     p.add_argument("--seed", type=argtypes.integer(0, 2 ** 32 - 1, what="a seed"), default=0, help="Monte Carlo seed (default 0)")
     p.add_argument("--format", choices=("table", "json"), default="table")

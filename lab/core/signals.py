@@ -98,4 +98,6 @@ class _ThenInstall(importlib.abc.Loader):
             install()
 
     def __getattr__(self, name):  # get_resource_reader, is_package, get_data...
+        if name == "_loader":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self._loader, name)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from lab.core import optional
 from lab.core.childproc import REPO_ROOT
@@ -43,12 +42,12 @@ class PathReadiness:
 
 
 def _python_path(name: str, modules: tuple[str, ...], fix: str | None = None) -> PathReadiness:
-    """A path that needs only Python packages: the pip command for the first missing one."""
+    """A path that needs only Python packages: one pip command for all of those missing."""
     gone = [m for m in modules if optional.missing(m)]
     if not gone:
         return PathReadiness(name, True)
     return PathReadiness(name, False, tuple(f"Python package {optional.PACKAGES.get(m, (m,))[0]}" for m in gone),
-                         fix or optional.install_command(gone[0]))
+                         fix or optional.install_command(*gone))
 
 
 def chromium() -> str | None:

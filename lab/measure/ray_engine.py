@@ -182,8 +182,9 @@ class AgentExecutor:
         self._closed = threading.Event()
         self._discover_lock = threading.Lock()
         self._discovered_at = -1e9
+        self._threads: list[threading.Thread] = []
         self.discover()
-        threading.Thread(target=self._flush_loop, name="ray-flusher", daemon=True).start()
+        self._spawn(self._flush_loop, "ray-flusher")
 
     def discover(self) -> None:
         """An agent on every live node that advertises devices and has none yet (a node that
@@ -211,7 +212,12 @@ class AgentExecutor:
         agent = _Agent(nid, res, handle)
         with self._lock:
             self.agents[nid] = agent
-        threading.Thread(target=self._collect, args=(agent,), name=f"ray-poll-{nid[:8]}", daemon=True).start()
+        self._spawn(lambda: self._collect(agent), f"ray-poll-{nid[:8]}")
+
+    def _spawn(self, target, name: str) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(t)
+        t.start()
 
     def _route(self, resource: str) -> _Agent | None:
         with self._lock:
@@ -341,6 +347,8 @@ class AgentExecutor:
         for agent in list(self.agents.values()):
             with contextlib.suppress(Exception):  # the agent may be gone already
                 self.ray.kill(agent.handle)
+        for t in list(self._threads):  # none may sit in a Ray call when the caller shuts Ray down
+            t.join(self.poll_s + 5.0)
 
 
 def run_with_ray(store: Store, devices: list[Device], jobs: list[Job], opts: SchedulerOptions | None = None,

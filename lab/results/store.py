@@ -92,8 +92,8 @@ _CLEAN = {
     "num": f"CASE WHEN {_FINITE} THEN {{c}} END",
     "bool": f"CASE WHEN {_FINITE} THEN {{c}} != 0 END",
     "int": "CASE WHEN {c} BETWEEN -4611686018427387904 AND 4611686018427387904 THEN CAST({c} AS INTEGER) END",
-    "text": (f"CASE typeof({{c}}) WHEN 'text' THEN substr({{c}}, 1, {MAX_TEXT}) WHEN 'null' THEN NULL "
-             f"ELSE substr(CAST({{c}} AS TEXT), 1, {MAX_TEXT}) END"),
+    "text": (f"CASE WHEN typeof({{c}}) = 'text' AND length({{c}}) <= {MAX_TEXT} THEN {{c}} "  # no copy
+             f"WHEN {{c}} IS NULL THEN NULL ELSE substr(CAST({{c}} AS TEXT), 1, {MAX_TEXT}) END"),
 }
 _NOT_NULL = {"job_id": "''", "campaign": "''", "device": "''", "model": "''", "status": "''",
              "n_samples": "0"}
@@ -182,6 +182,18 @@ def _open_readonly(path: Path) -> sqlite3.Connection:
         raise ConfigError(f"cannot read this file as the results store: {exc}", path=str(path),
                           fix="point --store at a lab SQLite store") from None
     return db
+
+
+def _result_row(vals: list[Any], options: dict[str, Any]) -> ResultRow:
+    """ResultRow(*vals, options=options) without the frozen dataclass's __init__, which sets its
+    66 fields one object.__setattr__ at a time (most of reading a 100,000-row store); the fields
+    are set all at once, typed already by the query (`_row_sql`)."""
+    row = _NEW(ResultRow)
+    row.__dict__.update(zip(ROW_FIELDS, vals), options=options)
+    return row
+
+
+_NEW = object.__new__
 
 
 def _provenance(cells: Any) -> dict[str, Any]:
@@ -471,9 +483,9 @@ class Store:
                 one_per_device: bool = False, limit: int | None = None) -> list[ResultRow]:
         """Typed result records, one per job (planned/failed jobs too), in a stable order;
         filters as in `scan`."""
-        return [ResultRow(*vals, options=dict(options))
-                for vals, options in self.scan(campaigns, status=status, device=device, model=model,
-                                               job_id=job_id, one_per_device=one_per_device, limit=limit)]
+        scan = self.scan(campaigns, status=status, device=device, model=model, job_id=job_id,
+                         one_per_device=one_per_device, limit=limit)
+        return [_result_row(vals, dict(options)) for vals, options in scan]
 
     @_guarded
     def results_rows(self, campaigns: Iterable[str] | str | None = None) -> list[dict[str, Any]]:

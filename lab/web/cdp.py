@@ -65,7 +65,8 @@ def find_chromium() -> str:
         if found:
             return found
     raise ConfigError("no Chromium found for the Paddle.js backend",
-                      fix=f"apt-get install chromium (scripts/install-test-deps.sh) or set {ENV_BROWSER}")
+                      fix="run `bash scripts/install-web-deps.sh` (it installs Debian's chromium) or set "
+                          f"{ENV_BROWSER}")
 
 
 def chromium_argv(binary: str, user_data_dir: str, *, port: int = 0,

@@ -8,6 +8,7 @@
 # Usage: build-arm64.sh [--force]. Prints the board directory on stdout.
 set -euo pipefail
 BOARD_NAME=arm64
+# shellcheck source=scripts/boards/common.sh
 . "$(dirname "$0")/common.sh"
 
 PADDLE_VERSION=3.2.2

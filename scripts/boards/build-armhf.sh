@@ -6,6 +6,7 @@
 # Usage: build-armhf.sh [--force]. Prints the board directory on stdout.
 set -euo pipefail
 BOARD_NAME=armhf
+# shellcheck source=scripts/boards/common.sh
 . "$(dirname "$0")/common.sh"
 
 RECIPE="armhf bookworm busybox-static dropbear-bin v2"

@@ -100,6 +100,7 @@ def test_commands_that_need_no_optional_part_work_without_any(ws, argv):
     assert res.returncode == 0, out[-3000:]
 
 
+@pytest.mark.slow
 def test_devices_check_lists_every_path_with_its_command(ws):
     """`lab devices --check local` with the pip parts missing: each path ready or not, with the one
     command that makes it ready (here: pip for the Python packages, the scripts for the rest)."""
@@ -108,9 +109,40 @@ def test_devices_check_lists_every_path_with_its_command(ws):
     assert "Traceback" not in out and "ModuleNotFoundError" not in out, out[-3000:]
     lines = {ln.split()[0]: ln for ln in res.stdout.splitlines()[res.stdout.splitlines().index(
         "deployment paths on this host (local):") + 1:] if ln.strip()}
-    assert set(lines) == {"paddle-inference", "onnxruntime", "onnx", "serving", "paddle-lite", "paddle-js", "ray"}, lines
+    assert set(lines) == {"paddle-inference", "onnxruntime", "onnx", "serving", "paddle-lite", "paddle-js",
+                          "ray"}, lines
     assert lines["paddle-inference"].endswith(" ready")
     assert "NOT READY" in lines["onnxruntime"] and "pip install 'onnxruntime>=" in lines["onnxruntime"]
     assert "NOT READY" in lines["serving"] and "mlcommons-loadgen" in lines["serving"]
     assert "NOT READY" in lines["ray"] and "pip install 'ray[default]" in lines["ray"]
     assert "NOT READY" in lines["onnx"], lines["onnx"]  # an import checks agreement with ONNX Runtime
+
+
+def test_no_chromium_is_one_line_with_the_script(ws, tmp_path):
+    """A web campaign on a host without Chromium (PATH without it, HWLAB_CHROMIUM unset)."""
+    env = {k: v for k, v in os.environ.items() if k != "HWLAB_CHROMIUM"}
+    (tmp_path / "bin").mkdir()
+    res = subprocess.run([sys.executable, "-m", "lab.cli", "--devices", str(ws / "devices.yaml"), "--store",
+                          str(ws / "s.sqlite"), "--models-root", str(REPO / "models"), "run", str(ws / "web.yaml"),
+                          "--dry-run"], cwd=ws, capture_output=True, text=True, timeout=300,
+                         env={**env, "PATH": str(tmp_path / "bin"), "PYTHONPATH": str(REPO)})
+    assert_fix_line(res, "no Chromium", "bash scripts/install-web-deps.sh")
+
+
+def test_no_paddlejs_converter_is_one_line_with_the_script(monkeypatch, tmp_path):
+    """`lab models build ID --web` after `pip install -e .` only: paddlejsconverter (pip --no-deps,
+    not a dependency) is missing. Its distribution is hidden from importlib.metadata in-process."""
+    from importlib import metadata
+    from fuzz_inputs import run_cli
+    real = metadata.version
+
+    def version(dist):
+        if dist == "paddlejsconverter":
+            raise metadata.PackageNotFoundError(dist)
+        return real(dist)
+    monkeypatch.setattr(metadata, "version", version)
+    import shutil
+    shutil.copytree(REPO / "models" / "tiny_mlp", tmp_path / "tiny_mlp", ignore=shutil.ignore_patterns("web"))
+    out = run_cli(["--models-root", str(tmp_path), "models", "build", "tiny_mlp", "--web"])
+    assert out.code == 2 and not out.crash, (out.err, out.crash)
+    assert "ModuleNotFoundError" not in out.err and "bash scripts/install-web-deps.sh" in out.err.splitlines()[-1]

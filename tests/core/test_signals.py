@@ -60,3 +60,27 @@ def test_the_handlers_are_installed_again_after_paddle_is_imported():
                          timeout=300, preexec_fn=default_signals)
     assert res.stdout.strip() == "terminated 143", (res.returncode, res.stdout, res.stderr[-2000:])
     assert "FatalError" not in res.stderr
+
+
+BLOCKED_PARENT = """
+import signal, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+from helpers import default_signals, signal_masks
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # a parent that blocks them
+signal.signal(signal.SIGHUP, signal.SIG_IGN)  # and ignores this one (nohup)
+plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+reset = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], preexec_fn=default_signals)
+import time; time.sleep(0.5)
+for p in (plain, reset):
+    m = signal_masks(p.pid)
+    print(m["SigBlk"] & 0x4002 != 0, m["SigIgn"] & 0x1 != 0)
+    p.kill()
+"""
+
+
+def test_default_signals_unblocks_and_unignores_what_the_parent_passed_on():
+    """The helper every interrupt test starts the lab with: a mask blocked by the parent (and an
+    inherited ignore) do not reach the lab, where they silently did before."""
+    out = subprocess.run([sys.executable, "-c", BLOCKED_PARENT, str(REPO / "tests")], capture_output=True,
+                         text=True, timeout=60).stdout.split("\n")
+    assert out[:2] == ["True True", "False False"], out

@@ -133,6 +133,16 @@ def _synthetic_jobs(devices: list[str], n: int) -> list[Job]:
             for d in devices for i in range(n)]
 
 
+def _kill_workers(node) -> None:
+    """SIGKILL the node's worker processes (children of its raylet): `remove_node` kills the raylet
+    and its daemons, and an orphaned worker would otherwise live on for a moment, which no real host
+    loss allows."""
+    import psutil
+    for info in node.all_processes.get("raylet", []):
+        for child in psutil.Process(info.process.pid).children(recursive=True):
+            child.kill()
+
+
 def test_node_loss_mid_campaign_then_resume(cluster, tmp_path):
     k1 = cluster.add_node(**NODE, resources={device_resource("solo-1"): 1, device_resource("shared"): 1})
     k2 = cluster.add_node(**NODE, resources={device_resource("solo-2"): 1, device_resource("shared"): 1})
@@ -165,6 +175,7 @@ def test_node_loss_mid_campaign_then_resume(cluster, tmp_path):
                         killed["shared_job"] = m.name.split(".")[0]
                         killed["node"] = victim
                         killed["solo"] = "solo-1" if victim is k1 else "solo-2"
+                        _kill_workers(victim)  # a host that dies takes its workers (the node agent) along
                         cluster.remove_node(victim, allow_graceful=False)
                         watch.close()
                         return

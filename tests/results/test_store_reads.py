@@ -3,13 +3,14 @@ first write, and still reads without them), filters in SQL, samples of the jobs 
 damaged cells unknown."""
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sqlite3
 
 from results_fixtures import small_store
 
 from lab.api import advice_rows
-from lab.core.records import Job, Measurement
+from lab.core.records import Job, Measurement, ResultRow
 from lab.results.store import Store
 
 NEW_INDEXES = {"jobs_order", "jobs_device_model", "jobs_model"}
@@ -59,6 +60,9 @@ def test_an_old_store_reads_without_the_indexes_and_gains_them_on_first_write(tm
 def test_filters_run_in_sql_and_the_advisor_reads_only_its_rows(tmp_path):
     db = small_store(tmp_path / "lab.sqlite")
     s = Store(db, readonly=True)
+    for r in s.results():  # built without __init__ (speed): the same record as built with it
+        again = ResultRow(**{f.name: getattr(r, f.name) for f in dataclasses.fields(r)})
+        assert again == r and again.to_json() == r.to_json() and type(r) is ResultRow
     assert {r.job_id for r in s.results(device="phone", status="ok")} == {"job000", "job001"}
     assert [r.job_id for r in s.results(job_id="job003")] == ["job003"]
     assert len(s.results(model="mobilenet_v1", limit=2)) == 2

@@ -214,6 +214,8 @@ def test_sigterm_mid_run_still_writes_partial_result(tiny_models, tmp_path):
             break
     assert any(x.startswith("pi_runner: steady state") for x in seen), "".join(seen)[-2000:]
     time.sleep(0.3)
+    from helpers import assert_receives
+    assert_receives(proc.pid, signal.SIGTERM)  # the precondition: the runner catches it after paddle's import
     proc.send_signal(signal.SIGTERM)
     proc.communicate(timeout=max(1, deadline - time.time()))
     assert proc.returncode == 3
