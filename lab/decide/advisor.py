@@ -229,7 +229,12 @@ def advise_campaign(campaign: str, *, options: Options | None = None,
                           fix="known campaigns: " + (", ".join(known) or "none"))
     if devices is None:
         devices = load_inventory(devices_path)
-    return [advise(m, d, options=options, rows=all_rows, devices=devices, models_root=models_root,
+    # an answer reads only its device's rows (device facts, the model's rows on it): grouped once,
+    # as a scan of every row per pair was quadratic on a farm's store
+    by_device: dict[str, list[ResultRow]] = {}
+    for r in all_rows:
+        by_device.setdefault(r.device, []).append(r)
+    return [advise(m, d, options=options, rows=by_device[d], devices=devices, models_root=models_root,
                    store_path=store_path, op_profiles=op_profiles)
             for m, d in pairs]
 

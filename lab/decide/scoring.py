@@ -202,10 +202,12 @@ def score_chips(catalog: Catalog | Iterable[Chip], profile: Profile, rows: Itera
 
     rows: result records (`Store.results()`), flops: model id -> MACs (`load_model_flops`).
     """
-    rows = list(rows)
     chips = list(catalog)
-    measures = {c.id: measures_for(c, profile, rows, flops or {}) for c in chips}
-    scores = [score_chip(c, profile, rows, flops, measures=measures[c.id]) for c in chips]
+    by_chip: dict[str, list[ResultRow]] = {}
+    for r in rows:  # grouped once: each chip reads only its rows (a scan per chip grew with the store)
+        by_chip.setdefault(r.chip, []).append(r)
+    measures = {c.id: measures_for(c, profile, by_chip.get(c.id, []), flops or {}) for c in chips}
+    scores = [score_chip(c, profile, by_chip.get(c.id, []), flops, measures=measures[c.id]) for c in chips]
     # criteria unknown for every chip cannot tell chips apart: leave them out of every score
     in_play = {k for k in CRITERIA if any(s.criteria[k].score is not None for s in scores)}
     for s in scores:

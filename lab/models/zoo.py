@@ -100,17 +100,32 @@ def _parse_shape(value: Any, where: str, path: str, line: int, *, allow_dynamic:
     return tuple(value)
 
 
+_PARSED: dict[str, tuple[str, dict[str, ZooEntry]]] = {}
+
+
 def load_zoo(path: Path | str | None = None) -> dict[str, ZooEntry]:
-    """Read and validate a zoo file; every problem is a one-line ConfigError naming file:line."""
+    """Read and validate a zoo file; every problem is a one-line ConfigError naming file:line.
+
+    Parsed once per process per file content (the entries are frozen): a report asks for the zoo
+    once per advisor answer, hundreds of times, and reading the small file is cheap next to YAML."""
     zoo_path = Path(path) if path else default_zoo_path()
     spath = str(zoo_path)
-    from lab.core.yamlio import MAX_BYTES, loads_yaml  # bounded: aliases, nesting, tags, finite numbers
+    from lab.core.yamlio import MAX_BYTES  # bounded: aliases, nesting, tags, finite numbers
     try:
         if zoo_path.stat().st_size > MAX_BYTES:
             raise ConfigError(f"model zoo is over the {MAX_BYTES} byte limit", path=spath)
         text = zoo_path.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
         raise ConfigError(f"cannot read model zoo: {exc.strerror}", path=spath) from None
+    hit = _PARSED.get(spath)
+    if hit is None or hit[0] != text:
+        hit = _PARSED[spath] = (text, _parse_zoo(text, spath))
+    return dict(hit[1])
+
+
+def _parse_zoo(text: str, spath: str) -> dict[str, ZooEntry]:
+    """The zoo file's text -> its validated entries by id."""
+    from lab.core.yamlio import loads_yaml
     data = loads_yaml(text, spath)
     if not isinstance(data, dict) or not isinstance(data.get("models"), list):
         raise ConfigError("expected a top-level 'models:' list", path=spath)

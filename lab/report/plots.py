@@ -122,7 +122,7 @@ def bar_chart(title: str, bars: Sequence[Bar], xlabel: str, *, alt: str) -> Char
                         elinewidth=0.8, capsize=2)
         ax.set_yticks(ys, labels)
         ax.set_xlabel(xlabel)
-        ax.set_title(_clip(title, 90), loc="left")
+        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
         ax.set_xlim(left=0)
         _processor_legend(ax, {b.processor for b in shown})
         return Chart(_svg_uri(fig), alt, caption)
@@ -158,7 +158,7 @@ def stacked_chart(title: str, labels: Sequence[str], parts: Sequence[tuple[str, 
             left = [a + b for a, b in zip(left, widths)]
         ax.set_yticks(ys, [_clip(r[0]) for r in rows])
         ax.set_xlabel(xlabel)
-        ax.set_title(_clip(title, 90), loc="left")
+        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         return Chart(_svg_uri(fig), alt, caption)
 
@@ -187,7 +187,7 @@ def pareto_chart(title: str, points: Sequence[tuple[str, float, float, bool, str
             ax.annotate(_clip(label, 40), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6.5)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(_clip(title, 90), loc="left")
+        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
         _processor_legend(ax, {p[4] for p in pts})
         caption = "Black outline: on the Pareto front (no other configuration is better on both axes)."
         if len(front) > 12:
@@ -230,7 +230,7 @@ def curve_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, fl
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.set_title(_clip(title, 90), loc="left")
+        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         caption = "Filled: LoadGen VALID at that rate (the bound held, early stopping included); hollow: INVALID."
         if len(series) > 12:
@@ -255,7 +255,7 @@ def window_chart(title: str, series: Sequence[tuple[str, str | None, Sequence[tu
         ax.set_xlabel("seconds into the sustained run")
         ax.set_ylabel(ylabel)
         ax.set_ylim(bottom=0)
-        ax.set_title(_clip(title, 90), loc="left")
+        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
         ax.legend(fontsize=6, loc="best")
         return Chart(_svg_uri(fig), alt)
 
@@ -301,7 +301,7 @@ def op_profile_chart(title: str, panels: Sequence[tuple[str, Sequence[tuple[str,
             ax.set_yticks(ys, [_clip(o[0], 40) for o in ops])
             ax.set_xlabel("% of op time")
             ax.set_xlim(0, 100)
-            ax.set_title(_clip(t, 48), loc="left")
+            ax.set_title(_clip(t, 48), loc="left", y=1.0)
         fig.suptitle(_clip(title, 110), x=0.01, ha="left", fontsize=9)
         _processor_legend(axes[-1], procs)
         return Chart(_svg_uri(fig), alt)

@@ -38,6 +38,9 @@ from lab.results.store import ROW_FIELDS, Store
 TEMPLATES = Path(__file__).parent / "templates"
 
 CSV_COLUMNS = [f for f in ROW_FIELDS] + ["options"]
+# raw samples embedded in a page: 100,000 (issue 8's scale) keep it under its 5 MB budget; a farm's
+# million would not, so whole jobs are embedded up to this many and the page says how to get the rest
+SAMPLES_EMBEDDED_MAX = 100_000
 
 
 @dataclass
@@ -141,8 +144,24 @@ def build_report(store: Store, campaigns: list[str], *, baseline: str | None = N
     s["baseline_name"] = baseline
     s["provenance"] = provenance_rows(store, all_rows)
     s["web"] = web_labels(store, rows)
-    s["data_json"] = embedded_data(all_rows, store.all_samples([r.job_id for r in all_rows]))
+    ids, s["samples_left"] = samples_to_embed(all_rows)
+    s["data_json"] = embedded_data(all_rows, store.all_samples(ids))
     return rep
+
+
+def samples_to_embed(rows: list[ResultRow], budget: int | None = None) -> tuple[list[str], dict | None]:
+    """The jobs whose raw samples the page carries (whole jobs, in table order, up to `budget`
+    samples, default SAMPLES_EMBEDDED_MAX), and what was left out (None when nothing was)."""
+    budget = SAMPLES_EMBEDDED_MAX if budget is None else budget
+    ids, n, left_jobs, left_samples = [], 0, 0, 0
+    for r in rows:
+        k = r.n_samples or 0
+        if n + k <= budget:
+            ids.append(r.job_id)
+            n += k
+        else:
+            left_jobs, left_samples = left_jobs + 1, left_samples + k
+    return ids, ({"jobs": left_jobs, "samples": left_samples, "budget": budget} if left_jobs else None)
 
 
 def _check_campaigns(store: Store, campaigns: list[str], baseline: str | None) -> None:

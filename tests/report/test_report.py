@@ -215,3 +215,27 @@ def test_summary_flags_wide_ci_and_busy_host_via_lab_quality(tmp_path):
     summary = page.split('id="summary"')[1].split("</section>")[0]
     assert "wide CI" in summary and "±30% of the median" in summary
     assert "busy host" in summary and "clean" not in summary.split("wide CI")[0][-200:]
+
+
+def test_samples_over_the_page_budget_are_left_out_and_the_page_says_how_to_get_them(store, monkeypatch):
+    """A farm's million samples would blow the page's size budget: whole jobs are embedded up to
+    SAMPLES_EMBEDDED_MAX samples, and the page names what is missing and where it is."""
+    from lab.report import render
+    rows = store.results(["demo"])
+    with_samples = [r for r in rows if r.n_samples]
+    assert len(with_samples) >= 3
+    full = decode_embedded(build_report(store, ["demo"]).sections["data_json"])
+    assert set(full["samples"]) == {r.job_id for r in with_samples}  # under budget: every sample
+    budget = with_samples[0].n_samples + with_samples[1].n_samples
+    monkeypatch.setattr(render, "SAMPLES_EMBEDDED_MAX", budget)
+    rep = build_report(store, ["demo"])
+    data = decode_embedded(rep.sections["data_json"])
+    embedded = sum(len(x) for trials in data["samples"].values() for x in trials)
+    left = rep.sections["samples_left"]
+    assert embedded <= budget and set(data["samples"]) < set(full["samples"])
+    assert embedded + left["samples"] == sum(r.n_samples or 0 for r in rows)
+    assert len(data["rows"]) == len(rows)  # every results row is still embedded
+    page = render_html(rep)
+    data_sec = page.split('id="data"')[1].split("</section>")[0]
+    assert f"{left['samples']} samples of {left['jobs']} jobs are not embedded" in data_sec
+    assert "lab.api.samples(" in data_sec and "every raw steady-state" not in data_sec

@@ -116,7 +116,8 @@ class Farm:
         """`ray start` one node (again, after a kill: the host comes back with the same devices)."""
         node = self.nodes[name]
         proc = subprocess.run(self._argv(node), env=self.env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, start_new_session=True, timeout=240)
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True, timeout=240,
+                              check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"ray start of {name} failed ({proc.returncode}): {proc.stdout[-2000:]}")
         node.pids = self._node_pids(node)
@@ -141,10 +142,10 @@ class Farm:
         raise RuntimeError(f"the farm has {alive} live nodes, not {count}, after {timeout_s:.0f} s")
 
     def _alive_count(self, ray) -> int:
-        out = subprocess.run([sys.executable, "-c", "import ray,sys; ray.init(address=sys.argv[1], "
-                              "logging_level='error', log_to_driver=False); "
-                              "print(sum(n['Alive'] for n in ray.nodes()))", self.address],
-                             env=self.env, capture_output=True, text=True, timeout=60)
+        code = ("import ray,sys; ray.init(address=sys.argv[1], logging_level='error', log_to_driver=False); "
+                "print(sum(n['Alive'] for n in ray.nodes()))")
+        out = subprocess.run([sys.executable, "-c", code, self.address], env=self.env, capture_output=True,
+                             text=True, timeout=60, check=False)
         try:
             return int(out.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

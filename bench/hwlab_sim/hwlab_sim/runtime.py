@@ -26,7 +26,13 @@ from hwlab_sim.profile import DEFAULT_PROFILE
 from lab.core.errors import DeviceTimeout
 from lab.core.records import Backend, Measurement
 from lab.devices.inventory import device_python
-from lab.runtimes.base import JobContext, PreparedJob, Runtime, TrialResult, ensure_results_dir
+from lab.runtimes.base import (
+    JobContext,
+    PreparedJob,
+    Runtime,
+    TrialResult,
+    ensure_results_dir,
+)
 from lab.runtimes.json_runner import (
     JsonRunnerRuntime,
     measurement_from_docs,
