@@ -52,6 +52,14 @@ class DeviceUnreachable(DeviceError):
     transient = True
 
 
+class HostLost(DeviceError):
+    """The host that reaches the device left (a farm node died mid-campaign). Nothing was measured
+    and nothing is wrong with the job or the device, so the job goes back to planned rather than
+    failed, and `lab run --resume` runs it once a host reaches the device again (issue 24)."""
+
+    transient = False
+
+
 class DeviceAuthFailed(DeviceError):
     transient = False
 

@@ -148,14 +148,16 @@ def advise(model_id: str, device_id: str, *, options: Options | None = None,
            rows: list[ResultRow] | None = None, devices: list[Device] | None = None,
            models_root: str | Path = "models", store_path: str | Path | None = None,
            devices_path: str | Path | None = None, job_ids: Iterable[str] | None = None,
-           op_profiles: dict[str, list] | None = None) -> Advice:
+           op_profiles: dict[str, list] | None = None,
+           model_cache: dict[str, ModelInfo | ConfigError] | None = None) -> Advice:
     """The answer for one model on one device.
 
     `rows` are result records (`Store.results()`); when None they are read from `store_path`.
     `devices` is the inventory; when None it is read from `devices_path` (missing file = empty).
     `job_ids`: answer from these jobs only (`--measure` passes the jobs it just ran).
     `op_profiles`: job id -> op profile rows (`Store.op_profiles`); when None they are read from
-    `store_path` for the AIPU job, if any.
+    `store_path` for the AIPU job, if any. `model_cache`: model id -> its static facts (or why
+    there are none), shared by the answers of one campaign.
     """
     options = options or Options()
     if rows is None:
@@ -164,7 +166,7 @@ def advise(model_id: str, device_id: str, *, options: Options | None = None,
         devices = load_inventory(devices_path)
     dev = device_facts(device_id, devices, rows)
     notes: list[str] = [dev.note] if dev.note else []
-    m = _model(model_id, models_root, rows, notes)
+    m = _model(model_id, models_root, rows, notes, model_cache)
     excluded: list[ResultRow] = []
     sides = measured_sides(rows, device_id, model_id, job_ids=job_ids, model_shas=m.shas,
                            notes=notes, excluded=excluded)
@@ -201,14 +203,20 @@ def advise(model_id: str, device_id: str, *, options: Options | None = None,
 
 
 def _model(model_id: str, models_root: str | Path, rows: list[ResultRow],
-           notes: list[str]) -> ModelInfo:
+           notes: list[str], cache: dict[str, ModelInfo | ConfigError] | None = None) -> ModelInfo:
     """The model's static facts; a model known only from stored rows is answered from those."""
-    try:
-        m = model_facts(model_id, models_root)
-    except ConfigError as exc:
+    m = cache.get(model_id) if cache is not None else None
+    if m is None:
+        try:
+            m = model_facts(model_id, models_root)
+        except ConfigError as exc:
+            m = exc
+        if cache is not None:
+            cache[model_id] = m
+    if isinstance(m, ConfigError):
         if not any(r.model == model_id for r in rows):
-            raise
-        notes.append(f"model not available for static analysis ({exc}); answered from "
+            raise m
+        notes.append(f"model not available for static analysis ({m}); answered from "
                      "measurements only")
         return ModelInfo(ModelFacts(model=model_id, analysed=False), None)
     notes.extend(m.notes)
@@ -234,8 +242,9 @@ def advise_campaign(campaign: str, *, options: Options | None = None,
     by_device: dict[str, list[ResultRow]] = {}
     for r in all_rows:
         by_device.setdefault(r.device, []).append(r)
+    facts: dict[str, ModelInfo | ConfigError] = {}  # each model analysed once, not once per device
     return [advise(m, d, options=options, rows=by_device[d], devices=devices, models_root=models_root,
-                   store_path=store_path, op_profiles=op_profiles)
+                   store_path=store_path, op_profiles=op_profiles, model_cache=facts)
             for m, d in pairs]
 
 

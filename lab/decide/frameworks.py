@@ -67,6 +67,7 @@ class Comparison:
     rows: list[FrameworkRow]
     claim_line: str
     faster_other: list[Cell]  # cells of a non-Paddle runtime faster than the Paddle baseline (CI)
+    left_out: tuple[int, int] | None = None  # (configurations, comparisons) over the budget
 
 
 def runtime_of(r: ResultRow) -> str | None:
@@ -88,9 +89,12 @@ def agreement_of(prov: dict[str, Any], r: ResultRow) -> Agree | None:
 
 
 def compare_frameworks(rows: Iterable[ResultRow], samples: dict[str, list[list[float]]],
-                       provenance: dict[str, dict[str, Any]] | None = None) -> Comparison | None:
+                       provenance: dict[str, dict[str, Any]] | None = None, *,
+                       max_comparisons: int | None = None) -> Comparison | None:
     """The framework table, or None when no (device, model) has a non-Paddle runtime next to a
-    Paddle one."""
+    Paddle one. `max_comparisons`: at most this many bootstrap comparisons (~8 ms each), whole
+    configurations in table order; the others are counted in `Comparison.left_out` (a farm's
+    report would otherwise spend minutes on 20,000 of them)."""
     provenance = provenance or {}
     ok = [r for r in rows if r.ok and r.p50_ms is not None and runtime_of(r) and samples.get(r.job_id)]
     groups: dict[tuple, list[ResultRow]] = defaultdict(list)
@@ -103,37 +107,63 @@ def compare_frameworks(rows: Iterable[ResultRow], samples: dict[str, list[list[f
     out: list[FrameworkRow] = []
     faster: list[Cell] = []
     tally = {"faster": 0, "slower": 0, "same": 0}
+    used, left = 0, [0, 0]
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2] or 0, k[3])):
         if (key[0], key[1]) not in pairs_dm:
             continue
         members = sorted(groups[key], key=lambda r: (runtime_of(r) not in PADDLE_RUNTIMES, r.p50_ms))
-        paddle = [r for r in members if runtime_of(r) in PADDLE_RUNTIMES]
-        base, like = (paddle[0] if paddle else None), bool(paddle)
-        if base is None and key[3] != "fp32":  # e.g. int8 only in ONNX Runtime: against Paddle fp32
-            fp32 = sorted((r for r in groups.get(key[:3] + ("fp32",), [])
-                           if runtime_of(r) in PADDLE_RUNTIMES), key=lambda r: r.p50_ms)
-            base = fp32[0] if fp32 else None
-        fr = FrameworkRow(key[0], key[1], key[2], key[3], base)
-        for r in members:
-            cell = Cell(r, RUNTIME_LABELS.get(runtime_of(r) or "", r.backend or "?"),
-                        agreement_of(provenance.get(r.job_id) or {}, r))
-            if base is not None and r is base:
-                cell.verdict = "baseline"
-            elif base is not None:
-                c = stats.compare(samples[base.job_id], samples[r.job_id])
-                cell.ratio, cell.ratio_ci = c.ratio, (c.ratio_ci_low, c.ratio_ci_high)
-                lo, hi = cell.ratio_ci
-                cell.verdict = ("faster" if hi is not None and hi < 1 else
-                                "slower" if lo is not None and lo > 1 else "same")
-                if not like:
-                    cell.verdict += f" (vs {base.backend} fp32)"
-                elif runtime_of(r) in OTHER_RUNTIMES:
-                    tally[cell.verdict] += 1
-                if runtime_of(r) in OTHER_RUNTIMES and cell.verdict == "faster":
-                    faster.append(cell)
-            fr.cells.append(cell)
-        out.append(fr)
-    return Comparison(out, claim_line(tally, sorted({r.device for r in ok})), faster)
+        base, like = _baseline(key, members, groups)
+        need = 0 if base is None else len(members) - any(r is base for r in members)
+        if max_comparisons is not None and (left[0] or used + need > max_comparisons):
+            left[0], left[1] = left[0] + 1, left[1] + need
+            continue
+        used += need
+        out.append(_framework_row(key, members, base, like, samples, provenance, tally, faster))
+    comp = Comparison(out, claim_line(tally, sorted({r.device for r in ok})), faster)
+    if left[0]:
+        comp.left_out = (left[0], left[1])
+        comp.claim_line += (f" Compared here: the first {len(out)} of {len(out) + left[0]} configurations "
+                            f"(a budget of {max_comparisons} bootstrap comparisons; {left[1]} more left "
+                            "out); `lab advise --model M --device D` compares the runtimes of one pair.")
+    return comp
+
+
+def _baseline(key: tuple, members: list[ResultRow], groups: dict[tuple, list[ResultRow]]
+              ) -> tuple[ResultRow | None, bool]:
+    """The fastest Paddle row of the configuration, else Paddle fp32 at its threads; like: same precision."""
+    paddle = [r for r in members if runtime_of(r) in PADDLE_RUNTIMES]
+    base, like = (paddle[0] if paddle else None), bool(paddle)
+    if base is None and key[3] != "fp32":  # e.g. int8 only in ONNX Runtime: against Paddle fp32
+        fp32 = sorted((r for r in groups.get(key[:3] + ("fp32",), [])
+                       if runtime_of(r) in PADDLE_RUNTIMES), key=lambda r: r.p50_ms)
+        base = fp32[0] if fp32 else None
+    return base, like
+
+
+def _framework_row(key: tuple, members: list[ResultRow], base: ResultRow | None, like: bool,
+                   samples: dict[str, list[list[float]]], provenance: dict[str, dict[str, Any]],
+                   tally: dict[str, int], faster: list[Cell]) -> FrameworkRow:
+    """One configuration's cells, each compared with the baseline (bootstrap CI of the ratio)."""
+    fr = FrameworkRow(key[0], key[1], key[2], key[3], base)
+    for r in members:
+        cell = Cell(r, RUNTIME_LABELS.get(runtime_of(r) or "", r.backend or "?"),
+                    agreement_of(provenance.get(r.job_id) or {}, r))
+        if base is not None and r is base:
+            cell.verdict = "baseline"
+        elif base is not None:
+            c = stats.compare(samples[base.job_id], samples[r.job_id])
+            cell.ratio, cell.ratio_ci = c.ratio, (c.ratio_ci_low, c.ratio_ci_high)
+            lo, hi = cell.ratio_ci
+            cell.verdict = ("faster" if hi is not None and hi < 1 else
+                            "slower" if lo is not None and lo > 1 else "same")
+            if not like:
+                cell.verdict += f" (vs {base.backend} fp32)"
+            elif runtime_of(r) in OTHER_RUNTIMES:
+                tally[cell.verdict] += 1
+            if runtime_of(r) in OTHER_RUNTIMES and cell.verdict == "faster":
+                faster.append(cell)
+        fr.cells.append(cell)
+    return fr
 
 
 def claim_line(tally: dict[str, int], devices: list[str]) -> str:

@@ -16,8 +16,9 @@ job meant a worker process per running job and two round trips per job (docs/ray
 
 Node loss: an agent whose node dies fails its poll (ActorDiedError); its jobs become transient
 DeviceErrors naming the cause, so the scheduler retries them - and a retry goes only to a live
-agent whose node advertises the device (`_DeviceHandle`), else the device is marked unhealthy with
-the reason and its remaining jobs are skipped.
+agent whose node advertises the device (`_DeviceHandle`), else it raises `HostLost`: nothing was
+measured, so that job and the rest of the device's queue go back to planned with the cause, and
+`lab run --resume` runs them once a node reaches the device again.
 
 Models travel through Ray's object store (`_model_bundle`): the driver puts each model's files once,
 and a node materialises them into a content-addressed cache (`~/.cache/hwlab/ray-models`, or
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.core.errors import ConfigError, DeviceError
+from lab.core.errors import ConfigError, DeviceError, HostLost
 from lab.core.records import Device, Job, Measurement
 from lab.measure.ray_node import NodeAgent, NodeExecutor, node_info
 from lab.measure.scheduler import RunSummary, Scheduler, SchedulerOptions
@@ -229,8 +230,9 @@ class AgentExecutor:
         if self._route(res) is None:
             self.discover()
         if self._route(res) is None:
-            raise DeviceError(device.id, f"no live node in the Ray cluster advertises {res}"
-                              + self._cause(device.id), transient=False)
+            error = HostLost if device.id in self.last_loss else DeviceError
+            raise error(device.id, f"no live node in the Ray cluster advertises {res}"
+                        + self._cause(device.id), transient=False)
         return _DeviceHandle(device.id, res)
 
     def _bundle_box(self, job: Job) -> list:
@@ -248,9 +250,9 @@ class AgentExecutor:
 
     def __call__(self, job: Job, device: Device, handle: _DeviceHandle) -> Measurement:
         agent = self._route(handle.resource)
-        if agent is None:
-            raise DeviceError(device.id, f"job {job.job_id}: no live node in the Ray cluster advertises "
-                              f"{handle.resource} any more" + self._cause(device.id), transient=False)
+        if agent is None:  # its node was lost: nothing measured, the job goes back to planned
+            raise HostLost(device.id, f"job {job.job_id}: no live node in the Ray cluster advertises "
+                           f"{handle.resource} any more" + self._cause(device.id))
         box = self._bundle_box(job)
         fut: Future = Future()
         with self._lock:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lab.core.errors import DeviceError, LabError
+from lab.core.errors import DeviceError, HostLost, LabError
 from lab.core.records import Device, Job, Measurement
 from lab.results.store import Store
 from lab.telemetry.cooldown import BOUND, COOLDOWN_POLL_S, Cooldown, wait_for_cooldown
@@ -196,6 +196,10 @@ class Scheduler:
                                 state.healthy = False
                                 state.reason = error_headline(error) if permanent else (
                                     f"{consecutive_failures} jobs failed in a row; last: {error_headline(error)}")
+                    except HostLost as exc:  # nothing measured: this job and the rest stay planned
+                        self._requeue(queue[i:], state, str(exc))
+                        progress.update()
+                        return
                     except Exception as exc:  # noqa: BLE001 - one broken job must not end the device's queue
                         consecutive_failures += 1
                         try:
@@ -248,6 +252,9 @@ class Scheduler:
                 if transport is None:
                     transport = self._open(device)
                 return self.executor(job, device, transport), None, transport, False
+            except HostLost:
+                _close_quietly(transport)
+                raise
             except DeviceError as exc:
                 _close_quietly(transport)
                 transport = None
@@ -263,6 +270,16 @@ class Scheduler:
             except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the campaign
                 return None, f"internal error {type(exc).__name__}: {exc}", transport, False
         return None, "no attempt made", transport, False
+
+    def _requeue(self, jobs: list[Job], state: DeviceState, error: str) -> None:
+        """The device's host is gone: its running job and the rest of its queue go back to planned
+        (the summary counts them unfinished, and `--resume` runs them)."""
+        self.store.requeue([j.job_id for j in jobs], f"back to planned: {error}")
+        with self._lock:
+            state.healthy = False
+            state.reason = error_headline(error)
+            state.current = ""
+            state.last = f"{len(jobs)} job(s) back to planned: {error_headline(error)}"
 
     def _finish(self, job: Job, state: DeviceState, status: str, *, measurement: Measurement | None = None,
                 error: str | None = None) -> None:

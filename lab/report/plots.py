@@ -79,7 +79,10 @@ def _svg_uri(fig: Figure) -> str:
     FigureCanvasSVG(fig)
     with matplotlib.rc_context(_RC):
         fig.savefig(buf, format="svg", metadata={"Date": None})
-    svg = _minify(buf.getvalue().decode("utf-8"))
+    return _data_uri(_minify(buf.getvalue().decode("utf-8")))
+
+
+def _data_uri(svg: str) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii")
 
 
@@ -108,24 +111,16 @@ def bar_chart(title: str, bars: Sequence[Bar], xlabel: str, *, alt: str) -> Char
     caption = ""
     if len(bars) > len(shown):
         caption = f"{len(shown)} fastest of {len(bars)} configurations drawn; the table lists all."
-    with matplotlib.rc_context(_RC):
-        labels = [_clip(b.label + (f"  [{b.flag}]" if b.flag else "")) for b in shown]
-        fig = _new_figure(8.0, 1.0 + 0.22 * len(shown), labels)
-        ax = fig.add_subplot()
-        ys = list(range(len(shown)))[::-1]
-        colors = [PROCESSOR_COLORS.get(b.processor or "", OTHER_COLOR) for b in shown]
-        ax.barh(ys, [b.value for b in shown], color=colors, height=0.7)
-        lo = [b.value - b.low if b.low is not None else 0.0 for b in shown]
-        hi = [b.high - b.value if b.high is not None else 0.0 for b in shown]
-        if any(lo) or any(hi):
-            ax.errorbar([b.value for b in shown], ys, xerr=[lo, hi], fmt="none", ecolor="black",
-                        elinewidth=0.8, capsize=2)
-        ax.set_yticks(ys, labels)
-        ax.set_xlabel(xlabel)
-        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
-        ax.set_xlim(left=0)
-        _processor_legend(ax, {b.processor for b in shown})
-        return Chart(_svg_uri(fig), alt, caption)
+    from lab.report.svgbars import bars_svg  # written directly: matplotlib cost ~0.1 s per chart
+    labels = [_clip(b.label + (f"  [{b.flag}]" if b.flag else "")) for b in shown]
+    left = 0.35 + 0.058 * max((len(t) for t in labels), default=4)  # as _new_figure
+    procs = sorted({b.processor for b in shown}, key=lambda p: p or "~")
+    svg = bars_svg(_clip(title, 90), labels,
+                   [[(b.value, PROCESSOR_COLORS.get(b.processor or "", OTHER_COLOR))] for b in shown],
+                   [(b.low, b.high) for b in shown], xlabel,
+                   [(p or "unknown", PROCESSOR_COLORS.get(p or "", OTHER_COLOR)) for p in procs], left_in=left,
+                   legend_title="processor")
+    return Chart(_data_uri(svg), alt, caption)
 
 
 def stacked_chart(title: str, labels: Sequence[str], parts: Sequence[tuple[str, Sequence[float | None]]],
@@ -147,20 +142,13 @@ def stacked_chart(title: str, labels: Sequence[str], parts: Sequence[tuple[str, 
         caption = f"{MAX_BARS} fastest of {len(rows)} configurations drawn; the table lists all."
         rows = rows[:MAX_BARS]
     palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
-    with matplotlib.rc_context(_RC):
-        fig = _new_figure(8.0, 1.0 + 0.22 * len(rows), [_clip(r[0]) for r in rows])
-        ax = fig.add_subplot()
-        ys = list(range(len(rows)))[::-1]
-        left = [0.0] * len(rows)
-        for k, (name, _) in enumerate(parts):
-            widths = [r[1][k] if r[1][k] is not None else 0.0 for r in rows]
-            ax.barh(ys, widths, left=left, color=palette[k % len(palette)], height=0.7, label=name)
-            left = [a + b for a, b in zip(left, widths)]
-        ax.set_yticks(ys, [_clip(r[0]) for r in rows])
-        ax.set_xlabel(xlabel)
-        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        return Chart(_svg_uri(fig), alt, caption)
+    from lab.report.svgbars import bars_svg  # written directly, as bar_chart
+    labels = [_clip(r[0]) for r in rows]
+    segs = [[(v if v is not None else 0.0, palette[k % len(palette)]) for k, v in enumerate(r[1])] for r in rows]
+    svg = bars_svg(_clip(title, 90), labels, segs, [(None, None)] * len(rows), xlabel,
+                   [(name, palette[k % len(palette)]) for k, (name, _) in enumerate(parts)],
+                   left_in=0.35 + 0.058 * max((len(t) for t in labels), default=4))
+    return Chart(_data_uri(svg), alt, caption)
 
 
 def pareto_chart(title: str, points: Sequence[tuple[str, float, float, bool, str | None]],
@@ -169,30 +157,16 @@ def pareto_chart(title: str, points: Sequence[tuple[str, float, float, bool, str
     pts = [p for p in points if p[1] is not None and p[2] is not None]
     if len(pts) < 2:
         return None
-    with matplotlib.rc_context(_RC):
-        fig = _new_figure(6.5, 4.2, ["0000000"], bottom=0.55)
-        ax = fig.add_subplot()
-        for on_front in (False, True):  # one collection per style: hundreds of points stay cheap
-            sel = [p for p in pts if p[3] == on_front]
-            if sel:
-                ax.scatter([p[1] for p in sel], [p[2] for p in sel], s=34 if on_front else 24,
-                           c=[PROCESSOR_COLORS.get(p[4] or "", OTHER_COLOR) for p in sel],
-                           edgecolors="black" if on_front else "none", linewidths=0.8,
-                           alpha=1.0 if on_front else 0.6, zorder=3 if on_front else 2)
-        ax.margins(0.12)
-        front = sorted((p for p in pts if p[3]), key=lambda p: p[1])
-        if len(front) > 1:
-            ax.plot([p[1] for p in front], [p[2] for p in front], color="black", lw=0.8, zorder=2)
-        for label, x, y, _, _ in front[:12]:
-            ax.annotate(_clip(label, 40), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6.5)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(ylabel)
-        ax.set_title(_clip(title, 90), loc="left", y=1.0)  # fixed y: no auto-placement pass
-        _processor_legend(ax, {p[4] for p in pts})
-        caption = "Black outline: on the Pareto front (no other configuration is better on both axes)."
-        if len(front) > 12:
-            caption += f" {len(front)} front points, first 12 labelled."
-        return Chart(_svg_uri(fig), alt, caption)
+    from lab.report.svgbars import scatter_svg  # written directly, as bar_chart
+    front = sorted((p for p in pts if p[3]), key=lambda p: p[1])
+    color = {p[4]: PROCESSOR_COLORS.get(p[4] or "", OTHER_COLOR) for p in pts}
+    svg = scatter_svg(_clip(title, 90), [(p[1], p[2], color[p[4]], p[3]) for p in pts],
+                      [(p[1], p[2]) for p in front], [(_clip(p[0], 40), p[1], p[2]) for p in front[:12]],
+                      xlabel, ylabel, [(p or "unknown", color[p]) for p in sorted(color, key=lambda p: p or "~")])
+    caption = "Black outline: on the Pareto front (no other configuration is better on both axes)."
+    if len(front) > 12:
+        caption += f" {len(front)} front points, first 12 labelled."
+    return Chart(_data_uri(svg), alt, caption)
 
 
 def _processor_legend(ax, processors) -> None:

@@ -460,12 +460,15 @@ def ranking_section(rows: list[ResultRow], profiles: list[str] | None) -> dict |
     return {"profiles": out}
 
 
+FRAMEWORK_COMPARISONS_MAX = 300  # bootstraps in a report's frameworks table: ~2-3 s on a loaded 2-core box
+
+
 def frameworks_section(store: Store, ok: list[ResultRow]):
     """Paddle runtimes and ONNX Runtime side by side (lab.decide.frameworks), or why not."""
     from lab.decide import frameworks
     ids = [r.job_id for r in ok]
-    comp = frameworks.compare_frameworks(ok, store.all_samples(ids),
-                                         {i: store.provenance(i) for i in ids})
+    comp = frameworks.compare_frameworks(ok, store.all_samples(ids), {i: store.provenance(i) for i in ids},
+                                         max_comparisons=FRAMEWORK_COMPARISONS_MAX)
     if comp is None:
         return Unavailable("no model was measured with a Paddle runtime and ONNX Runtime on the "
                            "same device (add onnxruntime-cpu to the campaign's backends)")

@@ -299,6 +299,12 @@ class Store:
                   json.dumps(asdict(j.protocol), sort_keys=True), ts) for j in jobs])
 
     @_guarded
+    def requeue(self, job_ids: list[str], note: str) -> int:
+        """Jobs whose device's host was lost go back to 'planned' with the cause (resume runs them)."""
+        with self._tx() as db:
+            return sum(db.execute("UPDATE jobs SET status='planned', error=? WHERE job_id=?",
+                                  (note, j)).rowcount for j in job_ids)
+
     def reset_running(self, campaign: str, note: str) -> int:
         """Jobs left 'running' by an interrupted orchestrator go back to 'planned' (resume runs them)."""
         with self._tx() as db:

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from lab.core.errors import DeviceUnreachable, HostKeyMismatch, RunnerError
+from lab.core.errors import DeviceUnreachable, HostKeyMismatch, HostLost, RunnerError
 from lab.core.records import Device, Job, Measurement, MeasurementProtocol
 from lab.measure.scheduler import Scheduler, SchedulerOptions
 from lab.results.store import Store
@@ -141,6 +141,29 @@ def test_permanent_error_marks_device_unhealthy_and_skips_its_jobs_while_others_
                       "good-0": "ok", "good-1": "ok", "good-2": "ok"}
     rows = {r["job_id"]: r for r in store.results_rows("sched")}
     assert "marked unhealthy" in rows["bad-1"]["error"] and "CHANGED" in rows["bad-1"]["error"]
+
+
+def test_host_lost_puts_the_job_and_the_rest_of_its_queue_back_to_planned(store):
+    """A farm node that dies took nothing measured with it: its device's running job and the rest of
+    that device's queue go back to planned with the cause (not failed, not skipped), counted as
+    unfinished for `--resume`, while the other devices finish (issue 24)."""
+    calls = []
+
+    def executor(job, device, transport):
+        calls.append(job.job_id)
+        if job.job_id == "gone-1":
+            raise HostLost(device.id, "no live node in the Ray cluster advertises hwlab-dev:gone")
+        return ok(job)
+
+    summary = run(store, devices("gone", "good"), jobs_for(["gone", "good"]), executor, retries=3)
+    assert calls.count("gone-1") == 1 and "gone-2" not in calls  # not retried, the queue stops
+    assert store.job_status("sched") == {"gone-0": "ok", "gone-1": "planned", "gone-2": "planned",
+                                         "good-0": "ok", "good-1": "ok", "good-2": "ok"}
+    rows = {r["job_id"]: r for r in store.results_rows("sched")}
+    assert all("back to planned" in rows[j]["error"] and "hwlab-dev:gone" in rows[j]["error"]
+               for j in ("gone-1", "gone-2"))
+    assert summary.unfinished == 2 and summary.failed == summary.skipped == 0 and summary.exit_code == 1
+    assert summary.devices["gone"].healthy is False
 
 
 def test_runner_errors_are_not_retried_and_consecutive_failures_make_a_device_unhealthy(store):
