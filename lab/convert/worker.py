@@ -25,6 +25,17 @@ def _inputs(specs: list[dict[str, Any]], count: int, seed: int | None = None) ->
                                    count, agreement.REFERENCE_SEED if seed is None else seed)
 
 
+def _npz_feeds(path: str, specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Input sets saved by the host (`.npz`, key = the model's input name, N x run shape): the
+    model's natural reference or calibration inputs, so int8 is calibrated and checked on data
+    like what it will see (uniform [0, 1) noise is not an ImageNet-normalised photo)."""
+    import numpy as np
+    with np.load(path) as data:
+        arrays = {s["name"]: data[s.get("paddle_name") or s["name"]] for s in specs}
+    n = min(len(a) for a in arrays.values())
+    return [{k: a[i] for k, a in arrays.items()} for i in range(n)]
+
+
 def _agreement(reference: list[list[Any]], candidate: list[list[Any]], precision: str,
                reference_name: str) -> dict[str, Any]:
     """lab.models.agreement.compare over compact outputs; keys cosine/max_abs/top1 kept for the records."""
@@ -75,7 +86,8 @@ def agree(job: dict[str, Any]) -> dict[str, Any]:
     """Reference (ONNX Runtime on job['onnx']) against Paddle Inference or another .onnx."""
     from lab.models import agreement
     specs = job["inputs"]  # [{name (onnx), paddle_name, run_shape, dtype}]
-    feeds = _inputs(specs, job.get("count", AGREEMENT_SAMPLES))
+    feeds = _npz_feeds(job["feeds_npz"], specs) if job.get("feeds_npz") else \
+        _inputs(specs, job.get("count", AGREEMENT_SAMPLES))
     if job.get("reference_paddle_model"):
         ref = _paddle_outputs(job["reference_paddle_model"], job["reference_paddle_params"], feeds)
     else:
@@ -88,7 +100,8 @@ def agree(job: dict[str, Any]) -> dict[str, Any]:
     reference = ("paddle:" + Path(job["reference_paddle_model"]).name
                  if job.get("reference_paddle_model") else "onnxruntime:" + Path(job["onnx"]).name)
     out = _agreement(ref, cand, job.get("precision", "fp32"), reference)
-    out.update(seed=agreement.REFERENCE_SEED, reference=reference)
+    out.update(seed=agreement.REFERENCE_SEED, reference=reference,
+               inputs=job.get("feeds_source") or f"seeded random (seed {agreement.REFERENCE_SEED}+i)")
     return out
 
 
@@ -140,13 +153,15 @@ def paddle2onnx(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def quantize(job: dict[str, Any]) -> dict[str, Any]:
-    """ONNX Runtime static int8: QDQ, per-channel weights, seeded calibration inputs."""
+    """ONNX Runtime static int8: QDQ, per-channel weights, calibrated on the host's calibration set
+    (`calibration_npz`: the same data Paddle's PTQ uses), else on seeded inputs."""
     import onnxruntime
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                           QuantType, quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    feeds = _inputs(job["inputs"], job["calibration_samples"], job["seed"])
+    feeds = _npz_feeds(job["calibration_npz"], job["inputs"]) if job.get("calibration_npz") else \
+        _inputs(job["inputs"], job["calibration_samples"], job["seed"])
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -166,7 +181,9 @@ def quantize(job: dict[str, Any]) -> dict[str, Any]:
     res = {"ok": True, "onnxruntime": onnxruntime.__version__}
     if job.get("agree"):
         res["agreement"] = agree({"onnx": job["fp32"], "candidate_onnx": job["out"],
-                                  "inputs": job["inputs"], "precision": "int8"})
+                                  "inputs": job["inputs"], "precision": "int8",
+                                  "feeds_npz": job.get("feeds_npz"),
+                                  "feeds_source": job.get("feeds_source")})
     return res
 
 

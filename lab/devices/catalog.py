@@ -557,28 +557,13 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         key = None
     if key in _CACHE:
         return _CACHE[key]
-    catalog = _load_cached(p)
+    from lab.devices import catalog_cache  # validated catalogs kept between processes
+    catalog = catalog_cache.load(p, _load_catalog, Path(__file__), (
+        Figure, Price, SupplyFlag, Accelerator, Unit, Memory, VideoPath, Video, ChipIdentity, Chip, Catalog))
     if key is not None:
         if len(_CACHE) > 8:
             _CACHE.clear()
         _CACHE[key] = catalog
-    return catalog
-
-
-def _load_cached(p: str) -> Catalog:
-    """The catalog from the on-disk cache of validated catalogs (lab.devices.catalog_cache) when
-    this exact file was parsed before by this code, else parsed and validated, then cached."""
-    from lab.devices import catalog_cache
-    try:
-        key = catalog_cache.cache_key(p, Path(p).read_bytes(), Path(__file__).read_bytes())
-    except OSError:
-        return _load_catalog(p)  # unreadable: the parser names the file and the problem
-    classes = {c.__name__: c for c in (Figure, Price, SupplyFlag, Accelerator, Unit, Memory, VideoPath,
-                                       Video, ChipIdentity, Chip, Catalog)}
-    catalog = catalog_cache.read(key, classes)
-    if not isinstance(catalog, Catalog):
-        catalog = _load_catalog(p)
-        catalog_cache.write(key, catalog, classes)
     return catalog
 
 

@@ -14,9 +14,9 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
 
 KEEP = 16  # cached catalogs kept (one per catalog file version)
 
@@ -24,6 +24,22 @@ KEEP = 16  # cached catalogs kept (one per catalog file version)
 def cache_dir() -> Path:
     """$XDG_CACHE_HOME/hwlab/catalog, default ~/.cache/hwlab/catalog."""
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hwlab" / "catalog"
+
+
+def load(path: str, parse: Callable[[str], Any], code: Path, classes: tuple[type, ...]) -> Any:
+    """The catalog at `path` from the cache when this exact file was parsed before by this code
+    (`code`: the loader's source file), else `parse(path)`, then cached. `classes`: the
+    dataclasses a catalog is made of, the only ones an entry may name."""
+    by_name = {c.__name__: c for c in classes}
+    try:
+        key = cache_key(path, Path(path).read_bytes(), code.read_bytes())
+    except OSError:
+        return parse(path)  # unreadable: the parser names the file and the problem
+    catalog = read(key, by_name)
+    if not isinstance(catalog, classes[-1]):
+        catalog = parse(path)
+        write(key, catalog, by_name)
+    return catalog
 
 
 def cache_key(path: str, data: bytes, code: bytes) -> str:

@@ -1,4 +1,5 @@
-"""Charts of the report, drawn with matplotlib's SVG backend and returned as `data:` URIs.
+"""Charts of the report as SVG `data:` URIs: bars, stacked bars and Pareto scatters written directly
+(lab.report.svgbars), the rarer charts drawn with matplotlib's SVG backend.
 
 Why `<img src="data:image/svg+xml;base64,...">` rather than inline `<svg>`: a chart built from
 user-supplied names (devices, models) can then never run script or fetch anything - browsers do
@@ -18,11 +19,12 @@ import io
 import math
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import matplotlib
-from matplotlib.figure import Figure
-from matplotlib.backends.backend_svg import FigureCanvasSVG
+from lab.report.svgbars import bars_svg, scatter_svg
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 _RC = {
     "svg.fonttype": "none",
@@ -74,10 +76,19 @@ def _minify(svg: str) -> str:
     return re.sub(r">\s+<", "><", svg)
 
 
+def _mpl():
+    """matplotlib, imported on first use: the common charts (bars, stacked bars, Pareto) are
+    written as SVG directly (lab.report.svgbars) and a report without the others never pays for it."""
+    import matplotlib
+    import matplotlib.figure  # the submodules used here
+    return matplotlib
+
+
 def _svg_uri(fig: Figure) -> str:
+    from matplotlib.backends.backend_svg import FigureCanvasSVG
     buf = io.BytesIO()
     FigureCanvasSVG(fig)
-    with matplotlib.rc_context(_RC):
+    with _mpl().rc_context(_RC):
         fig.savefig(buf, format="svg", metadata={"Date": None})
     return _data_uri(_minify(buf.getvalue().decode("utf-8")))
 
@@ -90,8 +101,8 @@ def _new_figure(width: float, height: float, labels: Sequence[str] = (), *, top:
                 bottom: float = 0.5) -> Figure:
     """A figure with margins computed from the label lengths (inches), instead of a tight-bbox pass:
     `bbox_inches="tight"` draws every figure twice, the cost that dominated large reports."""
-    with matplotlib.rc_context(_RC):
-        fig = Figure(figsize=(width, height))
+    with _mpl().rc_context(_RC):
+        fig = _mpl().figure.Figure(figsize=(width, height))
     left = 0.35 + 0.058 * max((len(t) for t in labels), default=4)  # ~8 pt DejaVu Sans per char
     fig.subplots_adjust(left=min(0.6, left / width), right=1 - 1.1 / width,  # legend sits right of the axes
                         top=1 - top / height, bottom=bottom / height)
@@ -111,7 +122,6 @@ def bar_chart(title: str, bars: Sequence[Bar], xlabel: str, *, alt: str) -> Char
     caption = ""
     if len(bars) > len(shown):
         caption = f"{len(shown)} fastest of {len(bars)} configurations drawn; the table lists all."
-    from lab.report.svgbars import bars_svg  # written directly: matplotlib cost ~0.1 s per chart
     labels = [_clip(b.label + (f"  [{b.flag}]" if b.flag else "")) for b in shown]
     left = 0.35 + 0.058 * max((len(t) for t in labels), default=4)  # as _new_figure
     procs = sorted({b.processor for b in shown}, key=lambda p: p or "~")
@@ -142,7 +152,6 @@ def stacked_chart(title: str, labels: Sequence[str], parts: Sequence[tuple[str, 
         caption = f"{MAX_BARS} fastest of {len(rows)} configurations drawn; the table lists all."
         rows = rows[:MAX_BARS]
     palette = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
-    from lab.report.svgbars import bars_svg  # written directly, as bar_chart
     labels = [_clip(r[0]) for r in rows]
     segs = [[(v if v is not None else 0.0, palette[k % len(palette)]) for k, v in enumerate(r[1])] for r in rows]
     svg = bars_svg(_clip(title, 90), labels, segs, [(None, None)] * len(rows), xlabel,
@@ -157,7 +166,6 @@ def pareto_chart(title: str, points: Sequence[tuple[str, float, float, bool, str
     pts = [p for p in points if p[1] is not None and p[2] is not None]
     if len(pts) < 2:
         return None
-    from lab.report.svgbars import scatter_svg  # written directly, as bar_chart
     front = sorted((p for p in pts if p[3]), key=lambda p: p[1])
     color = {p[4]: PROCESSOR_COLORS.get(p[4] or "", OTHER_COLOR) for p in pts}
     svg = scatter_svg(_clip(title, 90), [(p[1], p[2], color[p[4]], p[3]) for p in pts],
@@ -186,7 +194,7 @@ def curve_chart(title: str, series: Sequence[tuple[str, Sequence[tuple[float, fl
     series = [(lab, pts) for lab, pts in series if pts]
     if not series:
         return None
-    with matplotlib.rc_context(_RC):
+    with _mpl().rc_context(_RC):
         fig = _new_figure(6.5, 4.0, ["0000000"], bottom=0.55)
         ax = fig.add_subplot()
         for i, (label, pts) in enumerate(series[:12]):
@@ -220,7 +228,7 @@ def window_chart(title: str, series: Sequence[tuple[str, str | None, Sequence[tu
     series = [s for s in series if s[2]]
     if not series:
         return None
-    with matplotlib.rc_context(_RC):
+    with _mpl().rc_context(_RC):
         fig = _new_figure(8.0, 3.0)
         ax = fig.add_subplot()
         for label, proc, pts in series[:MAX_BARS]:
@@ -259,9 +267,9 @@ def op_profile_chart(title: str, panels: Sequence[tuple[str, Sequence[tuple[str,
     n_bars = max(len(ops) for _, ops in shown)
     labels = [_clip(o[0], 40) for _, ops in shown for o in ops]
     procs = {o[2] for _, ops in shown for o in ops}
-    with matplotlib.rc_context(_RC):
+    with _mpl().rc_context(_RC):
         width = min(16.0, 1.0 + 4.2 * len(shown))
-        fig = Figure(figsize=(width, 1.2 + 0.24 * n_bars))
+        fig = _mpl().figure.Figure(figsize=(width, 1.2 + 0.24 * n_bars))
         height = 1.2 + 0.24 * n_bars
         label_in = 0.35 + 0.058 * max(len(t) for t in labels)  # ~8 pt per char, as _new_figure
         fig.subplots_adjust(left=min(0.5, label_in / width), right=1 - 1.1 / width,

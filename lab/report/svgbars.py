@@ -9,8 +9,8 @@ are shown, never interpreted.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from html import escape
-from typing import Sequence
 
 PT = 72.0  # points per inch: sizes are given in inches as for matplotlib figures
 
@@ -22,7 +22,13 @@ def _nice_ticks(xmax: float) -> list[float]:
     raw = xmax / 5
     mag = 10 ** math.floor(math.log10(raw))
     step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    return [i * step for i in range(int(math.ceil(xmax / step - 1e-9)) + 1)]
+    return [i * step for i in range(math.ceil(xmax / step - 1e-9) + 1)]
+
+
+def _head(w: float, h: float) -> str:
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.1f}pt" height="{h:.1f}pt" '
+            f'viewBox="0 0 {w:.1f} {h:.1f}" font-family="DejaVu Sans, Bitstream Vera Sans, sans-serif" '
+            'font-size="8"><rect width="100%" height="100%" fill="#fff"/>')
 
 
 def _fmt_tick(t: float) -> str:
@@ -47,10 +53,7 @@ def bars_svg(title: str, labels: Sequence[str], segments: Sequence[Sequence[tupl
         return x0 + (x1 - x0) * max(0.0, v) / xmax
 
     slot = (y1 - y0) / n
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.1f}pt" height="{h:.1f}pt" '
-           f'viewBox="0 0 {w:.1f} {h:.1f}" font-family="DejaVu Sans, Bitstream Vera Sans, sans-serif" '
-           'font-size="8"><rect width="100%" height="100%" fill="#fff"/>',
-           f'<text x="{x0:.1f}" y="{y0 - 6:.1f}" font-size="9">{escape(title)}</text>']
+    out = [_head(w, h), f'<text x="{x0:.1f}" y="{y0 - 6:.1f}" font-size="9">{escape(title)}</text>']
     for i, (label, seg, (lo, hi)) in enumerate(zip(labels, segments, whiskers)):
         yc, start = y0 + (i + 0.5) * slot, 0.0
         for v, c in seg:
@@ -82,7 +85,7 @@ def _range_ticks(lo: float, hi: float) -> list[float]:
     """Round steps inside [lo, hi], about five of them."""
     step = _nice_ticks(hi - lo)[1] if hi > lo else 1.0
     first = math.ceil(lo / step - 1e-9)
-    return [k * step for k in range(first, int(math.floor(hi / step + 1e-9)) + 1)]
+    return [k * step for k in range(first, math.floor(hi / step + 1e-9) + 1)]
 
 
 def scatter_svg(title: str, points: Sequence[tuple[float, float, str, bool]], front: Sequence[tuple[float, float]],
@@ -102,10 +105,7 @@ def scatter_svg(title: str, points: Sequence[tuple[float, float, str, bool]], fr
     def sy(v: float) -> float:
         return y1 - (y1 - y0) * (v - ya) / (yb - ya)
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w:.1f}pt" height="{h:.1f}pt" '
-           f'viewBox="0 0 {w:.1f} {h:.1f}" font-family="DejaVu Sans, Bitstream Vera Sans, sans-serif" '
-           'font-size="8"><rect width="100%" height="100%" fill="#fff"/>',
-           f'<text x="{x0:.1f}" y="{y0 - 6:.1f}" font-size="9">{escape(title)}</text>']
+    out = [_head(w, h), f'<text x="{x0:.1f}" y="{y0 - 6:.1f}" font-size="9">{escape(title)}</text>']
     for on_front in (False, True):  # the front on top
         for x, y, c, f in points:
             if f == on_front:

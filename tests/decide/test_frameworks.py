@@ -92,3 +92,21 @@ def test_local_with_the_labs_python_is_checked_at_planning(monkeypatch):
     why = applicable(dev, "onnxruntime-cpu", "fp32")
     assert "needs the Python package 'onnxruntime', which is not installed" in why and \
         f"{sys.executable} -m pip install 'onnxruntime>=" in why
+
+
+def test_comparison_budget_keeps_whole_configurations_in_order_and_says_what_was_left():
+    """A farm's report would run 20,000 bootstraps: `max_comparisons` stops at whole configurations
+    and the claim line counts what was not compared; within the budget nothing changes."""
+    rows = [row("pi", "paddle-inference-cpu", 10.0), row("ort", "onnxruntime-cpu", 6.0),
+            row("pi2", "paddle-inference-cpu", 6.0, threads=2), row("ort2", "onnxruntime-cpu", 6.0, threads=2),
+            row("lite2", "paddle-lite-arm", 7.0, threads=2)]
+    samples = {r.job_id: trials(r.p50_ms, i) for i, r in enumerate(rows)}
+    full = frameworks.compare_frameworks(rows, samples)
+    same = frameworks.compare_frameworks(rows, samples, max_comparisons=3)  # 1 + 2 comparisons: all fit
+    assert same.left_out is None and same.claim_line == full.claim_line
+    assert [[c.ratio for c in fr.cells] for fr in same.rows] == [[c.ratio for c in fr.cells] for fr in full.rows]
+    cut = frameworks.compare_frameworks(rows, samples, max_comparisons=2)  # threads 2 needs 2 more
+    assert [(fr.threads, len(fr.cells)) for fr in cut.rows] == [(1, 2)]
+    assert cut.left_out == (1, 2)
+    assert "faster than the fastest Paddle runtime at the same precision and threads in 1 of 1" in cut.claim_line
+    assert "the first 1 of 2 configurations" in cut.claim_line and "2 more left out" in cut.claim_line
