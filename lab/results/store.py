@@ -188,12 +188,9 @@ def _result_row(vals: list[Any], options: dict[str, Any]) -> ResultRow:
     """ResultRow(*vals, options=options) without the frozen dataclass's __init__, which sets its
     66 fields one object.__setattr__ at a time (most of reading a 100,000-row store); the fields
     are set all at once, typed already by the query (`_row_sql`)."""
-    row = _NEW(ResultRow)
+    row = object.__new__(ResultRow)
     row.__dict__.update(zip(ROW_FIELDS, vals), options=options)
     return row
-
-
-_NEW = object.__new__
 
 
 def _provenance(cells: Any) -> dict[str, Any]:
