@@ -187,8 +187,10 @@ def claim_line(tally: dict[str, int], devices: list[str]) -> str:
 
 def faster_runtime_note(rows: Iterable[ResultRow], samples: dict[str, list[list[float]]],
                         device: str, model: str) -> str | None:
-    """For `lab advise`: which other runtime was measurably faster than Paddle here (information)."""
-    mine = [r for r in rows if r.device == device and r.model == model]
+    """For `lab advise`: which other runtime was measurably faster than Paddle here (information).
+    Configurations whose outputs failed the agreement check are left out on both sides, as the
+    verdict leaves them out: fast but wrong is no one's speed figure."""
+    mine = [r for r in rows if r.device == device and r.model == model and r.agree_ok is not False]
     comp = compare_frameworks(mine, samples)
     if comp is None or not comp.faster_other:
         return None

@@ -15,18 +15,7 @@ PADDLE_VERSION=3.2.2
 ORT_VERSION=1.32.0
 NUMPY_VERSION=2.3.5
 RECIPE="arm64 bookworm minbase python3,openssh-server,procps paddlepaddle==$PADDLE_VERSION onnxruntime==$ORT_VERSION numpy==$NUMPY_VERSION v1"
-dst="$BOARDS_CACHE/$BOARD_NAME"
-
-ensure_host_packages
-ensure_binfmt qemu-aarch64  # also for a cached board: binfmt_misc is gone after a reboot
-if [ "${1:-}" != --force ] && board_current "$BOARD_NAME" "$RECIPE"; then
-  echo "$dst"; exit 0
-fi
-start=$(date +%s)
-stage="$dst.tmp"
-release_mounts "$stage"
-rm -rf "$stage"
-mkdir -p "$stage"
+begin_build qemu-aarch64 "$RECIPE" "${1:-}"  # sets dst, stage, start (scripts/boards/common.sh)
 log "debootstrap bookworm arm64 (about 6 min)"
 debootstrap --arch=arm64 --variant=minbase --include=python3,openssh-server,procps \
   bookworm "$stage/root" "$DEBIAN_MIRROR" > "$stage/debootstrap.log" 2>&1 \

@@ -10,17 +10,7 @@ BOARD_NAME=armhf
 . "$(dirname "$0")/common.sh"
 
 RECIPE="armhf bookworm busybox-static dropbear-bin v2"
-dst="$BOARDS_CACHE/$BOARD_NAME"
-
-ensure_host_packages
-ensure_binfmt qemu-arm  # also for a cached board: binfmt_misc is gone after a reboot
-if [ "${1:-}" != --force ] && board_current "$BOARD_NAME" "$RECIPE"; then
-  echo "$dst"; exit 0
-fi
-start=$(date +%s)
-stage="$dst.tmp"
-release_mounts "$stage"
-rm -rf "$stage"
+begin_build qemu-arm "$RECIPE" "${1:-}"  # sets dst, stage, start (scripts/boards/common.sh)
 mkdir -p "$stage/debs"
 log "downloading armhf busybox-static and dropbear-bin with their dependencies"
 debootstrap --arch=armhf --variant=minbase --download-only --include=busybox-static,dropbear-bin \

@@ -74,3 +74,22 @@ board_commit() {
   mv "$dst.tmp" "$dst"
   log "built in ${secs}s: $dst"
 }
+
+# The start every board build shares: host packages, binfmt for qemu $1 (also for a cached board:
+# binfmt_misc is gone after a reboot), then either "current" (print the board, exit 0) or a fresh,
+# empty staging directory. Sets dst, stage and start. Arguments: QEMU RECIPE [--force].
+begin_build() {
+  local qemu="$1" recipe="$2" force="${3:-}"
+  dst="$BOARDS_CACHE/$BOARD_NAME"
+  ensure_host_packages
+  ensure_binfmt "$qemu"
+  if [ "$force" != --force ] && board_current "$BOARD_NAME" "$recipe"; then
+    echo "$dst"; exit 0
+  fi
+  # shellcheck disable=SC2034 # start is read by the build script that sourced this file
+  start=$(date +%s)
+  stage="$dst.tmp"
+  release_mounts "$stage"
+  rm -rf "$stage"
+  mkdir -p "$stage"
+}

@@ -72,6 +72,22 @@ def test_advisor_sides_ignore_other_runtimes_and_note_says_it():
     assert "The verdict compares processors, not runtimes." in note
 
 
+def test_advisor_note_never_quotes_configurations_that_failed_agreement():
+    """Regression (the demo): the note quoted ONNX Runtime int8 (cosine -0.91) against Paddle int8
+    (0.94) as "the fastest Paddle configuration", while the verdict had left both out as fast but
+    wrong. A configuration whose outputs failed the check is no one's speed figure."""
+    rows = [row("pi32", "paddle-inference-cpu", 16.0), row("ort32", "onnxruntime-cpu", 13.0),
+            row("pi8", "paddle-inference-cpu", 10.0, precision="int8", agree_ok=False),
+            row("ort8", "onnxruntime-cpu", 4.7, precision="int8", agree_ok=False)]
+    note = frameworks.faster_runtime_note(rows, {r.job_id: trials(r.p50_ms, 3) for r in rows},
+                                          "local", "m")
+    assert note.startswith("information: ONNX Runtime (onnxruntime-cpu, fp32, t1) ran m"), note
+    assert "int8" not in note and "the fastest Paddle configuration here is paddle-inference-cpu fp32" in note
+    wrong_only = [r for r in rows if r.precision == "int8"]
+    assert frameworks.faster_runtime_note(wrong_only, {r.job_id: trials(r.p50_ms, 3) for r in wrong_only},
+                                          "local", "m") is None
+
+
 @pytest.mark.parametrize("backend, precision, chip, needle", [
     ("onnxruntime-cpu", "fp16", "generic-x86-cpu", "onnxruntime-cpu cannot run fp16: ONNX Runtime runs fp32"),
     ("onnxruntime-gpu", "fp32", "generic-x86-cpu", "has no NVIDIA GPU for onnxruntime-gpu"),
