@@ -158,8 +158,8 @@ def _framework_row(key: tuple, members: list[ResultRow], base: ResultRow | None,
                             "slower" if lo is not None and lo > 1 else "same")
             if not like:
                 cell.verdict += f" (vs {base.backend} fp32)"
-            elif runtime_of(r) in OTHER_RUNTIMES:
-                tally[cell.verdict] += 1
+            elif runtime_of(r) in OTHER_RUNTIMES and r.agree_ok is not False and base.agree_ok is not False:
+                tally[cell.verdict] += 1  # the claim counts only answers that were not wrong
             if runtime_of(r) in OTHER_RUNTIMES and cell.verdict == "faster":
                 faster.append(cell)
         fr.cells.append(cell)
@@ -182,7 +182,8 @@ def claim_line(tally: dict[str, int], devices: list[str]) -> str:
     return (f"Claim \u201c{CLAIM}\u201d: {outcome}. On {', '.join(devices)}, ONNX Runtime was faster "
             f"than the fastest Paddle runtime at the same precision and threads in {tally['faster']} "
             f"of {n} configurations, slower in {tally['slower']}, and within noise (95% CI of the "
-            f"ratio includes 1) in {tally['same']}.")
+            f"ratio includes 1) in {tally['same']} (configurations where either side failed the "
+            "agreement check are not counted).")
 
 
 def faster_runtime_note(rows: Iterable[ResultRow], samples: dict[str, list[list[float]]],

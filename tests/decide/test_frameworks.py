@@ -44,7 +44,7 @@ def test_table_ratio_ci_agreement_and_claim():
     assert q8.agreement.passed is False
     assert "contradicts it wherever a difference was measurable" in comp.claim_line
     assert "faster than the fastest Paddle runtime at the same precision and threads in 1 of 2" \
-        in comp.claim_line and "slower in 0" in comp.claim_line and "in 1." in comp.claim_line
+        in comp.claim_line and "slower in 0" in comp.claim_line and "includes 1) in 1 (" in comp.claim_line
 
 
 def test_claim_line_says_when_paddle_wins():
@@ -83,6 +83,9 @@ def test_advisor_note_never_quotes_configurations_that_failed_agreement():
                                           "local", "m")
     assert note.startswith("information: ONNX Runtime (onnxruntime-cpu, fp32, t1) ran m"), note
     assert "int8" not in note and "the fastest Paddle configuration here is paddle-inference-cpu fp32" in note
+    # the claim line counts only configurations where neither side was wrong: fp32 here, 1 of 1
+    comp = frameworks.compare_frameworks(rows, {r.job_id: trials(r.p50_ms, 3) for r in rows})
+    assert "same precision and threads in 1 of 1 configurations" in comp.claim_line, comp.claim_line
     wrong_only = [r for r in rows if r.precision == "int8"]
     assert frameworks.faster_runtime_note(wrong_only, {r.job_id: trials(r.p50_ms, 3) for r in wrong_only},
                                           "local", "m") is None
