@@ -111,8 +111,9 @@ def test_kirin_and_rk_campaign(ws, tmp_path, adb_key):
         r = ran[key]
         assert r["source"] == "benchmark_bin" and r["mean_ms"] > 0 and r["p90_ms"] is None
         assert r["load_ms"] > ran[(key[0], "paddle-lite-arm")]["load_ms"]  # NPU init is the cost
-    # the real pi_runner ran inside the phone's sandbox and its result came back over sync
-    assert list((phone.root / "data/local/tmp/hwlab/results").glob("*.json"))
+    # the real pi_runner ran inside the phone's sandbox and its result came back over sync (one
+    # .jsonl per job under `process: fork`, the default; one .json per trial under `fresh`)
+    assert list((phone.root / "data/local/tmp/hwlab/results").glob("*.jsonl"))
 
 
 def test_faults_retries_and_resume(ws, adb_key):
