@@ -62,7 +62,8 @@ TABLE_COLUMNS = {  # header -> how to show one row (a records.ResultRow)
     # correctness beside the latency at every width (issue 25): key columns, never dropped
     "agree": lambda r: "" if not r.ok else {True: "ok", False: "FAIL"}.get(r.agree_ok, "n/a"),
     "top1%": lambda r: "" if not r.ok else _fmt(None if r.accuracy_top1 is None else 100 * r.accuracy_top1),
-    "cos min": lambda r: _fmt(r.agree_cosine_min) if r.ok else "",
+    # four decimals, as the report: 3 significant digits would print a cosine of 0.9995 as "1"
+    "cos min": lambda r: ("n/a" if r.agree_cosine_min is None else f"{r.agree_cosine_min:.4f}") if r.ok else "",
     "p90 ms": lambda r: _fmt(r.p90_ms), "load ms": lambda r: _fmt(r.load_ms),
     "first ms": lambda r: _fmt(r.first_ms), "RSS MB": lambda r: _fmt(r.peak_rss_mb),
     "n": lambda r: _fmt(r.n_samples), "conv": lambda r: _fmt(r.converged),

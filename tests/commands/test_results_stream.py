@@ -86,6 +86,11 @@ def test_agreement_and_accuracy_sit_beside_p50_at_every_width(tmp_path, width):
         assert expected in body, (width, expected)
     if width is None:
         assert "cos min" in header and "0.7" in body  # the detail: in --wide (dropped first when narrow)
+    # four decimals, as the report: 3 significant digits printed a cosine of 0.99953 as a perfect "1"
+    from dataclasses import replace
+
+    from lab.commands.results import TABLE_COLUMNS
+    assert TABLE_COLUMNS["cos min"](replace(rows[0], status="ok", agree_cosine_min=0.99953)) == "0.9995"
 
 
 def test_no_accuracy_column_where_nothing_measured_it(tmp_path):
