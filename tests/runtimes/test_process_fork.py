@@ -5,32 +5,19 @@ from __future__ import annotations
 import json
 import textwrap
 from dataclasses import asdict, replace
-from pathlib import Path
 
 import pytest
 from helpers import config_error, lab_cli, local_workspace, one_line_error, write_local_devices
 
 from lab.core.errors import RunnerError
-from lab.core.records import Job, MeasurementProtocol, job_id_for
+from lab.core.records import MeasurementProtocol, job_id_for
 from lab.devices.backends import BACKENDS
 from lab.measure.campaign import job_process, load_campaign, plan_jobs, protocol_identity
 from lab.runtimes.json_runner import measurement_from_docs, read_runner_docs
 from lab.transport.base import RunResult
 
-JOB = Job(job_id="j1", campaign="c", device="d", chip="generic-x86-cpu", model="m", model_sha256="abc",
-          backend="paddle-inference-cpu", processor="cpu", precision="fp32", threads=1,
-          protocol=MeasurementProtocol(trials=2))
-
-
-class FileTransport:
-    def __init__(self, files):
-        self.files = files
-
-    def pull(self, remote, local):
-        if remote not in self.files:
-            raise FileNotFoundError(remote)
-        Path(local).write_text(self.files[remote])
-        return Path(local)
+# the same job and pull-only transport double as the json_runner tests (one definition)
+from test_execute_job import JOB, FileTransport  # noqa: E402
 
 
 def doc(trial, **over):
